@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bnn needs, only when some are missing (apt-get update runs once,
+# then one apt-get install). With --torch it also installs python3-torch, used by the comparison
+# scripts in benchmarks/ (never by the build or the tests).
+set -euo pipefail
+
+packages=(g++ cmake ninja-build libeigen3-dev libxsimd-dev xtl-dev catch2 libstb-dev
+          nlohmann-json3-dev libbenchmark-dev libcli11-dev zlib1g-dev dataset-fashion-mnist)
+[[ "${1:-}" == "--torch" ]] && packages+=(python3-torch)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

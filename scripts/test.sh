@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds the library's tests and runs them. The README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNN_BUILD_TESTS=ON -DBNN_BUILD_EXAMPLES=ON
+cmake --build build --parallel "$(nproc)"
+cd build
+ctest --output-on-failure --parallel "$(nproc)"

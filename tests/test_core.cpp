@@ -1,0 +1,158 @@
+// Tensor, Shape, Rng, Variable and the tape.
+#include <catch2/catch.hpp>
+
+#include "bnn/autograd/variable.hpp"
+#include "bnn/core/tensor.hpp"
+#include "bnn/nn/module.hpp"
+
+using namespace bnn;
+
+TEST_CASE("Tensor is zero-filled, aligned and shares storage on copy", "[tensor]") {
+    Tensor<float> t(Shape{2, 3, 4});
+    REQUIRE(t.numel() == 24);
+    REQUIRE(reinterpret_cast<uintptr_t>(t.data()) % 64 == 0);
+    for (float v : t) REQUIRE(v == 0.f);
+    Tensor<float> u = t;
+    u.at({1, 2, 3}) = 5.f;
+    REQUIRE(t[23] == 5.f);
+    Tensor<float> c = t.clone();
+    c[23] = 1.f;
+    REQUIRE(t[23] == 5.f);
+}
+
+TEST_CASE("Tensor reshape is a view and infers -1", "[tensor]") {
+    auto t = Tensor<float>::from_vector({2, 3}, {1, 2, 3, 4, 5, 6});
+    auto r = t.reshape({3, -1});
+    REQUIRE(r.shape() == Shape{3, 2});
+    r.at({2, 1}) = 60.f;
+    REQUIRE(t.at({1, 2}) == 60.f);
+    REQUIRE_THROWS_AS(t.reshape({4, -1}), Error);
+    REQUIRE_THROWS_AS(t.reshape({7}), Error);
+    REQUIRE_THROWS_AS(t.reshape({-1, -1}), Error);
+}
+
+TEST_CASE("Tensor slice views rows of the first dimension", "[tensor]") {
+    auto t = Tensor<int32_t>::from_vector({3, 2}, {0, 1, 2, 3, 4, 5});
+    auto s = t.slice(1, 3);
+    REQUIRE(s.shape() == Shape{2, 2});
+    REQUIRE(s.at({0, 0}) == 2);
+    s.at({1, 1}) = 50;
+    REQUIRE(t[5] == 50);
+    REQUIRE_THROWS_AS(t.slice(2, 4), Error);
+}
+
+TEST_CASE("Tensor misuse raises bnn::Error with the shapes in the message", "[tensor]") {
+    Tensor<float> t(Shape{2, 2});
+    REQUIRE_THROWS_WITH(t.at({2, 0}), Catch::Contains("[2, 2]"));
+    REQUIRE_THROWS_AS(t.at({0}), Error);
+    REQUIRE_THROWS_AS(Tensor<float>::from_vector({3}, {1.f, 2.f}), Error);
+    Tensor<float> other(Shape{4});
+    REQUIRE_THROWS_WITH(t.copy_from(other), Catch::Contains("[4]"));
+    REQUIRE_THROWS_AS(Shape({2, -3}), Error);
+}
+
+TEST_CASE("Rng is deterministic and roughly normal", "[rng]") {
+    Rng a(42), b(42), c(43);
+    REQUIRE(a.next_u64() == b.next_u64());
+    REQUIRE(a.next_u64() != c.next_u64());
+    Rng r(7);
+    double sum = 0, sq = 0;
+    const int n = 200000;
+    for (int i = 0; i < n; ++i) {
+        double x = r.normal();
+        sum += x;
+        sq += x * x;
+    }
+    REQUIRE(std::abs(sum / n) < 0.01);
+    REQUIRE(std::abs(sq / n - 1.0) < 0.02);
+    std::vector<int> v{0, 1, 2, 3, 4, 5, 6, 7};
+    r.shuffle(v.begin(), v.end());
+    std::vector<int> sorted = v;
+    std::sort(sorted.begin(), sorted.end());
+    REQUIRE(sorted == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7});
+}
+
+namespace {
+// y = a * b elementwise, a tiny op to exercise the tape without the ops/ layer.
+Variable times(const Variable& a, const Variable& b) {
+    Tensor<float> out = Tensor<float>::empty(a.shape());
+    for (int64_t i = 0; i < out.numel(); ++i) out[i] = a.value()[i] * b.value()[i];
+    return make_result(out, {a, b},
+                       [](const Tensor<float>& g, std::vector<Variable>& in) {
+                           for (int k = 0; k < 2; ++k) {
+                               if (!in[k].requires_grad()) continue;
+                               auto& other = in[1 - k].value();
+                               auto& gi = in[k].grad();
+                               for (int64_t i = 0; i < g.numel(); ++i) gi[i] += g[i] * other[i];
+                           }
+                       },
+                       "times");
+}
+}  // namespace
+
+TEST_CASE("backward accumulates through shared inputs (residual-style reuse)", "[autograd]") {
+    Variable x(Tensor<float>::from_vector({2}, {3.f, -2.f}), true);
+    Variable w(Tensor<float>::from_vector({2}, {0.5f, 4.f}), false);
+    // y = (x*w) * x  => dy/dx = 2*w*x
+    Variable y = times(times(x, w), x);
+    y.backward(Tensor<float>::full({2}, 1.f));
+    REQUIRE(x.grad()[0] == Approx(2 * 0.5 * 3));
+    REQUIRE(x.grad()[1] == Approx(2 * 4.0 * -2));
+    REQUIRE_FALSE(w.has_grad());
+}
+
+TEST_CASE("NoGradGuard and frozen inputs record nothing", "[autograd]") {
+    Variable x(Tensor<float>::full({3}, 2.f), true);
+    Variable frozen(Tensor<float>::full({3}, 2.f), false);
+    REQUIRE(times(frozen, frozen).is_leaf());
+    {
+        NoGradGuard guard;
+        Variable y = times(x, x);
+        REQUIRE(y.is_leaf());
+        REQUIRE_FALSE(y.requires_grad());
+    }
+    REQUIRE_FALSE(times(x, x).is_leaf());
+    REQUIRE_FALSE(times(x, x).detach().requires_grad());
+}
+
+TEST_CASE("backward needs a scalar or a seed of the right shape", "[autograd]") {
+    Variable x(Tensor<float>::full({3}, 2.f), true);
+    Variable y = times(x, x);
+    REQUIRE_THROWS_AS(y.backward(), Error);
+    REQUIRE_THROWS_AS(y.backward(Tensor<float>::full({2}, 1.f)), Error);
+    Variable c(Tensor<float>::full({1}, 1.f), false);
+    REQUIRE_THROWS_AS(c.backward(), Error);
+}
+
+TEST_CASE("Module names parameters and buffers with dots", "[module]") {
+    struct Leaf : nn::Module {
+        Leaf() {
+            weight = register_parameter("weight", Tensor<float>::full({2}, 1.f));
+            stats = register_buffer("running_mean", Tensor<float>({2}));
+        }
+        Variable weight;
+        Tensor<float> stats;
+        void constrain() override { weight.value()[0] = 0.f; }
+    };
+    struct Net : nn::Module {
+        Net() {
+            a = register_module("a", std::make_shared<Leaf>());
+            b = register_module("b", std::make_shared<Leaf>());
+        }
+        std::shared_ptr<Leaf> a, b;
+    };
+    Net net;
+    auto params = net.named_parameters();
+    REQUIRE(params.size() == 2);
+    REQUIRE(params[0].first == "a.weight");
+    REQUIRE(params[1].first == "b.weight");
+    REQUIRE(net.named_buffers()[1].first == "b.running_mean");
+    REQUIRE(net.num_parameters() == 4);
+    net.eval();
+    REQUIRE_FALSE(net.b->is_training());
+    net.apply_constraints();
+    REQUIRE(net.a->weight.value()[0] == 0.f);
+    net.set_requires_grad(false);
+    REQUIRE_FALSE(net.b->weight.requires_grad());
+    REQUIRE_THROWS_AS(net.forward(Variable()), Error);
+}

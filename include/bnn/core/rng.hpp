@@ -73,4 +73,12 @@ private:
     bool has_spare_ = false;
 };
 
+/// The process-wide generator that layers draw their initial weights from (like PyTorch's
+/// default generator). Seed it with manual_seed() for reproducible initialisation.
+inline Rng& default_rng() {
+    static Rng rng(0x5eed);
+    return rng;
+}
+inline void manual_seed(uint64_t seed) { default_rng().reseed(seed); }
+
 }  // namespace bnn

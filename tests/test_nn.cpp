@@ -1,0 +1,286 @@
+// Layers (nn/): names, initialisation, train/eval, gradients through modules, freezing, errors,
+// and a small CNN that has to learn.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "bnn/losses/cross_entropy.hpp"
+#include "bnn/nn/activation.hpp"
+#include "bnn/nn/batch_norm.hpp"
+#include "bnn/nn/conv2d.hpp"
+#include "bnn/nn/flatten.hpp"
+#include "bnn/nn/linear.hpp"
+#include "bnn/nn/pool.hpp"
+#include "bnn/nn/sequential.hpp"
+#include "bnn/ops/reduce.hpp"
+#include "bnn/optim/sgd.hpp"
+#include "gradcheck.hpp"
+
+using namespace bnn;
+
+namespace {
+
+// Mean and (population) standard deviation of a tensor's elements.
+std::pair<double, double> moments(const Tensor<float>& t) {
+    double s = 0, sq = 0;
+    for (float v : t) s += v;
+    const double mean = s / t.numel();
+    for (float v : t) sq += (v - mean) * (v - mean);
+    return {mean, std::sqrt(sq / t.numel())};
+}
+
+}  // namespace
+
+TEST_CASE("Sequential names parameters and buffers with dotted paths", "[nn][module]") {
+    nn::Sequential inner;
+    inner.push_back(std::make_shared<nn::Linear>(4, 2));
+    auto net = std::make_shared<nn::Sequential>();
+    net->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 4, .bias = true}));
+    net->push_back(std::make_shared<nn::BatchNorm2d>(4));
+    net->push_back(std::make_shared<nn::ReLU>());
+    net->push_back(std::make_shared<nn::GlobalAvgPool>());
+    auto head = net->push_back(std::make_shared<nn::Sequential>(
+        std::initializer_list<std::shared_ptr<nn::Module>>{std::make_shared<nn::Linear>(4, 2, false)}));
+    nn::Sequential outer{net};
+
+    std::vector<std::string> names;
+    for (auto& [name, p] : outer.named_parameters()) names.push_back(name);
+    REQUIRE(names == std::vector<std::string>{"0.0.weight", "0.0.bias", "0.1.weight", "0.1.bias", "0.4.0.weight"});
+    std::vector<std::string> buffers;
+    for (auto& [name, b] : outer.named_buffers()) buffers.push_back(name);
+    REQUIRE(buffers == std::vector<std::string>{"0.1.running_mean", "0.1.running_var"});
+    REQUIRE(outer.num_parameters() == 4 * 3 * 3 * 3 + 4 + 4 + 4 + 2 * 4);
+    REQUIRE(head->size() == 1);
+    REQUIRE((*net)[1].type_name() == "BatchNorm2d");
+    REQUIRE_THROWS_AS((*net)[5], Error);
+
+    // The registry and the layer's members are the same handles.
+    auto& conv = dynamic_cast<nn::Conv2d&>((*net)[0]);
+    REQUIRE(outer.named_parameters()[0].second.id() == conv.weight.id());
+
+    outer.eval();
+    REQUIRE_FALSE((*net)[1].is_training());
+    outer.train();
+    REQUIRE((*net)[1].is_training());
+}
+
+TEST_CASE("Kaiming initialisation has std sqrt(2 / fan_in) and follows manual_seed", "[nn][init]") {
+    manual_seed(11);
+    nn::Conv2d conv({.in_channels = 64, .out_channels = 128, .kernel_size = 3});
+    REQUIRE(conv.weight.shape() == Shape{128, 3, 3, 64});
+    REQUIRE_FALSE(conv.bias.defined());
+    auto [mean, stddev] = moments(conv.weight.value());
+    const double expected = std::sqrt(2.0 / (3 * 3 * 64));
+    REQUIRE(std::abs(mean) < 0.01 * expected * 10);
+    REQUIRE(stddev == Approx(expected).epsilon(0.02));
+
+    nn::Linear fc(200, 300);
+    auto [fm, fs] = moments(fc.weight.value());
+    REQUIRE(fs == Approx(std::sqrt(2.0 / 200)).epsilon(0.02));
+    // Bias uniform in +-1/sqrt(in): bounded, and spread like a uniform (std = bound / sqrt(3)).
+    const float bound = 1.f / std::sqrt(200.f);
+    for (float b : fc.bias.value()) REQUIRE(std::abs(b) <= bound);
+    REQUIRE(moments(fc.bias.value()).second == Approx(bound / std::sqrt(3.0)).epsilon(0.15));
+
+    manual_seed(11);
+    nn::Conv2d again({.in_channels = 64, .out_channels = 128, .kernel_size = 3});
+    REQUIRE(again.weight.value().to_vector() == conv.weight.value().to_vector());
+
+    nn::BatchNorm2d bn(5);
+    for (int c = 0; c < 5; ++c) {
+        REQUIRE(bn.weight.value()[c] == 1.f);
+        REQUIRE(bn.bias.value()[c] == 0.f);
+        REQUIRE(bn.running_mean[c] == 0.f);
+        REQUIRE(bn.running_var[c] == 1.f);
+    }
+    nn::PReLU prelu(3);
+    REQUIRE(prelu.weight.value().to_vector() == std::vector<float>{0.25f, 0.25f, 0.25f});
+}
+
+TEST_CASE("BatchNorm2d uses batch statistics in training and running ones in eval", "[nn][batchnorm]") {
+    Rng rng(3);
+    for (Shape shape : {Shape{4, 3, 5, 2}, Shape{16, 2}}) {
+        const int64_t C = shape[-1];
+        const int64_t rows = shape.numel() / C;
+        nn::BatchNorm2d bn(C, 0.1f, 1e-5f);
+        Variable x(Tensor<float>::randn(shape, rng, 2.f, 3.f));
+        Variable y = bn(x);
+        REQUIRE(y.shape() == shape);
+        for (int64_t c = 0; c < C; ++c) {
+            double s = 0, sq = 0, ys = 0, ysq = 0;
+            for (int64_t r = 0; r < rows; ++r) {
+                s += x.value()[r * C + c];
+                ys += y.value()[r * C + c];
+            }
+            const double mean = s / rows, ymean = ys / rows;
+            for (int64_t r = 0; r < rows; ++r) {
+                sq += std::pow(x.value()[r * C + c] - mean, 2);
+                ysq += std::pow(y.value()[r * C + c] - ymean, 2);
+            }
+            REQUIRE(ymean == Approx(0).margin(1e-5));
+            REQUIRE(ysq / rows == Approx(1).epsilon(1e-3));
+            // Running statistics move 10% towards the batch's mean and unbiased variance.
+            REQUIRE(bn.running_mean[c] == Approx(0.1 * mean).epsilon(1e-4));
+            REQUIRE(bn.running_var[c] == Approx(0.9 + 0.1 * sq / (rows - 1)).epsilon(1e-4));
+        }
+
+        bn.weight.value().fill(2.f);
+        bn.bias.value().fill(0.5f);
+        bn.eval();
+        const auto mean_before = bn.running_mean.to_vector();
+        Variable z = bn(x);
+        REQUIRE(bn.running_mean.to_vector() == mean_before);
+        for (int64_t i = 0; i < x.numel(); i += 7) {
+            const int64_t c = i % C;
+            const float expected =
+                (x.value()[i] - bn.running_mean[c]) / std::sqrt(bn.running_var[c] + 1e-5f) * 2.f + 0.5f;
+            REQUIRE(z.value()[i] == Approx(expected).epsilon(1e-4));
+        }
+    }
+}
+
+TEST_CASE("Gradients flow through layers to inputs and parameters", "[nn][grad]") {
+    Rng rng(5);
+    manual_seed(5);
+    SECTION("Conv2d with bias, stride 2 and padding") {
+        nn::Conv2d conv({.in_channels = 3, .out_channels = 4, .kernel_size = 3, .stride = 2, .padding = 1, .bias = true});
+        auto x = test::random_variable({2, 5, 5, 3}, rng);
+        test::check_gradients([&](const auto& in) { return conv(in[0]); }, {x, conv.weight, conv.bias});
+    }
+    SECTION("Linear") {
+        nn::Linear fc(6, 3);
+        auto x = test::random_variable({4, 6}, rng);
+        test::check_gradients([&](const auto& in) { return fc(in[0]); }, {x, fc.weight, fc.bias});
+    }
+    SECTION("BatchNorm2d in training mode, 4-D and 2-D") {
+        nn::BatchNorm2d bn(3);
+        nn::init::uniform(bn.weight.value(), 0.5f, 1.5f, rng);
+        nn::init::uniform(bn.bias.value(), -0.5f, 0.5f, rng);
+        auto x4 = test::random_variable({2, 3, 3, 3}, rng);
+        test::check_gradients([&](const auto& in) { return bn(in[0]); }, {x4, bn.weight, bn.bias});
+        auto x2 = test::random_variable({6, 3}, rng);
+        test::check_gradients([&](const auto& in) { return bn(in[0]); }, {x2, bn.weight, bn.bias});
+    }
+    SECTION("PReLU") {
+        nn::PReLU prelu(3, 0.1f);
+        auto x = test::random_variable_away_from({2, 2, 2, 3}, rng, {0.f}, 0.05f);
+        test::check_gradients([&](const auto& in) { return prelu(in[0]); }, {x, prelu.weight});
+    }
+    SECTION("A Sequential conv-BN-ReLU-pool-flatten-linear stack") {
+        nn::Sequential net;
+        net.push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 2, .out_channels = 3, .padding = 1}));
+        net.push_back(std::make_shared<nn::BatchNorm2d>(3));
+        net.push_back(std::make_shared<nn::Tanh>());  // smooth, so finite differences see no kinks
+        net.push_back(std::make_shared<nn::AvgPool2d>(2, 2));
+        net.push_back(std::make_shared<nn::Flatten>());
+        net.push_back(std::make_shared<nn::Linear>(2 * 2 * 3, 2));
+        auto x = test::random_variable({3, 4, 4, 2}, rng);
+        std::vector<Variable> inputs{x};
+        for (auto& p : net.parameters()) inputs.push_back(p);
+        REQUIRE(inputs.size() == 6);  // x, conv weight, BN weight and bias, linear weight and bias
+        test::check_gradients([&](const auto& in) { return net(in[0]); }, inputs);
+    }
+}
+
+TEST_CASE("A frozen module records nothing and gets no gradients", "[nn][freeze]") {
+    Rng rng(9);
+    nn::Sequential net{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 2, .out_channels = 2, .padding = 1}),
+                       std::make_shared<nn::BatchNorm2d>(2), std::make_shared<nn::ReLU>()};
+    net.set_requires_grad(false);
+    Variable x(Tensor<float>::randn({2, 3, 3, 2}, rng));
+    Variable y = net(x);
+    REQUIRE_FALSE(y.requires_grad());
+    REQUIRE(y.is_leaf());
+
+    // With an input that wants a gradient, the tape reaches the input but not the weights.
+    Variable xg(Tensor<float>::randn({2, 3, 3, 2}, rng), true);
+    Variable z = ops::sum(net(xg));
+    z.backward();
+    REQUIRE(xg.has_grad());
+    for (auto& p : net.parameters()) REQUIRE_FALSE(p.has_grad());
+
+    net.set_requires_grad(true);
+    {
+        NoGradGuard guard;
+        REQUIRE(net(xg).is_leaf());
+    }
+    REQUIRE_FALSE(net(xg).is_leaf());
+}
+
+TEST_CASE("Layers reject bad shapes and options with bnn::Error", "[nn][errors]") {
+    nn::Conv2d conv({.in_channels = 3, .out_channels = 8});
+    REQUIRE_THROWS_WITH(conv(Variable(Tensor<float>({1, 5, 5, 4}))), Catch::Contains("[1, 5, 5, 4]"));
+    REQUIRE_THROWS_AS(conv(Variable(Tensor<float>({5, 5, 3}))), Error);
+    REQUIRE_THROWS_AS(nn::Conv2d({.in_channels = 0, .out_channels = 8}), Error);
+    REQUIRE_THROWS_AS(nn::Conv2d({.in_channels = 3, .out_channels = 8, .stride = 0}), Error);
+    nn::Linear fc(4, 2);
+    REQUIRE_THROWS_WITH(fc(Variable(Tensor<float>({3, 5}))), Catch::Contains("[3, 5]"));
+    nn::BatchNorm2d bn(3);
+    REQUIRE_THROWS_WITH(bn(Variable(Tensor<float>({2, 4, 4, 2}))), Catch::Contains("BatchNorm2d"));
+    REQUIRE_THROWS_AS(bn(Variable(Tensor<float>({2, 4, 3}))), Error);
+    nn::PReLU prelu(4);
+    REQUIRE_THROWS_AS(prelu(Variable(Tensor<float>({2, 3}))), Error);
+    REQUIRE_THROWS_AS(nn::MaxPool2d(0), Error);
+    REQUIRE_THROWS_AS(nn::AvgPool2d(2, 2, 3), Error);
+    nn::Sequential empty;
+    REQUIRE_THROWS_AS(empty.push_back(std::shared_ptr<nn::ReLU>()), Error);
+}
+
+TEST_CASE("A small CNN learns a separable image problem", "[nn][train]") {
+    // Four classes: a bright 3x3 blob in one of the four quadrants of a noisy 8x8 image.
+    constexpr int kClasses = 4, kSize = 8;
+    Rng rng(2024);
+    auto make_set = [&](int n, Tensor<float>& images, std::vector<int32_t>& labels) {
+        images = Tensor<float>::randn({n, kSize, kSize, 1}, rng, 0.f, 0.5f);
+        labels.resize(n);
+        for (int i = 0; i < n; ++i) {
+            const int c = static_cast<int>(rng.below(kClasses));
+            labels[i] = c;
+            const int oy = (c / 2) * 4 + static_cast<int>(rng.below(2)), ox = (c % 2) * 4 + static_cast<int>(rng.below(2));
+            for (int y = oy; y < oy + 3; ++y)
+                for (int x = ox; x < ox + 3; ++x) images.at({i, y, x, 0}) += 1.5f;
+        }
+    };
+    Tensor<float> train_x, test_x;
+    std::vector<int32_t> train_y, test_y;
+    make_set(512, train_x, train_y);
+    make_set(256, test_x, test_y);
+
+    manual_seed(1);
+    nn::Sequential net{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 1, .out_channels = 8, .padding = 1}),
+                       std::make_shared<nn::BatchNorm2d>(8), std::make_shared<nn::ReLU>(),
+                       std::make_shared<nn::MaxPool2d>(2, 2), std::make_shared<nn::Flatten>(),
+                       std::make_shared<nn::Linear>(4 * 4 * 8, kClasses)};
+    optim::SGD opt(net.parameters(), {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f});
+
+    constexpr int kBatch = 32;
+    float first_loss = 0, last_loss = 0;
+    for (int epoch = 0; epoch < 6; ++epoch) {
+        for (int b = 0; b < 512 / kBatch; ++b) {
+            Variable x(train_x.slice(b * kBatch, (b + 1) * kBatch));
+            std::vector<int32_t> y(train_y.begin() + b * kBatch, train_y.begin() + (b + 1) * kBatch);
+            opt.zero_grad();
+            Variable loss = losses::cross_entropy(net(x), y);
+            loss.backward();
+            opt.step();
+            if (epoch == 0 && b == 0) first_loss = loss.item();
+            last_loss = loss.item();
+        }
+    }
+    REQUIRE(last_loss < 0.5f * first_loss);
+
+    net.eval();
+    NoGradGuard no_grad;
+    Tensor<float> logits = net(Variable(test_x)).value();
+    int correct = 0;
+    for (int i = 0; i < 256; ++i) {
+        int best = 0;
+        for (int k = 1; k < kClasses; ++k)
+            if (logits.at({i, k}) > logits.at({i, best})) best = k;
+        correct += best == test_y[i];
+    }
+    INFO("held-out accuracy " << correct << " / 256");
+    REQUIRE(correct >= 0.95 * 256);
+}

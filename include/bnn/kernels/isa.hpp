@@ -1,0 +1,124 @@
+#pragma once
+/// @file isa.hpp
+/// Run-time choice of the instruction set used by the popcount kernels.
+///
+/// Every SIMD kernel is compiled with `__attribute__((target(...)))`, so a build without any
+/// -march flag still contains the AVX2 and AVX-512 code; which one runs is decided here from
+/// CPUID. The environment variable BNN_ISA=scalar|avx2|avx512 forces a path (an error if the CPU
+/// lacks it), and set_isa() / IsaGuard let tests and benchmarks run each path in turn.
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bnn/core/error.hpp"
+
+namespace bnn::kernels {
+
+/// The kernel paths, slowest first.
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
+
+/// "scalar", "avx2" or "avx512".
+inline const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::scalar: return "scalar";
+        case Isa::avx2: return "avx2";
+        case Isa::avx512: return "avx512";
+    }
+    return "unknown";
+}
+
+/// True when this CPU can run the given path. AVX-512 means F, BW, DQ, VL and VPOPCNTDQ (the
+/// 64-bit lane popcount); AVX2 also needs FMA for the fused pack and output transform.
+inline bool isa_supported(Isa isa) {
+    switch (isa) {
+        case Isa::scalar: return true;
+#if defined(__x86_64__) || defined(__i386__)
+        case Isa::avx2:
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case Isa::avx512:
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                   __builtin_cpu_supports("avx512vpopcntdq");
+#endif
+        default: return false;
+    }
+}
+
+/// Every path this CPU can run, slowest first (scalar is always there).
+inline std::vector<Isa> available_isas() {
+    std::vector<Isa> out;
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+        if (isa_supported(isa)) out.push_back(isa);
+    return out;
+}
+
+/// The fastest path this CPU can run.
+inline Isa best_isa() { return available_isas().back(); }
+
+/// Parses "scalar", "avx2" or "avx512"; anything else raises bnn::Error.
+inline Isa parse_isa(std::string_view name) {
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+        if (name == isa_name(isa)) return isa;
+    ::bnn::detail::fail("parse_isa: expected scalar, avx2 or avx512, got \"", std::string(name), "\"");
+}
+
+namespace detail {
+inline void require_supported(Isa isa, const char* who) {
+    BNN_CHECK(isa_supported(isa), who, ": the ", isa_name(isa), " path is not available on this CPU (available: ",
+              [] {
+                  std::string s;
+                  for (Isa i : available_isas()) s += (s.empty() ? "" : ", ") + std::string(isa_name(i));
+                  return s;
+              }(),
+              ")");
+}
+
+/// The path chosen once per process: BNN_ISA if set, else the fastest.
+inline Isa default_isa() {
+    static const Isa chosen = [] {
+        const char* env = std::getenv("BNN_ISA");
+        if (!env || !*env) return best_isa();
+        Isa isa = parse_isa(env);
+        require_supported(isa, "BNN_ISA");
+        return isa;
+    }();
+    return chosen;
+}
+
+/// -1: no override; otherwise the Isa value set by set_isa().
+inline std::atomic<int>& isa_override() {
+    static std::atomic<int> value{-1};
+    return value;
+}
+}  // namespace detail
+
+/// The path the popcount kernels use now: set_isa() if called, else BNN_ISA, else the fastest.
+inline Isa active_isa() {
+    int forced = detail::isa_override().load(std::memory_order_relaxed);
+    return forced >= 0 ? static_cast<Isa>(forced) : detail::default_isa();
+}
+
+/// Forces a path for the whole process (tests, benchmarks); bnn::Error if the CPU lacks it.
+inline void set_isa(Isa isa) {
+    detail::require_supported(isa, "set_isa");
+    detail::isa_override().store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+/// Returns to the default choice (BNN_ISA or the fastest).
+inline void reset_isa() { detail::isa_override().store(-1, std::memory_order_relaxed); }
+
+/// Forces a path for the lifetime of the guard, then restores the previous choice.
+class IsaGuard {
+public:
+    explicit IsaGuard(Isa isa) : previous_(detail::isa_override().load()) { set_isa(isa); }
+    ~IsaGuard() { detail::isa_override().store(previous_); }
+    IsaGuard(const IsaGuard&) = delete;
+    IsaGuard& operator=(const IsaGuard&) = delete;
+
+private:
+    int previous_;
+};
+
+}  // namespace bnn::kernels

@@ -1,0 +1,296 @@
+#pragma once
+/// @file xnor_conv.hpp
+/// Binary (XNOR / popcount) 2-D convolution of bit-packed NHWC activations with packed weights.
+///
+///   x_bits    [N, H, W, ceil(C/64)] uint64         (pack_signs of the float input)
+///   weights   [KH*KW*ceil(C/64), CoutP] uint64     (pack_conv_weights, CoutP = padded_out_channels)
+///   tap_sums  [KH*KW, CoutP] int64                 (pack_conv_weights; only read with zero padding)
+///   scale     [Cout] or null (1)     bias [Cout] or null (0)
+///   out       [N, OH, OW, Cout] float,  OH = (H + 2*pad - KH) / stride + 1, same for OW
+///
+/// out[n, oh, ow, o] = fma(dot, scale[o], bias[o]) where dot is the float convolution of the ±1
+/// tensors, computed as dot = K - 2 * popcount(x XOR w) over the receptive field (K = KH*KW*C
+/// true bits; bits past C are zero in both operands and cancel in the XOR).
+///
+/// Padding. The input is copied once into a padded bit buffer. One-padding fills the border with
+/// +1 (all C bits set), which is then exact as is. Zero-padding must make a padded position
+/// contribute 0, which no bit can hold: the border is filled with -1 (bits 0), and each output
+/// pixel whose receptive field overlaps the border gets a per-output-channel correction
+///   dot += sum over its padded taps t of tap_sums[t, o]
+/// which removes exactly the -sum(sign(w)) the -1 border added. Interior pixels pay nothing;
+/// the corrections of the few border patterns are tabulated once per call.
+///
+/// Work split: output pixels (over the whole batch) in blocks of P, output channels in blocks of
+/// the tile width; each thread takes a contiguous range of pixel blocks and sweeps every channel
+/// block over it, so one channel block's weights stay in L1 while pixels stream past.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "bnn/core/bit_tensor.hpp"
+#include "bnn/core/error.hpp"
+#include "bnn/core/tensor.hpp"
+#include "bnn/kernels/bitpack.hpp"
+#include "bnn/kernels/isa.hpp"
+#include "bnn/kernels/xnor_conv_simd.hpp"
+
+namespace bnn::kernels {
+
+/// How padded positions count in a binary convolution.
+enum class PadMode {
+    zero,  ///< contribute 0, as a float conv of the ±1 tensor with zero padding (exact correction)
+    one,   ///< count as +1 (cheaper: no correction; the Larq "pad_values = 1" option)
+};
+
+/// The sizes of one binary convolution; build it with xnor_conv_geometry().
+struct XnorConvGeometry {
+    int64_t N, H, W, C, Cout, KH, KW, stride, pad, OH, OW;
+    PadMode pad_mode;
+    int64_t words_per_pixel() const { return (C + 63) / 64; }
+    int64_t K() const { return KH * KW * C; }
+    /// Binary multiply-accumulates of the whole convolution.
+    int64_t macs() const { return N * OH * OW * Cout * K(); }
+};
+
+/// Validates the sizes and derives the output extent.
+inline XnorConvGeometry xnor_conv_geometry(int64_t N, int64_t H, int64_t W, int64_t C, int64_t Cout, int64_t KH,
+                                           int64_t KW, int64_t stride, int64_t pad, PadMode mode = PadMode::zero) {
+    BNN_CHECK(N >= 0 && H >= 1 && W >= 1 && C >= 1 && Cout >= 1, "xnor_conv2d: expected positive sizes, got N=", N,
+              " H=", H, " W=", W, " C=", C, " Cout=", Cout);
+    BNN_CHECK(stride >= 1, "xnor_conv2d: stride must be >= 1, got ", stride);
+    BNN_CHECK(pad >= 0, "xnor_conv2d: padding must be >= 0, got ", pad);
+    BNN_CHECK(KH >= 1 && KW >= 1 && KH <= 64 && KW <= 64, "xnor_conv2d: kernel must be 1x1 to 64x64, got ", KH, "x",
+              KW);
+    BNN_CHECK(H + 2 * pad >= KH && W + 2 * pad >= KW, "xnor_conv2d: kernel ", KH, "x", KW,
+              " larger than the padded input ", H + 2 * pad, "x", W + 2 * pad);
+    XnorConvGeometry g{N, H, W, C, Cout, KH, KW, stride, pad, 0, 0, mode};
+    g.OH = (H + 2 * pad - KH) / stride + 1;
+    g.OW = (W + 2 * pad - KW) / stride + 1;
+    return g;
+}
+
+namespace detail {
+
+/// Scalar reference tile: one pixel x up to 32 output channels with std::popcount. The inner
+/// loop runs over a contiguous weight row, the same data flow as the SIMD tiles.
+inline void xnor_tile_scalar(const XnorPlan& pl, const XnorTile& tl) {
+    constexpr int64_t B = 32;
+    const int64_t n = std::min<int64_t>(B, pl.cout - tl.c0);
+    int64_t acc[B] = {};
+    const uint64_t* wrow = pl.weights + tl.c0;
+    for (int64_t t = 0; t < pl.taps; ++t) {
+        const uint64_t* xp = tl.origins[0] + pl.tap_offsets[t];
+        for (int64_t j = 0; j < pl.words_per_pixel; ++j, wrow += pl.coutp) {
+            const uint64_t xw = xp[j];
+            for (int64_t c = 0; c < n; ++c) acc[c] += std::popcount(xw ^ wrow[c]);
+        }
+    }
+    const int64_t* corr = tl.corrections[0];
+    for (int64_t c = 0; c < n; ++c) {
+        const int64_t o = tl.c0 + c;
+        const int64_t dot = pl.k_bits - 2 * acc[c] + (corr ? corr[o] : 0);
+        tl.out[c] = std::fma(static_cast<float>(dot), pl.scale[o], pl.bias[o]);
+    }
+}
+
+/// Tile shape of each path: pixels per tile and output channels per tile.
+struct TileShape {
+    int pixels;
+    int64_t channels;
+};
+inline TileShape tile_shape(Isa isa) {
+    switch (isa) {
+        case Isa::avx512: return {4, 32};
+        case Isa::avx2: return {3, 8};
+        default: return {1, 32};
+    }
+}
+
+/// Runs the tile of `isa` for `p` (1..tile pixels) pixels.
+inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (isa == Isa::avx512) {
+        switch (p) {
+            case 4: return xnor_tile_avx512<4>(pl, tl);
+            case 3: return xnor_tile_avx512<3>(pl, tl);
+            case 2: return xnor_tile_avx512<2>(pl, tl);
+            default: return xnor_tile_avx512<1>(pl, tl);
+        }
+    }
+    if (isa == Isa::avx2) {
+        switch (p) {
+            case 3: return xnor_tile_avx2<3>(pl, tl);
+            case 2: return xnor_tile_avx2<2>(pl, tl);
+            default: return xnor_tile_avx2<1>(pl, tl);
+        }
+    }
+#endif
+    (void)isa;
+    (void)p;
+    xnor_tile_scalar(pl, tl);
+}
+
+/// Bitmask of the kernel offsets (0..KD-1) that land outside [0, extent) for output index o.
+inline uint64_t padded_taps_mask(int64_t o, int64_t stride, int64_t pad, int64_t kd, int64_t extent) {
+    uint64_t m = 0;
+    for (int64_t k = 0; k < kd; ++k) {
+        const int64_t i = o * stride - pad + k;
+        if (i < 0 || i >= extent) m |= uint64_t{1} << k;
+    }
+    return m;
+}
+
+inline int num_threads_for(int64_t blocks) {
+#ifdef _OPENMP
+    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), blocks)));
+#else
+    (void)blocks;
+    return 1;
+#endif
+}
+
+}  // namespace detail
+
+/// out [N, OH, OW, Cout] = fma(binary conv(x_bits, weights), scale, bias); see the file comment.
+inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights, const int64_t* tap_sums,
+                                const float* scale, const float* bias, float* out, const XnorConvGeometry& g,
+                                Isa isa = active_isa()) {
+    detail::require_supported(isa, "xnor_conv2d_forward");
+    const int64_t wc = g.words_per_pixel(), coutp = padded_out_channels(g.Cout), taps = g.KH * g.KW;
+    const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad;
+    if (g.N == 0) return;
+
+    // Padded copy of the input bits (the copy is 32x smaller than the float input).
+    std::vector<uint64_t> padded;
+    const uint64_t* xin = x_bits;
+    if (g.pad > 0) {
+        std::vector<uint64_t> border(wc, 0);
+        if (g.pad_mode == PadMode::one) {
+            for (int64_t j = 0; j < wc; ++j) {
+                const int64_t bits = std::min<int64_t>(64, g.C - 64 * j);
+                border[j] = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+            }
+        }
+        padded.resize(static_cast<size_t>(g.N * Hp * Wp * wc));
+        for (int64_t n = 0; n < g.N; ++n)
+            for (int64_t i = 0; i < Hp; ++i)
+                for (int64_t k = 0; k < Wp; ++k) {
+                    uint64_t* dst = padded.data() + ((n * Hp + i) * Wp + k) * wc;
+                    const int64_t ih = i - g.pad, iw = k - g.pad;
+                    const uint64_t* src = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
+                                              ? x_bits + ((n * g.H + ih) * g.W + iw) * wc
+                                              : border.data();
+                    std::copy(src, src + wc, dst);
+                }
+        xin = padded.data();
+    }
+
+    // Scale and bias padded to CoutP so tiles load whole vectors.
+    std::vector<float> sc(coutp, 1.f), bi(coutp, 0.f);
+    for (int64_t o = 0; o < g.Cout; ++o) {
+        if (scale) sc[o] = scale[o];
+        if (bias) bi[o] = bias[o];
+    }
+    std::vector<int64_t> tap_offsets(taps);
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw) tap_offsets[kh * g.KW + kw] = (kh * Wp + kw) * wc;
+
+    // Zero-padding corrections, one table row per distinct (row pattern, column pattern).
+    std::vector<int> row_id(g.OH, -1), col_id(g.OW, -1);
+    std::vector<uint64_t> row_masks, col_masks;
+    std::vector<int64_t> table;
+    const bool correct = g.pad > 0 && g.pad_mode == PadMode::zero;
+    if (correct) {
+        BNN_CHECK(tap_sums != nullptr, "xnor_conv2d_forward: zero padding needs the weights' tap sums");
+        auto classify = [&](int64_t extent_out, int64_t kd, int64_t extent_in, std::vector<int>& ids,
+                            std::vector<uint64_t>& masks) {
+            std::map<uint64_t, int> seen;
+            for (int64_t o = 0; o < extent_out; ++o) {
+                uint64_t m = detail::padded_taps_mask(o, g.stride, g.pad, kd, extent_in);
+                auto [it, fresh] = seen.emplace(m, static_cast<int>(masks.size()));
+                if (fresh) masks.push_back(m);
+                ids[o] = it->second;
+            }
+        };
+        classify(g.OH, g.KH, g.H, row_id, row_masks);
+        classify(g.OW, g.KW, g.W, col_id, col_masks);
+        table.assign(row_masks.size() * col_masks.size() * coutp, 0);
+        for (size_t r = 0; r < row_masks.size(); ++r)
+            for (size_t c = 0; c < col_masks.size(); ++c) {
+                int64_t* dst = table.data() + (r * col_masks.size() + c) * coutp;
+                for (int64_t kh = 0; kh < g.KH; ++kh)
+                    for (int64_t kw = 0; kw < g.KW; ++kw) {
+                        if (!((row_masks[r] >> kh) & 1) && !((col_masks[c] >> kw) & 1)) continue;
+                        const int64_t* s = tap_sums + (kh * g.KW + kw) * coutp;
+                        for (int64_t o = 0; o < coutp; ++o) dst[o] += s[o];
+                    }
+            }
+    }
+
+    // Receptive-field origin and correction of every output pixel of the batch.
+    const int64_t pixels = g.N * g.OH * g.OW;
+    std::vector<const uint64_t*> origins(pixels);
+    std::vector<const int64_t*> corrections(pixels, nullptr);
+    for (int64_t n = 0, q = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow, ++q) {
+                origins[q] = xin + ((n * Hp + oh * g.stride) * Wp + ow * g.stride) * wc;
+                if (correct && (row_masks[row_id[oh]] | col_masks[col_id[ow]]))
+                    corrections[q] = table.data() + (row_id[oh] * col_masks.size() + col_id[ow]) * coutp;
+            }
+
+    const detail::XnorPlan plan{tap_offsets.data(), taps, wc, weights, coutp, g.Cout, g.K(), sc.data(), bi.data()};
+    const detail::TileShape ts = detail::tile_shape(isa);
+    const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
+    const int threads = detail::num_threads_for(blocks);
+
+    auto run_range = [&](int64_t b0, int64_t b1) {
+        for (int64_t c0 = 0; c0 < g.Cout; c0 += ts.channels)
+            for (int64_t b = b0; b < b1; ++b) {
+                const int64_t q = b * ts.pixels;
+                const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
+                detail::run_tile(isa, p, plan, {origins.data() + q, corrections.data() + q, out + q * g.Cout + c0, c0});
+            }
+    };
+    if (threads == 1) {
+        run_range(0, blocks);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+#ifdef _OPENMP
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int64_t t = 0, nt = 1;
+#endif
+        run_range(blocks * t / nt, blocks * (t + 1) / nt);
+    }
+}
+
+/// Binary convolution of packed activations x (shape [N, H, W, C]) with packed weights; scale
+/// and bias ([Cout] or undefined) form the fused output transform. Returns [N, OH, OW, Cout].
+inline Tensor<float> xnor_conv2d(const BitTensor& x, const PackedConvWeights& w, const Tensor<float>& scale,
+                                 const Tensor<float>& bias, int64_t stride, int64_t padding,
+                                 PadMode mode = PadMode::zero, Isa isa = active_isa()) {
+    BNN_CHECK(x.defined() && x.shape().rank() == 4, "xnor_conv2d: input must be packed [N, H, W, C], got ",
+              x.defined() ? x.shape().str() : std::string("undefined"));
+    BNN_CHECK(x.channels() == w.cin, "xnor_conv2d: input has ", x.channels(), " channels, the weights expect ",
+              w.cin);
+    if (scale.defined()) expect_shape(scale, Shape{w.cout}, "xnor_conv2d", "the scale");
+    if (bias.defined()) expect_shape(bias, Shape{w.cout}, "xnor_conv2d", "the bias");
+    const Shape& s = x.shape();
+    XnorConvGeometry g = xnor_conv_geometry(s[0], s[1], s[2], s[3], w.cout, w.kh, w.kw, stride, padding, mode);
+    Tensor<float> out = Tensor<float>::empty(Shape{g.N, g.OH, g.OW, g.Cout});
+    xnor_conv2d_forward(x.data(), w.words.data(), w.tap_sums.data(), scale.defined() ? scale.data() : nullptr,
+                        bias.defined() ? bias.data() : nullptr, out.data(), g, isa);
+    return out;
+}
+
+}  // namespace bnn::kernels

@@ -1,0 +1,180 @@
+#pragma once
+/// @file xnor_conv_simd.hpp
+/// The AVX2 and AVX-512 micro-kernels (tiles) of the XNOR convolution; the plan, the scalar
+/// reference tile and the driver are in xnor_conv.hpp.
+///
+/// A tile computes P output pixels x one block of output channels. Output channels live in the
+/// SIMD lanes (one uint64 lane per channel): for each receptive-field word k, one activation
+/// word per pixel is broadcast, XORed with row k of the packed weights (that word of 8 or 32
+/// consecutive output channels), popcounted per lane and added into per-lane accumulators.
+/// No horizontal sums anywhere, so short receptive fields (3x3 over 64 channels is 9 words)
+/// cost no reduction. The weight vectors of a row are reused by the P pixels and each broadcast
+/// by every weight vector, which keeps loads well under the ALU work.
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace bnn::kernels::detail {
+
+/// What every tile of one convolution shares.
+struct XnorPlan {
+    const int64_t* tap_offsets;  ///< [taps] word offset of tap (kh, kw) from a receptive-field origin
+    int64_t taps, words_per_pixel;
+    const uint64_t* weights;     ///< [taps*words_per_pixel, coutp]
+    int64_t coutp, cout;
+    int64_t k_bits;              ///< true receptive-field length KH*KW*Cin
+    const float* scale;          ///< [coutp], padded with ones
+    const float* bias;           ///< [coutp], padded with zeros
+};
+
+/// One tile: P output pixels starting at `out`, output channels from c0.
+struct XnorTile {
+    const uint64_t* const* origins;  ///< [P] receptive-field origin of each pixel in the padded input
+    const int64_t* const* corrections;  ///< [P] zero-padding border correction [coutp] or null
+    float* out;                      ///< output row of the first pixel; pixel p at out + p*cout
+    int64_t c0;
+};
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#define BNN_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq,fma")))
+
+/// AVX-512 VPOPCNTDQ tile: P pixels x 32 output channels (4 vectors of 8 uint64 lanes), so
+/// 4*P accumulators, 4 weight vectors and a broadcast stay in the 32 zmm registers.
+template <int P>
+BNN_AVX512_TARGET inline void xnor_tile_avx512(const XnorPlan& pl, const XnorTile& tl) {
+    constexpr int V = 4;
+    __m512i acc[P][V];
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[p][v] = _mm512_setzero_si512();
+
+    const uint64_t* wrow = pl.weights + tl.c0;
+    for (int64_t t = 0; t < pl.taps; ++t) {
+        const int64_t off = pl.tap_offsets[t];
+        const uint64_t* xp[P];
+#pragma GCC unroll 8
+        for (int p = 0; p < P; ++p) xp[p] = tl.origins[p] + off;
+        for (int64_t j = 0; j < pl.words_per_pixel; ++j, wrow += pl.coutp) {
+            __m512i w[V];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_si512(wrow + 8 * v);
+#pragma GCC unroll 8
+            for (int p = 0; p < P; ++p) {
+                const __m512i xb = _mm512_set1_epi64(static_cast<long long>(xp[p][j]));
+#pragma GCC unroll 4
+                for (int v = 0; v < V; ++v)
+                    acc[p][v] = _mm512_add_epi64(acc[p][v], _mm512_popcnt_epi64(_mm512_xor_si512(xb, w[v])));
+            }
+        }
+    }
+
+    // dot = K - 2*popcount (+ border correction), then out = fma(dot, scale, bias).
+    const __m512i k = _mm512_set1_epi64(pl.k_bits);
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+        float* out = tl.out + p * pl.cout;
+        const int64_t* corr = tl.corrections[p];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) {
+            const int64_t c = tl.c0 + 8 * v;
+            __m512i d = _mm512_sub_epi64(k, _mm512_add_epi64(acc[p][v], acc[p][v]));
+            if (corr) d = _mm512_add_epi64(d, _mm512_loadu_si512(corr + c));
+            const __m256 y = _mm256_fmadd_ps(_mm512_cvtepi64_ps(d), _mm256_loadu_ps(pl.scale + c),
+                                             _mm256_loadu_ps(pl.bias + c));
+            const int64_t left = pl.cout - c;
+            if (left >= 8)
+                _mm256_storeu_ps(out + 8 * v, y);
+            else if (left > 0)
+                _mm256_mask_storeu_ps(out + 8 * v, static_cast<__mmask8>((1u << left) - 1u), y);
+        }
+    }
+}
+
+#define BNN_AVX2_TARGET __attribute__((target("avx2,fma")))
+
+/// AVX2 tile: P pixels x 8 output channels (2 vectors of 4 uint64 lanes). AVX2 has no vector
+/// popcount: each byte is counted with two 4-bit table lookups (pshufb), byte counts are
+/// accumulated for up to 31 words (31*8 < 256) and then folded into the uint64 lanes with
+/// psadbw against zero.
+template <int P>
+BNN_AVX2_TARGET inline void xnor_tile_avx2(const XnorPlan& pl, const XnorTile& tl) {
+    constexpr int V = 2;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1,
+                                         2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i bytes[P][V], total[P][V];
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; ++v) bytes[p][v] = total[p][v] = zero;
+
+    int since_flush = 0;
+    const uint64_t* wrow = pl.weights + tl.c0;
+    for (int64_t t = 0; t < pl.taps; ++t) {
+        const int64_t off = pl.tap_offsets[t];
+        for (int64_t j = 0; j < pl.words_per_pixel; ++j, wrow += pl.coutp) {
+            __m256i w[V];
+#pragma GCC unroll 2
+            for (int v = 0; v < V; ++v) w[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wrow + 4 * v));
+#pragma GCC unroll 8
+            for (int p = 0; p < P; ++p) {
+                const __m256i xb = _mm256_set1_epi64x(static_cast<long long>(tl.origins[p][off + j]));
+#pragma GCC unroll 2
+                for (int v = 0; v < V; ++v) {
+                    const __m256i d = _mm256_xor_si256(xb, w[v]);
+                    const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(d, low));
+                    const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(d, 4), low));
+                    bytes[p][v] = _mm256_add_epi8(bytes[p][v], _mm256_add_epi8(lo, hi));
+                }
+            }
+            if (++since_flush == 31) {
+                since_flush = 0;
+#pragma GCC unroll 8
+                for (int p = 0; p < P; ++p)
+#pragma GCC unroll 2
+                    for (int v = 0; v < V; ++v) {
+                        total[p][v] = _mm256_add_epi64(total[p][v], _mm256_sad_epu8(bytes[p][v], zero));
+                        bytes[p][v] = zero;
+                    }
+            }
+        }
+    }
+
+    const __m256i k = _mm256_set1_epi64x(pl.k_bits);
+    // Gathers the low 32 bits of the four int64 lanes into the low 128 bits (values are small).
+    const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+        float* out = tl.out + p * pl.cout;
+        const int64_t* corr = tl.corrections[p];
+#pragma GCC unroll 2
+        for (int v = 0; v < V; ++v) {
+            const int64_t c = tl.c0 + 4 * v;
+            const __m256i pop = _mm256_add_epi64(total[p][v], _mm256_sad_epu8(bytes[p][v], zero));
+            __m256i d = _mm256_sub_epi64(k, _mm256_add_epi64(pop, pop));
+            if (corr) d = _mm256_add_epi64(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + c)));
+            const __m128i d32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(d, low_halves));
+            const __m128 y = _mm_fmadd_ps(_mm_cvtepi32_ps(d32), _mm_loadu_ps(pl.scale + c), _mm_loadu_ps(pl.bias + c));
+            const int64_t left = pl.cout - c;
+            if (left >= 4) {
+                _mm_storeu_ps(out + 4 * v, y);
+            } else if (left > 0) {
+                alignas(16) float tmp[4];
+                _mm_store_ps(tmp, y);
+                for (int64_t i = 0; i < left; ++i) out[4 * v + i] = tmp[i];
+            }
+        }
+    }
+}
+
+#undef BNN_AVX512_TARGET
+#undef BNN_AVX2_TARGET
+
+#endif  // x86
+
+}  // namespace bnn::kernels::detail

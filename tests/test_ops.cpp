@@ -43,3 +43,422 @@ TEST_CASE("gradcheck accepts a correct backward and catches wrong ones", "[gradc
         [](const std::vector<Variable>& in) { return in[0].detach(); }, {x});
     REQUIRE(untracked.size() == 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Ops under test.
+#include <cmath>
+#include <numeric>
+
+#include "bnn/core/threads.hpp"
+#include "bnn/losses/cross_entropy.hpp"
+#include "bnn/ops/activation.hpp"
+#include "bnn/ops/batch_norm.hpp"
+#include "bnn/ops/conv2d.hpp"
+#include "bnn/ops/elementwise.hpp"
+#include "bnn/ops/linear.hpp"
+#include "bnn/ops/pool.hpp"
+#include "bnn/ops/reduce.hpp"
+#include "bnn/ops/reshape.hpp"
+#include "bnn/ops/softmax.hpp"
+
+namespace {
+using Inputs = std::vector<Variable>;
+
+/// Restores the thread count when a test changes it.
+struct ThreadsGuard {
+    int saved = num_threads();
+    ~ThreadsGuard() { set_num_threads(saved); }
+};
+
+void require_close(const Tensor<float>& got, const Tensor<float>& want, float tol) {
+    REQUIRE(got.shape() == want.shape());
+    for (int64_t i = 0; i < got.numel(); ++i) {
+        INFO("element " << i);
+        REQUIRE(got[i] == Approx(want[i]).margin(tol).epsilon(tol));
+    }
+}
+
+/// Values spread evenly over [-1, 1) in random order: all distinct by 2/n, so max pooling has
+/// a clear winner in every window, even after a finite-difference step.
+Variable distinct_variable(const Shape& shape, Rng& rng) {
+    Tensor<float> t = Tensor<float>::empty(shape);
+    std::vector<int64_t> idx(t.numel());
+    std::iota(idx.begin(), idx.end(), 0);
+    rng.shuffle(idx.begin(), idx.end());
+    for (int64_t i = 0; i < t.numel(); ++i) t[i] = -1.f + 2.f * static_cast<float>(idx[i]) / t.numel();
+    return Variable(t, true);
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// conv2d
+
+struct ConvCase {
+    int64_t n, h, w, cin, cout, k;
+    int stride, pad;
+    bool bias;
+};
+
+TEST_CASE("conv2d forward equals a direct 7-loop convolution on awkward sizes", "[conv2d]") {
+    ThreadsGuard guard;
+    Rng rng(11);
+    const std::vector<ConvCase> cases = {
+        {2, 7, 6, 3, 4, 3, 1, 1, true},  {3, 9, 5, 5, 7, 5, 2, 2, false}, {1, 6, 7, 4, 3, 1, 1, 0, true},
+        {2, 5, 5, 3, 2, 1, 2, 0, false}, {2, 8, 8, 2, 5, 3, 2, 0, true},  {1, 4, 3, 6, 2, 3, 1, 2, false},
+        // 32x32x64 3x3: the column buffer covers fewer rows than the image, so blocks split it.
+        {2, 32, 32, 64, 8, 3, 1, 1, true},
+    };
+    for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        for (const auto& c : cases) {
+            CAPTURE(threads, c.n, c.h, c.w, c.cin, c.cout, c.k, c.stride, c.pad, c.bias);
+            Variable x = random_variable({c.n, c.h, c.w, c.cin}, rng, false);
+            Variable w = random_variable({c.cout, c.k, c.k, c.cin}, rng, false);
+            Variable b = c.bias ? random_variable({c.cout}, rng, false) : Variable();
+            Variable y = ops::conv2d(x, w, b, c.stride, c.pad);
+            auto g = kernels::conv2d_geometry(c.n, c.h, c.w, c.cin, c.cout, c.k, c.k, c.stride, c.pad);
+            REQUIRE(y.shape() == Shape{c.n, g.OH, g.OW, c.cout});
+            Tensor<float> ref = Tensor<float>::empty(y.shape());
+            kernels::conv2d_forward_reference(x.value().data(), w.value().data(), c.bias ? b.value().data() : nullptr,
+                                              ref.data(), g);
+            require_close(y.value(), ref, 1e-4f);
+        }
+    }
+}
+
+TEST_CASE("conv2d gradients match finite differences", "[conv2d][grad]") {
+    Rng rng(12);
+    const std::vector<ConvCase> cases = {
+        {2, 5, 4, 3, 2, 3, 1, 1, true},  {2, 6, 5, 2, 3, 3, 2, 0, false}, {1, 5, 5, 2, 2, 5, 1, 2, true},
+        {2, 7, 6, 2, 2, 5, 2, 1, false}, {2, 3, 4, 3, 2, 1, 1, 0, true},  {1, 5, 4, 3, 2, 1, 2, 1, false},
+        {3, 4, 5, 2, 2, 3, 2, 2, true},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.n, c.h, c.w, c.cin, c.cout, c.k, c.stride, c.pad, c.bias);
+        Variable x = random_variable({c.n, c.h, c.w, c.cin}, rng);
+        Variable w = random_variable({c.cout, c.k, c.k, c.cin}, rng);
+        Variable b = c.bias ? random_variable({c.cout}, rng) : Variable();
+        const int s = c.stride, p = c.pad;
+        check_gradients([s, p](const Inputs& in) { return ops::conv2d(in[0], in[1], in[2], s, p); }, {x, w, b});
+    }
+}
+
+TEST_CASE("conv2d backward is the same on one and two threads over split blocks", "[conv2d][grad]") {
+    ThreadsGuard guard;
+    Rng rng(13);
+    Tensor<float> xv = Tensor<float>::uniform({4, 32, 32, 64}, rng, -1, 1);
+    Tensor<float> wv = Tensor<float>::uniform({16, 3, 3, 64}, rng, -1, 1);
+    Tensor<float> bv = Tensor<float>::uniform({16}, rng, -1, 1);
+    Tensor<float> seed = Tensor<float>::uniform({4, 32, 32, 16}, rng, -1, 1);
+    std::vector<Tensor<float>> grads[2];
+    for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        Variable x(xv, true), w(wv, true), b(bv, true);
+        ops::conv2d(x, w, b, 1, 1).backward(seed);
+        grads[threads - 1] = {x.grad().clone(), w.grad().clone(), b.grad().clone()};
+    }
+    for (int k = 0; k < 3; ++k) require_close(grads[1][k], grads[0][k], 1e-3f);
+}
+
+TEST_CASE("conv2d rejects mismatched shapes", "[conv2d][errors]") {
+    Variable x(Tensor<float>({2, 5, 5, 3}));
+    REQUIRE_THROWS_AS(ops::conv2d(x, Variable(Tensor<float>({4, 3, 3, 2})), Variable()), Error);
+    REQUIRE_THROWS_WITH(ops::conv2d(x, Variable(Tensor<float>({4, 3, 3, 2})), Variable()),
+                        Catch::Contains("ops::conv2d") && Catch::Contains("[2, 5, 5, 3]"));
+    REQUIRE_THROWS_AS(ops::conv2d(Variable(Tensor<float>({5, 5, 3})), Variable(Tensor<float>({4, 3, 3, 3})),
+                                  Variable()),
+                      Error);
+    REQUIRE_THROWS_AS(ops::conv2d(x, Variable(Tensor<float>({4, 3, 3, 3})), Variable(Tensor<float>({3}))), Error);
+    REQUIRE_THROWS_AS(ops::conv2d(x, Variable(Tensor<float>({4, 7, 7, 3})), Variable()), Error);
+    REQUIRE_THROWS_AS(ops::conv2d(x, Variable(Tensor<float>({4, 3, 3, 3})), Variable(), 0), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear
+
+TEST_CASE("linear forward and gradients", "[linear][grad]") {
+    Rng rng(21);
+    Variable x = random_variable({3, 5}, rng), w = random_variable({4, 5}, rng), b = random_variable({4}, rng);
+    Variable y = ops::linear(x, w, b);
+    REQUIRE(y.shape() == Shape{3, 4});
+    for (int64_t n = 0; n < 3; ++n)
+        for (int64_t o = 0; o < 4; ++o) {
+            double s = b.value()[o];
+            for (int64_t i = 0; i < 5; ++i) s += double(x.value().at({n, i})) * w.value().at({o, i});
+            REQUIRE(y.value().at({n, o}) == Approx(s).margin(1e-5));
+        }
+    check_gradients([](const Inputs& in) { return ops::linear(in[0], in[1], in[2]); }, {x, w, b});
+    check_gradients([](const Inputs& in) { return ops::linear(in[0], in[1], Variable()); }, {x, w});
+    REQUIRE_THROWS_AS(ops::linear(x, random_variable({4, 6}, rng), b), Error);
+    REQUIRE_THROWS_AS(ops::linear(x, w, random_variable({5}, rng)), Error);
+    REQUIRE_THROWS_AS(ops::linear(random_variable({3, 5, 1}, rng), w, b), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// batch norm
+
+TEST_CASE("batch_norm training gradients match finite differences", "[batch_norm][grad]") {
+    Rng rng(31);
+    Variable x = random_variable({3, 2, 3, 4}, rng);
+    Variable gamma = random_variable({4}, rng, true, 0.5f, 1.5f), beta = random_variable({4}, rng);
+    Tensor<float> rm({4}), rv = Tensor<float>::full({4}, 1.f);
+    check_gradients(
+        [&](const Inputs& in) { return ops::batch_norm(in[0], in[1], in[2], rm, rv, true); }, {x, gamma, beta});
+    check_gradients([&](const Inputs& in) { return ops::batch_norm(in[0], Variable(), Variable(), rm, rv, true); },
+                    {x});
+    // [N, C] features, as after a linear layer.
+    Variable f = random_variable({6, 3}, rng);
+    check_gradients(
+        [](const Inputs& in) { return ops::batch_norm(in[0], Variable(), Variable(), Tensor<float>(), Tensor<float>(), true); },
+        {f});
+}
+
+TEST_CASE("batch_norm eval gradients match finite differences", "[batch_norm][grad]") {
+    Rng rng(32);
+    Variable x = random_variable({2, 3, 2, 5}, rng);
+    Variable gamma = random_variable({5}, rng), beta = random_variable({5}, rng);
+    Tensor<float> rm = Tensor<float>::uniform({5}, rng, -0.5, 0.5), rv = Tensor<float>::uniform({5}, rng, 0.5, 2);
+    check_gradients(
+        [&](const Inputs& in) { return ops::batch_norm(in[0], in[1], in[2], rm, rv, false); }, {x, gamma, beta});
+}
+
+TEST_CASE("batch_norm normalises with batch stats and updates running stats with momentum", "[batch_norm]") {
+    Rng rng(33);
+    const int64_t M = 2 * 3 * 3, C = 3;
+    Variable x = random_variable({2, 3, 3, C}, rng, false, -2.f, 3.f);
+    Variable gamma(Tensor<float>::from_vector({C}, {1.f, 2.f, 0.5f}));
+    Variable beta(Tensor<float>::from_vector({C}, {0.f, -1.f, 3.f}));
+    Tensor<float> rm = Tensor<float>::from_vector({C}, {0.5f, 0.f, -1.f});
+    Tensor<float> rv = Tensor<float>::from_vector({C}, {2.f, 1.f, 1.f});
+    Tensor<float> rm0 = rm.clone(), rv0 = rv.clone();
+    Variable y = ops::batch_norm(x, gamma, beta, rm, rv, true, 0.2f, 1e-5f);
+    for (int64_t c = 0; c < C; ++c) {
+        double mean = 0, var = 0;
+        for (int64_t m = 0; m < M; ++m) mean += x.value()[m * C + c];
+        mean /= M;
+        for (int64_t m = 0; m < M; ++m) var += std::pow(x.value()[m * C + c] - mean, 2);
+        const double biased = var / M, unbiased = var / (M - 1);
+        for (int64_t m = 0; m < M; ++m) {
+            double want = gamma.value()[c] * (x.value()[m * C + c] - mean) / std::sqrt(biased + 1e-5) + beta.value()[c];
+            REQUIRE(y.value()[m * C + c] == Approx(want).margin(1e-4));
+        }
+        REQUIRE(rm[c] == Approx(0.8 * rm0[c] + 0.2 * mean).margin(1e-5));
+        REQUIRE(rv[c] == Approx(0.8 * rv0[c] + 0.2 * unbiased).margin(1e-5));
+    }
+    // Eval uses the running statistics and leaves them alone.
+    Tensor<float> rm1 = rm.clone(), rv1 = rv.clone();
+    Variable e = ops::batch_norm(x, gamma, beta, rm, rv, false, 0.2f, 1e-5f);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+        const int64_t c = i % C;
+        double want = gamma.value()[c] * (x.value()[i] - rm1[c]) / std::sqrt(rv1[c] + 1e-5) + beta.value()[c];
+        REQUIRE(e.value()[i] == Approx(want).margin(1e-4));
+    }
+    require_close(rm, rm1, 0.f);
+    require_close(rv, rv1, 0.f);
+}
+
+TEST_CASE("batch_norm rejects bad shapes and missing statistics", "[batch_norm][errors]") {
+    Variable x(Tensor<float>({2, 2, 2, 3}));
+    Tensor<float> rm({3}), rv({3});
+    REQUIRE_THROWS_AS(ops::batch_norm(x, Variable(Tensor<float>({4})), Variable(), rm, rv, true), Error);
+    REQUIRE_THROWS_AS(ops::batch_norm(x, Variable(), Variable(), Tensor<float>({2}), rv, true), Error);
+    REQUIRE_THROWS_AS(ops::batch_norm(x, Variable(), Variable(), Tensor<float>(), Tensor<float>(), false), Error);
+    REQUIRE_THROWS_AS(ops::batch_norm(Variable(Tensor<float>({1, 3})), Variable(), Variable(), rm, rv, true), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// activations
+
+TEST_CASE("activation gradients match finite differences away from kinks", "[activation][grad]") {
+    Rng rng(41);
+    Variable x = test::random_variable_away_from({2, 3, 4}, rng, {0.f}, 0.02f, -2.f, 2.f);
+    check_gradients([](const Inputs& in) { return ops::relu(in[0]); }, {x});
+    check_gradients([](const Inputs& in) { return ops::tanh(in[0]); }, {x});
+    check_gradients([](const Inputs& in) { return ops::sigmoid(in[0]); }, {x});
+    Variable h = test::random_variable_away_from({2, 3, 4}, rng, {-1.f, 1.f, -0.5f, 0.75f}, 0.02f, -2.f, 2.f);
+    check_gradients([](const Inputs& in) { return ops::hardtanh(in[0]); }, {h});
+    check_gradients([](const Inputs& in) { return ops::hardtanh(in[0], -0.5f, 0.75f); }, {h});
+    Variable slope = random_variable({4}, rng);
+    check_gradients([](const Inputs& in) { return ops::prelu(in[0], in[1]); }, {x, slope});
+}
+
+TEST_CASE("activation forwards", "[activation]") {
+    Variable x(Tensor<float>::from_vector({5}, {-3.f, -0.5f, 0.f, 0.5f, 100.f}));
+    REQUIRE(ops::relu(x).value().to_vector() == std::vector<float>{0.f, 0.f, 0.f, 0.5f, 100.f});
+    REQUIRE(ops::hardtanh(x).value().to_vector() == std::vector<float>{-1.f, -0.5f, 0.f, 0.5f, 1.f});
+    auto s = ops::sigmoid(Variable(Tensor<float>::from_vector({3}, {-100.f, 0.f, 100.f}))).value();
+    REQUIRE(s[0] == Approx(0.f).margin(1e-30));
+    REQUIRE(s[1] == 0.5f);
+    REQUIRE(s[2] == 1.f);
+    REQUIRE(ops::tanh(x).value()[1] == Approx(std::tanh(-0.5f)));
+    Variable xc(Tensor<float>::from_vector({2, 2}, {-2.f, -2.f, 3.f, -1.f}));
+    Variable slope(Tensor<float>::from_vector({2}, {0.25f, 0.5f}));
+    REQUIRE(ops::prelu(xc, slope).value().to_vector() == std::vector<float>{-0.5f, -1.f, 3.f, -0.5f});
+    REQUIRE_THROWS_AS(ops::prelu(xc, Variable(Tensor<float>({3}))), Error);
+    REQUIRE_THROWS_AS(ops::hardtanh(x, 1.f, -1.f), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// element-wise
+
+TEST_CASE("add, sub, mul (three broadcast forms) and scale: values and gradients", "[elementwise][grad]") {
+    Rng rng(51);
+    Variable a = random_variable({2, 3, 2, 4}, rng), b = random_variable({2, 3, 2, 4}, rng);
+    Variable per_c = random_variable({4}, rng), per_nc = random_variable({2, 4}, rng);
+    auto y = ops::mul(a, per_nc).value();
+    REQUIRE(y.at({1, 2, 1, 3}) == a.value().at({1, 2, 1, 3}) * per_nc.value().at({1, 3}));
+    REQUIRE(ops::mul(a, per_c).value().at({1, 0, 1, 2}) == a.value().at({1, 0, 1, 2}) * per_c.value()[2]);
+    REQUIRE(ops::sub(a, b).value()[7] == a.value()[7] - b.value()[7]);
+    REQUIRE(ops::scale(a, -3.f).value()[5] == -3.f * a.value()[5]);
+    check_gradients([](const Inputs& in) { return ops::add(in[0], in[1]); }, {a, b});
+    check_gradients([](const Inputs& in) { return ops::sub(in[0], in[1]); }, {a, b});
+    check_gradients([](const Inputs& in) { return ops::mul(in[0], in[1]); }, {a, b});
+    check_gradients([](const Inputs& in) { return ops::mul(in[0], in[1]); }, {a, per_c});
+    check_gradients([](const Inputs& in) { return ops::mul(in[0], in[1]); }, {a, per_nc});
+    check_gradients([](const Inputs& in) { return ops::scale(in[0], 2.5f); }, {a});
+    // The same Variable on both sides (a residual-style reuse) gets both contributions.
+    check_gradients([](const Inputs& in) { return ops::mul(in[0], in[0]); }, {b});
+    check_gradients([](const Inputs& in) { return ops::sub(in[0], in[0]); }, {b});
+}
+
+TEST_CASE("element-wise ops reject mismatched shapes", "[elementwise][errors]") {
+    Variable a(Tensor<float>({2, 3, 4})), b(Tensor<float>({2, 4, 3}));
+    REQUIRE_THROWS_AS(ops::add(a, b), Error);
+    REQUIRE_THROWS_WITH(ops::sub(a, b), Catch::Contains("[2, 3, 4]") && Catch::Contains("[2, 4, 3]"));
+    REQUIRE_THROWS_AS(ops::mul(a, b), Error);
+    REQUIRE_THROWS_AS(ops::mul(a, Variable(Tensor<float>({3}))), Error);
+    REQUIRE_THROWS_AS(ops::mul(a, Variable(Tensor<float>({3, 4}))), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// pooling
+
+TEST_CASE("avg_pool2d counts padding as zeros; max_pool2d never picks padding", "[pool]") {
+    Variable x(Tensor<float>::from_vector({1, 2, 2, 1}, {-1.f, -2.f, -3.f, -4.f}));
+    auto avg = ops::avg_pool2d(x, 3, 1, 1).value();
+    REQUIRE(avg.shape() == Shape{1, 2, 2, 1});
+    REQUIRE(avg[0] == Approx(-10.f / 9.f));
+    auto mx = ops::max_pool2d(x, 2, 1, 1).value();
+    REQUIRE(mx.shape() == Shape{1, 3, 3, 1});
+    REQUIRE(mx.to_vector() == std::vector<float>{-1.f, -1.f, -2.f, -1.f, -1.f, -2.f, -3.f, -3.f, -4.f});
+    // Stride 2 over an odd extent drops the last column, as in PyTorch.
+    Variable y(Tensor<float>::from_vector({1, 1, 5, 1}, {1.f, 2.f, 3.f, 4.f, 5.f}));
+    REQUIRE(ops::max_pool2d(y, 1, 2).value().to_vector() == std::vector<float>{1.f, 3.f, 5.f});
+    REQUIRE(ops::avg_pool2d(Variable(Tensor<float>::full({1, 5, 5, 2}, 1.f)), 2, 2).value().shape() ==
+            Shape{1, 2, 2, 2});
+}
+
+TEST_CASE("pool gradients match finite differences", "[pool][grad]") {
+    Rng rng(61);
+    Variable x = distinct_variable({2, 7, 6, 3}, rng);
+    for (auto [k, s, p] : std::vector<std::tuple<int, int, int>>{{2, 2, 0}, {3, 2, 1}, {3, 1, 1}, {2, 1, 1}, {5, 2, 2}}) {
+        CAPTURE(k, s, p);
+        check_gradients([k = k, s = s, p = p](const Inputs& in) { return ops::avg_pool2d(in[0], k, s, p); }, {x});
+        check_gradients([k = k, s = s, p = p](const Inputs& in) { return ops::max_pool2d(in[0], k, s, p); }, {x});
+    }
+    check_gradients([](const Inputs& in) { return ops::global_avg_pool(in[0]); }, {x});
+    auto gp = ops::global_avg_pool(x).value();
+    double s = 0;
+    for (int64_t h = 0; h < 7; ++h)
+        for (int64_t w = 0; w < 6; ++w) s += x.value().at({1, h, w, 2});
+    REQUIRE(gp.at({1, 2}) == Approx(s / 42).margin(1e-6));
+}
+
+TEST_CASE("pools reject bad arguments", "[pool][errors]") {
+    Variable x(Tensor<float>({1, 4, 4, 2}));
+    REQUIRE_THROWS_AS(ops::max_pool2d(x, 2, 2, 2), Error);
+    REQUIRE_THROWS_AS(ops::avg_pool2d(x, 0, 1), Error);
+    REQUIRE_THROWS_AS(ops::avg_pool2d(x, 5, 1), Error);
+    REQUIRE_THROWS_AS(ops::max_pool2d(Variable(Tensor<float>({4, 4, 2})), 2, 2), Error);
+    REQUIRE_THROWS_AS(ops::global_avg_pool(Variable(Tensor<float>({4, 2}))), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// reshape, reductions, softmax
+
+TEST_CASE("flatten, reshape, sum and mean", "[reshape][reduce][grad]") {
+    Rng rng(71);
+    Variable x = random_variable({2, 3, 2, 2}, rng);
+    REQUIRE(ops::flatten(x).shape() == Shape{2, 12});
+    REQUIRE(ops::reshape(x, {4, -1}).shape() == Shape{4, 6});
+    REQUIRE_THROWS_AS(ops::reshape(x, {5, -1}), Error);
+    Variable s = ops::sum(x), m = ops::mean(x);
+    REQUIRE(s.shape().rank() == 0);
+    double want = 0;
+    for (float v : x.value()) want += v;
+    REQUIRE(s.item() == Approx(want).margin(1e-5));
+    REQUIRE(m.item() == Approx(want / 24).margin(1e-6));
+    // Through a reshape into something that mixes elements, so a wrong layout would show.
+    check_gradients([](const Inputs& in) { return ops::mul(ops::flatten(in[0]), ops::reshape(in[0], {2, 12})); }, {x});
+    check_gradients([](const Inputs& in) { return ops::sum(in[0]); }, {x});
+    check_gradients([](const Inputs& in) { return ops::mean(ops::mul(in[0], in[0])); }, {x});
+}
+
+TEST_CASE("softmax and log_softmax: values, stability and gradients", "[softmax][grad]") {
+    Rng rng(81);
+    Variable x = random_variable({3, 5}, rng, true, -3.f, 3.f);
+    auto p = ops::softmax(x).value();
+    auto lp = ops::log_softmax(x).value();
+    for (int64_t n = 0; n < 3; ++n) {
+        double z = 0;
+        for (int64_t k = 0; k < 5; ++k) z += std::exp(double(x.value().at({n, k})));
+        for (int64_t k = 0; k < 5; ++k) {
+            REQUIRE(p.at({n, k}) == Approx(std::exp(x.value().at({n, k})) / z).margin(1e-6));
+            REQUIRE(lp.at({n, k}) == Approx(x.value().at({n, k}) - std::log(z)).margin(1e-5));
+        }
+    }
+    Variable big(Tensor<float>::from_vector({1, 3}, {1000.f, 1000.f, -1000.f}));
+    auto pb = ops::softmax(big).value();
+    REQUIRE(pb[0] == Approx(0.5f));
+    REQUIRE(std::isfinite(ops::log_softmax(big).value()[2]));
+    check_gradients([](const Inputs& in) { return ops::softmax(in[0]); }, {x});
+    check_gradients([](const Inputs& in) { return ops::log_softmax(in[0]); }, {x});
+    REQUIRE_THROWS_AS(ops::softmax(Variable(Tensor<float>({2, 3, 4}))), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cross-entropy
+
+TEST_CASE("cross_entropy with labels, label smoothing and soft targets", "[loss][grad]") {
+    Rng rng(91);
+    Variable logits = random_variable({4, 6}, rng, true, -3.f, 3.f);
+    const std::vector<int32_t> labels{0, 5, 2, 2};
+    auto lp = ops::log_softmax(logits.detach()).value();
+    double want = 0, want_smooth = 0;
+    for (int64_t n = 0; n < 4; ++n) {
+        want -= lp.at({n, labels[n]});
+        double all = 0;
+        for (int64_t k = 0; k < 6; ++k) all += lp.at({n, k});
+        want_smooth -= 0.9 * lp.at({n, labels[n]}) + 0.1 / 6 * all;
+    }
+    REQUIRE(losses::cross_entropy(logits, labels).item() == Approx(want / 4).margin(1e-5));
+    REQUIRE(losses::cross_entropy(logits, labels, 0.1f).item() == Approx(want_smooth / 4).margin(1e-5));
+    check_gradients([&](const Inputs& in) { return losses::cross_entropy(in[0], labels); }, {logits});
+    check_gradients([&](const Inputs& in) { return losses::cross_entropy(in[0], labels, 0.2f); }, {logits});
+
+    // Mix-up style targets: the loss equals the mixture of the two hard-label losses.
+    Tensor<float> target({4, 6});
+    const std::vector<int32_t> other{3, 3, 1, 0};
+    for (int64_t n = 0; n < 4; ++n) {
+        target.at({n, labels[n]}) += 0.7f;
+        target.at({n, other[n]}) += 0.3f;
+    }
+    double mixed = 0.7 * losses::cross_entropy(logits, labels).item() + 0.3 * losses::cross_entropy(logits, other).item();
+    REQUIRE(losses::cross_entropy(logits, target).item() == Approx(mixed).margin(1e-5));
+    check_gradients([&](const Inputs& in) { return losses::cross_entropy(in[0], target); }, {logits});
+
+    // Huge logits stay finite (log-sum-exp).
+    Variable big(Tensor<float>::from_vector({1, 2}, {1e4f, -1e4f}));
+    REQUIRE(losses::cross_entropy(big, {1}).item() == Approx(2e4f));
+}
+
+TEST_CASE("cross_entropy rejects bad labels and targets", "[loss][errors]") {
+    Variable logits(Tensor<float>({2, 3}));
+    REQUIRE_THROWS_WITH(losses::cross_entropy(logits, {0, 3}), Catch::Contains("label 3"));
+    REQUIRE_THROWS_AS(losses::cross_entropy(logits, {0, -1}), Error);
+    REQUIRE_THROWS_AS(losses::cross_entropy(logits, {0}), Error);
+    REQUIRE_THROWS_AS(losses::cross_entropy(logits, {0, 1}, 1.f), Error);
+    REQUIRE_THROWS_AS(losses::cross_entropy(logits, Tensor<float>::full({2, 3}, 0.5f)), Error);
+    REQUIRE_THROWS_AS(losses::cross_entropy(logits, Tensor<float>::full({3, 2}, 0.5f)), Error);
+    REQUIRE_THROWS_AS(losses::cross_entropy(Variable(Tensor<float>({6})), {0}), Error);
+}

@@ -1,0 +1,124 @@
+#pragma once
+/// @file batch_norm.hpp
+/// Batch normalisation over the rows of x [M, C] (M = N*H*W for NHWC activations), per channel.
+/// Statistics are summed in double: M reaches millions and float sums would drift.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace bnn::kernels {
+
+/// Training forward with batch statistics.
+///   x [M, C], gamma/beta [C] or null (1 and 0), y [M, C];
+///   saved_mean [C], saved_invstd [C] = 1/sqrt(biased var + eps), kept for backward;
+///   batch_var [C] receives the biased batch variance (the op derives the running update).
+inline void batch_norm_train_forward(const float* x, const float* gamma, const float* beta, float* y,
+                                     float* saved_mean, float* saved_invstd, float* batch_var, int64_t M,
+                                     int64_t C, float eps) {
+    std::vector<double> sum(C, 0.0), sq(C, 0.0);
+    for (int64_t m = 0; m < M; ++m) {
+        const float* r = x + m * C;
+        for (int64_t c = 0; c < C; ++c) sum[c] += r[c];
+    }
+    for (int64_t c = 0; c < C; ++c) sum[c] /= double(M);
+    // Second pass around the mean: exact enough where E[x^2] - E[x]^2 would cancel.
+    for (int64_t m = 0; m < M; ++m) {
+        const float* r = x + m * C;
+        for (int64_t c = 0; c < C; ++c) {
+            double d = r[c] - sum[c];
+            sq[c] += d * d;
+        }
+    }
+    std::vector<float> scale(C), shift(C);
+    for (int64_t c = 0; c < C; ++c) {
+        double var = sq[c] / double(M);
+        double inv = 1.0 / std::sqrt(var + eps);
+        saved_mean[c] = static_cast<float>(sum[c]);
+        saved_invstd[c] = static_cast<float>(inv);
+        batch_var[c] = static_cast<float>(var);
+        double gm = gamma ? gamma[c] : 1.0;
+        scale[c] = static_cast<float>(gm * inv);
+        shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * sum[c]);
+    }
+#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * scale[c] + shift[c];
+}
+
+/// Training backward (batch statistics depend on x). Accumulates into the non-null outputs:
+///   dx [M, C] += invstd/M * (M*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)),  dxhat = dy*gamma
+///   dgamma [C] += sum(dy * xhat),  dbeta [C] += sum(dy)
+inline void batch_norm_train_backward(const float* x, const float* gamma, const float* dy, const float* mean,
+                                      const float* invstd, float* dx, float* dgamma, float* dbeta, int64_t M,
+                                      int64_t C) {
+    std::vector<double> sdy(C, 0.0), sdyx(C, 0.0);  // sum(dy), sum(dy * xhat)
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c) {
+            const double g = dy[m * C + c];
+            sdy[c] += g;
+            sdyx[c] += g * (x[m * C + c] - mean[c]) * invstd[c];
+        }
+    for (int64_t c = 0; c < C; ++c) {
+        if (dgamma) dgamma[c] += static_cast<float>(sdyx[c]);
+        if (dbeta) dbeta[c] += static_cast<float>(sdy[c]);
+    }
+    if (!dx) return;
+    std::vector<float> k(C), a(C), b(C);
+    for (int64_t c = 0; c < C; ++c) {
+        const double gm = gamma ? gamma[c] : 1.0;
+        k[c] = static_cast<float>(gm * invstd[c]);                  // multiplies dy
+        a[c] = static_cast<float>(gm * invstd[c] * sdy[c] / M);     // constant term
+        b[c] = static_cast<float>(gm * invstd[c] * sdyx[c] / M);    // multiplies xhat
+    }
+#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c) {
+            const float xhat = (x[m * C + c] - mean[c]) * invstd[c];
+            dx[m * C + c] += k[c] * dy[m * C + c] - a[c] - b[c] * xhat;
+        }
+}
+
+/// Eval forward with fixed statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta.
+///   x, y [M, C]; running_mean, running_var [C]; gamma/beta [C] or null.
+inline void batch_norm_eval_forward(const float* x, const float* gamma, const float* beta, const float* running_mean,
+                                    const float* running_var, float* y, int64_t M, int64_t C, float eps) {
+    std::vector<float> scale(C), shift(C);
+    for (int64_t c = 0; c < C; ++c) {
+        double inv = 1.0 / std::sqrt(double(running_var[c]) + eps);
+        double gm = gamma ? gamma[c] : 1.0;
+        scale[c] = static_cast<float>(gm * inv);
+        shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * running_mean[c]);
+    }
+#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * scale[c] + shift[c];
+}
+
+/// Eval backward (statistics are constants). Accumulates:
+///   dx += dy * gamma * invstd;  dgamma += sum(dy * xhat);  dbeta += sum(dy)
+inline void batch_norm_eval_backward(const float* x, const float* gamma, const float* dy, const float* running_mean,
+                                     const float* running_var, float* dx, float* dgamma, float* dbeta, int64_t M,
+                                     int64_t C, float eps) {
+    std::vector<float> inv(C);
+    for (int64_t c = 0; c < C; ++c) inv[c] = static_cast<float>(1.0 / std::sqrt(double(running_var[c]) + eps));
+    if (dgamma || dbeta) {
+        std::vector<double> sdy(C, 0.0), sdyx(C, 0.0);
+        for (int64_t m = 0; m < M; ++m)
+            for (int64_t c = 0; c < C; ++c) {
+                const double g = dy[m * C + c];
+                sdy[c] += g;
+                sdyx[c] += g * (x[m * C + c] - running_mean[c]) * inv[c];
+            }
+        for (int64_t c = 0; c < C; ++c) {
+            if (dgamma) dgamma[c] += static_cast<float>(sdyx[c]);
+            if (dbeta) dbeta[c] += static_cast<float>(sdy[c]);
+        }
+    }
+    if (!dx) return;
+    for (int64_t c = 0; c < C; ++c) inv[c] *= gamma ? gamma[c] : 1.f;
+#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c) dx[m * C + c] += dy[m * C + c] * inv[c];
+}
+
+}  // namespace bnn::kernels

@@ -1,0 +1,235 @@
+#pragma once
+/// @file conv2d.hpp
+/// Float 2-D convolution, NHWC activations and OHWI weights, by im2col + GEMM.
+///
+///   x    [N, H, W, C]
+///   w    [Cout, KH, KW, C]          (one row of K = KH*KW*C per output channel)
+///   bias [Cout] or null
+///   out  [N, OH, OW, Cout]          OH = (H + 2*pad - KH) / stride + 1, same for OW
+///
+/// Forward: for a block of output pixels, cols [P, K] gathers each pixel's receptive field
+/// (channels innermost, so each (kh, kw) tap is one contiguous copy of C floats), then
+/// out[P, Cout] = cols * w^T. The column buffer covers a few output rows of one image at a
+/// time (about kColumnBudget floats), never the whole batch, and backward rebuilds it rather
+/// than keeping it from the forward: memory stays at the activations.
+/// A 1x1, stride 1, unpadded convolution skips im2col: x itself is the column matrix.
+///
+/// Threads: with at least as many images as threads, each thread takes whole images with its
+/// own buffers and runs single-threaded GEMMs (no synchronisation inside the product, and
+/// col2im writes of different threads never overlap). With fewer images (inference on a
+/// batch of 1) the images go one by one and Eigen threads each GEMM instead.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "bnn/core/error.hpp"
+#include "bnn/kernels/gemm.hpp"
+
+namespace bnn::kernels {
+
+/// The sizes of one convolution; build it with conv2d_geometry().
+struct Conv2dGeometry {
+    int64_t N, H, W, C, Cout, KH, KW, stride, pad, OH, OW;
+    int64_t K() const { return KH * KW * C; }
+    bool pointwise() const { return KH == 1 && KW == 1 && stride == 1 && pad == 0; }
+};
+
+/// Validates the sizes and derives the output extent.
+inline Conv2dGeometry conv2d_geometry(int64_t N, int64_t H, int64_t W, int64_t C, int64_t Cout, int64_t KH,
+                                      int64_t KW, int64_t stride, int64_t pad) {
+    BNN_CHECK(stride >= 1, "conv2d: stride must be >= 1, got ", stride);
+    BNN_CHECK(pad >= 0, "conv2d: padding must be >= 0, got ", pad);
+    BNN_CHECK(KH >= 1 && KW >= 1, "conv2d: kernel must be at least 1x1, got ", KH, "x", KW);
+    BNN_CHECK(H + 2 * pad >= KH && W + 2 * pad >= KW, "conv2d: kernel ", KH, "x", KW,
+              " larger than the padded input ", H + 2 * pad, "x", W + 2 * pad);
+    Conv2dGeometry g{N, H, W, C, Cout, KH, KW, stride, pad, 0, 0};
+    g.OH = (H + 2 * pad - KH) / stride + 1;
+    g.OW = (W + 2 * pad - KW) / stride + 1;
+    return g;
+}
+
+namespace detail {
+/// Floats of column buffer per block; ~2 MB keeps a block in L2/L3 while the GEMM stays large.
+inline constexpr int64_t kColumnBudget = int64_t{1} << 19;
+
+inline int64_t rows_per_block(const Conv2dGeometry& g) {
+    return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(1, g.OW * g.K()), 1, std::max<int64_t>(g.OH, 1));
+}
+
+inline int available_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/// cols [(oh1-oh0)*OW, K] <- receptive fields of output rows [oh0, oh1) of one image x_img [H, W, C].
+inline void im2col_rows(const float* x_img, const Conv2dGeometry& g, int64_t oh0, int64_t oh1, float* cols) {
+    const int64_t C = g.C, K = g.K();
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+            float* row = cols + ((oh - oh0) * g.OW + ow) * K;
+            for (int64_t kh = 0; kh < g.KH; ++kh) {
+                const int64_t ih = oh * g.stride - g.pad + kh;
+                for (int64_t kw = 0; kw < g.KW; ++kw) {
+                    const int64_t iw = ow * g.stride - g.pad + kw;
+                    float* dst = row + (kh * g.KW + kw) * C;
+                    if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W)
+                        std::memset(dst, 0, sizeof(float) * C);
+                    else
+                        std::memcpy(dst, x_img + (ih * g.W + iw) * C, sizeof(float) * C);
+                }
+            }
+        }
+    }
+}
+
+/// dx_img [H, W, C] += scatter of dcols [(oh1-oh0)*OW, K] (the adjoint of im2col_rows).
+inline void col2im_rows(const float* dcols, const Conv2dGeometry& g, int64_t oh0, int64_t oh1, float* dx_img) {
+    const int64_t C = g.C, K = g.K();
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const float* row = dcols + ((oh - oh0) * g.OW + ow) * K;
+            for (int64_t kh = 0; kh < g.KH; ++kh) {
+                const int64_t ih = oh * g.stride - g.pad + kh;
+                if (ih < 0 || ih >= g.H) continue;
+                for (int64_t kw = 0; kw < g.KW; ++kw) {
+                    const int64_t iw = ow * g.stride - g.pad + kw;
+                    if (iw < 0 || iw >= g.W) continue;
+                    const float* src = row + (kh * g.KW + kw) * C;
+                    float* dst = dx_img + (ih * g.W + iw) * C;
+                    for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
+                }
+            }
+        }
+    }
+}
+
+/// Calls body(n, oh0, oh1, thread_index) for every block of output rows, images spread over
+/// threads when there are enough of them (see the file comment). Returns the thread count used.
+template <class Body>
+int for_each_row_block(const Conv2dGeometry& g, Body&& body) {
+    const int64_t rows = rows_per_block(g);
+    const int threads = available_threads();
+    if (threads > 1 && g.N >= threads) {
+#pragma omp parallel num_threads(threads)
+        {
+#ifdef _OPENMP
+            const int t = omp_get_thread_num();
+#else
+            const int t = 0;
+#endif
+#pragma omp for schedule(static)
+            for (int64_t n = 0; n < g.N; ++n)
+                for (int64_t oh = 0; oh < g.OH; oh += rows) body(n, oh, std::min(oh + rows, g.OH), t);
+        }
+        return threads;
+    }
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; oh += rows) body(n, oh, std::min(oh + rows, g.OH), 0);
+    return 1;
+}
+}  // namespace detail
+
+/// out [N, OH, OW, Cout] = conv(x [N, H, W, C], w [Cout, KH, KW, C]) + bias [Cout] (bias may be null).
+inline void conv2d_forward(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g) {
+    const int64_t K = g.K(), Co = g.Cout;
+    const int threads = detail::available_threads();
+    const int64_t block = g.pointwise() ? 0 : detail::rows_per_block(g) * g.OW * K;
+    std::vector<std::vector<float>> cols(threads, std::vector<float>(block));
+    detail::for_each_row_block(g, [&](int64_t n, int64_t oh0, int64_t oh1, int t) {
+        const int64_t P = (oh1 - oh0) * g.OW;
+        const int64_t first = (n * g.OH + oh0) * g.OW;  // first output pixel of the block
+        const float* a = x + first * g.C;               // pointwise: input pixels = output pixels
+        if (!g.pointwise()) {
+            detail::im2col_rows(x + n * g.H * g.W * g.C, g, oh0, oh1, cols[t].data());
+            a = cols[t].data();
+        }
+        float* o = out + first * Co;
+        gemm_nt(P, Co, K, a, K, w, K, o, Co, false);
+        if (bias)
+            for (int64_t p = 0; p < P; ++p)
+                for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
+    });
+}
+
+/// Gradients of conv2d_forward, ACCUMULATED into the non-null outputs:
+///   dx [N, H, W, C] += conv^T(dout [N, OH, OW, Cout], w)      (GEMM then col2im)
+///   dw [Cout, KH, KW, C] += dout^T * cols(x)
+///   db [Cout] += sum of dout over N, OH, OW
+inline void conv2d_backward(const float* x, const float* w, const float* dout, float* dx, float* dw, float* db,
+                            const Conv2dGeometry& g) {
+    const int64_t K = g.K(), Co = g.Cout;
+    const int threads = detail::available_threads();
+    const int64_t block = detail::rows_per_block(g) * g.OW * K;
+    const bool need_cols = dw && !g.pointwise();
+    const bool need_dcols = dx && !g.pointwise();
+    std::vector<std::vector<float>> cols(threads), dcols(threads), dw_part(threads), db_part(threads);
+    for (int t = 0; t < threads; ++t) {
+        if (need_cols) cols[t].resize(block);
+        if (need_dcols) dcols[t].resize(block);
+        // Thread 0 accumulates straight into dw/db; the others into private partial sums.
+        if (t > 0 && dw) dw_part[t].assign(Co * K, 0.f);
+        if (t > 0 && db) db_part[t].assign(Co, 0.f);
+    }
+    const int used = detail::for_each_row_block(g, [&](int64_t n, int64_t oh0, int64_t oh1, int t) {
+        const int64_t P = (oh1 - oh0) * g.OW;
+        const int64_t first = (n * g.OH + oh0) * g.OW;
+        const float* go = dout + first * Co;
+        if (dw) {
+            const float* a = x + first * g.C;
+            if (need_cols) {
+                detail::im2col_rows(x + n * g.H * g.W * g.C, g, oh0, oh1, cols[t].data());
+                a = cols[t].data();
+            }
+            gemm_tn(Co, K, P, go, Co, a, K, t == 0 ? dw : dw_part[t].data(), K, true);
+        }
+        if (dx) {
+            if (need_dcols) {
+                gemm_nn(P, K, Co, go, Co, w, K, dcols[t].data(), K, false);
+                detail::col2im_rows(dcols[t].data(), g, oh0, oh1, dx + n * g.H * g.W * g.C);
+            } else {
+                gemm_nn(P, K, Co, go, Co, w, K, dx + first * g.C, g.C, true);
+            }
+        }
+        if (db) {
+            float* acc = t == 0 ? db : db_part[t].data();
+            for (int64_t p = 0; p < P; ++p)
+                for (int64_t c = 0; c < Co; ++c) acc[c] += go[p * Co + c];
+        }
+    });
+    for (int t = 1; t < used; ++t) {
+        if (dw)
+            for (int64_t i = 0; i < Co * K; ++i) dw[i] += dw_part[t][i];
+        if (db)
+            for (int64_t c = 0; c < Co; ++c) db[c] += db_part[t][c];
+    }
+}
+
+/// Naive reference: out [N, OH, OW, Cout] by seven nested loops, for tests.
+inline void conv2d_forward_reference(const float* x, const float* w, const float* bias, float* out,
+                                     const Conv2dGeometry& g) {
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow)
+                for (int64_t co = 0; co < g.Cout; ++co) {
+                    double s = bias ? bias[co] : 0.0;
+                    for (int64_t kh = 0; kh < g.KH; ++kh)
+                        for (int64_t kw = 0; kw < g.KW; ++kw) {
+                            const int64_t ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
+                            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                            for (int64_t c = 0; c < g.C; ++c)
+                                s += double(x[((n * g.H + ih) * g.W + iw) * g.C + c]) *
+                                     double(w[((co * g.KH + kh) * g.KW + kw) * g.C + c]);
+                        }
+                    out[((n * g.OH + oh) * g.OW + ow) * g.Cout + co] = static_cast<float>(s);
+                }
+}
+
+}  // namespace bnn::kernels

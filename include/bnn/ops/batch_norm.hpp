@@ -1,0 +1,72 @@
+#pragma once
+/// @file batch_norm.hpp
+/// ops::batch_norm: per-channel normalisation over every dimension but the last, one tape node.
+#include "bnn/autograd/variable.hpp"
+#include "bnn/kernels/batch_norm.hpp"
+#include "bnn/ops/grad_target.hpp"
+
+namespace bnn::ops {
+
+/// Batch normalisation of x [..., C] (NHWC activations or [N, C] features).
+///
+/// training: normalises with the batch mean and biased variance over all rows, and updates
+///   running_mean/running_var IN PLACE: r = (1 - momentum) * r + momentum * batch_stat, with the
+///   unbiased variance (M / (M - 1)) for running_var, as PyTorch does. Needs more than one row.
+///   Undefined running tensors skip the update.
+/// eval: normalises with running_mean/running_var (required).
+/// gamma, beta: [C] scale and shift, or undefined Variables (1 and 0).
+inline Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& beta, Tensor<float> running_mean,
+                           Tensor<float> running_var, bool training, float momentum = 0.1f, float eps = 1e-5f) {
+    BNN_CHECK(x.shape().rank() >= 1, "ops::batch_norm: input needs a channel dimension, got a scalar");
+    const int64_t C = x.dim(-1);
+    const int64_t M = C ? x.numel() / C : 0;
+    const Shape cs{C};
+    if (gamma.defined()) expect_shape(gamma.value(), cs, "ops::batch_norm", "gamma");
+    if (beta.defined()) expect_shape(beta.value(), cs, "ops::batch_norm", "beta");
+    if (running_mean.defined()) expect_shape(running_mean, cs, "ops::batch_norm", "running_mean");
+    if (running_var.defined()) expect_shape(running_var, cs, "ops::batch_norm", "running_var");
+    BNN_CHECK(eps > 0.f, "ops::batch_norm: eps must be positive, got ", eps);
+    Tensor<float> y = Tensor<float>::empty(x.shape());
+    Tensor<float> xv = x.value();
+    Tensor<float> gv = gamma.defined() ? gamma.value() : Tensor<float>();
+
+    if (!training) {
+        BNN_CHECK(running_mean.defined() && running_var.defined(),
+                  "ops::batch_norm: eval mode needs running_mean and running_var, got undefined tensors");
+        // Copies: a later training step may update the buffers before this backward runs.
+        Tensor<float> rm = running_mean.clone(), rv = running_var.clone();
+        kernels::batch_norm_eval_forward(xv.data(), gv.data(), ::bnn::detail::optional_data(beta), rm.data(), rv.data(),
+                                         y.data(), M, C, eps);
+        return make_result(
+            y, {x, gamma, beta},
+            [xv, gv, rm, rv, M, C, eps](const Tensor<float>& g, std::vector<Variable>& in) {
+                kernels::batch_norm_eval_backward(xv.data(), gv.data(), g.data(), rm.data(), rv.data(),
+                                                  ::bnn::detail::grad_target(in[0]), ::bnn::detail::grad_target(in[1]),
+                                                  ::bnn::detail::grad_target(in[2]), M, C, eps);
+            },
+            "batch_norm_eval");
+    }
+
+    BNN_CHECK(M > 1, "ops::batch_norm: training needs more than one value per channel, got input of shape ",
+              x.shape().str());
+    Tensor<float> mean = Tensor<float>::empty(cs), invstd = Tensor<float>::empty(cs), var = Tensor<float>::empty(cs);
+    kernels::batch_norm_train_forward(xv.data(), gv.data(), ::bnn::detail::optional_data(beta), y.data(), mean.data(),
+                                      invstd.data(), var.data(), M, C, eps);
+    if (running_mean.defined() && running_var.defined()) {
+        const float unbias = static_cast<float>(M) / static_cast<float>(M - 1);
+        for (int64_t c = 0; c < C; ++c) {
+            running_mean[c] = (1.f - momentum) * running_mean[c] + momentum * mean[c];
+            running_var[c] = (1.f - momentum) * running_var[c] + momentum * var[c] * unbias;
+        }
+    }
+    return make_result(
+        y, {x, gamma, beta},
+        [xv, gv, mean, invstd, M, C](const Tensor<float>& g, std::vector<Variable>& in) {
+            kernels::batch_norm_train_backward(xv.data(), gv.data(), g.data(), mean.data(), invstd.data(),
+                                               ::bnn::detail::grad_target(in[0]), ::bnn::detail::grad_target(in[1]),
+                                               ::bnn::detail::grad_target(in[2]), M, C);
+        },
+        "batch_norm");
+}
+
+}  // namespace bnn::ops

@@ -1,0 +1,122 @@
+#pragma once
+/// @file distillation.hpp
+/// One teacher-student training step of the Real-to-Binary recipe:
+///
+///     total = w_ce * CE(student) + beta * L_att(student, teacher) + w_kd * L_KD(student, teacher)
+///
+/// The teacher is frozen: it runs in eval mode under NoGradGuard, so it records no tape and keeps
+/// no activations alive. Attention is matched at every transfer point that both networks name
+/// (e.g. "block1".."block8"). Without a teacher (stage 0) only the cross-entropy is used.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bnn/autograd/grad_mode.hpp"
+#include "bnn/autograd/variable.hpp"
+#include "bnn/core/error.hpp"
+#include "bnn/losses/attention_transfer.hpp"
+#include "bnn/losses/cross_entropy.hpp"
+#include "bnn/losses/distillation.hpp"
+#include "bnn/ops/elementwise.hpp"
+#include "bnn/optim/optimizer.hpp"
+#include "bnn/train/feature_net.hpp"
+#include "bnn/train/stages.hpp"
+
+namespace bnn::train {
+
+/// One batch: images [N,H,W,C], integer labels, and optionally soft targets [N,K] (mix-up),
+/// which replace the labels in the cross-entropy when defined.
+struct StepBatch {
+    Tensor<float> images;
+    std::vector<int32_t> labels;
+    Tensor<float> soft_targets;
+};
+
+/// The loss parts of a step, unweighted, and the weighted total that was back-propagated.
+struct LossParts {
+    float total = 0.f;
+    float ce = 0.f;
+    float attention = 0.f;  ///< 0 when not used
+    float kd = 0.f;         ///< 0 when not used
+};
+
+/// The differentiable total loss of a step and its parts.
+struct StepLoss {
+    Variable total;
+    LossParts parts;
+};
+
+/// Freezes a teacher: eval mode and no parameter requires a gradient.
+inline void freeze(nn::Module& teacher) {
+    teacher.eval();
+    teacher.set_requires_grad(false);
+}
+
+/// Names present in both feature lists, in the student's order.
+inline std::vector<std::string> common_transfer_points(const Features& student, const Features& teacher) {
+    std::vector<std::string> names;
+    for (const auto& [name, v] : student.maps)
+        for (const auto& [tname, tv] : teacher.maps)
+            if (name == tname) names.push_back(name);
+    return names;
+}
+
+/// Runs the teacher (if any) without a tape and the student with one, and builds the weighted
+/// loss. Does not step any optimiser; the student's mode (train/eval) is left as the caller set it.
+inline StepLoss distillation_loss(FeatureNet* teacher, FeatureNet& student, const StepBatch& batch,
+                                  const LossWeights& w) {
+    BNN_CHECK(batch.images.defined() && batch.images.rank() == 4, "distillation_loss: expected images [N,H,W,C], got ",
+              batch.images.defined() ? batch.images.shape().str() : std::string("an undefined tensor"));
+    const bool needs_teacher = w.attention > 0.f || w.kd > 0.f;
+    BNN_CHECK(teacher != nullptr || !needs_teacher, "distillation_loss: attention weight ", w.attention,
+              " and KD weight ", w.kd, " need a teacher, got none");
+    Variable x(batch.images);
+
+    Features t;
+    if (teacher != nullptr && needs_teacher) {
+        teacher->eval();
+        NoGradGuard no_tape;
+        t = teacher->forward_features(x);
+    }
+    Features s = student.forward_features(x);
+
+    StepLoss out;
+    Variable ce = batch.soft_targets.defined() ? losses::cross_entropy(s.logits, batch.soft_targets)
+                                               : losses::cross_entropy(s.logits, batch.labels, w.label_smoothing);
+    out.parts.ce = ce.item();
+    out.total = ops::scale(ce, w.ce);
+    if (w.attention > 0.f) {
+        std::vector<std::string> names = common_transfer_points(s, t);
+        BNN_CHECK(!names.empty(), "distillation_loss: attention matching needs transfer points named alike in ",
+                  "student and teacher; they share none");
+        std::vector<std::pair<Variable, Variable>> pairs;
+        for (const auto& name : names) pairs.emplace_back(s.at(name), t.at(name));
+        losses::AttentionOptions o = w.attention_options;
+        o.beta = 1.f;
+        Variable att = losses::attention_transfer(pairs, o);
+        out.parts.attention = att.item();
+        out.total = ops::add(out.total, ops::scale(att, w.attention));
+    }
+    if (w.kd > 0.f) {
+        Variable kd = losses::distillation(s.logits, t.logits.value(), w.temperature);
+        out.parts.kd = kd.item();
+        out.total = ops::add(out.total, ops::scale(kd, w.kd));
+    }
+    out.parts.total = out.total.item();
+    return out;
+}
+
+/// One optimisation step of the student: train mode, loss, backward, optimiser step, then the
+/// student's constraints (latent binary weights clipped to [-1, 1]). Returns the loss parts.
+inline LossParts distillation_step(FeatureNet* teacher, FeatureNet& student, const StepBatch& batch,
+                                   const LossWeights& w, optim::Optimizer& optimizer) {
+    student.train();
+    optimizer.zero_grad();
+    StepLoss loss = distillation_loss(teacher, student, batch, w);
+    loss.total.backward();
+    optimizer.step();
+    student.apply_constraints();
+    return loss.parts;
+}
+
+}  // namespace bnn::train

@@ -1,0 +1,214 @@
+#pragma once
+/// @file checkpoint.hpp
+/// Checkpoints: a Module's parameters and buffers (by dotted name), optionally an optimiser's
+/// state, and training metadata, in one safetensors file (see docs/checkpoint-format.md).
+///
+/// Layout of a bnn checkpoint:
+///  - one F32 tensor per parameter and buffer, named as in named_parameters()/named_buffers();
+///  - one F32 tensor per optimiser state tensor, named "optim." + its state name;
+///  - "__metadata__": "format" = "bnn-checkpoint-1", "metadata" = the caller's JSON (stage,
+///    epoch, seed, ...) as a string, and "optim.step_count" when optimiser state is saved.
+#include <concepts>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bnn/io/safetensors.hpp"
+#include "bnn/nn/module.hpp"
+
+namespace bnn::io {
+
+inline constexpr const char* kCheckpointFormat = "bnn-checkpoint-1";
+inline constexpr const char* kOptimPrefix = "optim.";
+
+/// Anything with named live state tensors and a step counter (bnn::optim::Optimizer).
+template <class O>
+concept OptimizerState = requires(O& o, int64_t n) {
+    { o.state_tensors() };
+    { o.step_count() } -> std::convertible_to<int64_t>;
+    o.set_step_count(n);
+};
+
+namespace detail {
+inline void add_module_tensors(const nn::Module& module, NamedTensors& out) {
+    std::set<std::string> seen;
+    for (const auto& [name, p] : module.named_parameters()) {
+        BNN_CHECK(seen.insert(name).second, "save_checkpoint: parameter name '", name, "' appears twice");
+        out.emplace_back(name, p.value());
+    }
+    for (const auto& [name, b] : module.named_buffers()) {
+        BNN_CHECK(seen.insert(name).second, "save_checkpoint: buffer name '", name,
+                  "' appears twice or clashes with a parameter");
+        out.emplace_back(name, b);
+    }
+}
+
+inline Metadata checkpoint_metadata(const nlohmann::json& metadata) {
+    return Metadata{{"format", kCheckpointFormat}, {"metadata", metadata.is_null() ? "{}" : metadata.dump()}};
+}
+}  // namespace detail
+
+/// Saves the module's parameters and buffers plus `metadata` (any JSON: stage, epoch, seed...),
+/// atomically.
+inline void save_checkpoint(const std::string& path, const nn::Module& module,
+                            const nlohmann::json& metadata = nlohmann::json::object()) {
+    NamedTensors tensors;
+    detail::add_module_tensors(module, tensors);
+    save_safetensors(path, tensors, detail::checkpoint_metadata(metadata));
+}
+
+/// Saves the module, the optimiser's state tensors (prefixed "optim.") and its step count, and
+/// `metadata`, atomically: everything needed to resume training exactly.
+template <OptimizerState O>
+void save_checkpoint(const std::string& path, const nn::Module& module, const O& optimizer,
+                     const nlohmann::json& metadata = nlohmann::json::object()) {
+    NamedTensors tensors;
+    detail::add_module_tensors(module, tensors);
+    for (const auto& [name, t] : const_cast<O&>(optimizer).state_tensors())
+        tensors.emplace_back(kOptimPrefix + name, Tensor<float>(t));
+    Metadata meta = detail::checkpoint_metadata(metadata);
+    meta["optim.step_count"] = std::to_string(const_cast<O&>(optimizer).step_count());
+    save_safetensors(path, tensors, meta);
+}
+
+/// A tensor present in both the file and the module, with different shapes (or dtype).
+struct ShapeMismatch {
+    std::string name;
+    std::string expected;  ///< the module's shape
+    std::string found;     ///< the file's shape (and dtype when it is not F32)
+};
+
+/// What load_module did: keys loaded, keys the module has but the file lacks, keys the file has
+/// but the module lacks (optimiser state is not counted), and shape mismatches.
+struct LoadReport {
+    std::vector<std::string> loaded;
+    std::vector<std::string> missing;
+    std::vector<std::string> unexpected;
+    std::vector<ShapeMismatch> mismatched;
+
+    /// True when every key matched.
+    bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+    /// A readable summary listing every problem.
+    std::string str() const {
+        std::ostringstream os;
+        os << loaded.size() << " tensors loaded";
+        auto list = [&](const char* what, const std::vector<std::string>& names) {
+            if (names.empty()) return;
+            os << "; " << names.size() << ' ' << what << ':';
+            for (const auto& n : names) os << ' ' << n;
+        };
+        list("missing from the file", missing);
+        list("unexpected in the file", unexpected);
+        if (!mismatched.empty()) {
+            os << "; " << mismatched.size() << " shape mismatches:";
+            for (const auto& m : mismatched) os << ' ' << m.name << " (module " << m.expected << ", file " << m.found << ')';
+        }
+        return os.str();
+    }
+};
+
+struct LoadOptions {
+    /// Strict: any missing, unexpected or mismatched key raises bnn::Error and nothing is
+    /// written. Non-strict: load every key that matches and report the rest (e.g. initialising
+    /// stage k+1 from stage k's checkpoint).
+    bool strict = true;
+};
+
+/// Copies parameters and buffers from a checkpoint into `module` in place, by name.
+inline LoadReport load_module(const SafetensorsFile& file, nn::Module& module, LoadOptions options = {}) {
+    LoadReport report;
+    std::vector<std::pair<Tensor<float>, Tensor<float>>> copies;  // (destination, source)
+    std::set<std::string> known;
+    auto visit = [&](const std::string& name, Tensor<float> dst) {
+        known.insert(name);
+        const AnyTensor* src = file.find(name);
+        if (!src) {
+            report.missing.push_back(name);
+            return;
+        }
+        const Tensor<float>* f = std::get_if<Tensor<float>>(src);
+        if (!f || f->shape() != dst.shape()) {
+            std::string found = detail::shape_of(*src).str();
+            if (!f) found += std::string(" ") + detail::dtype_of(*src);
+            report.mismatched.push_back({name, dst.shape().str(), found});
+            return;
+        }
+        copies.emplace_back(dst, *f);
+        report.loaded.push_back(name);
+    };
+    for (auto& [name, p] : module.named_parameters()) visit(name, p.value());
+    for (auto& [name, b] : module.named_buffers()) visit(name, b);
+    for (const auto& [name, t] : file.tensors)
+        if (!known.count(name) && name.rfind(kOptimPrefix, 0) != 0) report.unexpected.push_back(name);
+
+    if (options.strict && !report.complete())
+        ::bnn::detail::fail("load_module: checkpoint '", file.source, "' does not match the ", module.type_name(),
+                            ": ", report.str());
+    for (auto& [dst, src] : copies) dst.copy_from(src);
+    return report;
+}
+
+/// Reads a checkpoint file and loads it into `module` (see the overload above).
+inline LoadReport load_module(const std::string& path, nn::Module& module, LoadOptions options = {}) {
+    return load_module(load_safetensors(path), module, options);
+}
+
+/// Restores an optimiser's state tensors and step count from a checkpoint saved with it. Every
+/// state tensor must be present with its shape (else bnn::Error, nothing written).
+template <OptimizerState O>
+void load_optimizer(const SafetensorsFile& file, O& optimizer) {
+    auto it = file.metadata.find("optim.step_count");
+    BNN_CHECK(it != file.metadata.end(), "load_optimizer: checkpoint '", file.source,
+              "' holds no optimiser state (no optim.step_count in its metadata)");
+    int64_t steps = 0;
+    try {
+        size_t used = 0;
+        steps = std::stoll(it->second, &used);
+        BNN_CHECK(used == it->second.size(), "");
+    } catch (...) {
+        ::bnn::detail::fail("load_optimizer: checkpoint '", file.source, "' has a malformed optim.step_count '",
+                            it->second, "'");
+    }
+    std::vector<std::pair<Tensor<float>, Tensor<float>>> copies;
+    std::set<std::string> expected;
+    for (const auto& [name, t] : optimizer.state_tensors()) {
+        const std::string key = kOptimPrefix + name;
+        expected.insert(key);
+        const AnyTensor* src = file.find(key);
+        BNN_CHECK(src, "load_optimizer: checkpoint '", file.source, "' lacks the optimiser state '", key, "'");
+        const Tensor<float>* f = std::get_if<Tensor<float>>(src);
+        BNN_CHECK(f && f->shape() == t.shape(), "load_optimizer: checkpoint '", file.source, "': state '", key,
+                  "' expected F32 ", t.shape().str(), ", found ", detail::dtype_of(*src), ' ',
+                  detail::shape_of(*src).str());
+        copies.emplace_back(t, *f);
+    }
+    for (const auto& [name, t] : file.tensors)
+        BNN_CHECK(name.rfind(kOptimPrefix, 0) != 0 || expected.count(name), "load_optimizer: checkpoint '",
+                  file.source, "' has optimiser state '", name, "' that this optimiser does not have (another optimiser or parameter set?)");
+    for (auto& [dst, src] : copies) dst.copy_from(src);
+    optimizer.set_step_count(steps);
+}
+
+template <OptimizerState O>
+void load_optimizer(const std::string& path, O& optimizer) {
+    load_optimizer(load_safetensors(path), optimizer);
+}
+
+/// The caller's metadata saved with a checkpoint (an empty object when there is none).
+inline nlohmann::json checkpoint_metadata(const SafetensorsFile& file) {
+    auto it = file.metadata.find("metadata");
+    if (it == file.metadata.end()) return nlohmann::json::object();
+    try {
+        return nlohmann::json::parse(it->second);
+    } catch (const nlohmann::json::exception& e) {
+        ::bnn::detail::fail("checkpoint_metadata: '", file.source, "' has metadata that is not valid JSON: ", e.what());
+    }
+}
+
+inline nlohmann::json checkpoint_metadata(const std::string& path) { return checkpoint_metadata(load_safetensors(path)); }
+
+}  // namespace bnn::io

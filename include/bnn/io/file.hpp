@@ -1,0 +1,157 @@
+#pragma once
+/// @file file.hpp
+/// Whole-file reading (plain or gzip) and atomic whole-file writing, for the data readers and the
+/// checkpoint writer. Every failure raises bnn::Error naming the file and the reason.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bnn/core/error.hpp"
+
+namespace bnn::io {
+
+/// True when `path` names an existing regular file.
+inline bool file_exists(const std::string& path) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(path, ec);
+}
+
+/// Reads a whole file into memory. Missing or unreadable files raise bnn::Error.
+inline std::vector<uint8_t> read_file(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) ::bnn::detail::fail("read_file: cannot open '", path, "': ", std::strerror(errno));
+    std::vector<uint8_t> bytes;
+    uint8_t chunk[1 << 16];
+    size_t n;
+    while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) bytes.insert(bytes.end(), chunk, chunk + n);
+    const bool failed = std::ferror(f);
+    std::fclose(f);
+    BNN_CHECK(!failed, "read_file: error while reading '", path, "'");
+    return bytes;
+}
+
+/// True when the bytes start with the gzip magic number (1f 8b).
+inline bool is_gzip(const std::vector<uint8_t>& bytes) {
+    return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
+}
+
+/// Decompresses a gzip stream held in memory; `path` only names it in errors. A truncated or
+/// corrupt stream raises bnn::Error (zlib's reason and the compressed byte offset reached).
+inline std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& path) {
+    z_stream zs{};
+    // 16 + MAX_WBITS: expect a gzip header and trailer, not a raw zlib stream.
+    BNN_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "gunzip: cannot initialise zlib for '", path, "'");
+    std::vector<uint8_t> out;
+    zs.next_in = const_cast<Bytef*>(compressed.data());
+    zs.avail_in = static_cast<uInt>(compressed.size());
+    uint8_t chunk[1 << 16];
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+        zs.next_out = chunk;
+        zs.avail_out = sizeof chunk;
+        rc = inflate(&zs, Z_NO_FLUSH);
+        out.insert(out.end(), chunk, chunk + (sizeof chunk - zs.avail_out));
+        // Z_BUF_ERROR with no input left means the stream ended before its trailer.
+        if (rc == Z_BUF_ERROR && zs.avail_in == 0) break;
+    }
+    const uint64_t consumed = compressed.size() - zs.avail_in;
+    const char* msg = zs.msg;
+    inflateEnd(&zs);
+    if (rc != Z_STREAM_END) {
+        ::bnn::detail::fail("gunzip: '", path, "' is not a complete gzip stream (",
+                     rc == Z_BUF_ERROR ? "truncated" : (msg ? msg : "corrupt data"), " at compressed byte offset ",
+                     consumed, " of ", compressed.size(), ")");
+    }
+    return out;
+}
+
+/// Reads a file and transparently decompresses it when it is gzip.
+inline std::vector<uint8_t> read_file_maybe_gzip(const std::string& path) {
+    std::vector<uint8_t> bytes = read_file(path);
+    return is_gzip(bytes) ? gunzip(bytes, path) : bytes;
+}
+
+/// Sink handed to an atomic_write_file producer: write() appends bytes to the temporary file.
+class FileSink {
+public:
+    FileSink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+    void write(const void* data, size_t size) {
+        const char* p = static_cast<const char*>(data);
+        while (size > 0) {
+            ssize_t n = ::write(fd_, p, size);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0)
+                ::bnn::detail::fail("atomic_write_file: writing '", path_, "' failed after ", written_,
+                             " bytes: ", n < 0 ? std::strerror(errno) : "no progress");
+            p += n;
+            size -= static_cast<size_t>(n);
+            written_ += static_cast<uint64_t>(n);
+        }
+    }
+    uint64_t bytes_written() const { return written_; }
+
+private:
+    int fd_;
+    std::string path_;
+    uint64_t written_ = 0;
+};
+
+/// Writes a file atomically: `produce` writes into a temporary file in the same directory, which
+/// is flushed to disk (fsync) and then renamed over `path`. If anything fails (or `produce`
+/// throws), the temporary file is removed and an existing file at `path` is left untouched.
+inline void atomic_write_file(const std::string& path, const std::function<void(FileSink&)>& produce) {
+    namespace fs = std::filesystem;
+    const fs::path target(path);
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    std::string tmpl = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+    int fd = ::mkstemp(tmpl.data());
+    if (fd < 0) ::bnn::detail::fail("atomic_write_file: cannot create a temporary file for '", path, "': ", std::strerror(errno));
+    const std::string tmp = tmpl;
+    auto discard = [&] {
+        if (fd >= 0) ::close(fd);
+        fd = -1;
+        ::unlink(tmp.c_str());
+    };
+    try {
+        FileSink sink(fd, path);
+        produce(sink);
+        if (::fsync(fd) != 0) ::bnn::detail::fail("atomic_write_file: fsync of '", tmp, "' failed: ", std::strerror(errno));
+        // mkstemp creates 0600; give the file the usual permissions (subject to the umask).
+        mode_t mask = ::umask(0);
+        ::umask(mask);
+        ::fchmod(fd, 0666 & ~mask);
+        if (::close(fd) != 0) {
+            fd = -1;
+            ::bnn::detail::fail("atomic_write_file: closing '", tmp, "' failed: ", std::strerror(errno));
+        }
+        fd = -1;
+        if (::rename(tmp.c_str(), path.c_str()) != 0)
+            ::bnn::detail::fail("atomic_write_file: cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno));
+    } catch (...) {
+        discard();
+        throw;
+    }
+    // Make the rename itself durable; failure here does not undo a complete write, so ignore it.
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+}
+
+/// Convenience overload writing a byte buffer atomically.
+inline void atomic_write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
+    atomic_write_file(path, [&](FileSink& sink) { sink.write(bytes.data(), bytes.size()); });
+}
+
+}  // namespace bnn::io

@@ -1,0 +1,469 @@
+// Safetensors files, checkpoints, atomic writes and image loading.
+#include <stb/stb_image_write.h>
+#include <sys/resource.h>
+
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "bnn/io/checkpoint.hpp"
+#include "bnn/io/image.hpp"
+#include "bnn/io/safetensors.hpp"
+#include "bnn/nn/batch_norm.hpp"
+#include "bnn/nn/linear.hpp"
+#include "bnn/nn/sequential.hpp"
+#include "bnn/optim/adam.hpp"
+#include "bnn/optim/sgd.hpp"
+
+using namespace bnn;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A fresh directory under the system temp dir, removed with its contents at scope exit.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::string tmpl = (fs::temp_directory_path() / "bnn_test_io_XXXXXX").string();
+        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::string file(const std::string& name) const { return (path / name).string(); }
+    size_t entries() const { return static_cast<size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator())); }
+};
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+std::vector<uint8_t> read_bytes(const std::string& path) { return io::read_file(path); }
+
+/// A safetensors file from a hand-written header (padded here) and raw data bytes.
+std::vector<uint8_t> hand_file(std::string header, const std::vector<uint8_t>& data) {
+    header.append((8 - header.size() % 8) % 8, ' ');
+    std::vector<uint8_t> out(8);
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
+    out.insert(out.end(), header.begin(), header.end());
+    out.insert(out.end(), data.begin(), data.end());
+    return out;
+}
+
+template <class T>
+bool bits_equal(const Tensor<T>& a, const Tensor<T>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(T) * a.numel()) == 0;
+}
+
+/// Linear -> BatchNorm (with running-stat buffers) -> Linear.
+std::shared_ptr<nn::Sequential> small_net(int64_t hidden = 4) {
+    auto net = std::make_shared<nn::Sequential>();
+    net->push_back(std::make_shared<nn::Linear>(3, hidden));
+    net->push_back(std::make_shared<nn::BatchNorm2d>(hidden));
+    net->push_back(std::make_shared<nn::Linear>(hidden, 2));
+    return net;
+}
+
+/// Gives every parameter and buffer distinct random values.
+void randomise(nn::Module& m, uint64_t seed) {
+    Rng rng(seed);
+    for (auto& [name, p] : m.named_parameters())
+        for (auto& v : p.value()) v = rng.normal();
+    for (auto& [name, b] : m.named_buffers())
+        for (auto& v : b) v = rng.uniform(0.5f, 2.f);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// safetensors
+
+TEST_CASE("safetensors round trip keeps every dtype, shape and bit", "[safetensors]") {
+    TempDir dir;
+    Rng rng(7);
+    auto f = Tensor<float>::randn({2, 3}, rng);
+    f[0] = -0.f;
+    f[1] = std::numeric_limits<float>::infinity();
+    auto i = Tensor<int32_t>::from_vector({4}, {-2147483647 - 1, -1, 0, 2147483647});
+    auto u = Tensor<uint8_t>::from_vector({2, 1, 2}, {0, 1, 254, 255});
+    auto w = Tensor<uint64_t>::from_vector({}, {0xfedcba9876543210ull});  // a rank-0 scalar
+    auto e = Tensor<float>(Shape{0, 3});                                   // no elements at all
+    io::NamedTensors tensors{{"layer.f", f}, {"i", i}, {"u", u}, {"w", w}, {"empty", e}};
+    io::Metadata meta{{"stage", "2"}, {"note", "a \"quoted\" value"}};
+    const std::string path = dir.file("all.safetensors");
+    io::save_safetensors(path, tensors, meta);
+
+    // The data starts 8-byte aligned.
+    auto bytes = read_bytes(path);
+    uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    REQUIRE((8 + n) % 8 == 0);
+
+    io::SafetensorsFile file = io::load_safetensors(path);
+    REQUIRE(file.metadata == meta);
+    REQUIRE(file.tensors.size() == 5);
+    REQUIRE(bits_equal(file.get<float>("layer.f"), f));
+    REQUIRE(bits_equal(file.get<int32_t>("i"), i));
+    REQUIRE(bits_equal(file.get<uint8_t>("u"), u));
+    REQUIRE(bits_equal(file.get<uint64_t>("w"), w));
+    REQUIRE(file.get<uint64_t>("w").shape().rank() == 0);
+    REQUIRE(file.get<float>("empty").shape() == Shape{0, 3});
+    REQUIRE_THROWS_WITH(file.get<int32_t>("u"), Catch::Contains("U8") && Catch::Contains("I32"));
+    REQUIRE_THROWS_WITH(file.get<float>("nope"), Catch::Contains("nope"));
+}
+
+TEST_CASE("safetensors bytes match the format written out by hand", "[safetensors]") {
+    // Format: u64 little-endian header length, JSON header padded with spaces to a multiple of
+    // 8, then the raw little-endian data of each tensor at its data_offsets.
+    io::NamedTensors tensors{{"a", Tensor<float>::from_vector({2}, {1.0f, -2.0f})},
+                             {"b", Tensor<uint8_t>::from_vector({3}, {1, 2, 3})}};
+    const std::vector<uint8_t> got = io::serialize_safetensors(tensors, {{"k", "v"}});
+
+    const std::string json =
+        R"({"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+        R"("b":{"dtype":"U8","shape":[3],"data_offsets":[8,11]}})";
+    REQUIRE(json.size() == 132);  // padded with 4 spaces to 136 = 0x88
+    const std::string bytes = std::string("\x88\0\0\0\0\0\0\0", 8)  // header length 136, little-endian
+                              + json + "    "                                // padding to a multiple of 8
+                              + std::string("\x00\x00\x80\x3f", 4)         // 1.0f
+                              + std::string("\x00\x00\x00\xc0", 4)         // -2.0f
+                              + std::string("\x01\x02\x03", 3);             // the U8 tensor
+    const std::vector<uint8_t> expected(bytes.begin(), bytes.end());
+    REQUIRE(got == expected);
+
+    // And the hand-made bytes read back.
+    auto file = io::parse_safetensors(expected.data(), expected.size(), "hand");
+    REQUIRE(file.get<float>("a").to_vector() == std::vector<float>{1.0f, -2.0f});
+    REQUIRE(file.get<uint8_t>("b").to_vector() == std::vector<uint8_t>{1, 2, 3});
+    REQUIRE(file.metadata.at("k") == "v");
+}
+
+TEST_CASE("safetensors reader accepts files laid out in another order, as other writers do", "[safetensors]") {
+    // Python's writer sorts tensors; here "z" comes first in the data although last in the JSON.
+    auto bytes = hand_file(R"({"a":{"dtype":"I32","shape":[1],"data_offsets":[1,5]},"z":{"dtype":"U8","shape":[],"data_offsets":[0,1]}})",
+                           {9, 0x2a, 0, 0, 0});
+    auto file = io::parse_safetensors(bytes.data(), bytes.size(), "reordered");
+    REQUIRE(file.get<int32_t>("a")[0] == 42);
+    REQUIRE(file.get<uint8_t>("z")[0] == 9);
+}
+
+TEST_CASE("safetensors reader rejects every kind of corruption with bnn::Error", "[safetensors]") {
+    TempDir dir;
+    const std::string path = dir.file("bad.safetensors");
+    const std::vector<uint8_t> data8(8, 0);
+    auto expect_error = [&](const std::vector<uint8_t>& bytes, const std::string& reason) {
+        write_bytes(path, bytes);
+        INFO("case: " << reason);
+        REQUIRE_THROWS_AS(io::load_safetensors(path), Error);
+        REQUIRE_THROWS_WITH(io::load_safetensors(path), Catch::Contains(path) && Catch::Contains(reason));
+    };
+    const std::string ok_entry = R"("t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+
+    expect_error({1, 2, 3}, "too short");
+    {
+        auto b = hand_file("{" + ok_entry + "}", data8);
+        b[0] = 0xff, b[1] = 0xff;  // header length far past the end
+        expect_error(b, "runs past the end");
+    }
+    {
+        std::vector<uint8_t> b(16, 0);
+        for (int i = 0; i < 8; ++i) b[i] = 0xff;  // 2^64 - 1: must not overflow into a small number
+        expect_error(b, "runs past the end");
+    }
+    expect_error(hand_file(R"({"t":{"dtype":"F32",)", data8), "not valid JSON");
+    expect_error(hand_file(R"([1, 2])", data8), "JSON object");
+    expect_error(hand_file(R"({"t":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})", data8), "F16");
+    expect_error(hand_file(R"({"t":{"dtype":7,"shape":[2],"data_offsets":[0,8]}})", data8), "dtype");
+    expect_error(hand_file(R"({"t":{"dtype":"F32","data_offsets":[0,8]}})", data8), "shape");
+    expect_error(hand_file(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8), "non-negative");
+    expect_error(hand_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8), "data_offsets");
+    expect_error(hand_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data8), "beyond");
+    expect_error(hand_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8), "begin > end");
+    expect_error(hand_file(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data8), "needs 12 bytes");
+    expect_error(hand_file(R"({"t":{"dtype":"U64","shape":[4611686018427387904,4],"data_offsets":[0,8]}})", data8),
+                 "too large");
+    expect_error(hand_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                           R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                           data8),
+                 "overlaps");
+    expect_error(hand_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data8), "gap");
+    expect_error(hand_file("{" + ok_entry + "}", std::vector<uint8_t>(12, 0)), "cover 8 data bytes");
+    expect_error(hand_file("{" + ok_entry + "}", std::vector<uint8_t>(5, 0)), "beyond");  // truncated data
+    expect_error(hand_file(R"({"__metadata__":{"epoch":3},)" + ok_entry + "}", data8), "not a string");
+    expect_error(hand_file(R"({"__metadata__":[1],)" + ok_entry + "}", data8), "__metadata__");
+
+    // A missing file names itself too.
+    REQUIRE_THROWS_WITH(io::load_safetensors(dir.file("absent.safetensors")), Catch::Contains("absent.safetensors"));
+}
+
+TEST_CASE("safetensors reader survives every truncation and byte flip of a valid file", "[safetensors]") {
+    io::NamedTensors tensors{{"w", Tensor<float>::from_vector({2, 2}, {1, 2, 3, 4})},
+                             {"n", Tensor<uint64_t>::from_vector({1}, {5})}};
+    const auto good = io::serialize_safetensors(tensors, {{"m", "x"}});
+    for (size_t len = 0; len < good.size(); ++len)
+        REQUIRE_THROWS_AS(io::parse_safetensors(good.data(), len, "cut"), Error);
+    // Flipping header bytes yields either another valid file or bnn::Error, never a crash.
+    Rng rng(3);
+    int errors = 0;
+    for (int trial = 0; trial < 2000; ++trial) {
+        auto b = good;
+        const size_t pos = rng.below(b.size() - 12 - 8);  // anywhere in the length or JSON
+        b[pos] ^= static_cast<uint8_t>(1u << rng.below(8));
+        try {
+            io::parse_safetensors(b.data(), b.size(), "flip");
+        } catch (const Error&) {
+            ++errors;
+        }
+    }
+    REQUIRE(errors > 1000);
+}
+
+TEST_CASE("safetensors writer rejects bad names before touching the file", "[safetensors]") {
+    TempDir dir;
+    const auto t = Tensor<float>(Shape{1});
+    REQUIRE_THROWS_WITH(io::save_safetensors(dir.file("x"), {{"a", t}, {"a", t}}), Catch::Contains("twice"));
+    REQUIRE_THROWS_AS(io::save_safetensors(dir.file("x"), {{"__metadata__", t}}), Error);
+    REQUIRE_THROWS_AS(io::save_safetensors(dir.file("x"), {{"u", Tensor<float>()}}), Error);
+    REQUIRE(dir.entries() == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// atomic writes
+
+TEST_CASE("atomic write leaves the old file intact when writing fails midway", "[atomic]") {
+    TempDir dir;
+    const std::string path = dir.file("ckpt.safetensors");
+    io::NamedTensors v1{{"x", Tensor<float>::full({16}, 1.f)}};
+    io::save_safetensors(path, v1);
+    const auto old_bytes = read_bytes(path);
+
+    SECTION("the producer throws after writing part of the file") {
+        REQUIRE_THROWS_WITH(io::atomic_write_file(path,
+                                                  [](io::FileSink& sink) {
+                                                      sink.write("partial", 7);
+                                                      throw Error("disk on fire");
+                                                  }),
+                            Catch::Contains("disk on fire"));
+    }
+    SECTION("the operating system refuses the write (file size limit) midway through the data") {
+        // RLIMIT_FSIZE makes write() fail with EFBIG past 4 KiB, a real I/O failure in the
+        // middle of a 64 KiB tensor. SIGXFSZ must be ignored so the process survives it.
+        auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+        rlimit old_limit{};
+        REQUIRE(::getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+        rlimit small = old_limit;
+        small.rlim_cur = 4096;
+        REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+        io::NamedTensors big{{"x", Tensor<float>::full({16384}, 2.f)}};
+        bool threw = false;
+        try {
+            io::save_safetensors(path, big);
+        } catch (const Error& e) {
+            threw = true;
+            CHECK_THAT(e.what(), Catch::Contains("after 4096 bytes"));
+        }
+        ::setrlimit(RLIMIT_FSIZE, &old_limit);
+        std::signal(SIGXFSZ, old_handler);
+        REQUIRE(threw);
+    }
+    SECTION("the target directory does not exist") {
+        REQUIRE_THROWS_WITH(io::save_safetensors(dir.file("no/such/dir/ckpt.safetensors"), v1),
+                            Catch::Contains("no/such/dir"));
+    }
+    REQUIRE(read_bytes(path) == old_bytes);
+    REQUIRE(dir.entries() == 1);  // no temporary file left behind
+}
+
+TEST_CASE("atomic write replaces the file with the new contents", "[atomic]") {
+    TempDir dir;
+    const std::string path = dir.file("f.bin");
+    io::atomic_write_file(path, std::vector<uint8_t>{1, 2, 3});
+    io::atomic_write_file(path, std::vector<uint8_t>{4, 5});
+    REQUIRE(read_bytes(path) == std::vector<uint8_t>{4, 5});
+    REQUIRE(dir.entries() == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// checkpoints
+
+TEST_CASE("checkpoint round trip restores parameters and buffers bit for bit", "[checkpoint]") {
+    TempDir dir;
+    const std::string path = dir.file("model.safetensors");
+    auto a = small_net();
+    randomise(*a, 1);
+    io::save_checkpoint(path, *a, {{"stage", 2}, {"epoch", 17}, {"seed", 12345}, {"recipe", "real-to-bin"}});
+
+    auto b = small_net();
+    randomise(*b, 2);
+    io::LoadReport report = io::load_module(path, *b);
+    REQUIRE(report.complete());
+    REQUIRE(report.loaded.size() == 8);  // 2 x (weight, bias) + BN weight, bias, running_mean, running_var
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (size_t k = 0; k < pa.size(); ++k) REQUIRE(bits_equal(pa[k].second.value(), pb[k].second.value()));
+    auto ba = a->named_buffers(), bb = b->named_buffers();
+    REQUIRE(ba.size() == 2);
+    for (size_t k = 0; k < ba.size(); ++k) REQUIRE(bits_equal(ba[k].second, bb[k].second));
+
+    // Loading wrote in place: the module's handles still point at the same storage.
+    REQUIRE(b->named_parameters()[0].second.value().same_storage(pb[0].second.value()));
+
+    // Same outputs, bit for bit, in eval mode.
+    a->eval();
+    b->eval();
+    Rng rng(5);
+    Variable x(Tensor<float>::randn({3, 3}, rng));
+    NoGradGuard no_grad;
+    REQUIRE(bits_equal(a->forward(x).value(), b->forward(x).value()));
+
+    nlohmann::json meta = io::checkpoint_metadata(path);
+    REQUIRE(meta["stage"] == 2);
+    REQUIRE(meta["epoch"] == 17);
+    REQUIRE(meta["seed"] == 12345);
+    REQUIRE(meta["recipe"] == "real-to-bin");
+    REQUIRE(io::load_safetensors(path).metadata.at("format") == io::kCheckpointFormat);
+}
+
+TEST_CASE("load report lists missing, unexpected and mismatched keys", "[checkpoint]") {
+    TempDir dir;
+    const std::string path = dir.file("stage1.safetensors");
+    auto a = small_net(4);
+    randomise(*a, 1);
+    io::save_checkpoint(path, *a);
+
+    // Another architecture: the hidden width differs (shape mismatches), a layer is missing
+    // (unexpected keys) and a new one is added (missing keys).
+    auto b = std::make_shared<nn::Sequential>();
+    b->push_back(std::make_shared<nn::Linear>(3, 5));
+    b->push_back(std::make_shared<nn::BatchNorm2d>(4));
+    b->push_back(std::make_shared<nn::Linear>(4, 6, /*bias=*/false));
+    b->push_back(std::make_shared<nn::Linear>(6, 2));
+    randomise(*b, 9);
+    const auto before = b->named_parameters()[0].second.value().clone();
+
+    // Strict: throws, names every problem, writes nothing.
+    try {
+        io::load_module(path, *b);
+        FAIL("strict load of a mismatched checkpoint did not throw");
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        CHECK_THAT(msg, Catch::Contains(path));
+        CHECK_THAT(msg, Catch::Contains("0.weight (module [5, 3], file [4, 3])"));
+        CHECK_THAT(msg, Catch::Contains("3.weight") && Catch::Contains("3.bias"));
+        CHECK_THAT(msg, Catch::Contains("2.bias"));
+    }
+    REQUIRE(bits_equal(b->named_parameters()[0].second.value(), before));
+    auto running_mean = b->named_buffers()[0].second.clone();
+
+    // Non-strict: loads what matches and reports the rest.
+    io::LoadReport r = io::load_module(path, *b, {.strict = false});
+    REQUIRE_FALSE(r.complete());
+    std::vector<std::string> mismatched;
+    for (auto& m : r.mismatched) mismatched.push_back(m.name);
+    REQUIRE(mismatched == std::vector<std::string>{"0.weight", "0.bias", "2.weight"});
+    REQUIRE(r.missing == std::vector<std::string>{"3.weight", "3.bias"});
+    REQUIRE(r.unexpected == std::vector<std::string>{"2.bias"});
+    REQUIRE(r.loaded == std::vector<std::string>{"1.weight", "1.bias", "1.running_mean", "1.running_var"});
+    REQUIRE(bits_equal(b->named_parameters()[0].second.value(), before));  // mismatched: untouched
+    REQUIRE(bits_equal(b->named_buffers()[0].second, a->named_buffers()[0].second));
+    REQUIRE_FALSE(bits_equal(b->named_buffers()[0].second, running_mean));
+    REQUIRE_THAT(r.str(), Catch::Contains("2 missing") && Catch::Contains("1 unexpected"));
+}
+
+TEST_CASE("checkpoint with optimiser state resumes the optimiser exactly", "[checkpoint]") {
+    TempDir dir;
+    const std::string path = dir.file("resume.safetensors");
+    // Two identical runs; one is saved and restored into fresh objects after 3 steps.
+    auto step = [](nn::Module& net, optim::Optimizer& opt, uint64_t seed) {
+        Rng rng(seed);
+        Variable x(Tensor<float>::randn({4, 3}, rng));
+        opt.zero_grad();
+        Variable y = net.forward(x);
+        y.backward(Tensor<float>::randn(y.shape(), rng));
+        opt.step();
+    };
+    for (int kind = 0; kind < 2; ++kind) {
+        manual_seed(11);
+        auto net = small_net();
+        std::unique_ptr<optim::Optimizer> opt;
+        if (kind == 0) opt = std::make_unique<optim::SGD>(net->parameters(), optim::SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+        else opt = std::make_unique<optim::Adam>(net->parameters(), optim::AdamOptions{.lr = 0.01f});
+        for (uint64_t s = 0; s < 3; ++s) step(*net, *opt, s);
+        io::save_checkpoint(path, *net, *opt, {{"epoch", 3}});
+
+        manual_seed(99);  // different initial weights, on purpose
+        auto net2 = small_net();
+        std::unique_ptr<optim::Optimizer> opt2;
+        if (kind == 0) opt2 = std::make_unique<optim::SGD>(net2->parameters(), optim::SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+        else opt2 = std::make_unique<optim::Adam>(net2->parameters(), optim::AdamOptions{.lr = 0.01f});
+        auto file = io::load_safetensors(path);
+        REQUIRE(io::load_module(file, *net2).complete());
+        io::load_optimizer(file, *opt2);
+        REQUIRE(opt2->step_count() == 3);
+        REQUIRE_FALSE(opt2->state_tensors().empty());
+        for (size_t k = 0; k < opt->state_tensors().size(); ++k)
+            REQUIRE(bits_equal(opt->state_tensors()[k].second, opt2->state_tensors()[k].second));
+
+        for (uint64_t s = 3; s < 5; ++s) {
+            step(*net, *opt, s);
+            step(*net2, *opt2, s);
+        }
+        auto p1 = net->named_parameters(), p2 = net2->named_parameters();
+        for (size_t k = 0; k < p1.size(); ++k) REQUIRE(bits_equal(p1[k].second.value(), p2[k].second.value()));
+
+        // The optimiser keys do not count as unexpected for the module...
+        REQUIRE(io::load_module(file, *net2).unexpected.empty());
+        // ...and a model-only checkpoint cannot restore an optimiser.
+        io::save_checkpoint(dir.file("model_only.safetensors"), *net);
+        REQUIRE_THROWS_WITH(io::load_optimizer(dir.file("model_only.safetensors"), *opt2),
+                            Catch::Contains("no optimiser state"));
+    }
+    // State of another optimiser (SGD file into Adam) is rejected.
+    manual_seed(1);
+    auto net = small_net();
+    optim::SGD sgd(net->parameters(), {.lr = 0.1f, .momentum = 0.9f});
+    io::save_checkpoint(path, *net, sgd);
+    optim::Adam adam(net->parameters(), {});
+    REQUIRE_THROWS_AS(io::load_optimizer(path, adam), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// images
+
+TEST_CASE("load_image reads a PNG exactly and resizes it", "[image]") {
+    TempDir dir;
+    const int h = 5, w = 7;
+    std::vector<uint8_t> rgb(h * w * 3);
+    for (size_t k = 0; k < rgb.size(); ++k) rgb[k] = static_cast<uint8_t>(k * 37 % 256);
+    const std::string path = dir.file("pic.png");
+    REQUIRE(stbi_write_png(path.c_str(), w, h, 3, rgb.data(), w * 3) != 0);
+
+    Tensor<uint8_t> img = io::load_image(path);
+    REQUIRE(img.shape() == Shape{h, w, 3});
+    REQUIRE(img.to_vector() == rgb);
+
+    Tensor<uint8_t> grey = io::load_image(path, 1);
+    REQUIRE(grey.shape() == Shape{h, w, 1});
+
+    Tensor<uint8_t> big = io::load_image(path, 32, 32);
+    REQUIRE(big.shape() == Shape{32, 32, 3});
+
+    // A flat image stays flat through resizing.
+    auto flat = Tensor<uint8_t>::full({9, 9, 3}, 77);
+    for (uint8_t v : io::resize_image(flat, 4, 6)) REQUIRE(v == 77);
+    REQUIRE_THROWS_AS(io::resize_image(flat, 0, 4), Error);
+    REQUIRE_THROWS_AS(io::resize_image(Tensor<uint8_t>(Shape{4, 4}), 2, 2), Error);
+}
+
+TEST_CASE("load_image raises bnn::Error with stb's reason on unreadable files", "[image]") {
+    TempDir dir;
+    const std::string garbage = dir.file("garbage.png");
+    write_bytes(garbage, {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'});
+    // stb says "unknown image type" for bytes no decoder recognises.
+    REQUIRE_THROWS_WITH(io::load_image(garbage), Catch::Contains("garbage.png") && Catch::Contains("unknown image type"));
+    REQUIRE_THROWS_WITH(io::load_image(dir.file("missing.png")), Catch::Contains("missing.png"));
+    REQUIRE_THROWS_AS(io::load_image(garbage, 5), Error);
+}

@@ -9,12 +9,12 @@
 ///
 /// Forward: for a block of output pixels, cols [P, K] gathers each pixel's receptive field
 /// (channels innermost, so each (kh, kw) tap is one contiguous copy of C floats), then
-/// out[P, Cout] = cols * w^T. The column buffer covers a few output rows of one image at a
-/// time (about kColumnBudget floats), never the whole batch, and backward rebuilds it rather
-/// than keeping it from the forward: memory stays at the activations.
+/// out[P, Cout] = cols * w^T. The column buffer covers a few output rows of one image, or a
+/// few whole small images, at a time (see conv_blocking), never the whole batch, and backward
+/// rebuilds it rather than keeping it from the forward: memory stays at the activations.
 /// A 1x1, stride 1, unpadded convolution skips im2col: x itself is the column matrix.
 ///
-/// Threads: with at least as many images as threads, each thread takes whole images with its
+/// Threads: with at least as many image groups as threads, each thread takes whole images with its
 /// own buffers and runs single-threaded GEMMs (no synchronisation inside the product, and
 /// col2im writes of different threads never overlap). With fewer images (inference on a
 /// batch of 1) the images go one by one and Eigen threads each GEMM instead.
@@ -54,19 +54,39 @@ inline Conv2dGeometry conv2d_geometry(int64_t N, int64_t H, int64_t W, int64_t C
 }
 
 namespace detail {
-/// Floats of column buffer per block; ~2 MB keeps a block in L2/L3 while the GEMM stays large.
-inline constexpr int64_t kColumnBudget = int64_t{1} << 19;
-
-inline int64_t rows_per_block(const Conv2dGeometry& g) {
-    return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(1, g.OW * g.K()), 1, std::max<int64_t>(g.OH, 1));
-}
-
 inline int available_threads() {
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
     return 1;
 #endif
+}
+
+/// How the output is cut into blocks: a block is either several whole images or a range of
+/// output rows of one image. A "unit" (the images one thread owns at a time) is a group of
+/// images_per_unit whole images; within a single-image unit the rows go in blocks of
+/// rows_per_block.
+struct ConvBlocking {
+    int64_t images_per_unit, rows_per_block, units;
+    int64_t max_block_floats;  // size of one column buffer
+};
+
+inline ConvBlocking conv_blocking(const Conv2dGeometry& g, int threads) {
+    // ~2 MB of columns keeps a block in cache, but at least 256 output pixels per GEMM: Eigen
+    // packs the whole weight matrix once per product, so for small images with many channels
+    // (512@4x4: 16 pixels, K = 4608) a per-image product would spend its time packing weights.
+    const int64_t K = std::max<int64_t>(1, g.K());
+    const int64_t target = std::max<int64_t>(int64_t{1} << 19, 256 * K);
+    const int64_t image = std::max<int64_t>(1, g.OH * g.OW * K);
+    ConvBlocking b;
+    const int64_t fair_share = std::max<int64_t>(1, (g.N + threads - 1) / threads);  // keep every thread busy
+    b.images_per_unit = std::clamp<int64_t>(target / image, 1, fair_share);
+    b.rows_per_block = b.images_per_unit > 1 ? g.OH
+                                             : std::clamp<int64_t>(target / std::max<int64_t>(1, g.OW * K), 1,
+                                                                   std::max<int64_t>(g.OH, 1));
+    b.units = (g.N + b.images_per_unit - 1) / b.images_per_unit;
+    b.max_block_floats = std::max(b.images_per_unit, int64_t{1}) * b.rows_per_block * g.OW * K;
+    return b;
 }
 
 /// cols [(oh1-oh0)*OW, K] <- receptive fields of output rows [oh0, oh1) of one image x_img [H, W, C].
@@ -111,13 +131,17 @@ inline void col2im_rows(const float* dcols, const Conv2dGeometry& g, int64_t oh0
     }
 }
 
-/// Calls body(n, oh0, oh1, thread_index) for every block of output rows, images spread over
-/// threads when there are enough of them (see the file comment). Returns the thread count used.
+/// Calls body(n0, n1, oh0, oh1, thread_index) for every block (images [n0, n1), output rows
+/// [oh0, oh1) of each). With at least as many units as threads, units are spread over threads,
+/// so col2im writes of different threads never touch the same image; otherwise blocks run in
+/// order and Eigen threads each GEMM. Returns the number of threads that took part.
 template <class Body>
-int for_each_row_block(const Conv2dGeometry& g, Body&& body) {
-    const int64_t rows = rows_per_block(g);
-    const int threads = available_threads();
-    if (threads > 1 && g.N >= threads) {
+int for_each_block(const Conv2dGeometry& g, const ConvBlocking& b, int threads, Body&& body) {
+    auto unit = [&](int64_t u, int t) {
+        const int64_t n0 = u * b.images_per_unit, n1 = std::min(n0 + b.images_per_unit, g.N);
+        for (int64_t oh = 0; oh < g.OH; oh += b.rows_per_block) body(n0, n1, oh, std::min(oh + b.rows_per_block, g.OH), t);
+    };
+    if (threads > 1 && b.units >= threads) {
 #pragma omp parallel num_threads(threads)
         {
 #ifdef _OPENMP
@@ -126,14 +150,26 @@ int for_each_row_block(const Conv2dGeometry& g, Body&& body) {
             const int t = 0;
 #endif
 #pragma omp for schedule(static)
-            for (int64_t n = 0; n < g.N; ++n)
-                for (int64_t oh = 0; oh < g.OH; oh += rows) body(n, oh, std::min(oh + rows, g.OH), t);
+            for (int64_t u = 0; u < b.units; ++u) unit(u, t);
         }
         return threads;
     }
-    for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t oh = 0; oh < g.OH; oh += rows) body(n, oh, std::min(oh + rows, g.OH), 0);
+    for (int64_t u = 0; u < b.units; ++u) unit(u, 0);
     return 1;
+}
+
+/// im2col of a block: cols [(n1-n0) * (oh1-oh0) * OW, K].
+inline void im2col_block(const float* x, const Conv2dGeometry& g, int64_t n0, int64_t n1, int64_t oh0, int64_t oh1,
+                         float* cols) {
+    const int64_t per_image = (oh1 - oh0) * g.OW * g.K();
+    for (int64_t n = n0; n < n1; ++n) im2col_rows(x + n * g.H * g.W * g.C, g, oh0, oh1, cols + (n - n0) * per_image);
+}
+
+/// col2im of a block, accumulating into dx [N, H, W, C].
+inline void col2im_block(const float* dcols, const Conv2dGeometry& g, int64_t n0, int64_t n1, int64_t oh0, int64_t oh1,
+                         float* dx) {
+    const int64_t per_image = (oh1 - oh0) * g.OW * g.K();
+    for (int64_t n = n0; n < n1; ++n) col2im_rows(dcols + (n - n0) * per_image, g, oh0, oh1, dx + n * g.H * g.W * g.C);
 }
 }  // namespace detail
 
@@ -141,14 +177,14 @@ int for_each_row_block(const Conv2dGeometry& g, Body&& body) {
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g) {
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = detail::available_threads();
-    const int64_t block = g.pointwise() ? 0 : detail::rows_per_block(g) * g.OW * K;
-    std::vector<std::vector<float>> cols(threads, std::vector<float>(block));
-    detail::for_each_row_block(g, [&](int64_t n, int64_t oh0, int64_t oh1, int t) {
-        const int64_t P = (oh1 - oh0) * g.OW;
-        const int64_t first = (n * g.OH + oh0) * g.OW;  // first output pixel of the block
-        const float* a = x + first * g.C;               // pointwise: input pixels = output pixels
+    const auto b = detail::conv_blocking(g, threads);
+    std::vector<std::vector<float>> cols(threads, std::vector<float>(g.pointwise() ? 0 : b.max_block_floats));
+    detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int t) {
+        const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
+        const int64_t first = (n0 * g.OH + oh0) * g.OW;  // first output pixel of the block
+        const float* a = x + first * g.C;                // pointwise: input pixels = output pixels
         if (!g.pointwise()) {
-            detail::im2col_rows(x + n * g.H * g.W * g.C, g, oh0, oh1, cols[t].data());
+            detail::im2col_block(x, g, n0, n1, oh0, oh1, cols[t].data());
             a = cols[t].data();
         }
         float* o = out + first * Co;
@@ -167,7 +203,8 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
                             const Conv2dGeometry& g) {
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = detail::available_threads();
-    const int64_t block = detail::rows_per_block(g) * g.OW * K;
+    const auto b = detail::conv_blocking(g, threads);
+    const int64_t block = b.max_block_floats;
     const bool need_cols = dw && !g.pointwise();
     const bool need_dcols = dx && !g.pointwise();
     std::vector<std::vector<float>> cols(threads), dcols(threads), dw_part(threads), db_part(threads);
@@ -178,14 +215,14 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         if (t > 0 && dw) dw_part[t].assign(Co * K, 0.f);
         if (t > 0 && db) db_part[t].assign(Co, 0.f);
     }
-    const int used = detail::for_each_row_block(g, [&](int64_t n, int64_t oh0, int64_t oh1, int t) {
-        const int64_t P = (oh1 - oh0) * g.OW;
-        const int64_t first = (n * g.OH + oh0) * g.OW;
+    const int used = detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int t) {
+        const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
+        const int64_t first = (n0 * g.OH + oh0) * g.OW;
         const float* go = dout + first * Co;
         if (dw) {
             const float* a = x + first * g.C;
             if (need_cols) {
-                detail::im2col_rows(x + n * g.H * g.W * g.C, g, oh0, oh1, cols[t].data());
+                detail::im2col_block(x, g, n0, n1, oh0, oh1, cols[t].data());
                 a = cols[t].data();
             }
             gemm_tn(Co, K, P, go, Co, a, K, t == 0 ? dw : dw_part[t].data(), K, true);
@@ -193,7 +230,7 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         if (dx) {
             if (need_dcols) {
                 gemm_nn(P, K, Co, go, Co, w, K, dcols[t].data(), K, false);
-                detail::col2im_rows(dcols[t].data(), g, oh0, oh1, dx + n * g.H * g.W * g.C);
+                detail::col2im_block(dcols[t].data(), g, n0, n1, oh0, oh1, dx);
             } else {
                 gemm_nn(P, K, Co, go, Co, w, K, dx + first * g.C, g.C, true);
             }

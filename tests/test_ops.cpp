@@ -127,14 +127,18 @@ TEST_CASE("conv2d forward equals a direct 7-loop convolution on awkward sizes", 
 }
 
 TEST_CASE("conv2d gradients match finite differences", "[conv2d][grad]") {
+    ThreadsGuard guard;
     Rng rng(12);
     const std::vector<ConvCase> cases = {
         {2, 5, 4, 3, 2, 3, 1, 1, true},  {2, 6, 5, 2, 3, 3, 2, 0, false}, {1, 5, 5, 2, 2, 5, 1, 2, true},
         {2, 7, 6, 2, 2, 5, 2, 1, false}, {2, 3, 4, 3, 2, 1, 1, 0, true},  {1, 5, 4, 3, 2, 1, 2, 1, false},
         {3, 4, 5, 2, 2, 3, 2, 2, true},
     };
+    // One thread: blocks of several images in order; two: images spread over threads.
+    for (int threads : {1, 2})
     for (const auto& c : cases) {
-        CAPTURE(c.n, c.h, c.w, c.cin, c.cout, c.k, c.stride, c.pad, c.bias);
+        set_num_threads(threads);
+        CAPTURE(threads, c.n, c.h, c.w, c.cin, c.cout, c.k, c.stride, c.pad, c.bias);
         Variable x = random_variable({c.n, c.h, c.w, c.cin}, rng);
         Variable w = random_variable({c.cout, c.k, c.k, c.cin}, rng);
         Variable b = c.bias ? random_variable({c.cout}, rng) : Variable();
@@ -255,6 +259,40 @@ TEST_CASE("batch_norm normalises with batch stats and updates running stats with
     }
     require_close(rm, rm1, 0.f);
     require_close(rv, rv1, 0.f);
+}
+
+TEST_CASE("batch_norm on a large batch: threaded sums agree with one thread", "[batch_norm]") {
+    ThreadsGuard guard;
+    Rng rng(34);
+    Tensor<float> xv = Tensor<float>::randn({8, 32, 32, 16}, rng, 3.f, 2.f);
+    Tensor<float> seed = Tensor<float>::randn({8, 32, 32, 16}, rng);
+    Tensor<float> gv = Tensor<float>::uniform({16}, rng, 0.5f, 1.5f);
+    std::vector<Tensor<float>> results[2];
+    for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        Variable x(xv, true), gamma(gv, true), beta(Tensor<float>({16}), true);
+        Tensor<float> rm({16}), rv = Tensor<float>::full({16}, 1.f);
+        Variable y = ops::batch_norm(x, gamma, beta, rm, rv, true);
+        Tensor<float> yv = y.value().clone();
+        y.backward(seed);
+        results[threads - 1] = {yv, x.grad().clone(), gamma.grad().clone(), beta.grad().clone(), rm, rv};
+    }
+    for (int k = 0; k < 6; ++k) require_close(results[1][k], results[0][k], 1e-4f);
+    // Normalised output: zero mean, unit variance per channel before gamma; dx sums to zero.
+    const Tensor<float>& y = results[0][0];
+    const Tensor<float>& dx = results[0][1];
+    const int64_t M = 8 * 32 * 32;
+    for (int64_t c = 0; c < 16; ++c) {
+        double s = 0, q = 0, d = 0;
+        for (int64_t m = 0; m < M; ++m) {
+            s += y[m * 16 + c] / gv[c];
+            q += std::pow(y[m * 16 + c] / gv[c], 2);
+            d += dx[m * 16 + c];
+        }
+        REQUIRE(s / M == Approx(0).margin(1e-4));
+        REQUIRE(q / M == Approx(1).margin(1e-3));
+        REQUIRE(d == Approx(0).margin(1e-2));
+    }
 }
 
 TEST_CASE("batch_norm rejects bad shapes and missing statistics", "[batch_norm][errors]") {

@@ -8,6 +8,28 @@
 
 namespace bnn::kernels {
 
+namespace detail {
+/// Per-channel sums over the M rows of [M, C] data: row(m, a, b) adds row m's terms into the
+/// two accumulators a[C], b[C]. Rows are split over threads, each with private double sums,
+/// merged at the end.
+template <class RowFn>
+void channel_sums(int64_t M, int64_t C, std::vector<double>& a, std::vector<double>& b, RowFn row) {
+    a.assign(C, 0.0);
+    b.assign(C, 0.0);
+#pragma omp parallel if (M * C > (1 << 16))
+    {
+        std::vector<double> la(C, 0.0), lb(C, 0.0);
+#pragma omp for schedule(static) nowait
+        for (int64_t m = 0; m < M; ++m) row(m, la.data(), lb.data());
+#pragma omp critical(bnn_batch_norm_sums)
+        for (int64_t c = 0; c < C; ++c) {
+            a[c] += la[c];
+            b[c] += lb[c];
+        }
+    }
+}
+}  // namespace detail
+
 /// Training forward with batch statistics.
 ///   x [M, C], gamma/beta [C] or null (1 and 0), y [M, C];
 ///   saved_mean [C], saved_invstd [C] = 1/sqrt(biased var + eps), kept for backward;
@@ -15,20 +37,20 @@ namespace bnn::kernels {
 inline void batch_norm_train_forward(const float* x, const float* gamma, const float* beta, float* y,
                                      float* saved_mean, float* saved_invstd, float* batch_var, int64_t M,
                                      int64_t C, float eps) {
-    std::vector<double> sum(C, 0.0), sq(C, 0.0);
-    for (int64_t m = 0; m < M; ++m) {
+    std::vector<double> sum, unused, sq;
+    detail::channel_sums(M, C, sum, unused, [&](int64_t m, double* s, double*) {
         const float* r = x + m * C;
-        for (int64_t c = 0; c < C; ++c) sum[c] += r[c];
-    }
+        for (int64_t c = 0; c < C; ++c) s[c] += r[c];
+    });
     for (int64_t c = 0; c < C; ++c) sum[c] /= double(M);
     // Second pass around the mean: exact enough where E[x^2] - E[x]^2 would cancel.
-    for (int64_t m = 0; m < M; ++m) {
+    detail::channel_sums(M, C, sq, unused, [&](int64_t m, double* q, double*) {
         const float* r = x + m * C;
         for (int64_t c = 0; c < C; ++c) {
-            double d = r[c] - sum[c];
-            sq[c] += d * d;
+            const double d = r[c] - sum[c];
+            q[c] += d * d;
         }
-    }
+    });
     std::vector<float> scale(C), shift(C);
     for (int64_t c = 0; c < C; ++c) {
         double var = sq[c] / double(M);
@@ -51,13 +73,14 @@ inline void batch_norm_train_forward(const float* x, const float* gamma, const f
 inline void batch_norm_train_backward(const float* x, const float* gamma, const float* dy, const float* mean,
                                       const float* invstd, float* dx, float* dgamma, float* dbeta, int64_t M,
                                       int64_t C) {
-    std::vector<double> sdy(C, 0.0), sdyx(C, 0.0);  // sum(dy), sum(dy * xhat)
-    for (int64_t m = 0; m < M; ++m)
+    std::vector<double> sdy, sdyx;  // sum(dy), sum(dy * xhat)
+    detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
         for (int64_t c = 0; c < C; ++c) {
-            const double g = dy[m * C + c];
-            sdy[c] += g;
-            sdyx[c] += g * (x[m * C + c] - mean[c]) * invstd[c];
+            const float g = dy[m * C + c];
+            a[c] += g;
+            b[c] += g * ((x[m * C + c] - mean[c]) * invstd[c]);
         }
+    });
     for (int64_t c = 0; c < C; ++c) {
         if (dgamma) dgamma[c] += static_cast<float>(sdyx[c]);
         if (dbeta) dbeta[c] += static_cast<float>(sdy[c]);
@@ -102,13 +125,14 @@ inline void batch_norm_eval_backward(const float* x, const float* gamma, const f
     std::vector<float> inv(C);
     for (int64_t c = 0; c < C; ++c) inv[c] = static_cast<float>(1.0 / std::sqrt(double(running_var[c]) + eps));
     if (dgamma || dbeta) {
-        std::vector<double> sdy(C, 0.0), sdyx(C, 0.0);
-        for (int64_t m = 0; m < M; ++m)
+        std::vector<double> sdy, sdyx;
+        detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
             for (int64_t c = 0; c < C; ++c) {
-                const double g = dy[m * C + c];
-                sdy[c] += g;
-                sdyx[c] += g * (x[m * C + c] - running_mean[c]) * inv[c];
+                const float g = dy[m * C + c];
+                a[c] += g;
+                b[c] += g * ((x[m * C + c] - running_mean[c]) * inv[c]);
             }
+        });
         for (int64_t c = 0; c < C; ++c) {
             if (dgamma) dgamma[c] += static_cast<float>(sdyx[c]);
             if (dbeta) dbeta[c] += static_cast<float>(sdy[c]);

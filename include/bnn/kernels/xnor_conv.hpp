@@ -85,12 +85,9 @@ inline void xnor_tile_scalar(const XnorPlan& pl, const XnorTile& tl) {
     const int64_t n = std::min<int64_t>(B, pl.cout - tl.c0);
     int64_t acc[B] = {};
     const uint64_t* wrow = pl.weights + tl.c0;
-    for (int64_t t = 0; t < pl.taps; ++t) {
-        const uint64_t* xp = tl.origins[0] + pl.tap_offsets[t];
-        for (int64_t j = 0; j < pl.words_per_pixel; ++j, wrow += pl.coutp) {
-            const uint64_t xw = xp[j];
-            for (int64_t c = 0; c < n; ++c) acc[c] += std::popcount(xw ^ wrow[c]);
-        }
+    for (int64_t k = 0; k < pl.k_words; ++k, wrow += pl.coutp) {
+        const uint64_t xw = tl.origins[0][pl.word_offsets[k]];
+        for (int64_t c = 0; c < n; ++c) acc[c] += std::popcount(xw ^ wrow[c]);
     }
     const int64_t* corr = tl.corrections[0];
     for (int64_t c = 0; c < n; ++c) {
@@ -198,9 +195,11 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
         if (scale) sc[o] = scale[o];
         if (bias) bi[o] = bias[o];
     }
-    std::vector<int64_t> tap_offsets(taps);
+    // Offsets of the receptive-field words from a field's origin, in weight-row order.
+    std::vector<int64_t> word_offsets(taps * wc);
     for (int64_t kh = 0; kh < g.KH; ++kh)
-        for (int64_t kw = 0; kw < g.KW; ++kw) tap_offsets[kh * g.KW + kw] = (kh * Wp + kw) * wc;
+        for (int64_t kw = 0; kw < g.KW; ++kw)
+            for (int64_t j = 0; j < wc; ++j) word_offsets[(kh * g.KW + kw) * wc + j] = (kh * Wp + kw) * wc + j;
 
     // Zero-padding corrections, one table row per distinct (row pattern, column pattern).
     std::vector<int> row_id(g.OH, -1), col_id(g.OW, -1);
@@ -246,7 +245,7 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
                     corrections[q] = table.data() + (row_id[oh] * col_masks.size() + col_id[ow]) * coutp;
             }
 
-    const detail::XnorPlan plan{tap_offsets.data(), taps, wc, weights, coutp, g.Cout, g.K(), sc.data(), bi.data()};
+    const detail::XnorPlan plan{word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc.data(), bi.data()};
     const detail::TileShape ts = detail::tile_shape(isa);
     const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
     const int threads = detail::num_threads_for(blocks);

@@ -20,9 +20,9 @@ namespace bnn::kernels::detail {
 
 /// What every tile of one convolution shares.
 struct XnorPlan {
-    const int64_t* tap_offsets;  ///< [taps] word offset of tap (kh, kw) from a receptive-field origin
-    int64_t taps, words_per_pixel;
-    const uint64_t* weights;     ///< [taps*words_per_pixel, coutp]
+    const int64_t* word_offsets;  ///< [k_words] offset of receptive-field word k from the field's origin
+    int64_t k_words;              ///< KH*KW*ceil(C/64)
+    const uint64_t* weights;      ///< [k_words, coutp]
     int64_t coutp, cout;
     int64_t k_bits;              ///< true receptive-field length KH*KW*Cin
     const float* scale;          ///< [coutp], padded with ones
@@ -52,23 +52,21 @@ BNN_AVX512_TARGET inline void xnor_tile_avx512(const XnorPlan& pl, const XnorTil
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) acc[p][v] = _mm512_setzero_si512();
 
+    const uint64_t* xp[P];
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) xp[p] = tl.origins[p];
     const uint64_t* wrow = pl.weights + tl.c0;
-    for (int64_t t = 0; t < pl.taps; ++t) {
-        const int64_t off = pl.tap_offsets[t];
-        const uint64_t* xp[P];
-#pragma GCC unroll 8
-        for (int p = 0; p < P; ++p) xp[p] = tl.origins[p] + off;
-        for (int64_t j = 0; j < pl.words_per_pixel; ++j, wrow += pl.coutp) {
-            __m512i w[V];
+    for (int64_t k = 0; k < pl.k_words; ++k, wrow += pl.coutp) {
+        const int64_t off = pl.word_offsets[k];
+        __m512i w[V];
 #pragma GCC unroll 4
-            for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_si512(wrow + 8 * v);
+        for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_si512(wrow + 8 * v);
 #pragma GCC unroll 8
-            for (int p = 0; p < P; ++p) {
-                const __m512i xb = _mm512_set1_epi64(static_cast<long long>(xp[p][j]));
+        for (int p = 0; p < P; ++p) {
+            const __m512i xb = _mm512_set1_epi64(static_cast<long long>(xp[p][off]));
 #pragma GCC unroll 4
-                for (int v = 0; v < V; ++v)
-                    acc[p][v] = _mm512_add_epi64(acc[p][v], _mm512_popcnt_epi64(_mm512_xor_si512(xb, w[v])));
-            }
+            for (int v = 0; v < V; ++v)
+                acc[p][v] = _mm512_add_epi64(acc[p][v], _mm512_popcnt_epi64(_mm512_xor_si512(xb, w[v])));
         }
     }
 
@@ -115,33 +113,31 @@ BNN_AVX2_TARGET inline void xnor_tile_avx2(const XnorPlan& pl, const XnorTile& t
 
     int since_flush = 0;
     const uint64_t* wrow = pl.weights + tl.c0;
-    for (int64_t t = 0; t < pl.taps; ++t) {
-        const int64_t off = pl.tap_offsets[t];
-        for (int64_t j = 0; j < pl.words_per_pixel; ++j, wrow += pl.coutp) {
-            __m256i w[V];
+    for (int64_t k = 0; k < pl.k_words; ++k, wrow += pl.coutp) {
+        const int64_t off = pl.word_offsets[k];
+        __m256i w[V];
 #pragma GCC unroll 2
-            for (int v = 0; v < V; ++v) w[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wrow + 4 * v));
+        for (int v = 0; v < V; ++v) w[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wrow + 4 * v));
 #pragma GCC unroll 8
-            for (int p = 0; p < P; ++p) {
-                const __m256i xb = _mm256_set1_epi64x(static_cast<long long>(tl.origins[p][off + j]));
+        for (int p = 0; p < P; ++p) {
+            const __m256i xb = _mm256_set1_epi64x(static_cast<long long>(tl.origins[p][off]));
+#pragma GCC unroll 2
+            for (int v = 0; v < V; ++v) {
+                const __m256i d = _mm256_xor_si256(xb, w[v]);
+                const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(d, low));
+                const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(d, 4), low));
+                bytes[p][v] = _mm256_add_epi8(bytes[p][v], _mm256_add_epi8(lo, hi));
+            }
+        }
+        if (++since_flush == 31) {
+            since_flush = 0;
+#pragma GCC unroll 8
+            for (int p = 0; p < P; ++p)
 #pragma GCC unroll 2
                 for (int v = 0; v < V; ++v) {
-                    const __m256i d = _mm256_xor_si256(xb, w[v]);
-                    const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(d, low));
-                    const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(d, 4), low));
-                    bytes[p][v] = _mm256_add_epi8(bytes[p][v], _mm256_add_epi8(lo, hi));
+                    total[p][v] = _mm256_add_epi64(total[p][v], _mm256_sad_epu8(bytes[p][v], zero));
+                    bytes[p][v] = zero;
                 }
-            }
-            if (++since_flush == 31) {
-                since_flush = 0;
-#pragma GCC unroll 8
-                for (int p = 0; p < P; ++p)
-#pragma GCC unroll 2
-                    for (int v = 0; v < V; ++v) {
-                        total[p][v] = _mm256_add_epi64(total[p][v], _mm256_sad_epu8(bytes[p][v], zero));
-                        bytes[p][v] = zero;
-                    }
-            }
         }
     }
 

@@ -1,0 +1,119 @@
+#pragma once
+/// @file binary_conv2d.hpp
+/// BinaryConv2d: the 3x3 (or any square) convolution of a binary network, with the three
+/// binarisation modes of the Real-to-Binary training stages.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "bnn/nn/init.hpp"
+#include "bnn/nn/module.hpp"
+#include "bnn/ops/activation.hpp"
+#include "bnn/ops/binary_conv2d.hpp"
+#include "bnn/ops/conv2d.hpp"
+#include "bnn/ops/elementwise.hpp"
+#include "bnn/ops/sign.hpp"
+
+namespace bnn::nn {
+
+/// What is binary in the forward pass.
+enum class BinaryMode {
+    SoftActivations,    ///< tanh(x) ⊛ W: soft binarisation, real weights (stage 1)
+    BinaryActivations,  ///< sign(x) ⊛ W: binary activations (STE), real weights (stage 2)
+    FullyBinary,        ///< sign(x) ⊛ sign(W) * alpha on the XNOR-popcount kernel (stage 3)
+};
+
+/// The per-output-channel scale alpha of the weights.
+enum class WeightScale {
+    None,     ///< no scale
+    MeanAbs,  ///< alpha = mean |W| over each output channel's weights (XNOR-Net), computed from the
+              ///< latent weights at each forward and not differentiated; applied when weights are binary
+    Learned,  ///< alpha is a parameter [Cout] initialised to 1 (XNOR-Net++), applied in every mode
+};
+
+/// Options: `BinaryConv2d({.in_channels = 64, .out_channels = 64, .mode = BinaryMode::FullyBinary})`.
+struct BinaryConv2dOptions {
+    int64_t in_channels = 0;
+    int64_t out_channels = 0;
+    int kernel_size = 3;
+    int stride = 1;
+    int padding = 1;  ///< zero padding: padded positions contribute 0 in every mode
+    BinaryMode mode = BinaryMode::BinaryActivations;
+    WeightScale scale = WeightScale::MeanAbs;
+};
+
+/// A binary convolution without bias (the following batch norm or scale provides one).
+/// Requires: x is [N, H, W, in_channels] with H + 2*padding >= kernel_size (likewise W).
+/// Ensures: y is [N, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, out_channels].
+/// Parameters: `weight` [out, k, k, in], the latent real weights (Kaiming-normal initialised,
+/// clipped to [-1, 1] by apply_constraints()); `alpha` [out] only with WeightScale::Learned.
+/// The mode can change between training stages with set_mode(); the parameters stay the same.
+class BinaryConv2d : public Module {
+public:
+    explicit BinaryConv2d(const BinaryConv2dOptions& options) : options_(options) {
+        BNN_CHECK(options.in_channels > 0 && options.out_channels > 0,
+                  "BinaryConv2d: expected positive channel counts, got ", options.in_channels, " -> ",
+                  options.out_channels);
+        BNN_CHECK(options.kernel_size > 0 && options.stride > 0 && options.padding >= 0,
+                  "BinaryConv2d: expected kernel_size > 0, stride > 0, padding >= 0, got ", options.kernel_size, ", ",
+                  options.stride, ", ", options.padding);
+        const int64_t k = options.kernel_size;
+        Tensor<float> w(Shape{options.out_channels, k, k, options.in_channels});
+        init::kaiming_normal(w);
+        for (float& v : w) v = std::clamp(v, -1.f, 1.f);
+        weight = register_parameter("weight", w);
+        if (options.scale == WeightScale::Learned)
+            alpha = register_parameter("alpha", Tensor<float>::full(Shape{options.out_channels}, 1.f));
+    }
+
+    Variable forward(const Variable& x) override {
+        BNN_CHECK(x.shape().rank() == 4 && x.shape()[3] == options_.in_channels, type_name(), "(",
+                  options_.in_channels, " -> ", options_.out_channels, "): expected input [N, H, W, ",
+                  options_.in_channels, "], got ", x.shape().str());
+        const int s = options_.stride, p = options_.padding;
+        switch (options_.mode) {
+            case BinaryMode::SoftActivations: return scaled(ops::conv2d(ops::tanh(x), weight, Variable(), s, p));
+            case BinaryMode::BinaryActivations: return scaled(ops::conv2d(ops::sign_ste(x), weight, Variable(), s, p));
+            case BinaryMode::FullyBinary: break;
+        }
+        Variable a;
+        if (options_.scale == WeightScale::Learned) a = alpha;
+        if (options_.scale == WeightScale::MeanAbs) a = Variable(mean_abs_weight(), false);
+        return ops::binary_conv2d(x, weight, a, s, p);
+    }
+
+    /// alpha = mean |W| per output channel, as WeightScale::MeanAbs uses it.
+    Tensor<float> mean_abs_weight() const {
+        const Tensor<float>& w = weight.value();
+        const int64_t co = w.dim(0), per = w.numel() / co;
+        Tensor<float> a = Tensor<float>::empty(Shape{co});
+        for (int64_t o = 0; o < co; ++o) {
+            double s = 0;
+            for (int64_t i = 0; i < per; ++i) s += std::abs(w[o * per + i]);
+            a[o] = static_cast<float>(s / static_cast<double>(per));
+        }
+        return a;
+    }
+
+    void set_mode(BinaryMode mode) { options_.mode = mode; }
+    BinaryMode mode() const { return options_.mode; }
+    std::string type_name() const override { return "BinaryConv2d"; }
+    const BinaryConv2dOptions& options() const { return options_; }
+
+    Variable weight;  ///< [out, k, k, in], latent real weights
+    Variable alpha;   ///< [out] with WeightScale::Learned, else undefined
+
+protected:
+    /// Latent weights live in [-1, 1]: beyond it the straight-through gradient of sign(W) would
+    /// push them without ever changing sign(W).
+    void constrain() override {
+        for (float& v : weight.value()) v = std::clamp(v, -1.f, 1.f);
+    }
+
+private:
+    Variable scaled(const Variable& y) const { return alpha.defined() ? ops::mul(y, alpha) : y; }
+
+    BinaryConv2dOptions options_;
+};
+
+}  // namespace bnn::nn

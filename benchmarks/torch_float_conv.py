@@ -1,10 +1,11 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """PyTorch reference timings for benchmarks/bench_float_conv.cpp.
 
 Same shapes: 3x3 convolution, stride 1, padding 1, Cin = Cout, batch 64, on the ResNet-18
 CIFAR layer sizes (64@32x32, 128@16x16, 256@8x8, 512@4x4), channels_last memory format (NHWC,
 as bnn), forward alone under no_grad and forward + backward (input, weight, bias gradients),
 on 1 and 2 threads. Prints median milliseconds per call and GFLOP/s with the same flop counts.
+Run it with Debian's interpreter (/usr/bin/python3), which is the one python3-torch installs into.
 """
 import argparse
 import statistics

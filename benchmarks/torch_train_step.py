@@ -5,7 +5,7 @@ benchmarks/bench_train_step.cpp: same model (3x3/1 stem conv, no max pool, basic
 batch 64, 32x32x3 inputs, SGD with momentum 0.9 and weight decay 5e-4, channels_last.
 
 Prints images/s (median over the timed steps) and the process's peak resident memory.
-Usage: /usr/bin/python3 benchmarks/torch_train_step.py [--threads 2] [--steps 10]
+Usage: /usr/bin/python3 benchmarks/torch_train_step.py [--threads 2] [--steps 10] [--profile]
 """
 import argparse
 import resource
@@ -65,6 +65,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the autograd profiler's table of time per op type for one step")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -95,6 +97,10 @@ def main():
     print(f"step ms: median {1e3 * median:.1f}  best {1e3 * min(times):.1f}  over {len(times)} steps")
     print(f"images_per_s {args.batch / median:.2f}  (best {args.batch / min(times):.2f})")
     print(f"peak_rss_MiB {peak_rss_mib():.1f}  (after import and model set-up {rss_before:.1f})")
+    if args.profile:
+        with torch.autograd.profiler.profile() as prof:
+            step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""PyTorch fp32 conv on the shapes of benchmarks/bench_binary_conv.cpp, for a side-by-side table.
+
+Every ResNet-18 3x3 layer shape (stride 1, padding 1, Cin = Cout, no bias): CIFAR 64@32, 128@16,
+256@8, 512@4 and ImageNet 64@56, 128@28, 256@14, 512@7, batch 1 and 16, 1 and 2 threads,
+channels_last (NHWC, as bnn), forward under no_grad. PyTorch 1.13 runs these through oneDNN.
+Reports the median and the fastest call (the machine is shared: the fastest call is the closest
+to a quiet machine, and bench_binary_conv reports its best call too) and MAC/s from the fastest.
+
+With --bnn-json (the output of bench_binary_conv --benchmark_out=FILE --benchmark_out_format=json)
+it adds bnn's best binary conv time per ISA path and bnn's float conv, and the speedup of the
+fastest binary path over PyTorch. Run with Debian's /usr/bin/python3 (where python3-torch lives).
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+SHAPES = [("cifar", 64, 32), ("cifar", 128, 16), ("cifar", 256, 8), ("cifar", 512, 4),
+          ("imagenet", 64, 56), ("imagenet", 128, 28), ("imagenet", 256, 14), ("imagenet", 512, 7)]
+ISA_NAMES = {0: "scalar", 1: "avx2", 2: "avx512"}
+
+
+def time_call(fn, min_seconds):
+    fn()  # warm-up: oneDNN creates and caches its primitive on the first call
+    fn()
+    samples = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(samples) < 5:
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples), min(samples)
+
+
+def load_bnn(path):
+    """{(shape index, batch, threads): {"float": s, "avx512": s, ...}} of best seconds per call."""
+    table = {}
+    with open(path) as f:
+        for b in json.load(f)["benchmarks"]:
+            if b.get("run_type") != "iteration" or "best_MACs/s" not in b:
+                continue
+            parts = dict(p.split(":") for p in b["name"].split("/")[1:] if ":" in p)
+            if b["name"].startswith("BM_FloatConv"):
+                kind = "float"
+            elif b["name"].startswith("BM_BinaryConv"):
+                kind = ISA_NAMES[int(parts["isa"])]
+            else:
+                continue
+            si, batch, threads = int(parts["shape"]), int(parts["batch"]), int(parts["threads"])
+            net, c, side = SHAPES[si]
+            macs = batch * side * side * c * 9 * c
+            key = (si, batch, threads)
+            seconds = macs / b["best_MACs/s"]
+            table.setdefault(key, {})[kind] = min(seconds, table.get(key, {}).get(kind, seconds))
+    return table
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-seconds", type=float, default=0.5, help="time spent per measurement")
+    parser.add_argument("--bnn-json", help="bench_binary_conv JSON output for the side-by-side columns")
+    args = parser.parse_args()
+    bnn = load_bnn(args.bnn_json) if args.bnn_json else {}
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, 3x3 stride 1 pad 1, channels_last, fp32 forward under no_grad")
+    head = f"{'layer':>15} {'N':>3} {'T':>2} {'torch med ms':>12} {'torch best ms':>13} {'torch GMAC/s':>12}"
+    if bnn:
+        head += f" {'bnn float ms':>12} {'bnn avx512 ms':>13} {'bnn avx2 ms':>11} {'bnn scalar ms':>13} {'x torch':>8}"
+    print(head)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for si, (net, c, side) in enumerate(SHAPES):
+            for batch in (1, 16):
+                conv = torch.nn.Conv2d(c, c, 3, stride=1, padding=1, bias=False).to(memory_format=torch.channels_last)
+                x = torch.randn(batch, c, side, side).to(memory_format=torch.channels_last)
+
+                def forward():
+                    with torch.no_grad():
+                        conv(x)
+
+                med, best = time_call(forward, args.min_seconds)
+                macs = batch * side * side * c * 9 * c
+                line = f"{net + ' ' + str(c) + '@' + str(side):>15} {batch:>3} {threads:>2} {med * 1e3:12.3f} " \
+                       f"{best * 1e3:13.3f} {macs / best * 1e-9:12.1f}"
+                if bnn:
+                    row = bnn.get((si, batch, threads), {})
+                    cell = lambda k, w: f" {row[k] * 1e3:{w}.3f}" if k in row else f" {'-':>{w}}"
+                    line += cell("float", 12) + cell("avx512", 13) + cell("avx2", 11) + cell("scalar", 13)
+                    fastest = min((row[k] for k in ("avx512", "avx2", "scalar") if k in row), default=None)
+                    line += f" {best / fastest:8.1f}" if fastest else f" {'-':>8}"
+                print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -411,3 +411,18 @@ TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in e
         std::filesystem::remove(float_path);
     }
 }
+
+TEST_CASE("a Real-to-Bin half-block in soft mode back-propagates correctly end to end", "[resnet][gradcheck]") {
+    // tanh activations, real weights, gate and downsampling shortcut: every path of the block is
+    // smooth (up to PReLU's and the gate ReLU's kinks), so finite differences apply to all inputs.
+    manual_seed(51);
+    bnn::examples::BinaryHalfBlock half(4, 6, 2, /*gated=*/true, /*reduction=*/2, nn::BinaryMode::SoftActivations);
+    half.eval();  // running statistics: the block is a fixed function of its inputs
+    Rng rng(52);
+    for (auto& [name, b] : half.named_buffers())
+        if (name.find("running_var") != std::string::npos)
+            for (auto& v : b) v = rng.uniform(0.5f, 1.5f);
+    std::vector<Variable> inputs{random_variable({2, 4, 4, 4}, rng)};
+    for (auto& p : half.parameters()) inputs.push_back(p);
+    check_gradients([&half](const std::vector<Variable>& in) { return half.forward(in[0]); }, inputs);
+}

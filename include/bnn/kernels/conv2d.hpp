@@ -122,8 +122,9 @@ inline void col2im_rows(const float* dcols, const Conv2dGeometry& g, int64_t oh0
                 for (int64_t kw = 0; kw < g.KW; ++kw) {
                     const int64_t iw = ow * g.stride - g.pad + kw;
                     if (iw < 0 || iw >= g.W) continue;
-                    const float* src = row + (kh * g.KW + kw) * C;
-                    float* dst = dx_img + (ih * g.W + iw) * C;
+                    const float* __restrict src = row + (kh * g.KW + kw) * C;
+                    float* __restrict dst = dx_img + (ih * g.W + iw) * C;
+#pragma omp simd
                     for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
                 }
             }

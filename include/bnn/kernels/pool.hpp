@@ -19,13 +19,14 @@ struct PoolGeometry {
 
 /// y [N, OH, OW, C] = mean of each k x k window (padding counted as zeros).
 inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) {
+    const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     const float inv = 1.f / static_cast<float>(g.k * g.k);
 #pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
                 float* out = y + ((n * g.OH + oh) * g.OW + ow) * g.C;
-                for (int64_t c = 0; c < g.C; ++c) out[c] = 0.f;
+                for (int64_t c = 0; c < C; ++c) out[c] = 0.f;
                 for (int64_t kh = 0; kh < g.k; ++kh) {
                     const int64_t ih = oh * g.stride - g.pad + kh;
                     if (ih < 0 || ih >= g.H) continue;
@@ -33,16 +34,17 @@ inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) 
                         const int64_t iw = ow * g.stride - g.pad + kw;
                         if (iw < 0 || iw >= g.W) continue;
                         const float* in = x + ((n * g.H + ih) * g.W + iw) * g.C;
-                        for (int64_t c = 0; c < g.C; ++c) out[c] += in[c];
+                        for (int64_t c = 0; c < C; ++c) out[c] += in[c];
                     }
                 }
-                for (int64_t c = 0; c < g.C; ++c) out[c] *= inv;
+                for (int64_t c = 0; c < C; ++c) out[c] *= inv;
             }
 }
 
 /// dx [N, H, W, C] += dy spread evenly over each window. Parallel over images: windows of one
 /// image overlap, windows of different images never do.
 inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& g) {
+    const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     const float inv = 1.f / static_cast<float>(g.k * g.k);
 #pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
     for (int64_t n = 0; n < g.N; ++n)
@@ -56,7 +58,7 @@ inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& 
                         const int64_t iw = ow * g.stride - g.pad + kw;
                         if (iw < 0 || iw >= g.W) continue;
                         float* gi = dx + ((n * g.H + ih) * g.W + iw) * g.C;
-                        for (int64_t c = 0; c < g.C; ++c) gi[c] += go[c] * inv;
+                        for (int64_t c = 0; c < C; ++c) gi[c] += go[c] * inv;
                     }
                 }
             }
@@ -65,12 +67,13 @@ inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& 
 /// y [N, OH, OW, C] = max of each window; argmax [N, OH, OW, C] receives the flat index into x
 /// of the winner (first one on ties), for backward.
 inline void max_pool2d_forward(const float* x, float* y, int64_t* argmax, const PoolGeometry& g) {
+    const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
 #pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
                 const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C;
-                for (int64_t c = 0; c < g.C; ++c) {
+                for (int64_t c = 0; c < C; ++c) {
                     y[o + c] = -std::numeric_limits<float>::infinity();
                     argmax[o + c] = -1;
                 }
@@ -81,7 +84,7 @@ inline void max_pool2d_forward(const float* x, float* y, int64_t* argmax, const 
                         const int64_t iw = ow * g.stride - g.pad + kw;
                         if (iw < 0 || iw >= g.W) continue;
                         const int64_t i = ((n * g.H + ih) * g.W + iw) * g.C;
-                        for (int64_t c = 0; c < g.C; ++c)
+                        for (int64_t c = 0; c < C; ++c)
                             if (x[i + c] > y[o + c] || argmax[o + c] < 0) {
                                 y[o + c] = x[i + c];
                                 argmax[o + c] = i + c;

@@ -104,7 +104,7 @@ struct TileShape {
 };
 inline TileShape tile_shape(Isa isa) {
     switch (isa) {
-        case Isa::avx512: return {4, 32};
+        case Isa::avx512: return {6, 32};
         case Isa::avx2: return {3, 8};
         default: return {1, 32};
     }
@@ -115,6 +115,8 @@ inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
 #if defined(__x86_64__) || defined(__i386__)
     if (isa == Isa::avx512) {
         switch (p) {
+            case 6: return xnor_tile_avx512<6>(pl, tl);
+            case 5: return xnor_tile_avx512<5>(pl, tl);
             case 4: return xnor_tile_avx512<4>(pl, tl);
             case 3: return xnor_tile_avx512<3>(pl, tl);
             case 2: return xnor_tile_avx512<2>(pl, tl);

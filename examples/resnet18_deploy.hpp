@@ -77,6 +77,9 @@ public:
         : deployed_(io::load_deployed(path)), net_(resnet_options_from(deployed_.file.metadata, path)) {
         io::load_real_parts(deployed_, net_);
         net_.eval();
+        // The frozen convs replace the binary convs' latent float weights, which would otherwise
+        // take 32x the memory of the packed bits: release them (this module is never trained).
+        for (auto& conv : net_.binary_convs()) conv->weight.value() = Tensor<float>();
     }
 
     /// Logits [N, classes] of images [N,H,W,C].
@@ -105,8 +108,7 @@ private:
     }
 
     io::DeployedModel deployed_;
-    // The real-valued layers, loaded from the file. (Its binary convs' latent weights are
-    // allocated but unused; an inference-only module tree would avoid that memory.)
+    // The real-valued layers, loaded from the file; its binary convs are never called.
     mutable ResNet18 net_;
 };
 

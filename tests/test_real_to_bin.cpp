@@ -403,6 +403,18 @@ TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in e
         REQUIRE(file.get<uint64_t>("block3.half1.conv.sign_bits").shape() == Shape{16 * 9, 1});
         REQUIRE_FALSE(file.contains("block3.half1.conv.weight"));
 
+        // Tampered files fail loudly: a binary conv missing, or its bits of the wrong size.
+        for (const char* victim : {"block2.half1.conv.sign_bits", "block2.half1.conv.geometry"}) {
+            io::NamedTensors kept;
+            for (auto& [name, t] : file.tensors)
+                if (name != victim) kept.emplace_back(name, t);
+                else if (name.find("sign_bits") != std::string::npos)
+                    kept.emplace_back(name, Tensor<uint64_t>({8 * 9 + 1, 1}));
+            io::save_safetensors(path + ".bad", kept, file.metadata);
+            REQUIRE_THROWS_AS(bnn::examples::DeployedResNet18(path + ".bad"), Error);
+        }
+        std::filesystem::remove(path + ".bad");
+
         // A real-weight model can't be deployed, and a checkpoint is not a deployment file.
         net.set_mode(nn::BinaryMode::BinaryActivations);
         REQUIRE_THROWS_AS(bnn::examples::export_resnet18(path, net), Error);

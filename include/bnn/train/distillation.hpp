@@ -44,6 +44,7 @@ struct LossParts {
 struct StepLoss {
     Variable total;
     LossParts parts;
+    Variable logits;  ///< the student's, e.g. for training accuracy
 };
 
 /// Freezes a teacher: eval mode and no parameter requires a gradient.
@@ -81,6 +82,7 @@ inline StepLoss distillation_loss(FeatureNet* teacher, FeatureNet& student, cons
     Features s = student.forward_features(x);
 
     StepLoss out;
+    out.logits = s.logits;
     Variable ce = batch.soft_targets.defined() ? losses::cross_entropy(s.logits, batch.soft_targets)
                                                : losses::cross_entropy(s.logits, batch.labels, w.label_smoothing);
     out.parts.ce = ce.item();

@@ -21,8 +21,9 @@
 /// the corrections of the few border patterns are tabulated once per call.
 ///
 /// Work split: output pixels (over the whole batch) in blocks of P, output channels in blocks of
-/// the tile width; each thread takes a contiguous range of pixel blocks and sweeps every channel
-/// block over it, so one channel block's weights stay in L1 while pixels stream past.
+/// the tile width; tiles are ordered channel block first, pixel block second, and each thread
+/// takes an equal contiguous share, so one channel block's weights stay in L1 while pixels
+/// stream past, and even a layer with a handful of pixels splits evenly over threads.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -79,7 +80,12 @@ inline XnorConvGeometry xnor_conv_geometry(int64_t N, int64_t H, int64_t W, int6
 namespace detail {
 
 /// Scalar reference tile: one pixel x up to 32 output channels with std::popcount. The inner
-/// loop runs over a contiguous weight row, the same data flow as the SIMD tiles.
+/// loop runs over a contiguous weight row, the same data flow as the SIMD tiles. Kept scalar
+/// even under -march=native (GCC would otherwise vectorise it into the AVX-512 path), so the
+/// "scalar" path measures what a CPU without the SIMD paths gets.
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-vectorize")))
+#endif
 inline void xnor_tile_scalar(const XnorPlan& pl, const XnorTile& tl) {
     constexpr int64_t B = 32;
     const int64_t n = std::min<int64_t>(B, pl.cout - tl.c0);
@@ -250,18 +256,21 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     const detail::XnorPlan plan{word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc.data(), bi.data()};
     const detail::TileShape ts = detail::tile_shape(isa);
     const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
-    const int threads = detail::num_threads_for(blocks);
-
-    auto run_range = [&](int64_t b0, int64_t b1) {
-        for (int64_t c0 = 0; c0 < g.Cout; c0 += ts.channels)
-            for (int64_t b = b0; b < b1; ++b) {
-                const int64_t q = b * ts.pixels;
-                const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
-                detail::run_tile(isa, p, plan, {origins.data() + q, corrections.data() + q, out + q * g.Cout + c0, c0});
-            }
+    const int64_t column_blocks = (g.Cout + ts.channels - 1) / ts.channels;
+    // Work items (channel block, pixel block), channel block outermost: a contiguous share of
+    // items sweeps pixels under one channel block's weights, and small layers (a batch of one
+    // 4x4 image) still split evenly because shares may cut across channel blocks.
+    const int64_t items = blocks * column_blocks;
+    const int threads = detail::num_threads_for(items);
+    auto run_range = [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t c0 = (i / blocks) * ts.channels, q = (i % blocks) * ts.pixels;
+            const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
+            detail::run_tile(isa, p, plan, {origins.data() + q, corrections.data() + q, out + q * g.Cout + c0, c0});
+        }
     };
     if (threads == 1) {
-        run_range(0, blocks);
+        run_range(0, items);
         return;
     }
 #pragma omp parallel num_threads(threads)
@@ -271,7 +280,7 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
 #else
         const int64_t t = 0, nt = 1;
 #endif
-        run_range(blocks * t / nt, blocks * (t + 1) / nt);
+        run_range(items * t / nt, items * (t + 1) / nt);
     }
 }
 

@@ -1,6 +1,7 @@
 // Safetensors files, checkpoints, atomic writes and image loading.
 #include <stb/stb_image_write.h>
 #include <sys/resource.h>
+#include <zlib.h>
 
 #include <catch2/catch.hpp>
 #include <csignal>
@@ -428,6 +429,40 @@ TEST_CASE("checkpoint with optimiser state resumes the optimiser exactly", "[che
     io::save_checkpoint(path, *net, sgd);
     optim::Adam adam(net->parameters(), {});
     REQUIRE_THROWS_AS(io::load_optimizer(path, adam), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// gzip
+
+TEST_CASE("gunzip reads concatenated members and rejects truncated or trailing-garbage streams", "[gzip]") {
+    TempDir dir;
+    auto gz = [&](const std::string& text) {
+        const std::string path = dir.file("part.gz");
+        gzFile f = gzopen(path.c_str(), "wb");
+        REQUIRE(f != nullptr);
+        REQUIRE(gzwrite(f, text.data(), static_cast<unsigned>(text.size())) == static_cast<int>(text.size()));
+        REQUIRE(gzclose(f) == Z_OK);
+        return read_bytes(path);
+    };
+    auto a = gz("first member, "), b = gz("second member");
+    auto both = a;
+    both.insert(both.end(), b.begin(), b.end());
+    auto out = io::gunzip(both, "both.gz");
+    REQUIRE(std::string(out.begin(), out.end()) == "first member, second member");
+
+    auto cut = a;
+    cut.resize(cut.size() - 4);  // loses part of the trailer
+    REQUIRE_THROWS_WITH(io::gunzip(cut, "cut.gz"), Catch::Contains("cut.gz") && Catch::Contains("truncated"));
+    auto trailing = a;
+    trailing.insert(trailing.end(), {'x', 'y', 'z'});
+    REQUIRE_THROWS_WITH(io::gunzip(trailing, "t.gz"), Catch::Contains("trailing garbage"));
+    auto corrupt = a;
+    corrupt[12] ^= 0xff;  // inside the deflate data
+    REQUIRE_THROWS_AS(io::gunzip(corrupt, "c.gz"), Error);
+
+    // read_file_maybe_gzip passes plain files through.
+    write_bytes(dir.file("plain"), {0x1f, 0x00, 0x05});
+    REQUIRE(io::read_file_maybe_gzip(dir.file("plain")) == std::vector<uint8_t>{0x1f, 0x00, 0x05});
 }
 
 // ---------------------------------------------------------------------------------------------

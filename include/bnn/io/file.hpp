@@ -56,21 +56,30 @@ inline std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const
     zs.avail_in = static_cast<uInt>(compressed.size());
     uint8_t chunk[1 << 16];
     int rc = Z_OK;
-    while (rc == Z_OK) {
+    for (;;) {
         zs.next_out = chunk;
         zs.avail_out = sizeof chunk;
         rc = inflate(&zs, Z_NO_FLUSH);
         out.insert(out.end(), chunk, chunk + (sizeof chunk - zs.avail_out));
-        // Z_BUF_ERROR with no input left means the stream ended before its trailer.
-        if (rc == Z_BUF_ERROR && zs.avail_in == 0) break;
+        // A gzip file may hold several members back to back (as `cat a.gz b.gz` makes).
+        if (rc == Z_STREAM_END && zs.avail_in > 0) {
+            BNN_CHECK(zs.avail_in >= 2 && zs.next_in[0] == 0x1f && zs.next_in[1] == 0x8b, "gunzip: '", path,
+                      "' has ", zs.avail_in, " bytes of trailing garbage at compressed byte offset ",
+                      compressed.size() - zs.avail_in);
+            inflateReset(&zs);
+            rc = Z_OK;
+            continue;
+        }
+        if (rc != Z_OK) break;
     }
     const uint64_t consumed = compressed.size() - zs.avail_in;
     const char* msg = zs.msg;
     inflateEnd(&zs);
+    // Z_BUF_ERROR with all input consumed means the stream ended before its trailer.
     if (rc != Z_STREAM_END) {
         ::bnn::detail::fail("gunzip: '", path, "' is not a complete gzip stream (",
-                     rc == Z_BUF_ERROR ? "truncated" : (msg ? msg : "corrupt data"), " at compressed byte offset ",
-                     consumed, " of ", compressed.size(), ")");
+                            rc == Z_BUF_ERROR ? "truncated" : (msg ? msg : "corrupt data"),
+                            " at compressed byte offset ", consumed, " of ", compressed.size(), ")");
     }
     return out;
 }

@@ -27,9 +27,9 @@ inline constexpr const char* kOptimPrefix = "optim.";
 
 /// Anything with named live state tensors and a step counter (bnn::optim::Optimizer).
 template <class O>
-concept OptimizerState = requires(O& o, int64_t n) {
-    { o.state_tensors() };
-    { o.step_count() } -> std::convertible_to<int64_t>;
+concept OptimizerState = requires(const O& c, O& o, int64_t n) {
+    { c.state_tensors() };
+    { c.step_count() } -> std::convertible_to<int64_t>;
     o.set_step_count(n);
 };
 
@@ -68,10 +68,10 @@ void save_checkpoint(const std::string& path, const nn::Module& module, const O&
                      const nlohmann::json& metadata = nlohmann::json::object()) {
     NamedTensors tensors;
     detail::add_module_tensors(module, tensors);
-    for (const auto& [name, t] : const_cast<O&>(optimizer).state_tensors())
+    for (const auto& [name, t] : optimizer.state_tensors())
         tensors.emplace_back(kOptimPrefix + name, Tensor<float>(t));
     Metadata meta = detail::checkpoint_metadata(metadata);
-    meta["optim.step_count"] = std::to_string(const_cast<O&>(optimizer).step_count());
+    meta["optim.step_count"] = std::to_string(optimizer.step_count());
     save_safetensors(path, tensors, meta);
 }
 

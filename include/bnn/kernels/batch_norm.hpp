@@ -40,14 +40,17 @@ inline void batch_norm_train_forward(const float* x, const float* gamma, const f
     std::vector<double> sum, unused, sq;
     detail::channel_sums(M, C, sum, unused, [&](int64_t m, double* s, double*) {
         const float* r = x + m * C;
+#pragma omp simd
         for (int64_t c = 0; c < C; ++c) s[c] += r[c];
     });
     for (int64_t c = 0; c < C; ++c) sum[c] /= double(M);
     // Second pass around the mean: exact enough where E[x^2] - E[x]^2 would cancel.
     detail::channel_sums(M, C, sq, unused, [&](int64_t m, double* q, double*) {
         const float* r = x + m * C;
+        const double* mu = sum.data();
+#pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
-            const double d = r[c] - sum[c];
+            const double d = r[c] - mu[c];
             q[c] += d * d;
         }
     });
@@ -62,9 +65,12 @@ inline void batch_norm_train_forward(const float* x, const float* gamma, const f
         scale[c] = static_cast<float>(gm * inv);
         shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * sum[c]);
     }
+    const float* sc = scale.data();  // raw pointers: the outlined parallel body keeps them in registers
+    const float* sh = shift.data();
 #pragma omp parallel for schedule(static) if (M * C > (1 << 16))
     for (int64_t m = 0; m < M; ++m)
-        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * scale[c] + shift[c];
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * sc[c] + sh[c];
 }
 
 /// Training backward (batch statistics depend on x). Accumulates into the non-null outputs:
@@ -75,6 +81,7 @@ inline void batch_norm_train_backward(const float* x, const float* gamma, const 
                                       int64_t C) {
     std::vector<double> sdy, sdyx;  // sum(dy), sum(dy * xhat)
     detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
+#pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
             const float g = dy[m * C + c];
             a[c] += g;
@@ -93,11 +100,13 @@ inline void batch_norm_train_backward(const float* x, const float* gamma, const 
         a[c] = static_cast<float>(gm * invstd[c] * sdy[c] / M);     // constant term
         b[c] = static_cast<float>(gm * invstd[c] * sdyx[c] / M);    // multiplies xhat
     }
+    const float *kp = k.data(), *ap = a.data(), *bp = b.data();
 #pragma omp parallel for schedule(static) if (M * C > (1 << 16))
     for (int64_t m = 0; m < M; ++m)
+#pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
             const float xhat = (x[m * C + c] - mean[c]) * invstd[c];
-            dx[m * C + c] += k[c] * dy[m * C + c] - a[c] - b[c] * xhat;
+            dx[m * C + c] += kp[c] * dy[m * C + c] - ap[c] - bp[c] * xhat;
         }
 }
 
@@ -112,9 +121,12 @@ inline void batch_norm_eval_forward(const float* x, const float* gamma, const fl
         scale[c] = static_cast<float>(gm * inv);
         shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * running_mean[c]);
     }
+    const float* sc = scale.data();
+    const float* sh = shift.data();
 #pragma omp parallel for schedule(static) if (M * C > (1 << 16))
     for (int64_t m = 0; m < M; ++m)
-        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * scale[c] + shift[c];
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * sc[c] + sh[c];
 }
 
 /// Eval backward (statistics are constants). Accumulates:
@@ -126,11 +138,13 @@ inline void batch_norm_eval_backward(const float* x, const float* gamma, const f
     for (int64_t c = 0; c < C; ++c) inv[c] = static_cast<float>(1.0 / std::sqrt(double(running_var[c]) + eps));
     if (dgamma || dbeta) {
         std::vector<double> sdy, sdyx;
+        const float* iv = inv.data();
         detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
+#pragma omp simd
             for (int64_t c = 0; c < C; ++c) {
                 const float g = dy[m * C + c];
                 a[c] += g;
-                b[c] += g * ((x[m * C + c] - running_mean[c]) * inv[c]);
+                b[c] += g * ((x[m * C + c] - running_mean[c]) * iv[c]);
             }
         });
         for (int64_t c = 0; c < C; ++c) {
@@ -140,9 +154,11 @@ inline void batch_norm_eval_backward(const float* x, const float* gamma, const f
     }
     if (!dx) return;
     for (int64_t c = 0; c < C; ++c) inv[c] *= gamma ? gamma[c] : 1.f;
+    const float* k = inv.data();
 #pragma omp parallel for schedule(static) if (M * C > (1 << 16))
     for (int64_t m = 0; m < M; ++m)
-        for (int64_t c = 0; c < C; ++c) dx[m * C + c] += dy[m * C + c] * inv[c];
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) dx[m * C + c] += dy[m * C + c] * k[c];
 }
 
 }  // namespace bnn::kernels

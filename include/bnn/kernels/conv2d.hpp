@@ -192,6 +192,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
         gemm_nt(P, Co, K, a, K, w, K, o, Co, false);
         if (bias)
             for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
                 for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
     });
 }
@@ -239,6 +240,7 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         if (db) {
             float* acc = t == 0 ? db : db_part[t].data();
             for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
                 for (int64_t c = 0; c < Co; ++c) acc[c] += go[p * Co + c];
         }
     });

@@ -37,6 +37,7 @@ inline void mul_forward(const float* a, const float* b, float* y, int64_t outer,
     for (int64_t o = 0; o < outer; ++o)
         for (int64_t i = 0; i < inner; ++i) {
             const int64_t base = (o * inner + i) * C;
+#pragma omp simd
             for (int64_t c = 0; c < C; ++c) y[base + c] = a[base + c] * b[o * C + c];
         }
 }
@@ -49,10 +50,12 @@ inline void mul_backward(const float* a, const float* b, const float* dy, float*
     for (int64_t o = 0; o < outer; ++o)
         for (int64_t i = 0; i < inner; ++i) {
             const int64_t base = (o * inner + i) * C;
-            for (int64_t c = 0; c < C; ++c) {
-                if (da) da[base + c] += dy[base + c] * b[o * C + c];
-                if (db) db[o * C + c] += dy[base + c] * a[base + c];  // row o belongs to this thread
-            }
+            if (da)
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c) da[base + c] += dy[base + c] * b[o * C + c];
+            if (db)  // row o of db belongs to this thread
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c) db[o * C + c] += dy[base + c] * a[base + c];
         }
 }
 

@@ -4,8 +4,8 @@
 ///   x [N, H, W, C] -> y [N, OH, OW, C], OH = (H + 2*pad - k) / stride + 1, same for OW.
 /// Average pooling divides by k*k, padded zeros included (PyTorch's count_include_pad).
 /// Max pooling treats padding as -inf, so a padded position never wins.
+#include <algorithm>
 #include <cstdint>
-#include <limits>
 
 namespace bnn::kernels {
 
@@ -34,6 +34,7 @@ inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) 
                         const int64_t iw = ow * g.stride - g.pad + kw;
                         if (iw < 0 || iw >= g.W) continue;
                         const float* in = x + ((n * g.H + ih) * g.W + iw) * g.C;
+#pragma omp simd
                         for (int64_t c = 0; c < C; ++c) out[c] += in[c];
                     }
                 }
@@ -58,48 +59,64 @@ inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& 
                         const int64_t iw = ow * g.stride - g.pad + kw;
                         if (iw < 0 || iw >= g.W) continue;
                         float* gi = dx + ((n * g.H + ih) * g.W + iw) * g.C;
+#pragma omp simd
                         for (int64_t c = 0; c < C; ++c) gi[c] += go[c] * inv;
                     }
                 }
             }
 }
 
-/// y [N, OH, OW, C] = max of each window; argmax [N, OH, OW, C] receives the flat index into x
-/// of the winner (first one on ties), for backward.
-inline void max_pool2d_forward(const float* x, float* y, int64_t* argmax, const PoolGeometry& g) {
+/// y [N, OH, OW, C] = max of each window; tap [N, OH, OW, C] receives the winner's position in
+/// its window (kh * k + kw; the first one on ties), for backward. int32 taps rather than flat
+/// indices keep the compare-and-select loop at float width, so it vectorises.
+inline void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
 #pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
-                const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C;
+                float* out = y + ((n * g.OH + oh) * g.OW + ow) * C;
+                int32_t* best = tap + ((n * g.OH + oh) * g.OW + ow) * C;
+                // Padding never wins: start from the first in-range tap (padding <= k/2 leaves one).
+                const int64_t h0 = oh * g.stride - g.pad, w0 = ow * g.stride - g.pad;
+                const int64_t kh0 = std::max<int64_t>(0, -h0), kh1 = std::min<int64_t>(g.k, g.H - h0);
+                const int64_t kw0 = std::max<int64_t>(0, -w0), kw1 = std::min<int64_t>(g.k, g.W - w0);
+                const float* first = x + ((n * g.H + h0 + kh0) * g.W + w0 + kw0) * C;
+                const int32_t first_tap = static_cast<int32_t>(kh0 * g.k + kw0);
                 for (int64_t c = 0; c < C; ++c) {
-                    y[o + c] = -std::numeric_limits<float>::infinity();
-                    argmax[o + c] = -1;
+                    out[c] = first[c];
+                    best[c] = first_tap;
                 }
-                for (int64_t kh = 0; kh < g.k; ++kh) {
-                    const int64_t ih = oh * g.stride - g.pad + kh;
-                    if (ih < 0 || ih >= g.H) continue;
-                    for (int64_t kw = 0; kw < g.k; ++kw) {
-                        const int64_t iw = ow * g.stride - g.pad + kw;
-                        if (iw < 0 || iw >= g.W) continue;
-                        const int64_t i = ((n * g.H + ih) * g.W + iw) * g.C;
-                        for (int64_t c = 0; c < C; ++c)
-                            if (x[i + c] > y[o + c] || argmax[o + c] < 0) {
-                                y[o + c] = x[i + c];
-                                argmax[o + c] = i + c;
-                            }
+                for (int64_t kh = kh0; kh < kh1; ++kh)
+                    for (int64_t kw = kw0; kw < kw1; ++kw) {
+                        const float* in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
+                        const int32_t t = static_cast<int32_t>(kh * g.k + kw);
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) {
+                            // Branch-free select (GCC leaves `take ? t : bt` as a branch here).
+                            const float v = in[c], cur = out[c];
+                            const int32_t take = -static_cast<int32_t>(v > cur);  // strict: first maximum stays
+                            out[c] = cur < v ? v : cur;
+                            best[c] ^= (best[c] ^ t) & take;
+                        }
                     }
-                }
             }
 }
 
-/// dx[argmax[j]] += dy[j] for every output element j (dy, argmax [N, OH, OW, C]).
-inline void max_pool2d_backward(const float* dy, const int64_t* argmax, float* dx, const PoolGeometry& g) {
-    const int64_t per_image = g.OH * g.OW * g.C;
-#pragma omp parallel for schedule(static) if (g.N * per_image > (1 << 16))
-    for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t j = n * per_image; j < (n + 1) * per_image; ++j) dx[argmax[j]] += dy[j];
+/// dx [N, H, W, C] += dy [N, OH, OW, C] routed to each window's winning tap.
+inline void max_pool2d_backward(const float* dy, const int32_t* tap, float* dx, const PoolGeometry& g) {
+    const int64_t C = g.C;
+#pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
+    for (int64_t n = 0; n < g.N; ++n)  // windows of one image overlap, of different images never
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow) {
+                const int64_t o = ((n * g.OH + oh) * g.OW + ow) * C;
+                for (int64_t c = 0; c < C; ++c) {
+                    const int64_t kh = tap[o + c] / g.k, kw = tap[o + c] % g.k;
+                    const int64_t ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
+                    dx[((n * g.H + ih) * g.W + iw) * C + c] += dy[o + c];
+                }
+            }
 }
 
 /// y [N, C] = mean over the S = H*W positions of x [N, S, C]

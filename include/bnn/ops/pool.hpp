@@ -44,13 +44,13 @@ inline Variable max_pool2d(const Variable& x, int kernel, int stride, int paddin
     const auto g = detail::pool_geometry(x, kernel, stride, padding, "ops::max_pool2d");
     Tensor<float> y = Tensor<float>::empty(Shape{g.N, g.OH, g.OW, g.C});
     // Winners are only needed for backward; the shared_ptr keeps them alive in the closure.
-    auto argmax = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(y.numel()));
-    kernels::max_pool2d_forward(x.value().data(), y.data(), argmax->data(), g);
+    auto taps = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(y.numel()));
+    kernels::max_pool2d_forward(x.value().data(), y.data(), taps->data(), g);
     return make_result(
         y, {x},
-        [g, argmax](const Tensor<float>& grad, std::vector<Variable>& in) {
+        [g, taps](const Tensor<float>& grad, std::vector<Variable>& in) {
             if (float* dx = ::bnn::detail::grad_target(in[0]))
-                kernels::max_pool2d_backward(grad.data(), argmax->data(), dx, g);
+                kernels::max_pool2d_backward(grad.data(), taps->data(), dx, g);
         },
         "max_pool2d");
 }

@@ -9,8 +9,9 @@ namespace trainer {
 
 class ProgressBar {
 public:
-    ProgressBar(std::string label, int64_t total_images)
-        : label_(std::move(label)), total_(total_images), start_(Clock::now()), last_draw_(start_) {}
+    /// `visible` false keeps the statistics but draws nothing (tests, logs).
+    ProgressBar(std::string label, int64_t total_images, bool visible = true)
+        : label_(std::move(label)), total_(total_images), visible_(visible), start_(Clock::now()), last_draw_(start_) {}
 
     /// Records one finished batch and redraws when due.
     void update(int64_t images, double loss_sum, int64_t correct) {
@@ -34,6 +35,7 @@ public:
 private:
     using Clock = std::chrono::steady_clock;
     void draw(bool final) const {
+        if (!visible_) return;
         const int width = 24;
         double frac = total_ ? static_cast<double>(done_) / total_ : 1.0;
         int filled = static_cast<int>(frac * width);
@@ -50,6 +52,7 @@ private:
 
     std::string label_;
     int64_t total_;
+    bool visible_;
     int64_t done_ = 0;
     double loss_sum_ = 0;
     int64_t correct_ = 0;

@@ -1,0 +1,106 @@
+#pragma once
+// The trainer's recipes as lists of stages: which network each stage trains, which earlier stage
+// teaches it and which one it starts from, and the schedule it runs.
+//
+//   real         real ResNet-18 (cross-entropy)
+//   baseline     strong baseline: binary activations + real weights, then fully binary from it
+//   real-to-bin  real teacher, then steps 1-3 of the progressive teacher-student schedule
+//                (paper-notes.md section 5), each step's teacher the previous result
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bnn/core/error.hpp"
+#include "bnn/nn/binary_conv2d.hpp"
+#include "bnn/optim/lr_schedule.hpp"
+#include "bnn/train/stages.hpp"
+#include "resnet18.hpp"
+
+namespace trainer {
+
+struct StagePlan {
+    std::string id;          ///< "real", "real-to-bin/step2", "baseline/stage1", ... (unique)
+    bnn::train::StageConfig config;
+    bnn::examples::Variant variant = bnn::examples::Variant::Real;
+    std::string teacher;     ///< id of the teaching stage, "" for none
+    std::string init_from;   ///< id of the stage whose weights the student starts from, "" for none
+
+    /// The checkpoint file name of the stage ("real-to-bin-step2.safetensors").
+    std::string file_name() const {
+        std::string f = id;
+        for (char& c : f)
+            if (c == '/') c = '-';
+        return f + ".safetensors";
+    }
+    bnn::nn::BinaryMode mode() const {
+        switch (config.student) {
+            case bnn::train::StudentKind::SoftActivations: return bnn::nn::BinaryMode::SoftActivations;
+            case bnn::train::StudentKind::FullyBinary: return bnn::nn::BinaryMode::FullyBinary;
+            default: return bnn::nn::BinaryMode::BinaryActivations;
+        }
+    }
+};
+
+/// The stages of the named recipes, in an order where every teacher and every initialisation
+/// comes first; the real stage is shared when several recipes need it.
+inline std::vector<StagePlan> plan_recipes(const std::vector<std::string>& recipes) {
+    using bnn::examples::Variant;
+    std::vector<StagePlan> plan;
+    auto has = [&](const std::string& id) {
+        for (auto& s : plan)
+            if (s.id == id) return true;
+        return false;
+    };
+    const auto r2b = bnn::train::real_to_binary_stages();
+    auto add_real = [&] {
+        if (!has("real")) plan.push_back({"real", r2b[0], Variant::Real, "", ""});
+    };
+    for (const auto& recipe : recipes) {
+        if (recipe == "real") {
+            add_real();
+        } else if (recipe == "real-to-bin") {
+            add_real();
+            plan.push_back({"real-to-bin/step1", r2b[1], Variant::RealToBin, "real", ""});
+            plan.push_back({"real-to-bin/step2", r2b[2], Variant::RealToBin, "real-to-bin/step1", "real-to-bin/step1"});
+            plan.push_back({"real-to-bin/step3", r2b[3], Variant::RealToBin, "real-to-bin/step2", "real-to-bin/step2"});
+        } else if (recipe == "baseline") {
+            // The strong baseline: the same optimisers as steps 2 and 3, cross-entropy only, and
+            // [LZ]'s decay factor of 0.1 per milestone.
+            bnn::train::StageConfig s1 = r2b[2], s2 = r2b[3];
+            for (auto* s : {&s1, &s2}) {
+                s->has_teacher = false;
+                s->weights = bnn::train::LossWeights{};
+                s->decay = 0.1f;
+            }
+            s1.init_from_previous = false;
+            plan.push_back({"baseline/stage1", s1, Variant::StrongBaseline, "", ""});
+            plan.push_back({"baseline/stage2", s2, Variant::StrongBaseline, "", "baseline/stage1"});
+        } else {
+            bnn::detail::fail("trainer: unknown recipe '", recipe, "', expected real, baseline or real-to-bin");
+        }
+    }
+    return plan;
+}
+
+/// The learning-rate factor of a stage as a function of the (fractional) epoch.
+///  - "paper": the stage's step schedule (milestones 150/250/320 for CIFAR-100) after its warm-up;
+///  - "cosine": cosine decay to zero over `epochs`, after a warm-up scaled down to the same
+///    fraction of the run as the paper's (5 of 350 epochs), so short runs keep its shape.
+inline std::shared_ptr<const bnn::optim::LrSchedule> make_schedule(const std::string& kind,
+                                                                 const bnn::train::StageConfig& c, int epochs) {
+    std::shared_ptr<const bnn::optim::LrSchedule> inner;
+    double warmup = c.warmup_epochs;
+    if (kind == "paper") {
+        inner = std::make_shared<bnn::optim::StepSchedule>(std::vector<double>(c.milestones.begin(), c.milestones.end()),
+                                                           c.decay);
+    } else if (kind == "cosine") {
+        inner = std::make_shared<bnn::optim::CosineSchedule>(epochs);
+        warmup = c.warmup_epochs * epochs / 350.0;
+    } else {
+        bnn::detail::fail("trainer: unknown --schedule '", kind, "', expected cosine or paper");
+    }
+    if (warmup <= 0) return inner;
+    return std::make_shared<bnn::optim::WarmupSchedule>(warmup, inner);
+}
+
+}  // namespace trainer

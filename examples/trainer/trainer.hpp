@@ -1,0 +1,327 @@
+#pragma once
+// The trainer behind examples/train_cifar100.cpp: runs the stages of the chosen recipes, each
+// teacher the result of an earlier stage, with per-epoch evaluation, metrics, learning curves
+// and atomic checkpoints from which --resume continues exactly.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bnn/core/threads.hpp"
+#include "bnn/data/loader.hpp"
+#include "bnn/data/transforms.hpp"
+#include "bnn/io/checkpoint.hpp"
+#include "bnn/optim/adam.hpp"
+#include "bnn/train/distillation.hpp"
+#include "curves.hpp"
+#include "data_source.hpp"
+#include "evaluate.hpp"
+#include "progress.hpp"
+#include "recipes.hpp"
+#include "resnet18.hpp"
+
+namespace trainer {
+
+struct TrainerOptions {
+    std::vector<std::string> recipes{"real-to-bin", "baseline"};
+    std::string data;            ///< "" = search (see find_data)
+    std::string format = "auto";
+    int64_t width = 16;
+    int epochs = 1;              ///< per stage; the paper schedule sets 350
+    int64_t batch = 128;
+    float lr_scale = 1.f;        ///< multiplies every stage's learning rate
+    std::string schedule = "cosine";  ///< cosine | paper
+    float mixup = 0.f;           ///< mix-up alpha; 0 disables it
+    float rotation = 0.f;        ///< random rotation in degrees
+    int threads = 2;
+    uint64_t seed = 1;
+    std::string out = "runs/latest";
+    bool resume = false;
+    int64_t train_limit = 0;     ///< use a random subset of this many training images (0: all)
+    int64_t test_limit = 0;
+    bool quiet = false;          ///< no progress bars (tests)
+};
+
+struct StageResult {
+    std::string id;
+    double top1 = 0, top5 = 0, seconds = 0, images_per_s = 0;
+    int epochs = 0;
+};
+
+/// Raised between batches after Ctrl-C; the last finished epoch is on disk.
+struct Interrupted {};
+
+namespace detail {
+/// A stable string hash (std::hash may differ between standard libraries), for seeds.
+inline uint64_t fnv1a(const std::string& s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+    return h;
+}
+
+inline std::atomic<bool>& stop_flag() {
+    static std::atomic<bool> flag{false};
+    return flag;
+}
+extern "C" inline void on_sigint(int) {
+    stop_flag() = true;
+    std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the program at once
+}
+}  // namespace detail
+
+/// Asks the running trainer to stop after the current batch when Ctrl-C is pressed.
+inline void install_sigint_handler() { std::signal(SIGINT, detail::on_sigint); }
+
+class Trainer {
+public:
+    explicit Trainer(TrainerOptions o) : opt_(std::move(o)) {
+        BNN_CHECK(opt_.width > 0 && opt_.epochs > 0 && opt_.batch > 0, "trainer: width, epochs and batch must be ",
+                  "positive, got ", opt_.width, ", ", opt_.epochs, ", ", opt_.batch);
+    }
+
+    /// Trains every stage of the plan (skipping stages already complete when resuming) and
+    /// returns their test accuracies.
+    std::vector<StageResult> run() {
+        bnn::set_num_threads(opt_.threads);
+        const std::vector<StagePlan> plan = plan_recipes(opt_.recipes);
+        DataSource src = find_data(opt_.data, opt_.format);
+        log("data: %s from %s (%s)\n", src.format.c_str(), src.dir.c_str(), src.reason.c_str());
+        if (src.format != "cifar100")
+            log("      for CIFAR-100 pass --data DIR (the binary version: train.bin, test.bin) or set BNN_DATA\n");
+        DataSplits data = load_data(src);
+        data.train = subset(std::move(data.train), opt_.train_limit, opt_.seed);
+        data.test = subset(std::move(data.test), opt_.test_limit, opt_.seed + 1);
+        norm_ = bnn::data::channel_statistics(data.train.images);
+        dataset_name_ = src.format;
+        class_names_ = data.train.class_names;
+        num_classes_ = data.train.num_classes;
+        in_channels_ = data.train.channels();
+        log("      %lld training and %lld test images of %lldx%lldx%lld, %d classes\n",
+            static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
+            static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
+            static_cast<long long>(in_channels_), num_classes_);
+
+        std::filesystem::create_directories(opt_.out);
+        if (!opt_.resume) std::ofstream(metrics_path(), std::ios::trunc);  // a fresh log
+        records_ = read_records();
+
+        bnn::data::BatchLoader train_loader(data.train, {.batch_size = opt_.batch,
+                                                         .shuffle = true,
+                                                         .drop_last = true,
+                                                         .seed = opt_.seed,
+                                                         .random_crop = true,
+                                                         .horizontal_flip = true,
+                                                         .rotation_degrees = opt_.rotation,
+                                                         .mixup_alpha = opt_.mixup,
+                                                         .mean = norm_.mean,
+                                                         .std = norm_.std});
+        bnn::data::BatchLoader test_loader(data.test, {.batch_size = 250, .shuffle = false, .mean = norm_.mean,
+                                                       .std = norm_.std});
+        std::vector<StageResult> results;
+        for (const StagePlan& stage : plan) results.push_back(run_stage(stage, train_loader, test_loader));
+        return results;
+    }
+
+    /// The network of a stage, freshly initialised (seeded by the stage, so a resumed run builds
+    /// the same one).
+    std::unique_ptr<bnn::examples::ResNet18> make_model(const StagePlan& s) const {
+        bnn::manual_seed(opt_.seed * 1000003 + detail::fnv1a(s.id));
+        return std::make_unique<bnn::examples::ResNet18>(bnn::examples::ResNetOptions{
+            .variant = s.variant,
+            .stem = bnn::examples::Stem::Cifar,
+            .width = opt_.width,
+            .num_classes = num_classes_,
+            .in_channels = in_channels_,
+            .mode = s.mode()});
+    }
+
+    std::string checkpoint_path(const StagePlan& s) const { return (std::filesystem::path(opt_.out) / s.file_name()).string(); }
+
+private:
+    StageResult run_stage(const StagePlan& s, bnn::data::BatchLoader& train_loader,
+                          bnn::data::BatchLoader& test_loader) {
+        const std::string path = checkpoint_path(s);
+        auto model = make_model(s);
+        const auto& c = s.config;
+        const int epochs = opt_.schedule == "paper" ? c.epochs : opt_.epochs;
+        auto schedule = make_schedule(opt_.schedule, c, epochs);
+
+        // Binary latent weights get no weight decay (their sign is what counts).
+        std::vector<bnn::Variable> latent, rest;
+        for (auto& conv : model->binary_convs()) latent.push_back(conv->weight);
+        for (auto& [name, p] : model->named_parameters()) {
+            bool is_latent = false;
+            for (auto& l : latent) is_latent = is_latent || l.id() == p.id();
+            if (!is_latent) rest.push_back(p);
+        }
+        const float lr = c.lr * opt_.lr_scale;
+        std::vector<bnn::optim::ParamGroup> groups{{rest, lr, c.weight_decay}};
+        if (!latent.empty()) groups.push_back({latent, lr, 0.f});
+        bnn::optim::Adam optimizer(groups, {.decoupled_weight_decay = true});
+
+        int first_epoch = 1;
+        if (opt_.resume && std::filesystem::exists(path)) {
+            auto file = bnn::io::load_safetensors(path);
+            nlohmann::json meta = bnn::io::checkpoint_metadata(file);
+            bnn::io::load_module(file, *model);
+            if (meta.value("complete", false)) {
+                log("== %s: complete in %s, skipped\n", s.id.c_str(), path.c_str());
+                return result_from(s, meta);
+            }
+            bnn::io::load_optimizer(file, optimizer);
+            first_epoch = meta.at("epoch").get<int>() + 1;
+            log("== %s: resuming after epoch %d from %s\n", s.id.c_str(), first_epoch - 1, path.c_str());
+        } else if (!s.init_from.empty()) {
+            auto report = bnn::io::load_module(checkpoint_path(find(s.init_from)), *model, {.strict = false});
+            log("== %s: initialised from %s (%s)\n", s.id.c_str(), s.init_from.c_str(), report.str().c_str());
+        }
+        std::unique_ptr<bnn::examples::ResNet18> teacher;
+        if (!s.teacher.empty()) {
+            const StagePlan& t = find(s.teacher);
+            teacher = make_model(t);
+            bnn::io::load_module(checkpoint_path(t), *teacher);
+            bnn::train::freeze(*teacher);
+        }
+        log("== %s: %s student, %s, %lld parameters, %d epochs, lr %g, weight decay %g\n", s.id.c_str(),
+            bnn::examples::variant_name(s.variant), bnn::train::student_kind_name(c.student),
+            static_cast<long long>(model->num_parameters()), epochs, lr, c.weight_decay);
+
+        StageResult result{s.id, 0, 0, 0, 0, epochs};
+        const int64_t steps_per_epoch = train_loader.batches_per_epoch();
+        for (int epoch = first_epoch; epoch <= epochs; ++epoch) {
+            // Epoch e's batches depend only on (seed, stage, e): a resumed run sees the same ones.
+            train_loader.start_epoch(static_cast<int64_t>(detail::fnv1a(s.id) % 100000) * 1000 + epoch);
+            char label[96];
+            std::snprintf(label, sizeof label, "%-18s %d/%d", s.id.c_str(), epoch, epochs);
+            ProgressBar bar(label, steps_per_epoch * opt_.batch, !opt_.quiet);
+            double att = 0, kd = 0;
+            int64_t step = 0;
+            while (auto batch = train_loader.next()) {
+                if (detail::stop_flag()) throw Interrupted{};
+                const double e = epoch - 1 + static_cast<double>(step) / steps_per_epoch;
+                optimizer.set_lr_factor(schedule->factor(e));
+                model->train();
+                optimizer.zero_grad();
+                bnn::train::StepLoss loss = bnn::train::distillation_loss(
+                    teacher.get(), *model, {batch->images, batch->labels, batch->targets}, c.weights);
+                loss.total.backward();
+                optimizer.step();
+                model->apply_constraints();
+                int64_t top1 = 0, top5 = 0;
+                count_hits(loss.logits.value(), batch->labels, top1, top5);
+                const auto n = static_cast<int64_t>(batch->labels.size());
+                att += loss.parts.attention;
+                kd += loss.parts.kd;
+                ++step;
+                bar.update(n, loss.parts.total * n, top1);
+            }
+            bar.finish();
+            Accuracy acc = evaluate(*model, test_loader);
+            EpochRecord r{s.id, epoch, bar.mean_loss(), bar.accuracy(), acc.top1, acc.top5,
+                          lr * schedule->factor(epoch - 1e-9), bar.images_per_second(), bar.seconds()};
+            log("   %s epoch %d: train loss %.4f acc %.2f%%  test top-1 %.2f%% top-5 %.2f%%  (%.0f img/s, %.0f s)\n",
+                s.id.c_str(), epoch, r.train_loss, 100 * r.train_acc, 100 * acc.top1, 100 * acc.top5, r.images_per_s,
+                r.seconds);
+            append_record(r, att / std::max<int64_t>(step, 1), kd / std::max<int64_t>(step, 1));
+            nlohmann::json meta = stage_metadata(s, epoch, epochs, acc);
+            bnn::io::save_checkpoint(path, *model, optimizer, meta);
+            result.top1 = acc.top1;
+            result.top5 = acc.top5;
+            result.seconds += r.seconds;
+            result.images_per_s = r.images_per_s;
+        }
+        return result;
+    }
+
+    nlohmann::json stage_metadata(const StagePlan& s, int epoch, int epochs, const Accuracy& acc) const {
+        return {{"stage", s.id},
+                {"variant", bnn::examples::variant_name(s.variant)},
+                {"student", bnn::train::student_kind_name(s.config.student)},
+                {"epoch", epoch},
+                {"epochs", epochs},
+                {"complete", epoch == epochs},
+                {"test_top1", acc.top1},
+                {"test_top5", acc.top5},
+                {"seed", opt_.seed},
+                {"width", opt_.width},
+                {"num_classes", num_classes_},
+                {"in_channels", in_channels_},
+                {"input_size", 32},
+                {"dataset", dataset_name_},
+                {"mean", norm_.mean},
+                {"std", norm_.std},
+                {"class_names", class_names_}};
+    }
+
+    StageResult result_from(const StagePlan& s, const nlohmann::json& meta) const {
+        StageResult r{s.id, meta.value("test_top1", 0.0), meta.value("test_top5", 0.0), 0, 0, meta.value("epochs", 0)};
+        for (const auto& rec : records_)
+            if (rec.stage == s.id) r.seconds += rec.seconds, r.images_per_s = rec.images_per_s;
+        return r;
+    }
+
+    const StagePlan& find(const std::string& id) const {
+        for (const auto& s : plan_cache())
+            if (s.id == id) return s;
+        bnn::detail::fail("trainer: no stage '", id, "' in the plan");
+    }
+    const std::vector<StagePlan>& plan_cache() const {
+        if (plan_.empty()) plan_ = plan_recipes(opt_.recipes);
+        return plan_;
+    }
+
+    std::string metrics_path() const { return (std::filesystem::path(opt_.out) / "metrics.jsonl").string(); }
+
+    std::vector<EpochRecord> read_records() const {
+        std::vector<EpochRecord> out;
+        std::ifstream in(metrics_path());
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.empty()) continue;
+            auto j = nlohmann::json::parse(line, nullptr, false);
+            if (j.is_discarded()) continue;  // a line cut by a crash
+            out.push_back({j.value("stage", ""), j.value("epoch", 0), j.value("train_loss", 0.0),
+                           j.value("train_acc", 0.0), j.value("test_top1", 0.0), j.value("test_top5", 0.0),
+                           j.value("lr", 0.0), j.value("images_per_s", 0.0), j.value("seconds", 0.0)});
+        }
+        return out;
+    }
+
+    void append_record(const EpochRecord& r, double attention, double kd) {
+        // A resumed epoch replaces any record of the same epoch left by the interrupted run.
+        std::erase_if(records_, [&](const EpochRecord& o) { return o.stage == r.stage && o.epoch >= r.epoch; });
+        records_.push_back(r);
+        nlohmann::json j = {{"stage", r.stage},         {"epoch", r.epoch},         {"train_loss", r.train_loss},
+                            {"train_acc", r.train_acc}, {"test_top1", r.test_top1}, {"test_top5", r.test_top5},
+                            {"lr", r.lr},               {"attention", attention},   {"kd", kd},
+                            {"images_per_s", r.images_per_s}, {"seconds", r.seconds}};
+        std::ofstream(metrics_path(), std::ios::app) << j.dump() << '\n';
+        write_curves_html((std::filesystem::path(opt_.out) / "curves.html").string(), records_,
+                          "bnn trainer: " + dataset_name_);
+    }
+
+    template <class... A>
+    void log(const char* fmt, A... a) const {
+        if (opt_.quiet) return;
+        std::printf(fmt, a...);
+        std::fflush(stdout);
+    }
+
+    TrainerOptions opt_;
+    bnn::data::Normalization norm_;
+    std::string dataset_name_;
+    std::vector<std::string> class_names_;
+    int num_classes_ = 0;
+    int64_t in_channels_ = 0;
+    std::vector<EpochRecord> records_;
+    mutable std::vector<StagePlan> plan_;
+};
+
+}  // namespace trainer

@@ -261,7 +261,8 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     // items sweeps pixels under one channel block's weights, and small layers (a batch of one
     // 4x4 image) still split evenly because shares may cut across channel blocks.
     const int64_t items = blocks * column_blocks;
-    const int threads = detail::num_threads_for(items);
+    // Below ~1 µs of work a parallel region costs more than it saves.
+    const int threads = g.macs() < (int64_t{1} << 21) ? 1 : detail::num_threads_for(items);
     auto run_range = [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
             const int64_t c0 = (i / blocks) * ts.channels, q = (i % blocks) * ts.pixels;

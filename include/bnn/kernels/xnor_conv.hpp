@@ -264,10 +264,18 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     // Below ~1 µs of work a parallel region costs more than it saves.
     const int threads = g.macs() < (int64_t{1} << 21) ? 1 : detail::num_threads_for(items);
     auto run_range = [&](int64_t i0, int64_t i1) {
+        if (i0 >= i1) return;
+        // Walk (channel block, pixel block) incrementally: a division per tile would cost as
+        // much as the epilogue of a small tile.
+        int64_t cb = i0 / blocks, pb = i0 % blocks;
         for (int64_t i = i0; i < i1; ++i) {
-            const int64_t c0 = (i / blocks) * ts.channels, q = (i % blocks) * ts.pixels;
+            const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
             const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
             detail::run_tile(isa, p, plan, {origins.data() + q, corrections.data() + q, out + q * g.Cout + c0, c0});
+            if (++pb == blocks) {
+                pb = 0;
+                ++cb;
+            }
         }
     };
     if (threads == 1) {

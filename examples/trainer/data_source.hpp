@@ -62,10 +62,10 @@ inline bnn::data::Dataset pad_to(bnn::data::Dataset d, int64_t size) {
     const int64_t top = (size - H) / 2, left = (size - W) / 2;
     bnn::Tensor<uint8_t> out(bnn::Shape{N, size, size, C});
     for (int64_t n = 0; n < N; ++n)
-        for (int64_t y = 0; y < H; ++y)
-            for (int64_t x = 0; x < W; ++x)
-                for (int64_t c = 0; c < C; ++c)
-                    out.at({n, y + top, x + left, c}) = d.images.at({n, y, x, c});
+        for (int64_t y = 0; y < H; ++y) {
+            const uint8_t* src = d.images.data() + ((n * H + y) * W) * C;
+            std::copy_n(src, W * C, out.data() + ((n * size + y + top) * size + left) * C);
+        }
     d.images = out;
     return d;
 }

@@ -47,6 +47,7 @@ struct TrainerOptions {
     int64_t train_limit = 0;     ///< use a random subset of this many training images (0: all)
     int64_t test_limit = 0;
     bool quiet = false;          ///< no progress bars (tests)
+    int stop_after_epochs = 0;   ///< stop as if interrupted after this many epochs in all (0: never)
 };
 
 struct StageResult {
@@ -232,6 +233,7 @@ private:
             append_record(r, att / std::max<int64_t>(step, 1), kd / std::max<int64_t>(step, 1));
             nlohmann::json meta = stage_metadata(s, epoch, epochs, acc);
             bnn::io::save_checkpoint(path, *model, optimizer, meta);
+            if (opt_.stop_after_epochs > 0 && ++epochs_run_ >= opt_.stop_after_epochs) throw Interrupted{};
             result.top1 = acc.top1;
             result.top5 = acc.top5;
             result.seconds += r.seconds;
@@ -321,6 +323,7 @@ private:
     int num_classes_ = 0;
     int64_t in_channels_ = 0;
     std::vector<EpochRecord> records_;
+    int epochs_run_ = 0;
     mutable std::vector<StagePlan> plan_;
 };
 

@@ -64,10 +64,13 @@ inline ResNetOptions resnet_options_from(const io::Metadata& m, const std::strin
     return o;
 }
 
-/// Writes a fully binary ResNet-18 (strong baseline or Real-to-Bin) for deployment.
-inline void export_resnet18(const std::string& path, const ResNet18& net) {
+/// Writes a fully binary ResNet-18 (strong baseline or Real-to-Bin) for deployment. `extra`
+/// entries (e.g. the input normalisation and class names) are stored beside the architecture.
+inline void export_resnet18(const std::string& path, const ResNet18& net, const io::Metadata& extra = {}) {
     BNN_CHECK(net.options().variant != Variant::Real, "export_resnet18: the real ResNet-18 has no binary convs to pack");
-    io::save_deployed(path, net, resnet_metadata(net.options()));
+    io::Metadata m = resnet_metadata(net.options());
+    m.insert(extra.begin(), extra.end());
+    io::save_deployed(path, net, m);
 }
 
 /// Inference-only binary ResNet-18 rebuilt from a deployment file.

@@ -25,13 +25,16 @@ struct StagePlan {
     std::string teacher;     ///< id of the teaching stage, "" for none
     std::string init_from;   ///< id of the stage whose weights the student starts from, "" for none
 
-    /// The checkpoint file name of the stage ("real-to-bin-step2.safetensors").
-    std::string file_name() const {
+    /// The stage's files are named after it: "real-to-bin-step2.safetensors" (training
+    /// checkpoint) and, for fully binary stages, "real-to-bin-step3.deploy.safetensors".
+    std::string file_stem() const {
         std::string f = id;
         for (char& c : f)
             if (c == '/') c = '-';
-        return f + ".safetensors";
+        return f;
     }
+    std::string file_name() const { return file_stem() + ".safetensors"; }
+    std::string deploy_file_name() const { return file_stem() + ".deploy.safetensors"; }
     bnn::nn::BinaryMode mode() const {
         switch (config.student) {
             case bnn::train::StudentKind::SoftActivations: return bnn::nn::BinaryMode::SoftActivations;

@@ -26,6 +26,7 @@
 #include "progress.hpp"
 #include "recipes.hpp"
 #include "resnet18.hpp"
+#include "resnet18_deploy.hpp"
 
 namespace trainer {
 
@@ -104,6 +105,7 @@ public:
         class_names_ = data.train.class_names;
         num_classes_ = data.train.num_classes;
         in_channels_ = data.train.channels();
+        image_size_ = src.format == "fashion-mnist" ? 28 : 32;  // before padding to 32
         log("      %lld training and %lld test images of %lldx%lldx%lld, %d classes\n",
             static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
             static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
@@ -239,6 +241,15 @@ private:
             result.seconds += r.seconds;
             result.images_per_s = r.images_per_s;
         }
+        if (c.student == bnn::train::StudentKind::FullyBinary) {
+            // The deployable form: 1-bit packed weights, with what a classifier needs to use it.
+            bnn::io::Metadata extra;
+            for (const char* key : {"dataset", "mean", "std", "class_names", "image_size", "input_size"})
+                extra[key] = stage_metadata(s, epochs, epochs, {}).at(key).dump();
+            const std::string deploy = (std::filesystem::path(opt_.out) / s.deploy_file_name()).string();
+            bnn::examples::export_resnet18(deploy, *model, extra);
+            log("   %s: deployment file %s\n", s.id.c_str(), deploy.c_str());
+        }
         return result;
     }
 
@@ -255,6 +266,7 @@ private:
                 {"width", opt_.width},
                 {"num_classes", num_classes_},
                 {"in_channels", in_channels_},
+                {"image_size", image_size_},
                 {"input_size", 32},
                 {"dataset", dataset_name_},
                 {"mean", norm_.mean},
@@ -322,6 +334,7 @@ private:
     std::vector<std::string> class_names_;
     int num_classes_ = 0;
     int64_t in_channels_ = 0;
+    int64_t image_size_ = 32;
     std::vector<EpochRecord> records_;
     int epochs_run_ = 0;
     mutable std::vector<StagePlan> plan_;

@@ -1,0 +1,65 @@
+#pragma once
+/// @file sgemm_avx2.hpp
+/// AVX2/FMA micro-kernel for the packed single-precision GEMM (sgemm_driver.hpp), for CPUs
+/// without AVX-512. Same contract as the AVX-512 tiles (see sgemm_avx512.hpp):
+///   C [6, 16] (=/+=) Ap [kc, 6]^T Bp [kc, 16]
+/// with 12 ymm accumulators and 2 B vectors, which fits the 16 ymm registers.
+#include <cstdint>
+
+#include <immintrin.h>
+
+namespace bnn::kernels::detail {
+
+__attribute__((target("avx2,fma"))) inline void sgemm_tile_avx2_6x16(int64_t kc, const float* __restrict Ap,
+                                                                      const float* __restrict Bp,
+                                                                      float* __restrict C, int64_t ldc,
+                                                                      bool accumulate) {
+    constexpr int MR = 6;
+    __m256 acc[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+            const __m256 a = _mm256_broadcast_ss(Ap + i);
+            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+        }
+        Ap += MR;
+        Bp += 16;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+        float* c = C + i * ldc;
+        if (accumulate) {
+            acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(c));
+            acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(c + 8));
+        }
+        _mm256_storeu_ps(c, acc[i][0]);
+        _mm256_storeu_ps(c + 8, acc[i][1]);
+    }
+}
+
+/// dst[k * stride + r] = src[r][k] for r < lanes, k < kc; a null src[r] reads as zeros.
+inline void sgemm_pack_transposed_scalar(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
+    for (int r = 0; r < lanes; ++r) {
+        if (src[r])
+            for (int64_t k = 0; k < kc; ++k) dst[k * stride + r] = src[r][k];
+        else
+            for (int64_t k = 0; k < kc; ++k) dst[k * stride + r] = 0.f;
+    }
+}
+
+/// 6 x 16 AVX2 tile.
+struct SgemmAvx2 {
+    static constexpr int MR = 6, NR = 16;
+    static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate) {
+        sgemm_tile_avx2_6x16(kc, Ap, Bp, C, ldc, accumulate);
+    }
+    static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
+        sgemm_pack_transposed_scalar(src, kc, dst, stride, lanes);
+    }
+};
+
+}  // namespace bnn::kernels::detail

@@ -1,0 +1,139 @@
+#pragma once
+/// @file sgemm_avx512.hpp
+/// AVX-512 register-blocked micro-kernels for the packed single-precision GEMM (sgemm_driver.hpp).
+///
+/// A micro-kernel computes one MR x NR tile of C from packed panels:
+///   Ap [kc, MR]   (MR values of op(A)'s column k, one after the other for each k)
+///   Bp [kc, NR]   (NR values of op(B)'s row k for each k, 64-byte aligned)
+///   C  [MR, NR]   row stride ldc;  C = Ap^T Bp, or C += Ap^T Bp when accumulate.
+/// Each k step loads NR/16 vectors of B, broadcasts MR values of A and issues MR * NR/16 FMAs
+/// into accumulators that stay in registers for the whole kc loop (zmm0-31: 28 accumulators
+/// plus the B vectors). Edge tiles are handled by the driver, so the kernels only see full tiles.
+///
+/// Compiled with a target attribute: a build without -march flags still contains this code,
+/// and it only runs when CPUID reports AVX-512 (see isa.hpp).
+#include <algorithm>
+#include <cstdint>
+
+#include <immintrin.h>
+
+namespace bnn::kernels::detail {
+
+#define BNN_SGEMM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+/// C [MR, 16*NV] (=/+=) Ap [kc, MR]^T Bp [kc, 16*NV].
+template <int MR, int NV>
+BNN_SGEMM_AVX512 void sgemm_tile_avx512(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
+                                        float* __restrict C, int64_t ldc, bool accumulate) {
+    static_assert(MR * NV + NV <= 32, "accumulators and B vectors must fit the 32 zmm registers");
+    constexpr int NR = 16 * NV;
+    __m512 acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k) {
+        __m512 b[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const __m512 a = _mm512_set1_ps(Ap[i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+        }
+        Ap += MR;
+        Bp += NR;
+    }
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+            float* c = C + i * ldc + 16 * v;
+            _mm512_storeu_ps(c, accumulate ? _mm512_add_ps(_mm512_loadu_ps(c), acc[i][v]) : acc[i][v]);
+        }
+}
+
+/// dst[k * stride + r] = src[r][k] for r < lanes <= 16, k < kc, where a null src[r] reads as
+/// zeros. Packs a transposed operand 16 x 16 at a time with an in-register transpose (unpack,
+/// then 128-bit lane shuffles) instead of one float at a time; the row pointers let the
+/// convolution pack receptive fields straight from the image.
+BNN_SGEMM_AVX512 inline void sgemm_pack_transposed_avx512(const float* const* src, int64_t kc, float* dst,
+                                                          int64_t stride, int lanes) {
+    const __mmask16 lane_mask = static_cast<__mmask16>((1u << lanes) - 1u);
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+        const int kk = static_cast<int>(std::min<int64_t>(16, kc - k0));
+        const __mmask16 k_mask = static_cast<__mmask16>((1u << kk) - 1u);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+            r[i] = i < lanes && src[i] ? _mm512_maskz_loadu_ps(k_mask, src[i] + k0) : _mm512_setzero_ps();
+        __m512 t[16], u[16];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {  // each 128-bit lane now holds 4 rows of one column
+            const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+            const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+            u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+            u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+            u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+            u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {  // gather the four row groups' lanes for columns j, 4+j, 8+j, 12+j
+            const __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
+            const __m512 w0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+            const __m512 w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+            const __m512 col[4] = {_mm512_shuffle_f32x4(v0, w0, 0x88), _mm512_shuffle_f32x4(v1, w1, 0x88),
+                                   _mm512_shuffle_f32x4(v0, w0, 0xdd), _mm512_shuffle_f32x4(v1, w1, 0xdd)};
+#pragma GCC unroll 4
+            for (int l = 0; l < 4; ++l) {
+                const int k = 4 * l + j;
+                if (k < kk) _mm512_mask_storeu_ps(dst + (k0 + k) * stride, lane_mask, col[l]);
+            }
+        }
+    }
+}
+
+/// 14 x 32: the general tile (28 accumulators, 2 B loads and 14 broadcasts per 28 FMAs).
+struct SgemmAvx512Wide {
+    static constexpr int MR = 14, NR = 32;
+    static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate) {
+        sgemm_tile_avx512<14, 2>(kc, Ap, Bp, C, ldc, accumulate);
+    }
+    static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
+        sgemm_pack_transposed_avx512(src, kc, dst, stride, lanes);
+    }
+};
+
+/// 28 x 16: for products with at most 16 columns (width-16 convolutions), where a 32-wide tile
+/// would compute half zeros.
+struct SgemmAvx512Narrow {
+    static constexpr int MR = 28, NR = 16;
+    static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate) {
+        sgemm_tile_avx512<28, 1>(kc, Ap, Bp, C, ldc, accumulate);
+    }
+    static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
+        sgemm_pack_transposed_avx512(src, kc, dst, stride, lanes);
+    }
+};
+
+/// 8 x 48: for products with few rows (weight gradients of narrow layers: M = Cout = 16),
+/// where 14-row tiles would leave most rows of the last tile empty.
+struct SgemmAvx512Short {
+    static constexpr int MR = 8, NR = 48;
+    static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate) {
+        sgemm_tile_avx512<8, 3>(kc, Ap, Bp, C, ldc, accumulate);
+    }
+    static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
+        sgemm_pack_transposed_avx512(src, kc, dst, stride, lanes);
+    }
+};
+
+#undef BNN_SGEMM_AVX512
+
+}  // namespace bnn::kernels::detail

@@ -1,0 +1,164 @@
+// Packed GEMM (kernels/sgemm.hpp): every path this CPU has against the double-precision
+// reference, on sizes that are not multiples of any tile, all transpose combinations, with and
+// without accumulation, strided operands, threaded and not.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "bnn/core/rng.hpp"
+#include "bnn/kernels/gemm.hpp"
+#include "bnn/kernels/sgemm.hpp"
+
+using namespace bnn;
+using namespace bnn::kernels;
+
+namespace {
+
+std::vector<float> random_vector(int64_t n, Rng& rng) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = 2.f * rng.uniform() - 1.f;
+    return v;
+}
+
+/// One product with padded strides (ld = width + 3) so the kernels cannot assume dense rows.
+struct Problem {
+    bool ta, tb;
+    int64_t M, N, K, lda, ldb, ldc;
+    std::vector<float> A, B, C0;
+
+    Problem(bool ta_, bool tb_, int64_t M_, int64_t N_, int64_t K_, Rng& rng) : ta(ta_), tb(tb_), M(M_), N(N_), K(K_) {
+        const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+        const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+        lda = a_cols + 3;
+        ldb = b_cols + 3;
+        ldc = N + 3;
+        A = random_vector(a_rows * lda, rng);
+        B = random_vector(b_rows * ldb, rng);
+        C0 = random_vector(M * ldc, rng);
+    }
+
+    /// |C - reference| must stay within the float rounding of a K-term sum of products of
+    /// values in [-1, 1]: a few ulps of 1 per term, plus the accumulated C.
+    void check(Isa isa, bool accumulate) const {
+        std::vector<float> expect = C0, got = C0;
+        sgemm_reference(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, expect.data(), ldc, accumulate);
+        sgemm(isa, ta, tb, M, N, K, A.data(), lda, B.data(), ldb, got.data(), ldc, accumulate);
+        const double tol = 4.0 * 1.2e-7 * double(K + 2);
+        int64_t bad = 0;
+        double worst = 0;
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < ldc; ++j) {
+                const int64_t at = i * ldc + j;
+                if (j >= N) {  // the padding between rows must be untouched
+                    if (got[at] != C0[at]) ++bad;
+                    continue;
+                }
+                const double err = std::abs(double(got[at]) - double(expect[at]));
+                worst = std::max(worst, err);
+                if (!(err <= tol)) ++bad;
+            }
+        INFO(isa_name(isa) << " ta " << ta << " tb " << tb << " M " << M << " N " << N << " K " << K << " accumulate "
+                           << accumulate << " worst error " << worst << " tolerance " << tol);
+        REQUIRE(bad == 0);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("sgemm equals the reference on awkward sizes, every path and transpose", "[sgemm]") {
+    const int64_t sizes[] = {1, 3, 17, 63, 65, 129, 255};
+    Rng rng(11);
+    for (Isa isa : available_isas())
+        for (int t = 0; t < 4; ++t) {
+            const bool ta = t & 1, tb = t & 2;
+            // Every size on each axis at least once, with the other two varied, and not all 343
+            // combinations (the reference is cubic).
+            for (int64_t M : sizes)
+                for (int64_t N : sizes) {
+                    const int64_t K = sizes[(M + 2 * N) % 7];
+                    Problem p(ta, tb, M, N, K, rng);
+                    p.check(isa, false);
+                    p.check(isa, true);
+                }
+        }
+}
+
+TEST_CASE("sgemm crosses the depth, row and column blocks", "[sgemm]") {
+    // K > KC (several depth blocks: later ones add to the first), M > MC, N > NC.
+    Rng rng(12);
+    for (Isa isa : available_isas()) {
+        Problem deep(false, true, 65, 33, 2 * kernels::detail::kSgemmKC + 17, rng);
+        deep.check(isa, false);
+        deep.check(isa, true);
+        Problem tall(true, false, kernels::detail::kSgemmMC + 29, 40, 70, rng);
+        tall.check(isa, true);
+        Problem wide(false, false, 20, kernels::detail::kSgemmNC + 45, 31, rng);
+        wide.check(isa, false);
+    }
+}
+
+TEST_CASE("sgemm picks narrow and short tiles for thin products", "[sgemm]") {
+    // N <= 16 takes the 28 x 16 AVX-512 tile, M = 16 the 8 x 48 one: check the shapes of
+    // width-16 convolutions (forward [P, 144] x [144, 16], weight gradient [16, P] x [P, 144]).
+    Rng rng(13);
+    for (Isa isa : available_isas()) {
+        Problem forward(false, true, 300, 16, 144, rng);
+        forward.check(isa, false);
+        Problem weight_grad(true, false, 16, 144, 300, rng);
+        weight_grad.check(isa, true);
+        Problem data_grad(false, false, 300, 144, 16, rng);
+        data_grad.check(isa, false);
+    }
+}
+
+TEST_CASE("sgemm splits large products over threads with the same result", "[sgemm]") {
+    Rng rng(14);
+    for (Isa isa : available_isas())
+        for (int t = 0; t < 4; ++t) {
+            Problem tall(t & 1, t & 2, 301, 70, 150, rng);  // split by rows
+            tall.check(isa, true);
+            Problem wide(t & 1, t & 2, 40, 333, 300, rng);  // split by columns
+            wide.check(isa, false);
+        }
+}
+
+TEST_CASE("sgemm with K = 0 clears or keeps C, and empty outputs do nothing", "[sgemm]") {
+    for (Isa isa : available_isas()) {
+        std::vector<float> c(6, 5.f);
+        float dummy = 1.f;
+        sgemm(isa, false, false, 2, 3, 0, &dummy, 1, &dummy, 3, c.data(), 3, true);
+        REQUIRE(c == std::vector<float>(6, 5.f));
+        sgemm(isa, false, false, 2, 3, 0, &dummy, 1, &dummy, 3, c.data(), 3, false);
+        REQUIRE(c == std::vector<float>(6, 0.f));
+        sgemm(isa, false, false, 0, 3, 4, &dummy, 4, &dummy, 3, c.data(), 3, false);
+    }
+}
+
+TEST_CASE("gemm_nn/nt/tn agree with Eigen on every path", "[sgemm]") {
+    Rng rng(15);
+    const int64_t M = 37, N = 45, K = 51;
+    auto a = random_vector(M * K, rng), b = random_vector(K * N, rng), bt = random_vector(N * K, rng),
+         at = random_vector(K * M, rng);
+    for (Isa isa : available_isas()) {
+        IsaGuard guard(isa);
+        std::vector<float> c(M * N), e(M * N);
+        gemm_nn(M, N, K, a.data(), K, b.data(), N, c.data(), N, false);
+        gemm_nn_eigen(M, N, K, a.data(), K, b.data(), N, e.data(), N, false);
+        for (int64_t i = 0; i < M * N; ++i) REQUIRE(c[i] == Approx(e[i]).margin(1e-4));
+        gemm_nt(M, N, K, a.data(), K, bt.data(), K, c.data(), N, true);
+        gemm_nt_eigen(M, N, K, a.data(), K, bt.data(), K, e.data(), N, true);
+        for (int64_t i = 0; i < M * N; ++i) REQUIRE(c[i] == Approx(e[i]).margin(1e-4));
+        gemm_tn(M, N, K, at.data(), M, b.data(), N, c.data(), N, true);
+        gemm_tn_eigen(M, N, K, at.data(), M, b.data(), N, e.data(), N, true);
+        for (int64_t i = 0; i < M * N; ++i) REQUIRE(c[i] == Approx(e[i]).margin(1e-4));
+    }
+}
+
+TEST_CASE("sgemm rejects a path the CPU lacks", "[sgemm][errors]") {
+    for (Isa isa : {Isa::avx2, Isa::avx512}) {
+        if (isa_supported(isa)) continue;
+        float x = 0;
+        REQUIRE_THROWS_AS(sgemm(isa, false, false, 1, 1, 1, &x, 1, &x, 1, &x, 1, false), Error);
+    }
+}

@@ -8,7 +8,6 @@
 /// may XOR whole words: padding bits of both operands cancel and never reach a popcount.
 /// The logical shape (with the true C) is carried, so any channel count is exact.
 #include <cstdint>
-#include <vector>
 
 #include "bnn/core/error.hpp"
 #include "bnn/core/shape.hpp"

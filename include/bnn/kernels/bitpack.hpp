@@ -10,7 +10,6 @@
 /// The rule is y >= 0 -> +1 (so sign(0) = sign(-0) = +1, NaN -> -1) on every path. The affine is a
 /// single-rounding fma on every path, so the SIMD and scalar packs agree bit for bit.
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 

@@ -27,7 +27,8 @@ inline Tensor<float> signs_of(const Tensor<float>& w) {
 /// y [N, OH, OW, Cout] = (sign(x) ⊛ sign(weight)) * alpha[o], with
 ///   x [N, H, W, Cin] (real activations), weight [Cout, KH, KW, Cin] (latent real weights),
 ///   alpha [Cout] per-output-channel scale, or an undefined Variable for none;
-/// padding: zero padding contributes 0 (the float conv of the ±1 tensor), PadMode::one pads +1.
+/// padding (default 0, as ops::conv2d): zero padding contributes 0 (the float conv of the ±1
+/// tensor); PadMode::one pads with +1 instead.
 /// Forward: input signs and weight signs are packed and convolved by xnor_conv2d_forward; the
 /// result equals the float convolution of the ±1 tensors times alpha exactly.
 /// Backward (straight-through): with g' = grad * alpha,
@@ -36,7 +37,7 @@ inline Tensor<float> signs_of(const Tensor<float>& w) {
 ///   dalpha[o] += sum of grad * (sign(x) ⊛ sign(W)) over N, OH, OW.
 /// Throws bnn::Error on mismatched ranks, channels or alpha shape, or a kernel larger than the input.
 inline Variable binary_conv2d(const Variable& x, const Variable& weight, const Variable& alpha, int stride = 1,
-                              int padding = 1, kernels::PadMode pad_mode = kernels::PadMode::zero) {
+                              int padding = 0, kernels::PadMode pad_mode = kernels::PadMode::zero) {
     expect_rank(x.value(), 4, "ops::binary_conv2d", "input x [N, H, W, Cin]");
     expect_rank(weight.value(), 4, "ops::binary_conv2d", "weight [Cout, KH, KW, Cin]");
     BNN_CHECK(weight.dim(3) == x.dim(3), "ops::binary_conv2d: weight ", weight.shape().str(), " expects ",

@@ -328,7 +328,8 @@ TEST_CASE("FullyBinary forward equals the float conv of sign(x) and sign(W) time
             Variable xs(ops::detail::signs_of(x.value()), false), ws(ops::detail::signs_of(conv.weight.value()), false);
             Variable want = ops::conv2d(xs, ws, Variable(), stride, 1);
             if (scale == nn::WeightScale::MeanAbs) want = ops::mul(want, Variable(conv.mean_abs_weight(), false));
-            if (scale == nn::WeightScale::Learned) want = ops::mul(want, conv.alpha.detach());
+            if (scale == nn::WeightScale::Learned)  // learned alpha on top of mean|W|
+                want = ops::mul(want, ops::mul(conv.alpha.detach(), Variable(conv.mean_abs_weight(), false)));
             REQUIRE(got.to_vector() == want.value().to_vector());
         }
 }

@@ -46,17 +46,9 @@ struct FrozenBinaryConv {
     }
 };
 
-/// The scale α a binary conv multiplies its fully binary output by: the learned α, mean|W| per
-/// output channel, or ones (WeightScale::None).
-inline Tensor<float> binary_conv_scale(const nn::BinaryConv2d& conv) {
-    const int64_t cout = conv.options().out_channels;
-    switch (conv.options().scale) {
-        case nn::WeightScale::Learned: return conv.alpha.value().clone();
-        case nn::WeightScale::MeanAbs: return conv.mean_abs_weight();
-        case nn::WeightScale::None: break;
-    }
-    return Tensor<float>::full({cout}, 1.f);
-}
+/// The scale α a binary conv multiplies its fully binary output by (see
+/// BinaryConv2d::binary_weight_scale).
+inline Tensor<float> binary_conv_scale(const nn::BinaryConv2d& conv) { return conv.binary_weight_scale(); }
 
 /// Every BinaryConv2d in a module tree with its dotted name ("block1.half1.conv").
 inline std::vector<std::pair<std::string, std::shared_ptr<nn::BinaryConv2d>>> binary_convs(const nn::Module& m,

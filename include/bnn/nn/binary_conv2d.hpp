@@ -28,7 +28,9 @@ enum class WeightScale {
     None,     ///< no scale
     MeanAbs,  ///< alpha = mean |W| over each output channel's weights (XNOR-Net), computed from the
               ///< latent weights at each forward and not differentiated; applied when weights are binary
-    Learned,  ///< alpha is a parameter [Cout] initialised to 1 (XNOR-Net++), applied in every mode
+    Learned,  ///< a parameter [Cout] initialised to 1 (XNOR-Net++), applied in every mode; once the
+              ///< weights are binary it multiplies mean |W|, so that switching a trained layer to
+              ///< sign(W) keeps each output's magnitude (paper-notes section 4)
 };
 
 /// Options: `BinaryConv2d({.in_channels = 64, .out_channels = 64, .mode = BinaryMode::FullyBinary})`.
@@ -77,9 +79,19 @@ public:
             case BinaryMode::FullyBinary: break;
         }
         Variable a;
-        if (options_.scale == WeightScale::Learned) a = alpha;
+        if (options_.scale == WeightScale::Learned) a = ops::mul(alpha, Variable(mean_abs_weight(), false));
         if (options_.scale == WeightScale::MeanAbs) a = Variable(mean_abs_weight(), false);
         return ops::binary_conv2d(x, weight, a, s, p);
+    }
+
+    /// The per-output-channel factor of sign(W) in the fully binary mode: mean |W| (MeanAbs),
+    /// learned alpha times mean |W| (Learned), or ones (None).
+    Tensor<float> binary_weight_scale() const {
+        if (options_.scale == WeightScale::None) return Tensor<float>::full(Shape{options_.out_channels}, 1.f);
+        Tensor<float> a = mean_abs_weight();
+        if (options_.scale == WeightScale::Learned)
+            for (int64_t o = 0; o < a.numel(); ++o) a[o] *= alpha.value()[o];
+        return a;
     }
 
     /// alpha = mean |W| per output channel, as WeightScale::MeanAbs uses it.

@@ -1,12 +1,15 @@
 // Packed GEMM (kernels/sgemm.hpp): every path this CPU has against the double-precision
 // reference, on sizes that are not multiples of any tile, all transpose combinations, with and
-// without accumulation, strided operands, threaded and not.
+// without accumulation, strided operands, threaded and not. Then the implicit-GEMM convolution
+// (kernels/conv2d.hpp) on every path against the 7-loop reference and the Eigen path.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <vector>
 
 #include "bnn/core/rng.hpp"
+#include "bnn/core/threads.hpp"
+#include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/sgemm.hpp"
 
@@ -160,5 +163,80 @@ TEST_CASE("sgemm rejects a path the CPU lacks", "[sgemm][errors]") {
         if (isa_supported(isa)) continue;
         float x = 0;
         REQUIRE_THROWS_AS(sgemm(isa, false, false, 1, 1, 1, &x, 1, &x, 1, &x, 1, false), Error);
+    }
+}
+
+namespace {
+
+struct ConvShape {
+    int64_t n, h, w, c, cout, kh, kw, stride, pad;
+};
+
+/// Restores the thread count a test changed.
+struct ThreadCountGuard {
+    int saved = num_threads();
+    ~ThreadCountGuard() { set_num_threads(saved); }
+};
+
+void require_near(const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
+    REQUIRE(got.size() == want.size());
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(double(got[i]) - double(want[i])));
+    INFO(what << ": worst error " << worst << " tolerance " << tol);
+    REQUIRE(worst <= tol);
+}
+
+}  // namespace
+
+TEST_CASE("implicit-GEMM convolution equals the reference and the Eigen path on every path", "[sgemm][conv2d]") {
+    ThreadCountGuard restore;
+    const std::vector<ConvShape> shapes = {
+        {2, 7, 6, 3, 17, 3, 3, 1, 1},    // stem-like: 3 channels, taps shorter than a transpose block
+        {3, 9, 8, 20, 33, 3, 3, 1, 1},   // channels crossing the 16-row groups, Cout past a tile
+        {2, 8, 7, 20, 15, 3, 3, 2, 1},   // stride 2: the input gradient takes the column path
+        {2, 6, 6, 16, 40, 1, 1, 2, 0},   // 1x1 stride 2 (ResNet shortcut)
+        {1, 9, 9, 5, 6, 5, 5, 1, 2},     // 5x5, batch 1: the products thread inside sgemm
+        {2, 6, 7, 4, 9, 2, 3, 1, 0},     // non-square kernel, no padding
+        {2, 4, 5, 6, 7, 3, 3, 1, 2},     // padding of kernel - 1
+        {4, 6, 6, 70, 18, 3, 3, 1, 1},   // 70 channels: taps cross the depth blocks unevenly
+    };
+    Rng rng(21);
+    for (const auto& s : shapes) {
+        const auto g = conv2d_geometry(s.n, s.h, s.w, s.c, s.cout, s.kh, s.kw, s.stride, s.pad);
+        CAPTURE(s.n, s.h, s.w, s.c, s.cout, s.kh, s.kw, s.stride, s.pad);
+        auto x = random_vector(s.n * s.h * s.w * s.c, rng), w = random_vector(s.cout * g.K(), rng);
+        auto bias = random_vector(s.cout, rng), dout = random_vector(s.n * g.OH * g.OW * s.cout, rng);
+        std::vector<float> ref(dout.size());
+        conv2d_forward_reference(x.data(), w.data(), bias.data(), ref.data(), g);
+        // The Eigen (scalar) path's gradients, accumulated onto a non-zero start.
+        const auto dx0 = random_vector(static_cast<int64_t>(x.size()), rng), dw0 = random_vector(static_cast<int64_t>(w.size()), rng),
+                   db0 = random_vector(s.cout, rng);
+        std::vector<float> dx_ref = dx0, dw_ref = dw0, db_ref = db0;
+        {
+            IsaGuard scalar(Isa::scalar);
+            conv2d_backward(x.data(), w.data(), dout.data(), dx_ref.data(), dw_ref.data(), db_ref.data(), g);
+        }
+        const double fwd_tol = 1e-5 * double(g.K() + 2), dw_tol = 1e-5 * double(s.n * g.OH * g.OW + 2),
+                     dx_tol = 1e-5 * double(s.cout * s.kh * s.kw + 2);
+        for (Isa isa : available_isas())
+            for (int threads : {1, 2}) {
+                CAPTURE(isa_name(isa), threads);
+                set_num_threads(threads);
+                IsaGuard guard(isa);
+                std::vector<float> out(dout.size(), 7.f);
+                conv2d_forward(x.data(), w.data(), bias.data(), out.data(), g);
+                require_near(out, ref, fwd_tol, "forward");
+                std::vector<float> dx = dx0, dw = dw0, db = db0;
+                conv2d_backward(x.data(), w.data(), dout.data(), dx.data(), dw.data(), db.data(), g);
+                require_near(dx, dx_ref, dx_tol, "input gradient");
+                require_near(dw, dw_ref, dw_tol, "weight gradient");
+                require_near(db, db_ref, dw_tol, "bias gradient");
+                // Each gradient alone (null others) gives the same as all together.
+                std::vector<float> dx_only = dx0, dw_only = dw0;
+                conv2d_backward(x.data(), w.data(), dout.data(), dx_only.data(), nullptr, nullptr, g);
+                conv2d_backward(x.data(), w.data(), dout.data(), nullptr, dw_only.data(), nullptr, g);
+                require_near(dx_only, dx, 0.0, "input gradient alone");
+                require_near(dw_only, dw, 1e-6 * double(s.n * g.OH * g.OW + 2), "weight gradient alone");
+            }
     }
 }

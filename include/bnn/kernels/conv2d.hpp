@@ -14,6 +14,13 @@
 /// rebuilds it rather than keeping it from the forward: memory stays at the activations.
 /// A 1x1, stride 1, unpadded convolution skips im2col: x itself is the column matrix.
 ///
+/// On CPUs with AVX2 or AVX-512 (kernels/isa.hpp) the column matrix is never built: the packed
+/// GEMM (kernels/sgemm.hpp) packs its panels straight from the image ("implicit GEMM"), for
+/// the forward product and the weight gradient. The input gradient of a stride-1 convolution
+/// is itself a convolution of dout with the flipped, transposed weights, so it runs the same
+/// implicit forward (and accumulates into dx without a col2im pass); strided ones use a GEMM
+/// into a column buffer and col2im. Without AVX2, every product goes to Eigen (kernels/gemm.hpp).
+///
 /// Threads: with at least as many image groups as threads, each thread takes whole images with its
 /// own buffers and runs single-threaded GEMMs (no synchronisation inside the product, and
 /// col2im writes of different threads never overlap). With fewer images (inference on a
@@ -29,6 +36,7 @@
 
 #include "bnn/core/error.hpp"
 #include "bnn/kernels/gemm.hpp"
+#include "bnn/kernels/sgemm.hpp"
 
 namespace bnn::kernels {
 
@@ -172,10 +180,169 @@ inline void col2im_block(const float* dcols, const Conv2dGeometry& g, int64_t n0
     const int64_t per_image = (oh1 - oh0) * g.OW * g.K();
     for (int64_t n = n0; n < n1; ++n) col2im_rows(dcols + (n - n0) * per_image, g, oh0, oh1, dx + n * g.H * g.W * g.C);
 }
+
+/// Where output pixel p of a block (images n0.., output rows [oh0, oh1) of each) reads its
+/// receptive field: the image and the top-left input position (which may lie in the padding).
+struct PatchOrigin {
+    const float* image;
+    int64_t ih0, iw0;
+};
+
+/// The pixels of a block of output rows, and where their receptive fields lie in x.
+struct ConvBlockPixels {
+    const Conv2dGeometry* g;
+    const float* x;  // [N, H, W, C]
+    int64_t n0, oh0, oh1;
+
+    int64_t count(int64_t n1) const { return (n1 - n0) * (oh1 - oh0) * g->OW; }
+
+    PatchOrigin origin(int64_t p) const {
+        const int64_t per_image = (oh1 - oh0) * g->OW;
+        const int64_t n = n0 + p / per_image, rem = p % per_image;
+        const int64_t oh = oh0 + rem / g->OW, ow = rem % g->OW;
+        return {x + n * g->H * g->W * g->C, oh * g->stride - g->pad, ow * g->stride - g->pad};
+    }
+
+    /// The C-contiguous input values of tap (kh, kw) from channel c0 on, or null in the padding.
+    const float* tap(const PatchOrigin& o, int64_t kh, int64_t kw, int64_t c0) const {
+        const int64_t ih = o.ih0 + kh, iw = o.iw0 + kw;
+        if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) return nullptr;
+        return o.image + (ih * g->W + iw) * g->C + c0;
+    }
+};
+
+/// Operands of the forward product of a block, for sgemm_run():
+///   op(A) = columns [P, K] (never stored: packed from x), op(B) = w^T [K, Cout] (w [Cout, K]).
+/// With `flipped_of` set, the product is the input gradient of that convolution (see
+/// conv2d_input_grad_implicit) and w is ITS weight [C, KH, KW, Cin]: op(B)[(kh, kw, c), ci] =
+/// w[c, KH-1-kh, KW-1-kw, ci], read in place (rows of Cin contiguous floats).
+struct ConvForwardSource {
+    ConvBlockPixels pixels;
+    const float* w;
+    const Conv2dGeometry* flipped_of = nullptr;
+
+    template <class Tile>
+    void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* __restrict Ap) const {
+        constexpr int MR = Tile::MR;
+        const Conv2dGeometry& g = *pixels.g;
+        const float* src[MR];
+        PatchOrigin origin[MR];
+        for (int64_t r = 0; r < mc; r += MR) {
+            const int rows = static_cast<int>(std::min<int64_t>(MR, mc - r));
+            for (int i = 0; i < rows; ++i) origin[i] = pixels.origin(i0 + r + i);
+            float* dst = Ap + r * kc;
+            // The depth range crosses taps; within a tap the C channels are contiguous in x.
+            for (int64_t k = p0; k < p0 + kc;) {
+                const int64_t tap = k / g.C, c0 = k - tap * g.C, len = std::min(g.C - c0, p0 + kc - k);
+                const int64_t kh = tap / g.KW, kw = tap % g.KW;
+                for (int i = 0; i < MR; ++i) src[i] = i < rows ? pixels.tap(origin[i], kh, kw, c0) : nullptr;
+                for (int grp = 0; grp < MR; grp += 16)
+                    Tile::pack_transposed(src + grp, len, dst + (k - p0) * MR + grp, MR, std::min(16, MR - grp));
+                k += len;
+            }
+        }
+    }
+
+    template <class Tile>
+    void pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* __restrict Bp) const {
+        if (!flipped_of) {
+            SgemmMatrices{false, true, nullptr, 0, w, pixels.g->K()}.pack_b<Tile>(p0, kc, j0, nc, Bp);
+            return;
+        }
+        constexpr int NR = Tile::NR;
+        const Conv2dGeometry& f = *flipped_of;  // f.Cout = this product's depth channels
+        for (int64_t c = 0; c < nc; c += NR) {
+            const int64_t cols = std::min<int64_t>(NR, nc - c);
+            float* dst = Bp + c * kc;
+            for (int64_t kk = 0; kk < kc; ++kk) {
+                const int64_t k = p0 + kk, tap = k / f.Cout, co = k - tap * f.Cout;
+                const int64_t kh = f.KH - 1 - tap / f.KW, kw = f.KW - 1 - tap % f.KW;
+                const float* src = w + ((co * f.KH + kh) * f.KW + kw) * f.C + j0 + c;
+                Tile::copy_row(dst + kk * NR, src, cols, NR);
+            }
+        }
+    }
+};
+
+/// Operands of the weight gradient of a block, for sgemm_run():
+///   op(A) = dout^T [Cout, P] (dout [P, Cout]), op(B) = columns [P, K] packed from x.
+struct ConvWeightGradSource {
+    ConvBlockPixels pixels;
+    const float* dout;  // the block's first output pixel
+
+    template <class Tile>
+    void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* Ap) const {
+        SgemmMatrices{true, false, dout, pixels.g->Cout, nullptr, 0}.pack_a<Tile>(i0, mc, p0, kc, Ap);
+    }
+
+    template <class Tile>
+    void pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* __restrict Bp) const {
+        constexpr int NR = Tile::NR;
+        const Conv2dGeometry& g = *pixels.g;
+        const int64_t panels = (nc + NR - 1) / NR, padded = panels * NR;
+        // Pixel by pixel (one origin per pixel), each tap's channel run cut at panel edges.
+        for (int64_t kk = 0; kk < kc; ++kk) {
+            const PatchOrigin o = pixels.origin(p0 + kk);
+            for (int64_t j = j0; j < j0 + padded;) {
+                const int64_t panel = (j - j0) / NR, in_panel = (j - j0) - panel * NR;
+                float* __restrict d = Bp + (panel * kc + kk) * NR + in_panel;
+                if (j >= j0 + nc) {  // zero columns past nc
+                    std::fill(d, d + (NR - in_panel), 0.f);
+                    j += NR - in_panel;
+                    continue;
+                }
+                const int64_t tap = j / g.C, c0 = j - tap * g.C;
+                const int64_t len = std::min({g.C - c0, j0 + nc - j, NR - in_panel});
+                Tile::copy_row(d, pixels.tap(o, tap / g.KW, tap % g.KW, c0), len, len);
+                j += len;
+            }
+        }
+    }
+};
+
+/// out [N, OH, OW, Cout] (= or +=) conv(x, w) (+ bias) by implicit GEMM on a vector path: whole
+/// images per block (no column buffer to bound), one product per block. With flipped_of, w is
+/// that convolution's weight, used flipped (see ConvForwardSource).
+inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, const float* bias, float* out,
+                                    const Conv2dGeometry& g, bool accumulate,
+                                    const Conv2dGeometry* flipped_of = nullptr) {
+    const int64_t K = g.K(), Co = g.Cout;
+    const int threads = available_threads();
+    auto b = conv_blocking(g, threads);
+    b.rows_per_block = g.OH;
+    for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
+        const ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
+        const int64_t P = pixels.count(n1);
+        float* o = out + (n0 * g.OH + oh0) * g.OW * Co;
+        sgemm_run(isa, ConvForwardSource{pixels, w, flipped_of}, P, Co, K, o, Co, accumulate);
+        if (bias)
+            for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
+                for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
+    });
+}
+
+/// True when dx of a stride-1 convolution can run as the forward convolution of dout with the
+/// flipped weights: square kernel, padding at most kernel - 1 (so the flipped padding is >= 0).
+inline bool input_grad_is_convolution(const Conv2dGeometry& g) {
+    return g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1 && !g.pointwise();
+}
+
+/// dx [N, H, W, C] += conv(dout [N, OH, OW, Cout], w flipped in space with in/out swapped,
+/// padding KH-1-pad): for stride 1, the adjoint of the forward convolution.
+inline void conv2d_input_grad_implicit(Isa isa, const float* w, const float* dout, float* dx, const Conv2dGeometry& g) {
+    const Conv2dGeometry gt = conv2d_geometry(g.N, g.OH, g.OW, g.Cout, g.C, g.KH, g.KW, 1, g.KH - 1 - g.pad);
+    conv2d_forward_implicit(isa, dout, w, nullptr, dx, gt, true, &g);
+}
 }  // namespace detail
 
 /// out [N, OH, OW, Cout] = conv(x [N, H, W, C], w [Cout, KH, KW, C]) + bias [Cout] (bias may be null).
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g) {
+    const Isa isa = active_isa();
+    if (isa != Isa::scalar && !g.pointwise()) {
+        detail::conv2d_forward_implicit(isa, x, w, bias, out, g, false);
+        return;
+    }
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = detail::available_threads();
     const auto b = detail::conv_blocking(g, threads);
@@ -204,10 +371,19 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
 inline void conv2d_backward(const float* x, const float* w, const float* dout, float* dx, float* dw, float* db,
                             const Conv2dGeometry& g) {
     const int64_t K = g.K(), Co = g.Cout;
+    const Isa isa = active_isa();
+    const bool vector = isa != Isa::scalar;
+    // Vector paths: the weight gradient packs from x, and a stride-1 input gradient is a
+    // convolution of its own, run before the per-block loop.
+    const bool implicit_dw = vector && !g.pointwise();
+    if (dx && vector && detail::input_grad_is_convolution(g)) {
+        detail::conv2d_input_grad_implicit(isa, w, dout, dx, g);
+        dx = nullptr;
+    }
     const int threads = detail::available_threads();
     const auto b = detail::conv_blocking(g, threads);
     const int64_t block = b.max_block_floats;
-    const bool need_cols = dw && !g.pointwise();
+    const bool need_cols = dw && !g.pointwise() && !implicit_dw;
     const bool need_dcols = dx && !g.pointwise();
     std::vector<std::vector<float>> cols(threads), dcols(threads), dw_part(threads), db_part(threads);
     for (int t = 0; t < threads; ++t) {
@@ -221,7 +397,11 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
         const int64_t first = (n0 * g.OH + oh0) * g.OW;
         const float* go = dout + first * Co;
-        if (dw) {
+        if (dw && implicit_dw) {
+            const detail::ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
+            detail::sgemm_run(isa, detail::ConvWeightGradSource{pixels, go}, Co, K, P,
+                              t == 0 ? dw : dw_part[t].data(), K, true);
+        } else if (dw) {
             const float* a = x + first * g.C;
             if (need_cols) {
                 detail::im2col_block(x, g, n0, n1, oh0, oh1, cols[t].data());

@@ -51,6 +51,14 @@ inline void sgemm_pack_transposed_scalar(const float* const* src, int64_t kc, fl
     }
 }
 
+/// dst[0 .. len) = src[0 .. len) (zeros when src is null), dst[len .. width) = 0.
+inline void sgemm_copy_row_scalar(float* dst, const float* src, int64_t len, int64_t width) {
+    int64_t j = 0;
+    if (src)
+        for (; j < len; ++j) dst[j] = src[j];
+    for (; j < width; ++j) dst[j] = 0.f;
+}
+
 /// 6 x 16 AVX2 tile.
 struct SgemmAvx2 {
     static constexpr int MR = 6, NR = 16;
@@ -59,6 +67,9 @@ struct SgemmAvx2 {
     }
     static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
         sgemm_pack_transposed_scalar(src, kc, dst, stride, lanes);
+    }
+    static void copy_row(float* dst, const float* src, int64_t len, int64_t width) {
+        sgemm_copy_row_scalar(dst, src, len, width);
     }
 };
 

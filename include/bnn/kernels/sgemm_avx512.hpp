@@ -61,13 +61,28 @@ BNN_SGEMM_AVX512 void sgemm_tile_avx512(int64_t kc, const float* __restrict Ap, 
 BNN_SGEMM_AVX512 inline void sgemm_pack_transposed_avx512(const float* const* src, int64_t kc, float* dst,
                                                           int64_t stride, int lanes) {
     const __mmask16 lane_mask = static_cast<__mmask16>((1u << lanes) - 1u);
+    // Absent rows read a zero chunk: no branch per row in the loop.
+    alignas(64) static const float zeros[16] = {};
+    const float* row[16];
+    int64_t step[16];
+    for (int i = 0; i < 16; ++i) {
+        const bool present = i < lanes && src[i];
+        row[i] = present ? src[i] : zeros;
+        step[i] = present ? 16 : 0;
+    }
     for (int64_t k0 = 0; k0 < kc; k0 += 16) {
         const int kk = static_cast<int>(std::min<int64_t>(16, kc - k0));
-        const __mmask16 k_mask = static_cast<__mmask16>((1u << kk) - 1u);
         __m512 r[16];
+        if (kk == 16) {
 #pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i)
-            r[i] = i < lanes && src[i] ? _mm512_maskz_loadu_ps(k_mask, src[i] + k0) : _mm512_setzero_ps();
+            for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(row[i]);
+        } else {
+            const __mmask16 k_mask = static_cast<__mmask16>((1u << kk) - 1u);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; ++i) r[i] = _mm512_maskz_loadu_ps(k_mask, row[i]);
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) row[i] += step[i];
         __m512 t[16], u[16];
 #pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved
@@ -93,9 +108,26 @@ BNN_SGEMM_AVX512 inline void sgemm_pack_transposed_avx512(const float* const* sr
 #pragma GCC unroll 4
             for (int l = 0; l < 4; ++l) {
                 const int k = 4 * l + j;
-                if (k < kk) _mm512_mask_storeu_ps(dst + (k0 + k) * stride, lane_mask, col[l]);
+                if (k >= kk) continue;
+                if (lanes == 16) _mm512_storeu_ps(dst + (k0 + k) * stride, col[l]);
+                else _mm512_mask_storeu_ps(dst + (k0 + k) * stride, lane_mask, col[l]);
             }
         }
+    }
+}
+
+/// dst[0 .. len) = src[0 .. len) (zeros when src is null), dst[len .. width) = 0: the short row
+/// copies of packing, without a memcpy call per row.
+BNN_SGEMM_AVX512 inline void sgemm_copy_row_avx512(float* dst, const float* src, int64_t len, int64_t width) {
+    int64_t j = 0;
+    if (src)
+        for (; j < len; j += 16) {
+            const __mmask16 m = static_cast<__mmask16>(len - j >= 16 ? 0xFFFFu : (1u << (len - j)) - 1u);
+            _mm512_mask_storeu_ps(dst + j, m, _mm512_maskz_loadu_ps(m, src + j));
+        }
+    for (j = src ? len : 0; j < width; j += 16) {
+        const __mmask16 m = static_cast<__mmask16>(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1u);
+        _mm512_mask_storeu_ps(dst + j, m, _mm512_setzero_ps());
     }
 }
 
@@ -107,6 +139,9 @@ struct SgemmAvx512Wide {
     }
     static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
         sgemm_pack_transposed_avx512(src, kc, dst, stride, lanes);
+    }
+    static void copy_row(float* dst, const float* src, int64_t len, int64_t width) {
+        sgemm_copy_row_avx512(dst, src, len, width);
     }
 };
 
@@ -120,6 +155,9 @@ struct SgemmAvx512Narrow {
     static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
         sgemm_pack_transposed_avx512(src, kc, dst, stride, lanes);
     }
+    static void copy_row(float* dst, const float* src, int64_t len, int64_t width) {
+        sgemm_copy_row_avx512(dst, src, len, width);
+    }
 };
 
 /// 8 x 48: for products with few rows (weight gradients of narrow layers: M = Cout = 16),
@@ -131,6 +169,9 @@ struct SgemmAvx512Short {
     }
     static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
         sgemm_pack_transposed_avx512(src, kc, dst, stride, lanes);
+    }
+    static void copy_row(float* dst, const float* src, int64_t len, int64_t width) {
+        sgemm_copy_row_avx512(dst, src, len, width);
     }
 };
 

@@ -22,8 +22,8 @@
 
 namespace bnn::kernels::detail {
 
-/// Depth of a packed block: a 256 x 32 B panel is 32 KiB, within the 48 KiB L1d of Zen 5.
-inline constexpr int64_t kSgemmKC = 256;
+/// Largest depth of a packed block: a 320 x 32 B panel is 40 KiB, within the 48 KiB L1d of Zen 5.
+inline constexpr int64_t kSgemmKC = 320;
 /// Rows of a packed A block: 392 x 256 floats = 392 KiB of the 1 MiB L2 (rounded down to MR).
 inline constexpr int64_t kSgemmMC = 392;
 /// Columns of a packed B block: 256 x 3072 floats = 3 MiB, shared L3.
@@ -72,12 +72,7 @@ struct SgemmMatrices {
             if (trans_a) {
                 // A stored [K, M]: each k holds the panel's MR values contiguously.
                 const float* src = A + p0 * lda + i0 + r;
-                for (int64_t k = 0; k < kc; ++k, src += lda) {
-                    float* d = dst + k * MR;
-                    int i = 0;
-                    for (; i < rows; ++i) d[i] = src[i];
-                    for (; i < MR; ++i) d[i] = 0.f;
-                }
+                for (int64_t k = 0; k < kc; ++k, src += lda) Tile::copy_row(dst + k * MR, src, rows, MR);
             } else {
                 // A stored [M, K]: a transpose, 16 rows at a time.
                 const float* src[MR];
@@ -98,13 +93,8 @@ struct SgemmMatrices {
                 const float* src = B + p0 * ldb + j0 + c;
                 for (int64_t k = 0; k < kc; ++k, src += ldb) {
                     float* d = dst + k * NR;
-                    if (cols == NR) {
-                        std::memcpy(d, src, sizeof(float) * NR);
-                    } else {
-                        int j = 0;
-                        for (; j < cols; ++j) d[j] = src[j];
-                        for (; j < NR; ++j) d[j] = 0.f;
-                    }
+                    if (cols == NR) std::memcpy(d, src, sizeof(float) * NR);
+                    else Tile::copy_row(d, src, cols, NR);
                 }
             } else {
                 // B stored [N, K]: a transpose, 16 columns at a time.
@@ -132,7 +122,9 @@ void sgemm_blocked(const Source& src, int64_t m0, int64_t m1, int64_t n0, int64_
     }
     const int64_t MC = kSgemmMC / MR * MR;
     const int64_t NC = kSgemmNC / NR * NR;
-    const int64_t KC = kSgemmKC;
+    // Equal depth blocks: K = 576 goes as 2 x 288, not 256 + 256 + 64 (short blocks pay the
+    // C load/store and packing for little work).
+    const int64_t KC = (K + (K + kSgemmKC - 1) / kSgemmKC - 1) / ((K + kSgemmKC - 1) / kSgemmKC);
     const int64_t kc_max = std::min(K, KC);
     float* Bp = sgemm_scratch(0, kc_max * ((std::min(N, NC) + NR - 1) / NR * NR));
     float* Ap = sgemm_scratch(1, kc_max * ((std::min(M, MC) + MR - 1) / MR * MR));

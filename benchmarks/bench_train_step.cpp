@@ -3,6 +3,14 @@
 // the process's peak resident memory; benchmarks/torch_train_step.py measures the same model in
 // PyTorch for comparison.
 //
+//   cmake -S . -B build -G Ninja -DBNN_BUILD_BENCHMARKS=ON -DBNN_NATIVE=ON
+//   cmake --build build --target bench_train_step
+//   build/benchmarks/bench_train_step --benchmark_filter='BM_TrainStep/threads:2'
+//   /usr/bin/python3 benchmarks/torch_train_step.py --threads 2
+//
+// On a shared machine compare best_step_ms with torch's "best", and at 1 thread the CPU times
+// (best_cpu_ms against torch's "cpu ms per step"), which other programs barely disturb.
+//
 // BM_TrainStepProfile runs the same step with timing markers around every layer and reports
 // the forward and backward time per layer type (conv, bn, relu, add, ...), to see where the
 // time goes; the markers add a gradient copy per layer, so its total is slightly higher. The

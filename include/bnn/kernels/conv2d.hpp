@@ -230,7 +230,7 @@ struct ConvForwardSource {
         for (int64_t r = 0; r < mc; r += MR) {
             const int rows = static_cast<int>(std::min<int64_t>(MR, mc - r));
             for (int i = 0; i < rows; ++i) origin[i] = pixels.origin(i0 + r + i);
-            float* dst = Ap + r * kc;
+            float* dst = Ap + r / MR * sgemm_panel_stride(kc, MR);
             // The depth range crosses taps; within a tap the C channels are contiguous in x.
             for (int64_t k = p0; k < p0 + kc;) {
                 const int64_t tap = k / g.C, c0 = k - tap * g.C, len = std::min(g.C - c0, p0 + kc - k);
@@ -253,7 +253,7 @@ struct ConvForwardSource {
         const Conv2dGeometry& f = *flipped_of;  // f.Cout = this product's depth channels
         for (int64_t c = 0; c < nc; c += NR) {
             const int64_t cols = std::min<int64_t>(NR, nc - c);
-            float* dst = Bp + c * kc;
+            float* dst = Bp + c / NR * sgemm_panel_stride(kc, NR);
             for (int64_t kk = 0; kk < kc; ++kk) {
                 const int64_t k = p0 + kk, tap = k / f.Cout, co = k - tap * f.Cout;
                 const int64_t kh = f.KH - 1 - tap / f.KW, kw = f.KW - 1 - tap % f.KW;
@@ -285,7 +285,7 @@ struct ConvWeightGradSource {
             const PatchOrigin o = pixels.origin(p0 + kk);
             for (int64_t j = j0; j < j0 + padded;) {
                 const int64_t panel = (j - j0) / NR, in_panel = (j - j0) - panel * NR;
-                float* __restrict d = Bp + (panel * kc + kk) * NR + in_panel;
+                float* __restrict d = Bp + panel * sgemm_panel_stride(kc, NR) + kk * NR + in_panel;
                 if (j >= j0 + nc) {  // zero columns past nc
                     std::fill(d, d + (NR - in_panel), 0.f);
                     j += NR - in_panel;
@@ -381,10 +381,13 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         dx = nullptr;
     }
     const int threads = detail::available_threads();
-    const auto b = detail::conv_blocking(g, threads);
-    const int64_t block = b.max_block_floats;
+    auto b = detail::conv_blocking(g, threads);
     const bool need_cols = dw && !g.pointwise() && !implicit_dw;
     const bool need_dcols = dx && !g.pointwise();
+    // Without column buffers there is no reason to cut images into row blocks: whole images
+    // give the weight-gradient product a deeper sum per call.
+    if (!need_cols && !need_dcols) b.rows_per_block = g.OH;
+    const int64_t block = b.max_block_floats;
     std::vector<std::vector<float>> cols(threads), dcols(threads), dw_part(threads), db_part(threads);
     for (int t = 0; t < threads; ++t) {
         if (need_cols) cols[t].resize(block);

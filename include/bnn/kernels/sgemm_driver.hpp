@@ -29,6 +29,11 @@ inline constexpr int64_t kSgemmMC = 392;
 /// Columns of a packed B block: 256 x 3072 floats = 3 MiB, shared L3.
 inline constexpr int64_t kSgemmNC = 3072;
 
+/// Floats between consecutive packed panels of depth kc and width R: one cache line more than
+/// the panel, so panels of power-of-two size do not all map to the same L1 set (packing writes
+/// to several panels at once).
+inline int64_t sgemm_panel_stride(int64_t kc, int R) { return kc * R + 16; }
+
 /// A per-thread, 64-byte aligned scratch buffer that only grows, so the packed panels cost no
 /// allocation (and no page faults) after the first product.
 inline float* sgemm_scratch(int which, int64_t floats) {
@@ -54,6 +59,7 @@ inline float* sgemm_scratch(int which, int64_t floats) {
 ///     Ap [ceil(mc/MR)][kc][MR] <- op(A)[i0 .. i0+mc, p0 .. p0+kc], rows past mc zero
 ///   template <class Tile> void pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* Bp) const;
 ///     Bp [ceil(nc/NR)][kc][NR] <- op(B)[p0 .. p0+kc, j0 .. j0+nc], columns past nc zero
+/// with consecutive panels sgemm_panel_stride(kc, MR or NR) floats apart.
 /// so the convolution can pack receptive fields straight from the image (no im2col buffer).
 /// SgemmMatrices is the source for two plain row-major matrices.
 struct SgemmMatrices {
@@ -68,7 +74,7 @@ struct SgemmMatrices {
         constexpr int MR = Tile::MR;
         for (int64_t r = 0; r < mc; r += MR) {
             const int rows = static_cast<int>(std::min<int64_t>(MR, mc - r));
-            float* __restrict dst = Ap + r * kc;
+            float* __restrict dst = Ap + r / MR * sgemm_panel_stride(kc, MR);
             if (trans_a) {
                 // A stored [K, M]: each k holds the panel's MR values contiguously.
                 const float* src = A + p0 * lda + i0 + r;
@@ -87,7 +93,7 @@ struct SgemmMatrices {
         constexpr int NR = Tile::NR;
         for (int64_t c = 0; c < nc; c += NR) {
             const int cols = static_cast<int>(std::min<int64_t>(NR, nc - c));
-            float* __restrict dst = Bp + c * kc;
+            float* __restrict dst = Bp + c / NR * sgemm_panel_stride(kc, NR);
             if (!trans_b) {
                 // B stored [K, N]: each k holds the panel's NR values contiguously.
                 const float* src = B + p0 * ldb + j0 + c;
@@ -126,8 +132,8 @@ void sgemm_blocked(const Source& src, int64_t m0, int64_t m1, int64_t n0, int64_
     // C load/store and packing for little work).
     const int64_t KC = (K + (K + kSgemmKC - 1) / kSgemmKC - 1) / ((K + kSgemmKC - 1) / kSgemmKC);
     const int64_t kc_max = std::min(K, KC);
-    float* Bp = sgemm_scratch(0, kc_max * ((std::min(N, NC) + NR - 1) / NR * NR));
-    float* Ap = sgemm_scratch(1, kc_max * ((std::min(M, MC) + MR - 1) / MR * MR));
+    float* Bp = sgemm_scratch(0, sgemm_panel_stride(kc_max, NR) * ((std::min(N, NC) + NR - 1) / NR));
+    float* Ap = sgemm_scratch(1, sgemm_panel_stride(kc_max, MR) * ((std::min(M, MC) + MR - 1) / MR));
     alignas(64) float edge[MR * NR];
 
     for (int64_t j0 = n0; j0 < n1; j0 += NC) {
@@ -141,10 +147,10 @@ void sgemm_blocked(const Source& src, int64_t m0, int64_t m1, int64_t n0, int64_
                 src.template pack_a<Tile>(i0, mc, p0, kc, Ap);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = std::min<int64_t>(NR, nc - jr);
-                    const float* bp = Bp + jr * kc;
+                    const float* bp = Bp + jr / NR * sgemm_panel_stride(kc, NR);
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int64_t mr = std::min<int64_t>(MR, mc - ir);
-                        const float* ap = Ap + ir * kc;
+                        const float* ap = Ap + ir / MR * sgemm_panel_stride(kc, MR);
                         float* c = C + (i0 + ir) * ldc + j0 + jr;
                         if (mr == MR && nr == NR) {
                             Tile::tile(kc, ap, bp, c, ldc, add);

@@ -1,0 +1,258 @@
+#pragma once
+/// @file binary_conv_step.hpp
+/// A binary convolution planned once for a fixed input shape, for inference graphs.
+///
+/// kernels::xnor_conv2d_forward rebuilds its padded input copy, pixel origins and border
+/// corrections on every call; here they are built once. The producer of the input writes its
+/// sign bits straight into the interior of the padded bit buffer (input_pixel()), whose border
+/// never changes, so no copy is made at run time and a steady-state run() allocates nothing.
+///
+///   input bits  [N, H + 2p, W + 2p, ceil(Cin/64)] uint64 (owned; border = -1 bits, zero padding
+///               with the exact tap-sum correction of xnor_conv.hpp)
+///   out         [N, OH, OW, Cout] float
+///
+/// The output transform is fused into the tile epilogue, per output element (q, o) of image n:
+///   y = dot * alpha[o] + 0          (the same single rounding as fma(dot, alpha, 0))
+///   y = y * gate[n, o]               (when a gate is given: Real-to-Bin's G)
+///   y = y > 0 ? y : slope[o] * y     (when slopes are given: PReLU)
+///   out = y + residual[q, o]         (when a residual is given; it may alias out)
+/// Each step is one IEEE float operation, the same ones the training ops perform one tensor at a
+/// time, so the result equals the unfused sequence bit for bit.
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "bnn/core/error.hpp"
+#include "bnn/core/tensor.hpp"
+#include "bnn/kernels/bitpack.hpp"
+#include "bnn/kernels/isa.hpp"
+#include "bnn/kernels/xnor_conv.hpp"
+
+namespace bnn::infer {
+
+/// The fused output transform of a BinaryConvStep (see the file comment). alpha is required;
+/// the other pointers may be null.
+struct BinaryConvOutput {
+    const float* alpha = nullptr;     ///< [Cout]
+    const float* gate = nullptr;      ///< [N, Cout]
+    const float* slope = nullptr;     ///< [Cout]
+    const float* residual = nullptr;  ///< [N, OH, OW, Cout], may equal out
+};
+
+namespace detail {
+
+/// Epilogue of one tile: dots [pixels, ld] (column j = output channel c0 + j) -> out rows.
+template <bool Gate, bool Slope, bool Residual>
+void binary_conv_epilogue(const BinaryConvOutput& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels,
+                          int64_t c0, int64_t nc, int64_t cout, int64_t pixels_per_image, float* out) {
+    for (int p = 0; p < pixels; ++p) {
+        const int64_t q = first_pixel + p, n = q / pixels_per_image;
+        const float* __restrict d = dots + p * ld;
+        const float* __restrict a = t.alpha + c0;
+        const float* __restrict g = Gate ? t.gate + n * cout + c0 : nullptr;
+        const float* __restrict s = Slope ? t.slope + c0 : nullptr;
+        const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o
+        float* o = out + q * cout + c0;
+#pragma omp simd
+        for (int64_t j = 0; j < nc; ++j) {
+            float y = d[j] * a[j] + 0.f;
+            if constexpr (Gate) y = y * g[j];
+            if constexpr (Slope) {
+                const float neg = s[j] * y;
+                y = y > 0.f ? y : neg;
+            }
+            if constexpr (Residual) y = y + r[j];
+            o[j] = y;
+        }
+    }
+}
+
+using BinaryConvEpilogue = void (*)(const BinaryConvOutput&, const float*, int64_t, int64_t, int, int64_t, int64_t,
+                                    int64_t, int64_t, float*);
+
+inline BinaryConvEpilogue choose_epilogue(bool gate, bool slope, bool residual) {
+    const int k = (gate ? 4 : 0) | (slope ? 2 : 0) | (residual ? 1 : 0);
+    switch (k) {
+        case 0: return binary_conv_epilogue<false, false, false>;
+        case 1: return binary_conv_epilogue<false, false, true>;
+        case 2: return binary_conv_epilogue<false, true, false>;
+        case 3: return binary_conv_epilogue<false, true, true>;
+        case 4: return binary_conv_epilogue<true, false, false>;
+        case 5: return binary_conv_epilogue<true, false, true>;
+        case 6: return binary_conv_epilogue<true, true, false>;
+        default: return binary_conv_epilogue<true, true, true>;
+    }
+}
+
+inline int max_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+}  // namespace detail
+
+/// A binary convolution with a zero-padded input of fixed shape [N, H, W, Cin]; see the file comment.
+class BinaryConvStep {
+public:
+    BinaryConvStep() = default;
+    // Origins and corrections point into this object's buffers: moves keep them, copies would not.
+    BinaryConvStep(const BinaryConvStep&) = delete;
+    BinaryConvStep& operator=(const BinaryConvStep&) = delete;
+    BinaryConvStep(BinaryConvStep&&) = default;
+    BinaryConvStep& operator=(BinaryConvStep&&) = default;
+
+    /// Plans the convolution of packed weights `w` over inputs [N, H, W, w.cin] on path `isa`.
+    BinaryConvStep(const kernels::PackedConvWeights& w, int64_t stride, int64_t padding, int64_t N, int64_t H,
+                   int64_t W, kernels::Isa isa = kernels::active_isa())
+        : w_(w), isa_(isa) {
+        kernels::detail::require_supported(isa, "BinaryConvStep");
+        BNN_CHECK(w.words.defined() && w.tap_sums.defined(), "BinaryConvStep: the packed weights are undefined");
+        g_ = kernels::xnor_conv_geometry(N, H, W, w.cin, w.cout, w.kh, w.kw, stride, padding, kernels::PadMode::zero);
+        const int64_t wc = g_.words_per_pixel(), taps = g_.KH * g_.KW;
+        coutp_ = kernels::padded_out_channels(g_.Cout);
+        hp_ = g_.H + 2 * g_.pad;
+        wp_ = g_.W + 2 * g_.pad;
+        // Zero-initialised: the border stays -1 bits for good; the interior is overwritten by producers.
+        bits_ = Tensor<uint64_t>(Shape{std::max<int64_t>(1, g_.N * hp_ * wp_ * wc)});
+        ones_.assign(coutp_, 1.f);
+        zeros_.assign(coutp_, 0.f);
+        word_offsets_.resize(taps * wc);
+        for (int64_t kh = 0; kh < g_.KH; ++kh)
+            for (int64_t kw = 0; kw < g_.KW; ++kw)
+                for (int64_t j = 0; j < wc; ++j) word_offsets_[(kh * g_.KW + kw) * wc + j] = (kh * wp_ + kw) * wc + j;
+        plan_corrections();
+        const detail_tile ts = tile();
+        scratch_ld_ = g_.Cout;
+        threads_ = detail::max_threads();
+        scratch_.assign(static_cast<size_t>(threads_ * ts.pixels * scratch_ld_), 0.f);
+    }
+
+    const kernels::XnorConvGeometry& geometry() const { return g_; }
+    /// Output shape [N, OH, OW, Cout].
+    Shape output_shape() const { return Shape{g_.N, g_.OH, g_.OW, g_.Cout}; }
+    int64_t words_per_pixel() const { return g_.words_per_pixel(); }
+    /// The first input word of pixel (n, h, w) inside the padded bit buffer.
+    uint64_t* input_pixel(int64_t n, int64_t h, int64_t w) {
+        return bits_.data() + ((n * hp_ + h + g_.pad) * wp_ + w + g_.pad) * g_.words_per_pixel();
+    }
+    /// Words between horizontally adjacent input pixels (words_per_pixel) and between rows.
+    int64_t row_stride_words() const { return wp_ * g_.words_per_pixel(); }
+    int64_t image_stride_words() const { return hp_ * wp_ * g_.words_per_pixel(); }
+
+    /// out [N, OH, OW, Cout] = the fused transform of the binary conv of the current input bits.
+    void run(const BinaryConvOutput& t, float* out) {
+        BNN_CHECK(t.alpha != nullptr, "BinaryConvStep::run: alpha is required");
+        if (g_.N == 0) return;
+        const kernels::detail::XnorPlan plan{word_offsets_.data(), static_cast<int64_t>(word_offsets_.size()),
+                                             w_.words.data(), coutp_, g_.Cout, g_.K(), ones_.data(), zeros_.data()};
+        const detail_tile ts = tile();
+        const int64_t pixels = g_.N * g_.OH * g_.OW, per_image = g_.OH * g_.OW;
+        const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
+        const int64_t column_blocks = (g_.Cout + ts.channels - 1) / ts.channels;
+        const int64_t items = blocks * column_blocks;
+        const auto epilogue = detail::choose_epilogue(t.gate, t.slope, t.residual);
+        int threads = std::min<int>(threads_, detail::max_threads());
+        if (g_.macs() < (int64_t{1} << 21)) threads = 1;  // a parallel region would cost more than it saves
+        threads = static_cast<int>(std::min<int64_t>(threads, items));
+        const kernels::Isa isa = isa_;
+        auto run_range = [&](int tid, int64_t i0, int64_t i1) {
+            if (i0 >= i1) return;
+            // The tile writes float(dot) exactly (scale 1, bias 0) into a small per-thread
+            // buffer [pixels, Cout] that stays in L1 (it writes columns [0, nc) of each row, the
+            // row stride being Cout); the epilogue then applies the fused transform.
+            float* dots = scratch_.data() + tid * ts.pixels * scratch_ld_;
+            int64_t cb = i0 / blocks, pb = i0 % blocks;
+            for (int64_t i = i0; i < i1; ++i) {
+                const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
+                const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
+                const int64_t nc = std::min<int64_t>(ts.channels, g_.Cout - c0);
+                kernels::detail::run_tile(isa, p, plan, {origins_.data() + q, corrections_.data() + q, dots, c0});
+                epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
+                if (++pb == blocks) {
+                    pb = 0;
+                    ++cb;
+                }
+            }
+        };
+        if (threads <= 1) {
+            run_range(0, 0, items);
+            return;
+        }
+#pragma omp parallel num_threads(threads)
+        {
+#ifdef _OPENMP
+            const int t_id = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+            const int t_id = 0, nt = 1;
+#endif
+            run_range(t_id, items * t_id / nt, items * (t_id + 1) / nt);
+        }
+    }
+
+private:
+    using detail_tile = kernels::detail::TileShape;
+    detail_tile tile() const { return kernels::detail::tile_shape(isa_); }
+
+    // Receptive-field origins of every output pixel, and the zero-padding corrections of the
+    // border pixels, tabulated per distinct (row pattern, column pattern) as in xnor_conv.hpp.
+    void plan_corrections() {
+        const int64_t wc = g_.words_per_pixel(), pixels = g_.N * g_.OH * g_.OW;
+        origins_.assign(pixels, nullptr);
+        corrections_.assign(pixels, nullptr);
+        std::vector<int> row_id(g_.OH), col_id(g_.OW);
+        std::vector<uint64_t> row_masks, col_masks;
+        auto classify = [&](int64_t extent_out, int64_t kd, int64_t extent_in, std::vector<int>& ids,
+                            std::vector<uint64_t>& masks) {
+            std::map<uint64_t, int> seen;
+            for (int64_t o = 0; o < extent_out; ++o) {
+                const uint64_t m = kernels::detail::padded_taps_mask(o, g_.stride, g_.pad, kd, extent_in);
+                auto [it, fresh] = seen.emplace(m, static_cast<int>(masks.size()));
+                if (fresh) masks.push_back(m);
+                ids[o] = it->second;
+            }
+        };
+        classify(g_.OH, g_.KH, g_.H, row_id, row_masks);
+        classify(g_.OW, g_.KW, g_.W, col_id, col_masks);
+        const int64_t ncols = static_cast<int64_t>(col_masks.size());
+        table_.assign(row_masks.size() * col_masks.size() * coutp_, 0);
+        for (size_t r = 0; r < row_masks.size(); ++r)
+            for (int64_t c = 0; c < ncols; ++c) {
+                int64_t* dst = table_.data() + (r * ncols + c) * coutp_;
+                for (int64_t kh = 0; kh < g_.KH; ++kh)
+                    for (int64_t kw = 0; kw < g_.KW; ++kw) {
+                        if (!((row_masks[r] >> kh) & 1) && !((col_masks[c] >> kw) & 1)) continue;
+                        const int64_t* s = w_.tap_sums.data() + (kh * g_.KW + kw) * coutp_;
+                        for (int64_t o = 0; o < coutp_; ++o) dst[o] += s[o];
+                    }
+            }
+        const uint64_t* base = bits_.data();
+        for (int64_t n = 0, q = 0; n < g_.N; ++n)
+            for (int64_t oh = 0; oh < g_.OH; ++oh)
+                for (int64_t ow = 0; ow < g_.OW; ++ow, ++q) {
+                    origins_[q] = base + ((n * hp_ + oh * g_.stride) * wp_ + ow * g_.stride) * wc;
+                    if (row_masks[row_id[oh]] | col_masks[col_id[ow]])
+                        corrections_[q] = table_.data() + (row_id[oh] * ncols + col_id[ow]) * coutp_;
+                }
+    }
+
+    kernels::PackedConvWeights w_;
+    kernels::Isa isa_ = kernels::Isa::scalar;
+    kernels::XnorConvGeometry g_{};
+    int64_t coutp_ = 0, hp_ = 0, wp_ = 0, scratch_ld_ = 0;
+    int threads_ = 1;
+    Tensor<uint64_t> bits_;
+    std::vector<float> ones_, zeros_, scratch_;
+    std::vector<int64_t> word_offsets_, table_;
+    std::vector<const uint64_t*> origins_;
+    std::vector<const int64_t*> corrections_;
+};
+
+}  // namespace bnn::infer

@@ -1,0 +1,152 @@
+#pragma once
+/// @file fused_steps.hpp
+/// The real-valued steps of an inference graph, each one pass over preallocated buffers and
+/// each computing exactly (bit for bit) what the training ops compute in eval mode:
+///
+/// - FrozenBatchNorm: eval batch norm as one per-channel scale and shift, derived from the
+///   running statistics by the same expressions as kernels::batch_norm_eval_forward, so
+///   x * scale + shift is the very float the training op produces.
+/// - bn_sign_pack: BN, sign and bit packing in one pass, writing straight into a binary conv's
+///   padded input bits, and (optionally) the per-channel mean of the BN output that the
+///   Real-to-Bin gate needs, summed in the gate's own order. The BN output is never stored.
+///   Why BN is computed in float rather than folded into a threshold on x: the gate needs the
+///   BN values anyway (for their mean), so the pass exists either way, and the sign of the
+///   float BN value is exactly what the training model binarises.
+/// - bn_activation: BN then ReLU or PReLU (or nothing) in place.
+/// - float_conv: the float convolution of kernels/conv2d.hpp without its per-call buffers.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "bnn/core/error.hpp"
+#include "bnn/core/tensor.hpp"
+#include "bnn/infer/binary_conv_step.hpp"
+#include "bnn/kernels/bitpack.hpp"
+#include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/gemm.hpp"
+
+namespace bnn::infer {
+
+/// Eval-mode batch norm folded into y = x * scale[c] + shift[c].
+struct FrozenBatchNorm {
+    Tensor<float> scale, shift;  ///< [C]
+
+    FrozenBatchNorm() = default;
+    /// gamma/beta may be null (1 and 0), as in ops::batch_norm.
+    FrozenBatchNorm(const float* gamma, const float* beta, const float* running_mean, const float* running_var,
+                    int64_t C, float eps)
+        : scale(Tensor<float>::empty(Shape{C})), shift(Tensor<float>::empty(Shape{C})) {
+        // The expressions of kernels::batch_norm_eval_forward, so both round alike.
+        for (int64_t c = 0; c < C; ++c) {
+            double inv = 1.0 / std::sqrt(double(running_var[c]) + eps);
+            double gm = gamma ? gamma[c] : 1.0;
+            scale[c] = static_cast<float>(gm * inv);
+            shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * running_mean[c]);
+        }
+    }
+    int64_t channels() const { return scale.numel(); }
+};
+
+namespace detail {
+inline bool worth_threads(int64_t elements) { return elements > (int64_t{1} << 16); }
+}  // namespace detail
+
+/// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
+/// `pooled` is not null, pooled [N, C] = mean over H*W of BN(x), summed pixel by pixel from 0
+/// as nn::ChannelGate does. Work is split over (image, 64-channel word) units, so each
+/// channel's sum keeps its order whatever the thread count.
+inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const FrozenBatchNorm& bn,
+                         BinaryConvStep& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
+    const auto& g = dst.geometry();
+    BNN_CHECK(g.N == N && g.H == H && g.W == W && g.C == C && bn.channels() == C, "bn_sign_pack: input [", N, ", ",
+              H, ", ", W, ", ", C, "] does not fit the planned conv input [", g.N, ", ", g.H, ", ", g.W, ", ", g.C,
+              "] or the batch norm of ", bn.channels(), " channels");
+    const int64_t wc = dst.words_per_pixel(), units = N * wc, P = H * W;
+    const float* sc = bn.scale.data();
+    const float* sh = bn.shift.data();
+#pragma omp parallel for schedule(static) if (detail::worth_threads(N * P * C) && units > 1)
+    for (int64_t u = 0; u < units; ++u) {
+        const int64_t n = u / wc, j = u % wc, c0 = j * 64, nc = std::min<int64_t>(64, C - c0);
+        const float* __restrict a = sc + c0;
+        const float* __restrict b = sh + c0;
+        alignas(64) float h[64];
+        alignas(64) float sum[64] = {};
+        for (int64_t y = 0; y < H; ++y) {
+            uint64_t* out = dst.input_pixel(n, y, 0) + j;
+            for (int64_t xw = 0; xw < W; ++xw, out += wc) {
+                const float* __restrict in = x + ((n * H + y) * W + xw) * C + c0;
+#pragma omp simd
+                for (int64_t k = 0; k < nc; ++k) {
+                    h[k] = in[k] * a[k] + b[k];  // the expression of batch_norm_eval_forward
+                    sum[k] += h[k];
+                }
+                kernels::pack_signs(h, 1, nc, nullptr, nullptr, out, isa);
+            }
+        }
+        if (pooled)
+            for (int64_t k = 0; k < nc; ++k) pooled[n * C + c0 + k] = sum[k] / static_cast<float>(P);
+    }
+}
+
+/// x [M, C] <- act(BN(x)) in place: act is ReLU when relu is set, PReLU when slope [C] is given,
+/// else the identity. Each is the training op's own float expression.
+inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm& bn, bool relu, const float* slope) {
+    BNN_CHECK(bn.channels() == C, "bn_activation: batch norm of ", bn.channels(), " channels for input of ", C);
+    const float* sc = bn.scale.data();
+    const float* sh = bn.shift.data();
+#pragma omp parallel for schedule(static) if (detail::worth_threads(M * C))
+    for (int64_t m = 0; m < M; ++m) {
+        float* __restrict r = x + m * C;
+        if (relu) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) {
+                const float v = r[c] * sc[c] + sh[c];
+                r[c] = v > 0.f ? v : 0.f;
+            }
+        } else if (slope) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) {
+                const float v = r[c] * sc[c] + sh[c], neg = slope[c] * v;
+                r[c] = v > 0.f ? v : neg;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) r[c] = r[c] * sc[c] + sh[c];
+        }
+    }
+}
+
+/// out = conv(x, w) + bias, equal to kernels::conv2d_forward (the same blocking and products),
+/// without its per-call column buffers on the vector paths: the implicit GEMM for k x k
+/// convolutions, the plain GEMM per block for 1x1 stride-1 ones. The scalar path falls back to
+/// kernels::conv2d_forward, which allocates.
+inline void float_conv(const float* x, const float* w, const float* bias, float* out, const kernels::Conv2dGeometry& g) {
+    const kernels::Isa isa = kernels::active_isa();
+    if (isa == kernels::Isa::scalar) {
+        kernels::conv2d_forward(x, w, bias, out, g);
+        return;
+    }
+    if (!g.pointwise()) {
+        kernels::detail::conv2d_forward_implicit(isa, x, w, bias, out, g, false);
+        return;
+    }
+    const int64_t K = g.K(), Co = g.Cout;
+    const int threads = kernels::detail::available_threads();
+    const auto b = kernels::detail::conv_blocking(g, threads);
+    kernels::detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
+        const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
+        const int64_t first = (n0 * g.OH + oh0) * g.OW;
+        float* o = out + first * Co;
+        kernels::gemm_nt(P, Co, K, x + first * g.C, K, w, K, o, Co, false);
+        if (bias)
+            for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
+                for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
+    });
+}
+
+}  // namespace bnn::infer

@@ -1,0 +1,166 @@
+// End-to-end ResNet-18 inference, all in one run:
+//   BM_FloatResNet18    the real ResNet-18 through the training ops in eval mode (NoGradGuard)
+//   BM_BinaryOps        the Real-to-Bin ResNet-18 through the training ops (FullyBinary, eval)
+//   BM_BinaryGraph      the same network compiled by InferResNet18 (examples/resnet18_infer.hpp)
+//   BM_ModelSizes       bytes of the float checkpoints and of the deployment file
+// for ImageNet (224x224, 1000 classes) and CIFAR (32x32, 100 classes) inputs, batch 1 and 16,
+// 1 and 2 threads. Counters: best_ms (the fastest call: on a shared machine the closest to an
+// idle one), img/s (from best_ms); BM_BinaryGraph adds the per-part breakdown of its fastest call
+// in ms (stem, pack = BN + sign + gates, binary = XNOR convs with their fused outputs,
+// downsample = shortcut pool + 1x1 conv + BN, head) and speedup_vs_float (best float time over
+// best binary time, same input, batch and threads; BM_FloatResNet18 runs first).
+//
+//   bench_inference --benchmark_out=inference.json --benchmark_out_format=json
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "../examples/resnet18_infer.hpp"
+#include "bnn/core/threads.hpp"
+#include "bnn/io/checkpoint.hpp"
+
+namespace {
+
+using namespace bnn;
+using examples::ResNet18;
+using examples::ResNetOptions;
+using examples::Stem;
+using examples::Variant;
+using Clock = std::chrono::steady_clock;
+
+ResNetOptions net_options(Variant v, bool imagenet) {
+    ResNetOptions o;
+    o.variant = v;
+    o.stem = imagenet ? Stem::ImageNet : Stem::Cifar;
+    o.width = 64;
+    o.num_classes = imagenet ? 1000 : 100;
+    if (v != Variant::Real) o.mode = nn::BinaryMode::FullyBinary;
+    return o;
+}
+
+// One network per configuration, built once per process (weights are random: timing does not
+// depend on their values).
+ResNet18& network(Variant v, bool imagenet) {
+    static std::map<std::pair<int, bool>, std::unique_ptr<ResNet18>> nets;
+    auto& p = nets[{int(v), imagenet}];
+    if (!p) {
+        manual_seed(7);
+        p = std::make_unique<ResNet18>(net_options(v, imagenet));
+        p->eval();
+    }
+    return *p;
+}
+
+std::map<std::tuple<int64_t, int64_t, int64_t>, double>& best_float_ms() {
+    static std::map<std::tuple<int64_t, int64_t, int64_t>, double> m;
+    return m;
+}
+
+// Args: input side (224 ImageNet, 32 CIFAR), batch, threads.
+template <class Run>
+double time_calls(benchmark::State& state, Run&& run) {
+    double best = 1e30;
+    for (auto _ : state) {
+        const auto t0 = Clock::now();
+        run();
+        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        state.SetIterationTime(s);
+        best = std::min(best, s);
+    }
+    state.counters["best_ms"] = best * 1e3;
+    state.counters["img/s"] = double(state.range(1)) / best;
+    state.SetItemsProcessed(state.iterations() * state.range(1));
+    return best;
+}
+
+void BM_FloatResNet18(benchmark::State& state) {
+    const int64_t side = state.range(0), batch = state.range(1);
+    set_num_threads(int(state.range(2)));
+    ResNet18& net = network(Variant::Real, side == 224);
+    Rng rng(1);
+    const Tensor<float> x = Tensor<float>::randn({batch, side, side, 3}, rng);
+    NoGradGuard no_tape;
+    net.forward(Variable(x));  // warm-up: first-touch of buffers, thread pool
+    const double best = time_calls(state, [&] { benchmark::DoNotOptimize(net.forward(Variable(x)).value().data()); });
+    best_float_ms()[{side, batch, state.range(2)}] = best * 1e3;
+}
+
+void BM_BinaryOps(benchmark::State& state) {
+    const int64_t side = state.range(0), batch = state.range(1);
+    set_num_threads(int(state.range(2)));
+    ResNet18& net = network(Variant::RealToBin, side == 224);
+    Rng rng(1);
+    const Tensor<float> x = Tensor<float>::randn({batch, side, side, 3}, rng);
+    NoGradGuard no_tape;
+    net.forward(Variable(x));
+    time_calls(state, [&] { benchmark::DoNotOptimize(net.forward(Variable(x)).value().data()); });
+}
+
+void BM_BinaryGraph(benchmark::State& state) {
+    const int64_t side = state.range(0), batch = state.range(1);
+    set_num_threads(int(state.range(2)));
+    examples::InferResNet18 graph(network(Variant::RealToBin, side == 224));
+    Rng rng(1);
+    const Tensor<float> x = Tensor<float>::randn({batch, side, side, 3}, rng);
+    graph.forward(x);  // plans the buffers
+    graph.set_profiling(true);
+    // The breakdown of the fastest call (the parts of a slow call include other users' load).
+    examples::InferenceProfile best_parts;
+    double best_total = 1e30;
+    const double best = time_calls(state, [&] {
+        graph.reset_profile();
+        benchmark::DoNotOptimize(graph.forward(x).data());
+        if (graph.profile().total() < best_total) {
+            best_total = graph.profile().total();
+            best_parts = graph.profile();
+        }
+    });
+    state.counters["stem_ms"] = best_parts.stem * 1e3;
+    state.counters["pack_ms"] = best_parts.pack * 1e3;
+    state.counters["binary_ms"] = best_parts.binary_convs * 1e3;
+    state.counters["downsample_ms"] = best_parts.downsample * 1e3;
+    state.counters["head_ms"] = best_parts.head * 1e3;
+    auto it = best_float_ms().find({side, batch, state.range(2)});
+    if (it != best_float_ms().end()) state.counters["speedup_vs_float"] = it->second / (best * 1e3);
+}
+
+void BM_ModelSizes(benchmark::State& state) {
+    const auto dir = std::filesystem::temp_directory_path();
+    const std::string f_real = (dir / "bnn_bench_real.safetensors").string();
+    const std::string f_bin = (dir / "bnn_bench_r2b.safetensors").string();
+    const std::string f_dep = (dir / "bnn_bench_r2b_deploy.safetensors").string();
+    for (auto _ : state) {
+        io::save_checkpoint(f_real, network(Variant::Real, true));
+        io::save_checkpoint(f_bin, network(Variant::RealToBin, true));
+        examples::export_resnet18(f_dep, network(Variant::RealToBin, true));
+    }
+    const double real = double(std::filesystem::file_size(f_real)), dep = double(std::filesystem::file_size(f_dep));
+    state.counters["float_resnet18_bytes"] = real;
+    state.counters["r2b_float_checkpoint_bytes"] = double(std::filesystem::file_size(f_bin));
+    state.counters["r2b_deploy_bytes"] = dep;
+    state.counters["float_over_deploy"] = real / dep;
+    for (const auto& f : {f_real, f_bin, f_dep}) std::filesystem::remove(f);
+}
+
+void configs(benchmark::internal::Benchmark* b) {
+    for (int64_t threads : {1, 2})
+        for (int64_t side : {224, 32})
+            for (int64_t batch : {1, 16}) b->Args({side, batch, threads});
+    b->ArgNames({"side", "batch", "threads"})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+}
+
+}  // namespace
+
+BENCHMARK(BM_FloatResNet18)->Apply(configs);
+BENCHMARK(BM_BinaryOps)->Apply(configs);
+BENCHMARK(BM_BinaryGraph)->Apply(configs);
+BENCHMARK(BM_ModelSizes)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();

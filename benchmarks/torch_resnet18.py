@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""PyTorch fp32 ResNet-18 inference, the peer of benchmarks/bench_inference.cpp.
+
+The standard ResNet-18 (basic blocks, 1x1 stride-2 downsample + BN), written out here because
+Debian has no torchvision: the ImageNet form (7x7/2 stem + max pool, 1000 classes, 224x224
+input) and the CIFAR form (3x3/1 stem, no max pool, 100 classes, 32x32), as bnn's
+examples/resnet18.hpp builds them. Eval mode, torch.no_grad(), channels_last (NHWC, as bnn),
+batch 1 and 16, torch.set_num_threads 1 and 2. PyTorch 1.13 runs the convs on oneDNN.
+
+Reports the median and the fastest call (the machine is shared: the fastest call is the closest
+to a quiet machine; bench_inference reports its fastest call too), images/s from the fastest,
+and the size of the state_dict saved with torch.save. With --bnn-json (the output of
+bench_inference --benchmark_out=FILE --benchmark_out_format=json) it prints bnn's float and
+binary graph times beside PyTorch's and the speedup of the binary graph over both.
+Run with Debian's /usr/bin/python3 (where python3-torch lives).
+"""
+import argparse
+import io
+import json
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class ResNet18(nn.Module):
+    def __init__(self, imagenet, width=64):
+        super().__init__()
+        if imagenet:
+            self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+                                      nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                                      nn.ReLU(inplace=True))
+        blocks, cin = [], width
+        for b in range(8):
+            cout = width << (b // 2)
+            blocks.append(BasicBlock(cin, cout, 2 if b in (2, 4, 6) else 1))
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, 1000 if imagenet else 100)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def time_call(fn, min_seconds):
+    fn()  # warm-up: oneDNN creates and caches its primitives on the first calls
+    fn()
+    samples = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(samples) < 5:
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples), min(samples)
+
+
+def load_bnn(path):
+    """{(name, side, batch, threads): best ms} from bench_inference's JSON output."""
+    table = {}
+    with open(path) as f:
+        for b in json.load(f)["benchmarks"]:
+            parts = dict(p.split(":") for p in b["name"].split("/")[1:] if ":" in p)
+            if "side" not in parts:
+                continue
+            key = (b["name"].split("/")[0], int(parts["side"]), int(parts["batch"]), int(parts["threads"]))
+            table[key] = b["best_ms"]
+    return table
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--min-seconds", type=float, default=2.0, help="time per configuration")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--bnn-json", help="bench_inference JSON output to compare against")
+    args = ap.parse_args()
+    bnn = load_bnn(args.bnn_json) if args.bnn_json else {}
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, MKLDNN {torch.backends.mkldnn.is_available()}")
+    for imagenet in (True, False):
+        model = ResNet18(imagenet).eval().to(memory_format=torch.channels_last)
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        print(f"{'ImageNet' if imagenet else 'CIFAR'} ResNet-18 state_dict: {buf.getbuffer().nbytes} bytes")
+    header = f"{'input':>8} {'batch':>5} {'thr':>3} {'median ms':>10} {'best ms':>9} {'img/s':>8}"
+    if bnn:
+        header += f" {'bnn float':>10} {'bnn binary':>10} {'vs torch':>9} {'vs float':>9}"
+    print(header)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for side in (224, 32):
+            model = ResNet18(side == 224).eval().to(memory_format=torch.channels_last)
+            for batch in (1, 16):
+                x = torch.randn(batch, 3, side, side).to(memory_format=torch.channels_last)
+                with torch.no_grad():
+                    median, best = time_call(lambda: model(x), args.min_seconds)
+                line = f"{side:>8} {batch:>5} {threads:>3} {median * 1e3:>10.2f} {best * 1e3:>9.2f} {batch / best:>8.1f}"
+                fl = bnn.get(("BM_FloatResNet18", side, batch, threads))
+                bi = bnn.get(("BM_BinaryGraph", side, batch, threads))
+                if fl and bi:
+                    line += f" {fl:>10.2f} {bi:>10.2f} {best * 1e3 / bi:>8.1f}x {fl / bi:>8.1f}x"
+                print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@
 ///
 /// The graph is a fixed sequence of fused steps over buffers planned once per input shape:
 ///
-///   stem       float conv (implicit GEMM) -> BN + ReLU/PReLU in place -> max pool (ImageNet)
+///   stem       float conv (infer/few_channel_conv.hpp) -> BN + ReLU/PReLU in place -> max pool
 ///   per binary half-block (16):
 ///     pack     BN + sign + bit packing straight into the conv's padded input bits, and the
 ///              gate's per-channel mean of the BN output, in one pass (infer/fused_steps.hpp)
@@ -31,6 +31,7 @@
 
 #include "bnn/autograd/grad_mode.hpp"
 #include "bnn/infer/binary_conv_step.hpp"
+#include "bnn/infer/few_channel_conv.hpp"
 #include "bnn/infer/fused_steps.hpp"
 #include "bnn/io/deploy.hpp"
 #include "bnn/kernels/gemm.hpp"
@@ -173,7 +174,6 @@ private:
         int64_t h = stem_g_.OH, wd = stem_g_.OW, biggest = N * h * wd * w;
         if (stem_pool_) {
             pool_g_ = kernels::PoolGeometry::make(N, h, wd, w, 3, 2, 1);
-            pool_taps_ = Tensor<int32_t>::empty(Shape{N * pool_g_.OH * pool_g_.OW * w});
             h = pool_g_.OH;
             wd = pool_g_.OW;
         }
@@ -239,11 +239,11 @@ private:
         float* spare = act_[1].data();
         int64_t h = stem_g_.OH, w = stem_g_.OW, c = options_.width;
         timed(profile_.stem, [&] {
-            infer::float_conv(images, stem_w_.data(), stem_b_.defined() ? stem_b_.data() : nullptr, cur, stem_g_);
+            infer::few_channel_conv(images, stem_w_.data(), stem_b_.defined() ? stem_b_.data() : nullptr, cur, stem_g_);
             infer::bn_activation(cur, N * h * w, c, stem_bn_, !stem_slope_.defined(),
                                  stem_slope_.defined() ? stem_slope_.data() : nullptr);
             if (stem_pool_) {
-                kernels::max_pool2d_forward(cur, spare, pool_taps_.data(), pool_g_);
+                infer::max_pool(cur, spare, pool_g_);
                 std::swap(cur, spare);
             }
         });
@@ -309,7 +309,6 @@ private:
     Shape planned_;
     kernels::Conv2dGeometry stem_g_{};
     kernels::PoolGeometry pool_g_{};
-    Tensor<int32_t> pool_taps_;
     std::vector<infer::BinaryConvStep> steps_;
     std::vector<kernels::PoolGeometry> shortcut_pool_g_;
     std::vector<kernels::Conv2dGeometry> shortcut_g_;

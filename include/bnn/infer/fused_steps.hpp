@@ -13,10 +13,12 @@
 ///   BN values anyway (for their mean), so the pass exists either way, and the sign of the
 ///   float BN value is exactly what the training model binarises.
 /// - bn_activation: BN then ReLU or PReLU (or nothing) in place.
+/// - max_pool: max pooling without the winners' positions (only backward needs them).
 /// - float_conv: the float convolution of kernels/conv2d.hpp without its per-call buffers.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -28,6 +30,7 @@
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/gemm.hpp"
+#include "bnn/kernels/pool.hpp"
 
 namespace bnn::infer {
 
@@ -118,6 +121,32 @@ inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm&
             for (int64_t c = 0; c < C; ++c) r[c] = r[c] * sc[c] + sh[c];
         }
     }
+}
+
+/// y [N, OH, OW, C] = max over each k x k window of x [N, H, W, C] (padding never wins), the
+/// same floats as kernels::max_pool2d_forward (same first tap, same compare order) without the
+/// winners' positions that only backward needs.
+inline void max_pool(const float* x, float* y, const kernels::PoolGeometry& g) {
+    const int64_t C = g.C;
+#pragma omp parallel for schedule(static) if (detail::worth_threads(g.N * g.OH * g.OW * g.C))
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow) {
+                float* __restrict out = y + ((n * g.OH + oh) * g.OW + ow) * C;
+                const int64_t h0 = oh * g.stride - g.pad, w0 = ow * g.stride - g.pad;
+                const int64_t kh0 = std::max<int64_t>(0, -h0), kh1 = std::min<int64_t>(g.k, g.H - h0);
+                const int64_t kw0 = std::max<int64_t>(0, -w0), kw1 = std::min<int64_t>(g.k, g.W - w0);
+                std::memcpy(out, x + ((n * g.H + h0 + kh0) * g.W + w0 + kw0) * C, sizeof(float) * C);
+                for (int64_t kh = kh0; kh < kh1; ++kh)
+                    for (int64_t kw = kw0; kw < kw1; ++kw) {
+                        const float* __restrict in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) {
+                            const float v = in[c], cur = out[c];
+                            out[c] = cur < v ? v : cur;
+                        }
+                    }
+            }
 }
 
 /// out = conv(x, w) + bias, equal to kernels::conv2d_forward (the same blocking and products),

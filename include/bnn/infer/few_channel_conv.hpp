@@ -1,0 +1,101 @@
+#pragma once
+/// @file few_channel_conv.hpp
+/// The float convolution of an input with few channels (the stem: 3 colour channels), equal to
+/// kernels::conv2d_forward bit for bit and about twice as fast.
+///
+///   x [N, H, W, C], w [Cout, KH, KW, C], bias [Cout] or null -> out [N, OH, OW, Cout]
+///
+/// The implicit GEMM of kernels/conv2d.hpp packs each receptive field tap by tap, C floats at a
+/// time; with C = 3 it transposes 16x16 blocks to move 3 columns, and packing costs as much as
+/// the product itself. Here the output pixels of a packed block are first gathered into a
+/// per-thread buffer [rows, K] (one KW*C run per kernel row, contiguous in NHWC), which is then
+/// packed as a plain matrix with full-width transposes. The packed panels hold the same numbers in the same places, the
+/// blocking and the micro-kernels are the same, so every output is the same float.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/sgemm.hpp"
+
+namespace bnn::infer {
+
+namespace detail {
+
+/// A per-thread buffer that only grows (no allocation after the first call of a given size).
+inline float* gather_scratch(int64_t floats) {
+    thread_local std::vector<float> buffer;
+    if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(static_cast<size_t>(floats));
+    return buffer.data();
+}
+
+/// sgemm operand source: op(A) = receptive fields [P, K] gathered row by row, op(B) = w^T.
+struct GatheredFieldsSource {
+    kernels::detail::ConvBlockPixels pixels;
+    const float* w;
+
+    // Gathers the block's mc receptive fields as rows of a small [mc, K] matrix (it stays in
+    // L2), then packs it as a plain matrix: the panel layout remains the driver's business.
+    template <class Tile>
+    void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* __restrict Ap) const {
+        const kernels::Conv2dGeometry& g = *pixels.g;
+        const int64_t K = g.K(), run = g.KW * g.C;
+        float* local = gather_scratch(mc * K);
+        for (int64_t i = 0; i < mc; ++i) {
+            const kernels::detail::PatchOrigin o = pixels.origin(i0 + i);
+            float* row = local + i * K;
+            for (int64_t kh = 0; kh < g.KH; ++kh) {
+                float* dst = row + kh * run;
+                const int64_t ih = o.ih0 + kh;
+                if (ih < 0 || ih >= g.H) {
+                    std::memset(dst, 0, sizeof(float) * run);
+                } else if (o.iw0 >= 0 && o.iw0 + g.KW <= g.W) {
+                    std::memcpy(dst, o.image + (ih * g.W + o.iw0) * g.C, sizeof(float) * run);
+                } else {
+                    for (int64_t kw = 0; kw < g.KW; ++kw) {
+                        const int64_t iw = o.iw0 + kw;
+                        if (iw < 0 || iw >= g.W) std::memset(dst + kw * g.C, 0, sizeof(float) * g.C);
+                        else std::memcpy(dst + kw * g.C, o.image + (ih * g.W + iw) * g.C, sizeof(float) * g.C);
+                    }
+                }
+            }
+        }
+        kernels::detail::SgemmMatrices{false, true, local, K, nullptr, 0}.pack_a<Tile>(0, mc, p0, kc, Ap);
+    }
+
+    template <class Tile>
+    void pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* __restrict Bp) const {
+        kernels::detail::SgemmMatrices{false, true, nullptr, 0, w, pixels.g->K()}.pack_b<Tile>(p0, kc, j0, nc, Bp);
+    }
+};
+
+}  // namespace detail
+
+/// out = conv(x, w) + bias for inputs with few channels; see the file comment. Off the vector
+/// paths, and for 1x1 stride-1 convolutions, it is kernels::conv2d_forward itself.
+inline void few_channel_conv(const float* x, const float* w, const float* bias, float* out,
+                             const kernels::Conv2dGeometry& g) {
+    const kernels::Isa isa = kernels::active_isa();
+    if (isa == kernels::Isa::scalar || g.pointwise()) {
+        kernels::conv2d_forward(x, w, bias, out, g);
+        return;
+    }
+    // The blocking of kernels::detail::conv2d_forward_implicit: whole images per block.
+    const int64_t K = g.K(), Co = g.Cout;
+    const int threads = kernels::detail::available_threads();
+    auto b = kernels::detail::conv_blocking(g, threads);
+    b.rows_per_block = g.OH;
+    kernels::detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
+        const kernels::detail::ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
+        const int64_t P = pixels.count(n1);
+        float* o = out + (n0 * g.OH + oh0) * g.OW * Co;
+        kernels::detail::sgemm_run(isa, detail::GatheredFieldsSource{pixels, w}, P, Co, K, o, Co, false);
+        if (bias)
+            for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
+                for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
+    });
+}
+
+}  // namespace bnn::infer

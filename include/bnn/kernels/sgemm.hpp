@@ -103,7 +103,9 @@ void sgemm_run(Isa isa, const Source& src, int64_t M, int64_t N, int64_t K, floa
     if (!sgemm_in_parallel() && 2.0 * double(M) * double(N) * double(K) >= 4e6) threads = omp_get_max_threads();
 #endif
     const bool by_rows = M >= N;
-    const int64_t extent = by_rows ? M : N, grain = by_rows ? 56 : 48;  // 56, 48: multiples of every MR, NR
+    // Cut at multiples of the AVX-512 tiles (MR 14, 28, 8; NR 32, 16, 48) so only the last
+    // thread's share can end in a partial tile.
+    const int64_t extent = by_rows ? M : N, grain = by_rows ? 56 : 96;
     threads = static_cast<int>(std::min<int64_t>(threads, (extent + grain - 1) / grain));
     if (threads <= 1) {
         sgemm_serial(isa, src, M, N, 0, M, 0, N, K, C, ldc, accumulate);

@@ -22,11 +22,15 @@
 
 namespace bnn::kernels::detail {
 
-/// Largest depth of a packed block: a 320 x 32 B panel is 40 KiB, within the 48 KiB L1d of Zen 5.
+// Block sizes for the development machine (AMD Zen 5, CPUID family 26: 48 KiB L1d and 1 MiB L2
+// per core, 32 MiB shared L3). They are cache budgets: other values change speed, not the API.
+
+/// Largest depth of a packed block (K is cut into equal blocks no deeper): a 320 x 32 B panel
+/// is 40 KiB, within the 48 KiB L1d.
 inline constexpr int64_t kSgemmKC = 320;
-/// Rows of a packed A block: 392 x 256 floats = 392 KiB of the 1 MiB L2 (rounded down to MR).
+/// Rows of a packed A block: 392 x 320 floats = 490 KiB, half the 1 MiB L2 (rounded down to MR).
 inline constexpr int64_t kSgemmMC = 392;
-/// Columns of a packed B block: 256 x 3072 floats = 3 MiB, shared L3.
+/// Columns of a packed B block: 320 x 3072 floats = 3.75 MiB, in the shared L3.
 inline constexpr int64_t kSgemmNC = 3072;
 
 /// Floats between consecutive packed panels of depth kc and width R: one cache line more than

@@ -8,6 +8,7 @@
 
 #include "bnn/autograd/grad_mode.hpp"
 #include "bnn/autograd/variable.hpp"
+#include "bnn/kernels/activation.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/xnor_conv.hpp"
@@ -19,8 +20,14 @@ namespace detail {
 /// ±1 floats of w (sign(0) = +1).
 inline Tensor<float> signs_of(const Tensor<float>& w) {
     Tensor<float> s = Tensor<float>::empty(w.shape());
-    for (int64_t i = 0; i < w.numel(); ++i) s[i] = w[i] >= 0.f ? 1.f : -1.f;
+    kernels::sign_forward(w.data(), s.data(), w.numel());
     return s;
+}
+/// y [rows, C] = x [rows, C] * scale[c]; rows walked so no index needs a division.
+inline void scale_channels(const float* x, const float* scale, float* y, int64_t rows, int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] * scale[c];
 }
 }  // namespace detail
 
@@ -62,7 +69,7 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
     if (need_dot) {
         dot = kernels::xnor_conv2d(xbits, wp, {}, {}, stride, padding, pad_mode);
         out = Tensor<float>::empty(dot.shape());
-        for (int64_t i = 0; i < dot.numel(); ++i) out[i] = dot[i] * av[i % cout];
+        detail::scale_channels(dot.data(), av.data(), out.data(), dot.numel() / cout, cout);
     } else {
         out = kernels::xnor_conv2d(xbits, wp, av, {}, stride, padding, pad_mode);
     }
@@ -76,41 +83,50 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
             float* dw = ::bnn::detail::grad_target(in[1]);
             float* da = ::bnn::detail::grad_target(in[2]);
             const int64_t co = wv.dim(0), n = xv.dim(0), h = xv.dim(1), w = xv.dim(2), c = xv.dim(3);
+            const int64_t rows = g.numel() / co;
             if (da)
-                for (int64_t i = 0; i < g.numel(); ++i) da[i % co] += g[i] * dot[i];
+                for (int64_t r = 0; r < rows; ++r)
+#pragma omp simd
+                    for (int64_t o = 0; o < co; ++o) da[o] += g[r * co + o] * dot[r * co + o];
             if (!dx && !dw) return;
             Tensor<float> gs = g;
             if (av.defined()) {
                 gs = Tensor<float>::empty(g.shape());
-                for (int64_t i = 0; i < g.numel(); ++i) gs[i] = g[i] * av[i % co];
+                detail::scale_channels(g.data(), av.data(), gs.data(), rows, co);
             }
             // One-padding is a float conv of the ±1 input padded with +1: build that input
             // explicitly and convolve unpadded, so dW sees the border and dx its interior.
             const bool ones = pad_mode == kernels::PadMode::one && padding > 0;
             const int64_t p = ones ? padding : 0, hp = h + 2 * p, wpd = w + 2 * p;
-            Tensor<float> xs = ones ? Tensor<float>::full(Shape{n, hp, wpd, c}, 1.f) : Tensor<float>::empty(xv.shape());
-            for (int64_t b = 0; b < n; ++b)
-                for (int64_t i = 0; i < h; ++i)
-                    for (int64_t j = 0; j < w; ++j)
-                        for (int64_t k = 0; k < c; ++k) {
-                            const float v = xv[((b * h + i) * w + j) * c + k];
-                            xs[((b * hp + i + p) * wpd + j + p) * c + k] = v >= 0.f ? 1.f : -1.f;
-                        }
+            // Pixel (b, i, j) of x starts at this offset of the (possibly one-padded) ±1 input.
+            auto padded_at = [&](int64_t b, int64_t i, int64_t j) { return ((b * hp + i + p) * wpd + j + p) * c; };
+            Tensor<float> xs;
+            if (ones) {
+                xs = Tensor<float>::full(Shape{n, hp, wpd, c}, 1.f);
+                for (int64_t b = 0; b < n; ++b)
+                    for (int64_t i = 0; i < h; ++i)
+                        kernels::sign_forward(xv.data() + ((b * h + i) * w) * c, xs.data() + padded_at(b, i, 0), w * c);
+            } else {
+                xs = detail::signs_of(xv);
+            }
             const Tensor<float> ws = detail::signs_of(wv);
             const auto geo = kernels::conv2d_geometry(n, hp, wpd, c, co, wv.dim(1), wv.dim(2), stride,
                                                       ones ? 0 : padding);
             BNN_CHECK(geo.OH == out_shape[1] && geo.OW == out_shape[2], "ops::binary_conv2d: backward geometry");
+            // conv2d_backward accumulates, and the STE mask must apply to this op's share only:
+            // the input gradient goes to a zeroed buffer first.
             Tensor<float> dxs = dx ? Tensor<float>(xs.shape()) : Tensor<float>();
             kernels::conv2d_backward(xs.data(), ws.data(), gs.data(), dx ? dxs.data() : nullptr, dw, nullptr, geo);
-            if (dx)
+            if (!dx) return;
+            if (ones) {
                 for (int64_t b = 0; b < n; ++b)
-                    for (int64_t i = 0; i < h; ++i)
-                        for (int64_t j = 0; j < w; ++j)
-                            for (int64_t k = 0; k < c; ++k) {
-                                const int64_t at = ((b * h + i) * w + j) * c + k;
-                                const float v = xv[at];
-                                if (v >= -1.f && v <= 1.f) dx[at] += dxs[((b * hp + i + p) * wpd + j + p) * c + k];
-                            }
+                    for (int64_t i = 0; i < h; ++i) {
+                        const int64_t at = ((b * h + i) * w) * c;
+                        kernels::sign_ste_backward(xv.data() + at, dxs.data() + padded_at(b, i, 0), dx + at, w * c);
+                    }
+            } else {
+                kernels::sign_ste_backward(xv.data(), dxs.data(), dx, xv.numel());
+            }
         },
         "binary_conv2d");
 }

@@ -2,6 +2,7 @@
 /// @file sign.hpp
 /// ops::sign_ste: binarisation with the straight-through estimator (one tape node).
 #include "bnn/autograd/variable.hpp"
+#include "bnn/kernels/activation.hpp"
 #include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
@@ -13,18 +14,11 @@ namespace bnn::ops {
 inline Variable sign_ste(const Variable& x) {
     Tensor<float> xv = x.value();
     Tensor<float> y = Tensor<float>::empty(x.shape());
-    const float* xs = xv.data();
-    float* ys = y.data();
-    for (int64_t i = 0; i < y.numel(); ++i) ys[i] = xs[i] >= 0.f ? 1.f : -1.f;
+    kernels::sign_forward(xv.data(), y.data(), y.numel());
     return make_result(
         y, {x},
         [xv](const Tensor<float>& g, std::vector<Variable>& in) {
-            float* dx = ::bnn::detail::grad_target(in[0]);
-            if (!dx) return;
-            const float* xs = xv.data();
-            const float* gs = g.data();
-            for (int64_t i = 0; i < g.numel(); ++i)
-                if (xs[i] >= -1.f && xs[i] <= 1.f) dx[i] += gs[i];
+            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::sign_ste_backward(xv.data(), g.data(), dx, g.numel());
         },
         "sign_ste");
 }

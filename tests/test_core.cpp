@@ -77,11 +77,12 @@ namespace {
 Variable times(const Variable& a, const Variable& b) {
     Tensor<float> out = Tensor<float>::empty(a.shape());
     for (int64_t i = 0; i < out.numel(); ++i) out[i] = a.value()[i] * b.value()[i];
+    Tensor<float> saved[2] = {a.value(), b.value()};  // backward closures capture what they need
     return make_result(out, {a, b},
-                       [](const Tensor<float>& g, std::vector<Variable>& in) {
+                       [saved](const Tensor<float>& g, std::vector<Variable>& in) {
                            for (int k = 0; k < 2; ++k) {
                                if (!in[k].requires_grad()) continue;
-                               auto& other = in[1 - k].value();
+                               const Tensor<float>& other = saved[1 - k];
                                auto& gi = in[k].grad();
                                for (int64_t i = 0; i < g.numel(); ++i) gi[i] += g[i] * other[i];
                            }
@@ -99,6 +100,24 @@ TEST_CASE("backward accumulates through shared inputs (residual-style reuse)", "
     REQUIRE(x.grad()[0] == Approx(2 * 0.5 * 3));
     REQUIRE(x.grad()[1] == Approx(2 * 4.0 * -2));
     REQUIRE_FALSE(w.has_grad());
+}
+
+TEST_CASE("the tape keeps no input value alive that no closure captured", "[autograd]") {
+    Variable x(Tensor<float>::full({4}, 1.f), true);
+    Variable y;
+    {
+        Variable h = times(x, x);  // h's value is captured by the next op's closure...
+        Variable k = times(h, h);
+        y = make_result(k.value().clone(), {k},
+                        [](const Tensor<float>& g, std::vector<Variable>& in) {
+                            for (int64_t i = 0; i < g.numel(); ++i) in[0].grad()[i] += g[i];
+                        },
+                        "copy");  // ...but k's is not: only y's node refers to k
+        REQUIRE_FALSE(y.node()->inputs[0].value().defined());  // the node holds no value
+        REQUIRE(y.node()->inputs[0].shape() == Shape{4});     // only what routing needs
+    }
+    y.backward(Tensor<float>::full({4}, 1.f));
+    REQUIRE(x.grad()[0] == Approx(4.f));  // d(x^4)/dx at 1
 }
 
 TEST_CASE("NoGradGuard and frozen inputs record nothing", "[autograd]") {

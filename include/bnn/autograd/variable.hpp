@@ -23,11 +23,20 @@ class Variable;
 namespace detail {
 struct Node;
 
-struct VariableState {
-    Tensor<float> value;
-    Tensor<float> grad;        // allocated on first use
+/// The autograd half of a Variable: what backward needs to route gradients. Tape nodes keep
+/// only this half of their inputs, never the values, so an intermediate value is freed as soon
+/// as no user handle and no backward closure (which captures exactly the tensors it needs)
+/// refers to it; the tape then holds what PyTorch's would, not every activation.
+struct GradState {
+    Shape shape;                 // of the value, to allocate the gradient
+    Tensor<float> grad;          // allocated on first use
     bool requires_grad = false;
-    std::shared_ptr<Node> node;  // the op that made this value; null for leaves
+    std::shared_ptr<Node> node;  // the op that made the value; null for leaves
+};
+
+struct VariableState {
+    Tensor<float> value;  // undefined in the gradient-only handles that tape nodes hold
+    std::shared_ptr<GradState> g;
 };
 }  // namespace detail
 
@@ -39,54 +48,56 @@ public:
     /// A leaf holding `value`; parameters pass requires_grad = true.
     explicit Variable(Tensor<float> value, bool requires_grad = false)
         : s_(std::make_shared<detail::VariableState>()) {
+        s_->g = std::make_shared<detail::GradState>();
+        s_->g->shape = value.shape();
+        s_->g->requires_grad = requires_grad;
         s_->value = std::move(value);
-        s_->requires_grad = requires_grad;
     }
 
     bool defined() const { return s_ != nullptr; }
     const Tensor<float>& value() const { return state().value; }
     /// Mutable value, for optimisers and loaders that write in place. Never rebind it.
     Tensor<float>& value() { return state().value; }
-    const Shape& shape() const { return state().value.shape(); }
-    int64_t dim(int i) const { return state().value.dim(i); }
-    int64_t numel() const { return state().value.numel(); }
+    const Shape& shape() const { return state().value.defined() ? s_->value.shape() : s_->g->shape; }
+    int64_t dim(int i) const { return shape()[i]; }
+    int64_t numel() const { return shape().numel(); }
     /// The value of a one-element Variable (a loss).
     float item() const {
         BNN_CHECK(numel() == 1, "Variable::item: needs one element, got shape ", shape().str());
         return value()[0];
     }
 
-    bool requires_grad() const { return state().requires_grad; }
+    bool requires_grad() const { return grad_state().requires_grad; }
     /// Only meaningful for leaves (parameters); a frozen parameter sets false.
     void set_requires_grad(bool on) {
-        BNN_CHECK(!state().node, "Variable::set_requires_grad: only leaves can change it");
-        state().requires_grad = on;
+        BNN_CHECK(!grad_state().node, "Variable::set_requires_grad: only leaves can change it");
+        grad_state().requires_grad = on;
     }
-    bool has_grad() const { return state().grad.defined(); }
+    bool has_grad() const { return grad_state().grad.defined(); }
     /// The gradient, allocated as zeros of the value's shape on first use.
     Tensor<float>& grad() {
-        auto& st = state();
-        if (!st.grad.defined()) st.grad = Tensor<float>(st.value.shape());
-        return st.grad;
+        auto& g = grad_state();
+        if (!g.grad.defined()) g.grad = Tensor<float>(shape());
+        return g.grad;
     }
     /// Forgets the gradient (the next backward starts from zero).
     void zero_grad() {
-        auto& st = state();
-        if (st.grad.defined()) st.grad.fill(0.f);
+        auto& g = grad_state();
+        if (g.grad.defined()) g.grad.fill(0.f);
     }
     /// A leaf sharing this value, cut from the tape.
     Variable detach() const { return Variable(value(), false); }
     /// True when the Variable was made by an op that recorded a node.
-    bool is_leaf() const { return !state().node; }
-    const std::shared_ptr<detail::Node>& node() const { return state().node; }
+    bool is_leaf() const { return !grad_state().node; }
+    const std::shared_ptr<detail::Node>& node() const { return grad_state().node; }
 
     /// Back-propagates from this one-element Variable (seed 1).
     void backward();
     /// Back-propagates with the given seed gradient (same shape as the value).
     void backward(const Tensor<float>& seed);
 
-    /// Identity of the shared state, for graph walks and tests.
-    const detail::VariableState* id() const { return s_.get(); }
+    /// Identity of the shared gradient state, for graph walks and tests.
+    const detail::GradState* id() const { return &grad_state(); }
 
 private:
     friend Variable make_result(Tensor<float>, std::vector<Variable>,
@@ -95,6 +106,15 @@ private:
     detail::VariableState& state() const {
         BNN_CHECK(s_ != nullptr, "Variable: use of an undefined Variable");
         return *s_;
+    }
+    detail::GradState& grad_state() const { return *state().g; }
+    /// A handle sharing only the gradient state (what tape nodes keep of their inputs).
+    Variable gradient_only() const {
+        Variable v;
+        if (!s_) return v;
+        v.s_ = std::make_shared<detail::VariableState>();
+        v.s_->g = s_->g;
+        return v;
     }
     std::shared_ptr<detail::VariableState> s_;
 };
@@ -120,8 +140,9 @@ inline Variable make_result(Tensor<float> value, std::vector<Variable> inputs, B
     bool needed = false;
     for (const auto& in : inputs) needed = needed || (in.defined() && in.requires_grad());
     if (!needed) return out;
-    out.s_->requires_grad = true;
-    out.s_->node = std::make_shared<detail::Node>(detail::Node{name, std::move(inputs), std::move(backward)});
+    for (auto& in : inputs) in = in.gradient_only();
+    out.s_->g->requires_grad = true;
+    out.s_->g->node = std::make_shared<detail::Node>(detail::Node{name, std::move(inputs), std::move(backward)});
     return out;
 }
 
@@ -129,7 +150,7 @@ namespace detail {
 /// Variables reachable from root through nodes, in topological order (inputs before outputs).
 inline std::vector<Variable> topological_order(const Variable& root) {
     std::vector<Variable> order;
-    std::unordered_set<const VariableState*> seen;
+    std::unordered_set<const GradState*> seen;
     // Iterative DFS: deep networks must not overflow the stack.
     std::vector<std::pair<Variable, size_t>> stack{{root, 0}};
     seen.insert(root.id());
@@ -168,9 +189,10 @@ inline void Variable::backward(const Tensor<float>& seed) {
         if (v.has_grad()) node->backward(v.grad(), node->inputs);
         // The graph is used once: free saved tensors and intermediate gradients as we go, which
         // keeps peak memory at the forward's activations.
-        v.s_->node.reset();
-        v.s_->grad = Tensor<float>();
-        v.s_->requires_grad = false;
+        auto& g = *v.s_->g;
+        g.node.reset();
+        g.grad = Tensor<float>();
+        g.requires_grad = false;
     }
 }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "temp_dir.hpp"
 #include "trainer/trainer.hpp"
 
 namespace fs = std::filesystem;
@@ -32,14 +33,12 @@ void write_cifar100(const fs::path& file, int n, int classes, uint64_t seed) {
 }
 
 struct TinyData {
-    fs::path dir;
+    bnn::test::TempDir tmp;
+    fs::path dir = tmp.path;
     TinyData() {
-        dir = fs::temp_directory_path() / ("bnn_trainer_data_" + std::to_string(::getpid()));
-        fs::create_directories(dir);
         write_cifar100(dir / "train.bin", 96, 8, 1);
         write_cifar100(dir / "test.bin", 40, 8, 2);
     }
-    ~TinyData() { fs::remove_all(dir); }
 };
 
 trainer::TrainerOptions tiny_options(const TinyData& data, const fs::path& out) {

@@ -52,6 +52,9 @@ inline void attention_map_forward(const float* a, float* q, int64_t n, int64_t p
     for (int64_t i = 0; i < n * p; ++i) {
         const float* row = a + i * c;
         double s = 0;  // channels can number 512: keep the sum of squares in double
+        // Vector lanes of partial sums (a serial chain of double adds was 1.4% of a step); in
+        // double, the changed summation order stays far below float rounding of the result.
+#pragma omp simd reduction(+ : s)
         for (int64_t k = 0; k < c; ++k) s += static_cast<double>(row[k]) * row[k];
         q[i] = static_cast<float>(s);
     }
@@ -64,6 +67,7 @@ inline void attention_map_backward(const float* dq, const float* a, float* da, i
         const float g = 2.f * dq[i];
         const float* row = a + i * c;
         float* drow = da + i * c;
+#pragma omp simd
         for (int64_t k = 0; k < c; ++k) drow[k] += g * row[k];
     }
 }

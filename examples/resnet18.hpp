@@ -128,9 +128,14 @@ public:
     }
     Variable forward(const Variable& x) override {
         Variable h = bn->forward(x);
-        Variable y = conv->forward(h);
-        if (gate) y = ops::mul(y, gate->forward(h));  // [N,H,W,C] times [N,C]: per sample and channel
-        y = prelu->forward(y);
+        // The conv's own scale (learned alpha) and the gate ([N,C]: per sample and channel) are
+        // fused with the PReLU into one node: one pass each way instead of two or three.
+        auto [y, scale] = conv->forward_unscaled(h);
+        if (gate) {
+            if (scale.defined()) y = ops::mul(y, scale);
+            scale = gate->forward(h);
+        }
+        y = scale.defined() ? ops::scaled_prelu(y, scale, prelu->weight) : prelu->forward(y);
         return ops::add(y, shortcut ? shortcut->forward(x) : x);
     }
     std::string type_name() const override { return "BinaryHalfBlock"; }

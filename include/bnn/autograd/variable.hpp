@@ -80,6 +80,17 @@ public:
         if (!g.grad.defined()) g.grad = Tensor<float>(shape());
         return g.grad;
     }
+    /// For backward closures that produce an input's whole gradient at once: when this Variable
+    /// has no gradient yet, `g` becomes it (storage shared, not copied or zero-filled; the caller
+    /// must not write g afterwards) and true is returned; otherwise nothing changes, false is
+    /// returned and the caller accumulates into grad() as usual.
+    bool adopt_grad(const Tensor<float>& g) {
+        auto& gs = grad_state();
+        if (gs.grad.defined()) return false;
+        expect_shape(g, shape(), "Variable::adopt_grad", "the gradient");
+        gs.grad = g;
+        return true;
+    }
     /// Forgets the gradient (the next backward starts from zero).
     void zero_grad() {
         auto& g = grad_state();

@@ -10,12 +10,31 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace bnn::kernels {
 
 namespace detail {
 /// Below this many elements a parallel region costs more than it saves.
 inline constexpr int64_t kParallelThreshold = int64_t{1} << 16;
+
+/// Backward kernels take `accumulate` (default true): false means dx is a fresh, uninitialised
+/// gradient to overwrite (ops::detail::GradSink). body(tag) runs with tag::value fixed at compile
+/// time, so the inner loops stay branch-free; put<tag::value>(d, v) stores or adds.
+template <class Body>
+void with_accumulate(bool accumulate, Body&& body) {
+    if (accumulate)
+        body(std::true_type{});
+    else
+        body(std::false_type{});
+}
+template <bool Accumulate>
+inline void put(float& d, float v) {
+    if constexpr (Accumulate)
+        d += v;
+    else
+        d = v;
+}
 }  // namespace detail
 
 /// y[n] = max(x, 0)
@@ -23,13 +42,15 @@ inline void relu_forward(const float* x, float* y, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
 }
-/// dx[n] += dy * (x > 0)
-inline void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
+/// dx[n] += dy * (x > 0)   (= with accumulate false)
+inline void relu_backward(const float* x, const float* dy, float* dx, int64_t n, bool accumulate = true) {
+    detail::with_accumulate(accumulate, [&](auto acc) {
 #pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
-    for (int64_t i = 0; i < n; ++i) {
-        const float g = dy[i];
-        dx[i] += x[i] > 0.f ? g : 0.f;
-    }
+        for (int64_t i = 0; i < n; ++i) {
+            const float g = dy[i];
+            detail::put<decltype(acc)::value>(dx[i], x[i] > 0.f ? g : 0.f);
+        }
+    });
 }
 
 namespace detail {
@@ -70,10 +91,12 @@ inline void tanh_forward(const float* x, float* y, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
     for (int64_t i = 0; i < n; ++i) y[i] = detail::tanh_approx(x[i]);
 }
-/// dx[n] += dy * (1 - y^2), y = tanh(x)
-inline void tanh_backward(const float* y, const float* dy, float* dx, int64_t n) {
+/// dx[n] += dy * (1 - y^2), y = tanh(x)   (= with accumulate false)
+inline void tanh_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate = true) {
+    detail::with_accumulate(accumulate, [&](auto acc) {
 #pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
-    for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * (1.f - y[i] * y[i]);
+        for (int64_t i = 0; i < n; ++i) detail::put<decltype(acc)::value>(dx[i], dy[i] * (1.f - y[i] * y[i]));
+    });
 }
 
 /// y[n] = 1 / (1 + exp(-x)), written so neither branch overflows.
@@ -100,13 +123,15 @@ inline void sign_forward(const float* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] >= 0.f ? 1.f : -1.f;
 }
 /// Straight-through estimator of sign: dx[n] += dy where |x| <= 1 (the gradient of hardtanh,
-/// closed at +-1), nothing elsewhere.
-inline void sign_ste_backward(const float* x, const float* dy, float* dx, int64_t n) {
+/// closed at +-1), nothing elsewhere   (= with accumulate false)
+inline void sign_ste_backward(const float* x, const float* dy, float* dx, int64_t n, bool accumulate = true) {
+    detail::with_accumulate(accumulate, [&](auto acc) {
 #pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
-    for (int64_t i = 0; i < n; ++i) {
-        const float g = dy[i];
-        dx[i] += std::fabs(x[i]) <= 1.f ? g : 0.f;
-    }
+        for (int64_t i = 0; i < n; ++i) {
+            const float g = dy[i];
+            detail::put<decltype(acc)::value>(dx[i], std::fabs(x[i]) <= 1.f ? g : 0.f);
+        }
+    });
 }
 
 /// y[n] = clamp(x, lo, hi)
@@ -133,18 +158,20 @@ inline void prelu_forward(const float* x, const float* slope, float* y, int64_t 
             y[m * C + c] = v > 0.f ? v : neg;
         }
 }
-/// dx [M, C] += dy * (x > 0 ? 1 : slope[c]);  dslope [C] += sum over x <= 0 of dy * x.
-/// Either output may be null.
+/// dx [M, C] += dy * (x > 0 ? 1 : slope[c]) (= with accumulate_dx false);
+/// dslope [C] += sum over x <= 0 of dy * x. Either output may be null.
 inline void prelu_backward(const float* x, const float* slope, const float* dy, float* dx, float* dslope, int64_t M,
-                           int64_t C) {
+                           int64_t C, bool accumulate_dx = true) {
     if (dx) {
+        detail::with_accumulate(accumulate_dx, [&](auto acc) {
 #pragma omp parallel for schedule(static) if (M * C > detail::kParallelThreshold)
-        for (int64_t m = 0; m < M; ++m)
+            for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
-            for (int64_t c = 0; c < C; ++c) {
-                const float v = x[m * C + c], g = dy[m * C + c], neg = slope[c] * g;
-                dx[m * C + c] += v > 0.f ? g : neg;
-            }
+                for (int64_t c = 0; c < C; ++c) {
+                    const float v = x[m * C + c], g = dy[m * C + c], neg = slope[c] * g;
+                    detail::put<decltype(acc)::value>(dx[m * C + c], v > 0.f ? g : neg);
+                }
+        });
     }
     if (dslope) {
         for (int64_t m = 0; m < M; ++m)
@@ -178,7 +205,7 @@ inline void scaled_prelu_forward(const float* x, const float* scale, const float
 namespace detail {
 /// Rows of samples [o0, o1) of scaled_prelu_backward; which gradients it writes is fixed at
 /// compile time, so the inner loop has no branch and vectorises at any ISA.
-template <bool DX, bool DSCALE, bool DSLOPE>
+template <bool DX, bool DSCALE, bool DSLOPE, bool ACC>
 void scaled_prelu_backward_rows(const float* x, const float* scale, const float* slope, const float* dy, float* dx,
                                 float* dscale, float* dslope, int64_t o0, int64_t o1, int64_t inner, int64_t C) {
     for (int64_t o = o0; o < o1; ++o) {
@@ -190,7 +217,7 @@ void scaled_prelu_backward_rows(const float* x, const float* scale, const float*
                 const float v = x[base + c], g = dy[base + c];
                 const float t = v * s[c], neg = slope[c] * g;
                 const float dt = t > 0.f ? g : neg;
-                if constexpr (DX) dx[base + c] += dt * s[c];
+                if constexpr (DX) put<ACC>(dx[base + c], dt * s[c]);
                 if constexpr (DSCALE) dscale[o * C + c] += dt * v;
                 if constexpr (DSLOPE) {
                     const float p = g * t;
@@ -203,16 +230,23 @@ void scaled_prelu_backward_rows(const float* x, const float* scale, const float*
 }  // namespace detail
 
 /// Backward of scaled_prelu_forward, with dt = dy * (t > 0 ? 1 : slope[c]):
-///   dx [outer, inner, C] += dt * scale[o, c];  dscale [outer, C] += sum over inner of dt * x;
-///   dslope [C] += sum over t <= 0 of dy * t.  Any output may be null.
+///   dx [outer, inner, C] += dt * scale[o, c] (= with accumulate_dx false);
+///   dscale [outer, C] += sum over inner of dt * x;  dslope [C] += sum over t <= 0 of dy * t.
+/// Any output may be null.
 /// Sums run in the order of the unfused mul_backward / prelu_backward, so results are equal.
 inline void scaled_prelu_backward(const float* x, const float* scale, const float* slope, const float* dy, float* dx,
-                                  float* dscale, float* dslope, int64_t outer, int64_t inner, int64_t C) {
+                                  float* dscale, float* dslope, int64_t outer, int64_t inner, int64_t C,
+                                  bool accumulate_dx = true) {
     auto rows = [&](int64_t o0, int64_t o1) {
         const int which = (dx ? 4 : 0) | (dscale ? 2 : 0) | (dslope ? 1 : 0);
         switch (which) {
 #define BNN_SCALED_PRELU_CASE(k, a, b, c) \
-    case k: detail::scaled_prelu_backward_rows<a, b, c>(x, scale, slope, dy, dx, dscale, dslope, o0, o1, inner, C); break;
+    case k:                                                                                                   \
+        if (accumulate_dx)                                                                                    \
+            detail::scaled_prelu_backward_rows<a, b, c, true>(x, scale, slope, dy, dx, dscale, dslope, o0, o1, inner, C); \
+        else                                                                                                  \
+            detail::scaled_prelu_backward_rows<a, b, c, false>(x, scale, slope, dy, dx, dscale, dslope, o0, o1, inner, C); \
+        break;
             BNN_SCALED_PRELU_CASE(1, false, false, true)
             BNN_SCALED_PRELU_CASE(2, false, true, false)
             BNN_SCALED_PRELU_CASE(3, false, true, true)

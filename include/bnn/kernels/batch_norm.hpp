@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "bnn/kernels/activation.hpp"  // detail::with_accumulate, detail::put
+
 namespace bnn::kernels {
 
 namespace detail {
@@ -75,10 +77,12 @@ inline void batch_norm_train_forward(const float* x, const float* gamma, const f
 
 /// Training backward (batch statistics depend on x). Accumulates into the non-null outputs:
 ///   dx [M, C] += invstd/M * (M*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)),  dxhat = dy*gamma
+///     (written, not added, with accumulate_dx false: dx is then a fresh gradient)
 ///   dgamma [C] += sum(dy * xhat),  dbeta [C] += sum(dy)
+/// dgamma and dbeta are written before dx.
 inline void batch_norm_train_backward(const float* x, const float* gamma, const float* dy, const float* mean,
                                       const float* invstd, float* dx, float* dgamma, float* dbeta, int64_t M,
-                                      int64_t C) {
+                                      int64_t C, bool accumulate_dx = true) {
     std::vector<double> sdy, sdyx;  // sum(dy), sum(dy * xhat)
     detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
 #pragma omp simd
@@ -101,13 +105,15 @@ inline void batch_norm_train_backward(const float* x, const float* gamma, const 
         b[c] = static_cast<float>(gm * invstd[c] * sdyx[c] / M);    // multiplies xhat
     }
     const float *kp = k.data(), *ap = a.data(), *bp = b.data();
+    detail::with_accumulate(accumulate_dx, [&](auto acc) {
 #pragma omp parallel for schedule(static) if (M * C > (1 << 16))
-    for (int64_t m = 0; m < M; ++m)
+        for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-            const float xhat = (x[m * C + c] - mean[c]) * invstd[c];
-            dx[m * C + c] += kp[c] * dy[m * C + c] - ap[c] - bp[c] * xhat;
-        }
+            for (int64_t c = 0; c < C; ++c) {
+                const float xhat = (x[m * C + c] - mean[c]) * invstd[c];
+                detail::put<decltype(acc)::value>(dx[m * C + c], kp[c] * dy[m * C + c] - ap[c] - bp[c] * xhat);
+            }
+    });
 }
 
 /// Eval forward with fixed statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta.
@@ -130,10 +136,11 @@ inline void batch_norm_eval_forward(const float* x, const float* gamma, const fl
 }
 
 /// Eval backward (statistics are constants). Accumulates:
-///   dx += dy * gamma * invstd;  dgamma += sum(dy * xhat);  dbeta += sum(dy)
+///   dx += dy * gamma * invstd (written with accumulate_dx false);  dgamma += sum(dy * xhat);
+///   dbeta += sum(dy).  dgamma and dbeta are written before dx.
 inline void batch_norm_eval_backward(const float* x, const float* gamma, const float* dy, const float* running_mean,
                                      const float* running_var, float* dx, float* dgamma, float* dbeta, int64_t M,
-                                     int64_t C, float eps) {
+                                     int64_t C, float eps, bool accumulate_dx = true) {
     std::vector<float> inv(C);
     for (int64_t c = 0; c < C; ++c) inv[c] = static_cast<float>(1.0 / std::sqrt(double(running_var[c]) + eps));
     if (dgamma || dbeta) {
@@ -155,10 +162,12 @@ inline void batch_norm_eval_backward(const float* x, const float* gamma, const f
     if (!dx) return;
     for (int64_t c = 0; c < C; ++c) inv[c] *= gamma ? gamma[c] : 1.f;
     const float* k = inv.data();
+    detail::with_accumulate(accumulate_dx, [&](auto acc) {
 #pragma omp parallel for schedule(static) if (M * C > (1 << 16))
-    for (int64_t m = 0; m < M; ++m)
+        for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) dx[m * C + c] += dy[m * C + c] * k[c];
+            for (int64_t c = 0; c < C; ++c) detail::put<decltype(acc)::value>(dx[m * C + c], dy[m * C + c] * k[c]);
+    });
 }
 
 }  // namespace bnn::kernels

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "bnn/nn/init.hpp"
 #include "bnn/nn/module.hpp"
@@ -69,19 +70,30 @@ public:
     }
 
     Variable forward(const Variable& x) override {
+        auto [y, scale] = forward_unscaled(x);
+        return scale.defined() ? ops::mul(y, scale) : y;
+    }
+
+    /// The convolution and the per-output-channel scale [out] still to multiply it by, or an
+    /// undefined scale when none is left (forward(x) is y * scale). Callers fuse the scale into
+    /// what follows (ops::scaled_prelu in the binary half-block) to save a pass each way. The
+    /// learned scale is returned as is, not applied; mean |W| alone (MeanAbs) is applied inside
+    /// the XNOR kernel, where it costs nothing.
+    std::pair<Variable, Variable> forward_unscaled(const Variable& x) {
         BNN_CHECK(x.shape().rank() == 4 && x.shape()[3] == options_.in_channels, type_name(), "(",
                   options_.in_channels, " -> ", options_.out_channels, "): expected input [N, H, W, ",
                   options_.in_channels, "], got ", x.shape().str());
         const int s = options_.stride, p = options_.padding;
         switch (options_.mode) {
-            case BinaryMode::SoftActivations: return scaled(ops::conv2d(ops::tanh(x), weight, Variable(), s, p));
-            case BinaryMode::BinaryActivations: return scaled(ops::conv2d(ops::sign_ste(x), weight, Variable(), s, p));
+            case BinaryMode::SoftActivations: return {ops::conv2d(ops::tanh(x), weight, Variable(), s, p), alpha};
+            case BinaryMode::BinaryActivations: return {ops::conv2d(ops::sign_ste(x), weight, Variable(), s, p), alpha};
             case BinaryMode::FullyBinary: break;
         }
-        Variable a;
-        if (options_.scale == WeightScale::Learned) a = ops::mul(alpha, Variable(mean_abs_weight(), false));
-        if (options_.scale == WeightScale::MeanAbs) a = Variable(mean_abs_weight(), false);
-        return ops::binary_conv2d(x, weight, a, s, p);
+        if (options_.scale == WeightScale::Learned)
+            return {ops::binary_conv2d(x, weight, Variable(), s, p), ops::mul(alpha, Variable(mean_abs_weight(), false))};
+        if (options_.scale == WeightScale::MeanAbs)
+            return {ops::binary_conv2d(x, weight, Variable(mean_abs_weight(), false), s, p), Variable()};
+        return {ops::binary_conv2d(x, weight, Variable(), s, p), Variable()};
     }
 
     /// The per-output-channel factor of sign(W) in the fully binary mode: mean |W| (MeanAbs),
@@ -123,8 +135,6 @@ protected:
     }
 
 private:
-    Variable scaled(const Variable& y) const { return alpha.defined() ? ops::mul(y, alpha) : y; }
-
     BinaryConv2dOptions options_;
 };
 

@@ -15,7 +15,8 @@ inline Variable relu(const Variable& x) {
     return make_result(
         y, {x},
         [xv](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::relu_backward(xv.data(), g.data(), dx, g.numel());
+            if (const auto dx = ::bnn::detail::grad_sink(in[0]); dx.data)
+                kernels::relu_backward(xv.data(), g.data(), dx.data, g.numel(), dx.accumulate);
         },
         "relu");
 }
@@ -27,7 +28,8 @@ inline Variable tanh(const Variable& x) {
     return make_result(
         y, {x},
         [y](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::tanh_backward(y.data(), g.data(), dx, g.numel());
+            if (const auto dx = ::bnn::detail::grad_sink(in[0]); dx.data)
+                kernels::tanh_backward(y.data(), g.data(), dx.data, g.numel(), dx.accumulate);
         },
         "tanh");
 }
@@ -72,10 +74,48 @@ inline Variable prelu(const Variable& x, const Variable& slope) {
     return make_result(
         y, {x, slope},
         [xv, sv, M, C](const Tensor<float>& g, std::vector<Variable>& in) {
-            kernels::prelu_backward(xv.data(), sv.data(), g.data(), ::bnn::detail::grad_target(in[0]),
-                                    ::bnn::detail::grad_target(in[1]), M, C);
+            // In the kernel's write order: dx, then dslope (see GradSink).
+            const auto dx = ::bnn::detail::grad_sink(in[0]);
+            float* dslope = ::bnn::detail::grad_target(in[1]);
+            kernels::prelu_backward(xv.data(), sv.data(), g.data(), dx.data, dslope, M, C, dx.accumulate);
         },
         "prelu");
+}
+
+/// prelu(x * scale, slope) as one node: the per-channel scale (alpha) or per-sample gate of a
+/// binary convolution fused with the activation that follows it. x [N, ..., C]; scale [C] or
+/// [N, C]; slope [C]. Equal to ops::prelu(ops::mul(x, scale), slope), values and gradients,
+/// with one pass instead of two each way and no scaled tensor kept for backward.
+inline Variable scaled_prelu(const Variable& x, const Variable& scale, const Variable& slope) {
+    const Shape& sx = x.shape();
+    const Shape& ss = scale.shape();
+    BNN_CHECK(sx.rank() >= 2, "ops::scaled_prelu: x must be [N, ..., C], got ", sx.str());
+    const int64_t C = sx[-1];
+    expect_shape(slope.value(), Shape{C}, "ops::scaled_prelu", "slope");
+    int64_t outer;
+    if (ss.rank() == 1 && ss[0] == C) {
+        outer = 1;
+    } else if (ss.rank() == 2 && ss[0] == sx[0] && ss[1] == C) {
+        outer = sx[0];
+    } else {
+        ::bnn::detail::fail("ops::scaled_prelu: scale must be [", C, "] (per channel) or [", sx[0], ", ", C,
+                            "] (per sample and channel) for x ", sx.str(), ", got ", ss.str());
+    }
+    const int64_t inner = (outer > 0 && C > 0) ? sx.numel() / (outer * C) : 0;
+    Tensor<float> xv = x.value(), sv = scale.value(), pv = slope.value();
+    Tensor<float> y = Tensor<float>::empty(sx);
+    kernels::scaled_prelu_forward(xv.data(), sv.data(), pv.data(), y.data(), outer, inner, C);
+    return make_result(
+        y, {x, scale, slope},
+        [xv, sv, pv, outer, inner, C](const Tensor<float>& g, std::vector<Variable>& in) {
+            // In the kernel's write order: dx, dscale, dslope (see GradSink).
+            const auto dx = ::bnn::detail::grad_sink(in[0]);
+            float* ds = ::bnn::detail::grad_target(in[1]);
+            float* dp = ::bnn::detail::grad_target(in[2]);
+            kernels::scaled_prelu_backward(xv.data(), sv.data(), pv.data(), g.data(), dx.data, ds, dp, outer, inner, C,
+                                           dx.accumulate);
+        },
+        "scaled_prelu");
 }
 
 }  // namespace bnn::ops

@@ -40,9 +40,12 @@ inline Variable batch_norm(const Variable& x, const Variable& gamma, const Varia
         return make_result(
             y, {x, gamma, beta},
             [xv, gv, rm, rv, M, C, eps](const Tensor<float>& g, std::vector<Variable>& in) {
-                kernels::batch_norm_eval_backward(xv.data(), gv.data(), g.data(), rm.data(), rv.data(),
-                                                  ::bnn::detail::grad_target(in[0]), ::bnn::detail::grad_target(in[1]),
-                                                  ::bnn::detail::grad_target(in[2]), M, C, eps);
+                // In the kernel's write order: dgamma, dbeta, then dx (see GradSink).
+                float* dgamma = ::bnn::detail::grad_target(in[1]);
+                float* dbeta = ::bnn::detail::grad_target(in[2]);
+                const auto dx = ::bnn::detail::grad_sink(in[0]);
+                kernels::batch_norm_eval_backward(xv.data(), gv.data(), g.data(), rm.data(), rv.data(), dx.data, dgamma,
+                                                  dbeta, M, C, eps, dx.accumulate);
             },
             "batch_norm_eval");
     }
@@ -62,9 +65,12 @@ inline Variable batch_norm(const Variable& x, const Variable& gamma, const Varia
     return make_result(
         y, {x, gamma, beta},
         [xv, gv, mean, invstd, M, C](const Tensor<float>& g, std::vector<Variable>& in) {
-            kernels::batch_norm_train_backward(xv.data(), gv.data(), g.data(), mean.data(), invstd.data(),
-                                               ::bnn::detail::grad_target(in[0]), ::bnn::detail::grad_target(in[1]),
-                                               ::bnn::detail::grad_target(in[2]), M, C);
+            // In the kernel's write order: dgamma, dbeta, then dx (see GradSink).
+            float* dgamma = ::bnn::detail::grad_target(in[1]);
+            float* dbeta = ::bnn::detail::grad_target(in[2]);
+            const auto dx = ::bnn::detail::grad_sink(in[0]);
+            kernels::batch_norm_train_backward(xv.data(), gv.data(), g.data(), mean.data(), invstd.data(), dx.data,
+                                               dgamma, dbeta, M, C, dx.accumulate);
         },
         "batch_norm");
 }

@@ -79,7 +79,9 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
     return make_result(
         out, {x, weight, alpha},
         [xv, wv, av, dot, stride, padding, pad_mode, out_shape](const Tensor<float>& g, std::vector<Variable>& in) {
-            float* dx = ::bnn::detail::grad_target(in[0]);
+            // dx is fetched last, after dW and dalpha are written (GradSink's rule): it may
+            // then be overwritten rather than zero-filled and added to.
+            const bool wants_dx = in[0].defined() && in[0].requires_grad();
             float* dw = ::bnn::detail::grad_target(in[1]);
             float* da = ::bnn::detail::grad_target(in[2]);
             const int64_t co = wv.dim(0), n = xv.dim(0), h = xv.dim(1), w = xv.dim(2), c = xv.dim(3);
@@ -88,7 +90,7 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
                 for (int64_t r = 0; r < rows; ++r)
 #pragma omp simd
                     for (int64_t o = 0; o < co; ++o) da[o] += g[r * co + o] * dot[r * co + o];
-            if (!dx && !dw) return;
+            if (!wants_dx && !dw) return;
             Tensor<float> gs = g;
             if (av.defined()) {
                 gs = Tensor<float>::empty(g.shape());
@@ -115,17 +117,19 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
             BNN_CHECK(geo.OH == out_shape[1] && geo.OW == out_shape[2], "ops::binary_conv2d: backward geometry");
             // conv2d_backward accumulates, and the STE mask must apply to this op's share only:
             // the input gradient goes to a zeroed buffer first.
-            Tensor<float> dxs = dx ? Tensor<float>(xs.shape()) : Tensor<float>();
-            kernels::conv2d_backward(xs.data(), ws.data(), gs.data(), dx ? dxs.data() : nullptr, dw, nullptr, geo);
-            if (!dx) return;
+            Tensor<float> dxs = wants_dx ? Tensor<float>(xs.shape()) : Tensor<float>();
+            kernels::conv2d_backward(xs.data(), ws.data(), gs.data(), wants_dx ? dxs.data() : nullptr, dw, nullptr, geo);
+            if (!wants_dx) return;
+            const auto dx = ::bnn::detail::grad_sink(in[0]);
             if (ones) {
                 for (int64_t b = 0; b < n; ++b)
                     for (int64_t i = 0; i < h; ++i) {
                         const int64_t at = ((b * h + i) * w) * c;
-                        kernels::sign_ste_backward(xv.data() + at, dxs.data() + padded_at(b, i, 0), dx + at, w * c);
+                        kernels::sign_ste_backward(xv.data() + at, dxs.data() + padded_at(b, i, 0), dx.data + at, w * c,
+                                                   dx.accumulate);
                     }
             } else {
-                kernels::sign_ste_backward(xv.data(), dxs.data(), dx, xv.numel());
+                kernels::sign_ste_backward(xv.data(), dxs.data(), dx.data, xv.numel(), dx.accumulate);
             }
         },
         "binary_conv2d");

@@ -16,8 +16,21 @@ inline Variable add_or_sub(const Variable& a, const Variable& b, float sign, con
     return make_result(
         y, {a, b},
         [sign](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* da = ::bnn::detail::grad_target(in[0])) kernels::axpy(1.f, g.data(), da, g.numel());
-            if (float* db = ::bnn::detail::grad_target(in[1])) kernels::axpy(sign, g.data(), db, g.numel());
+            // An input without a gradient yet takes g itself (g is not needed after this node);
+            // only one can, so the other gets a copy. No pass at all for a fresh residual input.
+            bool a_took_g = false;
+            if (in[0].defined() && in[0].requires_grad()) {
+                a_took_g = in[0].adopt_grad(g);
+                if (!a_took_g) kernels::axpy(1.f, g.data(), in[0].grad().data(), g.numel());
+            }
+            if (in[1].defined() && in[1].requires_grad()) {
+                if (!a_took_g && sign == 1.f && in[1].adopt_grad(g)) return;
+                const auto db = ::bnn::detail::grad_sink(in[1]);
+                if (db.accumulate)
+                    kernels::axpy(sign, g.data(), db.data, g.numel());
+                else
+                    kernels::scale_forward(g.data(), sign, db.data, g.numel());
+            }
         },
         op);
 }

@@ -11,6 +11,25 @@ inline float* grad_target(Variable& input) {
     return input.defined() && input.requires_grad() ? input.grad().data() : nullptr;
 }
 
+/// Where a backward kernel writes an input's gradient. `data` is null for inputs that want none.
+/// `accumulate` is false when the input had no gradient yet: `data` is then a fresh,
+/// UNINITIALISED buffer (already installed as the gradient) that the kernel must overwrite
+/// entirely. That saves zero-filling a buffer and reading the zeros back, a pass and a half
+/// over every activation-sized gradient.
+struct GradSink {
+    float* data = nullptr;
+    bool accumulate = true;
+};
+
+/// The GradSink of an op input; see GradSink. Kernels given one must write every element.
+inline GradSink grad_sink(Variable& input) {
+    if (!input.defined() || !input.requires_grad()) return {};
+    if (input.has_grad()) return {input.grad().data(), true};
+    Tensor<float> g = Tensor<float>::empty(input.shape());
+    input.adopt_grad(g);
+    return {g.data(), false};
+}
+
 /// The data of an optional input (an undefined Variable gives nullptr).
 inline const float* optional_data(const Variable& input) {
     return input.defined() ? input.value().data() : nullptr;

@@ -18,7 +18,8 @@ inline Variable sign_ste(const Variable& x) {
     return make_result(
         y, {x},
         [xv](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::sign_ste_backward(xv.data(), g.data(), dx, g.numel());
+            if (const auto dx = ::bnn::detail::grad_sink(in[0]); dx.data)
+                kernels::sign_ste_backward(xv.data(), g.data(), dx.data, g.numel(), dx.accumulate);
         },
         "sign_ste");
 }

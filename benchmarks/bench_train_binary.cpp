@@ -63,6 +63,14 @@ long minor_faults() {
     return usage.ru_minflt;
 }
 
+/// Peak resident set of the process so far, in MiB (run one benchmark per process to read it
+/// for one network).
+double peak_rss_mib() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
 /// Best images/s of the real network per width, for the ratio of the binary ones.
 std::map<int64_t, double>& real_rate() {
     static std::map<int64_t, double> rate;
@@ -180,6 +188,7 @@ void run(benchmark::State& state, bool profile) {
     state.counters["best_cpu_ms"] = 1e3 * best;
     state.counters["page_faults_per_step"] = static_cast<double>(minor_faults() - faults0) / iters;
     state.counters["loss"] = loss;
+    state.counters["peak_rss_MiB"] = peak_rss_mib();
     if (!profile) {
         if (net == kReal) real_rate()[width] = rate;
         if (real_rate().count(width)) state.counters["vs_real"] = rate / real_rate()[width];

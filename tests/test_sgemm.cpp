@@ -199,6 +199,12 @@ TEST_CASE("implicit-GEMM convolution equals the reference and the Eigen path on 
         {2, 6, 7, 4, 9, 2, 3, 1, 0},     // non-square kernel, no padding
         {2, 4, 5, 6, 7, 3, 3, 1, 2},     // padding of kernel - 1
         {4, 6, 6, 70, 18, 3, 3, 1, 1},   // 70 channels: taps cross the depth blocks unevenly
+        // Rows of at least 16 outputs take the direct convolution on AVX-512 (forward, and the
+        // input gradient when it is itself padded by 1):
+        {2, 5, 17, 20, 33, 3, 3, 1, 1},  // 14 x 32 tiles, a partial column panel
+        {3, 4, 16, 6, 9, 3, 3, 1, 1},    // Cout <= 16: 28 x 16 tiles
+        {2, 6, 18, 4, 40, 3, 3, 1, 0},   // no padding: 2 dropped columns per row
+        {2, 3, 20, 5, 7, 5, 5, 1, 1},    // 5x5
     };
     Rng rng(21);
     for (const auto& s : shapes) {

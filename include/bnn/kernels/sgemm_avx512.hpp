@@ -54,6 +54,41 @@ BNN_SGEMM_AVX512 void sgemm_tile_avx512(int64_t kc, const float* __restrict Ap, 
         }
 }
 
+/// Direct-convolution variant of the tile, reading A in place instead of from a packed panel:
+///   C [MR, 16*NV] = sum over taps t, channels c < C of  a0[offset[t] + i * C + c] * Bp[t*C + c][:]
+/// Row i of A is output pixel i of a run whose inputs lie C floats apart (stride 1 over a padded
+/// image), offset[t] the start of tap t; Bp [taps * C, 16*NV] packed as usual. C is written.
+template <int MR, int NV>
+BNN_SGEMM_AVX512 void sgemm_tile_direct_avx512(int taps, const int64_t* __restrict offset, int64_t C,
+                                               const float* __restrict a0, const float* __restrict Bp,
+                                               float* __restrict out, int64_t ldo) {
+    static_assert(MR * NV + NV <= 32, "accumulators and B vectors must fit the 32 zmm registers");
+    __m512 acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+    for (int t = 0; t < taps; ++t) {
+        const float* a = a0 + offset[t];
+        for (int64_t c = 0; c < C; ++c, ++a) {
+            __m512 b[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
+#pragma GCC unroll 32
+            for (int i = 0; i < MR; ++i) {
+                const __m512 x = _mm512_set1_ps(a[i * C]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(x, b[v], acc[i][v]);
+            }
+            Bp += 16 * NV;
+        }
+    }
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + i * ldo + 16 * v, acc[i][v]);
+}
+
 /// dst[k * stride + r] = src[r][k] for r < lanes <= 16, k < kc, where a null src[r] reads as
 /// zeros. Packs a transposed operand 16 x 16 at a time with an in-register transpose (unpack,
 /// then 128-bit lane shuffles) instead of one float at a time; the row pointers let the

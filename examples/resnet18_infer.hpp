@@ -18,7 +18,7 @@
 ///
 /// Every step performs the training ops' own float operations in their order, so the logits
 /// equal the training model's eval-mode logits (tests/test_inference.cpp). A steady-state
-/// forward() (same input shape as the previous call) allocates nothing on the AVX2/AVX-512
+/// forward() (same input shape and thread count as the previous call) allocates nothing on the AVX2/AVX-512
 /// paths. Threads: the binary convs split output pixels x channel blocks over the whole batch
 /// (so a batch of one still uses every thread); packing splits images x 64-channel words; the
 /// float convs and GEMMs thread as in training.
@@ -79,7 +79,9 @@ public:
     const Tensor<float>& forward(const Tensor<float>& images) {
         BNN_CHECK(images.rank() == 4 && images.dim(3) == options_.in_channels, "InferResNet18: expected images [N, H, W, ",
                   options_.in_channels, "], got ", images.shape().str());
-        if (!(images.shape() == planned_)) plan(images.dim(0), images.dim(1), images.dim(2));
+        // Re-planned for a new shape or thread count (scratch per thread, the stem's blocking).
+        if (!(images.shape() == planned_) || kernels::detail::available_threads() != planned_threads_)
+            plan(images.dim(0), images.dim(1), images.dim(2));
         run(images.data());
         return logits_;
     }
@@ -169,13 +171,19 @@ private:
 
     // Buffers and steps for inputs [N, H, W, in_channels].
     void plan(int64_t N, int64_t H, int64_t W) {
+        const int threads = kernels::detail::available_threads();
+        stem_per_image_ = false;
         const int64_t w = options_.width;
         stem_g_ = kernels::conv2d_geometry(N, H, W, options_.in_channels, w, stem_k_, stem_k_, stem_stride_, stem_pad_);
         int64_t h = stem_g_.OH, wd = stem_g_.OW, biggest = N * h * wd * w;
         if (stem_pool_) {
             pool_g_ = kernels::PoolGeometry::make(N, h, wd, w, 3, 2, 1);
+            // Pre-pool stem output: one image at a time when the stem runs image by image.
+            stem_per_image_ = N > 1 && kernels::detail::conv_blocking(stem_g_, threads).images_per_unit == 1;
+            stem_buf_ = Tensor<float>::empty(Shape{(stem_per_image_ ? 1 : N) * h * wd * w});
             h = pool_g_.OH;
             wd = pool_g_.OW;
+            biggest = N * h * wd * w;
         }
         steps_.clear();
         shortcut_pool_g_.clear();
@@ -220,6 +228,7 @@ private:
         final_w_ = wd;
         logits_ = Tensor<float>::empty(Shape{N, options_.num_classes});
         planned_ = Shape{N, H, W, options_.in_channels};
+        planned_threads_ = threads;
     }
 
     template <class F>
@@ -233,20 +242,34 @@ private:
         slot += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
 
+    // Stem into out [N, H', W', width]. When the training conv takes one image per block anyway
+    // (large images), the stem runs image by image, so the pre-pool output of one image (3 MB
+    // at 224x224) is still in cache for its BN and pool passes; the floats are the same, since
+    // each image's product is the same GEMM either way.
+    void run_stem(const float* images, float* out) {
+        const int64_t N = stem_g_.N, w = options_.width;
+        const float* bias = stem_b_.defined() ? stem_b_.data() : nullptr;
+        const float* slope = stem_slope_.defined() ? stem_slope_.data() : nullptr;
+        const bool per_image = stem_per_image_;
+        kernels::Conv2dGeometry g = stem_g_;
+        kernels::PoolGeometry pg = pool_g_;
+        if (per_image) g.N = pg.N = 1;
+        const int64_t in_image = stem_g_.H * stem_g_.W * stem_g_.C, conv_image = g.OH * g.OW * w;
+        const int64_t pooled_image = pg.OH * pg.OW * w;
+        for (int64_t n = 0; n < N; n += g.N) {
+            float* conv_out = stem_pool_ ? stem_buf_.data() : out + n * conv_image;
+            infer::few_channel_conv(images + n * in_image, stem_w_.data(), bias, conv_out, g);
+            infer::bn_activation(conv_out, g.N * g.OH * g.OW, w, stem_bn_, slope == nullptr, slope);
+            if (stem_pool_) infer::max_pool(conv_out, out + n * pooled_image, pg);
+        }
+    }
+
     void run(const float* images) {
         const int64_t N = planned_[0];
         float* cur = act_[0].data();
         float* spare = act_[1].data();
         int64_t h = stem_g_.OH, w = stem_g_.OW, c = options_.width;
-        timed(profile_.stem, [&] {
-            infer::few_channel_conv(images, stem_w_.data(), stem_b_.defined() ? stem_b_.data() : nullptr, cur, stem_g_);
-            infer::bn_activation(cur, N * h * w, c, stem_bn_, !stem_slope_.defined(),
-                                 stem_slope_.defined() ? stem_slope_.data() : nullptr);
-            if (stem_pool_) {
-                infer::max_pool(cur, spare, pool_g_);
-                std::swap(cur, spare);
-            }
-        });
+        timed(profile_.stem, [&] { run_stem(images, cur); });
         if (stem_pool_) {
             h = pool_g_.OH;
             w = pool_g_.OW;
@@ -307,12 +330,14 @@ private:
     Tensor<float> fc_w_, fc_b_;
     // The plan for one input shape.
     Shape planned_;
+    int planned_threads_ = 0;
+    bool stem_per_image_ = false;
     kernels::Conv2dGeometry stem_g_{};
     kernels::PoolGeometry pool_g_{};
     std::vector<infer::BinaryConvStep> steps_;
     std::vector<kernels::PoolGeometry> shortcut_pool_g_;
     std::vector<kernels::Conv2dGeometry> shortcut_g_;
-    Tensor<float> act_[2], pool_tmp_, gate_mean_, gate_scratch_, gate_hidden_, gate_, features_, logits_;
+    Tensor<float> stem_buf_, act_[2], pool_tmp_, gate_mean_, gate_scratch_, gate_hidden_, gate_, features_, logits_;
     int64_t final_h_ = 0, final_w_ = 0;
     bool profiling_ = false;
     InferenceProfile profile_;

@@ -261,6 +261,10 @@ TEST_CASE("ResNet-18 (width 64): inference logits equal the training model's, CI
         Rng rng(23);
         Tensor<float> x = Tensor<float>::randn({c.batch, c.size, c.size, 3}, rng);
         require_same_logits(graph.forward(x), training_logits(net, x));
+        if (c.stem == Stem::ImageNet) {  // a batch: the stem then runs image by image
+            Tensor<float> xb = Tensor<float>::randn({2, c.size, c.size, 3}, rng);
+            require_same_logits(graph.forward(xb), training_logits(net, xb));
+        }
     }
 }
 
@@ -300,6 +304,7 @@ TEST_CASE("a steady-state inference call allocates nothing", "[inference][alloc]
         REQUIRE(first > 0);  // the hook works: planning does allocate
         REQUIRE(second == 0);
         for (int64_t i = 0; i < again.numel(); ++i) REQUIRE(again[i] == expected[i]);
+        require_same_logits(again, training_logits(net, x));
     }
 }
 

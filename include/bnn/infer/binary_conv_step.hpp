@@ -132,6 +132,10 @@ public:
         const detail_tile ts = tile();
         scratch_ld_ = g_.Cout;
         threads_ = detail::max_threads();
+        // Items go channel block first (a block's weights stay in L1 while pixels stream past)
+        // unless every block's weights fit in L1 together: then pixel block first, so each
+        // output row and residual row is touched once, not once per channel block.
+        pixel_major_ = static_cast<int64_t>(word_offsets_.size()) * coutp_ * 8 <= 32 * 1024;
         scratch_.assign(static_cast<size_t>(threads_ * ts.pixels * scratch_ld_), 0.f);
     }
 
@@ -169,16 +173,19 @@ public:
             // buffer [pixels, Cout] that stays in L1 (it writes columns [0, nc) of each row, the
             // row stride being Cout); the epilogue then applies the fused transform.
             float* dots = scratch_.data() + tid * ts.pixels * scratch_ld_;
-            int64_t cb = i0 / blocks, pb = i0 % blocks;
+            // Walk (channel block, pixel block) items without a division per tile.
+            const int64_t inner = pixel_major_ ? column_blocks : blocks;
+            int64_t outer_i = i0 / inner, inner_i = i0 % inner;
             for (int64_t i = i0; i < i1; ++i) {
+                const int64_t cb = pixel_major_ ? inner_i : outer_i, pb = pixel_major_ ? outer_i : inner_i;
                 const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
                 const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
                 const int64_t nc = std::min<int64_t>(ts.channels, g_.Cout - c0);
                 kernels::detail::run_tile(isa, p, plan, {origins_.data() + q, corrections_.data() + q, dots, c0});
                 epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
-                if (++pb == blocks) {
-                    pb = 0;
-                    ++cb;
+                if (++inner_i == inner) {
+                    inner_i = 0;
+                    ++outer_i;
                 }
             }
         };
@@ -248,6 +255,7 @@ private:
     kernels::XnorConvGeometry g_{};
     int64_t coutp_ = 0, hp_ = 0, wp_ = 0, scratch_ld_ = 0;
     int threads_ = 1;
+    bool pixel_major_ = false;
     Tensor<uint64_t> bits_;
     std::vector<float> ones_, zeros_, scratch_;
     std::vector<int64_t> word_offsets_, table_;

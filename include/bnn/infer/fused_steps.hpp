@@ -16,6 +16,7 @@
 /// - max_pool: max pooling without the winners' positions (only backward needs them).
 /// - float_conv: the float convolution of kernels/conv2d.hpp without its per-call buffers.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -60,34 +61,45 @@ inline bool worth_threads(int64_t elements) { return elements > (int64_t{1} << 1
 
 /// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
 /// `pooled` is not null, pooled [N, C] = mean over H*W of BN(x), summed pixel by pixel from 0
-/// as nn::ChannelGate does. Work is split over (image, 64-channel word) units, so each
-/// channel's sum keeps its order whatever the thread count.
+/// as nn::ChannelGate does. Work is split over (image, channel span) units, a span being one
+/// 64-bit word, or half of one when there are fewer words than threads (a batch of one): each
+/// unit then writes its own 4 bytes of every word. Each channel's sum keeps its order whatever
+/// the thread count.
 inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const FrozenBatchNorm& bn,
                          BinaryConvStep& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
+    static_assert(std::endian::native == std::endian::little, "half-word packing assumes little-endian words");
     const auto& g = dst.geometry();
     BNN_CHECK(g.N == N && g.H == H && g.W == W && g.C == C && bn.channels() == C, "bn_sign_pack: input [", N, ", ",
               H, ", ", W, ", ", C, "] does not fit the planned conv input [", g.N, ", ", g.H, ", ", g.W, ", ", g.C,
               "] or the batch norm of ", bn.channels(), " channels");
-    const int64_t wc = dst.words_per_pixel(), units = N * wc, P = H * W;
+    const int64_t wc = dst.words_per_pixel(), P = H * W;
+    const bool parallel = detail::worth_threads(N * P * C);
+    // Half words only when whole words would leave threads idle: a half-word unit sweeps the
+    // image once per half, which costs memory traffic when there is parallelism to spare.
+    const int64_t span = parallel && N * wc < bnn::infer::detail::max_threads() ? 32 : 64;
+    const int64_t per_image = (C + span - 1) / span, units = N * per_image;
     const float* sc = bn.scale.data();
     const float* sh = bn.shift.data();
-#pragma omp parallel for schedule(static) if (detail::worth_threads(N * P * C) && units > 1)
+#pragma omp parallel for schedule(static) if (parallel && units > 1)
     for (int64_t u = 0; u < units; ++u) {
-        const int64_t n = u / wc, j = u % wc, c0 = j * 64, nc = std::min<int64_t>(64, C - c0);
+        const int64_t n = u / per_image, c0 = (u % per_image) * span, nc = std::min<int64_t>(span, C - c0);
         const float* __restrict a = sc + c0;
         const float* __restrict b = sh + c0;
         alignas(64) float h[64];
         alignas(64) float sum[64] = {};
+        const int64_t byte_offset = (c0 % 64) / 8;  // 0, or 4 for the upper half of a word
         for (int64_t y = 0; y < H; ++y) {
-            uint64_t* out = dst.input_pixel(n, y, 0) + j;
-            for (int64_t xw = 0; xw < W; ++xw, out += wc) {
+            unsigned char* out = reinterpret_cast<unsigned char*>(dst.input_pixel(n, y, 0) + c0 / 64) + byte_offset;
+            for (int64_t xw = 0; xw < W; ++xw, out += 8 * wc) {
                 const float* __restrict in = x + ((n * H + y) * W + xw) * C + c0;
 #pragma omp simd
                 for (int64_t k = 0; k < nc; ++k) {
                     h[k] = in[k] * a[k] + b[k];  // the expression of batch_norm_eval_forward
                     sum[k] += h[k];
                 }
-                kernels::pack_signs(h, 1, nc, nullptr, nullptr, out, isa);
+                uint64_t word = 0;
+                kernels::pack_signs(h, 1, nc, nullptr, nullptr, &word, isa);
+                std::memcpy(out, &word, static_cast<size_t>(span / 8));  // little-endian: the low bytes
             }
         }
         if (pooled)

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "bnn/kernels/activation.hpp"  // detail::with_accumulate, detail::put
+#include "bnn/kernels/activation.hpp"  // detail::put
 
 namespace bnn::kernels {
 
@@ -75,6 +75,29 @@ inline void batch_norm_train_forward(const float* x, const float* gamma, const f
         for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * sc[c] + sh[c];
 }
 
+namespace detail {
+/// dx [M, C] (+)= k[c] * dy - a[c] - b[c] * xhat, the last pass of batch_norm_train_backward.
+template <bool Accumulate>
+void batch_norm_train_dx(const float* x, const float* dy, const float* mean, const float* invstd, const float* kp,
+                         const float* ap, const float* bp, float* dx, int64_t M, int64_t C) {
+#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+    for (int64_t m = 0; m < M; ++m)
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+            const float xhat = (x[m * C + c] - mean[c]) * invstd[c];
+            put<Accumulate>(dx[m * C + c], kp[c] * dy[m * C + c] - ap[c] - bp[c] * xhat);
+        }
+}
+/// dx [M, C] (+)= dy * k[c], the last pass of batch_norm_eval_backward.
+template <bool Accumulate>
+void batch_norm_eval_dx(const float* dy, const float* k, float* dx, int64_t M, int64_t C) {
+#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+    for (int64_t m = 0; m < M; ++m)
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) put<Accumulate>(dx[m * C + c], dy[m * C + c] * k[c]);
+}
+}  // namespace detail
+
 /// Training backward (batch statistics depend on x). Accumulates into the non-null outputs:
 ///   dx [M, C] += invstd/M * (M*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)),  dxhat = dy*gamma
 ///     (written, not added, with accumulate_dx false: dx is then a fresh gradient)
@@ -104,16 +127,8 @@ inline void batch_norm_train_backward(const float* x, const float* gamma, const 
         a[c] = static_cast<float>(gm * invstd[c] * sdy[c] / M);     // constant term
         b[c] = static_cast<float>(gm * invstd[c] * sdyx[c] / M);    // multiplies xhat
     }
-    const float *kp = k.data(), *ap = a.data(), *bp = b.data();
-    detail::with_accumulate(accumulate_dx, [&](auto acc) {
-#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
-        for (int64_t m = 0; m < M; ++m)
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) {
-                const float xhat = (x[m * C + c] - mean[c]) * invstd[c];
-                detail::put<decltype(acc)::value>(dx[m * C + c], kp[c] * dy[m * C + c] - ap[c] - bp[c] * xhat);
-            }
-    });
+    accumulate_dx ? detail::batch_norm_train_dx<true>(x, dy, mean, invstd, k.data(), a.data(), b.data(), dx, M, C)
+                  : detail::batch_norm_train_dx<false>(x, dy, mean, invstd, k.data(), a.data(), b.data(), dx, M, C);
 }
 
 /// Eval forward with fixed statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta.
@@ -161,13 +176,8 @@ inline void batch_norm_eval_backward(const float* x, const float* gamma, const f
     }
     if (!dx) return;
     for (int64_t c = 0; c < C; ++c) inv[c] *= gamma ? gamma[c] : 1.f;
-    const float* k = inv.data();
-    detail::with_accumulate(accumulate_dx, [&](auto acc) {
-#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
-        for (int64_t m = 0; m < M; ++m)
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) detail::put<decltype(acc)::value>(dx[m * C + c], dy[m * C + c] * k[c]);
-    });
+    accumulate_dx ? detail::batch_norm_eval_dx<true>(dy, inv.data(), dx, M, C)
+                  : detail::batch_norm_eval_dx<false>(dy, inv.data(), dx, M, C);
 }
 
 }  // namespace bnn::kernels

@@ -98,8 +98,7 @@ private:
         kernels::PackedConvWeights weights;
         Tensor<float> alpha, slope;  // [Cout]
         int64_t cin = 0, cout = 0, stride = 1, padding = 1;
-        Tensor<float> gate_w1, gate_w2;  // [hidden, Cin], [Cout, hidden]; undefined without a gate
-        int64_t gate_hidden = 0;
+        infer::FrozenGate gate;  // undefined without a gate
         bool shortcut = false, shortcut_pool = false;
         Tensor<float> shortcut_w, shortcut_b;  // [Cout, 1, 1, Cin], bias or undefined
         infer::FrozenBatchNorm shortcut_bn;
@@ -146,9 +145,7 @@ private:
                 h.padding = f.padding;
                 h.slope = copy_of(half->prelu->weight);
                 if (half->gate) {
-                    h.gate_w1 = copy_of(half->gate->weight1);
-                    h.gate_w2 = copy_of(half->gate->weight2);
-                    h.gate_hidden = half->gate->hidden_channels();
+                    h.gate = infer::FrozenGate(half->gate->weight1.value(), half->gate->weight2.value());
                 }
                 if (half->shortcut) {
                     h.shortcut = true;
@@ -214,7 +211,7 @@ private:
             c = half.cout;
             biggest = std::max(biggest, N * h * wd * c);
             max_c = std::max(max_c, std::max(half.cin, half.cout));
-            max_hidden = std::max(max_hidden, half.gate_hidden);
+            max_hidden = std::max(max_hidden, half.gate.hidden);
         }
         act_[0] = Tensor<float>::empty(Shape{biggest});
         act_[1] = Tensor<float>::empty(Shape{biggest});
@@ -277,13 +274,10 @@ private:
         for (size_t i = 0; i < halves_.size(); ++i) {
             const Half& half = halves_[i];
             infer::BinaryConvStep& step = steps_[i];
-            const bool gated = half.gate_w1.defined();
+            const bool gated = half.gate.defined();
             timed(profile_.pack, [&] {
                 infer::bn_sign_pack(cur, N, h, w, c, half.bn, step, gated ? gate_mean_.data() : nullptr);
-                if (gated)  // p = 1: the gate's own pooling step then copies the means unchanged
-                    nn::detail::channel_gate_forward(gate_mean_.data(), half.gate_w1.data(), half.gate_w2.data(),
-                                                     gate_scratch_.data(), gate_hidden_.data(), gate_.data(), N, 1,
-                                                     half.cin, half.gate_hidden, half.cout);
+                if (gated) half.gate.forward(gate_mean_.data(), gate_.data(), gate_hidden_.data(), gate_scratch_.data(), N);
             });
             float* out = cur;  // identity shortcut: the output overwrites the input in place
             if (half.shortcut) {

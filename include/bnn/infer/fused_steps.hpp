@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -57,6 +58,16 @@ struct FrozenBatchNorm {
 
 namespace detail {
 inline bool worth_threads(int64_t elements) { return elements > (int64_t{1} << 16); }
+
+/// A per-thread, 64-byte aligned buffer that only grows: no allocation once the first call of
+/// a given size has run.
+inline float* row_scratch(int64_t floats) {
+    thread_local std::vector<float> buffer;
+    const size_t need = static_cast<size_t>(floats + 16);
+    if (buffer.size() < need) buffer.resize(need);
+    auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+    return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
+}
 }  // namespace detail
 
 /// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
@@ -85,27 +96,82 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
         const int64_t n = u / per_image, c0 = (u % per_image) * span, nc = std::min<int64_t>(span, C - c0);
         const float* __restrict a = sc + c0;
         const float* __restrict b = sh + c0;
-        alignas(64) float h[64];
-        alignas(64) float sum[64] = {};
         const int64_t byte_offset = (c0 % 64) / 8;  // 0, or 4 for the upper half of a word
+        // One image row at a time: BN values [W, nc] into a per-thread buffer, one pack call
+        // for the row (a call per pixel costs as much as the packing), then each pixel's word
+        // (or half word) copied into the padded bit buffer.
+        float* h = detail::row_scratch(W * (64 + 2));
+        uint64_t* words = reinterpret_cast<uint64_t*>(h + W * 64);
+        alignas(64) float sum[64] = {};
         for (int64_t y = 0; y < H; ++y) {
-            unsigned char* out = reinterpret_cast<unsigned char*>(dst.input_pixel(n, y, 0) + c0 / 64) + byte_offset;
-            for (int64_t xw = 0; xw < W; ++xw, out += 8 * wc) {
-                const float* __restrict in = x + ((n * H + y) * W + xw) * C + c0;
+            const float* row = x + (n * H + y) * W * C + c0;
+            for (int64_t xw = 0; xw < W; ++xw) {
+                const float* __restrict in = row + xw * C;
+                float* __restrict hp = h + xw * nc;
 #pragma omp simd
                 for (int64_t k = 0; k < nc; ++k) {
-                    h[k] = in[k] * a[k] + b[k];  // the expression of batch_norm_eval_forward
-                    sum[k] += h[k];
+                    hp[k] = in[k] * a[k] + b[k];  // the expression of batch_norm_eval_forward
+                    sum[k] += hp[k];
                 }
-                uint64_t word = 0;
-                kernels::pack_signs(h, 1, nc, nullptr, nullptr, &word, isa);
-                std::memcpy(out, &word, static_cast<size_t>(span / 8));  // little-endian: the low bytes
             }
+            kernels::pack_signs(h, W, nc, nullptr, nullptr, words, isa);
+            unsigned char* out = reinterpret_cast<unsigned char*>(dst.input_pixel(n, y, 0) + c0 / 64) + byte_offset;
+            for (int64_t xw = 0; xw < W; ++xw, out += 8 * wc)
+                std::memcpy(out, words + xw, static_cast<size_t>(span / 8));  // little-endian: the low bytes
         }
         if (pooled)
             for (int64_t k = 0; k < nc; ++k) pooled[n * C + c0 + k] = sum[k] / static_cast<float>(P);
     }
 }
+
+/// The Real-to-Bin gate G = sigmoid(W2 relu(W1 mean)) with its weights stored transposed, so
+/// the products run as vector updates over the outputs.
+struct FrozenGate {
+    Tensor<float> w1t, w2t;  ///< [Cin, hidden], [hidden, Cout]
+    int64_t cin = 0, hidden = 0, cout = 0;
+
+    FrozenGate() = default;
+    /// From nn::ChannelGate's w1 [hidden, Cin] and w2 [Cout, hidden].
+    FrozenGate(const Tensor<float>& w1, const Tensor<float>& w2)
+        : cin(w1.dim(1)), hidden(w1.dim(0)), cout(w2.dim(0)) {
+        BNN_CHECK(w2.dim(1) == hidden, "FrozenGate: w2 ", w2.shape().str(), " does not follow w1 ", w1.shape().str());
+        w1t = Tensor<float>::empty(Shape{cin, hidden});
+        w2t = Tensor<float>::empty(Shape{hidden, cout});
+        for (int64_t j = 0; j < hidden; ++j)
+            for (int64_t c = 0; c < cin; ++c) w1t[c * hidden + j] = w1[j * cin + c];
+        for (int64_t o = 0; o < cout; ++o)
+            for (int64_t j = 0; j < hidden; ++j) w2t[j * cout + o] = w2[o * hidden + j];
+    }
+    bool defined() const { return w1t.defined(); }
+
+    /// mean [N, Cin] -> gate [N, Cout]; hidden_buf [hidden], acc_buf [Cout] scratch. Each output
+    /// is summed from 0 over its inputs in the order of nn::detail::channel_gate_forward (only
+    /// the loop over outputs moved inside), so the floats are the same.
+    void forward(const float* mean, float* gate, float* hidden_buf, float* acc_buf, int64_t N) const {
+        const float* a = w1t.data();
+        const float* b = w2t.data();
+        for (int64_t n = 0; n < N; ++n) {
+            const float* m = mean + n * cin;
+            float* __restrict h = hidden_buf;
+            for (int64_t j = 0; j < hidden; ++j) h[j] = 0.f;
+            for (int64_t c = 0; c < cin; ++c) {
+                const float mc = m[c];
+                const float* __restrict w = a + c * hidden;
+#pragma omp simd
+                for (int64_t j = 0; j < hidden; ++j) h[j] += w[j] * mc;
+            }
+            float* __restrict acc = acc_buf;
+            for (int64_t o = 0; o < cout; ++o) acc[o] = 0.f;
+            for (int64_t j = 0; j < hidden; ++j) {
+                const float r = std::max(h[j], 0.f);
+                const float* __restrict w = b + j * cout;
+#pragma omp simd
+                for (int64_t o = 0; o < cout; ++o) acc[o] += w[o] * r;
+            }
+            for (int64_t o = 0; o < cout; ++o) gate[n * cout + o] = 1.f / (1.f + std::exp(-acc[o]));
+        }
+    }
+};
 
 /// x [M, C] <- act(BN(x)) in place: act is ReLU when relu is set, PReLU when slope [C] is given,
 /// else the identity. Each is the training op's own float expression.

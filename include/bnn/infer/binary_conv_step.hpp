@@ -18,6 +18,11 @@
 ///   out = y + residual[q, o]         (when a residual is given; it may alias out)
 /// Each step is one IEEE float operation, the same ones the training ops perform one tensor at a
 /// time, so the result equals the unfused sequence bit for bit.
+///
+/// Work split: tiles of output pixels (over the whole batch, so a batch of one still feeds every
+/// thread) x 32 output channels, in contiguous equal shares per thread; channel block outermost
+/// when the weights are large (each block's weights stay in L1), pixel block outermost when all
+/// of them fit in L1 (each output and residual row is then touched once).
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -129,7 +134,7 @@ public:
             for (int64_t kw = 0; kw < g_.KW; ++kw)
                 for (int64_t j = 0; j < wc; ++j) word_offsets_[(kh * g_.KW + kw) * wc + j] = (kh * wp_ + kw) * wc + j;
         plan_corrections();
-        const detail_tile ts = tile();
+        const kernels::detail::TileShape ts = tile();
         scratch_ld_ = g_.Cout;
         threads_ = detail::max_threads();
         // Items go channel block first (a block's weights stay in L1 while pixels stream past)
@@ -157,7 +162,7 @@ public:
         if (g_.N == 0) return;
         const kernels::detail::XnorPlan plan{word_offsets_.data(), static_cast<int64_t>(word_offsets_.size()),
                                              w_.words.data(), coutp_, g_.Cout, g_.K(), ones_.data(), zeros_.data()};
-        const detail_tile ts = tile();
+        const kernels::detail::TileShape ts = tile();
         const int64_t pixels = g_.N * g_.OH * g_.OW, per_image = g_.OH * g_.OW;
         const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
         const int64_t column_blocks = (g_.Cout + ts.channels - 1) / ts.channels;
@@ -205,8 +210,7 @@ public:
     }
 
 private:
-    using detail_tile = kernels::detail::TileShape;
-    detail_tile tile() const { return kernels::detail::tile_shape(isa_); }
+    kernels::detail::TileShape tile() const { return kernels::detail::tile_shape(isa_); }
 
     // Receptive-field origins of every output pixel, and the zero-padding corrections of the
     // border pixels, tabulated per distinct (row pattern, column pattern) as in xnor_conv.hpp.

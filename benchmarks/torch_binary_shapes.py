@@ -13,26 +13,13 @@ fastest binary path over PyTorch. Run with Debian's /usr/bin/python3 (where pyth
 """
 import argparse
 import json
-import statistics
-import time
-
 import torch
+
+from torch_common import time_call
 
 SHAPES = [("cifar", 64, 32), ("cifar", 128, 16), ("cifar", 256, 8), ("cifar", 512, 4),
           ("imagenet", 64, 56), ("imagenet", 128, 28), ("imagenet", 256, 14), ("imagenet", 512, 7)]
 ISA_NAMES = {0: "scalar", 1: "avx2", 2: "avx512"}
-
-
-def time_call(fn, min_seconds):
-    fn()  # warm-up: oneDNN creates and caches its primitive on the first call
-    fn()
-    samples = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_seconds or len(samples) < 5:
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples), min(samples)
 
 
 def load_bnn(path):

@@ -8,25 +8,12 @@ on 1 and 2 threads. Prints median milliseconds per call and GFLOP/s with the sam
 Run it with Debian's interpreter (/usr/bin/python3), which is the one python3-torch installs into.
 """
 import argparse
-import statistics
-import time
-
 import torch
+
+from torch_common import time_call
 
 LAYERS = [(64, 32), (128, 16), (256, 8), (512, 4)]
 BATCH = 64
-
-
-def time_call(fn, min_seconds):
-    fn()  # warm-up: oneDNN picks and caches its primitive on the first call
-    fn()
-    samples = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_seconds or len(samples) < 5:
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def main():
@@ -53,8 +40,8 @@ def main():
             def forward_backward():
                 conv(x).backward(seed)
 
-            fwd = time_call(forward, args.min_seconds)
-            fb = time_call(forward_backward, args.min_seconds)
+            fwd = time_call(forward, args.min_seconds)[0]
+            fb = time_call(forward_backward, args.min_seconds)[0]
             print(f"{channels:>4}@{size}x{size:<4} {threads:>7} {fwd * 1e3:9.2f} {flops / fwd * 1e-9:12.1f} "
                   f"{fb * 1e3:11.2f} {3 * flops / fb * 1e-9:16.1f}", flush=True)
 

@@ -8,38 +8,39 @@
 
 namespace bnn::nn {
 
+/// The k x k window of a pooling layer: kernel, stride (defaults to the kernel) and padding.
+struct PoolWindow {
+    PoolWindow(const char* layer, int kernel_size, int stride_or_default, int pad)
+        : kernel(kernel_size), stride(stride_or_default < 0 ? kernel_size : stride_or_default), padding(pad) {
+        BNN_CHECK(kernel > 0 && stride > 0 && padding >= 0 && 2 * padding <= kernel, layer,
+                  ": expected kernel > 0, stride > 0, 0 <= padding <= kernel/2, got ", kernel_size, ", ",
+                  stride_or_default, ", ", pad);
+    }
+    int kernel, stride, padding;
+};
+
 /// Maximum over k x k windows (padding counts as -infinity).
 /// Requires: x is [N, H, W, C]. Ensures: [N, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, C].
 class MaxPool2d : public Module {
 public:
-    explicit MaxPool2d(int kernel, int stride = -1, int padding = 0)
-        : kernel_(kernel), stride_(stride < 0 ? kernel : stride), padding_(padding) {
-        BNN_CHECK(kernel_ > 0 && stride_ > 0 && padding_ >= 0 && 2 * padding_ <= kernel_,
-                  "MaxPool2d: expected kernel > 0, stride > 0, 0 <= padding <= kernel/2, got ", kernel, ", ", stride,
-                  ", ", padding);
-    }
-    Variable forward(const Variable& x) override { return ops::max_pool2d(x, kernel_, stride_, padding_); }
+    explicit MaxPool2d(int kernel, int stride = -1, int padding = 0) : w_("MaxPool2d", kernel, stride, padding) {}
+    Variable forward(const Variable& x) override { return ops::max_pool2d(x, w_.kernel, w_.stride, w_.padding); }
     std::string type_name() const override { return "MaxPool2d"; }
 
 private:
-    int kernel_, stride_, padding_;
+    PoolWindow w_;
 };
 
 /// Mean over k x k windows; padded zeros count in the mean (count_include_pad).
 /// Requires: x is [N, H, W, C]. Ensures: [N, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, C].
 class AvgPool2d : public Module {
 public:
-    explicit AvgPool2d(int kernel, int stride = -1, int padding = 0)
-        : kernel_(kernel), stride_(stride < 0 ? kernel : stride), padding_(padding) {
-        BNN_CHECK(kernel_ > 0 && stride_ > 0 && padding_ >= 0 && 2 * padding_ <= kernel_,
-                  "AvgPool2d: expected kernel > 0, stride > 0, 0 <= padding <= kernel/2, got ", kernel, ", ", stride,
-                  ", ", padding);
-    }
-    Variable forward(const Variable& x) override { return ops::avg_pool2d(x, kernel_, stride_, padding_); }
+    explicit AvgPool2d(int kernel, int stride = -1, int padding = 0) : w_("AvgPool2d", kernel, stride, padding) {}
+    Variable forward(const Variable& x) override { return ops::avg_pool2d(x, w_.kernel, w_.stride, w_.padding); }
     std::string type_name() const override { return "AvgPool2d"; }
 
 private:
-    int kernel_, stride_, padding_;
+    PoolWindow w_;
 };
 
 /// Mean over all spatial positions: [N, H, W, C] -> [N, C].

@@ -15,6 +15,7 @@
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/io/image.hpp"
 #include "resnet18_deploy.hpp"
+#include "resnet18_infer.hpp"
 
 namespace {
 
@@ -81,9 +82,9 @@ int main(int argc, char** argv) {
             json meta;
             for (const auto& [k, v] : file.metadata) meta[k] = json::parse(v, nullptr, false).is_discarded() ? json(v) : json::parse(v);
             p = preprocessing_from(meta, checkpoint);
-            examples::DeployedResNet18 net(checkpoint);
-            logits = net.forward(prepare(image, p));
-            std::printf("%s: deployed %s ResNet-18 (1-bit weights)\n", checkpoint.c_str(),
+            examples::InferResNet18 net(checkpoint);  // the fused bit-packed inference graph
+            logits = net.forward(prepare(image, p)).clone();
+            std::printf("%s: deployed %s ResNet-18 (1-bit weights, popcount inference graph)\n", checkpoint.c_str(),
                         examples::variant_name(net.options().variant));
         } else {
             json meta = io::checkpoint_metadata(file);

@@ -34,6 +34,7 @@
 
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
+#include "bnn/core/threads.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/xnor_conv.hpp"
@@ -194,19 +195,7 @@ public:
                 }
             }
         };
-        if (threads <= 1) {
-            run_range(0, 0, items);
-            return;
-        }
-#pragma omp parallel num_threads(threads)
-        {
-#ifdef _OPENMP
-            const int t_id = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-            const int t_id = 0, nt = 1;
-#endif
-            run_range(t_id, items * t_id / nt, items * (t_id + 1) / nt);
-        }
+        parallel_ranges(items, threads, run_range);
     }
 
 private:

@@ -38,6 +38,7 @@
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
+#include "bnn/core/threads.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/xnor_conv_simd.hpp"
@@ -278,19 +279,7 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
             }
         }
     };
-    if (threads == 1) {
-        run_range(0, items);
-        return;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-#ifdef _OPENMP
-        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int64_t t = 0, nt = 1;
-#endif
-        run_range(items * t / nt, items * (t + 1) / nt);
-    }
+    parallel_ranges(items, threads, [&](int, int64_t i0, int64_t i1) { run_range(i0, i1); });
 }
 
 /// Binary convolution of packed activations x (shape [N, H, W, C]) with packed weights; scale

@@ -80,7 +80,7 @@ public:
         BNN_CHECK(images.rank() == 4 && images.dim(3) == options_.in_channels, "InferResNet18: expected images [N, H, W, ",
                   options_.in_channels, "], got ", images.shape().str());
         // Re-planned for a new shape or thread count (scratch per thread, the stem's blocking).
-        if (!(images.shape() == planned_) || kernels::detail::available_threads() != planned_threads_)
+        if (!(images.shape() == planned_) || num_threads() != planned_threads_)
             plan(images.dim(0), images.dim(1), images.dim(2));
         run(images.data());
         return logits_;
@@ -168,7 +168,7 @@ private:
 
     // Buffers and steps for inputs [N, H, W, in_channels].
     void plan(int64_t N, int64_t H, int64_t W) {
-        const int threads = kernels::detail::available_threads();
+        const int threads = num_threads();
         stem_per_image_ = false;
         const int64_t w = options_.width;
         stem_g_ = kernels::conv2d_geometry(N, H, W, options_.in_channels, w, stem_k_, stem_k_, stem_stride_, stem_pad_);

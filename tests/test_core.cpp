@@ -1,8 +1,12 @@
 // Tensor, Shape, Rng, Variable and the tape.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <vector>
+
 #include "bnn/autograd/variable.hpp"
 #include "bnn/core/tensor.hpp"
+#include "bnn/core/threads.hpp"
 #include "bnn/nn/module.hpp"
 
 using namespace bnn;
@@ -90,6 +94,41 @@ Variable times(const Variable& a, const Variable& b) {
                        "times");
 }
 }  // namespace
+
+namespace {
+struct ScratchA;
+struct ScratchB;
+}  // namespace
+
+TEST_CASE("thread_scratch: aligned, kept between calls, one buffer per tag", "[threads]") {
+    float* a = thread_scratch<ScratchA>(10);
+    REQUIRE(reinterpret_cast<uintptr_t>(a) % 64 == 0);
+    a[9] = 3.f;
+    REQUIRE(thread_scratch<ScratchA>(5) == a);  // no reallocation for a smaller request
+    REQUIRE(a[9] == 3.f);
+    float* b = thread_scratch<ScratchB>(10);
+    REQUIRE(b != a);  // another tag: held buffers are not clobbered
+    b[9] = 4.f;
+    REQUIRE(a[9] == 3.f);
+    double* big = thread_scratch<ScratchA, double>(1 << 12);
+    REQUIRE(reinterpret_cast<uintptr_t>(big) % 64 == 0);
+    big[(1 << 12) - 1] = 1.0;  // the whole requested range is usable
+    REQUIRE(thread_scratch<ScratchA, double>(100) == big);
+}
+
+TEST_CASE("worth_threading and parallel_ranges split work evenly", "[threads]") {
+    REQUIRE_FALSE(worth_threading(1000));
+    REQUIRE(worth_threading(int64_t{1} << 20));
+    // Catch2 is not thread safe: record on the threads, check afterwards.
+    std::vector<int> hits(103, 0);
+    std::vector<int64_t> share(3, -1);
+    parallel_ranges(103, 3, [&](int t, int64_t b, int64_t e) {
+        share[t] = e - b;
+        for (int64_t i = b; i < e; ++i) ++hits[i];
+    });
+    for (int64_t s : share) REQUIRE((s == 34 || s == 35));
+    REQUIRE(hits == std::vector<int>(103, 1));
+}
 
 TEST_CASE("backward accumulates through shared inputs (residual-style reuse)", "[autograd]") {
     Variable x(Tensor<float>::from_vector({2}, {3.f, -2.f}), true);

@@ -28,10 +28,6 @@
 #include <map>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
@@ -95,14 +91,6 @@ inline BinaryConvEpilogue choose_epilogue(bool gate, bool slope, bool residual) 
     }
 }
 
-inline int max_threads() {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 }  // namespace detail
 
 /// A binary convolution with a zero-padded input of fixed shape [N, H, W, Cin]; see the file comment.
@@ -137,7 +125,7 @@ public:
         plan_corrections();
         const kernels::detail::TileShape ts = tile();
         scratch_ld_ = g_.Cout;
-        threads_ = detail::max_threads();
+        threads_ = num_threads();
         // Items go channel block first (a block's weights stay in L1 while pixels stream past)
         // unless every block's weights fit in L1 together: then pixel block first, so each
         // output row and residual row is touched once, not once per channel block.
@@ -169,7 +157,7 @@ public:
         const int64_t column_blocks = (g_.Cout + ts.channels - 1) / ts.channels;
         const int64_t items = blocks * column_blocks;
         const auto epilogue = detail::choose_epilogue(t.gate, t.slope, t.residual);
-        int threads = std::min<int>(threads_, detail::max_threads());
+        int threads = std::min<int>(threads_, num_threads());
         if (g_.macs() < (int64_t{1} << 21)) threads = 1;  // a parallel region would cost more than it saves
         threads = static_cast<int>(std::min<int64_t>(threads, items));
         const kernels::Isa isa = isa_;

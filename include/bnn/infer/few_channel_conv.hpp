@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bnn/core/threads.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/sgemm.hpp"
 
@@ -23,12 +24,8 @@ namespace bnn::infer {
 
 namespace detail {
 
-/// A per-thread buffer that only grows (no allocation after the first call of a given size).
-inline float* gather_scratch(int64_t floats) {
-    thread_local std::vector<float> buffer;
-    if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(static_cast<size_t>(floats));
-    return buffer.data();
-}
+/// Tag of the per-thread gather buffer (bnn::thread_scratch).
+struct GatheredFields;
 
 /// sgemm operand source: op(A) = receptive fields [P, K] gathered row by row, op(B) = w^T.
 struct GatheredFieldsSource {
@@ -41,7 +38,7 @@ struct GatheredFieldsSource {
     void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* __restrict Ap) const {
         const kernels::Conv2dGeometry& g = *pixels.g;
         const int64_t K = g.K(), run = g.KW * g.C;
-        float* local = gather_scratch(mc * K);
+        float* local = thread_scratch<GatheredFields>(mc * K);
         for (int64_t i = 0; i < mc; ++i) {
             const kernels::detail::PatchOrigin o = pixels.origin(i0 + i);
             float* row = local + i * K;
@@ -83,7 +80,7 @@ inline void few_channel_conv(const float* x, const float* w, const float* bias, 
     }
     // The blocking of kernels::detail::conv2d_forward_implicit: whole images per block.
     const int64_t K = g.K(), Co = g.Cout;
-    const int threads = kernels::detail::available_threads();
+    const int threads = num_threads();
     auto b = kernels::detail::conv_blocking(g, threads);
     b.rows_per_block = g.OH;
     kernels::detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {

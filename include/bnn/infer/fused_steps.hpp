@@ -22,12 +22,9 @@
 #include <cstring>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
+#include "bnn/core/threads.hpp"
 #include "bnn/infer/binary_conv_step.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
@@ -57,17 +54,8 @@ struct FrozenBatchNorm {
 };
 
 namespace detail {
-inline bool worth_threads(int64_t elements) { return elements > (int64_t{1} << 16); }
-
-/// A per-thread, 64-byte aligned buffer that only grows: no allocation once the first call of
-/// a given size has run.
-inline float* row_scratch(int64_t floats) {
-    thread_local std::vector<float> buffer;
-    const size_t need = static_cast<size_t>(floats + 16);
-    if (buffer.size() < need) buffer.resize(need);
-    auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
-    return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
-}
+/// Tag of bn_sign_pack's per-thread row buffer (bnn::thread_scratch).
+struct BnSignPackRows;
 }  // namespace detail
 
 /// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
@@ -84,10 +72,10 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
               H, ", ", W, ", ", C, "] does not fit the planned conv input [", g.N, ", ", g.H, ", ", g.W, ", ", g.C,
               "] or the batch norm of ", bn.channels(), " channels");
     const int64_t wc = dst.words_per_pixel(), P = H * W;
-    const bool parallel = detail::worth_threads(N * P * C);
+    const bool parallel = worth_threading(N * P * C);
     // Half words only when whole words would leave threads idle: a half-word unit sweeps the
     // image once per half, which costs memory traffic when there is parallelism to spare.
-    const int64_t span = parallel && N * wc < bnn::infer::detail::max_threads() ? 32 : 64;
+    const int64_t span = parallel && N * wc < num_threads() ? 32 : 64;
     const int64_t per_image = (C + span - 1) / span, units = N * per_image;
     const float* sc = bn.scale.data();
     const float* sh = bn.shift.data();
@@ -100,7 +88,7 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
         // One image row at a time: BN values [W, nc] into a per-thread buffer, one pack call
         // for the row (a call per pixel costs as much as the packing), then each pixel's word
         // (or half word) copied into the padded bit buffer.
-        float* h = detail::row_scratch(W * (64 + 2));
+        float* h = thread_scratch<detail::BnSignPackRows>(W * (64 + 2));
         uint64_t* words = reinterpret_cast<uint64_t*>(h + W * 64);
         alignas(64) float sum[64] = {};
         for (int64_t y = 0; y < H; ++y) {
@@ -179,7 +167,7 @@ inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm&
     BNN_CHECK(bn.channels() == C, "bn_activation: batch norm of ", bn.channels(), " channels for input of ", C);
     const float* sc = bn.scale.data();
     const float* sh = bn.shift.data();
-#pragma omp parallel for schedule(static) if (detail::worth_threads(M * C))
+#pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m) {
         float* __restrict r = x + m * C;
         if (relu) {
@@ -206,7 +194,7 @@ inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm&
 /// winners' positions that only backward needs.
 inline void max_pool(const float* x, float* y, const kernels::PoolGeometry& g) {
     const int64_t C = g.C;
-#pragma omp parallel for schedule(static) if (detail::worth_threads(g.N * g.OH * g.OW * g.C))
+#pragma omp parallel for schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -242,7 +230,7 @@ inline void float_conv(const float* x, const float* w, const float* bias, float*
         return;
     }
     const int64_t K = g.K(), Co = g.Cout;
-    const int threads = kernels::detail::available_threads();
+    const int threads = num_threads();
     const auto b = kernels::detail::conv_blocking(g, threads);
     kernels::detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
         const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;

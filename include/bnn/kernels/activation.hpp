@@ -11,12 +11,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "bnn/core/threads.hpp"
+
 namespace bnn::kernels {
 
 namespace detail {
-/// Below this many elements a parallel region costs more than it saves.
-inline constexpr int64_t kParallelThreshold = int64_t{1} << 16;
-
 /// Backward kernels take `accumulate` (default true): false means dx is a fresh, uninitialised
 /// gradient to overwrite (bnn::detail::GradSink). Each has a template body on raw pointer
 /// parameters with Accumulate fixed at compile time, so the inner loop stays branch-free; a
@@ -33,13 +32,13 @@ inline void put(float& d, float v) {
 
 /// y[n] = max(x, 0)
 inline void relu_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
 }
 namespace detail {
 template <bool Accumulate>
 void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) {
         const float g = dy[i];
         put<Accumulate>(dx[i], x[i] > 0.f ? g : 0.f);
@@ -86,13 +85,13 @@ inline float tanh_approx(float x) {
 
 /// y[n] = tanh(x)
 inline void tanh_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) y[i] = detail::tanh_approx(x[i]);
 }
 namespace detail {
 template <bool Accumulate>
 void tanh_backward(const float* y, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) put<Accumulate>(dx[i], dy[i] * (1.f - y[i] * y[i]));
 }
 }  // namespace detail
@@ -103,7 +102,7 @@ inline void tanh_backward(const float* y, const float* dy, float* dx, int64_t n,
 
 /// y[n] = 1 / (1 + exp(-x)), written so neither branch overflows.
 inline void sigmoid_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) {
         if (x[i] >= 0.f) {
             y[i] = 1.f / (1.f + std::exp(-x[i]));
@@ -115,13 +114,13 @@ inline void sigmoid_forward(const float* x, float* y, int64_t n) {
 }
 /// dx[n] += dy * y * (1 - y), y = sigmoid(x)
 inline void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * y[i] * (1.f - y[i]);
 }
 
 /// y[n] = x >= 0 ? +1 : -1 (sign(0) = +1, the bit convention of the packed kernels)
 inline void sign_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] >= 0.f ? 1.f : -1.f;
 }
 /// Straight-through estimator of sign: dx[n] += dy where |x| <= 1 (the gradient of hardtanh,
@@ -130,7 +129,7 @@ inline void sign_ste_backward(const float* x, const float* dy, float* dx, int64_
 namespace detail {
 template <bool Accumulate>
 void sign_ste_backward(const float* x, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) {
         const float g = dy[i];
         put<Accumulate>(dx[i], std::fabs(x[i]) <= 1.f ? g : 0.f);
@@ -143,12 +142,12 @@ inline void sign_ste_backward(const float* x, const float* dy, float* dx, int64_
 
 /// y[n] = clamp(x, lo, hi)
 inline void hardtanh_forward(const float* x, float* y, int64_t n, float lo, float hi) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
 }
 /// dx[n] += dy where lo < x < hi (zero on the flat parts)
 inline void hardtanh_backward(const float* x, const float* dy, float* dx, int64_t n, float lo, float hi) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) {
         const float g = dy[i], v = x[i];
         dx[i] += (v > lo && v < hi) ? g : 0.f;
@@ -157,7 +156,7 @@ inline void hardtanh_backward(const float* x, const float* dy, float* dx, int64_
 
 /// y[M, C] = x > 0 ? x : slope[c] * x; x [M, C] (channels last), slope [C]
 inline void prelu_forward(const float* x, const float* slope, float* y, int64_t M, int64_t C) {
-#pragma omp parallel for schedule(static) if (M * C > detail::kParallelThreshold)
+#pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
@@ -168,7 +167,7 @@ inline void prelu_forward(const float* x, const float* slope, float* y, int64_t 
 namespace detail {
 template <bool Accumulate>
 void prelu_backward_dx(const float* x, const float* slope, const float* dy, float* dx, int64_t M, int64_t C) {
-#pragma omp parallel for schedule(static) if (M * C > kParallelThreshold)
+#pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
@@ -201,7 +200,7 @@ inline void prelu_backward(const float* x, const float* slope, const float* dy, 
 /// one pass, without storing the scaled tensor. Rounds exactly as mul_forward then prelu_forward.
 inline void scaled_prelu_forward(const float* x, const float* scale, const float* slope, float* y, int64_t outer,
                                  int64_t inner, int64_t C) {
-#pragma omp parallel for collapse(2) schedule(static) if (outer * inner * C > detail::kParallelThreshold)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threading(outer * inner * C))
     for (int64_t o = 0; o < outer; ++o)
         for (int64_t i = 0; i < inner; ++i) {
             const int64_t base = (o * inner + i) * C;
@@ -271,7 +270,7 @@ inline void scaled_prelu_backward(const float* x, const float* scale, const floa
     };
     // dscale's row o belongs to sample o: samples can go to threads. dslope sums over every
     // sample in a fixed order, so with it the whole loop stays on one thread.
-    if (dslope || outer == 1 || outer * inner * C <= detail::kParallelThreshold) {
+    if (dslope || outer == 1 || !worth_threading(outer * inner * C)) {
         rows(0, outer);
         return;
     }

@@ -37,6 +37,7 @@
 #endif
 
 #include "bnn/core/error.hpp"
+#include "bnn/core/threads.hpp"
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/sgemm.hpp"
 
@@ -64,13 +65,6 @@ inline Conv2dGeometry conv2d_geometry(int64_t N, int64_t H, int64_t W, int64_t C
 }
 
 namespace detail {
-inline int available_threads() {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 /// How the output is cut into blocks: a block is either several whole images or a range of
 /// output rows of one image. A "unit" (the images one thread owns at a time) is a group of
@@ -374,7 +368,7 @@ inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, con
                                     const Conv2dGeometry& g, bool accumulate,
                                     const Conv2dGeometry* flipped_of = nullptr) {
     const int64_t K = g.K(), Co = g.Cout;
-    const int threads = available_threads();
+    const int threads = num_threads();
     if (direct_conv_applies(isa, g, threads)) {
         if (Co <= 16) conv2d_forward_direct<SgemmAvx512Narrow>(x, w, bias, out, g, accumulate, flipped_of, threads);
         else conv2d_forward_direct<SgemmAvx512Wide>(x, w, bias, out, g, accumulate, flipped_of, threads);
@@ -416,7 +410,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
         return;
     }
     const int64_t K = g.K(), Co = g.Cout;
-    const int threads = detail::available_threads();
+    const int threads = num_threads();
     const auto b = detail::conv_blocking(g, threads);
     std::vector<std::vector<float>> cols(threads, std::vector<float>(g.pointwise() ? 0 : b.max_block_floats));
     detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int t) {
@@ -452,7 +446,7 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         detail::conv2d_input_grad_implicit(isa, w, dout, dx, g);
         dx = nullptr;
     }
-    const int threads = detail::available_threads();
+    const int threads = num_threads();
     auto b = detail::conv_blocking(g, threads);
     const bool need_cols = dw && !g.pointwise() && !implicit_dw;
     const bool need_dcols = dx && !g.pointwise();

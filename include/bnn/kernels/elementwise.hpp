@@ -4,25 +4,25 @@
 /// Backward kernels ACCUMULATE into their outputs.
 #include <cstdint>
 
-#include "bnn/kernels/activation.hpp"  // detail::kParallelThreshold
+#include "bnn/core/threads.hpp"
 
 namespace bnn::kernels {
 
 /// y[n] = a + sign * b   (sign = +1 for add, -1 for sub)
 inline void add_forward(const float* a, const float* b, float* y, int64_t n, float sign) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) y[i] = a[i] + sign * b[i];
 }
 
 /// dx[n] += s * dy
 inline void axpy(float s, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) dx[i] += s * dy[i];
 }
 
 /// y[n] = s * x
 inline void scale_forward(const float* x, float s, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > detail::kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) y[i] = s * x[i];
 }
 
@@ -33,7 +33,7 @@ inline void scale_forward(const float* x, float s, float* y, int64_t n) {
 ///   b [N, C] per sample:  outer = N,  inner = n / (N*C)
 /// y [outer, inner, C] = a * b[o, c]
 inline void mul_forward(const float* a, const float* b, float* y, int64_t outer, int64_t inner, int64_t C) {
-#pragma omp parallel for schedule(static) if (outer * inner * C > detail::kParallelThreshold)
+#pragma omp parallel for schedule(static) if (worth_threading(outer * inner * C))
     for (int64_t o = 0; o < outer; ++o)
         for (int64_t i = 0; i < inner; ++i) {
             const int64_t base = (o * inner + i) * C;
@@ -46,7 +46,7 @@ inline void mul_forward(const float* a, const float* b, float* y, int64_t outer,
 /// Either output may be null.
 inline void mul_backward(const float* a, const float* b, const float* dy, float* da, float* db, int64_t outer,
                          int64_t inner, int64_t C) {
-#pragma omp parallel for schedule(static) if (outer * inner * C > detail::kParallelThreshold && outer > 1)
+#pragma omp parallel for schedule(static) if (worth_threading(outer * inner * C) && outer > 1)
     for (int64_t o = 0; o < outer; ++o)
         for (int64_t i = 0; i < inner; ++i) {
             const int64_t base = (o * inner + i) * C;

@@ -17,6 +17,7 @@
 #include <omp.h>
 #endif
 
+#include "bnn/core/threads.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/sgemm_avx2.hpp"
 #include "bnn/kernels/sgemm_avx512.hpp"
@@ -98,10 +99,7 @@ inline bool sgemm_in_parallel() {
 /// block of rows (or of columns, when C is wide) per thread, in whole tiles.
 template <class Source>
 void sgemm_run(Isa isa, const Source& src, int64_t M, int64_t N, int64_t K, float* C, int64_t ldc, bool accumulate) {
-    int threads = 1;
-#ifdef _OPENMP
-    if (!sgemm_in_parallel() && 2.0 * double(M) * double(N) * double(K) >= 4e6) threads = omp_get_max_threads();
-#endif
+    int threads = !sgemm_in_parallel() && 2.0 * double(M) * double(N) * double(K) >= 4e6 ? num_threads() : 1;
     const bool by_rows = M >= N;
     // Cut at multiples of the AVX-512 tiles (MR 14, 28, 8; NR 32, 16, 48) so only the last
     // thread's share can end in a partial tile.

@@ -15,10 +15,9 @@
 /// The first depth block writes C (unless accumulating), the later ones add to it.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
+
+#include "bnn/core/threads.hpp"
 
 namespace bnn::kernels::detail {
 
@@ -38,25 +37,10 @@ inline constexpr int64_t kSgemmNC = 3072;
 /// to several panels at once).
 inline int64_t sgemm_panel_stride(int64_t kc, int R) { return kc * R + 16; }
 
-/// A per-thread, 64-byte aligned scratch buffer that only grows, so the packed panels cost no
-/// allocation (and no page faults) after the first product.
-inline float* sgemm_scratch(int which, int64_t floats) {
-    struct Buffer {
-        float* data = nullptr;
-        int64_t size = 0;
-        ~Buffer() { std::free(data); }
-    };
-    thread_local Buffer buffers[2];
-    Buffer& b = buffers[which];
-    if (b.size < floats) {
-        std::free(b.data);
-        const int64_t bytes = (floats * int64_t(sizeof(float)) + 63) / 64 * 64;
-        b.data = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
-        if (!b.data) throw std::bad_alloc();
-        b.size = floats;
-    }
-    return b.data;
-}
+/// Tags of the per-thread packed panels (bnn::thread_scratch): they cost no allocation (and no
+/// page faults) after the first product.
+struct SgemmPackedA;
+struct SgemmPackedB;
 
 /// The operands of a product, as packers. An operand source is any type with
 ///   template <class Tile> void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* Ap) const;
@@ -136,8 +120,8 @@ void sgemm_blocked(const Source& src, int64_t m0, int64_t m1, int64_t n0, int64_
     // C load/store and packing for little work).
     const int64_t KC = (K + (K + kSgemmKC - 1) / kSgemmKC - 1) / ((K + kSgemmKC - 1) / kSgemmKC);
     const int64_t kc_max = std::min(K, KC);
-    float* Bp = sgemm_scratch(0, sgemm_panel_stride(kc_max, NR) * ((std::min(N, NC) + NR - 1) / NR));
-    float* Ap = sgemm_scratch(1, sgemm_panel_stride(kc_max, MR) * ((std::min(M, MC) + MR - 1) / MR));
+    float* Bp = thread_scratch<SgemmPackedB>(sgemm_panel_stride(kc_max, NR) * ((std::min(N, NC) + NR - 1) / NR));
+    float* Ap = thread_scratch<SgemmPackedA>(sgemm_panel_stride(kc_max, MR) * ((std::min(M, MC) + MR - 1) / MR));
     alignas(64) float edge[MR * NR];
 
     for (int64_t j0 = n0; j0 < n1; j0 += NC) {

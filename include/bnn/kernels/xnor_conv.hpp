@@ -31,10 +31,6 @@
 #include <map>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
@@ -153,15 +149,6 @@ inline uint64_t padded_taps_mask(int64_t o, int64_t stride, int64_t pad, int64_t
     return m;
 }
 
-inline int num_threads_for(int64_t blocks) {
-#ifdef _OPENMP
-    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), blocks)));
-#else
-    (void)blocks;
-    return 1;
-#endif
-}
-
 }  // namespace detail
 
 /// out [N, OH, OW, Cout] = fma(binary conv(x_bits, weights), scale, bias); see the file comment.
@@ -263,7 +250,8 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     // 4x4 image) still split evenly because shares may cut across channel blocks.
     const int64_t items = blocks * column_blocks;
     // Below ~1 µs of work a parallel region costs more than it saves.
-    const int threads = g.macs() < (int64_t{1} << 21) ? 1 : detail::num_threads_for(items);
+    const int threads =
+        g.macs() < (int64_t{1} << 21) ? 1 : static_cast<int>(std::clamp<int64_t>(items, 1, num_threads()));
     auto run_range = [&](int64_t i0, int64_t i1) {
         if (i0 >= i1) return;
         // Walk (channel block, pixel block) incrementally: a division per tile would cost as

@@ -21,24 +21,9 @@
 #include "bnn/optim/optimizer.hpp"
 #include "bnn/train/feature_net.hpp"
 #include "bnn/train/stages.hpp"
+#include "bnn/train/train_step.hpp"
 
 namespace bnn::train {
-
-/// One batch: images [N,H,W,C], integer labels, and optionally soft targets [N,K] (mix-up),
-/// which replace the labels in the cross-entropy when defined.
-struct StepBatch {
-    Tensor<float> images;
-    std::vector<int32_t> labels;
-    Tensor<float> soft_targets;
-};
-
-/// The loss parts of a step, unweighted, and the weighted total that was back-propagated.
-struct LossParts {
-    float total = 0.f;
-    float ce = 0.f;
-    float attention = 0.f;  ///< 0 when not used
-    float kd = 0.f;         ///< 0 when not used
-};
 
 /// The differentiable total loss of a step and its parts.
 struct StepLoss {
@@ -108,17 +93,19 @@ inline StepLoss distillation_loss(FeatureNet* teacher, FeatureNet& student, cons
     return out;
 }
 
-/// One optimisation step of the student: train mode, loss, backward, optimiser step, then the
-/// student's constraints (latent binary weights clipped to [-1, 1]). Returns the loss parts.
-inline LossParts distillation_step(FeatureNet* teacher, FeatureNet& student, const StepBatch& batch,
-                                   const LossWeights& w, optim::Optimizer& optimizer) {
-    student.train();
-    optimizer.zero_grad();
-    StepLoss loss = distillation_loss(teacher, student, batch, w);
-    loss.total.backward();
-    optimizer.step();
-    student.apply_constraints();
-    return loss.parts;
+/// One optimisation step of the student through train_step (train mode, loss, backward,
+/// optimiser step, then the student's constraints). Returns the loss parts and the student's
+/// logits for the batch, e.g. for the training accuracy.
+inline StepResult distillation_step(FeatureNet* teacher, FeatureNet& student, const StepBatch& batch,
+                                    const LossWeights& w, optim::Optimizer& optimizer) {
+    StepResult out;
+    train_step(student, optimizer, [&] {
+        StepLoss loss = distillation_loss(teacher, student, batch, w);
+        out.parts = loss.parts;
+        out.logits = loss.logits.value();
+        return loss.total;
+    });
+    return out;
 }
 
 }  // namespace bnn::train

@@ -50,8 +50,12 @@
 #include "bnn/optim/optimizer.hpp"
 #include "bnn/optim/sgd.hpp"
 #include "bnn/train/distillation.hpp"
+#include "bnn/train/evaluate.hpp"
 #include "bnn/train/feature_net.hpp"
+#include "bnn/train/param_groups.hpp"
+#include "bnn/train/stage_schedule.hpp"
 #include "bnn/train/stages.hpp"
+#include "bnn/train/train_step.hpp"
 
 // data and files
 #include "bnn/data/augment.hpp"

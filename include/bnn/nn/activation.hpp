@@ -37,6 +37,8 @@ public:
     }
     Variable forward(const Variable& x) override { return ops::hardtanh(x, lo_, hi_); }
     std::string type_name() const override { return "Hardtanh"; }
+    float lo() const { return lo_; }
+    float hi() const { return hi_; }
 
 private:
     float lo_, hi_;

@@ -13,6 +13,7 @@
 #include "bnn/ops/binary_conv2d.hpp"
 #include "bnn/ops/conv2d.hpp"
 #include "bnn/ops/elementwise.hpp"
+#include "bnn/ops/pad.hpp"
 #include "bnn/ops/sign.hpp"
 
 namespace bnn::nn {
@@ -32,6 +33,14 @@ enum class WeightScale {
     Learned,  ///< a parameter [Cout] initialised to 1 (XNOR-Net++), applied in every mode; once the
               ///< weights are binary it multiplies mean |W|, so that switching a trained layer to
               ///< sign(W) keeps each output's magnitude (paper-notes section 4)
+    Alpha,    ///< a parameter [Cout] initialised to 1, applied alone in every mode (no mean |W|
+              ///< factor); deployment files rebuild binary convs this way, α holding the final scale
+};
+
+/// What the padded border of the binarised input holds.
+enum class Padding {
+    Zero,  ///< 0: the border contributes nothing (a float conv of the ±1 tensor with zero padding)
+    One,   ///< +1: the border is a binary value like any other (Larq's pad_values = 1; cheaper)
 };
 
 /// Options: `BinaryConv2d({.in_channels = 64, .out_channels = 64, .mode = BinaryMode::FullyBinary})`.
@@ -40,7 +49,8 @@ struct BinaryConv2dOptions {
     int64_t out_channels = 0;
     int kernel_size = 3;
     int stride = 1;
-    int padding = 1;  ///< zero padding: padded positions contribute 0 in every mode
+    int padding = 1;  ///< border width on every side
+    Padding pad_value = Padding::Zero;  ///< what the border holds, in every mode
     BinaryMode mode = BinaryMode::BinaryActivations;
     WeightScale scale = WeightScale::MeanAbs;
 };
@@ -49,7 +59,8 @@ struct BinaryConv2dOptions {
 /// Requires: x is [N, H, W, in_channels] with H + 2*padding >= kernel_size (likewise W).
 /// Ensures: y is [N, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, out_channels].
 /// Parameters: `weight` [out, k, k, in], the latent real weights (Kaiming-normal initialised,
-/// clipped to [-1, 1] by apply_constraints()); `alpha` [out] only with WeightScale::Learned.
+/// clipped to [-1, 1] by apply_constraints()); `alpha` [out] only with WeightScale::Learned or
+/// WeightScale::Alpha.
 /// The mode can change between training stages with set_mode(); the parameters stay the same.
 class BinaryConv2d : public Module {
 public:
@@ -65,7 +76,7 @@ public:
         init::kaiming_normal(w);
         for (float& v : w) v = std::clamp(v, -1.f, 1.f);
         weight = register_parameter("weight", w);
-        if (options.scale == WeightScale::Learned)
+        if (options.scale == WeightScale::Learned || options.scale == WeightScale::Alpha)
             alpha = register_parameter("alpha", Tensor<float>::full(Shape{options.out_channels}, 1.f));
     }
 
@@ -84,22 +95,31 @@ public:
                   options_.in_channels, " -> ", options_.out_channels, "): expected input [N, H, W, ",
                   options_.in_channels, "], got ", x.shape().str());
         const int s = options_.stride, p = options_.padding;
+        const bool ones = options_.pad_value == Padding::One && p > 0;
+        // Real-weight modes: the activation, then (for one-padding) a border of +1, then a float conv.
+        auto float_conv = [&](const Variable& a) {
+            return ones ? ops::conv2d(ops::pad(a, p, 1.f), weight, Variable(), s, 0)
+                        : ops::conv2d(a, weight, Variable(), s, p);
+        };
         switch (options_.mode) {
-            case BinaryMode::SoftActivations: return {ops::conv2d(ops::tanh(x), weight, Variable(), s, p), alpha};
-            case BinaryMode::BinaryActivations: return {ops::conv2d(ops::sign_ste(x), weight, Variable(), s, p), alpha};
+            case BinaryMode::SoftActivations: return {float_conv(ops::tanh(x)), alpha};
+            case BinaryMode::BinaryActivations: return {float_conv(ops::sign_ste(x)), alpha};
             case BinaryMode::FullyBinary: break;
         }
+        const auto pad_mode = ones ? kernels::PadMode::one : kernels::PadMode::zero;
         if (options_.scale == WeightScale::Learned)
-            return {ops::binary_conv2d(x, weight, Variable(), s, p), ops::mul(alpha, Variable(mean_abs_weight(), false))};
+            return {ops::binary_conv2d(x, weight, Variable(), s, p, pad_mode),
+                    ops::mul(alpha, Variable(mean_abs_weight(), false))};
         if (options_.scale == WeightScale::MeanAbs)
-            return {ops::binary_conv2d(x, weight, Variable(mean_abs_weight(), false), s, p), Variable()};
-        return {ops::binary_conv2d(x, weight, Variable(), s, p), Variable()};
+            return {ops::binary_conv2d(x, weight, Variable(mean_abs_weight(), false), s, p, pad_mode), Variable()};
+        return {ops::binary_conv2d(x, weight, Variable(), s, p, pad_mode), alpha};
     }
 
     /// The per-output-channel factor of sign(W) in the fully binary mode: mean |W| (MeanAbs),
-    /// learned alpha times mean |W| (Learned), or ones (None).
+    /// learned alpha times mean |W| (Learned), alpha (Alpha), or ones (None).
     Tensor<float> binary_weight_scale() const {
         if (options_.scale == WeightScale::None) return Tensor<float>::full(Shape{options_.out_channels}, 1.f);
+        if (options_.scale == WeightScale::Alpha) return alpha.value().clone();
         Tensor<float> a = mean_abs_weight();
         if (options_.scale == WeightScale::Learned)
             for (int64_t o = 0; o < a.numel(); ++o) a[o] *= alpha.value()[o];
@@ -137,5 +157,21 @@ protected:
 private:
     BinaryConv2dOptions options_;
 };
+
+}  // namespace bnn::nn
+
+namespace bnn::nn {
+
+/// Switches every BinaryConv2d in `model` (itself included) to a training stage's mode; returns
+/// how many it switched.
+inline int set_binary_mode(const Module& model, BinaryMode mode) {
+    int switched = 0;
+    for (auto& [path, m] : model.named_modules())
+        if (auto* conv = dynamic_cast<BinaryConv2d*>(m)) {
+            conv->set_mode(mode);
+            ++switched;
+        }
+    return switched;
+}
 
 }  // namespace bnn::nn

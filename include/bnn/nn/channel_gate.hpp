@@ -122,22 +122,36 @@ inline Variable channel_gate(const Variable& x, const Variable& w1, const Variab
         op);
 }
 
+/// Options of ChannelGate: the hidden width is hidden_channels when given (> 0), else
+/// in_channels / reduction (at least 1).
+struct ChannelGateOptions {
+    int64_t in_channels = 0;
+    int64_t out_channels = 0;
+    int64_t hidden_channels = 0;
+    int64_t reduction = 8;
+};
+
 /// Channel gate module. forward(x): [N,H,W,in_channels] -> [N,out_channels] in (0, 1).
-/// Parameters: "weight1" [in/r, in] and "weight2" [out, in/r] (at least one hidden unit).
+/// Parameters: "weight1" [hidden, in] and "weight2" [out, hidden].
 class ChannelGate : public Module {
 public:
-    ChannelGate(int64_t in_channels, int64_t out_channels, int64_t reduction = 8)
-        : in_channels_(in_channels), out_channels_(out_channels) {
-        BNN_CHECK(in_channels > 0 && out_channels > 0 && reduction > 0,
-                  "ChannelGate: channels and reduction must be positive, got in ", in_channels, ", out ",
-                  out_channels, ", reduction ", reduction);
-        hidden_ = std::max<int64_t>(1, in_channels / reduction);
+    explicit ChannelGate(const ChannelGateOptions& options)
+        : in_channels_(options.in_channels), out_channels_(options.out_channels) {
+        BNN_CHECK(options.in_channels > 0 && options.out_channels > 0 && options.hidden_channels >= 0 &&
+                      (options.hidden_channels > 0 || options.reduction > 0),
+                  "ChannelGate: channels must be positive and the hidden width or reduction given, got in ",
+                  options.in_channels, ", out ", options.out_channels, ", hidden ", options.hidden_channels,
+                  ", reduction ", options.reduction);
+        hidden_ = options.hidden_channels > 0 ? options.hidden_channels
+                                              : std::max<int64_t>(1, options.in_channels / options.reduction);
         // He-normal: std = sqrt(2 / fan_in), fan_in being each layer's input width.
-        weight1 = register_parameter("weight1", Tensor<float>::randn({hidden_, in_channels}, default_rng(), 0.f,
-                                                                     std::sqrt(2.f / in_channels)));
-        weight2 = register_parameter("weight2", Tensor<float>::randn({out_channels, hidden_}, default_rng(), 0.f,
+        weight1 = register_parameter("weight1", Tensor<float>::randn({hidden_, in_channels_}, default_rng(), 0.f,
+                                                                     std::sqrt(2.f / in_channels_)));
+        weight2 = register_parameter("weight2", Tensor<float>::randn({out_channels_, hidden_}, default_rng(), 0.f,
                                                                      std::sqrt(2.f / hidden_)));
     }
+    ChannelGate(int64_t in_channels, int64_t out_channels, int64_t reduction = 8)
+        : ChannelGate(ChannelGateOptions{.in_channels = in_channels, .out_channels = out_channels, .reduction = reduction}) {}
 
     Variable forward(const Variable& x) override {
         BNN_CHECK(x.shape().rank() == 4 && x.dim(3) == in_channels_, "ChannelGate: expected input [N,H,W,",

@@ -52,6 +52,18 @@ public:
         return out;
     }
     const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
+    /// This module (path "") and every descendant, depth first, with dotted paths
+    /// ("block1.half1"); the pointers are valid while this module lives.
+    std::vector<std::pair<std::string, Module*>> named_modules() const {
+        std::vector<std::pair<std::string, Module*>> out{{"", const_cast<Module*>(this)}};
+        collect_modules("", out);
+        return out;
+    }
+
+    /// True when forward(x) is exactly the children applied one after another in registration
+    /// order. Such a composite needs no code of its own to be compiled for inference or written to
+    /// a deployment file: both treat it as a Sequential of its named children.
+    virtual bool is_chain() const { return false; }
 
     /// Training mode (batch statistics, dropout-like behaviour) for this module and its children.
     void train(bool on = true) {
@@ -107,6 +119,12 @@ private:
     void collect_parameters(const std::string& prefix, std::vector<std::pair<std::string, Variable>>& out) const {
         for (auto& [name, p] : parameters_) out.emplace_back(prefix + name, p);
         for (auto& [name, c] : children_) c->collect_parameters(prefix + name + ".", out);
+    }
+    void collect_modules(const std::string& prefix, std::vector<std::pair<std::string, Module*>>& out) const {
+        for (auto& [name, c] : children_) {
+            out.emplace_back(prefix + name, c.get());
+            c->collect_modules(prefix + name + ".", out);
+        }
     }
     void collect_buffers(const std::string& prefix,
                          std::vector<std::pair<std::string, Tensor<float>>>& out) const {

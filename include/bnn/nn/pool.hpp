@@ -26,6 +26,7 @@ public:
     explicit MaxPool2d(int kernel, int stride = -1, int padding = 0) : w_("MaxPool2d", kernel, stride, padding) {}
     Variable forward(const Variable& x) override { return ops::max_pool2d(x, w_.kernel, w_.stride, w_.padding); }
     std::string type_name() const override { return "MaxPool2d"; }
+    const PoolWindow& window() const { return w_; }
 
 private:
     PoolWindow w_;
@@ -38,6 +39,7 @@ public:
     explicit AvgPool2d(int kernel, int stride = -1, int padding = 0) : w_("AvgPool2d", kernel, stride, padding) {}
     Variable forward(const Variable& x) override { return ops::avg_pool2d(x, w_.kernel, w_.stride, w_.padding); }
     std::string type_name() const override { return "AvgPool2d"; }
+    const PoolWindow& window() const { return w_; }
 
 private:
     PoolWindow w_;

@@ -21,6 +21,10 @@
 /// implicit forward (and accumulates into dx without a col2im pass); strided ones use a GEMM
 /// into a column buffer and col2im. Without AVX2, every product goes to Eigen (kernels/gemm.hpp).
 ///
+/// Files: this one holds the entry points, the im2col + GEMM fallback, the blocking shared by
+/// every path and the naive reference; conv2d_geometry.hpp the sizes; conv2d_implicit.hpp the
+/// implicit-GEMM packers; conv2d_direct_avx512.hpp the AVX-512 direct convolution.
+///
 /// Threads: with at least as many image groups as threads, each thread takes whole images with its
 /// own buffers and runs single-threaded GEMMs (no synchronisation inside the product, and
 /// col2im writes of different threads never overlap). With fewer images (inference on a
@@ -28,41 +32,21 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#include "bnn/core/error.hpp"
 #include "bnn/core/threads.hpp"
+#include "bnn/kernels/conv2d_direct_avx512.hpp"
+#include "bnn/kernels/conv2d_geometry.hpp"
+#include "bnn/kernels/conv2d_implicit.hpp"
 #include "bnn/kernels/gemm.hpp"
+#include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/sgemm.hpp"
 
 namespace bnn::kernels {
-
-/// The sizes of one convolution; build it with conv2d_geometry().
-struct Conv2dGeometry {
-    int64_t N, H, W, C, Cout, KH, KW, stride, pad, OH, OW;
-    int64_t K() const { return KH * KW * C; }
-    bool pointwise() const { return KH == 1 && KW == 1 && stride == 1 && pad == 0; }
-};
-
-/// Validates the sizes and derives the output extent.
-inline Conv2dGeometry conv2d_geometry(int64_t N, int64_t H, int64_t W, int64_t C, int64_t Cout, int64_t KH,
-                                      int64_t KW, int64_t stride, int64_t pad) {
-    BNN_CHECK(stride >= 1, "conv2d: stride must be >= 1, got ", stride);
-    BNN_CHECK(pad >= 0, "conv2d: padding must be >= 0, got ", pad);
-    BNN_CHECK(KH >= 1 && KW >= 1, "conv2d: kernel must be at least 1x1, got ", KH, "x", KW);
-    BNN_CHECK(H + 2 * pad >= KH && W + 2 * pad >= KW, "conv2d: kernel ", KH, "x", KW,
-              " larger than the padded input ", H + 2 * pad, "x", W + 2 * pad);
-    Conv2dGeometry g{N, H, W, C, Cout, KH, KW, stride, pad, 0, 0};
-    g.OH = (H + 2 * pad - KH) / stride + 1;
-    g.OW = (W + 2 * pad - KW) / stride + 1;
-    return g;
-}
 
 namespace detail {
 
@@ -175,190 +159,6 @@ inline void col2im_block(const float* dcols, const Conv2dGeometry& g, int64_t n0
                          float* dx) {
     const int64_t per_image = (oh1 - oh0) * g.OW * g.K();
     for (int64_t n = n0; n < n1; ++n) col2im_rows(dcols + (n - n0) * per_image, g, oh0, oh1, dx + n * g.H * g.W * g.C);
-}
-
-/// Where output pixel p of a block (images n0.., output rows [oh0, oh1) of each) reads its
-/// receptive field: the image and the top-left input position (which may lie in the padding).
-struct PatchOrigin {
-    const float* image;
-    int64_t ih0, iw0;
-};
-
-/// The pixels of a block of output rows, and where their receptive fields lie in x.
-struct ConvBlockPixels {
-    const Conv2dGeometry* g;
-    const float* x;  // [N, H, W, C]
-    int64_t n0, oh0, oh1;
-
-    int64_t count(int64_t n1) const { return (n1 - n0) * (oh1 - oh0) * g->OW; }
-
-    PatchOrigin origin(int64_t p) const {
-        const int64_t per_image = (oh1 - oh0) * g->OW;
-        const int64_t n = n0 + p / per_image, rem = p % per_image;
-        const int64_t oh = oh0 + rem / g->OW, ow = rem % g->OW;
-        return {x + n * g->H * g->W * g->C, oh * g->stride - g->pad, ow * g->stride - g->pad};
-    }
-
-    /// The C-contiguous input values of tap (kh, kw) from channel c0 on, or null in the padding.
-    const float* tap(const PatchOrigin& o, int64_t kh, int64_t kw, int64_t c0) const {
-        const int64_t ih = o.ih0 + kh, iw = o.iw0 + kw;
-        if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) return nullptr;
-        return o.image + (ih * g->W + iw) * g->C + c0;
-    }
-};
-
-/// Operands of the forward product of a block, for sgemm_run():
-///   op(A) = columns [P, K] (never stored: packed from x), op(B) = w^T [K, Cout] (w [Cout, K]).
-/// With `flipped_of` set, the product is the input gradient of that convolution (see
-/// conv2d_input_grad_implicit) and w is ITS weight [C, KH, KW, Cin]: op(B)[(kh, kw, c), ci] =
-/// w[c, KH-1-kh, KW-1-kw, ci], read in place (rows of Cin contiguous floats).
-struct ConvForwardSource {
-    ConvBlockPixels pixels;
-    const float* w;
-    const Conv2dGeometry* flipped_of = nullptr;
-
-    template <class Tile>
-    void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* __restrict Ap) const {
-        constexpr int MR = Tile::MR;
-        const Conv2dGeometry& g = *pixels.g;
-        const float* src[MR];
-        PatchOrigin origin[MR];
-        for (int64_t r = 0; r < mc; r += MR) {
-            const int rows = static_cast<int>(std::min<int64_t>(MR, mc - r));
-            for (int i = 0; i < rows; ++i) origin[i] = pixels.origin(i0 + r + i);
-            float* dst = Ap + r / MR * sgemm_panel_stride(kc, MR);
-            // The depth range crosses taps; within a tap the C channels are contiguous in x.
-            for (int64_t k = p0; k < p0 + kc;) {
-                const int64_t tap = k / g.C, c0 = k - tap * g.C, len = std::min(g.C - c0, p0 + kc - k);
-                const int64_t kh = tap / g.KW, kw = tap % g.KW;
-                for (int i = 0; i < MR; ++i) src[i] = i < rows ? pixels.tap(origin[i], kh, kw, c0) : nullptr;
-                for (int grp = 0; grp < MR; grp += 16)
-                    Tile::pack_transposed(src + grp, len, dst + (k - p0) * MR + grp, MR, std::min(16, MR - grp));
-                k += len;
-            }
-        }
-    }
-
-    template <class Tile>
-    void pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* __restrict Bp) const {
-        if (!flipped_of) {
-            SgemmMatrices{false, true, nullptr, 0, w, pixels.g->K()}.pack_b<Tile>(p0, kc, j0, nc, Bp);
-            return;
-        }
-        constexpr int NR = Tile::NR;
-        const Conv2dGeometry& f = *flipped_of;  // f.Cout = this product's depth channels
-        for (int64_t c = 0; c < nc; c += NR) {
-            const int64_t cols = std::min<int64_t>(NR, nc - c);
-            float* dst = Bp + c / NR * sgemm_panel_stride(kc, NR);
-            for (int64_t kk = 0; kk < kc; ++kk) {
-                const int64_t k = p0 + kk, tap = k / f.Cout, co = k - tap * f.Cout;
-                const int64_t kh = f.KH - 1 - tap / f.KW, kw = f.KW - 1 - tap % f.KW;
-                const float* src = w + ((co * f.KH + kh) * f.KW + kw) * f.C + j0 + c;
-                Tile::copy_row(dst + kk * NR, src, cols, NR);
-            }
-        }
-    }
-};
-
-/// Operands of the weight gradient of a block, for sgemm_run():
-///   op(A) = dout^T [Cout, P] (dout [P, Cout]), op(B) = columns [P, K] packed from x.
-struct ConvWeightGradSource {
-    ConvBlockPixels pixels;
-    const float* dout;  // the block's first output pixel
-
-    template <class Tile>
-    void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* Ap) const {
-        SgemmMatrices{true, false, dout, pixels.g->Cout, nullptr, 0}.pack_a<Tile>(i0, mc, p0, kc, Ap);
-    }
-
-    template <class Tile>
-    void pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* __restrict Bp) const {
-        constexpr int NR = Tile::NR;
-        const Conv2dGeometry& g = *pixels.g;
-        const int64_t panels = (nc + NR - 1) / NR, padded = panels * NR;
-        // Pixel by pixel (one origin per pixel), each tap's channel run cut at panel edges.
-        for (int64_t kk = 0; kk < kc; ++kk) {
-            const PatchOrigin o = pixels.origin(p0 + kk);
-            for (int64_t j = j0; j < j0 + padded;) {
-                const int64_t panel = (j - j0) / NR, in_panel = (j - j0) - panel * NR;
-                float* __restrict d = Bp + panel * sgemm_panel_stride(kc, NR) + kk * NR + in_panel;
-                if (j >= j0 + nc) {  // zero columns past nc
-                    std::fill(d, d + (NR - in_panel), 0.f);
-                    j += NR - in_panel;
-                    continue;
-                }
-                const int64_t tap = j / g.C, c0 = j - tap * g.C;
-                const int64_t len = std::min({g.C - c0, j0 + nc - j, NR - in_panel});
-                Tile::copy_row(d, pixels.tap(o, tap / g.KW, tap % g.KW, c0), len, len);
-                j += len;
-            }
-        }
-    }
-};
-
-/// True when conv2d_forward_direct() applies: AVX-512, stride 1, a real kernel, a whole image
-/// per thread, and rows wide enough that the 2 * pad padding columns computed and dropped per
-/// output row cost at most 1/8.
-inline bool direct_conv_applies(Isa isa, const Conv2dGeometry& g, int threads) {
-    return isa == Isa::avx512 && g.stride == 1 && g.KH * g.KW > 1 && g.OW >= 16 * g.pad && g.N >= threads;
-}
-
-/// out [N, OH, OW, Cout] (= or +=) conv(x, w) (+ bias) by direct convolution, for stride 1.
-/// Each image is copied into a zero-padded [H+2p, W+2p, C] buffer; there, output pixel (oh, ow)
-/// reads tap (kh, kw) at ((oh + kh) * Wp + ow + kw) * C, so numbering the outputs over the padded
-/// width, q = oh * Wp + ow, puts consecutive q exactly C floats apart for every tap. A 14 x 32
-/// tile (28 x 16 when Cout <= 16) then broadcasts its inputs in place (no packing of A at all); the outputs with
-/// ow >= OW are computed and dropped. The weights are packed once per call. With flipped_of, w
-/// is that convolution's weight, used flipped (see ConvForwardSource).
-template <class Tile>
-void conv2d_forward_direct(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g,
-                           bool accumulate, const Conv2dGeometry* flipped_of, int threads) {
-    constexpr int MR = Tile::MR, NR = Tile::NR;
-    const int64_t K = g.K(), Co = g.Cout, C = g.C, panels = (Co + NR - 1) / NR;
-    const int64_t panel_stride = sgemm_panel_stride(K, NR);
-    std::unique_ptr<float, decltype(&std::free)> packed(
-        static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>((panels * panel_stride * 4 + 63) / 64 * 64))),
-        &std::free);
-    if (!packed) throw std::bad_alloc();
-    const ConvForwardSource weights{ConvBlockPixels{&g, x, 0, 0, g.OH}, w, flipped_of};
-    weights.pack_b<Tile>(0, K, 0, Co, packed.get());
-
-    const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad, runs = g.OH * Wp;
-    // The last tile's dropped rows read up to MR pixels and one padded row past the image.
-    const int64_t padded_floats = (Hp * Wp + MR + Wp) * C;
-    std::vector<int64_t> offset(static_cast<size_t>(g.KH * g.KW));
-    for (int64_t kh = 0; kh < g.KH; ++kh)
-        for (int64_t kw = 0; kw < g.KW; ++kw) offset[kh * g.KW + kw] = (kh * Wp + kw) * C;
-
-#pragma omp parallel num_threads(threads)
-    {
-        // Zeroed once: the image copies only ever write the interior, so the border stays zero.
-        std::vector<float> xp(static_cast<size_t>(padded_floats), 0.f);
-        alignas(64) float tile[MR * NR];
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g.N; ++n) {
-            const float* img = x + n * g.H * g.W * C;
-            for (int64_t ih = 0; ih < g.H; ++ih)
-                std::memcpy(xp.data() + ((ih + g.pad) * Wp + g.pad) * C, img + ih * g.W * C, sizeof(float) * g.W * C);
-            float* out_img = out + n * g.OH * g.OW * Co;
-            for (int64_t q0 = 0; q0 < runs; q0 += MR) {
-                for (int64_t p = 0; p < panels; ++p) {
-                    sgemm_tile_direct_avx512<MR, NR / 16>(static_cast<int>(offset.size()), offset.data(), C,
-                                                          xp.data() + q0 * C, packed.get() + p * panel_stride, tile,
-                                                          NR);
-                    const int64_t c0 = p * NR, cols = std::min<int64_t>(NR, Co - c0);
-                    for (int64_t i = 0; i < MR && q0 + i < runs; ++i) {
-                        const int64_t oh = (q0 + i) / Wp, ow = (q0 + i) % Wp;
-                        if (ow >= g.OW) continue;
-                        float* o = out_img + (oh * g.OW + ow) * Co + c0;
-                        const float* t = tile + i * NR;
-                        for (int64_t j = 0; j < cols; ++j)
-                            o[j] = (accumulate ? o[j] : 0.f) + t[j] + (bias ? bias[c0 + j] : 0.f);
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// out [N, OH, OW, Cout] (= or +=) conv(x, w) (+ bias) by implicit GEMM on a vector path: whole

@@ -15,7 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include <immintrin.h>
+#include "bnn/kernels/intrinsics.hpp"
 
 namespace bnn::kernels::detail {
 
@@ -89,6 +89,20 @@ BNN_SGEMM_AVX512 void sgemm_tile_direct_avx512(int taps, const int64_t* __restri
         for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + i * ldo + 16 * v, acc[i][v]);
 }
 
+// The shuffles of the transpose below, written as merge-masked forms with an all-ones mask.
+// GCC 12 implements the plain intrinsics as these same masked builtins with an undefined
+// pass-through operand (_mm512_undefined_ps) and then reports that operand from its own headers
+// under -Wmaybe-uninitialized. Passing the first input as the (fully overwritten) pass-through
+// gives the same builtin and the same instruction with nothing undefined.
+BNN_SGEMM_AVX512 inline __m512 unpacklo_ps(__m512 a, __m512 b) { return _mm512_mask_unpacklo_ps(a, 0xFFFF, a, b); }
+BNN_SGEMM_AVX512 inline __m512 unpackhi_ps(__m512 a, __m512 b) { return _mm512_mask_unpackhi_ps(a, 0xFFFF, a, b); }
+BNN_SGEMM_AVX512 inline __m512d unpacklo_pd(__m512d a, __m512d b) { return _mm512_mask_unpacklo_pd(a, 0xFF, a, b); }
+BNN_SGEMM_AVX512 inline __m512d unpackhi_pd(__m512d a, __m512d b) { return _mm512_mask_unpackhi_pd(a, 0xFF, a, b); }
+template <int Imm>
+BNN_SGEMM_AVX512 inline __m512 shuffle_f32x4(__m512 a, __m512 b) {
+    return _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, b, Imm);
+}
+
 /// dst[k * stride + r] = src[r][k] for r < lanes <= 16, k < kc, where a null src[r] reads as
 /// zeros. Packs a transposed operand 16 x 16 at a time with an in-register transpose (unpack,
 /// then 128-bit lane shuffles) instead of one float at a time; the row pointers let the
@@ -121,25 +135,25 @@ BNN_SGEMM_AVX512 inline void sgemm_pack_transposed_avx512(const float* const* sr
         __m512 t[16], u[16];
 #pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i] = unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = unpackhi_ps(r[2 * i], r[2 * i + 1]);
         }
 #pragma GCC unroll 4
         for (int q = 0; q < 4; ++q) {  // each 128-bit lane now holds 4 rows of one column
             const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
             const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
-            u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-            u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-            u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-            u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+            u[4 * q] = _mm512_castpd_ps(unpacklo_pd(a, c));
+            u[4 * q + 1] = _mm512_castpd_ps(unpackhi_pd(a, c));
+            u[4 * q + 2] = _mm512_castpd_ps(unpacklo_pd(b, d));
+            u[4 * q + 3] = _mm512_castpd_ps(unpackhi_pd(b, d));
         }
 #pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) {  // gather the four row groups' lanes for columns j, 4+j, 8+j, 12+j
-            const __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
-            const __m512 w0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
-            const __m512 w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
-            const __m512 col[4] = {_mm512_shuffle_f32x4(v0, w0, 0x88), _mm512_shuffle_f32x4(v1, w1, 0x88),
-                                   _mm512_shuffle_f32x4(v0, w0, 0xdd), _mm512_shuffle_f32x4(v1, w1, 0xdd)};
+            const __m512 v0 = shuffle_f32x4<0x88>(u[j], u[4 + j]), v1 = shuffle_f32x4<0xdd>(u[j], u[4 + j]);
+            const __m512 w0 = shuffle_f32x4<0x88>(u[8 + j], u[12 + j]);
+            const __m512 w1 = shuffle_f32x4<0xdd>(u[8 + j], u[12 + j]);
+            const __m512 col[4] = {shuffle_f32x4<0x88>(v0, w0), shuffle_f32x4<0x88>(v1, w1),
+                                   shuffle_f32x4<0xdd>(v0, w0), shuffle_f32x4<0xdd>(v1, w1)};
 #pragma GCC unroll 4
             for (int l = 0; l < 4; ++l) {
                 const int k = 4 * l + j;

@@ -23,15 +23,12 @@
 #include <tuple>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
 #include "bnn/core/rng.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/intrinsics.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/xnor_conv.hpp"
 

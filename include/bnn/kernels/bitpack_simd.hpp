@@ -10,9 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+#include "bnn/kernels/intrinsics.hpp"
 
 namespace bnn::kernels::detail {
 

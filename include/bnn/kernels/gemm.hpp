@@ -8,6 +8,9 @@
 /// per-image parallel loops of the convolution want.
 #include <cstdint>
 
+// Before Eigen, which includes <immintrin.h> itself (see intrinsics.hpp).
+#include "bnn/kernels/intrinsics.hpp"
+
 #include <Eigen/Core>
 
 #include "bnn/kernels/sgemm.hpp"

@@ -6,7 +6,7 @@
 /// with 12 ymm accumulators and 2 B vectors, which fits the 16 ymm registers.
 #include <cstdint>
 
-#include <immintrin.h>
+#include "bnn/kernels/intrinsics.hpp"
 
 namespace bnn::kernels::detail {
 

@@ -12,9 +12,7 @@
 /// by every weight vector, which keeps loads well under the ALU work.
 #include <cstdint>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+#include "bnn/kernels/intrinsics.hpp"
 
 namespace bnn::kernels::detail {
 

@@ -8,7 +8,7 @@
 /// never changes, so no copy is made at run time and a steady-state run() allocates nothing.
 ///
 ///   input bits  [N, H + 2p, W + 2p, ceil(Cin/64)] uint64 (owned; border = -1 bits, zero padding
-///               with the exact tap-sum correction of xnor_conv.hpp)
+///               with the exact tap-sum correction of xnor_conv.hpp, or +1 bits for one-padding)
 ///   out         [N, OH, OW, Cout] float
 ///
 /// The output transform is fused into the tile epilogue, per output element (q, o) of image n:
@@ -105,17 +105,24 @@ public:
 
     /// Plans the convolution of packed weights `w` over inputs [N, H, W, w.cin] on path `isa`.
     BinaryConvStep(const kernels::PackedConvWeights& w, int64_t stride, int64_t padding, int64_t N, int64_t H,
-                   int64_t W, kernels::Isa isa = kernels::active_isa())
+                   int64_t W, kernels::Isa isa = kernels::active_isa(),
+                   kernels::PadMode pad_mode = kernels::PadMode::zero)
         : w_(w), isa_(isa) {
         kernels::detail::require_supported(isa, "BinaryConvStep");
         BNN_CHECK(w.words.defined() && w.tap_sums.defined(), "BinaryConvStep: the packed weights are undefined");
-        g_ = kernels::xnor_conv_geometry(N, H, W, w.cin, w.cout, w.kh, w.kw, stride, padding, kernels::PadMode::zero);
+        g_ = kernels::xnor_conv_geometry(N, H, W, w.cin, w.cout, w.kh, w.kw, stride, padding, pad_mode);
         const int64_t wc = g_.words_per_pixel(), taps = g_.KH * g_.KW;
         coutp_ = kernels::padded_out_channels(g_.Cout);
         hp_ = g_.H + 2 * g_.pad;
         wp_ = g_.W + 2 * g_.pad;
         // Zero-initialised: the border stays -1 bits for good; the interior is overwritten by producers.
         bits_ = Tensor<uint64_t>(Shape{std::max<int64_t>(1, g_.N * hp_ * wp_ * wc)});
+        if (pad_mode == kernels::PadMode::one && g_.pad > 0)  // +1 bits on the channels of every pixel
+            for (int64_t i = 0; i < g_.N * hp_ * wp_; ++i)
+                for (int64_t j = 0; j < wc; ++j) {
+                    const int64_t bits = std::min<int64_t>(64, g_.C - 64 * j);
+                    bits_[i * wc + j] = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+                }
         ones_.assign(coutp_, 1.f);
         zeros_.assign(coutp_, 0.f);
         word_offsets_.resize(taps * wc);
@@ -195,6 +202,13 @@ private:
         const int64_t wc = g_.words_per_pixel(), pixels = g_.N * g_.OH * g_.OW;
         origins_.assign(pixels, nullptr);
         corrections_.assign(pixels, nullptr);
+        if (g_.pad_mode == kernels::PadMode::one) {  // the border holds real bits: nothing to correct
+            for (int64_t n = 0, q = 0; n < g_.N; ++n)
+                for (int64_t oh = 0; oh < g_.OH; ++oh)
+                    for (int64_t ow = 0; ow < g_.OW; ++ow, ++q)
+                        origins_[q] = bits_.data() + ((n * hp_ + oh * g_.stride) * wp_ + ow * g_.stride) * wc;
+            return;
+        }
         std::vector<int> row_id(g_.OH), col_id(g_.OW);
         std::vector<uint64_t> row_masks, col_masks;
         auto classify = [&](int64_t extent_out, int64_t kd, int64_t extent_in, std::vector<int>& ids,

@@ -1,0 +1,390 @@
+#pragma once
+/// @file op_steps.hpp
+/// The op-by-op steps of an inference graph: what is not fused into a binary convolution. Each
+/// performs the float operations of its training op in eval mode, in the same order, over
+/// planned buffers (no allocation on the vector paths):
+///
+///   FloatConvStep      conv2d (+ bias)                      [N,H,W,C] -> [N,OH,OW,Cout]
+///   BatchNormStep      eval BN, optionally then ReLU/PReLU  [N,H,W,C] or [N,C], in place
+///   ActivationStep     ReLU, PReLU, tanh, sigmoid, hardtanh, sign; in place
+///   ScaleStep          x * s[c] or x * s[n, c]              in place
+///   ScaledPReLUStep    PReLU(x * s[n, c])                   in place
+///   PoolStep           max / average pooling                [N,H,W,C] -> [N,OH,OW,C]
+///   GlobalAvgPoolStep  mean over H, W                       [N,H,W,C] -> [N,C]
+///   PadStep            a constant border                    [N,H,W,C] -> [N,H+2p,W+2p,C]
+///   GateStep           Real-to-Bin's G(x)                   [N,H,W,C] -> [N,Cout]
+///   LinearStep         x W^T + b                            [N,in] -> [N,out]
+///   AddStep            a + b, optionally then ReLU          in place
+///   FlattenStep        [N, ...] -> [N, rest]                a view
+///   CopyStep           out = in                             (a graph whose output is its input)
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bnn/core/tensor.hpp"
+#include "bnn/infer/few_channel_conv.hpp"
+#include "bnn/infer/fused_steps.hpp"
+#include "bnn/infer/step.hpp"
+#include "bnn/kernels/activation.hpp"
+#include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/elementwise.hpp"
+#include "bnn/kernels/gemm.hpp"
+#include "bnn/kernels/pad.hpp"
+#include "bnn/kernels/pool.hpp"
+
+namespace bnn::infer {
+
+namespace detail {
+inline Tensor<float> copy_or_empty(const Tensor<float>& t) { return t.defined() ? t.clone() : Tensor<float>(); }
+inline const float* data_or_null(const Tensor<float>& t) { return t.defined() ? t.data() : nullptr; }
+}  // namespace detail
+
+/// Float convolution, weight [Cout, K, K, Cin] (OHWI), bias [Cout] or undefined.
+class FloatConvStep : public Step {
+public:
+    FloatConvStep(std::string path, Tensor<float> weight, Tensor<float> bias, int stride, int padding)
+        : Step(std::move(path), "float conv"), w_(std::move(weight)), b_(std::move(bias)), stride_(stride),
+          pad_(padding) {}
+
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() == 4 && x[3] == w_.dim(3), "expects input [N, H, W, ", w_.dim(3), "], got ", x.str());
+        check(x[1] + 2 * pad_ >= w_.dim(1) && x[2] + 2 * pad_ >= w_.dim(2), "kernel ", w_.dim(1), "x", w_.dim(2),
+              " is larger than the padded input ", x.str(), " (padding ", pad_, ")");
+        g_ = kernels::conv2d_geometry(x[0], x[1], x[2], x[3], w_.dim(0), w_.dim(1), w_.dim(2), stride_, pad_);
+        return Shape{g_.N, g_.OH, g_.OW, g_.Cout};
+    }
+    void run(const float* const* in, float* out) override {
+        // A few input channels (an image): gathered receptive fields, same floats, twice as fast.
+        if (g_.C <= 4) few_channel_conv(in[0], w_.data(), detail::data_or_null(b_), out, g_);
+        else float_conv(in[0], w_.data(), detail::data_or_null(b_), out, g_);
+    }
+
+private:
+    Tensor<float> w_, b_;
+    int stride_, pad_;
+    kernels::Conv2dGeometry g_{};
+};
+
+/// What follows a batch norm or an addition in the same pass.
+enum class Activation { None, ReLU, PReLU };
+
+/// Eval-mode batch norm folded into a per-channel scale and shift, then an optional ReLU/PReLU.
+class BatchNormStep : public Step {
+public:
+    BatchNormStep(std::string path, FrozenBatchNorm bn) : Step(std::move(path), "batch norm"), bn_(std::move(bn)) {}
+
+    /// Runs `act` on the normalised values in the same pass (slope [C] for PReLU).
+    void fuse_activation(Activation act, Tensor<float> slope = {}) {
+        act_ = act;
+        slope_ = std::move(slope);
+    }
+    bool has_activation() const { return act_ != Activation::None; }
+
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check((x.rank() == 4 || x.rank() == 2) && x[-1] == bn_.channels(), "expects input [N, H, W, ", bn_.channels(),
+              "] or [N, ", bn_.channels(), "], got ", x.str());
+        rows_ = x.numel() / bn_.channels();
+        return x;
+    }
+    void run(const float* const* in, float* out) override {
+        if (out != in[0]) std::memcpy(out, in[0], sizeof(float) * rows_ * bn_.channels());
+        bn_activation(out, rows_, bn_.channels(), bn_, act_ == Activation::ReLU,
+                      act_ == Activation::PReLU ? slope_.data() : nullptr);
+    }
+    int in_place_input() const override { return 0; }
+    std::string fused() const override {
+        return act_ == Activation::ReLU ? "ReLU" : act_ == Activation::PReLU ? "PReLU" : "";
+    }
+    const FrozenBatchNorm& batch_norm() const { return bn_; }
+
+private:
+    FrozenBatchNorm bn_;
+    Activation act_ = Activation::None;
+    Tensor<float> slope_;
+    int64_t rows_ = 0;
+};
+
+/// Element-wise activations with their training kernels.
+class ActivationStep : public Step {
+public:
+    enum class Op { ReLU, PReLU, Tanh, Sigmoid, Hardtanh, Sign };
+    ActivationStep(std::string path, Op op, Tensor<float> slope = {}, float lo = -1.f, float hi = 1.f)
+        : Step(std::move(path), "activation"), op_(op), slope_(std::move(slope)), lo_(lo), hi_(hi) {}
+
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        if (op_ == Op::PReLU)
+            check(x.rank() >= 1 && x[-1] == slope_.numel(), "PReLU of ", slope_.numel(),
+                  " channels expects the last dimension to be ", slope_.numel(), ", got ", x.str());
+        n_ = x.numel();
+        return x;
+    }
+    void run(const float* const* in, float* out) override {
+        const float* x = in[0];
+        switch (op_) {
+            case Op::ReLU: kernels::relu_forward(x, out, n_); break;
+            case Op::PReLU: kernels::prelu_forward(x, slope_.data(), out, n_ / slope_.numel(), slope_.numel()); break;
+            case Op::Tanh: kernels::tanh_forward(x, out, n_); break;
+            case Op::Sigmoid: kernels::sigmoid_forward(x, out, n_); break;
+            case Op::Hardtanh: kernels::hardtanh_forward(x, out, n_, lo_, hi_); break;
+            case Op::Sign: kernels::sign_forward(x, out, n_); break;
+        }
+    }
+    int in_place_input() const override { return 0; }
+
+private:
+    Op op_;
+    Tensor<float> slope_;
+    float lo_, hi_;
+    int64_t n_ = 0;
+};
+
+/// x [N, ..., C] * s: s a constant [C], or the second input [N, C] (a gate's output).
+class ScaleStep : public Step {
+public:
+    /// Per channel by a constant.
+    ScaleStep(std::string path, Tensor<float> scale) : Step(std::move(path), "scale"), scale_(std::move(scale)) {}
+    /// Per sample and channel by the second input.
+    explicit ScaleStep(std::string path) : Step(std::move(path), "scale") {}
+
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() >= 2, "expects an input [N, ..., C], got ", x.str());
+        C_ = x[-1];
+        if (scale_.defined()) {
+            check(scale_.numel() == C_, "scale of ", scale_.numel(), " channels for input ", x.str());
+            outer_ = 1;
+        } else {
+            check(in.at(1) == Shape{x[0], C_}, "scale ", in.at(1).str(), " does not fit input ", x.str());
+            outer_ = x[0];
+        }
+        inner_ = x.numel() / (outer_ * C_);
+        return x;
+    }
+    void run(const float* const* in, float* out) override {
+        kernels::mul_forward(in[0], scale_.defined() ? scale_.data() : in[1], out, outer_, inner_, C_);
+    }
+    int in_place_input() const override { return 0; }
+
+private:
+    Tensor<float> scale_;
+    int64_t outer_ = 0, inner_ = 0, C_ = 0;
+};
+
+/// PReLU(x * s[n, c]) with s the second input [N, C]: ops::scaled_prelu.
+class ScaledPReLUStep : public Step {
+public:
+    ScaledPReLUStep(std::string path, Tensor<float> slope) : Step(std::move(path), "activation"), slope_(std::move(slope)) {}
+
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() >= 2 && x[-1] == slope_.numel(), "expects an input [N, ..., ", slope_.numel(), "], got ", x.str());
+        const Shape& s = in.at(1);
+        per_channel_ = s.rank() == 1;
+        check(per_channel_ ? s == Shape{x[-1]} : s == Shape{x[0], x[-1]}, "scale ", s.str(), " does not fit ", x.str());
+        C_ = x[-1];
+        outer_ = per_channel_ ? 1 : x[0];
+        inner_ = x.numel() / (outer_ * C_);
+        return x;
+    }
+    void run(const float* const* in, float* out) override {
+        kernels::scaled_prelu_forward(in[0], in[1], slope_.data(), out, outer_, inner_, C_);
+    }
+    int in_place_input() const override { return 0; }
+
+private:
+    Tensor<float> slope_;
+    bool per_channel_ = false;
+    int64_t outer_ = 0, inner_ = 0, C_ = 0;
+};
+
+/// A constant per-channel vector as a step's output (the scale of a binary conv in a real-weight
+/// mode, fed to ScaledPReLUStep): computed once, copied per call.
+class ConstantStep : public Step {
+public:
+    ConstantStep(std::string path, Tensor<float> value) : Step(std::move(path), "constant"), value_(std::move(value)) {}
+    Shape plan(const std::vector<Shape>&) override { return value_.shape(); }
+    void run(const float* const*, float* out) override {
+        std::memcpy(out, value_.data(), sizeof(float) * value_.numel());
+    }
+
+private:
+    Tensor<float> value_;
+};
+
+/// Max or average pooling over k x k windows.
+class PoolStep : public Step {
+public:
+    PoolStep(std::string path, bool max, int kernel, int stride, int padding)
+        : Step(std::move(path), "pool"), max_(max), k_(kernel), stride_(stride), pad_(padding) {}
+
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() == 4, "expects input [N, H, W, C], got ", x.str());
+        check(x[1] + 2 * pad_ >= k_ && x[2] + 2 * pad_ >= k_, "window ", k_, "x", k_, " is larger than the padded input ",
+              x.str());
+        g_ = kernels::PoolGeometry::make(x[0], x[1], x[2], x[3], k_, stride_, pad_);
+        return Shape{g_.N, g_.OH, g_.OW, g_.C};
+    }
+    void run(const float* const* in, float* out) override {
+        if (max_) max_pool(in[0], out, g_);
+        else kernels::avg_pool2d_forward(in[0], out, g_);
+    }
+
+private:
+    bool max_;
+    int k_, stride_, pad_;
+    kernels::PoolGeometry g_{};
+};
+
+class GlobalAvgPoolStep : public Step {
+public:
+    explicit GlobalAvgPoolStep(std::string path) : Step(std::move(path), "pool") {}
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() == 4, "expects input [N, H, W, C], got ", x.str());
+        s_ = x;
+        return Shape{x[0], x[3]};
+    }
+    void run(const float* const* in, float* out) override {
+        kernels::global_avg_pool_forward(in[0], out, s_[0], s_[1] * s_[2], s_[3]);
+    }
+
+private:
+    Shape s_;
+};
+
+class PadStep : public Step {
+public:
+    PadStep(std::string path, int64_t padding, float value)
+        : Step(std::move(path), "pad"), p_(padding), value_(value) {}
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() == 4, "expects input [N, H, W, C], got ", x.str());
+        s_ = x;
+        return Shape{x[0], x[1] + 2 * p_, x[2] + 2 * p_, x[3]};
+    }
+    void run(const float* const* in, float* out) override {
+        kernels::pad_forward(in[0], out, s_[0], s_[1], s_[2], s_[3], p_, value_);
+    }
+
+private:
+    int64_t p_;
+    float value_;
+    Shape s_;
+};
+
+/// G = sigmoid(W2 relu(W1 mean(x))): the per-channel mean summed pixel by pixel from 0, as
+/// the training gate does, then FrozenGate.
+class GateStep : public Step {
+public:
+    GateStep(std::string path, FrozenGate gate) : Step(std::move(path), "gate"), gate_(std::move(gate)) {}
+
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() == 4 && x[3] == gate_.cin, "expects input [N, H, W, ", gate_.cin, "], got ", x.str());
+        check(x[1] * x[2] > 0, "input ", x.str(), " has no pixels to pool");
+        s_ = x;
+        mean_ = Tensor<float>::empty(Shape{x[0] * gate_.cin});
+        hidden_ = Tensor<float>::empty(Shape{gate_.hidden});
+        acc_ = Tensor<float>::empty(Shape{gate_.cout});
+        return Shape{x[0], gate_.cout};
+    }
+    void run(const float* const* in, float* out) override {
+        const int64_t N = s_[0], P = s_[1] * s_[2], C = s_[3];
+        for (int64_t n = 0; n < N; ++n) {
+            float* m = mean_.data() + n * C;
+            std::fill(m, m + C, 0.f);
+            for (int64_t p = 0; p < P; ++p) {
+                const float* row = in[0] + (n * P + p) * C;
+                for (int64_t c = 0; c < C; ++c) m[c] += row[c];
+            }
+            for (int64_t c = 0; c < C; ++c) m[c] /= static_cast<float>(P);
+        }
+        gate_.forward(mean_.data(), out, hidden_.data(), acc_.data(), N);
+    }
+
+private:
+    FrozenGate gate_;
+    Shape s_;
+    Tensor<float> mean_, hidden_, acc_;
+};
+
+/// y = x W^T + b, the GEMM and bias loop of ops::linear.
+class LinearStep : public Step {
+public:
+    LinearStep(std::string path, Tensor<float> weight, Tensor<float> bias)
+        : Step(std::move(path), "linear"), w_(std::move(weight)), b_(std::move(bias)) {}
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() == 2 && x[1] == w_.dim(1), "expects input [N, ", w_.dim(1), "], got ", x.str(),
+              x.rank() == 4 ? " (a GlobalAvgPool or Flatten before it?)" : "");
+        N_ = x[0];
+        return Shape{N_, w_.dim(0)};
+    }
+    void run(const float* const* in, float* out) override {
+        const int64_t K = w_.dim(0), C = w_.dim(1);
+        kernels::gemm_nt(N_, K, C, in[0], C, w_.data(), C, out, K, false);
+        if (b_.defined())
+            for (int64_t n = 0; n < N_; ++n)
+                for (int64_t o = 0; o < K; ++o) out[n * K + o] += b_[o];
+    }
+
+private:
+    Tensor<float> w_, b_;
+    int64_t N_ = 0;
+};
+
+/// a + b (then ReLU when fused), same shapes.
+class AddStep : public Step {
+public:
+    AddStep(std::string path, bool relu) : Step(std::move(path), "add"), relu_(relu) {}
+    Shape plan(const std::vector<Shape>& in) override {
+        check(in.at(0) == in.at(1), "adds ", in.at(0).str(), " and ", in.at(1).str(),
+              ": a residual's body and shortcut must give the same shape");
+        n_ = in[0].numel();
+        return in[0];
+    }
+    void run(const float* const* in, float* out) override {
+        kernels::add_forward(in[0], in[1], out, n_, 1.f);
+        if (relu_) kernels::relu_forward(out, out, n_);
+    }
+    int in_place_input() const override { return 0; }
+    std::string fused() const override { return relu_ ? "ReLU" : ""; }
+
+private:
+    bool relu_;
+    int64_t n_ = 0;
+};
+
+class FlattenStep : public Step {
+public:
+    explicit FlattenStep(std::string path) : Step(std::move(path), "view") {}
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() >= 1, "expects an input [N, ...], got a scalar");
+        return Shape{x[0], x[0] ? x.numel() / x[0] : 0};
+    }
+    void run(const float* const*, float*) override {}
+    bool is_view() const override { return true; }
+};
+
+class CopyStep : public Step {
+public:
+    explicit CopyStep(std::string path) : Step(std::move(path), "copy") {}
+    Shape plan(const std::vector<Shape>& in) override {
+        n_ = in.at(0).numel();
+        return in[0];
+    }
+    void run(const float* const* in, float* out) override { std::memcpy(out, in[0], sizeof(float) * n_); }
+
+private:
+    int64_t n_ = 0;
+};
+
+}  // namespace bnn::infer

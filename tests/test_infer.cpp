@@ -1,0 +1,515 @@
+// infer/: the fused steps against the training kernels, and infer::compile on a ResNet-18 built
+// from the library's blocks and on three other architectures (each trained a few steps): logits
+// against the training model's eval mode, through deployment files too, and no allocation in
+// steady state.
+#include <catch2/catch.hpp>
+
+#include <malloc.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <new>
+#include <string>
+
+#include "bnn/autograd/grad_mode.hpp"
+#include "bnn/core/threads.hpp"
+#include "bnn/infer/compile.hpp"
+#include "bnn/infer/fused_steps.hpp"
+#include "bnn/io/deploy.hpp"
+#include "bnn/kernels/batch_norm.hpp"
+#include "bnn/losses/cross_entropy.hpp"
+#include "bnn/optim/adam.hpp"
+#include "bnn/train/train_step.hpp"
+#include "temp_dir.hpp"
+
+// ---- a counting allocator: every operator new and every aligned_alloc (Tensor storage) -------
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+void note_allocation() {
+    if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+void* checked(void* p) {
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+}  // namespace
+
+void* operator new(std::size_t n) {
+    note_allocation();
+    return checked(std::malloc(n ? n : 1));
+}
+void* operator new[](std::size_t n) {
+    note_allocation();
+    return checked(std::malloc(n ? n : 1));
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+    note_allocation();
+    return checked(memalign(static_cast<std::size_t>(a), n ? n : 1));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+    note_allocation();
+    return checked(memalign(static_cast<std::size_t>(a), n ? n : 1));
+}
+// GCC cannot see that these operator new replacements call malloc, and warns on the free.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+// Tensor storage comes from std::aligned_alloc: this definition takes the program's calls.
+extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept {
+    note_allocation();
+    return memalign(alignment, size);
+}
+
+using namespace bnn;
+
+namespace {
+
+enum class Variant { StrongBaseline, RealToBin };
+
+// ResNet-18 (binary variants) from the library's blocks, with the example's layout and names:
+// stem (conv, BN, ReLU [, max pool]), block1..block8, pool, fc.
+std::shared_ptr<nn::Sequential> resnet18(Variant v, bool imagenet, int64_t width, int64_t classes) {
+    auto net = std::make_shared<nn::Sequential>();
+    auto stem = net->push_back("stem", std::make_shared<nn::Sequential>());
+    if (imagenet)
+        stem->add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = width, .kernel_size = 7, .stride = 2, .padding = 3});
+    else
+        stem->add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = width, .padding = 1});
+    stem->add<nn::BatchNorm2d>(width);
+    stem->add<nn::ReLU>();
+    if (imagenet) stem->add<nn::MaxPool2d>(3, 2, 1);
+    int64_t in = width;
+    for (int b = 0; b < 8; ++b) {
+        const int64_t out = width << (b / 2);
+        net->push_back("block" + std::to_string(b + 1),
+                       std::make_shared<nn::BinaryBasicBlock>(nn::BinaryHalfBlockOptions{
+                           .in_channels = in,
+                           .out_channels = out,
+                           .stride = (b > 0 && b % 2 == 0) ? 2 : 1,
+                           .scale = v == Variant::RealToBin ? nn::BlockScale::Gate : nn::BlockScale::Alpha,
+                           .mode = nn::BinaryMode::FullyBinary}));
+        in = out;
+    }
+    net->push_back("pool", std::make_shared<nn::GlobalAvgPool>());
+    net->push_back("fc", std::make_shared<nn::Linear>(in, classes));
+    return net;
+}
+
+// Moves every per-channel quantity away from its initial value, as training would: BN running
+// statistics, gammas of both signs (a few exactly zero), betas, PReLU slopes, learned scales,
+// the classifier bias. Latent binary weights and the gates keep their (random) initialisation.
+void randomise(nn::Module& net, uint64_t seed) {
+    Rng rng(seed);
+    for (auto& [name, b] : net.named_buffers()) {
+        if (name.ends_with("running_mean"))
+            for (float& v : b) v = rng.normal(0.f, 0.5f);
+        if (name.ends_with("running_var"))
+            for (float& v : b) v = rng.uniform(0.3f, 2.f);
+    }
+    for (auto& [name, p] : net.named_parameters()) {
+        Tensor<float> t = p.value();
+        if (t.rank() != 1) continue;
+        for (float& v : t) v = rng.normal(0.3f, 0.7f);
+        if (name.ends_with("bn.weight")) t[0] = 0.f;  // gamma = 0: the sign is the sign of beta alone
+    }
+    net.eval();
+}
+
+Tensor<float> eval_logits(nn::Module& net, const Tensor<float>& x) {
+    NoGradGuard no_tape;
+    return net.forward(Variable(x)).value().clone();
+}
+
+int64_t argmax_row(const Tensor<float>& t, int64_t n) {
+    const int64_t k = t.dim(1);
+    int64_t best = 0;
+    for (int64_t j = 1; j < k; ++j)
+        if (t[n * k + j] > t[n * k + best]) best = j;
+    return best;
+}
+
+// The tolerance is zero: every fused step performs the training ops' float operations in the
+// same order (the BN output is computed, not folded into a threshold; the conv epilogue applies
+// alpha, G, PReLU and the add one IEEE operation at a time), so the logits are the same floats.
+// Zero matters: a single rounding difference in the residual stream could flip a sign at the
+// next binarisation and change the logits by far more than an ulp.
+void require_same_logits(const Tensor<float>& got, const Tensor<float>& expected) {
+    REQUIRE(got.shape() == expected.shape());
+    int64_t differing = 0;
+    for (int64_t i = 0; i < got.numel(); ++i) differing += got[i] != expected[i];
+    INFO("logits differing: " << differing << " of " << got.numel());
+    REQUIRE(differing == 0);
+    for (int64_t n = 0; n < got.dim(0); ++n) REQUIRE(argmax_row(got, n) == argmax_row(expected, n));
+}
+
+// Allocations of one graph.run(x) after a first one.
+long steady_state_allocations(infer::Graph& graph, const Tensor<float>& x) {
+    graph.run(x);
+    g_allocations = 0;
+    g_counting = true;
+    graph.run(x);
+    g_counting = false;
+    return g_allocations.load();
+}
+
+}  // namespace
+
+TEST_CASE("bn_sign_pack packs sign(BN(x)) as the training ops and sums the gate's means", "[inference]") {
+    Rng rng(5);
+    const int64_t N = 2, H = 3, W = 5, C = 70;  // two words per pixel, the second partial
+    Tensor<float> gamma = Tensor<float>::randn({C}, rng), beta = Tensor<float>::randn({C}, rng, 0.f, 0.5f);
+    Tensor<float> mean = Tensor<float>::randn({C}, rng), var = Tensor<float>::uniform({C}, rng, 0.2f, 3.f);
+    gamma[3] = 0.f;
+    gamma[4] = -0.f;
+    Tensor<float> x = Tensor<float>::randn({N, H, W, C}, rng);
+    // Inputs sitting on (or next to) each channel's zero crossing x = -beta'/gamma'.
+    infer::FrozenBatchNorm bn(gamma.data(), beta.data(), mean.data(), var.data(), C, 1e-5f);
+    for (int64_t c = 0; c < C; ++c)
+        if (bn.scale[c] != 0.f) {
+            const float t = -bn.shift[c] / bn.scale[c];
+            x[c] = t;
+            x[C + c] = std::nextafter(t, 1e30f);
+            x[2 * C + c] = std::nextafter(t, -1e30f);
+        }
+    Tensor<float> h(Shape{N, H, W, C});
+    kernels::batch_norm_eval_forward(x.data(), gamma.data(), beta.data(), mean.data(), var.data(), h.data(), N * H * W,
+                                     C, 1e-5f);
+    Tensor<float> wf = Tensor<float>::randn({4, 3, 3, C}, rng);
+    kernels::PackedConvWeights w = kernels::pack_conv_weights(wf);
+    for (kernels::Isa isa : kernels::available_isas()) {
+        INFO(kernels::isa_name(isa));
+        infer::BinaryConvStep step(w, 1, 1, N, H, W, isa);
+        Tensor<float> pooled(Shape{N, C});
+        infer::bn_sign_pack(x.data(), N, H, W, C, bn, step, pooled.data(), isa);
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t i = 0; i < H; ++i)
+                for (int64_t j = 0; j < W; ++j) {
+                    const uint64_t* bits = step.input_pixel(n, i, j);
+                    for (int64_t c = 0; c < C; ++c) {
+                        const bool plus = h[((n * H + i) * W + j) * C + c] >= 0.f;
+                        REQUIRE(((bits[c / 64] >> (c % 64)) & 1) == uint64_t(plus));
+                    }
+                    REQUIRE((bits[1] >> (C - 64)) == 0);  // bits past C stay zero
+                }
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t c = 0; c < C; ++c) {
+                float s = 0.f;
+                for (int64_t p = 0; p < H * W; ++p) s += h[(n * H * W + p) * C + c];
+                REQUIRE(pooled[n * C + c] == s / float(H * W));
+            }
+    }
+}
+
+TEST_CASE("BinaryConvStep equals xnor_conv2d followed by the unfused transform", "[inference]") {
+    Rng rng(9);
+    for (auto [H, W, C, Cout, stride] : {std::tuple{5, 7, 3, 5, 1}, std::tuple{6, 6, 64, 40, 2},
+                                         std::tuple{4, 9, 130, 33, 1}}) {
+        const int64_t N = 2;
+        kernels::PackedConvWeights w = kernels::pack_conv_weights(Tensor<float>::randn({Cout, 3, 3, C}, rng));
+        Tensor<float> x = Tensor<float>::randn({N, H, W, C}, rng);
+        Tensor<float> alpha = Tensor<float>::randn({Cout}, rng), slope = Tensor<float>::randn({Cout}, rng);
+        for (kernels::Isa isa : kernels::available_isas()) {
+            INFO(kernels::isa_name(isa) << " H=" << H << " W=" << W << " C=" << C << " Cout=" << Cout);
+            infer::BinaryConvStep step(w, stride, 1, N, H, W, isa);
+            const auto& g = step.geometry();
+            Tensor<float> gate = Tensor<float>::uniform({N, Cout}, rng);
+            Tensor<float> residual = Tensor<float>::randn({N, g.OH, g.OW, Cout}, rng);
+            Tensor<float> ref = kernels::xnor_conv2d(pack_signs(x), w, alpha, {}, stride, 1, kernels::PadMode::zero, isa);
+            const int64_t per_image = g.OH * g.OW * Cout;
+            for (int64_t i = 0; i < ref.numel(); ++i) {
+                float y = ref[i] * gate[(i / per_image) * Cout + i % Cout];
+                y = y > 0.f ? y : slope[i % Cout] * y;
+                ref[i] = y + residual[i];
+            }
+            for (int64_t n = 0; n < N; ++n)
+                for (int64_t i = 0; i < H; ++i)
+                    for (int64_t j = 0; j < W; ++j)
+                        kernels::pack_signs(x.data() + ((n * H + i) * W + j) * C, 1, C, nullptr, nullptr,
+                                            step.input_pixel(n, i, j), isa);
+            Tensor<float> out = residual.clone();  // in place over the residual, as identity shortcuts do
+            step.run({alpha.data(), gate.data(), slope.data(), out.data()}, out.data());
+            for (int64_t i = 0; i < ref.numel(); ++i) REQUIRE(out[i] == ref[i]);
+        }
+    }
+}
+
+TEST_CASE("ResNet-18 from the library's blocks: compiled logits equal eval mode on every path", "[infer]") {
+    for (Variant v : {Variant::RealToBin, Variant::StrongBaseline}) {
+        for (int threads : {1, 2}) {
+            INFO((v == Variant::RealToBin ? "real-to-bin" : "strong baseline") << ", threads " << threads);
+            set_num_threads(threads);
+            manual_seed(11);
+            auto net = resnet18(v, false, 8, 5);
+            randomise(*net, 12);
+            infer::Graph graph = infer::compile(*net, Shape{1, 8, 8, 3});
+            Rng rng(13);
+            for (int64_t batch : {1, 4}) {
+                Tensor<float> x = Tensor<float>::randn({batch, 8, 8, 3}, rng);
+                require_same_logits(graph.run(x), eval_logits(*net, x));
+            }
+            for (kernels::Isa isa : kernels::available_isas()) {
+                INFO(kernels::isa_name(isa));
+                kernels::IsaGuard guard(isa);
+                infer::Graph on_path = infer::compile(*net, Shape{3, 8, 8, 3});
+                Tensor<float> x = Tensor<float>::randn({3, 8, 8, 3}, rng);
+                require_same_logits(on_path.run(x), eval_logits(*net, x));
+            }
+        }
+    }
+    set_num_threads(2);
+}
+
+TEST_CASE("ResNet-18 (width 64): compiled logits equal eval mode, CIFAR and ImageNet stems", "[infer][resnet18]") {
+    for (bool imagenet : {false, true}) {
+        INFO((imagenet ? "imagenet" : "cifar"));
+        manual_seed(21);
+        auto net = resnet18(Variant::RealToBin, imagenet, 64, 10);
+        randomise(*net, 22);
+        const int64_t side = imagenet ? 224 : 32;
+        Rng rng(23);
+        Tensor<float> x = Tensor<float>::randn({imagenet ? 1 : 2, side, side, 3}, rng);
+        infer::Graph graph = infer::compile(*net, x.shape());
+        require_same_logits(graph.run(x), eval_logits(*net, x));
+        // The fused half-blocks: 16 binary conv steps, no batch norm left of them.
+        REQUIRE(graph.summary().find("BN+sign pack, gate, alpha, PReLU, residual") != std::string::npos);
+    }
+}
+
+TEST_CASE("ResNet-18 through a deployment file: rebuilt without its code, same logits", "[infer][deploy]") {
+    manual_seed(31);
+    auto net = resnet18(Variant::RealToBin, false, 16, 7);
+    randomise(*net, 32);
+    bnn::test::TempDir dir;
+    const std::string path = dir.file("r2b.deploy.safetensors");
+    io::save_deployed(path, *net, {{"classes", "7"}});
+    io::Deployed d = io::load_deployed(path);
+    REQUIRE(d.metadata.at("classes") == "7");
+    Rng rng(33);
+    Tensor<float> x = Tensor<float>::randn({3, 16, 16, 3}, rng);
+    infer::Graph graph = infer::compile(*d.model, x.shape());
+    require_same_logits(graph.run(x), eval_logits(*net, x));
+    require_same_logits(eval_logits(*d.model, x), eval_logits(*net, x));
+}
+
+TEST_CASE("a steady-state compiled call allocates nothing", "[infer][alloc]") {
+    manual_seed(41);
+    auto net = resnet18(Variant::RealToBin, true, 16, 10);
+    randomise(*net, 42);
+    infer::Graph graph = infer::compile(*net, Shape{2, 64, 64, 3});  // then re-planned for each batch
+    Rng rng(43);
+    for (int64_t batch : {1, 3}) {
+        INFO("batch " << batch);
+        Tensor<float> x = Tensor<float>::randn({batch, 64, 64, 3}, rng);
+        g_allocations = 0;
+        g_counting = true;
+        graph.run(x);  // re-plans for this shape
+        g_counting = false;
+        REQUIRE(g_allocations.load() > 0);  // the hook works: planning does allocate
+        Tensor<float> expected = graph.run(x).clone();
+        REQUIRE(steady_state_allocations(graph, x) == 0);
+        const Tensor<float>& again = graph.run(x);
+        for (int64_t i = 0; i < again.numel(); ++i) REQUIRE(again[i] == expected[i]);
+        require_same_logits(again, eval_logits(*net, x));
+    }
+}
+
+TEST_CASE("infer::compile names the module path of what does not fit", "[infer]") {
+    manual_seed(51);
+    auto net = resnet18(Variant::RealToBin, false, 8, 5);
+    net->eval();
+    REQUIRE_THROWS_WITH(infer::compile(*net, Shape{1, 8, 8, 4}), Catch::Contains("stem.0") && Catch::Contains("[N, H, W, 3]"));
+    REQUIRE_THROWS_WITH(infer::compile(*net, Shape{1, 6, 6, 3}), Catch::Contains("block5.half1"));
+    // Input channels that do not match inside the network.
+    nn::Sequential bad;
+    bad.add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 8, .padding = 1});
+    bad.add<nn::BinaryConv2d>(nn::BinaryConv2dOptions{.in_channels = 16, .out_channels = 8, .mode = nn::BinaryMode::FullyBinary});
+    bad.eval();
+    REQUIRE_THROWS_WITH(infer::compile(bad, Shape{1, 8, 8, 3}), Catch::Contains("'1'") && Catch::Contains("16"));
+    // A module whose forward the compiler cannot see.
+    struct Opaque : nn::Module {
+        Variable forward(const Variable& x) override { return x; }
+        std::string type_name() const override { return "Opaque"; }
+    };
+    nn::Sequential opaque;
+    opaque.add<Opaque>();
+    opaque.eval();
+    REQUIRE_THROWS_WITH(infer::compile(opaque, Shape{1, 8, 8, 3}), Catch::Contains("'0' is a Opaque"));
+    nn::Sequential training;
+    training.add<nn::ReLU>();
+    REQUIRE_THROWS_WITH(infer::compile(training, Shape{1, 2, 2, 1}), Catch::Contains("eval()"));
+}
+
+// ---- three architectures that are not ResNet-18, each trained a few steps ---------------------
+
+namespace {
+
+// A VGG-style stack: float stem, then BN -> binary conv -> PReLU blocks with max pooling, a
+// Flatten and a Linear head; Learned, MeanAbs and None scales and one-padding mixed in.
+std::shared_ptr<nn::Module> vgg_style() {
+    auto net = std::make_shared<nn::Sequential>();
+    net->add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 16, .padding = 1, .bias = true});
+    net->add<nn::BatchNorm2d>(16);
+    net->add<nn::ReLU>();
+    auto binary = [&](int64_t in, int64_t out, nn::WeightScale scale, nn::Padding pad) {
+        net->add<nn::BatchNorm2d>(in);
+        net->add<nn::BinaryConv2d>(nn::BinaryConv2dOptions{
+            .in_channels = in, .out_channels = out, .pad_value = pad, .mode = nn::BinaryMode::FullyBinary, .scale = scale});
+        net->add<nn::PReLU>(out);
+    };
+    binary(16, 32, nn::WeightScale::Learned, nn::Padding::Zero);
+    net->add<nn::MaxPool2d>(2);
+    binary(32, 32, nn::WeightScale::MeanAbs, nn::Padding::One);
+    net->add<nn::MaxPool2d>(2);
+    binary(32, 64, nn::WeightScale::None, nn::Padding::Zero);
+    net->add<nn::AvgPool2d>(4);
+    net->add<nn::Flatten>();
+    net->add<nn::Linear>(64, 4);
+    return net;
+}
+
+// Bi-Real-style: single skips around each BN -> binary conv, no gate, no PReLU: a Residual whose
+// body ends in the binary conv (the add fuses into its epilogue), and one ending in a BN.
+std::shared_ptr<nn::Module> bireal_style() {
+    auto net = std::make_shared<nn::Sequential>();
+    net->add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 32, .padding = 1});
+    net->add<nn::BatchNorm2d>(32);
+    for (int i = 0; i < 3; ++i) {
+        auto body = std::make_shared<nn::Sequential>();
+        body->add<nn::BatchNorm2d>(32);
+        body->add<nn::BinaryConv2d>(nn::BinaryConv2dOptions{.in_channels = 32, .out_channels = 32,
+                                                            .mode = nn::BinaryMode::FullyBinary});
+        if (i == 2) body->add<nn::BatchNorm2d>(32);
+        net->add<nn::Residual>(body);
+    }
+    net->add<nn::Hardtanh>();
+    net->add<nn::GlobalAvgPool>();
+    net->add<nn::Linear>(32, 4);
+    return net;
+}
+
+// Gates and a stride-2 binary conv: half-blocks with explicit gate widths, a strided one with its
+// Downsample shortcut, a real BasicBlock, and a standalone stride-2 binary conv.
+std::shared_ptr<nn::Module> gated_strided() {
+    auto net = std::make_shared<nn::Sequential>();
+    net->add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 16, .padding = 1});
+    net->add<nn::BatchNorm2d>(16);
+    net->add<nn::PReLU>(16);
+    net->add<nn::BinaryHalfBlock>(nn::BinaryHalfBlockOptions{
+        .in_channels = 16, .out_channels = 16, .scale = nn::BlockScale::Gate, .gate_hidden = 4, .mode = nn::BinaryMode::FullyBinary});
+    net->add<nn::BinaryHalfBlock>(nn::BinaryHalfBlockOptions{
+        .in_channels = 16, .out_channels = 32, .stride = 2, .scale = nn::BlockScale::Gate, .gate_hidden = 3,
+        .mode = nn::BinaryMode::FullyBinary});
+    net->add<nn::BasicBlock>(nn::BasicBlockOptions{.in_channels = 32, .out_channels = 32});
+    net->add<nn::BatchNorm2d>(32);
+    net->add<nn::BinaryConv2d>(nn::BinaryConv2dOptions{.in_channels = 32, .out_channels = 48, .stride = 2,
+                                                       .mode = nn::BinaryMode::FullyBinary, .scale = nn::WeightScale::Learned});
+    net->add<nn::GlobalAvgPool>();
+    net->add<nn::Linear>(48, 4);
+    return net;
+}
+
+// Within float rounding, and the same top-1.
+void require_close_logits(const Tensor<float>& got, const Tensor<float>& expected) {
+    REQUIRE(got.shape() == expected.shape());
+    for (int64_t i = 0; i < got.numel(); ++i)
+        REQUIRE(std::abs(got[i] - expected[i]) <= 1e-5f * std::max(1.f, std::abs(expected[i])));
+    for (int64_t n = 0; n < got.dim(0); ++n) REQUIRE(argmax_row(got, n) == argmax_row(expected, n));
+}
+
+}  // namespace
+
+TEST_CASE("infer::compile takes networks that are not ResNet-18, trained, and their deployment files", "[infer][deploy]") {
+    struct Arch {
+        const char* name;
+        std::shared_ptr<nn::Module> (*make)();
+    };
+    bnn::test::TempDir dir;
+    for (const Arch& a : {Arch{"vgg-style", vgg_style}, Arch{"bi-real-style", bireal_style},
+                          Arch{"gated, stride 2", gated_strided}}) {
+        INFO(a.name);
+        manual_seed(61);
+        auto net = a.make();
+        // A few training steps, so BN statistics, scales and slopes move off their initial values.
+        optim::Adam opt(net->parameters(), {.lr = 0.01f});
+        Rng rng(62);
+        for (int step = 0; step < 4; ++step) {
+            train::StepBatch batch{Tensor<float>::randn({8, 16, 16, 3}, rng), {0, 1, 2, 3, 3, 2, 1, 0}, {}};
+            train::train_step(*net, opt, batch);
+        }
+        net->eval();
+        Tensor<float> x = Tensor<float>::randn({5, 16, 16, 3}, rng);
+        const Tensor<float> expected = eval_logits(*net, x);
+        infer::Graph graph = infer::compile(*net, x.shape());
+        INFO(graph.summary());
+        require_close_logits(graph.run(x), expected);
+        REQUIRE(steady_state_allocations(graph, x) == 0);
+
+        const std::string path = dir.file(std::string(a.name) + ".deploy.safetensors");
+        io::save_deployed(path, *net);
+        io::Deployed d = io::load_deployed(path);
+        infer::Graph from_file = infer::compile(*d.model, x.shape());
+        require_close_logits(from_file.run(x), expected);
+    }
+}
+
+TEST_CASE("infer::compile runs binary convs in their real-weight modes as eval mode does", "[infer]") {
+    for (nn::BinaryMode mode : {nn::BinaryMode::SoftActivations, nn::BinaryMode::BinaryActivations}) {
+        manual_seed(71);
+        auto net = gated_strided();
+        nn::set_binary_mode(*net, mode);
+        randomise(*net, 72);
+        Rng rng(73);
+        Tensor<float> x = Tensor<float>::randn({2, 12, 12, 3}, rng);
+        infer::Graph graph = infer::compile(*net, x.shape());
+        require_close_logits(graph.run(x), eval_logits(*net, x));
+    }
+}
+
+TEST_CASE("deployment files: unknown types or options and tensors that do not fit are errors naming the path",
+          "[infer][deploy]") {
+    manual_seed(81);
+    auto net = gated_strided();
+    net->eval();
+    bnn::test::TempDir dir;
+    const std::string good = dir.file("good.safetensors");
+    io::save_deployed(good, *net);
+    io::SafetensorsFile f = io::load_safetensors(good);
+    auto rewrite = [&](const std::string& name, const std::string& from, const std::string& to) {
+        io::Metadata m = f.metadata;
+        const auto at = m["module_tree"].find(from);
+        REQUIRE(at != std::string::npos);
+        m["module_tree"].replace(at, from.size(), to);
+        const std::string p = dir.file(name);
+        io::save_safetensors(p, f.tensors, m);
+        return p;
+    };
+    REQUIRE_THROWS_WITH(io::load_deployed(rewrite("type.st", "\"BasicBlock\"", "\"FancyBlock\"")),
+                        Catch::Contains("'5'") && Catch::Contains("unknown module type"));
+    REQUIRE_THROWS_WITH(io::load_deployed(rewrite("option.st", "\"gate_hidden\"", "\"gate_width\"")),
+                        Catch::Contains("'3'") && Catch::Contains("gate_hidden"));
+    REQUIRE_THROWS_WITH(io::load_deployed(rewrite("shape.st", "\"out_channels\":48", "\"out_channels\":40")),
+                        Catch::Contains("'7.sign_bits'"));
+    REQUIRE_THROWS_WITH(io::load_deployed(rewrite("json.st", "{", "[")), Catch::Contains("module_tree"));
+    io::NamedTensors fewer(f.tensors.begin() + 1, f.tensors.end());
+    const std::string missing = dir.file("missing.st");
+    io::save_safetensors(missing, fewer, f.metadata);
+    REQUIRE_THROWS_WITH(io::load_deployed(missing), Catch::Contains("missing tensor '" + f.tensors.front().first + "'"));
+    io::NamedTensors more = f.tensors;
+    more.emplace_back("extra.weight", Tensor<float>(Shape{2}));
+    const std::string extra = dir.file("extra.st");
+    io::save_safetensors(extra, more, f.metadata);
+    REQUIRE_THROWS_WITH(io::load_deployed(extra), Catch::Contains("'extra.weight' belongs to no module"));
+    // Not fully binary: refused at export.
+    nn::set_binary_mode(*net, nn::BinaryMode::BinaryActivations);
+    REQUIRE_THROWS_WITH(io::save_deployed(dir.file("soft.st"), *net), Catch::Contains("FullyBinary"));
+}

@@ -8,6 +8,7 @@
 #include "bnn/losses/attention_transfer.hpp"
 #include "bnn/losses/distillation.hpp"
 #include "bnn/nn/channel_gate.hpp"
+#include "bnn/ops/channel_gate.hpp"
 #include "gradcheck.hpp"
 
 using namespace bnn;
@@ -173,10 +174,10 @@ TEST_CASE("channel gate computes sigmoid(W2 relu(W1 mean(x))) and its gradients 
     REQUIRE(std::sqrt(sq / wide.weight1.numel()) == Approx(std::sqrt(2.0 / 512)).epsilon(0.03));
 
     Rng r2(32);
-    check_gradients([](const std::vector<Variable>& in) { return nn::channel_gate(in[0], in[1], in[2]); },
+    check_gradients([](const std::vector<Variable>& in) { return ops::channel_gate(in[0], in[1], in[2]); },
                     {random_variable({2, 3, 3, 8}, r2), random_variable({3, 8}, r2), random_variable({5, 3}, r2)});
     REQUIRE_THROWS_AS(gate.forward(random_variable({3, 4, 5, 15}, rng)), Error);
-    REQUIRE_THROWS_AS(nn::channel_gate(x, gate.weight2, gate.weight1), Error);
+    REQUIRE_THROWS_AS(ops::channel_gate(x, gate.weight2, gate.weight1), Error);
 }
 
 // ---- ResNet-18 variants ------------------------------------------------------------------------

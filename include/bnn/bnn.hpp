@@ -22,6 +22,7 @@
 #include "bnn/ops/activation.hpp"
 #include "bnn/ops/batch_norm.hpp"
 #include "bnn/ops/binary_conv2d.hpp"
+#include "bnn/ops/channel_gate.hpp"
 #include "bnn/ops/conv2d.hpp"
 #include "bnn/ops/elementwise.hpp"
 #include "bnn/ops/linear.hpp"

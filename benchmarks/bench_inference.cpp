@@ -1,14 +1,14 @@
 // End-to-end ResNet-18 inference, all in one run:
 //   BM_FloatResNet18    the real ResNet-18 through the training ops in eval mode (NoGradGuard)
 //   BM_BinaryOps        the Real-to-Bin ResNet-18 through the training ops (FullyBinary, eval)
-//   BM_BinaryGraph      the same network compiled by InferResNet18 (examples/resnet18_infer.hpp)
+//   BM_BinaryGraph      the same network compiled by infer::compile (include/bnn/infer/compile.hpp)
 //   BM_ModelSizes       bytes of the float checkpoints and of the deployment file
 // for ImageNet (224x224, 1000 classes) and CIFAR (32x32, 100 classes) inputs, batch 1 and 16,
 // 1 and 2 threads. Counters: best_ms (the fastest call: on a shared machine the closest to an
-// idle one), img/s (from best_ms); BM_BinaryGraph adds the per-part breakdown of its fastest call
-// in ms (stem, pack = BN + sign + gates, binary = XNOR convs with their fused outputs,
-// downsample = shortcut pool + 1x1 conv + BN, head) and speedup_vs_float (best float time over
-// best binary time, same input, batch and threads; BM_FloatResNet18 runs first).
+// idle one), img/s (from best_ms); BM_BinaryGraph adds the per-kind breakdown of its fastest call
+// in ms (binary conv = BN + sign pack, gate and XNOR conv with its fused outputs; float conv =
+// stem and shortcut 1x1 convs; batch norm; pool; linear) and speedup_vs_float (best float time
+// over best binary time, same input, batch and threads; BM_FloatResNet18 runs first).
 //
 //   bench_inference --benchmark_out=inference.json --benchmark_out_format=json
 #include <benchmark/benchmark.h>
@@ -22,9 +22,11 @@
 #include <string>
 #include <tuple>
 
-#include "../examples/resnet18_infer.hpp"
+#include "../examples/resnet18.hpp"
 #include "bnn/core/threads.hpp"
+#include "bnn/infer/compile.hpp"
 #include "bnn/io/checkpoint.hpp"
+#include "bnn/io/deploy.hpp"
 
 namespace {
 
@@ -106,27 +108,25 @@ void BM_BinaryOps(benchmark::State& state) {
 void BM_BinaryGraph(benchmark::State& state) {
     const int64_t side = state.range(0), batch = state.range(1);
     set_num_threads(int(state.range(2)));
-    examples::InferResNet18 graph(network(Variant::RealToBin, side == 224));
     Rng rng(1);
     const Tensor<float> x = Tensor<float>::randn({batch, side, side, 3}, rng);
-    graph.forward(x);  // plans the buffers
+    infer::Graph graph = infer::compile(network(Variant::RealToBin, side == 224), x.shape());
+    graph.run(x);  // first touch of the buffers
     graph.set_profiling(true);
     // The breakdown of the fastest call (the parts of a slow call include other users' load).
-    examples::InferenceProfile best_parts;
+    std::map<std::string, double> best_parts;
     double best_total = 1e30;
     const double best = time_calls(state, [&] {
         graph.reset_profile();
-        benchmark::DoNotOptimize(graph.forward(x).data());
-        if (graph.profile().total() < best_total) {
-            best_total = graph.profile().total();
+        benchmark::DoNotOptimize(graph.run(x).data());
+        double total = 0;
+        for (const auto& [kind, t] : graph.profile()) total += t;
+        if (total < best_total) {
+            best_total = total;
             best_parts = graph.profile();
         }
     });
-    state.counters["stem_ms"] = best_parts.stem * 1e3;
-    state.counters["pack_ms"] = best_parts.pack * 1e3;
-    state.counters["binary_ms"] = best_parts.binary_convs * 1e3;
-    state.counters["downsample_ms"] = best_parts.downsample * 1e3;
-    state.counters["head_ms"] = best_parts.head * 1e3;
+    for (const auto& [kind, t] : best_parts) state.counters[kind + "_ms"] = t * 1e3;
     auto it = best_float_ms().find({side, batch, state.range(2)});
     if (it != best_float_ms().end()) state.counters["speedup_vs_float"] = it->second / (best * 1e3);
 }
@@ -139,7 +139,7 @@ void BM_ModelSizes(benchmark::State& state) {
     for (auto _ : state) {
         io::save_checkpoint(f_real, network(Variant::Real, true));
         io::save_checkpoint(f_bin, network(Variant::RealToBin, true));
-        examples::export_resnet18(f_dep, network(Variant::RealToBin, true));
+        io::save_deployed(f_dep, network(Variant::RealToBin, true));
     }
     const double real = double(std::filesystem::file_size(f_real)), dep = double(std::filesystem::file_size(f_dep));
     state.counters["float_resnet18_bytes"] = real;

@@ -1,7 +1,9 @@
-// Classifies an image with a checkpoint written by the trainer (float or binary) or with its
-// packed deployment file, and prints the five most likely classes with their names.
+// Classifies an image with a checkpoint written by the trainer (float or binary) or with any
+// deployment file (whatever its architecture: the file describes its own network), and prints
+// the five most likely classes. Both run through infer::compile.
 //
 //   classify --checkpoint runs/latest/real-to-bin-step3.deploy.safetensors --image shoe.png
+//   classify --checkpoint my_net.deploy.safetensors --image cat.png --size 32   (no trainer metadata)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -12,10 +14,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bnn/infer/compile.hpp"
 #include "bnn/io/checkpoint.hpp"
+#include "bnn/io/deploy.hpp"
 #include "bnn/io/image.hpp"
-#include "resnet18_deploy.hpp"
-#include "resnet18_infer.hpp"
+#include "resnet18.hpp"
 
 namespace {
 
@@ -28,6 +31,17 @@ struct Preprocessing {
     std::vector<float> mean, std;
     std::vector<std::string> class_names;
 };
+
+/// Without the trainer's metadata: the image scaled to [0, 1] at `size`, classes by number.
+Preprocessing plain_preprocessing(int64_t size, int64_t channels, int64_t classes) {
+    Preprocessing p;
+    p.image_size = p.input_size = size;
+    p.channels = channels;
+    p.mean.assign(channels, 0.f);
+    p.std.assign(channels, 1.f);
+    for (int64_t k = 0; k < classes; ++k) p.class_names.push_back("class " + std::to_string(k));
+    return p;
+}
 
 Preprocessing preprocessing_from(const json& meta, const std::string& source) {
     for (const char* key : {"mean", "std", "class_names", "image_size", "input_size", "in_channels"})
@@ -68,9 +82,13 @@ int main(int argc, char** argv) {
     CLI::App app{"Classify an image with a bnn ResNet-18 checkpoint or deployment file"};
     std::string checkpoint, image;
     int top = 5;
+    int64_t size = 0, channels = 3;
     app.add_option("--checkpoint", checkpoint, "a trainer checkpoint or a .deploy.safetensors file")->required();
     app.add_option("--image", image, "a PNG, JPEG or BMP image")->required();
     app.add_option("--top", top, "how many classes to print")->capture_default_str();
+    app.add_option("--size", size, "input side for a deployment file without the trainer's metadata")
+        ->check(CLI::Range(1, 4096));
+    app.add_option("--channels", channels, "input channels for such a file")->check(CLI::Range(1, 4))->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -81,11 +99,20 @@ int main(int argc, char** argv) {
         if (format != file.metadata.end() && format->second == io::kDeployFormat) {
             json meta;
             for (const auto& [k, v] : file.metadata) meta[k] = json::parse(v, nullptr, false).is_discarded() ? json(v) : json::parse(v);
-            p = preprocessing_from(meta, checkpoint);
-            examples::InferResNet18 net(checkpoint);  // the fused bit-packed inference graph
-            logits = net.forward(prepare(image, p)).clone();
-            std::printf("%s: deployed %s ResNet-18 (1-bit weights, popcount inference graph)\n", checkpoint.c_str(),
-                        examples::variant_name(net.options().variant));
+            io::Deployed deployed = io::load_deployed(checkpoint);
+            if (meta.contains("class_names")) {
+                p = preprocessing_from(meta, checkpoint);
+            } else {
+                BNN_CHECK(size > 0, "classify: '", checkpoint, "' has no trainer metadata (input size, normalisation, "
+                          "class names): give --size (and --channels)");
+                p = plain_preprocessing(size, channels, 0);
+            }
+            const Tensor<float> x = prepare(image, p);
+            infer::Graph graph = infer::compile(*deployed.model, x.shape());
+            logits = graph.run(x).clone();
+            if (p.class_names.empty()) p = plain_preprocessing(size, channels, logits.dim(1));
+            std::printf("%s: deployed network, %zu inference steps (1-bit weights in every binary conv)\n",
+                        checkpoint.c_str(), graph.num_steps());
         } else {
             json meta = io::checkpoint_metadata(file);
             p = preprocessing_from(meta, checkpoint);
@@ -102,8 +129,8 @@ int main(int argc, char** argv) {
             examples::ResNet18 net(o);
             io::load_module(file, net);  // strict: a checkpoint of another model is an error
             net.eval();
-            NoGradGuard no_tape;
-            logits = net.forward(Variable(prepare(image, p))).value();
+            const Tensor<float> x = prepare(image, p);
+            logits = infer::compile(net, x.shape()).run(x).clone();
             std::printf("%s: %s ResNet-18, %s, width %lld\n", checkpoint.c_str(), variant.c_str(), student.c_str(),
                         static_cast<long long>(o.width));
         }

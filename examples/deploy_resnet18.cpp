@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <string>
 
+#include "bnn/infer/compile.hpp"
 #include "bnn/io/checkpoint.hpp"
+#include "bnn/io/deploy.hpp"
 #include "resnet18_deploy.hpp"
 
 int main(int argc, char** argv) {
@@ -51,7 +53,7 @@ int main(int argc, char** argv) {
                     deploy_path.c_str());
         std::printf("  ratio            : %12.2fx smaller\n", double(float_bytes) / double(deploy_bytes));
 
-        examples::DeployedResNet18 deployed(deploy_path);
+        io::Deployed deployed = io::load_deployed(deploy_path);  // rebuilt from the file alone
         Rng rng(7);
         const int64_t size = o.stem == examples::Stem::Cifar ? 32 : 224;
         Tensor<float> x = Tensor<float>::randn({2, size, size, 3}, rng);
@@ -60,7 +62,7 @@ int main(int argc, char** argv) {
             NoGradGuard no_tape;
             expected = net.forward(Variable(x)).value();
         }
-        Tensor<float> got = deployed.forward(x);
+        Tensor<float> got = infer::compile(*deployed.model, x.shape()).run(x);
         int64_t differ = 0;
         for (int64_t i = 0; i < got.numel(); ++i) differ += got[i] != expected[i];
         std::printf("  deployed logits equal to the training model's: %s (%lld of %lld differ)\n",

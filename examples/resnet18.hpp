@@ -2,14 +2,13 @@
 /// @file resnet18.hpp
 /// The ResNet-18 variants of the Real-to-Binary paper, shared by the example programs:
 ///
-/// - Variant::Real: the real-valued ResNet-18 (the teacher of stage 1): standard basic blocks,
-///   1x1 stride-2 conv + BN downsample shortcuts.
-/// - Variant::StrongBaseline: every 3x3 conv is a binary "half-block" with its own shortcut
-///   (Sec. 4.1, Fig. 1):  y = PReLU( alpha * BinConv3x3( sign( BN(x) ) ) ) + shortcut(x),
-///   alpha a learned per-channel scale; downsampling shortcut AvgPool 2x2/2 -> real 1x1 conv -> BN.
-/// - Variant::RealToBin: the same half-block with the data-driven gate G computed from the BN
-///   output in place of the learned scale (Sec. 4.3, Eq. 3), alpha = mean|W| per output channel
-///   kept once the weights are binary (paper-notes section 4).
+/// - Variant::Real: the real-valued ResNet-18 (the teacher of stage 1): nn::BasicBlock.
+/// - Variant::StrongBaseline: nn::BinaryBasicBlock, two binary half-blocks with their own
+///   shortcuts, each scaled by a learned alpha (nn/binary_half_block.hpp).
+/// - Variant::RealToBin: the same blocks with the data-driven gate in place of the learned scale.
+///
+/// The network is a chain (is_chain()): stem, block1..block8, pool, fc. So infer::compile and
+/// deployment files take it as they take any Sequential of bnn's modules.
 ///
 /// All three expose the same 8 transfer points "block1".."block8" (the output of each basic
 /// block, or of each pair of binary half-blocks), so attention matching pairs block b of the
@@ -24,15 +23,13 @@
 #include <vector>
 
 #include "bnn/nn/activation.hpp"
+#include "bnn/nn/basic_block.hpp"
 #include "bnn/nn/batch_norm.hpp"
-#include "bnn/nn/binary_conv2d.hpp"
-#include "bnn/nn/channel_gate.hpp"
+#include "bnn/nn/binary_basic_block.hpp"
 #include "bnn/nn/conv2d.hpp"
 #include "bnn/nn/linear.hpp"
 #include "bnn/nn/pool.hpp"
 #include "bnn/nn/sequential.hpp"
-#include "bnn/ops/elementwise.hpp"
-#include "bnn/ops/pool.hpp"
 #include "bnn/train/feature_net.hpp"
 
 namespace bnn::examples {
@@ -69,100 +66,11 @@ inline const char* variant_name(Variant v) {
     return "?";
 }
 
-/// The standard basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut a 1x1
-/// strided conv + BN when the shape changes, else the identity.
-class BasicBlock : public nn::Module {
-public:
-    BasicBlock(int64_t in, int64_t out, int stride) {
-        conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(nn::Conv2dOptions{
-                                              .in_channels = in, .out_channels = out, .stride = stride, .padding = 1}));
-        bn1 = register_module("bn1", std::make_shared<nn::BatchNorm2d>(out));
-        conv2 = register_module("conv2", std::make_shared<nn::Conv2d>(
-                                             nn::Conv2dOptions{.in_channels = out, .out_channels = out, .padding = 1}));
-        bn2 = register_module("bn2", std::make_shared<nn::BatchNorm2d>(out));
-        if (stride != 1 || in != out) {
-            downsample = register_module("downsample", std::make_shared<nn::Sequential>());
-            downsample->push_back(std::make_shared<nn::Conv2d>(
-                nn::Conv2dOptions{.in_channels = in, .out_channels = out, .kernel_size = 1, .stride = stride}));
-            downsample->push_back(std::make_shared<nn::BatchNorm2d>(out));
-        }
-    }
-    Variable forward(const Variable& x) override {
-        Variable y = ops::relu(bn1->forward(conv1->forward(x)));
-        y = bn2->forward(conv2->forward(y));
-        return ops::relu(ops::add(y, downsample ? downsample->forward(x) : x));
-    }
-    std::string type_name() const override { return "BasicBlock"; }
-
-    std::shared_ptr<nn::Conv2d> conv1, conv2;
-    std::shared_ptr<nn::BatchNorm2d> bn1, bn2;
-    std::shared_ptr<nn::Sequential> downsample;  ///< null for the identity
-};
-
-/// One binary 3x3 conv with its own shortcut (a "half-block"):
-///     h = BN(x);  y = BinConv3x3(h) (sign or tanh of h inside);  y *= G(h) (Real-to-Bin);
-///     out = PReLU(y) + shortcut(x)
-/// shortcut: identity, or AvgPool 2x2/2 (when strided) -> real 1x1 conv -> BN when the shape changes.
-class BinaryHalfBlock : public nn::Module {
-public:
-    BinaryHalfBlock(int64_t in, int64_t out, int stride, bool gated, int64_t reduction, nn::BinaryMode mode) {
-        bn = register_module("bn", std::make_shared<nn::BatchNorm2d>(in));
-        conv = register_module(
-            "conv", std::make_shared<nn::BinaryConv2d>(nn::BinaryConv2dOptions{
-                        .in_channels = in,
-                        .out_channels = out,
-                        .kernel_size = 3,
-                        .stride = stride,
-                        .padding = 1,
-                        .mode = mode,
-                        .scale = gated ? nn::WeightScale::MeanAbs : nn::WeightScale::Learned}));
-        if (gated) gate = register_module("gate", std::make_shared<nn::ChannelGate>(in, out, reduction));
-        prelu = register_module("prelu", std::make_shared<nn::PReLU>(out));
-        if (stride != 1 || in != out) {
-            shortcut = register_module("shortcut", std::make_shared<nn::Sequential>());
-            if (stride != 1) shortcut->push_back(std::make_shared<nn::AvgPool2d>(stride, stride));
-            shortcut->push_back(std::make_shared<nn::Conv2d>(
-                nn::Conv2dOptions{.in_channels = in, .out_channels = out, .kernel_size = 1}));
-            shortcut->push_back(std::make_shared<nn::BatchNorm2d>(out));
-        }
-    }
-    Variable forward(const Variable& x) override {
-        Variable h = bn->forward(x);
-        // The conv's own scale (learned alpha) and the gate ([N,C]: per sample and channel) are
-        // fused with the PReLU into one node: one pass each way instead of two or three.
-        auto [y, scale] = conv->forward_unscaled(h);
-        if (gate) {
-            if (scale.defined()) y = ops::mul(y, scale);
-            scale = gate->forward(h);
-        }
-        y = scale.defined() ? ops::scaled_prelu(y, scale, prelu->weight) : prelu->forward(y);
-        return ops::add(y, shortcut ? shortcut->forward(x) : x);
-    }
-    std::string type_name() const override { return "BinaryHalfBlock"; }
-
-    std::shared_ptr<nn::BatchNorm2d> bn;
-    std::shared_ptr<nn::BinaryConv2d> conv;
-    std::shared_ptr<nn::ChannelGate> gate;  ///< null for the strong baseline
-    std::shared_ptr<nn::PReLU> prelu;
-    std::shared_ptr<nn::Sequential> shortcut;  ///< null for the identity
-};
-
-/// Two half-blocks: the binary counterpart of one basic block (one transfer point).
-class BinaryBlock : public nn::Module {
-public:
-    BinaryBlock(int64_t in, int64_t out, int stride, bool gated, int64_t reduction, nn::BinaryMode mode) {
-        half1 = register_module("half1", std::make_shared<BinaryHalfBlock>(in, out, stride, gated, reduction, mode));
-        half2 = register_module("half2", std::make_shared<BinaryHalfBlock>(out, out, 1, gated, reduction, mode));
-    }
-    Variable forward(const Variable& x) override { return half2->forward(half1->forward(x)); }
-    std::string type_name() const override { return "BinaryBlock"; }
-
-    std::shared_ptr<BinaryHalfBlock> half1, half2;
-};
-
 /// ResNet-18 in any of the three variants. forward_features() returns the logits and the outputs
 /// of "block1".."block8". Parameter names: "stem.0.weight" (conv), "stem.1.*" (BN), "stem.2.*"
-/// (PReLU when used), "blockB.*", "fc.weight", "fc.bias".
+/// (PReLU when used), "blockB.*" (nn::BasicBlock: conv1, bn1, ..., downsample.0/1;
+/// nn::BinaryBasicBlock: half1.bn, half1.conv, half1.gate, half1.prelu, half1.shortcut.0/1/2, ...),
+/// "fc.weight", "fc.bias".
 class ResNet18 : public train::FeatureNet {
 public:
     explicit ResNet18(const ResNetOptions& options) : options_(options) {
@@ -190,13 +98,20 @@ public:
             const int64_t out = block_channels(w, b);
             const std::string name = "block" + std::to_string(b + 1);
             if (options.variant == Variant::Real)
-                blocks.push_back(register_module(name, std::make_shared<BasicBlock>(in, out, block_stride(b))));
+                blocks.push_back(register_module(name, std::make_shared<nn::BasicBlock>(nn::BasicBlockOptions{
+                                                           .in_channels = in, .out_channels = out, .stride = block_stride(b)})));
             else
                 blocks.push_back(register_module(
-                    name, std::make_shared<BinaryBlock>(in, out, block_stride(b), options.variant == Variant::RealToBin,
-                                                        options.gate_reduction, options.mode)));
+                    name, std::make_shared<nn::BinaryBasicBlock>(nn::BinaryHalfBlockOptions{
+                              .in_channels = in,
+                              .out_channels = out,
+                              .stride = block_stride(b),
+                              .scale = options.variant == Variant::RealToBin ? nn::BlockScale::Gate : nn::BlockScale::Alpha,
+                              .gate_reduction = options.gate_reduction,
+                              .mode = options.mode})));
             in = out;
         }
+        pool = register_module("pool", std::make_shared<nn::GlobalAvgPool>());
         fc = register_module("fc", std::make_shared<nn::Linear>(in, options.num_classes));
     }
 
@@ -209,23 +124,24 @@ public:
             h = blocks[b]->forward(h);
             out.maps.emplace_back("block" + std::to_string(b + 1), h);
         }
-        out.logits = fc->forward(ops::global_avg_pool(h));
+        out.logits = fc->forward(pool->forward(h));
         return out;
     }
     std::string type_name() const override { return "ResNet18"; }
+    bool is_chain() const override { return true; }
 
     /// Switches every binary conv to a stage's mode (soft / binary activations / fully binary).
     /// bnn::Error on the real variant, which has no binary convs.
     void set_mode(nn::BinaryMode mode) {
         BNN_CHECK(options_.variant != Variant::Real, "ResNet18::set_mode: the real variant has no binary convs");
         options_.mode = mode;
-        for (auto& conv : binary_convs()) conv->set_mode(mode);
+        nn::set_binary_mode(*this, mode);
     }
     /// The 16 binary convs in network order (empty for the real variant).
     std::vector<std::shared_ptr<nn::BinaryConv2d>> binary_convs() const {
         std::vector<std::shared_ptr<nn::BinaryConv2d>> convs;
         for (const auto& b : blocks)
-            if (auto bb = std::dynamic_pointer_cast<BinaryBlock>(b)) {
+            if (auto bb = std::dynamic_pointer_cast<nn::BinaryBasicBlock>(b)) {
                 convs.push_back(bb->half1->conv);
                 convs.push_back(bb->half2->conv);
             }
@@ -234,7 +150,8 @@ public:
     const ResNetOptions& options() const { return options_; }
 
     std::shared_ptr<nn::Sequential> stem;
-    std::vector<std::shared_ptr<nn::Module>> blocks;  ///< BasicBlock or BinaryBlock, 8 of them
+    std::vector<std::shared_ptr<nn::Module>> blocks;  ///< nn::BasicBlock or nn::BinaryBasicBlock, 8 of them
+    std::shared_ptr<nn::GlobalAvgPool> pool;
     std::shared_ptr<nn::Linear> fc;
 
 private:

@@ -1,4 +1,4 @@
-// Real-to-Binary: attention transfer, distillation, channel gate, ResNet-18 variants, staged
+// Real-to-Binary: attention transfer, logit matching, channel gate, ResNet-18 variants, staged
 // training and deployment export.
 #include <catch2/catch.hpp>
 
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "bnn/losses/attention_transfer.hpp"
-#include "bnn/losses/distillation.hpp"
+#include "bnn/losses/logit_matching.hpp"
 #include "bnn/nn/channel_gate.hpp"
 #include "bnn/ops/channel_gate.hpp"
 #include "gradcheck.hpp"
@@ -117,7 +117,7 @@ TEST_CASE("attention transfer rejects mismatched feature maps", "[attention]") {
     REQUIRE_THROWS_AS(losses::attention_transfer(std::vector<std::pair<Variable, Variable>>{}), Error);
 }
 
-TEST_CASE("distillation equals T^2 KL(teacher || student) and its gradient checks", "[distillation]") {
+TEST_CASE("logit matching equals T^2 KL(teacher || student) and its gradient checks", "[logit_matching]") {
     Rng rng(21);
     auto zs = Tensor<float>::uniform({4, 7}, rng, -3.f, 3.f);
     auto zt = Tensor<float>::uniform({4, 7}, rng, -3.f, 3.f);
@@ -132,16 +132,16 @@ TEST_CASE("distillation equals T^2 KL(teacher || student) and its gradient check
             }
         }
         ref *= temp * temp / 4;
-        REQUIRE(losses::distillation(Variable(zs), zt, temp).item() == Approx(ref).epsilon(1e-5));
+        REQUIRE(losses::logit_matching(Variable(zs), zt, temp).item() == Approx(ref).epsilon(1e-5));
         Variable teacher(zt, true);  // even a teacher that requires grad gets none
         check_gradients(
-            [teacher, temp](const std::vector<Variable>& in) { return losses::distillation(in[0], teacher, temp); },
+            [teacher, temp](const std::vector<Variable>& in) { return losses::logit_matching(in[0], teacher, temp); },
             {Variable(zs.clone(), true)});
         REQUIRE_FALSE(teacher.has_grad());
     }
-    REQUIRE(losses::distillation(Variable(zt), zt, 2.f).item() == Approx(0.0).margin(1e-6));
-    REQUIRE_THROWS_AS(losses::distillation(Variable(zs), Tensor<float>({4, 6})), Error);
-    REQUIRE_THROWS_AS(losses::distillation(Variable(zs), zt, 0.f), Error);
+    REQUIRE(losses::logit_matching(Variable(zt), zt, 2.f).item() == Approx(0.0).margin(1e-6));
+    REQUIRE_THROWS_AS(losses::logit_matching(Variable(zs), Tensor<float>({4, 6})), Error);
+    REQUIRE_THROWS_AS(losses::logit_matching(Variable(zs), zt, 0.f), Error);
 }
 
 TEST_CASE("channel gate computes sigmoid(W2 relu(W1 mean(x))) and its gradients check", "[gate]") {
@@ -365,6 +365,7 @@ TEST_CASE("the stage table carries the paper's defaults", "[train]") {
 #include <filesystem>
 
 #include "../examples/resnet18_deploy.hpp"
+#include "bnn/infer/compile.hpp"
 #include "bnn/io/checkpoint.hpp"
 
 TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in eval mode", "[deploy]") {
@@ -384,7 +385,8 @@ TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in e
 
         const std::string path = (dir / ("bnn_deploy_test_" + std::to_string(int(v)) + ".safetensors")).string();
         bnn::examples::export_resnet18(path, net);
-        bnn::examples::DeployedResNet18 deployed(path);
+        io::Deployed deployed = io::load_deployed(path);  // rebuilt from the file's module tree
+        REQUIRE(deployed.metadata.at("variant") == bnn::examples::variant_name(v));
 
         Tensor<float> x = Tensor<float>::randn({4, 8, 8, 3}, rng);
         Tensor<float> expected;
@@ -392,7 +394,7 @@ TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in e
             NoGradGuard g;
             expected = net.forward(Variable(x)).value();
         }
-        Tensor<float> got = deployed.forward(x);
+        Tensor<float> got = infer::compile(*deployed.model, x.shape()).run(x);
         REQUIRE(got.shape() == expected.shape());
         for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got[i] == expected[i]);
 
@@ -412,14 +414,14 @@ TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in e
                 else if (name.find("sign_bits") != std::string::npos)
                     kept.emplace_back(name, Tensor<uint64_t>({8 * 9 + 1, 1}));
             io::save_safetensors(path + ".bad", kept, file.metadata);
-            REQUIRE_THROWS_AS(bnn::examples::DeployedResNet18(path + ".bad"), Error);
+            REQUIRE_THROWS_AS(io::load_deployed(path + ".bad"), Error);
         }
         std::filesystem::remove(path + ".bad");
 
         // A real-weight model can't be deployed, and a checkpoint is not a deployment file.
         net.set_mode(nn::BinaryMode::BinaryActivations);
         REQUIRE_THROWS_AS(bnn::examples::export_resnet18(path, net), Error);
-        REQUIRE_THROWS_WITH(bnn::examples::DeployedResNet18(float_path), Catch::Contains("deployment"));
+        REQUIRE_THROWS_WITH(io::load_deployed(float_path), Catch::Contains("deployment"));
         std::filesystem::remove(path);
         std::filesystem::remove(float_path);
     }
@@ -429,7 +431,9 @@ TEST_CASE("a Real-to-Bin half-block in soft mode back-propagates correctly end t
     // tanh activations, real weights, gate and downsampling shortcut: every path of the block is
     // smooth (up to PReLU's and the gate ReLU's kinks), so finite differences apply to all inputs.
     manual_seed(51);
-    bnn::examples::BinaryHalfBlock half(4, 6, 2, /*gated=*/true, /*reduction=*/2, nn::BinaryMode::SoftActivations);
+    nn::BinaryHalfBlock half(nn::BinaryHalfBlockOptions{.in_channels = 4, .out_channels = 6, .stride = 2,
+                                                        .scale = nn::BlockScale::Gate, .gate_reduction = 2,
+                                                        .mode = nn::BinaryMode::SoftActivations});
     half.eval();  // running statistics: the block is a fixed function of its inputs
     Rng rng(52);
     for (auto& [name, b] : half.named_buffers())

@@ -45,7 +45,7 @@ struct BinaryHalfBlockOptions {
     BinaryMode mode = BinaryMode::BinaryActivations;
     /// The conv's weight scale; by default MeanAbs with the gate, Learned with BlockScale::Alpha.
     /// Deployment files set Alpha (the conv's final scale stored in alpha).
-    std::optional<WeightScale> conv_scale;
+    std::optional<WeightScale> conv_scale = std::nullopt;
 };
 
 /// Parameters: bn.*, conv.weight (+ conv.alpha), gate.weight1/2 (BlockScale::Gate), prelu.weight,

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "bnn/autograd/variable.hpp"
-#include "bnn/kernels/softmax.hpp"
+#include "bnn/kernels/cross_entropy.hpp"
 #include "bnn/ops/grad_target.hpp"
 
 namespace bnn::losses {
@@ -18,18 +18,12 @@ namespace detail {
 inline Variable soft_cross_entropy(const Variable& logits, const Tensor<float>& target, const char* op) {
     const int64_t N = logits.dim(0), K = logits.dim(1);
     Tensor<float> logp = Tensor<float>::empty(logits.shape());
-    kernels::log_softmax_forward(logits.value().data(), logp.data(), N, K);
-    double loss = 0.0;
-    for (int64_t i = 0; i < N * K; ++i)
-        if (target[i] != 0.f) loss -= double(target[i]) * logp[i];  // skip 0 * log p, even when p underflows
-    loss /= double(N);
+    const double loss = kernels::cross_entropy_forward(logits.value().data(), target.data(), logp.data(), N, K);
     return make_result(
         Tensor<float>::full(Shape{}, static_cast<float>(loss)), {logits},
         [logp, target, N, K](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) {
-                const float s = g[0] / static_cast<float>(N);
-                for (int64_t i = 0; i < N * K; ++i) dx[i] += s * (std::exp(logp[i]) - target[i]);
-            }
+            if (float* dx = ::bnn::detail::grad_target(in[0]))
+                kernels::cross_entropy_backward(logp.data(), target.data(), g[0], dx, N, K);
         },
         op);
 }

@@ -18,7 +18,7 @@
 // differentiable functions and losses
 #include "bnn/losses/attention_transfer.hpp"
 #include "bnn/losses/cross_entropy.hpp"
-#include "bnn/losses/distillation.hpp"
+#include "bnn/losses/logit_matching.hpp"
 #include "bnn/ops/activation.hpp"
 #include "bnn/ops/batch_norm.hpp"
 #include "bnn/ops/binary_conv2d.hpp"

@@ -16,7 +16,7 @@
 #include "bnn/core/error.hpp"
 #include "bnn/losses/attention_transfer.hpp"
 #include "bnn/losses/cross_entropy.hpp"
-#include "bnn/losses/distillation.hpp"
+#include "bnn/losses/logit_matching.hpp"
 #include "bnn/ops/elementwise.hpp"
 #include "bnn/optim/optimizer.hpp"
 #include "bnn/train/feature_net.hpp"
@@ -85,7 +85,7 @@ inline StepLoss distillation_loss(FeatureNet* teacher, FeatureNet& student, cons
         out.total = ops::add(out.total, ops::scale(att, w.attention));
     }
     if (w.kd > 0.f) {
-        Variable kd = losses::distillation(s.logits, t.logits.value(), w.temperature);
+        Variable kd = losses::logit_matching(s.logits, t.logits.value(), w.temperature);
         out.parts.kd = kd.item();
         out.total = ops::add(out.total, ops::scale(kd, w.kd));
     }

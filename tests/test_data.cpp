@@ -13,6 +13,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "bnn/core/file.hpp"
 #include "bnn/data/augment.hpp"
 #include "bnn/data/cifar.hpp"
 #include "bnn/data/idx.hpp"
@@ -268,7 +269,7 @@ TEST_CASE("IDX reader rejects wrong magic, truncation, bad labels and mismatched
 
     // A gzip stream cut short.
     write_gzip(img + ".gz", images);
-    auto gz = io::read_file(img + ".gz");
+    auto gz = read_file(img + ".gz");
     gz.resize(gz.size() - 6);
     write_bytes(img + ".gz", gz);
     REQUIRE_THROWS_WITH(read_idx_images(img + ".gz"), Catch::Contains("img.gz") && Catch::Contains("truncated"));

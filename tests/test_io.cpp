@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "bnn/core/file.hpp"
+#include "bnn/io/atomic_file.hpp"
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/io/image.hpp"
 #include "bnn/io/safetensors.hpp"
@@ -31,7 +33,7 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
     std::ofstream out(path, std::ios::binary);
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
-std::vector<uint8_t> read_bytes(const std::string& path) { return io::read_file(path); }
+std::vector<uint8_t> read_bytes(const std::string& path) { return read_file(path); }
 
 /// A safetensors file from a hand-written header (padded here) and raw data bytes.
 std::vector<uint8_t> hand_file(std::string header, const std::vector<uint8_t>& data) {
@@ -435,22 +437,22 @@ TEST_CASE("gunzip reads concatenated members and rejects truncated or trailing-g
     auto a = gz("first member, "), b = gz("second member");
     auto both = a;
     both.insert(both.end(), b.begin(), b.end());
-    auto out = io::gunzip(both, "both.gz");
+    auto out = gunzip(both, "both.gz");
     REQUIRE(std::string(out.begin(), out.end()) == "first member, second member");
 
     auto cut = a;
     cut.resize(cut.size() - 4);  // loses part of the trailer
-    REQUIRE_THROWS_WITH(io::gunzip(cut, "cut.gz"), Catch::Contains("cut.gz") && Catch::Contains("truncated"));
+    REQUIRE_THROWS_WITH(gunzip(cut, "cut.gz"), Catch::Contains("cut.gz") && Catch::Contains("truncated"));
     auto trailing = a;
     trailing.insert(trailing.end(), {'x', 'y', 'z'});
-    REQUIRE_THROWS_WITH(io::gunzip(trailing, "t.gz"), Catch::Contains("trailing garbage"));
+    REQUIRE_THROWS_WITH(gunzip(trailing, "t.gz"), Catch::Contains("trailing garbage"));
     auto corrupt = a;
     corrupt[12] ^= 0xff;  // inside the deflate data
-    REQUIRE_THROWS_AS(io::gunzip(corrupt, "c.gz"), Error);
+    REQUIRE_THROWS_AS(gunzip(corrupt, "c.gz"), Error);
 
     // read_file_maybe_gzip passes plain files through.
     write_bytes(dir.file("plain"), {0x1f, 0x00, 0x05});
-    REQUIRE(io::read_file_maybe_gzip(dir.file("plain")) == std::vector<uint8_t>{0x1f, 0x00, 0x05});
+    REQUIRE(read_file_maybe_gzip(dir.file("plain")) == std::vector<uint8_t>{0x1f, 0x00, 0x05});
 }
 
 // ---------------------------------------------------------------------------------------------

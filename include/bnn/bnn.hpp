@@ -9,6 +9,7 @@
 #include "bnn/autograd/variable.hpp"
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/error.hpp"
+#include "bnn/core/file.hpp"
 #include "bnn/core/rng.hpp"
 #include "bnn/core/shape.hpp"
 #include "bnn/core/tensor.hpp"

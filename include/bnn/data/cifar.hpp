@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "bnn/core/error.hpp"
+#include "bnn/core/file.hpp"
 #include "bnn/data/dataset.hpp"
-#include "bnn/io/file.hpp"
 
 namespace bnn::data {
 
@@ -33,7 +33,7 @@ inline constexpr int kCifarPixels = kCifarSide * kCifarSide;
 /// A names file with the wrong number of names raises bnn::Error.
 inline std::vector<std::string> read_class_names(const std::string& path, int num_classes) {
     std::vector<std::string> names;
-    if (!io::file_exists(path)) {
+    if (!file_exists(path)) {
         for (int i = 0; i < num_classes; ++i) names.push_back(std::to_string(i));
         return names;
     }
@@ -56,7 +56,7 @@ inline std::vector<std::string> read_class_names(const std::string& path, int nu
 inline void append_cifar_records(const std::string& path, int record_size, int label_byte, int num_classes,
                                  std::vector<uint8_t>& pixels, std::vector<int32_t>& labels) {
     BNN_CHECK(std::filesystem::exists(path), "CIFAR reader: missing file '", path, "'");
-    const std::vector<uint8_t> bytes = io::read_file(path);
+    const std::vector<uint8_t> bytes = read_file(path);
     const uint64_t n = bytes.size() / record_size;
     BNN_CHECK(!bytes.empty(), "CIFAR reader: '", path, "' is empty");
     BNN_CHECK(bytes.size() % record_size == 0, "CIFAR reader: '", path, "' has ", bytes.size(),

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "bnn/core/error.hpp"
+#include "bnn/core/file.hpp"
 #include "bnn/data/dataset.hpp"
-#include "bnn/io/file.hpp"
 
 namespace bnn::data {
 
@@ -47,8 +47,8 @@ inline std::vector<uint32_t> parse_idx_header(const std::vector<uint8_t>& bytes,
 
 /// Reads an IDX image file (plain or .gz) as [N, rows, cols, 1].
 inline Tensor<uint8_t> read_idx_images(const std::string& path) {
-    BNN_CHECK(io::file_exists(path), "read_idx_images: missing file '", path, "'");
-    const std::vector<uint8_t> bytes = io::read_file_maybe_gzip(path);
+    BNN_CHECK(file_exists(path), "read_idx_images: missing file '", path, "'");
+    const std::vector<uint8_t> bytes = read_file_maybe_gzip(path);
     const auto dims = detail::parse_idx_header(bytes, 3, path);
     Tensor<uint8_t> images = Tensor<uint8_t>::empty(Shape{dims[0], dims[1], dims[2], 1});
     if (images.numel()) std::memcpy(images.data(), bytes.data() + 16, static_cast<size_t>(images.numel()));
@@ -57,8 +57,8 @@ inline Tensor<uint8_t> read_idx_images(const std::string& path) {
 
 /// Reads an IDX label file (plain or .gz); every label must lie in [0, num_classes).
 inline std::vector<int32_t> read_idx_labels(const std::string& path, int num_classes) {
-    BNN_CHECK(io::file_exists(path), "read_idx_labels: missing file '", path, "'");
-    const std::vector<uint8_t> bytes = io::read_file_maybe_gzip(path);
+    BNN_CHECK(file_exists(path), "read_idx_labels: missing file '", path, "'");
+    const std::vector<uint8_t> bytes = read_file_maybe_gzip(path);
     const auto dims = detail::parse_idx_header(bytes, 1, path);
     std::vector<int32_t> labels(dims[0]);
     for (uint32_t i = 0; i < dims[0]; ++i) {
@@ -88,9 +88,9 @@ namespace detail {
 /// `dir/stem` or `dir/stem.gz`, whichever exists (the plain file first).
 inline std::string idx_file(const std::string& dir, const std::string& stem) {
     const auto plain = std::filesystem::path(dir) / stem;
-    if (io::file_exists(plain.string())) return plain.string();
+    if (file_exists(plain.string())) return plain.string();
     const std::string gz = plain.string() + ".gz";
-    BNN_CHECK(io::file_exists(gz), "IDX reader: missing file '", plain.string(), "' (or '", gz, "')");
+    BNN_CHECK(file_exists(gz), "IDX reader: missing file '", plain.string(), "' (or '", gz, "')");
     return gz;
 }
 

@@ -23,8 +23,9 @@
 #include <vector>
 
 #include "bnn/core/error.hpp"
+#include "bnn/core/file.hpp"
 #include "bnn/core/tensor.hpp"
-#include "bnn/io/file.hpp"
+#include "bnn/io/atomic_file.hpp"
 
 static_assert(std::endian::native == std::endian::little,
               "bnn's safetensors I/O copies raw little-endian data and needs a little-endian host");

@@ -19,10 +19,11 @@
 
 #include "bnn/core/threads.hpp"
 
-namespace bnn::kernels::detail {
+namespace bnn::kernels {
 
 // Block sizes for the development machine (AMD Zen 5, CPUID family 26: 48 KiB L1d and 1 MiB L2
-// per core, 32 MiB shared L3). They are cache budgets: other values change speed, not the API.
+// per core, 32 MiB shared L3). They are cache budgets: other values change speed, not results.
+// Public so that tests can choose products that cross the blocks.
 
 /// Largest depth of a packed block (K is cut into equal blocks no deeper): a 320 x 32 B panel
 /// is 40 KiB, within the 48 KiB L1d.
@@ -31,6 +32,10 @@ inline constexpr int64_t kSgemmKC = 320;
 inline constexpr int64_t kSgemmMC = 392;
 /// Columns of a packed B block: 320 x 3072 floats = 3.75 MiB, in the shared L3.
 inline constexpr int64_t kSgemmNC = 3072;
+
+}  // namespace bnn::kernels
+
+namespace bnn::kernels::detail {
 
 /// Floats between consecutive packed panels of depth kc and width R: one cache line more than
 /// the panel, so panels of power-of-two size do not all map to the same L1 set (packing writes

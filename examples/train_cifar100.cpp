@@ -46,12 +46,12 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     if (schedule == "paper") {
-        o.schedule = "paper";
+        o.schedule = bnn::train::ScheduleShape::StepDecay;
         o.batch = 128;
         if (o.rotation == 0) o.rotation = 15;
         if (o.mixup == 0) o.mixup = 0.2f;
     } else {
-        o.schedule = "cosine";
+        o.schedule = bnn::train::ScheduleShape::Cosine;
     }
 
     trainer::install_sigint_handler();

@@ -6,13 +6,11 @@
 //   baseline     strong baseline: binary activations + real weights, then fully binary from it
 //   real-to-bin  real teacher, then steps 1-3 of the progressive teacher-student schedule
 //                (paper-notes.md section 5), each step's teacher the previous result
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "bnn/core/error.hpp"
 #include "bnn/nn/binary_conv2d.hpp"
-#include "bnn/optim/lr_schedule.hpp"
 #include "bnn/train/stages.hpp"
 #include "resnet18.hpp"
 
@@ -83,27 +81,6 @@ inline std::vector<StagePlan> plan_recipes(const std::vector<std::string>& recip
         }
     }
     return plan;
-}
-
-/// The learning-rate factor of a stage as a function of the (fractional) epoch.
-///  - "paper": the stage's step schedule (milestones 150/250/320 for CIFAR-100) after its warm-up;
-///  - "cosine": cosine decay to zero over `epochs`, after a warm-up scaled down to the same
-///    fraction of the run as the paper's (5 of 350 epochs), so short runs keep its shape.
-inline std::shared_ptr<const bnn::optim::LrSchedule> make_schedule(const std::string& kind,
-                                                                 const bnn::train::StageConfig& c, int epochs) {
-    std::shared_ptr<const bnn::optim::LrSchedule> inner;
-    double warmup = c.warmup_epochs;
-    if (kind == "paper") {
-        inner = std::make_shared<bnn::optim::StepSchedule>(std::vector<double>(c.milestones.begin(), c.milestones.end()),
-                                                           c.decay);
-    } else if (kind == "cosine") {
-        inner = std::make_shared<bnn::optim::CosineSchedule>(epochs);
-        warmup = c.warmup_epochs * epochs / 350.0;
-    } else {
-        bnn::detail::fail("trainer: unknown --schedule '", kind, "', expected cosine or paper");
-    }
-    if (warmup <= 0) return inner;
-    return std::make_shared<bnn::optim::WarmupSchedule>(warmup, inner);
 }
 
 }  // namespace trainer

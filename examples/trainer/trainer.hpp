@@ -20,9 +20,11 @@
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/optim/adam.hpp"
 #include "bnn/train/distillation.hpp"
+#include "bnn/train/evaluate.hpp"
+#include "bnn/train/param_groups.hpp"
+#include "bnn/train/stage_schedule.hpp"
 #include "curves.hpp"
 #include "data_source.hpp"
-#include "evaluate.hpp"
 #include "progress.hpp"
 #include "recipes.hpp"
 #include "resnet18.hpp"
@@ -35,10 +37,10 @@ struct TrainerOptions {
     std::string data;            ///< "" = search (see find_data)
     std::string format = "auto";
     int64_t width = 16;
-    int epochs = 1;              ///< per stage; the paper schedule sets 350
+    int epochs = 1;              ///< per stage; the StepDecay schedule uses each stage's own (350)
     int64_t batch = 128;
     float lr_scale = 1.f;        ///< multiplies every stage's learning rate
-    std::string schedule = "cosine";  ///< cosine | paper
+    bnn::train::ScheduleShape schedule = bnn::train::ScheduleShape::Cosine;
     float mixup = 0.f;           ///< mix-up alpha; 0 disables it
     float rotation = 0.f;        ///< random rotation in degrees
     int threads = 2;
@@ -153,21 +155,11 @@ private:
         const std::string path = checkpoint_path(s);
         auto model = make_model(s);
         const auto& c = s.config;
-        const int epochs = opt_.schedule == "paper" ? c.epochs : opt_.epochs;
-        auto schedule = make_schedule(opt_.schedule, c, epochs);
-
-        // Binary latent weights get no weight decay (their sign is what counts).
-        std::vector<bnn::Variable> latent, rest;
-        for (auto& conv : model->binary_convs()) latent.push_back(conv->weight);
-        for (auto& [name, p] : model->named_parameters()) {
-            bool is_latent = false;
-            for (auto& l : latent) is_latent = is_latent || l.id() == p.id();
-            if (!is_latent) rest.push_back(p);
-        }
+        const int epochs = opt_.schedule == bnn::train::ScheduleShape::StepDecay ? c.epochs : opt_.epochs;
+        auto schedule = bnn::train::stage_schedule(c, opt_.schedule, epochs);
         const float lr = c.lr * opt_.lr_scale;
-        std::vector<bnn::optim::ParamGroup> groups{{rest, lr, c.weight_decay}};
-        if (!latent.empty()) groups.push_back({latent, lr, 0.f});
-        bnn::optim::Adam optimizer(groups, {.decoupled_weight_decay = true});
+        bnn::optim::Adam optimizer(bnn::train::param_groups(*model, lr, c.weight_decay),
+                                   {.decoupled_weight_decay = true});
 
         int first_epoch = 1;
         if (opt_.resume && std::filesystem::exists(path)) {
@@ -210,23 +202,17 @@ private:
                 if (detail::stop_flag()) throw Interrupted{};
                 const double e = epoch - 1 + static_cast<double>(step) / steps_per_epoch;
                 optimizer.set_lr_factor(schedule->factor(e));
-                model->train();
-                optimizer.zero_grad();
-                bnn::train::StepLoss loss = bnn::train::distillation_loss(
-                    teacher.get(), *model, {batch->images, batch->labels, batch->targets}, c.weights);
-                loss.total.backward();
-                optimizer.step();
-                model->apply_constraints();
-                int64_t top1 = 0, top5 = 0;
-                count_hits(loss.logits.value(), batch->labels, top1, top5);
+                bnn::train::StepResult r = bnn::train::distillation_step(
+                    teacher.get(), *model, {batch->images, batch->labels, batch->targets}, c.weights, optimizer);
+                const int64_t top1 = bnn::train::count_hits(r.logits, batch->labels).top1;
                 const auto n = static_cast<int64_t>(batch->labels.size());
-                att += loss.parts.attention;
-                kd += loss.parts.kd;
+                att += r.parts.attention;
+                kd += r.parts.kd;
                 ++step;
-                bar.update(n, loss.parts.total * n, top1);
+                bar.update(n, r.parts.total * n, top1);
             }
             bar.finish();
-            Accuracy acc = evaluate(*model, test_loader);
+            bnn::train::Accuracy acc = bnn::train::evaluate(*model, test_loader);
             EpochRecord r{s.id, epoch, bar.mean_loss(), bar.accuracy(), acc.top1, acc.top5,
                           lr * schedule->factor(epoch - 1e-9), bar.images_per_second(), bar.seconds()};
             log("   %s epoch %d: train loss %.4f acc %.2f%%  test top-1 %.2f%% top-5 %.2f%%  (%.0f img/s, %.0f s)\n",
@@ -253,7 +239,7 @@ private:
         return result;
     }
 
-    nlohmann::json stage_metadata(const StagePlan& s, int epoch, int epochs, const Accuracy& acc) const {
+    nlohmann::json stage_metadata(const StagePlan& s, int epoch, int epochs, const bnn::train::Accuracy& acc) const {
         return {{"stage", s.id},
                 {"variant", bnn::examples::variant_name(s.variant)},
                 {"student", bnn::train::student_kind_name(s.config.student)},

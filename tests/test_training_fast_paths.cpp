@@ -12,6 +12,7 @@
 
 #include "bnn/core/tensor.hpp"
 #include "bnn/kernels/activation.hpp"
+#include "bnn/kernels/sign.hpp"
 #include "bnn/nn/binary_conv2d.hpp"
 #include "bnn/ops/activation.hpp"
 #include "bnn/ops/batch_norm.hpp"

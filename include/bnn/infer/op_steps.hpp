@@ -34,6 +34,7 @@
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/pad.hpp"
 #include "bnn/kernels/pool.hpp"
+#include "bnn/kernels/sign.hpp"
 
 namespace bnn::infer {
 

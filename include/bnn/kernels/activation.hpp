@@ -1,8 +1,8 @@
 #pragma once
 /// @file activation.hpp
-/// Element-wise activations over n floats. Backward kernels ACCUMULATE into dx and use the
-/// saved input x (relu, hardtanh, prelu) or the saved output y (tanh, sigmoid), whichever makes
-/// the derivative cheapest.
+/// Element-wise activations over n floats. Backward kernels ACCUMULATE into dx (or overwrite it,
+/// see accumulate.hpp) and use the saved input x (relu, hardtanh, prelu) or the saved output y
+/// (tanh, sigmoid), whichever makes the derivative cheapest. Binarisation is kernels/sign.hpp.
 ///
 /// Selects load both operands before choosing (`g = dy[i]; ... ? g : 0`): a load inside one
 /// arm of `?:` stops GCC from vectorising, and the branchy scalar loop it falls back to costs
@@ -12,23 +12,9 @@
 #include <cstdint>
 
 #include "bnn/core/threads.hpp"
+#include "bnn/kernels/accumulate.hpp"
 
 namespace bnn::kernels {
-
-namespace detail {
-/// Backward kernels take `accumulate` (default true): false means dx is a fresh, uninitialised
-/// gradient to overwrite (bnn::detail::GradSink). Each has a template body on raw pointer
-/// parameters with Accumulate fixed at compile time, so the inner loop stays branch-free; a
-/// lambda capturing the pointers by reference would make every load go through the closure
-/// and stop vectorisation (measured 4x slower). put<Accumulate>(d, v) stores or adds.
-template <bool Accumulate>
-inline void put(float& d, float v) {
-    if constexpr (Accumulate)
-        d += v;
-    else
-        d = v;
-}
-}  // namespace detail
 
 /// y[n] = max(x, 0)
 inline void relu_forward(const float* x, float* y, int64_t n) {
@@ -116,28 +102,6 @@ inline void sigmoid_forward(const float* x, float* y, int64_t n) {
 inline void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (worth_threading(n))
     for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * y[i] * (1.f - y[i]);
-}
-
-/// y[n] = x >= 0 ? +1 : -1 (sign(0) = +1, the bit convention of the packed kernels)
-inline void sign_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (worth_threading(n))
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] >= 0.f ? 1.f : -1.f;
-}
-/// Straight-through estimator of sign: dx[n] += dy where |x| <= 1 (the gradient of hardtanh,
-/// closed at +-1), nothing elsewhere   (= with accumulate false)
-inline void sign_ste_backward(const float* x, const float* dy, float* dx, int64_t n, bool accumulate = true);
-namespace detail {
-template <bool Accumulate>
-void sign_ste_backward(const float* x, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (worth_threading(n))
-    for (int64_t i = 0; i < n; ++i) {
-        const float g = dy[i];
-        put<Accumulate>(dx[i], std::fabs(x[i]) <= 1.f ? g : 0.f);
-    }
-}
-}  // namespace detail
-inline void sign_ste_backward(const float* x, const float* dy, float* dx, int64_t n, bool accumulate) {
-    accumulate ? detail::sign_ste_backward<true>(x, dy, dx, n) : detail::sign_ste_backward<false>(x, dy, dx, n);
 }
 
 /// y[n] = clamp(x, lo, hi)

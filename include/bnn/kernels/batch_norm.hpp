@@ -6,7 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "bnn/kernels/activation.hpp"  // detail::put
+#include "bnn/core/threads.hpp"
+#include "bnn/kernels/accumulate.hpp"
 
 namespace bnn::kernels {
 
@@ -18,7 +19,7 @@ template <class RowFn>
 void channel_sums(int64_t M, int64_t C, std::vector<double>& a, std::vector<double>& b, RowFn row) {
     a.assign(C, 0.0);
     b.assign(C, 0.0);
-#pragma omp parallel if (M * C > (1 << 16))
+#pragma omp parallel if (worth_threading(M * C))
     {
         std::vector<double> la(C, 0.0), lb(C, 0.0);
 #pragma omp for schedule(static) nowait
@@ -69,7 +70,7 @@ inline void batch_norm_train_forward(const float* x, const float* gamma, const f
     }
     const float* sc = scale.data();  // raw pointers: the outlined parallel body keeps them in registers
     const float* sh = shift.data();
-#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+#pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * sc[c] + sh[c];
@@ -80,7 +81,7 @@ namespace detail {
 template <bool Accumulate>
 void batch_norm_train_dx(const float* x, const float* dy, const float* mean, const float* invstd, const float* kp,
                          const float* ap, const float* bp, float* dx, int64_t M, int64_t C) {
-#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+#pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
@@ -91,7 +92,7 @@ void batch_norm_train_dx(const float* x, const float* dy, const float* mean, con
 /// dx [M, C] (+)= dy * k[c], the last pass of batch_norm_eval_backward.
 template <bool Accumulate>
 void batch_norm_eval_dx(const float* dy, const float* k, float* dx, int64_t M, int64_t C) {
-#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+#pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) put<Accumulate>(dx[m * C + c], dy[m * C + c] * k[c]);
@@ -144,7 +145,7 @@ inline void batch_norm_eval_forward(const float* x, const float* gamma, const fl
     }
     const float* sc = scale.data();
     const float* sh = shift.data();
-#pragma omp parallel for schedule(static) if (M * C > (1 << 16))
+#pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * sc[c] + sh[c];

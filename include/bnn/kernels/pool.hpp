@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "bnn/core/threads.hpp"
+
 namespace bnn::kernels {
 
 /// The sizes of one pooling; PoolGeometry::make derives the output extent.
@@ -21,7 +23,7 @@ struct PoolGeometry {
 inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     const float inv = 1.f / static_cast<float>(g.k * g.k);
-#pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
+#pragma omp parallel for schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -47,7 +49,7 @@ inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) 
 inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     const float inv = 1.f / static_cast<float>(g.k * g.k);
-#pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
+#pragma omp parallel for schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -71,7 +73,7 @@ inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& 
 /// indices keep the compare-and-select loop at float width, so it vectorises.
 inline void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
-#pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
+#pragma omp parallel for schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -106,7 +108,7 @@ inline void max_pool2d_forward(const float* x, float* y, int32_t* tap, const Poo
 /// dx [N, H, W, C] += dy [N, OH, OW, C] routed to each window's winning tap.
 inline void max_pool2d_backward(const float* dy, const int32_t* tap, float* dx, const PoolGeometry& g) {
     const int64_t C = g.C;
-#pragma omp parallel for schedule(static) if (g.N * g.OH * g.OW * g.C > (1 << 16))
+#pragma omp parallel for schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)  // windows of one image overlap, of different images never
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {

@@ -8,9 +8,9 @@
 
 #include "bnn/autograd/grad_mode.hpp"
 #include "bnn/autograd/variable.hpp"
-#include "bnn/kernels/activation.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/sign.hpp"
 #include "bnn/kernels/xnor_conv.hpp"
 #include "bnn/ops/grad_target.hpp"
 

@@ -2,7 +2,7 @@
 /// @file sign.hpp
 /// ops::sign_ste: binarisation with the straight-through estimator (one tape node).
 #include "bnn/autograd/variable.hpp"
-#include "bnn/kernels/activation.hpp"
+#include "bnn/kernels/sign.hpp"
 #include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {

@@ -1,10 +1,13 @@
 // The trainer's own code path (examples/trainer) on a tiny synthetic set in the CIFAR-100 binary
 // format: every recipe runs, writes what it promises, and a resumed run ends exactly where an
-// uninterrupted one does.
+// uninterrupted one does; the pictures.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <sstream>
 
 #include "temp_dir.hpp"
 #include "trainer/trainer.hpp"
@@ -61,6 +64,32 @@ std::vector<std::string> lines_of(const fs::path& file) {
     return lines;
 }
 
+// The lines of metrics.jsonl of one kind ("epoch" or "step").
+std::vector<nlohmann::json> records_of(const fs::path& file, const std::string& kind) {
+    std::vector<nlohmann::json> out;
+    for (const auto& l : lines_of(file)) {
+        auto j = nlohmann::json::parse(l);
+        if (j.at("kind") == kind) out.push_back(j);
+    }
+    return out;
+}
+
+std::string read_all(const fs::path& file) {
+    std::ifstream in(file);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// The number of points of the curves.html polyline of `cls` for `stage` (0 when there is none).
+size_t polyline_points(const std::string& page, const std::string& cls, const std::string& stage) {
+    const std::regex line("<polyline class='" + cls + "' data-stage='" + stage + "'[^>]* points='([^']*)'");
+    std::smatch m;
+    if (!std::regex_search(page, m, line)) return 0;
+    std::istringstream points(m[1].str());
+    size_t n = 0;
+    for (std::string p; points >> p;) ++n;
+    return n;
+}
+
 }  // namespace
 
 TEST_CASE("every recipe runs one epoch per stage and writes checkpoints, metrics and curves", "[trainer]") {
@@ -90,20 +119,47 @@ TEST_CASE("every recipe runs one epoch per stage and writes checkpoints, metrics
         REQUIRE(meta.at("complete").get<bool>());
         REQUIRE(meta.at("num_classes").get<int>() == 100);
     }
-    auto lines = lines_of(out / "metrics.jsonl");
-    REQUIRE(lines.size() == 6);
-    auto first = nlohmann::json::parse(lines[0]);
-    REQUIRE(first.at("stage") == "real");
-    REQUIRE(first.at("test_top1").get<double>() == Approx(results[0].top1));
-    auto step1 = nlohmann::json::parse(lines[1]);
-    REQUIRE(step1.at("kd").get<double>() > 0.0);         // the teacher is used
-    REQUIRE(step1.at("attention").get<double>() > 0.0);
-    auto base = nlohmann::json::parse(lines[4]);
-    REQUIRE(base.at("kd").get<double>() == 0.0);          // the baseline has no teacher
-    std::ifstream html(out / "curves.html");
-    std::string page((std::istreambuf_iterator<char>(html)), {});
-    REQUIRE(page.find("<svg") != std::string::npos);
-    REQUIRE(page.find("baseline/stage2") != std::string::npos);
+    auto epochs = records_of(out / "metrics.jsonl", "epoch");
+    REQUIRE(epochs.size() == 6);
+    REQUIRE(epochs[0].at("stage") == "real");
+    REQUIRE(epochs[0].at("test_top1").get<double>() == Approx(results[0].top1));
+    REQUIRE(epochs[1].at("kd").get<double>() > 0.0);  // the teacher is used
+    REQUIRE(epochs[1].at("attention").get<double>() > 0.0);
+    REQUIRE(epochs[4].at("kd").get<double>() == 0.0);  // the baseline has no teacher
+
+    // Step lines: 96 images in batches of 16 are 6 steps an epoch, a line each in so short an epoch.
+    auto steps = records_of(out / "metrics.jsonl", "step");
+    REQUIRE(steps.size() == 6 * 6);
+    for (size_t i = 0; i < steps.size(); ++i) {
+        INFO(steps[i].dump());
+        REQUIRE(steps[i].at("stage") == ids[i / 6]);
+        REQUIRE(steps[i].at("epoch") == 1);
+        REQUIRE(steps[i].at("step") == static_cast<int>(i % 6) + 1);
+        REQUIRE(steps[i].at("steps_per_epoch") == 6);
+        REQUIRE(std::isfinite(steps[i].at("train_loss").get<double>()));
+        REQUIRE(steps[i].at("train_acc").get<double>() >= 0.0);
+        REQUIRE(steps[i].at("train_acc").get<double>() <= 1.0);
+    }
+    // The real stage's cosine decays its learning rate over its steps.
+    REQUIRE(steps[5].at("lr").get<double>() < steps[1].at("lr").get<double>());
+
+    // One line per stage with more than one point, in both step charts; the stages are marked.
+    const std::string page = read_all(out / "curves.html");
+    for (const auto& id : ids) {
+        INFO(id);
+        REQUIRE(polyline_points(page, "train-loss", id) == 6);
+        REQUIRE(polyline_points(page, "train-accuracy", id) == 6);
+        REQUIRE(page.find("class='run-top1' data-stage='" + id + "'") != std::string::npos);
+    }
+    REQUIRE(page.find("<script") == std::string::npos);
+    size_t boundaries = 0;
+    for (size_t at = 0; (at = page.find("class='stage-boundary'", at)) != std::string::npos; ++at) ++boundaries;
+    REQUIRE(boundaries == 2 * 5);  // between the six stages, in both step charts
+    // The paper's bars where Table 3 has a figure: all but Real-to-Bin step 1.
+    size_t paper_bars = 0;
+    for (size_t at = 0; (at = page.find("class='paper-top1'", at)) != std::string::npos; ++at) ++paper_bars;
+    REQUIRE(paper_bars == 5);
+    REQUIRE(page.find("ResNet-18 CIFAR-100") != std::string::npos);
 }
 
 TEST_CASE("a resumed run ends bit for bit where an uninterrupted one does", "[trainer]") {
@@ -139,7 +195,39 @@ TEST_CASE("a resumed run ends bit for bit where an uninterrupted one does", "[tr
         REQUIRE(tb != nullptr);
         REQUIRE(ta->to_vector() == tb->to_vector());
     }
-    REQUIRE(lines_of(data.dir / "resumed" / "metrics.jsonl").size() == 4);
+    REQUIRE(records_of(data.dir / "resumed" / "metrics.jsonl", "epoch").size() == 4);
+    // The step lines of the resumed run are those of the uninterrupted one, none twice.
+    auto whole_steps = records_of(data.dir / "whole" / "metrics.jsonl", "step");
+    REQUIRE(whole_steps.size() == 4 * 6);
+    REQUIRE(records_of(data.dir / "resumed" / "metrics.jsonl", "step") == whole_steps);
+}
+
+TEST_CASE("a resumed run drops what an interrupted epoch logged after the checkpoint", "[trainer]") {
+    TinyData data;
+    auto o = tiny_options(data, data.dir / "run");
+    o.recipes = {"real"};
+    o.epochs = 2;
+    o.stop_after_epochs = 1;
+    REQUIRE_THROWS_AS(trainer::Trainer(o).run(), trainer::Interrupted);
+    const fs::path metrics = data.dir / "run" / "metrics.jsonl";
+    const auto after_epoch1 = lines_of(metrics);
+    REQUIRE(after_epoch1.size() == 6 + 1);
+    {
+        // What Ctrl-C in epoch 2 leaves: two step lines past the checkpoint, and a line cut short.
+        std::ofstream out(metrics, std::ios::app);
+        out << R"({"kind":"step","stage":"real","epoch":2,"step":1,"steps_per_epoch":6,"train_loss":9,"train_acc":0,"lr":0})" << '\n';
+        out << R"({"kind":"step","stage":"real","epoch":2,"step":2,"steps_per_epoch":6,"train_loss":9,"train_acc":0,"lr":0})" << '\n';
+        out << R"({"kind":"step","stage":"re)" << '\n';
+    }
+    o.stop_after_epochs = 0;
+    o.resume = true;
+    trainer::Trainer(o).run();
+    const auto lines = lines_of(metrics);
+    REQUIRE(lines.size() == 2 * (6 + 1));
+    REQUIRE(std::vector<std::string>(lines.begin(), lines.begin() + 7) == after_epoch1);
+    auto steps = records_of(metrics, "step");
+    REQUIRE(steps.size() == 12);
+    for (const auto& j : steps) REQUIRE(j.at("train_loss").get<double>() != 9.0);
 }
 
 TEST_CASE("the trainer names what is wrong with its data", "[trainer]") {

@@ -1,13 +1,13 @@
 #pragma once
 // The trainer behind examples/train_cifar100.cpp: runs the stages of the chosen recipes, each
-// teacher the result of an earlier stage, with per-epoch evaluation, metrics, learning curves
-// and atomic checkpoints from which --resume continues exactly.
+// teacher the result of an earlier stage, with per-epoch evaluation, metrics every few dozen
+// steps and per epoch, learning curves and atomic checkpoints from which --resume continues
+// exactly.
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +25,7 @@
 #include "bnn/train/stage_schedule.hpp"
 #include "curves.hpp"
 #include "data_source.hpp"
+#include "metrics_log.hpp"
 #include "progress.hpp"
 #include "recipes.hpp"
 #include "resnet18.hpp"
@@ -50,6 +51,7 @@ struct TrainerOptions {
     int64_t train_limit = 0;     ///< use a random subset of this many training images (0: all)
     int64_t test_limit = 0;
     bool quiet = false;          ///< no progress bars (tests)
+    int64_t step_record_every = 25;  ///< steps per step line of metrics.jsonl (fewer in short epochs)
     int stop_after_epochs = 0;   ///< stop as if interrupted after this many epochs in all (0: never)
 };
 
@@ -114,8 +116,7 @@ public:
             static_cast<long long>(in_channels_), num_classes_);
 
         std::filesystem::create_directories(opt_.out);
-        if (!opt_.resume) std::ofstream(metrics_path(), std::ios::trunc);  // a fresh log
-        records_ = read_records();
+        metrics_ = std::make_unique<MetricsLog>(metrics_path(), opt_.resume);
 
         bnn::data::BatchLoader train_loader(data.train, {.batch_size = opt_.batch,
                                                          .shuffle = true,
@@ -155,7 +156,7 @@ private:
         const std::string path = checkpoint_path(s);
         auto model = make_model(s);
         const auto& c = s.config;
-        const int epochs = opt_.schedule == bnn::train::ScheduleShape::StepDecay ? c.epochs : opt_.epochs;
+        const int epochs = epochs_of(s);
         auto schedule = bnn::train::stage_schedule(c, opt_.schedule, epochs);
         const float lr = c.lr * opt_.lr_scale;
         bnn::optim::Adam optimizer(bnn::train::param_groups(*model, lr, c.weight_decay),
@@ -188,8 +189,15 @@ private:
             bnn::examples::variant_name(s.variant), bnn::train::student_kind_name(c.student),
             static_cast<long long>(model->num_parameters()), epochs, lr, c.weight_decay);
 
+        metrics_->rewind(s.id, first_epoch);  // what an interrupted run logged past the checkpoint
+
         StageResult result{s.id, 0, 0, 0, 0, epochs};
         const int64_t steps_per_epoch = train_loader.batches_per_epoch();
+        // A step line every few dozen steps, at least a few per epoch in short epochs, and windows
+        // of equal size (to a step), so the last one of an epoch is not a noisy stub.
+        const int64_t record_every =
+            std::clamp<int64_t>(steps_per_epoch / 8, 1, std::max<int64_t>(opt_.step_record_every, 1));
+        const int64_t records_per_epoch = (steps_per_epoch + record_every - 1) / record_every;
         for (int epoch = first_epoch; epoch <= epochs; ++epoch) {
             // Epoch e's batches depend only on (seed, stage, e): a resumed run sees the same ones.
             train_loader.start_epoch(static_cast<int64_t>(detail::fnv1a(s.id) % 100000) * 1000 + epoch);
@@ -198,6 +206,14 @@ private:
             ProgressBar bar(label, steps_per_epoch * opt_.batch, !opt_.quiet);
             double att = 0, kd = 0;
             int64_t step = 0;
+            Window window;
+            auto record_window = [&] {
+                metrics_->add(StepRecord{s.id, epoch, step, steps_per_epoch, window.loss_sum / window.images,
+                                         static_cast<double>(window.correct) / window.images,
+                                         lr * optimizer.lr_factor()});
+                window = {};
+                write_curves();
+            };
             while (auto batch = train_loader.next()) {
                 if (detail::stop_flag()) throw Interrupted{};
                 const double e = epoch - 1 + static_cast<double>(step) / steps_per_epoch;
@@ -210,15 +226,29 @@ private:
                 kd += r.parts.kd;
                 ++step;
                 bar.update(n, r.parts.total * n, top1);
+                window.add(n, r.parts.total * n, top1);
+                if (step * records_per_epoch / steps_per_epoch != (step - 1) * records_per_epoch / steps_per_epoch)
+                    record_window();
             }
+            if (window.images > 0) record_window();
             bar.finish();
             bnn::train::Accuracy acc = bnn::train::evaluate(*model, test_loader);
-            EpochRecord r{s.id, epoch, bar.mean_loss(), bar.accuracy(), acc.top1, acc.top5,
-                          lr * schedule->factor(epoch - 1e-9), bar.images_per_second(), bar.seconds()};
+            EpochRecord r{s.id,
+                          epoch,
+                          bar.mean_loss(),
+                          bar.accuracy(),
+                          acc.top1,
+                          acc.top5,
+                          lr * schedule->factor(epoch - 1e-9),
+                          att / std::max<int64_t>(step, 1),
+                          kd / std::max<int64_t>(step, 1),
+                          bar.images_per_second(),
+                          bar.seconds()};
             log("   %s epoch %d: train loss %.4f acc %.2f%%  test top-1 %.2f%% top-5 %.2f%%  (%.0f img/s, %.0f s)\n",
                 s.id.c_str(), epoch, r.train_loss, 100 * r.train_acc, 100 * acc.top1, 100 * acc.top5, r.images_per_s,
                 r.seconds);
-            append_record(r, att / std::max<int64_t>(step, 1), kd / std::max<int64_t>(step, 1));
+            metrics_->add(r);
+            write_curves();
             nlohmann::json meta = stage_metadata(s, epoch, epochs, acc);
             bnn::io::save_checkpoint(path, *model, optimizer, meta);
             if (opt_.stop_after_epochs > 0 && ++epochs_run_ >= opt_.stop_after_epochs) throw Interrupted{};
@@ -262,7 +292,7 @@ private:
 
     StageResult result_from(const StagePlan& s, const nlohmann::json& meta) const {
         StageResult r{s.id, meta.value("test_top1", 0.0), meta.value("test_top5", 0.0), 0, 0, meta.value("epochs", 0)};
-        for (const auto& rec : records_)
+        for (const auto& rec : metrics_->epochs())
             if (rec.stage == s.id) r.seconds += rec.seconds, r.images_per_s = rec.images_per_s;
         return r;
     }
@@ -279,33 +309,29 @@ private:
 
     std::string metrics_path() const { return (std::filesystem::path(opt_.out) / "metrics.jsonl").string(); }
 
-    std::vector<EpochRecord> read_records() const {
-        std::vector<EpochRecord> out;
-        std::ifstream in(metrics_path());
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.empty()) continue;
-            auto j = nlohmann::json::parse(line, nullptr, false);
-            if (j.is_discarded()) continue;  // a line cut by a crash
-            out.push_back({j.value("stage", ""), j.value("epoch", 0), j.value("train_loss", 0.0),
-                           j.value("train_acc", 0.0), j.value("test_top1", 0.0), j.value("test_top5", 0.0),
-                           j.value("lr", 0.0), j.value("images_per_s", 0.0), j.value("seconds", 0.0)});
-        }
-        return out;
+    /// Epochs a stage runs: its own with the paper's step schedule, --epochs with the cosine.
+    int epochs_of(const StagePlan& s) const {
+        return opt_.schedule == bnn::train::ScheduleShape::StepDecay ? s.config.epochs : opt_.epochs;
     }
 
-    void append_record(const EpochRecord& r, double attention, double kd) {
-        // A resumed epoch replaces any record of the same epoch left by the interrupted run.
-        std::erase_if(records_, [&](const EpochRecord& o) { return o.stage == r.stage && o.epoch >= r.epoch; });
-        records_.push_back(r);
-        nlohmann::json j = {{"stage", r.stage},         {"epoch", r.epoch},         {"train_loss", r.train_loss},
-                            {"train_acc", r.train_acc}, {"test_top1", r.test_top1}, {"test_top5", r.test_top5},
-                            {"lr", r.lr},               {"attention", attention},   {"kd", kd},
-                            {"images_per_s", r.images_per_s}, {"seconds", r.seconds}};
-        std::ofstream(metrics_path(), std::ios::app) << j.dump() << '\n';
-        write_curves_html((std::filesystem::path(opt_.out) / "curves.html").string(), records_,
-                          "bnn trainer: " + dataset_name_);
+    /// Rewrites curves.html from the metrics so far.
+    void write_curves() const {
+        std::vector<StageSpan> stages;
+        for (const auto& s : plan_cache()) stages.push_back({s.id, epochs_of(s), s.paper_top1});
+        write_curves_html((std::filesystem::path(opt_.out) / "curves.html").string(), stages, metrics_->steps(),
+                          metrics_->epochs(), "bnn trainer: " + dataset_name_);
     }
+
+    /// Training loss and hits since the last step line.
+    struct Window {
+        int64_t images = 0, correct = 0;
+        double loss_sum = 0;
+        void add(int64_t n, double loss, int64_t hits) {
+            images += n;
+            loss_sum += loss;
+            correct += hits;
+        }
+    };
 
     template <class... A>
     void log(const char* fmt, A... a) const {
@@ -321,7 +347,7 @@ private:
     int num_classes_ = 0;
     int64_t in_channels_ = 0;
     int64_t image_size_ = 32;
-    std::vector<EpochRecord> records_;
+    std::unique_ptr<MetricsLog> metrics_;
     int epochs_run_ = 0;
     mutable std::vector<StagePlan> plan_;
 };

@@ -1,0 +1,128 @@
+#pragma once
+// The trainer's metrics.jsonl: one JSON object a line, of two kinds. "epoch" lines carry a
+// finished epoch's training and test figures; "step" lines the training loss and accuracy over
+// the last few dozen steps, so that even a one-epoch stage draws a curve. Lines written before
+// "kind" existed are epoch lines.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace trainer {
+
+/// One finished epoch.
+struct EpochRecord {
+    std::string stage;  // e.g. "real-to-bin/step2"
+    int epoch = 0;      // 1-based within the stage
+    double train_loss = 0, train_acc = 0, test_top1 = 0, test_top5 = 0, lr = 0;
+    double attention = 0, kd = 0;  // mean unweighted loss parts (0 when not used)
+    double images_per_s = 0, seconds = 0;
+};
+
+/// The training figures of the steps since the previous step record of the same epoch.
+struct StepRecord {
+    std::string stage;
+    int epoch = 0;                // 1-based within the stage
+    int64_t step = 0;             // steps done in this epoch, 1..steps_per_epoch
+    int64_t steps_per_epoch = 0;
+    double train_loss = 0, train_acc = 0, lr = 0;
+
+    /// Epochs of the stage done at this record (fractional).
+    double progress() const { return epoch - 1 + static_cast<double>(step) / static_cast<double>(steps_per_epoch); }
+};
+
+class MetricsLog {
+public:
+    /// Opens `path`: a fresh log, or with `resume` the records already in it (a line cut by a
+    /// crash is dropped).
+    MetricsLog(std::string path, bool resume) : path_(std::move(path)) {
+        if (!resume) {
+            std::ofstream(path_, std::ios::trunc);
+            return;
+        }
+        std::ifstream in(path_);
+        for (std::string line; std::getline(in, line);) {
+            if (line.empty()) continue;
+            auto j = nlohmann::json::parse(line, nullptr, false);
+            if (!j.is_discarded() && j.is_object()) take(std::move(j));
+        }
+    }
+
+    const std::vector<EpochRecord>& epochs() const { return epochs_; }
+    const std::vector<StepRecord>& steps() const { return steps_; }
+
+    void add(const EpochRecord& r) { append(to_json(r)); }
+    void add(const StepRecord& r) { append(to_json(r)); }
+
+    /// Forgets every record of `stage` from epoch `first_epoch` on, in memory and in the file:
+    /// a resumed stage trains those epochs again (an interrupted epoch leaves step lines, and an
+    /// epoch line may precede a checkpoint that was never written), so no line is doubled.
+    void rewind(const std::string& stage, int first_epoch) {
+        std::vector<nlohmann::json> kept;
+        for (auto& j : lines_)
+            if (!(j.value("stage", "") == stage && j.value("epoch", 0) >= first_epoch)) kept.push_back(std::move(j));
+        const bool changed = kept.size() != lines_.size();
+        lines_.clear();
+        epochs_.clear();
+        steps_.clear();
+        for (auto& j : kept) take(std::move(j));
+        if (!changed) return;
+        const std::string tmp = path_ + ".tmp";  // a crash leaves the old log or the new one
+        {
+            std::ofstream out(tmp, std::ios::trunc);
+            for (const auto& j : lines_) out << j.dump() << '\n';
+        }
+        std::rename(tmp.c_str(), path_.c_str());
+    }
+
+private:
+    void take(nlohmann::json j) {
+        const std::string kind = j.value("kind", "epoch");
+        if (kind == "epoch") epochs_.push_back(epoch_from(j));
+        else if (kind == "step") steps_.push_back(step_from(j));
+        lines_.push_back(std::move(j));
+    }
+    void append(nlohmann::json j) {
+        std::ofstream(path_, std::ios::app) << j.dump() << '\n';
+        take(std::move(j));
+    }
+
+    static nlohmann::json to_json(const EpochRecord& r) {
+        return {{"kind", "epoch"},            {"stage", r.stage},         {"epoch", r.epoch},
+                {"train_loss", r.train_loss}, {"train_acc", r.train_acc}, {"test_top1", r.test_top1},
+                {"test_top5", r.test_top5},   {"lr", r.lr},               {"attention", r.attention},
+                {"kd", r.kd},                 {"images_per_s", r.images_per_s}, {"seconds", r.seconds}};
+    }
+    static nlohmann::json to_json(const StepRecord& r) {
+        return {{"kind", "step"},           {"stage", r.stage}, {"epoch", r.epoch},
+                {"step", r.step},           {"steps_per_epoch", r.steps_per_epoch},
+                {"train_loss", r.train_loss}, {"train_acc", r.train_acc}, {"lr", r.lr}};
+    }
+    static EpochRecord epoch_from(const nlohmann::json& j) {
+        return {j.value("stage", ""),         j.value("epoch", 0),       j.value("train_loss", 0.0),
+                j.value("train_acc", 0.0),    j.value("test_top1", 0.0), j.value("test_top5", 0.0),
+                j.value("lr", 0.0),           j.value("attention", 0.0), j.value("kd", 0.0),
+                j.value("images_per_s", 0.0), j.value("seconds", 0.0)};
+    }
+    static StepRecord step_from(const nlohmann::json& j) {
+        return {j.value("stage", ""),
+                j.value("epoch", 0),
+                j.value("step", int64_t{0}),
+                std::max<int64_t>(j.value("steps_per_epoch", int64_t{1}), 1),
+                j.value("train_loss", 0.0),
+                j.value("train_acc", 0.0),
+                j.value("lr", 0.0)};
+    }
+
+    std::string path_;
+    std::vector<nlohmann::json> lines_;  // in file order
+    std::vector<EpochRecord> epochs_;
+    std::vector<StepRecord> steps_;
+};
+
+}  // namespace trainer

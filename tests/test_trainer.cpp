@@ -1,9 +1,10 @@
 // The trainer's own code path (examples/trainer) on a tiny synthetic set in the CIFAR-100 binary
 // format: every recipe runs, writes what it promises, and a resumed run ends exactly where an
-// uninterrupted one does; the pictures.
+// uninterrupted one does; the pictures and the progress lines.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -228,6 +229,48 @@ TEST_CASE("a resumed run drops what an interrupted epoch logged after the checkp
     auto steps = records_of(metrics, "step");
     REQUIRE(steps.size() == 12);
     for (const auto& j : steps) REQUIRE(j.at("train_loss").get<double>() != 9.0);
+}
+
+TEST_CASE("progress into a file is a line every few seconds, never a carriage return", "[trainer][progress]") {
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f != nullptr);
+    {
+        // Not a terminal: no \r frames. An interval of 0 writes a line at every batch but the last,
+        // which finish() reports.
+        trainer::ProgressBar bar("real 1/1", 4 * 16, {.out = f, .line_every_seconds = 0});
+        for (int b = 0; b < 4; ++b) bar.update(16, 2.0 * 16, 4);
+        bar.finish();
+    }
+    std::rewind(f);
+    std::string text;
+    for (int c; (c = std::fgetc(f)) != EOF;) text += static_cast<char>(c);
+    std::fclose(f);
+    REQUIRE(text.find('\r') == std::string::npos);
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    REQUIRE(lines.size() == 4);
+    REQUIRE(text.back() == '\n');
+    for (const auto& l : lines) REQUIRE(l.rfind("real 1/1", 0) == 0);
+    REQUIRE(lines[0].find(" 25%") != std::string::npos);
+    REQUIRE(lines[3].find("100%") != std::string::npos);
+    REQUIRE(lines[3].find("took") != std::string::npos);
+    REQUIRE(lines[3].find("acc  25.0%") != std::string::npos);
+
+    // With the default interval, a quick epoch writes its final line only.
+    std::FILE* g = std::tmpfile();
+    REQUIRE(g != nullptr);
+    {
+        trainer::ProgressBar bar("quick", 4 * 16, {.out = g});
+        for (int b = 0; b < 4; ++b) bar.update(16, 1.0, 1);
+        bar.finish();
+    }
+    REQUIRE(std::ftell(g) > 0);
+    std::rewind(g);
+    int newlines = 0;
+    for (int c; (c = std::fgetc(g)) != EOF;) newlines += c == '\n';
+    std::fclose(g);
+    REQUIRE(newlines == 1);
 }
 
 TEST_CASE("the trainer names what is wrong with its data", "[trainer]") {

@@ -203,7 +203,7 @@ private:
             train_loader.start_epoch(static_cast<int64_t>(detail::fnv1a(s.id) % 100000) * 1000 + epoch);
             char label[96];
             std::snprintf(label, sizeof label, "%-18s %d/%d", s.id.c_str(), epoch, epochs);
-            ProgressBar bar(label, steps_per_epoch * opt_.batch, !opt_.quiet);
+            ProgressBar bar(label, steps_per_epoch * opt_.batch, {.visible = !opt_.quiet});
             double att = 0, kd = 0;
             int64_t step = 0;
             Window window;

@@ -6,6 +6,7 @@
 
 // core and autograd
 #include "bnn/autograd/grad_mode.hpp"
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/error.hpp"

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/cross_entropy.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::losses {
 
@@ -22,7 +22,7 @@ inline Variable soft_cross_entropy(const Variable& logits, const Tensor<float>& 
     return make_result(
         Tensor<float>::full(Shape{}, static_cast<float>(loss)), {logits},
         [logp, target, N, K](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0]))
+            if (float* dx = grad_accumulator(in[0]))
                 kernels::cross_entropy_backward(logp.data(), target.data(), g[0], dx, N, K);
         },
         op);

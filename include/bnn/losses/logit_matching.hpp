@@ -12,11 +12,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/kernels/logit_matching.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::losses {
 
@@ -39,7 +39,7 @@ inline Variable logit_matching(const Variable& student_logits, const Tensor<floa
     return make_result(
         Tensor<float>::full(Shape{}, static_cast<float>(loss)), {student_logits},
         [ps, pt, n, k, temperature](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dz = ::bnn::detail::grad_target(in[0]))
+            if (float* dz = grad_accumulator(in[0]))
                 kernels::logit_matching_backward(ps.data(), pt.data(), g[0], dz, n, k, temperature);
         },
         op);

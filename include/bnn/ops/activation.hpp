@@ -1,9 +1,9 @@
 #pragma once
 /// @file activation.hpp
 /// Differentiable activations: relu, tanh, sigmoid, hardtanh, prelu (one tape node each).
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/activation.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -15,7 +15,7 @@ inline Variable relu(const Variable& x) {
     return make_result(
         y, {x},
         [xv](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (const auto dx = ::bnn::detail::grad_sink(in[0]); dx.data)
+            if (const auto dx = grad_sink(in[0]); dx.data)
                 kernels::relu_backward(xv.data(), g.data(), dx.data, g.numel(), dx.accumulate);
         },
         "relu");
@@ -28,7 +28,7 @@ inline Variable tanh(const Variable& x) {
     return make_result(
         y, {x},
         [y](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (const auto dx = ::bnn::detail::grad_sink(in[0]); dx.data)
+            if (const auto dx = grad_sink(in[0]); dx.data)
                 kernels::tanh_backward(y.data(), g.data(), dx.data, g.numel(), dx.accumulate);
         },
         "tanh");
@@ -41,7 +41,7 @@ inline Variable sigmoid(const Variable& x) {
     return make_result(
         y, {x},
         [y](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::sigmoid_backward(y.data(), g.data(), dx, g.numel());
+            if (float* dx = grad_accumulator(in[0])) kernels::sigmoid_backward(y.data(), g.data(), dx, g.numel());
         },
         "sigmoid");
 }
@@ -55,7 +55,7 @@ inline Variable hardtanh(const Variable& x, float lo = -1.f, float hi = 1.f) {
     return make_result(
         y, {x},
         [xv, lo, hi](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0]))
+            if (float* dx = grad_accumulator(in[0]))
                 kernels::hardtanh_backward(xv.data(), g.data(), dx, g.numel(), lo, hi);
         },
         "hardtanh");
@@ -75,8 +75,8 @@ inline Variable prelu(const Variable& x, const Variable& slope) {
         y, {x, slope},
         [xv, sv, M, C](const Tensor<float>& g, std::vector<Variable>& in) {
             // In the kernel's write order: dx, then dslope (see GradSink).
-            const auto dx = ::bnn::detail::grad_sink(in[0]);
-            float* dslope = ::bnn::detail::grad_target(in[1]);
+            const auto dx = grad_sink(in[0]);
+            float* dslope = grad_accumulator(in[1]);
             kernels::prelu_backward(xv.data(), sv.data(), g.data(), dx.data, dslope, M, C, dx.accumulate);
         },
         "prelu");
@@ -92,15 +92,11 @@ inline Variable scaled_prelu(const Variable& x, const Variable& scale, const Var
     BNN_CHECK(sx.rank() >= 2, "ops::scaled_prelu: x must be [N, ..., C], got ", sx.str());
     const int64_t C = sx[-1];
     expect_shape(slope.value(), Shape{C}, "ops::scaled_prelu", "slope");
-    int64_t outer;
-    if (ss.rank() == 1 && ss[0] == C) {
-        outer = 1;
-    } else if (ss.rank() == 2 && ss[0] == sx[0] && ss[1] == C) {
-        outer = sx[0];
-    } else {
-        ::bnn::detail::fail("ops::scaled_prelu: scale must be [", C, "] (per channel) or [", sx[0], ", ", C,
-                            "] (per sample and channel) for x ", sx.str(), ", got ", ss.str());
-    }
+    const bool per_channel = ss.rank() == 1 && ss[0] == C;
+    const bool per_sample = ss.rank() == 2 && ss[0] == sx[0] && ss[1] == C;
+    BNN_CHECK(per_channel || per_sample, "ops::scaled_prelu: scale must be [", C, "] (per channel) or [", sx[0],
+              ", ", C, "] (per sample and channel) for x ", sx.str(), ", got ", ss.str());
+    const int64_t outer = per_channel ? 1 : sx[0];
     const int64_t inner = (outer > 0 && C > 0) ? sx.numel() / (outer * C) : 0;
     Tensor<float> xv = x.value(), sv = scale.value(), pv = slope.value();
     Tensor<float> y = Tensor<float>::empty(sx);
@@ -109,9 +105,9 @@ inline Variable scaled_prelu(const Variable& x, const Variable& scale, const Var
         y, {x, scale, slope},
         [xv, sv, pv, outer, inner, C](const Tensor<float>& g, std::vector<Variable>& in) {
             // In the kernel's write order: dx, dscale, dslope (see GradSink).
-            const auto dx = ::bnn::detail::grad_sink(in[0]);
-            float* ds = ::bnn::detail::grad_target(in[1]);
-            float* dp = ::bnn::detail::grad_target(in[2]);
+            const auto dx = grad_sink(in[0]);
+            float* ds = grad_accumulator(in[1]);
+            float* dp = grad_accumulator(in[2]);
             kernels::scaled_prelu_backward(xv.data(), sv.data(), pv.data(), g.data(), dx.data, ds, dp, outer, inner, C,
                                            dx.accumulate);
         },

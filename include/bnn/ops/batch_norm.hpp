@@ -1,9 +1,9 @@
 #pragma once
 /// @file batch_norm.hpp
 /// ops::batch_norm: per-channel normalisation over every dimension but the last, one tape node.
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/batch_norm.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -35,15 +35,15 @@ inline Variable batch_norm(const Variable& x, const Variable& gamma, const Varia
                   "ops::batch_norm: eval mode needs running_mean and running_var, got undefined tensors");
         // Copies: a later training step may update the buffers before this backward runs.
         Tensor<float> rm = running_mean.clone(), rv = running_var.clone();
-        kernels::batch_norm_eval_forward(xv.data(), gv.data(), ::bnn::detail::optional_data(beta), rm.data(), rv.data(),
+        kernels::batch_norm_eval_forward(xv.data(), gv.data(), optional_data(beta), rm.data(), rv.data(),
                                          y.data(), M, C, eps);
         return make_result(
             y, {x, gamma, beta},
             [xv, gv, rm, rv, M, C, eps](const Tensor<float>& g, std::vector<Variable>& in) {
                 // In the kernel's write order: dgamma, dbeta, then dx (see GradSink).
-                float* dgamma = ::bnn::detail::grad_target(in[1]);
-                float* dbeta = ::bnn::detail::grad_target(in[2]);
-                const auto dx = ::bnn::detail::grad_sink(in[0]);
+                float* dgamma = grad_accumulator(in[1]);
+                float* dbeta = grad_accumulator(in[2]);
+                const auto dx = grad_sink(in[0]);
                 kernels::batch_norm_eval_backward(xv.data(), gv.data(), g.data(), rm.data(), rv.data(), dx.data, dgamma,
                                                   dbeta, M, C, eps, dx.accumulate);
             },
@@ -53,7 +53,7 @@ inline Variable batch_norm(const Variable& x, const Variable& gamma, const Varia
     BNN_CHECK(M > 1, "ops::batch_norm: training needs more than one value per channel, got input of shape ",
               x.shape().str());
     Tensor<float> mean = Tensor<float>::empty(cs), invstd = Tensor<float>::empty(cs), var = Tensor<float>::empty(cs);
-    kernels::batch_norm_train_forward(xv.data(), gv.data(), ::bnn::detail::optional_data(beta), y.data(), mean.data(),
+    kernels::batch_norm_train_forward(xv.data(), gv.data(), optional_data(beta), y.data(), mean.data(),
                                       invstd.data(), var.data(), M, C, eps);
     if (running_mean.defined() && running_var.defined()) {
         const float unbias = static_cast<float>(M) / static_cast<float>(M - 1);
@@ -66,9 +66,9 @@ inline Variable batch_norm(const Variable& x, const Variable& gamma, const Varia
         y, {x, gamma, beta},
         [xv, gv, mean, invstd, M, C](const Tensor<float>& g, std::vector<Variable>& in) {
             // In the kernel's write order: dgamma, dbeta, then dx (see GradSink).
-            float* dgamma = ::bnn::detail::grad_target(in[1]);
-            float* dbeta = ::bnn::detail::grad_target(in[2]);
-            const auto dx = ::bnn::detail::grad_sink(in[0]);
+            float* dgamma = grad_accumulator(in[1]);
+            float* dbeta = grad_accumulator(in[2]);
+            const auto dx = grad_sink(in[0]);
             kernels::batch_norm_train_backward(xv.data(), gv.data(), g.data(), mean.data(), invstd.data(), dx.data,
                                                dgamma, dbeta, M, C, dx.accumulate);
         },

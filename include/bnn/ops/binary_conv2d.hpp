@@ -7,12 +7,12 @@
 #include <vector>
 
 #include "bnn/autograd/grad_mode.hpp"
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/sign.hpp"
 #include "bnn/kernels/xnor_conv.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -82,8 +82,8 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
             // dx is fetched last, after dW and dalpha are written (GradSink's rule): it may
             // then be overwritten rather than zero-filled and added to.
             const bool wants_dx = in[0].defined() && in[0].requires_grad();
-            float* dw = ::bnn::detail::grad_target(in[1]);
-            float* da = ::bnn::detail::grad_target(in[2]);
+            float* dw = grad_accumulator(in[1]);
+            float* da = grad_accumulator(in[2]);
             const int64_t co = wv.dim(0), n = xv.dim(0), h = xv.dim(1), w = xv.dim(2), c = xv.dim(3);
             const int64_t rows = g.numel() / co;
             if (da)
@@ -120,7 +120,7 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
             Tensor<float> dxs = wants_dx ? Tensor<float>(xs.shape()) : Tensor<float>();
             kernels::conv2d_backward(xs.data(), ws.data(), gs.data(), wants_dx ? dxs.data() : nullptr, dw, nullptr, geo);
             if (!wants_dx) return;
-            const auto dx = ::bnn::detail::grad_sink(in[0]);
+            const auto dx = grad_sink(in[0]);
             if (ones) {
                 for (int64_t b = 0; b < n; ++b)
                     for (int64_t i = 0; i < h; ++i) {

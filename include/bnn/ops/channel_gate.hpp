@@ -6,11 +6,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/kernels/channel_gate.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -36,8 +36,8 @@ inline Variable channel_gate(const Variable& x, const Variable& w1, const Variab
         gate, {x, w1, w2},
         [w1v, w2v, pooled, hidden, gate, n, p, cin, hd, cout](const Tensor<float>& g, std::vector<Variable>& in) {
             kernels::channel_gate_backward(g.data(), w1v.data(), w2v.data(), pooled.data(), hidden.data(),
-                                           gate.data(), ::bnn::detail::grad_target(in[0]),
-                                           ::bnn::detail::grad_target(in[1]), ::bnn::detail::grad_target(in[2]), n,
+                                           gate.data(), grad_accumulator(in[0]),
+                                           grad_accumulator(in[1]), grad_accumulator(in[2]), n,
                                            p, cin, hd, cout);
         },
         op);

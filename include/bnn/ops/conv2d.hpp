@@ -1,9 +1,9 @@
 #pragma once
 /// @file conv2d.hpp
 /// ops::conv2d: differentiable float convolution (NHWC input, OHWI weight), one tape node.
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/conv2d.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -21,13 +21,13 @@ inline Variable conv2d(const Variable& x, const Variable& weight, const Variable
     const auto g = kernels::conv2d_geometry(x.dim(0), x.dim(1), x.dim(2), x.dim(3), weight.dim(0), weight.dim(1),
                                             weight.dim(2), stride, padding);
     Tensor<float> out = Tensor<float>::empty(Shape{g.N, g.OH, g.OW, g.Cout});
-    kernels::conv2d_forward(x.value().data(), weight.value().data(), ::bnn::detail::optional_data(bias), out.data(), g);
+    kernels::conv2d_forward(x.value().data(), weight.value().data(), optional_data(bias), out.data(), g);
     Tensor<float> xv = x.value(), wv = weight.value();
     return make_result(
         out, {x, weight, bias},
         [xv, wv, g](const Tensor<float>& grad, std::vector<Variable>& in) {
-            kernels::conv2d_backward(xv.data(), wv.data(), grad.data(), ::bnn::detail::grad_target(in[0]),
-                                     ::bnn::detail::grad_target(in[1]), ::bnn::detail::grad_target(in[2]), g);
+            kernels::conv2d_backward(xv.data(), wv.data(), grad.data(), grad_accumulator(in[0]),
+                                     grad_accumulator(in[1]), grad_accumulator(in[2]), g);
         },
         "conv2d");
 }

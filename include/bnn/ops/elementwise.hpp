@@ -1,9 +1,9 @@
 #pragma once
 /// @file elementwise.hpp
 /// Differentiable element-wise arithmetic: add, sub, mul (with broadcast forms), scale.
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/elementwise.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -25,7 +25,7 @@ inline Variable add_or_sub(const Variable& a, const Variable& b, float sign, con
             }
             if (in[1].defined() && in[1].requires_grad()) {
                 if (!a_took_g && sign == 1.f && in[1].adopt_grad(g)) return;
-                const auto db = ::bnn::detail::grad_sink(in[1]);
+                const auto db = grad_sink(in[1]);
                 if (db.accumulate)
                     kernels::axpy(sign, g.data(), db.data, g.numel());
                 else
@@ -49,17 +49,19 @@ inline Variable sub(const Variable& a, const Variable& b) { return detail::add_o
 inline Variable mul(const Variable& a, const Variable& b) {
     const Shape& sa = a.shape();
     const Shape& sb = b.shape();
+    const bool same = sa == sb;
+    const bool per_channel = sb.rank() == 1 && sa.rank() >= 1 && sb[0] == sa[-1];
+    const bool per_sample = sb.rank() == 2 && sa.rank() >= 2 && sb[0] == sa[0] && sb[1] == sa[-1];
+    BNN_CHECK(same || per_channel || per_sample, "ops::mul: b must have a's shape ", sa.str(), ", [",
+              sa.rank() ? sa[-1] : 0, "] (per channel) or [N, C] = [", sa.rank() >= 2 ? sa[0] : 0, ", ",
+              sa.rank() ? sa[-1] : 0, "] (per sample and channel), got ", sb.str());
     int64_t outer, inner, C;
-    if (sa == sb) {
+    if (same) {
         outer = sa.numel(), inner = 1, C = 1;
-    } else if (sb.rank() == 1 && sa.rank() >= 1 && sb[0] == sa[-1]) {
+    } else if (per_channel) {
         C = sb[0], outer = 1, inner = C ? sa.numel() / C : 0;
-    } else if (sb.rank() == 2 && sa.rank() >= 2 && sb[0] == sa[0] && sb[1] == sa[-1]) {
-        outer = sb[0], C = sb[1], inner = (outer > 0 && C > 0) ? sa.numel() / (outer * C) : 0;
     } else {
-        ::bnn::detail::fail("ops::mul: b must have a's shape ", sa.str(), ", [", sa.rank() ? sa[-1] : 0,
-                            "] (per channel) or [N, C] = [", sa.rank() >= 2 ? sa[0] : 0, ", ",
-                            sa.rank() ? sa[-1] : 0, "] (per sample and channel), got ", sb.str());
+        outer = sb[0], C = sb[1], inner = (outer > 0 && C > 0) ? sa.numel() / (outer * C) : 0;
     }
     Tensor<float> av = a.value(), bv = b.value();
     Tensor<float> y = Tensor<float>::empty(sa);
@@ -67,8 +69,8 @@ inline Variable mul(const Variable& a, const Variable& b) {
     return make_result(
         y, {a, b},
         [av, bv, outer, inner, C](const Tensor<float>& g, std::vector<Variable>& in) {
-            kernels::mul_backward(av.data(), bv.data(), g.data(), ::bnn::detail::grad_target(in[0]),
-                                  ::bnn::detail::grad_target(in[1]), outer, inner, C);
+            kernels::mul_backward(av.data(), bv.data(), g.data(), grad_accumulator(in[0]),
+                                  grad_accumulator(in[1]), outer, inner, C);
         },
         "ops::mul");
 }
@@ -80,7 +82,7 @@ inline Variable scale(const Variable& x, float s) {
     return make_result(
         y, {x},
         [s](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::axpy(s, g.data(), dx, g.numel());
+            if (float* dx = grad_accumulator(in[0])) kernels::axpy(s, g.data(), dx, g.numel());
         },
         "ops::scale");
 }

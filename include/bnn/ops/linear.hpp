@@ -1,9 +1,9 @@
 #pragma once
 /// @file linear.hpp
 /// ops::linear: y = x W^T + b, one tape node.
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/gemm.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -26,11 +26,11 @@ inline Variable linear(const Variable& x, const Variable& weight, const Variable
     return make_result(
         y, {x, weight, bias},
         [xv, wv, N, in_f, out_f](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0]))
+            if (float* dx = grad_accumulator(in[0]))
                 kernels::gemm_nn(N, in_f, out_f, g.data(), out_f, wv.data(), in_f, dx, in_f, true);
-            if (float* dw = ::bnn::detail::grad_target(in[1]))
+            if (float* dw = grad_accumulator(in[1]))
                 kernels::gemm_tn(out_f, in_f, N, g.data(), out_f, xv.data(), in_f, dw, in_f, true);
-            if (float* db = ::bnn::detail::grad_target(in[2]))
+            if (float* db = grad_accumulator(in[2]))
                 for (int64_t n = 0; n < N; ++n)
                     for (int64_t o = 0; o < out_f; ++o) db[o] += g[n * out_f + o];
         },

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/pad.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -21,7 +21,7 @@ inline Variable pad(const Variable& x, int64_t p, float value) {
     return make_result(
         y, {x},
         [N, H, W, C, p](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::pad_backward(g.data(), dx, N, H, W, C, p);
+            if (float* dx = grad_accumulator(in[0])) kernels::pad_backward(g.data(), dx, N, H, W, C, p);
         },
         "pad");
 }

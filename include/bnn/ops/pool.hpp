@@ -5,9 +5,9 @@
 #include <memory>
 #include <vector>
 
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/pool.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -34,7 +34,7 @@ inline Variable avg_pool2d(const Variable& x, int kernel, int stride, int paddin
     return make_result(
         y, {x},
         [g](const Tensor<float>& grad, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::avg_pool2d_backward(grad.data(), dx, g);
+            if (float* dx = grad_accumulator(in[0])) kernels::avg_pool2d_backward(grad.data(), dx, g);
         },
         "avg_pool2d");
 }
@@ -49,7 +49,7 @@ inline Variable max_pool2d(const Variable& x, int kernel, int stride, int paddin
     return make_result(
         y, {x},
         [g, taps](const Tensor<float>& grad, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0]))
+            if (float* dx = grad_accumulator(in[0]))
                 kernels::max_pool2d_backward(grad.data(), taps->data(), dx, g);
         },
         "max_pool2d");
@@ -65,7 +65,7 @@ inline Variable global_avg_pool(const Variable& x) {
     return make_result(
         y, {x},
         [N, S, C](const Tensor<float>& grad, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0]))
+            if (float* dx = grad_accumulator(in[0]))
                 kernels::global_avg_pool_backward(grad.data(), dx, N, S, C);
         },
         "global_avg_pool");

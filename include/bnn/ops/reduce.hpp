@@ -1,8 +1,8 @@
 #pragma once
 /// @file reduce.hpp
 /// Differentiable full reductions to a scalar (Shape{}, one element).
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -18,7 +18,7 @@ inline Variable reduce_all(const Variable& x, bool average, const char* op) {
     return make_result(
         y, {x},
         [factor](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) {
+            if (float* dx = grad_accumulator(in[0])) {
                 const float d = g[0] * factor;
                 const int64_t n = in[0].numel();
                 for (int64_t i = 0; i < n; ++i) dx[i] += d;

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/elementwise.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -16,7 +16,7 @@ inline Variable reshape(const Variable& x, std::vector<int64_t> dims) {
     return make_result(
         y, {x},
         [](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::axpy(1.f, g.data(), dx, g.numel());
+            if (float* dx = grad_accumulator(in[0])) kernels::axpy(1.f, g.data(), dx, g.numel());
         },
         "reshape");
 }

@@ -1,9 +1,9 @@
 #pragma once
 /// @file sign.hpp
 /// ops::sign_ste: binarisation with the straight-through estimator (one tape node).
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/sign.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -18,7 +18,7 @@ inline Variable sign_ste(const Variable& x) {
     return make_result(
         y, {x},
         [xv](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (const auto dx = ::bnn::detail::grad_sink(in[0]); dx.data)
+            if (const auto dx = grad_sink(in[0]); dx.data)
                 kernels::sign_ste_backward(xv.data(), g.data(), dx.data, g.numel(), dx.accumulate);
         },
         "sign_ste");

@@ -1,9 +1,9 @@
 #pragma once
 /// @file softmax.hpp
 /// Differentiable softmax and log-softmax over the last dimension of [N, K].
+#include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/softmax.hpp"
-#include "bnn/ops/grad_target.hpp"
 
 namespace bnn::ops {
 
@@ -17,7 +17,7 @@ inline Variable softmax(const Variable& x) {
     return make_result(
         y, {x},
         [y, N, K](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0])) kernels::softmax_backward(y.data(), g.data(), dx, N, K);
+            if (float* dx = grad_accumulator(in[0])) kernels::softmax_backward(y.data(), g.data(), dx, N, K);
         },
         "softmax");
 }
@@ -32,7 +32,7 @@ inline Variable log_softmax(const Variable& x) {
     return make_result(
         y, {x},
         [y, N, K](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (float* dx = ::bnn::detail::grad_target(in[0]))
+            if (float* dx = grad_accumulator(in[0]))
                 kernels::log_softmax_backward(y.data(), g.data(), dx, N, K);
         },
         "log_softmax");

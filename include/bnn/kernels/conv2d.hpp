@@ -200,9 +200,14 @@ inline void conv2d_input_grad_implicit(Isa isa, const float* w, const float* dou
     const Conv2dGeometry gt = conv2d_geometry(g.N, g.OH, g.OW, g.Cout, g.C, g.KH, g.KW, 1, g.KH - 1 - g.pad);
     conv2d_forward_implicit(isa, dout, w, nullptr, dx, gt, true, &g);
 }
+
+/// Tag of the forward's per-thread column buffer (bnn::thread_scratch).
+struct Conv2dColumns;
 }  // namespace detail
 
 /// out [N, OH, OW, Cout] = conv(x [N, H, W, C], w [Cout, KH, KW, C]) + bias [Cout] (bias may be null).
+/// Steady-state calls allocate nothing (column buffers and GEMM panels are kept per thread),
+/// except on the AVX-512 direct path, which allocates its packed weights and padded image copies.
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g) {
     const Isa isa = active_isa();
     if (isa != Isa::scalar && !g.pointwise()) {
@@ -212,14 +217,14 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = num_threads();
     const auto b = detail::conv_blocking(g, threads);
-    std::vector<std::vector<float>> cols(threads, std::vector<float>(g.pointwise() ? 0 : b.max_block_floats));
-    detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int t) {
+    detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
         const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
         const int64_t first = (n0 * g.OH + oh0) * g.OW;  // first output pixel of the block
         const float* a = x + first * g.C;                // pointwise: input pixels = output pixels
         if (!g.pointwise()) {
-            detail::im2col_block(x, g, n0, n1, oh0, oh1, cols[t].data());
-            a = cols[t].data();
+            float* cols = thread_scratch<detail::Conv2dColumns>(b.max_block_floats);
+            detail::im2col_block(x, g, n0, n1, oh0, oh1, cols);
+            a = cols;
         }
         float* o = out + first * Co;
         gemm_nt(P, Co, K, a, K, w, K, o, Co, false);

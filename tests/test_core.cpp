@@ -182,6 +182,45 @@ TEST_CASE("backward needs a scalar or a seed of the right shape", "[autograd]") 
     REQUIRE_THROWS_AS(c.backward(), Error);
 }
 
+/// x -> times(x, x) -> times(h, h) -> "copy": three nodes, two op names.
+Variable fourth_power_graph(const Variable& x) {
+    Variable h = times(x, x);
+    Variable k = times(h, h);
+    return make_result(k.value().clone(), {k},
+                       [](const Tensor<float>& g, std::vector<Variable>& in) {
+                           for (int64_t i = 0; i < g.numel(); ++i) in[0].grad()[i] += g[i];
+                       },
+                       "copy");
+}
+
+TEST_CASE("TapeProfiler times every backward closure per op name, only while alive", "[autograd]") {
+    Variable x(Tensor<float>::full({4}, 1.f), true);
+    REQUIRE(TapeProfiler::active() == nullptr);
+    fourth_power_graph(x).backward(Tensor<float>::full({4}, 1.f));  // off: nothing to record into
+    REQUIRE(x.grad()[0] == Approx(4.f));
+
+    for (ProfileClock clock : {ProfileClock::Wall, ProfileClock::ProcessCpu}) {
+        TapeProfiler outer(clock);
+        REQUIRE(TapeProfiler::active() == &outer);
+        {
+            TapeProfiler inner(clock);
+            fourth_power_graph(x).backward(Tensor<float>::full({4}, 1.f));
+            const auto& t = inner.backward_times();
+            REQUIRE(t.size() == 2);
+            REQUIRE(t.at("times").calls == 2);
+            REQUIRE(t.at("copy").calls == 1);
+            for (const auto& [name, time] : t) REQUIRE(time.seconds >= 0.0);
+        }
+        REQUIRE(outer.backward_times().empty());  // the inner profiler took those calls
+        REQUIRE(TapeProfiler::active() == &outer);
+        fourth_power_graph(x).backward(Tensor<float>::full({4}, 1.f));
+        REQUIRE(outer.backward_times().at("times").calls == 2);
+        outer.clear();
+        REQUIRE(outer.backward_times().empty());
+    }
+    REQUIRE(TapeProfiler::active() == nullptr);
+}
+
 TEST_CASE("Module names parameters and buffers with dots", "[module]") {
     struct Leaf : nn::Module {
         Leaf() {

@@ -6,6 +6,7 @@
 /// gradients are wanted, attaches a Node holding its inputs and a backward closure. backward()
 /// walks the nodes in reverse topological order; each closure *accumulates* into its inputs'
 /// gradients, so a Variable used twice (a residual branch) simply receives both contributions.
+/// A TapeProfiler (tape_profiler.hpp) times those closures per op name.
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "bnn/autograd/grad_mode.hpp"
+#include "bnn/autograd/tape_profiler.hpp"
 #include "bnn/core/tensor.hpp"
 
 namespace bnn {
@@ -193,11 +195,20 @@ inline void Variable::backward(const Tensor<float>& seed) {
     std::vector<Variable> order = detail::topological_order(*this);
     Tensor<float>& g = grad();
     for (int64_t i = 0; i < g.numel(); ++i) g[i] += seed[i];
+    TapeProfiler* profiler = TapeProfiler::active();
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
         Variable& v = *it;
         auto node = v.node();
         if (!node) continue;  // a leaf: its gradient stays for the optimiser
-        if (v.has_grad()) node->backward(v.grad(), node->inputs);
+        if (v.has_grad()) {
+            if (profiler) {
+                const double start = profiler->now();
+                node->backward(v.grad(), node->inputs);
+                profiler->record(node->name, profiler->now() - start);
+            } else {
+                node->backward(v.grad(), node->inputs);
+            }
+        }
         // The graph is used once: free saved tensors and intermediate gradients as we go, which
         // keeps peak memory at the forward's activations.
         auto& g = *v.s_->g;

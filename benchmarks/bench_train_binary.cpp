@@ -19,8 +19,8 @@
 //   build/benchmarks/bench_train_binary --benchmark_filter='BM_TrainBinary/'
 //   build/benchmarks/bench_train_binary --benchmark_filter='BM_TrainBinaryProfile/net:1/width:16'
 //
-// BM_TrainBinaryProfile reports the backward CPU time per op type ("<op>_bwd_ms": every tape
-// node's closure is wrapped in a timer before backward runs, which costs nothing measurable),
+// BM_TrainBinaryProfile reports the backward CPU time per op type ("<op>_bwd_ms", from a
+// TapeProfiler: bnn/autograd/tape_profiler.hpp),
 // the whole forward (teacher included), the whole backward and the optimiser step. For a
 // forward breakdown by function, use perf on the plain benchmark:
 //   perf record -g build/benchmarks/bench_train_binary --benchmark_filter='BM_TrainBinary/net:1/width:16'
@@ -32,10 +32,12 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "../examples/resnet18.hpp"
+#include "bnn/autograd/tape_profiler.hpp"
 #include "bnn/core/threads.hpp"
 #include "bnn/optim/adam.hpp"
 #include "bnn/train/distillation.hpp"
@@ -128,38 +130,21 @@ std::map<std::string, double>& totals() {
     return t;
 }
 
-/// Wraps every tape node's backward closure reachable from `root` in a timer keyed by op name.
-void time_backward_nodes(const Variable& root) {
-    for (Variable& v : ::bnn::detail::topological_order(root)) {
-        const auto& node = v.node();
-        if (!node) continue;
-        BackwardFn inner = std::move(node->backward);
-        std::string key = std::string(node->name) + "_bwd";
-        node->backward = [inner = std::move(inner), key](const Tensor<float>& g, std::vector<Variable>& in) {
-            const double t0 = cpu_seconds();
-            inner(g, in);
-            totals()[key] += cpu_seconds() - t0;
-        };
-    }
-}
-
 float train_step(Setup& s, bool profile) {
     s.student->train();
     s.optimizer->zero_grad();
     const double t0 = cpu_seconds();
     train::StepLoss loss = train::distillation_loss(s.teacher.get(), *s.student, s.data, s.weights);
     const double t1 = cpu_seconds();
-    if (profile) time_backward_nodes(loss.total);
-    const double t2 = cpu_seconds();
     loss.total.backward();
-    const double t3 = cpu_seconds();
+    const double t2 = cpu_seconds();
     s.optimizer->step();
     s.student->apply_constraints();
-    const double t4 = cpu_seconds();
+    const double t3 = cpu_seconds();
     if (profile) {
         totals()["(forward+loss)"] += t1 - t0;
-        totals()["(backward)"] += t3 - t2;
-        totals()["(adam+constrain)"] += t4 - t3;
+        totals()["(backward)"] += t2 - t1;
+        totals()["(adam+constrain)"] += t3 - t2;
     }
     return loss.parts.total;
 }
@@ -172,6 +157,8 @@ void run(benchmark::State& state, bool profile) {
     Setup s(net, width, batch);
     train_step(s, false);  // warm-up: optimiser state, first touch of buffers
     totals().clear();
+    std::optional<TapeProfiler> tape;  // times each op's backward while the steps run
+    if (profile) tape.emplace(ProfileClock::ProcessCpu);
     double best = 1e30;
     float loss = 0;
     const long faults0 = minor_faults();
@@ -193,6 +180,7 @@ void run(benchmark::State& state, bool profile) {
         if (net == kReal) real_rate()[width] = rate;
         if (real_rate().count(width)) state.counters["vs_real"] = rate / real_rate()[width];
     } else {
+        for (const auto& [op, time] : tape->backward_times()) totals()[op + "_bwd"] = time.seconds;
         for (auto& [key, seconds] : totals()) state.counters[key + "_ms"] = 1e3 * seconds / iters;
     }
 }

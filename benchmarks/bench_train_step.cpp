@@ -1,7 +1,7 @@
-// One training step (forward, cross-entropy, backward, SGD step) of a float ResNet-18 with the
-// CIFAR stem: width 64, batch 64, 32x32x3 inputs, 100 classes, 2 threads. Reports images/s and
-// the process's peak resident memory; benchmarks/torch_train_step.py measures the same model in
-// PyTorch for comparison.
+// One training step (forward, cross-entropy, backward, SGD step) of the example float ResNet-18
+// (examples/resnet18.hpp, Variant::Real, CIFAR stem): width 64, batch 64, 32x32x3 inputs, 100
+// classes, 2 threads. Reports images/s and the process's peak resident memory;
+// benchmarks/torch_train_step.py measures the same model in PyTorch for comparison.
 //
 //   cmake -S . -B build -G Ninja -DBNN_BUILD_BENCHMARKS=ON -DBNN_NATIVE=ON
 //   cmake --build build --target bench_train_step
@@ -11,11 +11,13 @@
 // On a shared machine compare best_step_ms with torch's "best", and at 1 thread the CPU times
 // (best_cpu_ms against torch's "cpu ms per step"), which other programs barely disturb.
 //
-// BM_TrainStepProfile runs the same step with timing markers around every layer and reports
-// the forward and backward time per layer type (conv, bn, relu, add, ...), to see where the
-// time goes; the markers add a gradient copy per layer, so its total is slightly higher. The
-// profile counts process CPU time (all threads), not wall time, so other programs running on a
-// shared machine do not inflate it; with 2 threads it includes time spent waiting at barriers.
+// BM_TrainStepProfile runs the same step under a TapeProfiler (bnn/autograd/tape_profiler.hpp)
+// and reports, per step, the whole forward with the loss ("(whole forward)_ms"), the whole
+// backward, the SGD step, and the backward time per tape op ("conv2d/backward_ms",
+// "batch_norm/backward_ms", ...), to see where the time goes. The tape times each op's
+// backward; the forward is only timed as a whole (use perf for its breakdown). The profile
+// counts process CPU time (all threads), not wall time, so other programs running on a shared
+// machine do not inflate it; with 2 threads it includes time spent waiting at barriers.
 #include <benchmark/benchmark.h>
 
 #include <sys/resource.h>
@@ -23,21 +25,15 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <map>
-#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "../examples/resnet18.hpp"
+#include "bnn/autograd/tape_profiler.hpp"
 #include "bnn/core/threads.hpp"
 #include "bnn/losses/cross_entropy.hpp"
-#include "bnn/nn/activation.hpp"
-#include "bnn/nn/batch_norm.hpp"
-#include "bnn/nn/conv2d.hpp"
-#include "bnn/nn/linear.hpp"
-#include "bnn/nn/pool.hpp"
-#include "bnn/nn/sequential.hpp"
-#include "bnn/ops/elementwise.hpp"
 #include "bnn/optim/sgd.hpp"
 
 namespace {
@@ -51,133 +47,6 @@ double cpu_seconds() {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
-
-// ---- per-layer-type timing (profile mode only) ----------------------------------------------
-
-/// Accumulated seconds per "kind/direction" key, e.g. "conv3x3/backward".
-std::map<std::string, double>& profile_totals() {
-    static std::map<std::string, double> totals;
-    return totals;
-}
-bool& profiling() {
-    static bool on = false;
-    return on;
-}
-
-/// An identity op whose backward stamps the time: placed at a layer's output it fires just
-/// before the layer's own backward, at its input just after (reverse topological order).
-Variable backward_marker(const Variable& x, std::shared_ptr<double> stamp, std::string key) {
-    return make_result(
-        x.value(), {x},
-        [stamp, key](const Tensor<float>& g, std::vector<Variable>& in) {
-            if (key.empty()) {
-                *stamp = cpu_seconds();  // output side: the layer's backward starts now
-            } else {
-                profile_totals()[key] += cpu_seconds() - *stamp;
-            }
-            if (in[0].requires_grad()) {
-                float* dx = in[0].grad().data();
-                for (int64_t i = 0; i < g.numel(); ++i) dx[i] += g[i];
-            }
-        },
-        "marker");
-}
-
-/// Runs `layer` on x, timing its forward and (through markers) its backward under `kind`.
-template <class F>
-Variable timed(const std::string& kind, const Variable& x, F&& layer) {
-    if (!profiling()) return layer(x);
-    auto stamp = std::make_shared<double>();
-    Variable in = backward_marker(x, stamp, kind + "/backward");
-    const double t0 = cpu_seconds();
-    Variable out = layer(in);
-    profile_totals()[kind + "/forward"] += cpu_seconds() - t0;
-    return backward_marker(out, stamp, "");
-}
-
-// ---- the model --------------------------------------------------------------------------------
-
-/// "conv3x3 c128": kernel size and output channels, so the profile shows each stage apart.
-std::string conv_kind(const nn::Conv2d& c) {
-    const auto& o = c.options();
-    return "conv" + std::to_string(o.kernel_size) + "x" + std::to_string(o.kernel_size) + " c" +
-           std::to_string(o.out_channels);
-}
-
-/// conv3x3-BN-ReLU-conv3x3-BN plus the shortcut (identity, or 1x1 stride-2 conv + BN), then ReLU.
-class BasicBlock : public nn::Module {
-public:
-    BasicBlock(int64_t in, int64_t out, int stride) {
-        conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(nn::Conv2dOptions{
-                                             .in_channels = in, .out_channels = out, .stride = stride, .padding = 1}));
-        bn1 = register_module("bn1", std::make_shared<nn::BatchNorm2d>(out));
-        conv2 = register_module("conv2", std::make_shared<nn::Conv2d>(
-                                             nn::Conv2dOptions{.in_channels = out, .out_channels = out, .padding = 1}));
-        bn2 = register_module("bn2", std::make_shared<nn::BatchNorm2d>(out));
-        if (stride != 1 || in != out) {
-            down_conv = register_module("downsample_conv",
-                                        std::make_shared<nn::Conv2d>(nn::Conv2dOptions{
-                                            .in_channels = in, .out_channels = out, .kernel_size = 1, .stride = stride}));
-            down_bn = register_module("downsample_bn", std::make_shared<nn::BatchNorm2d>(out));
-        }
-    }
-    Variable forward(const Variable& x) override {
-        Variable h = timed(conv_kind(*conv1), x, [&](const Variable& v) { return (*conv1)(v); });
-        h = timed("bn", h, [&](const Variable& v) { return (*bn1)(v); });
-        h = timed("relu", h, [&](const Variable& v) { return ops::relu(v); });
-        h = timed(conv_kind(*conv2), h, [&](const Variable& v) { return (*conv2)(v); });
-        h = timed("bn", h, [&](const Variable& v) { return (*bn2)(v); });
-        Variable shortcut = x;
-        if (down_conv) {
-            shortcut = timed(conv_kind(*down_conv), x, [&](const Variable& v) { return (*down_conv)(v); });
-            shortcut = timed("bn", shortcut, [&](const Variable& v) { return (*down_bn)(v); });
-        }
-        // The add has two inputs; time it as a whole through the main branch's marker.
-        h = timed("add", h, [&](const Variable& v) { return ops::add(v, shortcut); });
-        return timed("relu", h, [&](const Variable& v) { return ops::relu(v); });
-    }
-    std::string type_name() const override { return "BasicBlock"; }
-
-    std::shared_ptr<nn::Conv2d> conv1, conv2, down_conv;
-    std::shared_ptr<nn::BatchNorm2d> bn1, bn2, down_bn;
-};
-
-/// ResNet-18 for 32x32 inputs: 3x3/1 stem conv (no max pool), four stages of two basic blocks
-/// (width, 2w, 4w, 8w; stride 2 from the second stage on), global average pool, linear.
-class ResNet18 : public nn::Module {
-public:
-    ResNet18(int64_t width, int64_t classes) {
-        stem = register_module("conv1", std::make_shared<nn::Conv2d>(nn::Conv2dOptions{
-                                            .in_channels = 3, .out_channels = width, .padding = 1}));
-        stem_bn = register_module("bn1", std::make_shared<nn::BatchNorm2d>(width));
-        int64_t in = width;
-        for (int stage = 0; stage < 4; ++stage) {
-            const int64_t out = width << stage;
-            auto layer = std::make_shared<nn::Sequential>();
-            layer->push_back(std::make_shared<BasicBlock>(in, out, stage == 0 ? 1 : 2));
-            layer->push_back(std::make_shared<BasicBlock>(out, out, 1));
-            layers.push_back(register_module("layer" + std::to_string(stage + 1), layer));
-            in = out;
-        }
-        fc = register_module("fc", std::make_shared<nn::Linear>(in, classes));
-    }
-    Variable forward(const Variable& x) override {
-        Variable h = timed(conv_kind(*stem) + " stem", x, [&](const Variable& v) { return (*stem)(v); });
-        h = timed("bn", h, [&](const Variable& v) { return (*stem_bn)(v); });
-        h = timed("relu", h, [&](const Variable& v) { return ops::relu(v); });
-        for (auto& layer : layers) h = (*layer)(h);
-        h = timed("pool", h, [&](const Variable& v) { return ops::global_avg_pool(v); });
-        return timed("linear", h, [&](const Variable& v) { return (*fc)(v); });
-    }
-    std::string type_name() const override { return "ResNet18"; }
-
-    std::shared_ptr<nn::Conv2d> stem;
-    std::shared_ptr<nn::BatchNorm2d> stem_bn;
-    std::vector<std::shared_ptr<nn::Sequential>> layers;
-    std::shared_ptr<nn::Linear> fc;
-};
-
-// ---- the benchmark ----------------------------------------------------------------------------
 
 constexpr int64_t kBatch = 64, kWidth = 64, kClasses = 100;
 
@@ -196,26 +65,35 @@ long minor_faults() {
 }
 
 struct Setup {
-    Setup() : model(kWidth, kClasses) {
+    Setup() : model(examples::ResNetOptions{.variant = examples::Variant::Real, .width = kWidth, .num_classes = kClasses}) {
         Rng rng(1);
         images = Tensor<float>::randn({kBatch, 32, 32, 3}, rng);
         labels.resize(kBatch);
         for (auto& l : labels) l = static_cast<int32_t>(rng.below(kClasses));
     }
-    ResNet18 model;
+    examples::ResNet18 model;
     Tensor<float> images;
     std::vector<int32_t> labels;
 };
 
-float train_step(Setup& s, optim::SGD& opt) {
+/// Process CPU seconds per part of the step, summed over the profiled steps.
+using Totals = std::map<std::string, double>;
+
+/// One step; with `totals`, also times its forward (with the loss), backward and SGD step.
+float train_step(Setup& s, optim::SGD& opt, Totals* totals) {
     opt.zero_grad();
-    Variable loss = losses::cross_entropy(s.model(Variable(s.images)), s.labels);
     const double t0 = cpu_seconds();
-    loss.backward();
-    if (profiling()) profile_totals()["(whole backward)"] += cpu_seconds() - t0;
+    Variable loss = losses::cross_entropy(s.model(Variable(s.images)), s.labels);
     const double t1 = cpu_seconds();
+    loss.backward();
+    const double t2 = cpu_seconds();
     opt.step();
-    if (profiling()) profile_totals()["sgd step"] += cpu_seconds() - t1;
+    const double t3 = cpu_seconds();
+    if (totals) {
+        (*totals)["(whole forward)"] += t1 - t0;
+        (*totals)["(whole backward)"] += t2 - t1;
+        (*totals)["sgd step"] += t3 - t2;
+    }
     return loss.item();
 }
 
@@ -224,22 +102,21 @@ void run(benchmark::State& state, bool profile) {
     manual_seed(42);
     Setup setup;
     optim::SGD opt(setup.model.parameters(), {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 5e-4f});
-    profiling() = false;
-    train_step(setup, opt);  // warm-up: first-touch of every buffer and the optimiser state
-    profiling() = profile;
-    profile_totals().clear();
+    train_step(setup, opt, nullptr);  // warm-up: first-touch of every buffer and the optimiser state
+    Totals totals;
+    std::optional<TapeProfiler> tape;  // times each op's backward while the steps run
+    if (profile) tape.emplace(ProfileClock::ProcessCpu);
     float loss = 0;
     double best = 1e30, best_cpu = 1e30;
     const long faults_before = minor_faults();
     for (auto _ : state) {
         const auto t0 = Clock::now();
         const double c0 = cpu_seconds();
-        loss = train_step(setup, opt);
+        loss = train_step(setup, opt, profile ? &totals : nullptr);
         best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
         best_cpu = std::min(best_cpu, cpu_seconds() - c0);
         benchmark::DoNotOptimize(loss);
     }
-    profiling() = false;
     state.counters["images_per_s"] =
         benchmark::Counter(static_cast<double>(kBatch), benchmark::Counter::kIsIterationInvariantRate);
     // On a shared machine the fastest step is the least disturbed one: compare best with best.
@@ -254,9 +131,9 @@ void run(benchmark::State& state, bool profile) {
     state.counters["params_M"] = static_cast<double>(setup.model.num_parameters()) / 1e6;
     state.counters["loss"] = loss;
     if (profile) {
+        for (const auto& [op, time] : tape->backward_times()) totals[op + "/backward"] = time.seconds;
         const double iters = static_cast<double>(state.iterations());
-        for (auto& [key, seconds] : profile_totals())
-            state.counters[key + "_ms"] = 1e3 * seconds / iters;
+        for (const auto& [key, seconds] : totals) state.counters[key + "_ms"] = 1e3 * seconds / iters;
     }
 }
 

@@ -288,7 +288,7 @@ TEST_CASE("the Debian Fashion-MNIST package loads when installed", "[idx]") {
     const char* env = std::getenv("BNN_FASHION_MNIST_DIR");
     const std::string dir = env ? env : "/usr/share/datasets/fashion-mnist";
     if (!fs::exists(dir + "/t10k-images-idx3-ubyte.gz"))
-        BNN_SKIP("Fashion-MNIST not found in " << dir << " (Debian package fashion-mnist)");
+        BNN_SKIP("Fashion-MNIST not found in " << dir << " (Debian package dataset-fashion-mnist)");
     Dataset test = load_fashion_mnist(dir, Split::test);
     REQUIRE(test.images.shape() == Shape{10000, 28, 28, 1});
     std::vector<int> counts(10, 0);

@@ -28,6 +28,8 @@
 #include "bnn/ops/conv2d.hpp"
 #include "bnn/ops/elementwise.hpp"
 #include "bnn/ops/linear.hpp"
+#include "bnn/ops/operators.hpp"
+#include "bnn/ops/pad.hpp"
 #include "bnn/ops/pool.hpp"
 #include "bnn/ops/reduce.hpp"
 #include "bnn/ops/reshape.hpp"
@@ -36,15 +38,20 @@
 
 // layers
 #include "bnn/nn/activation.hpp"
+#include "bnn/nn/basic_block.hpp"
 #include "bnn/nn/batch_norm.hpp"
+#include "bnn/nn/binary_basic_block.hpp"
 #include "bnn/nn/binary_conv2d.hpp"
+#include "bnn/nn/binary_half_block.hpp"
 #include "bnn/nn/channel_gate.hpp"
 #include "bnn/nn/conv2d.hpp"
+#include "bnn/nn/downsample.hpp"
 #include "bnn/nn/flatten.hpp"
 #include "bnn/nn/init.hpp"
 #include "bnn/nn/linear.hpp"
 #include "bnn/nn/module.hpp"
 #include "bnn/nn/pool.hpp"
+#include "bnn/nn/residual.hpp"
 #include "bnn/nn/sequential.hpp"
 
 // training
@@ -71,4 +78,8 @@
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/io/deploy.hpp"
 #include "bnn/io/image.hpp"
+#include "bnn/io/module_tree.hpp"
 #include "bnn/io/safetensors.hpp"
+
+// inference
+#include "bnn/infer/compile.hpp"

@@ -7,9 +7,16 @@
 #include <vector>
 
 #include "bnn/losses/cross_entropy.hpp"
+#include "bnn/autograd/grad_mode.hpp"
 #include "bnn/nn/activation.hpp"
+#include "bnn/nn/basic_block.hpp"
 #include "bnn/nn/batch_norm.hpp"
+#include "bnn/nn/binary_basic_block.hpp"
+#include "bnn/nn/binary_conv2d.hpp"
 #include "bnn/nn/conv2d.hpp"
+#include "bnn/nn/residual.hpp"
+#include "bnn/ops/operators.hpp"
+#include "bnn/ops/pad.hpp"
 #include "bnn/nn/flatten.hpp"
 #include "bnn/nn/linear.hpp"
 #include "bnn/nn/pool.hpp"
@@ -283,4 +290,117 @@ TEST_CASE("A small CNN learns a separable image problem", "[nn][train]") {
     }
     INFO("held-out accuracy " << correct << " / 256");
     REQUIRE(correct >= 0.95 * 256);
+}
+
+// ---- the paper's blocks and the module helpers -----------------------------------------------------
+
+namespace {
+std::vector<std::string> parameter_names(const nn::Module& m) {
+    std::vector<std::string> names;
+    for (const auto& [name, p] : m.named_parameters()) names.push_back(name);
+    return names;
+}
+}  // namespace
+
+TEST_CASE("the binary blocks keep the parameter names of the example ResNet-18's checkpoints", "[nn][blocks]") {
+    manual_seed(3);
+    nn::BinaryBasicBlock gated(nn::BinaryHalfBlockOptions{.in_channels = 8, .out_channels = 16, .stride = 2,
+                                                          .scale = nn::BlockScale::Gate});
+    REQUIRE(parameter_names(gated) ==
+            std::vector<std::string>{"half1.bn.weight", "half1.bn.bias", "half1.conv.weight", "half1.gate.weight1",
+                                     "half1.gate.weight2", "half1.prelu.weight", "half1.shortcut.1.weight",
+                                     "half1.shortcut.2.weight", "half1.shortcut.2.bias", "half2.bn.weight",
+                                     "half2.bn.bias", "half2.conv.weight", "half2.gate.weight1", "half2.gate.weight2",
+                                     "half2.prelu.weight"});
+    REQUIRE(gated.half1->gate->hidden_channels() == 1);  // 8 / 8
+    nn::BinaryHalfBlock alpha(nn::BinaryHalfBlockOptions{.in_channels = 8, .out_channels = 16, .gate_hidden = 5});
+    REQUIRE(parameter_names(alpha) == std::vector<std::string>{"bn.weight", "bn.bias", "conv.weight", "conv.alpha",
+                                                               "prelu.weight", "shortcut.0.weight", "shortcut.1.weight",
+                                                               "shortcut.1.bias"});
+    nn::BasicBlock real(nn::BasicBlockOptions{.in_channels = 8, .out_channels = 16, .stride = 2});
+    REQUIRE(parameter_names(real) == std::vector<std::string>{"conv1.weight", "bn1.weight", "bn1.bias", "conv2.weight",
+                                                              "bn2.weight", "bn2.bias", "downsample.0.weight",
+                                                              "downsample.1.weight", "downsample.1.bias"});
+    nn::ChannelGate gate(nn::ChannelGateOptions{.in_channels = 8, .out_channels = 4, .hidden_channels = 3});
+    REQUIRE(gate.weight1.shape() == Shape{3, 8});
+    REQUIRE(gate.weight2.shape() == Shape{4, 3});
+    // The stage switch reaches both convs; set_binary_mode any nested one.
+    gated.set_mode(nn::BinaryMode::FullyBinary);
+    REQUIRE(gated.half2->conv->mode() == nn::BinaryMode::FullyBinary);
+    nn::Sequential outer;
+    outer.push_back("inner", std::make_shared<nn::Sequential>())->add<nn::BinaryConv2d>(
+        nn::BinaryConv2dOptions{.in_channels = 2, .out_channels = 2});
+    REQUIRE(nn::set_binary_mode(outer, nn::BinaryMode::SoftActivations) == 1);
+    REQUIRE_THROWS_WITH(outer.push_back("inner", std::make_shared<nn::ReLU>()), Catch::Contains("already"));
+}
+
+TEST_CASE("named_modules lists every module depth first with its path", "[nn][module]") {
+    nn::Sequential net;
+    net.add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 1, .out_channels = 2});
+    net.push_back("res", std::make_shared<nn::Residual>(std::make_shared<nn::ReLU>()));
+    std::vector<std::string> paths;
+    for (const auto& [path, m] : net.named_modules()) paths.push_back(path + ":" + m->type_name());
+    REQUIRE(paths == std::vector<std::string>{":Sequential", "0:Conv2d", "res:Residual", "res.body:ReLU"});
+}
+
+TEST_CASE("Residual adds its body to the shortcut or the input, and Variable operators are the ops", "[nn][ops]") {
+    Rng rng(4);
+    Variable x(Tensor<float>::randn({2, 3, 3, 4}, rng));
+    nn::Residual identity(std::make_shared<nn::ReLU>());
+    Tensor<float> y = identity.forward(x).value();
+    for (int64_t i = 0; i < y.numel(); ++i) REQUIRE(y[i] == std::max(x.value()[i], 0.f) + x.value()[i]);
+    Variable a(Tensor<float>::randn({2, 4}, rng)), b(Tensor<float>::randn({2, 4}, rng));
+    Variable s(Tensor<float>::randn({4}, rng));
+    const Tensor<float> sum = (a + b).value(), diff = (a - b).value(), prod = (a * s).value();
+    const Tensor<float> twice = (2.f * a).value(), neg = (-a).value();
+    for (int64_t i = 0; i < 8; ++i) {
+        REQUIRE(sum[i] == a.value()[i] + b.value()[i]);
+        REQUIRE(diff[i] == a.value()[i] - b.value()[i]);
+        REQUIRE(prod[i] == a.value()[i] * s.value()[i % 4]);
+        REQUIRE(twice[i] == 2.f * a.value()[i]);
+        REQUIRE(neg[i] == -a.value()[i]);
+    }
+}
+
+TEST_CASE("ops::pad puts a constant border around the image and its gradient checks", "[nn][ops][gradcheck]") {
+    Rng rng(5);
+    Variable x = test::random_variable({2, 3, 4, 2}, rng);
+    Tensor<float> y = ops::pad(x, 2, 1.f).value();
+    REQUIRE(y.shape() == Shape{2, 7, 8, 2});
+    REQUIRE(y.at({0, 0, 0, 0}) == 1.f);
+    REQUIRE(y.at({1, 6, 7, 1}) == 1.f);
+    REQUIRE(y.at({1, 2, 3, 1}) == x.value().at({1, 0, 1, 1}));
+    test::check_gradients([](const std::vector<Variable>& in) { return ops::pad(in[0], 1, -0.5f); }, {x});
+    REQUIRE_THROWS_AS(ops::pad(x, -1, 0.f), Error);
+}
+
+TEST_CASE("BinaryConv2d one-padding: fully binary equals the ±1 float conv with a border of +1", "[nn][binary]") {
+    Rng rng(6);
+    for (nn::WeightScale scale : {nn::WeightScale::None, nn::WeightScale::MeanAbs, nn::WeightScale::Learned,
+                                  nn::WeightScale::Alpha}) {
+        manual_seed(7);
+        nn::BinaryConv2d conv(nn::BinaryConv2dOptions{.in_channels = 5, .out_channels = 3, .stride = 2,
+                                                      .padding = 1, .pad_value = nn::Padding::One,
+                                                      .mode = nn::BinaryMode::FullyBinary, .scale = scale});
+        if (conv.alpha.defined())
+            for (float& v : conv.alpha.value()) v = rng.uniform(0.5f, 2.f);
+        Tensor<float> x = Tensor<float>::randn({2, 5, 6, 5}, rng);
+        NoGradGuard no_tape;
+        const Tensor<float> got = conv.forward(Variable(x)).value();
+        // Reference: sign(x) padded with +1, float conv with sign(W), times the binary scale.
+        Tensor<float> ws = conv.weight.value().clone();
+        for (float& v : ws) v = v >= 0.f ? 1.f : -1.f;
+        Tensor<float> xs = x.clone();
+        for (float& v : xs) v = v >= 0.f ? 1.f : -1.f;
+        const Tensor<float> ref = ops::conv2d(ops::pad(Variable(xs), 1, 1.f), Variable(ws), Variable(), 2, 0).value();
+        const Tensor<float> a = conv.binary_weight_scale();
+        REQUIRE(got.shape() == ref.shape());
+        for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got[i] == ref[i] * a[i % 3]);
+        // The real-weight modes take the same border: with ±1 weights and inputs, sign mode agrees.
+        nn::BinaryConv2d same(conv.options());
+        same.weight.value().copy_from(ws);
+        same.set_mode(nn::BinaryMode::BinaryActivations);
+        const Tensor<float> soft = same.forward_unscaled(Variable(x)).first.value();
+        for (int64_t i = 0; i < soft.numel(); ++i) REQUIRE(soft[i] == ref[i]);
+    }
 }

@@ -32,14 +32,9 @@ namespace bnn::train {
 inline std::vector<optim::ParamGroup> param_groups(const nn::Module& model, float lr, float weight_decay) {
     BNN_CHECK(lr >= 0.f && weight_decay >= 0.f, "param_groups: expected lr >= 0 and weight_decay >= 0, got ", lr,
               " and ", weight_decay);
-    std::unordered_set<const void*> latent_ids;  // every BinaryConv2d's weight, found by walking the tree
-    std::vector<const nn::Module*> stack{&model};
-    while (!stack.empty()) {
-        const nn::Module* m = stack.back();
-        stack.pop_back();
+    std::unordered_set<const void*> latent_ids;  // every BinaryConv2d's weight
+    for (const auto& [path, m] : model.named_modules())
         if (const auto* conv = dynamic_cast<const nn::BinaryConv2d*>(m)) latent_ids.insert(conv->weight.id());
-        for (const auto& [name, child] : m->children()) stack.push_back(child.get());
-    }
     std::vector<Variable> rest, latent;
     for (const auto& [name, p] : model.named_parameters()) (latent_ids.count(p.id()) ? latent : rest).push_back(p);
     std::vector<optim::ParamGroup> groups{{rest, lr, weight_decay}};

@@ -4,7 +4,6 @@
 #include <memory>
 #include <vector>
 
-#include "bnn/losses/cross_entropy.hpp"
 #include "bnn/nn/activation.hpp"
 #include "bnn/nn/batch_norm.hpp"
 #include "bnn/nn/binary_conv2d.hpp"
@@ -13,6 +12,7 @@
 #include "bnn/nn/pool.hpp"
 #include "bnn/nn/sequential.hpp"
 #include "bnn/optim/adam.hpp"
+#include "bnn/train/train_step.hpp"
 
 using namespace bnn;
 
@@ -40,22 +40,20 @@ int main() {
     optim::Adam optimizer(model.parameters(), {.lr = 1e-2f});
 
     Rng rng(2);
-    Tensor<float> images;
-    std::vector<int32_t> labels;
+    train::StepBatch batch;
     for (nn::BinaryMode mode : {nn::BinaryMode::BinaryActivations, nn::BinaryMode::FullyBinary}) {
         binary->set_mode(mode);
-        model.train();
         for (int step = 0; step < 60; ++step) {
-            make_batch(rng, 32, images, labels);
-            optimizer.zero_grad();
-            Variable loss = losses::cross_entropy(model.forward(Variable(images)), labels);
-            loss.backward();
-            optimizer.step();
-            model.apply_constraints();  // latent binary weights back into [-1, 1]
+            make_batch(rng, 32, batch.images, batch.labels);
+            // Train mode, zero_grad, forward, cross-entropy, backward, Adam's step, then the
+            // constraints (latent binary weights back into [-1, 1]).
+            train::train_step(model, optimizer, batch);
         }
         // Evaluate without a tape: BN uses its running statistics.
         model.eval();
         NoGradGuard no_grad;
+        Tensor<float> images;
+        std::vector<int32_t> labels;
         make_batch(rng, 256, images, labels);
         Tensor<float> logits = model.forward(Variable(images)).value();
         int correct = 0;

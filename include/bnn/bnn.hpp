@@ -7,6 +7,7 @@
 // core and autograd
 #include "bnn/autograd/grad_mode.hpp"
 #include "bnn/autograd/grad_sink.hpp"
+#include "bnn/autograd/tape_profiler.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/error.hpp"

@@ -25,7 +25,6 @@
 /// of them fit in L1 (each output and residual row is then touched once).
 #include <algorithm>
 #include <cstdint>
-#include <map>
 #include <vector>
 
 #include "bnn/core/error.hpp"
@@ -111,7 +110,7 @@ public:
         kernels::detail::require_supported(isa, "BinaryConvStep");
         BNN_CHECK(w.words.defined() && w.tap_sums.defined(), "BinaryConvStep: the packed weights are undefined");
         g_ = kernels::xnor_conv_geometry(N, H, W, w.cin, w.cout, w.kh, w.kw, stride, padding, pad_mode);
-        const int64_t wc = g_.words_per_pixel(), taps = g_.KH * g_.KW;
+        const int64_t wc = g_.words_per_pixel();
         coutp_ = kernels::padded_out_channels(g_.Cout);
         hp_ = g_.H + 2 * g_.pad;
         wp_ = g_.W + 2 * g_.pad;
@@ -119,24 +118,17 @@ public:
         bits_ = Tensor<uint64_t>(Shape{std::max<int64_t>(1, g_.N * hp_ * wp_ * wc)});
         if (pad_mode == kernels::PadMode::one && g_.pad > 0)  // +1 bits on the channels of every pixel
             for (int64_t i = 0; i < g_.N * hp_ * wp_; ++i)
-                for (int64_t j = 0; j < wc; ++j) {
-                    const int64_t bits = std::min<int64_t>(64, g_.C - 64 * j);
-                    bits_[i * wc + j] = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
-                }
+                for (int64_t j = 0; j < wc; ++j) bits_[i * wc + j] = kernels::all_plus_word(g_.C, j);
         ones_.assign(coutp_, 1.f);
         zeros_.assign(coutp_, 0.f);
-        word_offsets_.resize(taps * wc);
-        for (int64_t kh = 0; kh < g_.KH; ++kh)
-            for (int64_t kw = 0; kw < g_.KW; ++kw)
-                for (int64_t j = 0; j < wc; ++j) word_offsets_[(kh * g_.KW + kw) * wc + j] = (kh * wp_ + kw) * wc + j;
-        plan_corrections();
+        pixels_ = kernels::plan_xnor_pixels(g_, bits_.data(), w_.tap_sums.data());
         const kernels::detail::TileShape ts = tile();
         scratch_ld_ = g_.Cout;
         threads_ = num_threads();
         // Items go channel block first (a block's weights stay in L1 while pixels stream past)
         // unless every block's weights fit in L1 together: then pixel block first, so each
         // output row and residual row is touched once, not once per channel block.
-        pixel_major_ = static_cast<int64_t>(word_offsets_.size()) * coutp_ * 8 <= 32 * 1024;
+        pixel_major_ = static_cast<int64_t>(pixels_.word_offsets.size()) * coutp_ * 8 <= 32 * 1024;
         scratch_.assign(static_cast<size_t>(threads_ * ts.pixels * scratch_ld_), 0.f);
     }
 
@@ -156,7 +148,7 @@ public:
     void run(const BinaryConvOutput& t, float* out) {
         BNN_CHECK(t.alpha != nullptr, "BinaryConvStep::run: alpha is required");
         if (g_.N == 0) return;
-        const kernels::detail::XnorPlan plan{word_offsets_.data(), static_cast<int64_t>(word_offsets_.size()),
+        const kernels::detail::XnorPlan plan{pixels_.word_offsets.data(), static_cast<int64_t>(pixels_.word_offsets.size()),
                                              w_.words.data(), coutp_, g_.Cout, g_.K(), ones_.data(), zeros_.data()};
         const kernels::detail::TileShape ts = tile();
         const int64_t pixels = g_.N * g_.OH * g_.OW, per_image = g_.OH * g_.OW;
@@ -182,7 +174,7 @@ public:
                 const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
                 const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
                 const int64_t nc = std::min<int64_t>(ts.channels, g_.Cout - c0);
-                kernels::detail::run_tile(isa, p, plan, {origins_.data() + q, corrections_.data() + q, dots, c0});
+                kernels::detail::run_tile(isa, p, plan, {pixels_.origins.data() + q, pixels_.corrections.data() + q, dots, c0});
                 epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
                 if (++inner_i == inner) {
                     inner_i = 0;
@@ -196,55 +188,6 @@ public:
 private:
     kernels::detail::TileShape tile() const { return kernels::detail::tile_shape(isa_); }
 
-    // Receptive-field origins of every output pixel, and the zero-padding corrections of the
-    // border pixels, tabulated per distinct (row pattern, column pattern) as in xnor_conv.hpp.
-    void plan_corrections() {
-        const int64_t wc = g_.words_per_pixel(), pixels = g_.N * g_.OH * g_.OW;
-        origins_.assign(pixels, nullptr);
-        corrections_.assign(pixels, nullptr);
-        if (g_.pad_mode == kernels::PadMode::one) {  // the border holds real bits: nothing to correct
-            for (int64_t n = 0, q = 0; n < g_.N; ++n)
-                for (int64_t oh = 0; oh < g_.OH; ++oh)
-                    for (int64_t ow = 0; ow < g_.OW; ++ow, ++q)
-                        origins_[q] = bits_.data() + ((n * hp_ + oh * g_.stride) * wp_ + ow * g_.stride) * wc;
-            return;
-        }
-        std::vector<int> row_id(g_.OH), col_id(g_.OW);
-        std::vector<uint64_t> row_masks, col_masks;
-        auto classify = [&](int64_t extent_out, int64_t kd, int64_t extent_in, std::vector<int>& ids,
-                            std::vector<uint64_t>& masks) {
-            std::map<uint64_t, int> seen;
-            for (int64_t o = 0; o < extent_out; ++o) {
-                const uint64_t m = kernels::detail::padded_taps_mask(o, g_.stride, g_.pad, kd, extent_in);
-                auto [it, fresh] = seen.emplace(m, static_cast<int>(masks.size()));
-                if (fresh) masks.push_back(m);
-                ids[o] = it->second;
-            }
-        };
-        classify(g_.OH, g_.KH, g_.H, row_id, row_masks);
-        classify(g_.OW, g_.KW, g_.W, col_id, col_masks);
-        const int64_t ncols = static_cast<int64_t>(col_masks.size());
-        table_.assign(row_masks.size() * col_masks.size() * coutp_, 0);
-        for (size_t r = 0; r < row_masks.size(); ++r)
-            for (int64_t c = 0; c < ncols; ++c) {
-                int64_t* dst = table_.data() + (r * ncols + c) * coutp_;
-                for (int64_t kh = 0; kh < g_.KH; ++kh)
-                    for (int64_t kw = 0; kw < g_.KW; ++kw) {
-                        if (!((row_masks[r] >> kh) & 1) && !((col_masks[c] >> kw) & 1)) continue;
-                        const int64_t* s = w_.tap_sums.data() + (kh * g_.KW + kw) * coutp_;
-                        for (int64_t o = 0; o < coutp_; ++o) dst[o] += s[o];
-                    }
-            }
-        const uint64_t* base = bits_.data();
-        for (int64_t n = 0, q = 0; n < g_.N; ++n)
-            for (int64_t oh = 0; oh < g_.OH; ++oh)
-                for (int64_t ow = 0; ow < g_.OW; ++ow, ++q) {
-                    origins_[q] = base + ((n * hp_ + oh * g_.stride) * wp_ + ow * g_.stride) * wc;
-                    if (row_masks[row_id[oh]] | col_masks[col_id[ow]])
-                        corrections_[q] = table_.data() + (row_id[oh] * ncols + col_id[ow]) * coutp_;
-                }
-    }
-
     kernels::PackedConvWeights w_;
     kernels::Isa isa_ = kernels::Isa::scalar;
     kernels::XnorConvGeometry g_{};
@@ -253,9 +196,7 @@ private:
     bool pixel_major_ = false;
     Tensor<uint64_t> bits_;
     std::vector<float> ones_, zeros_, scratch_;
-    std::vector<int64_t> word_offsets_, table_;
-    std::vector<const uint64_t*> origins_;
-    std::vector<const int64_t*> corrections_;
+    kernels::XnorPixelPlan pixels_;
 };
 
 }  // namespace bnn::infer

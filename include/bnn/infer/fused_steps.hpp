@@ -4,7 +4,7 @@
 /// each computing exactly (bit for bit) what the training ops compute in eval mode:
 ///
 /// - FrozenBatchNorm: eval batch norm as one per-channel scale and shift, derived from the
-///   running statistics by the same expressions as kernels::batch_norm_eval_forward, so
+///   running statistics by kernels::batch_norm_fold, the folding the training op uses, so
 ///   x * scale + shift is the very float the training op produces.
 /// - bn_sign_pack: BN, sign and bit packing in one pass, writing straight into a binary conv's
 ///   padded input bits, and (optionally) the per-channel mean of the BN output that the
@@ -26,6 +26,7 @@
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
 #include "bnn/infer/binary_conv_step.hpp"
+#include "bnn/kernels/batch_norm.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/gemm.hpp"
@@ -42,13 +43,7 @@ struct FrozenBatchNorm {
     FrozenBatchNorm(const float* gamma, const float* beta, const float* running_mean, const float* running_var,
                     int64_t C, float eps)
         : scale(Tensor<float>::empty(Shape{C})), shift(Tensor<float>::empty(Shape{C})) {
-        // The expressions of kernels::batch_norm_eval_forward, so both round alike.
-        for (int64_t c = 0; c < C; ++c) {
-            double inv = 1.0 / std::sqrt(double(running_var[c]) + eps);
-            double gm = gamma ? gamma[c] : 1.0;
-            scale[c] = static_cast<float>(gm * inv);
-            shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * running_mean[c]);
-        }
+        kernels::batch_norm_fold(gamma, beta, running_mean, running_var, C, eps, scale.data(), shift.data());
     }
     int64_t channels() const { return scale.numel(); }
 };
@@ -133,7 +128,7 @@ struct FrozenGate {
     bool defined() const { return w1t.defined(); }
 
     /// mean [N, Cin] -> gate [N, Cout]; hidden_buf [hidden], acc_buf [Cout] scratch. Each output
-    /// is summed from 0 over its inputs in the order of nn::detail::channel_gate_forward (only
+    /// is summed from 0 over its inputs in the order of kernels::channel_gate_forward (only
     /// the loop over outputs moved inside), so the floats are the same.
     void forward(const float* mean, float* gate, float* hidden_buf, float* acc_buf, int64_t N) const {
         const float* a = w1t.data();

@@ -134,15 +134,23 @@ inline void batch_norm_train_backward(const float* x, const float* gamma, const 
 
 /// Eval forward with fixed statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta.
 ///   x, y [M, C]; running_mean, running_var [C]; gamma/beta [C] or null.
-inline void batch_norm_eval_forward(const float* x, const float* gamma, const float* beta, const float* running_mean,
-                                    const float* running_var, float* y, int64_t M, int64_t C, float eps) {
-    std::vector<float> scale(C), shift(C);
+/// Eval-mode batch norm as one scale and shift per channel: y = x * scale[c] + shift[c]. The one
+/// folding every eval path uses (the training op and the inference graph), so they round alike.
+/// gamma/beta may be null (1 and 0).
+inline void batch_norm_fold(const float* gamma, const float* beta, const float* running_mean, const float* running_var,
+                            int64_t C, float eps, float* scale, float* shift) {
     for (int64_t c = 0; c < C; ++c) {
         double inv = 1.0 / std::sqrt(double(running_var[c]) + eps);
         double gm = gamma ? gamma[c] : 1.0;
         scale[c] = static_cast<float>(gm * inv);
         shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * running_mean[c]);
     }
+}
+
+inline void batch_norm_eval_forward(const float* x, const float* gamma, const float* beta, const float* running_mean,
+                                    const float* running_var, float* y, int64_t M, int64_t C, float eps) {
+    std::vector<float> scale(C), shift(C);
+    batch_norm_fold(gamma, beta, running_mean, running_var, C, eps, scale.data(), shift.data());
     const float* sc = scale.data();
     const float* sh = shift.data();
 #pragma omp parallel for schedule(static) if (worth_threading(M * C))

@@ -23,6 +23,12 @@ namespace bnn::kernels {
 
 /// 64-bit words needed for `channels` bits.
 inline int64_t words_for_channels(int64_t channels) { return (channels + 63) / 64; }
+/// Word `word` of a pixel of `channels` signs with every channel bit set (+1 everywhere), the
+/// bits past the last channel clear: a one-padding border pixel.
+inline uint64_t all_plus_word(int64_t channels, int64_t word) {
+    const int64_t bits = std::min<int64_t>(64, channels - 64 * word);
+    return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+}
 
 /// Output channels are padded to a multiple of this in packed weights, so every SIMD tile of
 /// output-channel lanes (32 for AVX-512, 8 for AVX2) reads whole vectors.

@@ -151,6 +151,80 @@ inline uint64_t padded_taps_mask(int64_t o, int64_t stride, int64_t pad, int64_t
 
 }  // namespace detail
 
+/// The per-pixel plan of a binary convolution over a padded bit buffer [N, H+2p, W+2p, words]:
+/// where each output pixel's receptive field starts, and, for zero padding, the correction of
+/// its border taps (the tap sums of the weights over the taps that fall in the padding, which
+/// count as -1 bits in the buffer but must count as 0). Border pixels share one correction row
+/// per distinct (row pattern, column pattern). Built once per geometry by the inference graph
+/// and per call by xnor_conv2d_forward: the one place these invariants are written.
+/// Movable, not copyable: `corrections` point into `table`.
+struct XnorPixelPlan {
+    std::vector<int64_t> word_offsets;         ///< [KH*KW*words]: a field's words from its origin
+    std::vector<const uint64_t*> origins;      ///< [N*OH*OW]
+    std::vector<const int64_t*> corrections;   ///< [N*OH*OW], null where no tap is padding
+    std::vector<int64_t> table;                ///< [patterns, CoutP]
+
+    XnorPixelPlan() = default;
+    XnorPixelPlan(XnorPixelPlan&&) = default;
+    XnorPixelPlan& operator=(XnorPixelPlan&&) = default;
+    XnorPixelPlan(const XnorPixelPlan&) = delete;
+    XnorPixelPlan& operator=(const XnorPixelPlan&) = delete;
+};
+
+/// Plans geometry g over `padded` (the padded bits, or the input itself when g.pad is 0) with the
+/// weights' tap sums [KH*KW, CoutP] (needed for zero padding only).
+inline XnorPixelPlan plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums) {
+    const int64_t wc = g.words_per_pixel(), coutp = padded_out_channels(g.Cout);
+    const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad, pixels = g.N * g.OH * g.OW;
+    XnorPixelPlan p;
+    p.word_offsets.resize(g.KH * g.KW * wc);
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw)
+            for (int64_t j = 0; j < wc; ++j) p.word_offsets[(kh * g.KW + kw) * wc + j] = (kh * Wp + kw) * wc + j;
+    p.origins.resize(pixels);
+    p.corrections.assign(pixels, nullptr);
+    const bool correct = g.pad > 0 && g.pad_mode == PadMode::zero;
+    std::vector<int> row_id(g.OH, 0), col_id(g.OW, 0);
+    std::vector<uint64_t> row_masks{0}, col_masks{0};
+    if (correct) {
+        BNN_CHECK(tap_sums != nullptr, "plan_xnor_pixels: zero padding needs the weights' tap sums");
+        auto classify = [&](int64_t extent_out, int64_t kd, int64_t extent_in, std::vector<int>& ids,
+                            std::vector<uint64_t>& masks) {
+            masks.clear();
+            std::map<uint64_t, int> seen;
+            for (int64_t o = 0; o < extent_out; ++o) {
+                const uint64_t m = detail::padded_taps_mask(o, g.stride, g.pad, kd, extent_in);
+                auto [it, fresh] = seen.emplace(m, static_cast<int>(masks.size()));
+                if (fresh) masks.push_back(m);
+                ids[o] = it->second;
+            }
+        };
+        classify(g.OH, g.KH, g.H, row_id, row_masks);
+        classify(g.OW, g.KW, g.W, col_id, col_masks);
+        const int64_t ncols = static_cast<int64_t>(col_masks.size());
+        p.table.assign(row_masks.size() * col_masks.size() * coutp, 0);
+        for (size_t r = 0; r < row_masks.size(); ++r)
+            for (int64_t c = 0; c < ncols; ++c) {
+                int64_t* dst = p.table.data() + (r * ncols + c) * coutp;
+                for (int64_t kh = 0; kh < g.KH; ++kh)
+                    for (int64_t kw = 0; kw < g.KW; ++kw) {
+                        if (!((row_masks[r] >> kh) & 1) && !((col_masks[c] >> kw) & 1)) continue;
+                        const int64_t* s = tap_sums + (kh * g.KW + kw) * coutp;
+                        for (int64_t o = 0; o < coutp; ++o) dst[o] += s[o];
+                    }
+            }
+    }
+    const int64_t ncols = static_cast<int64_t>(col_masks.size());
+    for (int64_t n = 0, q = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow, ++q) {
+                p.origins[q] = padded + ((n * Hp + oh * g.stride) * Wp + ow * g.stride) * wc;
+                if (correct && (row_masks[row_id[oh]] | col_masks[col_id[ow]]))
+                    p.corrections[q] = p.table.data() + (row_id[oh] * ncols + col_id[ow]) * coutp;
+            }
+    return p;
+}
+
 /// out [N, OH, OW, Cout] = fma(binary conv(x_bits, weights), scale, bias); see the file comment.
 inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights, const int64_t* tap_sums,
                                 const float* scale, const float* bias, float* out, const XnorConvGeometry& g,
@@ -166,10 +240,7 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     if (g.pad > 0) {
         std::vector<uint64_t> border(wc, 0);
         if (g.pad_mode == PadMode::one) {
-            for (int64_t j = 0; j < wc; ++j) {
-                const int64_t bits = std::min<int64_t>(64, g.C - 64 * j);
-                border[j] = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
-            }
+            for (int64_t j = 0; j < wc; ++j) border[j] = all_plus_word(g.C, j);
         }
         padded.resize(static_cast<size_t>(g.N * Hp * Wp * wc));
         for (int64_t n = 0; n < g.N; ++n)
@@ -191,57 +262,10 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
         if (scale) sc[o] = scale[o];
         if (bias) bi[o] = bias[o];
     }
-    // Offsets of the receptive-field words from a field's origin, in weight-row order.
-    std::vector<int64_t> word_offsets(taps * wc);
-    for (int64_t kh = 0; kh < g.KH; ++kh)
-        for (int64_t kw = 0; kw < g.KW; ++kw)
-            for (int64_t j = 0; j < wc; ++j) word_offsets[(kh * g.KW + kw) * wc + j] = (kh * Wp + kw) * wc + j;
-
-    // Zero-padding corrections, one table row per distinct (row pattern, column pattern).
-    std::vector<int> row_id(g.OH, -1), col_id(g.OW, -1);
-    std::vector<uint64_t> row_masks, col_masks;
-    std::vector<int64_t> table;
-    const bool correct = g.pad > 0 && g.pad_mode == PadMode::zero;
-    if (correct) {
-        BNN_CHECK(tap_sums != nullptr, "xnor_conv2d_forward: zero padding needs the weights' tap sums");
-        auto classify = [&](int64_t extent_out, int64_t kd, int64_t extent_in, std::vector<int>& ids,
-                            std::vector<uint64_t>& masks) {
-            std::map<uint64_t, int> seen;
-            for (int64_t o = 0; o < extent_out; ++o) {
-                uint64_t m = detail::padded_taps_mask(o, g.stride, g.pad, kd, extent_in);
-                auto [it, fresh] = seen.emplace(m, static_cast<int>(masks.size()));
-                if (fresh) masks.push_back(m);
-                ids[o] = it->second;
-            }
-        };
-        classify(g.OH, g.KH, g.H, row_id, row_masks);
-        classify(g.OW, g.KW, g.W, col_id, col_masks);
-        table.assign(row_masks.size() * col_masks.size() * coutp, 0);
-        for (size_t r = 0; r < row_masks.size(); ++r)
-            for (size_t c = 0; c < col_masks.size(); ++c) {
-                int64_t* dst = table.data() + (r * col_masks.size() + c) * coutp;
-                for (int64_t kh = 0; kh < g.KH; ++kh)
-                    for (int64_t kw = 0; kw < g.KW; ++kw) {
-                        if (!((row_masks[r] >> kh) & 1) && !((col_masks[c] >> kw) & 1)) continue;
-                        const int64_t* s = tap_sums + (kh * g.KW + kw) * coutp;
-                        for (int64_t o = 0; o < coutp; ++o) dst[o] += s[o];
-                    }
-            }
-    }
-
-    // Receptive-field origin and correction of every output pixel of the batch.
+    const XnorPixelPlan px = plan_xnor_pixels(g, xin, tap_sums);
     const int64_t pixels = g.N * g.OH * g.OW;
-    std::vector<const uint64_t*> origins(pixels);
-    std::vector<const int64_t*> corrections(pixels, nullptr);
-    for (int64_t n = 0, q = 0; n < g.N; ++n)
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-            for (int64_t ow = 0; ow < g.OW; ++ow, ++q) {
-                origins[q] = xin + ((n * Hp + oh * g.stride) * Wp + ow * g.stride) * wc;
-                if (correct && (row_masks[row_id[oh]] | col_masks[col_id[ow]]))
-                    corrections[q] = table.data() + (row_id[oh] * col_masks.size() + col_id[ow]) * coutp;
-            }
 
-    const detail::XnorPlan plan{word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc.data(), bi.data()};
+    const detail::XnorPlan plan{px.word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc.data(), bi.data()};
     const detail::TileShape ts = detail::tile_shape(isa);
     const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
     const int64_t column_blocks = (g.Cout + ts.channels - 1) / ts.channels;
@@ -260,7 +284,7 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
         for (int64_t i = i0; i < i1; ++i) {
             const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
             const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
-            detail::run_tile(isa, p, plan, {origins.data() + q, corrections.data() + q, out + q * g.Cout + c0, c0});
+            detail::run_tile(isa, p, plan, {px.origins.data() + q, px.corrections.data() + q, out + q * g.Cout + c0, c0});
             if (++pb == blocks) {
                 pb = 0;
                 ++cb;

@@ -206,7 +206,7 @@ TEST_CASE("FullyBinary forward equals the float conv of sign(x) and sign(W) time
             if (conv.alpha.defined()) conv.alpha.value() = Tensor<float>::uniform(Shape{37}, rng, 0.1f, 2.f);
             Variable x(random_with_zeros(Shape{2, 7, 6, 70}, rng), false);
             Tensor<float> got = conv.forward(x).value();
-            Variable xs(ops::detail::signs_of(x.value()), false), ws(ops::detail::signs_of(conv.weight.value()), false);
+            Variable xs(ops::sign_ste(x).value(), false), ws(ops::sign_ste(conv.weight.detach()).value(), false);
             Variable want = ops::conv2d(xs, ws, Variable(), stride, 1);
             if (scale == nn::WeightScale::MeanAbs) want = ops::mul(want, Variable(conv.mean_abs_weight(), false));
             if (scale == nn::WeightScale::Learned)  // learned alpha on top of mean|W|

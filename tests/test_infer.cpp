@@ -188,7 +188,7 @@ TEST_CASE("bn_sign_pack packs sign(BN(x)) as the training ops and sums the gate'
     kernels::PackedConvWeights w = kernels::pack_conv_weights(wf);
     for (kernels::Isa isa : kernels::available_isas()) {
         INFO(kernels::isa_name(isa));
-        infer::BinaryConvStep step(w, 1, 1, N, H, W, isa);
+        kernels::PlannedXnorConv step(w, 1, 1, N, H, W, isa);
         Tensor<float> pooled(Shape{N, C});
         infer::bn_sign_pack(x.data(), N, H, W, C, bn, step, pooled.data(), isa);
         for (int64_t n = 0; n < N; ++n)
@@ -210,7 +210,7 @@ TEST_CASE("bn_sign_pack packs sign(BN(x)) as the training ops and sums the gate'
     }
 }
 
-TEST_CASE("BinaryConvStep equals xnor_conv2d followed by the unfused transform", "[inference]") {
+TEST_CASE("kernels::PlannedXnorConv equals xnor_conv2d followed by the unfused transform", "[inference]") {
     Rng rng(9);
     for (auto [H, W, C, Cout, stride] : {std::tuple{5, 7, 3, 5, 1}, std::tuple{6, 6, 64, 40, 2},
                                          std::tuple{4, 9, 130, 33, 1}}) {
@@ -220,7 +220,7 @@ TEST_CASE("BinaryConvStep equals xnor_conv2d followed by the unfused transform",
         Tensor<float> alpha = Tensor<float>::randn({Cout}, rng), slope = Tensor<float>::randn({Cout}, rng);
         for (kernels::Isa isa : kernels::available_isas()) {
             INFO(kernels::isa_name(isa) << " H=" << H << " W=" << W << " C=" << C << " Cout=" << Cout);
-            infer::BinaryConvStep step(w, stride, 1, N, H, W, isa);
+            kernels::PlannedXnorConv step(w, stride, 1, N, H, W, isa);
             const auto& g = step.geometry();
             Tensor<float> gate = Tensor<float>::uniform({N, Cout}, rng);
             Tensor<float> residual = Tensor<float>::randn({N, g.OH, g.OW, Cout}, rng);

@@ -7,7 +7,7 @@
 ///          padded input bits, and, with a gate, the per-channel mean of BN(x) (fused_steps.hpp)
 ///   gate   G = sigmoid(W2 relu(W1 mean))                                 (optional)
 ///   conv   XNOR-popcount over the planned bits; the tile epilogue computes, per output,
-///          y = dot * alpha[o];  y *= G[n, o];  y = PReLU(y);  y += residual   (binary_conv_step.hpp)
+///          y = dot * alpha[o];  y *= G[n, o];  y = PReLU(y);  y += residual   (kernels/xnor_conv_planned.hpp)
 ///
 ///   inputs  x [N, H, W, Cin], residual [N, OH, OW, Cout] (optional; the output may overwrite it)
 ///   output  [N, OH, OW, Cout]
@@ -22,7 +22,7 @@
 
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
-#include "bnn/infer/binary_conv_step.hpp"
+#include "bnn/kernels/xnor_conv_planned.hpp"
 #include "bnn/infer/fused_steps.hpp"
 #include "bnn/infer/step.hpp"
 #include "bnn/kernels/bitpack.hpp"
@@ -60,7 +60,7 @@ public:
         check(x[1] + 2 * pad_ >= w_.kh && x[2] + 2 * pad_ >= w_.kw, "kernel ", w_.kh, "x", w_.kw,
               " is larger than the padded input ", x.str(), " (padding ", pad_, ")");
         check(!gate_.defined() || gate_.cin == w_.cin, "gate of ", gate_.cin, " inputs for a conv of ", w_.cin);
-        conv_ = std::make_unique<BinaryConvStep>(w_, stride_, pad_, x[0], x[1], x[2], kernels::active_isa(), pad_mode_);
+        conv_ = std::make_unique<kernels::PlannedXnorConv>(w_, stride_, pad_, x[0], x[1], x[2], kernels::active_isa(), pad_mode_);
         in_ = x;
         const Shape out = conv_->output_shape();
         if (residual_)
@@ -109,7 +109,7 @@ private:
     FrozenBatchNorm bn_;
     bool has_bn_ = false, residual_ = false;
     FrozenGate gate_;
-    std::unique_ptr<BinaryConvStep> conv_;
+    std::unique_ptr<kernels::PlannedXnorConv> conv_;
     Shape in_;
     Tensor<float> mean_, g_, hidden_, acc_;
 };

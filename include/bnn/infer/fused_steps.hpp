@@ -14,7 +14,6 @@
 ///   float BN value is exactly what the training model binarises.
 /// - bn_activation: BN then ReLU or PReLU (or nothing) in place.
 /// - max_pool: max pooling without the winners' positions (only backward needs them).
-/// - float_conv: the float convolution of kernels/conv2d.hpp without its per-call buffers.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -25,7 +24,7 @@
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
-#include "bnn/infer/binary_conv_step.hpp"
+#include "bnn/kernels/xnor_conv_planned.hpp"
 #include "bnn/kernels/batch_norm.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
@@ -60,7 +59,7 @@ struct BnSignPackRows;
 /// unit then writes its own 4 bytes of every word. Each channel's sum keeps its order whatever
 /// the thread count.
 inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const FrozenBatchNorm& bn,
-                         BinaryConvStep& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
+                         kernels::PlannedXnorConv& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
     static_assert(std::endian::native == std::endian::little, "half-word packing assumes little-endian words");
     const auto& g = dst.geometry();
     BNN_CHECK(g.N == N && g.H == H && g.W == W && g.C == C && bn.channels() == C, "bn_sign_pack: input [", N, ", ",
@@ -208,35 +207,6 @@ inline void max_pool(const float* x, float* y, const kernels::PoolGeometry& g) {
                         }
                     }
             }
-}
-
-/// out = conv(x, w) + bias, equal to kernels::conv2d_forward (the same blocking and products),
-/// without its per-call column buffers on the vector paths: the implicit GEMM for k x k
-/// convolutions, the plain GEMM per block for 1x1 stride-1 ones. The scalar path falls back to
-/// kernels::conv2d_forward, which allocates.
-inline void float_conv(const float* x, const float* w, const float* bias, float* out, const kernels::Conv2dGeometry& g) {
-    const kernels::Isa isa = kernels::active_isa();
-    if (isa == kernels::Isa::scalar) {
-        kernels::conv2d_forward(x, w, bias, out, g);
-        return;
-    }
-    if (!g.pointwise()) {
-        kernels::detail::conv2d_forward_implicit(isa, x, w, bias, out, g, false);
-        return;
-    }
-    const int64_t K = g.K(), Co = g.Cout;
-    const int threads = num_threads();
-    const auto b = kernels::detail::conv_blocking(g, threads);
-    kernels::detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
-        const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
-        const int64_t first = (n0 * g.OH + oh0) * g.OW;
-        float* o = out + first * Co;
-        kernels::gemm_nt(P, Co, K, x + first * g.C, K, w, K, o, Co, false);
-        if (bias)
-            for (int64_t p = 0; p < P; ++p)
-#pragma omp simd
-                for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
-    });
 }
 
 }  // namespace bnn::infer

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "bnn/core/tensor.hpp"
-#include "bnn/infer/few_channel_conv.hpp"
+#include "bnn/kernels/conv2d_few_channels.hpp"
 #include "bnn/infer/fused_steps.hpp"
 #include "bnn/infer/step.hpp"
 #include "bnn/kernels/activation.hpp"
@@ -60,8 +60,8 @@ public:
     }
     void run(const float* const* in, float* out) override {
         // A few input channels (an image): gathered receptive fields, same floats, twice as fast.
-        if (g_.C <= 4) few_channel_conv(in[0], w_.data(), detail::data_or_null(b_), out, g_);
-        else float_conv(in[0], w_.data(), detail::data_or_null(b_), out, g_);
+        if (g_.C <= 4) kernels::conv2d_forward_few_channels(in[0], w_.data(), detail::data_or_null(b_), out, g_);
+        else kernels::conv2d_forward(in[0], w_.data(), detail::data_or_null(b_), out, g_);
     }
 
 private:

@@ -1,7 +1,7 @@
 #pragma once
-/// @file few_channel_conv.hpp
+/// @file conv2d_few_channels.hpp
 /// The float convolution of an input with few channels (the stem: 3 colour channels), equal to
-/// kernels::conv2d_forward bit for bit and about twice as fast.
+/// conv2d_forward bit for bit and about twice as fast.
 ///
 ///   x [N, H, W, C], w [Cout, KH, KW, C], bias [Cout] or null -> out [N, OH, OW, Cout]
 ///
@@ -20,7 +20,7 @@
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/sgemm.hpp"
 
-namespace bnn::infer {
+namespace bnn::kernels {
 
 namespace detail {
 
@@ -29,18 +29,18 @@ struct GatheredFields;
 
 /// sgemm operand source: op(A) = receptive fields [P, K] gathered row by row, op(B) = w^T.
 struct GatheredFieldsSource {
-    kernels::detail::ConvBlockPixels pixels;
+    detail::ConvBlockPixels pixels;
     const float* w;
 
     // Gathers the block's mc receptive fields as rows of a small [mc, K] matrix (it stays in
     // L2), then packs it as a plain matrix: the panel layout remains the driver's business.
     template <class Tile>
     void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* __restrict Ap) const {
-        const kernels::Conv2dGeometry& g = *pixels.g;
+        const Conv2dGeometry& g = *pixels.g;
         const int64_t K = g.K(), run = g.KW * g.C;
         float* local = thread_scratch<GatheredFields>(mc * K);
         for (int64_t i = 0; i < mc; ++i) {
-            const kernels::detail::PatchOrigin o = pixels.origin(i0 + i);
+            const detail::PatchOrigin o = pixels.origin(i0 + i);
             float* row = local + i * K;
             for (int64_t kh = 0; kh < g.KH; ++kh) {
                 float* dst = row + kh * run;
@@ -58,36 +58,36 @@ struct GatheredFieldsSource {
                 }
             }
         }
-        kernels::detail::SgemmMatrices{false, true, local, K, nullptr, 0}.pack_a<Tile>(0, mc, p0, kc, Ap);
+        detail::SgemmMatrices{false, true, local, K, nullptr, 0}.pack_a<Tile>(0, mc, p0, kc, Ap);
     }
 
     template <class Tile>
     void pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* __restrict Bp) const {
-        kernels::detail::SgemmMatrices{false, true, nullptr, 0, w, pixels.g->K()}.pack_b<Tile>(p0, kc, j0, nc, Bp);
+        detail::SgemmMatrices{false, true, nullptr, 0, w, pixels.g->K()}.pack_b<Tile>(p0, kc, j0, nc, Bp);
     }
 };
 
 }  // namespace detail
 
 /// out = conv(x, w) + bias for inputs with few channels; see the file comment. Off the vector
-/// paths, and for 1x1 stride-1 convolutions, it is kernels::conv2d_forward itself.
-inline void few_channel_conv(const float* x, const float* w, const float* bias, float* out,
-                             const kernels::Conv2dGeometry& g) {
-    const kernels::Isa isa = kernels::active_isa();
-    if (isa == kernels::Isa::scalar || g.pointwise()) {
-        kernels::conv2d_forward(x, w, bias, out, g);
+/// paths, and for 1x1 stride-1 convolutions, it is conv2d_forward itself.
+inline void conv2d_forward_few_channels(const float* x, const float* w, const float* bias, float* out,
+                             const Conv2dGeometry& g) {
+    const Isa isa = active_isa();
+    if (isa == Isa::scalar || g.pointwise()) {
+        conv2d_forward(x, w, bias, out, g);
         return;
     }
-    // The blocking of kernels::detail::conv2d_forward_implicit: whole images per block.
+    // The blocking of detail::conv2d_forward_implicit: whole images per block.
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = num_threads();
-    auto b = kernels::detail::conv_blocking(g, threads);
+    auto b = detail::conv_blocking(g, threads);
     b.rows_per_block = g.OH;
-    kernels::detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
-        const kernels::detail::ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
+    detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
+        const detail::ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
         const int64_t P = pixels.count(n1);
         float* o = out + (n0 * g.OH + oh0) * g.OW * Co;
-        kernels::detail::sgemm_run(isa, detail::GatheredFieldsSource{pixels, w}, P, Co, K, o, Co, false);
+        detail::sgemm_run(isa, detail::GatheredFieldsSource{pixels, w}, P, Co, K, o, Co, false);
         if (bias)
             for (int64_t p = 0; p < P; ++p)
 #pragma omp simd
@@ -95,4 +95,4 @@ inline void few_channel_conv(const float* x, const float* w, const float* bias, 
     });
 }
 
-}  // namespace bnn::infer
+}  // namespace bnn::kernels

@@ -1,8 +1,8 @@
 #pragma once
-/// @file binary_conv_step.hpp
+/// @file xnor_conv_planned.hpp
 /// A binary convolution planned once for a fixed input shape, for inference graphs.
 ///
-/// kernels::xnor_conv2d_forward rebuilds its padded input copy, pixel origins and border
+/// xnor_conv2d_forward rebuilds its padded input copy, pixel origins and border
 /// corrections on every call; here they are built once. The producer of the input writes its
 /// sign bits straight into the interior of the padded bit buffer (input_pixel()), whose border
 /// never changes, so no copy is made at run time and a steady-state run() allocates nothing.
@@ -34,11 +34,11 @@
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/xnor_conv.hpp"
 
-namespace bnn::infer {
+namespace bnn::kernels {
 
-/// The fused output transform of a BinaryConvStep (see the file comment). alpha is required;
+/// The fused output transform of a PlannedXnorConv (see the file comment). alpha is required;
 /// the other pointers may be null.
-struct BinaryConvOutput {
+struct XnorEpilogue {
     const float* alpha = nullptr;     ///< [Cout]
     const float* gate = nullptr;      ///< [N, Cout]
     const float* slope = nullptr;     ///< [Cout]
@@ -49,7 +49,7 @@ namespace detail {
 
 /// Epilogue of one tile: dots [pixels, ld] (column j = output channel c0 + j) -> out rows.
 template <bool Gate, bool Slope, bool Residual>
-void binary_conv_epilogue(const BinaryConvOutput& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels,
+void binary_conv_epilogue(const XnorEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels,
                           int64_t c0, int64_t nc, int64_t cout, int64_t pixels_per_image, float* out) {
     for (int p = 0; p < pixels; ++p) {
         const int64_t q = first_pixel + p, n = q / pixels_per_image;
@@ -73,10 +73,10 @@ void binary_conv_epilogue(const BinaryConvOutput& t, const float* dots, int64_t 
     }
 }
 
-using BinaryConvEpilogue = void (*)(const BinaryConvOutput&, const float*, int64_t, int64_t, int, int64_t, int64_t,
+using XnorEpilogueFn = void (*)(const XnorEpilogue&, const float*, int64_t, int64_t, int, int64_t, int64_t,
                                     int64_t, int64_t, float*);
 
-inline BinaryConvEpilogue choose_epilogue(bool gate, bool slope, bool residual) {
+inline XnorEpilogueFn choose_epilogue(bool gate, bool slope, bool residual) {
     const int k = (gate ? 4 : 0) | (slope ? 2 : 0) | (residual ? 1 : 0);
     switch (k) {
         case 0: return binary_conv_epilogue<false, false, false>;
@@ -93,36 +93,36 @@ inline BinaryConvEpilogue choose_epilogue(bool gate, bool slope, bool residual) 
 }  // namespace detail
 
 /// A binary convolution with a zero-padded input of fixed shape [N, H, W, Cin]; see the file comment.
-class BinaryConvStep {
+class PlannedXnorConv {
 public:
-    BinaryConvStep() = default;
+    PlannedXnorConv() = default;
     // Origins and corrections point into this object's buffers: moves keep them, copies would not.
-    BinaryConvStep(const BinaryConvStep&) = delete;
-    BinaryConvStep& operator=(const BinaryConvStep&) = delete;
-    BinaryConvStep(BinaryConvStep&&) = default;
-    BinaryConvStep& operator=(BinaryConvStep&&) = default;
+    PlannedXnorConv(const PlannedXnorConv&) = delete;
+    PlannedXnorConv& operator=(const PlannedXnorConv&) = delete;
+    PlannedXnorConv(PlannedXnorConv&&) = default;
+    PlannedXnorConv& operator=(PlannedXnorConv&&) = default;
 
     /// Plans the convolution of packed weights `w` over inputs [N, H, W, w.cin] on path `isa`.
-    BinaryConvStep(const kernels::PackedConvWeights& w, int64_t stride, int64_t padding, int64_t N, int64_t H,
-                   int64_t W, kernels::Isa isa = kernels::active_isa(),
-                   kernels::PadMode pad_mode = kernels::PadMode::zero)
+    PlannedXnorConv(const PackedConvWeights& w, int64_t stride, int64_t padding, int64_t N, int64_t H,
+                   int64_t W, Isa isa = active_isa(),
+                   PadMode pad_mode = PadMode::zero)
         : w_(w), isa_(isa) {
-        kernels::detail::require_supported(isa, "BinaryConvStep");
-        BNN_CHECK(w.words.defined() && w.tap_sums.defined(), "BinaryConvStep: the packed weights are undefined");
-        g_ = kernels::xnor_conv_geometry(N, H, W, w.cin, w.cout, w.kh, w.kw, stride, padding, pad_mode);
+        detail::require_supported(isa, "PlannedXnorConv");
+        BNN_CHECK(w.words.defined() && w.tap_sums.defined(), "PlannedXnorConv: the packed weights are undefined");
+        g_ = xnor_conv_geometry(N, H, W, w.cin, w.cout, w.kh, w.kw, stride, padding, pad_mode);
         const int64_t wc = g_.words_per_pixel();
-        coutp_ = kernels::padded_out_channels(g_.Cout);
+        coutp_ = padded_out_channels(g_.Cout);
         hp_ = g_.H + 2 * g_.pad;
         wp_ = g_.W + 2 * g_.pad;
         // Zero-initialised: the border stays -1 bits for good; the interior is overwritten by producers.
         bits_ = Tensor<uint64_t>(Shape{std::max<int64_t>(1, g_.N * hp_ * wp_ * wc)});
-        if (pad_mode == kernels::PadMode::one && g_.pad > 0)  // +1 bits on the channels of every pixel
+        if (pad_mode == PadMode::one && g_.pad > 0)  // +1 bits on the channels of every pixel
             for (int64_t i = 0; i < g_.N * hp_ * wp_; ++i)
-                for (int64_t j = 0; j < wc; ++j) bits_[i * wc + j] = kernels::all_plus_word(g_.C, j);
+                for (int64_t j = 0; j < wc; ++j) bits_[i * wc + j] = all_plus_word(g_.C, j);
         ones_.assign(coutp_, 1.f);
         zeros_.assign(coutp_, 0.f);
-        pixels_ = kernels::plan_xnor_pixels(g_, bits_.data(), w_.tap_sums.data());
-        const kernels::detail::TileShape ts = tile();
+        pixels_ = plan_xnor_pixels(g_, bits_.data(), w_.tap_sums.data());
+        const detail::TileShape ts = tile();
         scratch_ld_ = g_.Cout;
         threads_ = num_threads();
         // Items go channel block first (a block's weights stay in L1 while pixels stream past)
@@ -132,7 +132,7 @@ public:
         scratch_.assign(static_cast<size_t>(threads_ * ts.pixels * scratch_ld_), 0.f);
     }
 
-    const kernels::XnorConvGeometry& geometry() const { return g_; }
+    const XnorConvGeometry& geometry() const { return g_; }
     /// Output shape [N, OH, OW, Cout].
     Shape output_shape() const { return Shape{g_.N, g_.OH, g_.OW, g_.Cout}; }
     int64_t words_per_pixel() const { return g_.words_per_pixel(); }
@@ -145,12 +145,12 @@ public:
     int64_t image_stride_words() const { return hp_ * wp_ * g_.words_per_pixel(); }
 
     /// out [N, OH, OW, Cout] = the fused transform of the binary conv of the current input bits.
-    void run(const BinaryConvOutput& t, float* out) {
-        BNN_CHECK(t.alpha != nullptr, "BinaryConvStep::run: alpha is required");
+    void run(const XnorEpilogue& t, float* out) {
+        BNN_CHECK(t.alpha != nullptr, "PlannedXnorConv::run: alpha is required");
         if (g_.N == 0) return;
-        const kernels::detail::XnorPlan plan{pixels_.word_offsets.data(), static_cast<int64_t>(pixels_.word_offsets.size()),
+        const detail::XnorPlan plan{pixels_.word_offsets.data(), static_cast<int64_t>(pixels_.word_offsets.size()),
                                              w_.words.data(), coutp_, g_.Cout, g_.K(), ones_.data(), zeros_.data()};
-        const kernels::detail::TileShape ts = tile();
+        const detail::TileShape ts = tile();
         const int64_t pixels = g_.N * g_.OH * g_.OW, per_image = g_.OH * g_.OW;
         const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
         const int64_t column_blocks = (g_.Cout + ts.channels - 1) / ts.channels;
@@ -159,7 +159,7 @@ public:
         int threads = std::min<int>(threads_, num_threads());
         if (g_.macs() < (int64_t{1} << 21)) threads = 1;  // a parallel region would cost more than it saves
         threads = static_cast<int>(std::min<int64_t>(threads, items));
-        const kernels::Isa isa = isa_;
+        const Isa isa = isa_;
         auto run_range = [&](int tid, int64_t i0, int64_t i1) {
             if (i0 >= i1) return;
             // The tile writes float(dot) exactly (scale 1, bias 0) into a small per-thread
@@ -174,7 +174,7 @@ public:
                 const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
                 const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
                 const int64_t nc = std::min<int64_t>(ts.channels, g_.Cout - c0);
-                kernels::detail::run_tile(isa, p, plan, {pixels_.origins.data() + q, pixels_.corrections.data() + q, dots, c0});
+                detail::run_tile(isa, p, plan, {pixels_.origins.data() + q, pixels_.corrections.data() + q, dots, c0});
                 epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
                 if (++inner_i == inner) {
                     inner_i = 0;
@@ -186,17 +186,17 @@ public:
     }
 
 private:
-    kernels::detail::TileShape tile() const { return kernels::detail::tile_shape(isa_); }
+    detail::TileShape tile() const { return detail::tile_shape(isa_); }
 
-    kernels::PackedConvWeights w_;
-    kernels::Isa isa_ = kernels::Isa::scalar;
-    kernels::XnorConvGeometry g_{};
+    PackedConvWeights w_;
+    Isa isa_ = Isa::scalar;
+    XnorConvGeometry g_{};
     int64_t coutp_ = 0, hp_ = 0, wp_ = 0, scratch_ld_ = 0;
     int threads_ = 1;
     bool pixel_major_ = false;
     Tensor<uint64_t> bits_;
     std::vector<float> ones_, zeros_, scratch_;
-    kernels::XnorPixelPlan pixels_;
+    XnorPixelPlan pixels_;
 };
 
-}  // namespace bnn::infer
+}  // namespace bnn::kernels

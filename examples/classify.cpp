@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
             if (meta.contains("class_names")) {
                 p = preprocessing_from(meta, checkpoint);
             } else {
-                BNN_CHECK(size > 0, "classify: '", checkpoint, "' has no trainer metadata (input size, normalisation, "
+                BNN_CHECK(size > 0, "'", checkpoint, "' has no trainer metadata (input size, normalisation, "
                           "class names): give --size (and --channels)");
                 p = plain_preprocessing(size, channels, 0);
             }

@@ -54,7 +54,7 @@
 namespace bnn::infer {
 
 /// Eval-mode batch norm of a module as one scale and shift per channel.
-inline FrozenBatchNorm freeze(const nn::BatchNorm2d& bn) {
+inline FrozenBatchNorm fold_batch_norm(const nn::BatchNorm2d& bn) {
     return FrozenBatchNorm(bn.weight.value().data(), bn.bias.value().data(), bn.running_mean.data(),
                            bn.running_var.data(), bn.channels(), bn.eps());
 }
@@ -79,7 +79,7 @@ public:
                                                        conv->options().padding),
                        {x});
         if (auto* bn = dynamic_cast<const nn::BatchNorm2d*>(&m))
-            return add(std::make_unique<BatchNormStep>(path, freeze(*bn)), {x});
+            return add(std::make_unique<BatchNormStep>(path, fold_batch_norm(*bn)), {x});
         if (dynamic_cast<const nn::ReLU*>(&m)) return activation(path, x, Activation::ReLU, {});
         if (auto* p = dynamic_cast<const nn::PReLU*>(&m)) return activation(path, x, Activation::PReLU, p->weight.value());
         if (dynamic_cast<const nn::Tanh*>(&m)) return elementwise(path, x, ActivationStep::Op::Tanh);
@@ -182,14 +182,14 @@ private:
         const std::string conv_path = join(path, "conv");
         if (half.conv->mode() == nn::BinaryMode::FullyBinary) {
             auto node = binary_node(*half.conv, conv_path);
-            node->fuse_batch_norm(freeze(*half.bn));
+            node->fuse_batch_norm(fold_batch_norm(*half.bn));
             if (half.gate) node->fuse_gate(FrozenGate(half.gate->weight1.value(), half.gate->weight2.value()));
             node->fuse_prelu(half.prelu->weight.value().clone());
             node->fuse_residual();
             return add(std::move(node), {x, s});
         }
         // Real-weight modes, op by op as BinaryHalfBlock::forward.
-        const int h = add(std::make_unique<BatchNormStep>(join(path, "bn"), freeze(*half.bn)), {x});
+        const int h = add(std::make_unique<BatchNormStep>(join(path, "bn"), fold_batch_norm(*half.bn)), {x});
         share(h);
         int y = binary_conv_unscaled(*half.conv, conv_path, h);
         const std::string prelu_path = join(path, "prelu");

@@ -323,6 +323,24 @@ TEST_CASE("a steady-state compiled call allocates nothing", "[infer][alloc]") {
     }
 }
 
+TEST_CASE("a steady-state compiled call of real 3x3 convs allocates nothing", "[infer][alloc]") {
+    // Wide rows and a batch of at least the thread count: on AVX-512 the direct convolution.
+    manual_seed(45);
+    nn::Sequential net;
+    net.add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 16, .padding = 1});
+    net.add<nn::BatchNorm2d>(16);
+    net.add<nn::ReLU>();
+    net.add<nn::BasicBlock>(nn::BasicBlockOptions{.in_channels = 16, .out_channels = 16});
+    net.add<nn::GlobalAvgPool>();
+    net.add<nn::Linear>(16, 3);
+    randomise(net, 46);
+    Rng rng(47);
+    Tensor<float> x = Tensor<float>::randn({2, 32, 32, 3}, rng);
+    infer::Graph graph = infer::compile(net, x.shape());
+    REQUIRE(steady_state_allocations(graph, x) == 0);
+    require_same_logits(graph.run(x), eval_logits(net, x));
+}
+
 TEST_CASE("infer::compile names the module path of what does not fit", "[infer]") {
     manual_seed(51);
     auto net = resnet18(Variant::RealToBin, false, 8, 5);

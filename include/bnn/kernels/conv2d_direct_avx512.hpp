@@ -11,6 +11,7 @@
 #include <new>
 #include <vector>
 
+#include "bnn/core/threads.hpp"
 #include "bnn/kernels/conv2d_geometry.hpp"
 #include "bnn/kernels/conv2d_implicit.hpp"
 #include "bnn/kernels/isa.hpp"
@@ -32,41 +33,45 @@ inline bool direct_conv_applies(Isa isa, const Conv2dGeometry& g, int threads) {
 /// tile (28 x 16 when Cout <= 16) then broadcasts its inputs in place (no packing of A at all); the outputs with
 /// ow >= OW are computed and dropped. The weights are packed once per call. With flipped_of, w
 /// is that convolution's weight, used flipped (see ConvForwardSource).
+/// Tags of conv2d_forward_direct's per-thread buffers (bnn::thread_scratch).
+struct DirectConvWeights {};
+struct DirectConvOffsets {};
+struct DirectConvImage {};
+
 template <class Tile>
 void conv2d_forward_direct(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g,
                            bool accumulate, const Conv2dGeometry* flipped_of, int threads) {
     constexpr int MR = Tile::MR, NR = Tile::NR;
     const int64_t K = g.K(), Co = g.Cout, C = g.C, panels = (Co + NR - 1) / NR;
     const int64_t panel_stride = sgemm_panel_stride(K, NR);
-    std::unique_ptr<float, decltype(&std::free)> packed(
-        static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>((panels * panel_stride * 4 + 63) / 64 * 64))),
-        &std::free);
-    if (!packed) throw std::bad_alloc();
+    // Per-thread buffers that only grow: a steady-state call (an inference graph) allocates nothing.
+    float* packed = thread_scratch<DirectConvWeights>(panels * panel_stride);
     const ConvForwardSource weights{ConvBlockPixels{&g, x, 0, 0, g.OH}, w, flipped_of};
-    weights.pack_b<Tile>(0, K, 0, Co, packed.get());
+    weights.pack_b<Tile>(0, K, 0, Co, packed);
 
     const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad, runs = g.OH * Wp;
     // The last tile's dropped rows read up to MR pixels and one padded row past the image.
     const int64_t padded_floats = (Hp * Wp + MR + Wp) * C;
-    std::vector<int64_t> offset(static_cast<size_t>(g.KH * g.KW));
+    int64_t* offset = thread_scratch<DirectConvOffsets, int64_t>(g.KH * g.KW);
     for (int64_t kh = 0; kh < g.KH; ++kh)
         for (int64_t kw = 0; kw < g.KW; ++kw) offset[kh * g.KW + kw] = (kh * Wp + kw) * C;
 
 #pragma omp parallel num_threads(threads)
     {
-        // Zeroed once: the image copies only ever write the interior, so the border stays zero.
-        std::vector<float> xp(static_cast<size_t>(padded_floats), 0.f);
+        // Zeroed once per call: the image copies only ever write the interior, so the border stays zero.
+        float* xp = thread_scratch<DirectConvImage>(padded_floats);
+        std::fill(xp, xp + padded_floats, 0.f);
         alignas(64) float tile[MR * NR];
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g.N; ++n) {
             const float* img = x + n * g.H * g.W * C;
             for (int64_t ih = 0; ih < g.H; ++ih)
-                std::memcpy(xp.data() + ((ih + g.pad) * Wp + g.pad) * C, img + ih * g.W * C, sizeof(float) * g.W * C);
+                std::memcpy(xp + ((ih + g.pad) * Wp + g.pad) * C, img + ih * g.W * C, sizeof(float) * g.W * C);
             float* out_img = out + n * g.OH * g.OW * Co;
             for (int64_t q0 = 0; q0 < runs; q0 += MR) {
                 for (int64_t p = 0; p < panels; ++p) {
-                    sgemm_tile_direct_avx512<MR, NR / 16>(static_cast<int>(offset.size()), offset.data(), C,
-                                                          xp.data() + q0 * C, packed.get() + p * panel_stride, tile,
+                    sgemm_tile_direct_avx512<MR, NR / 16>(static_cast<int>(g.KH * g.KW), offset, C,
+                                                          xp + q0 * C, packed + p * panel_stride, tile,
                                                           NR);
                     const int64_t c0 = p * NR, cols = std::min<int64_t>(NR, Co - c0);
                     for (int64_t i = 0; i < MR && q0 + i < runs; ++i) {

@@ -11,6 +11,7 @@
 /// - the output has a buffer of its own, returned by run() and overwritten by the next call.
 ///
 /// A steady-state run() (same shape, same thread count) allocates nothing on the vector paths.
+/// A graph runs one call at a time (its buffers are its state): use one graph per thread.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>

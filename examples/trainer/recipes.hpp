@@ -85,7 +85,7 @@ inline std::vector<StagePlan> plan_recipes(const std::vector<std::string>& recip
             plan.push_back({"baseline/stage1", s1, Variant::StrongBaseline, "", "", 0.721});
             plan.push_back({"baseline/stage2", s2, Variant::StrongBaseline, "", "baseline/stage1", 0.696});
         } else {
-            bnn::detail::fail("trainer: unknown recipe '", recipe, "', expected real, baseline or real-to-bin");
+            bnn::fail("trainer: unknown recipe '", recipe, "', expected real, baseline or real-to-bin");
         }
     }
     return plan;

@@ -300,7 +300,7 @@ private:
     const StagePlan& find(const std::string& id) const {
         for (const auto& s : plan_cache())
             if (s.id == id) return s;
-        bnn::detail::fail("trainer: no stage '", id, "' in the plan");
+        bnn::fail("trainer: no stage '", id, "' in the plan");
     }
     const std::vector<StagePlan>& plan_cache() const {
         if (plan_.empty()) plan_ = plan_recipes(opt_.recipes);

@@ -14,20 +14,19 @@ public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
-namespace detail {
-/// Builds an error message from stream-able pieces: fail("conv2d: expected ", a, ", got ", b).
+/// Throws bnn::Error with a message built from stream-able pieces:
+/// fail("conv2d: expected ", a, ", got ", b). For failures that are not a condition (BNN_CHECK).
 template <class... Parts>
 [[noreturn]] void fail(const Parts&... parts) {
     std::ostringstream os;
     (os << ... << parts);
     throw Error(os.str());
 }
-}  // namespace detail
 
 }  // namespace bnn
 
 /// BNN_CHECK(cond, pieces...): throws bnn::Error built from the pieces when cond is false.
-#define BNN_CHECK(cond, ...)                       \
-    do {                                           \
-        if (!(cond)) ::bnn::detail::fail(__VA_ARGS__); \
+#define BNN_CHECK(cond, ...)                  \
+    do {                                      \
+        if (!(cond)) ::bnn::fail(__VA_ARGS__); \
     } while (0)

@@ -26,7 +26,7 @@ inline bool file_exists(const std::string& path) {
 /// Reads a whole file into memory. Missing or unreadable files raise bnn::Error.
 inline std::vector<uint8_t> read_file(const std::string& path) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) ::bnn::detail::fail("read_file: cannot open '", path, "': ", std::strerror(errno));
+    if (!f) ::bnn::fail("read_file: cannot open '", path, "': ", std::strerror(errno));
     std::vector<uint8_t> bytes;
     uint8_t chunk[1 << 16];
     size_t n;
@@ -74,7 +74,7 @@ inline std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const
     inflateEnd(&zs);
     // Z_BUF_ERROR with all input consumed means the stream ended before its trailer.
     if (rc != Z_STREAM_END) {
-        ::bnn::detail::fail("gunzip: '", path, "' is not a complete gzip stream (",
+        ::bnn::fail("gunzip: '", path, "' is not a complete gzip stream (",
                             rc == Z_BUF_ERROR ? "truncated" : (msg ? msg : "corrupt data"),
                             " at compressed byte offset ", consumed, " of ", compressed.size(), ")");
     }

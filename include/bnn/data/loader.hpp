@@ -165,7 +165,7 @@ public:
         ++consumed_;
         lk.unlock();
         work_cv_.notify_all();
-        if (!item.error.empty()) ::bnn::detail::fail(item.error);
+        if (!item.error.empty()) ::bnn::fail(item.error);
         return std::move(item.batch);
     }
 

@@ -104,7 +104,7 @@ public:
         if (auto* block = dynamic_cast<const nn::BasicBlock*>(&m)) return basic_block(*block, path, x);
         if (auto* res = dynamic_cast<const nn::Residual*>(&m)) return residual(*res, path, x);
         if (m.is_chain()) return chain(m, path, x);
-        ::bnn::detail::fail("infer::compile: '", path.empty() ? std::string("<model>") : path, "' is a ", m.type_name(),
+        ::bnn::fail("infer::compile: '", path.empty() ? std::string("<model>") : path, "' is a ", m.type_name(),
                             ", whose forward the compiler cannot see; build it from bnn's modules (Sequential, "
                             "Residual, the binary blocks, ...) or, if its forward applies its children in order, "
                             "override is_chain() to return true");

@@ -41,7 +41,7 @@ protected:
     /// bnn::Error "infer::compile: '<path>' (<kind>): <pieces>".
     template <class... Pieces>
     [[noreturn]] void fail(const Pieces&... pieces) const {
-        ::bnn::detail::fail("infer: '", path_.empty() ? std::string("<model>") : path_, "' (", kind_, "): ", pieces...);
+        ::bnn::fail("infer: '", path_.empty() ? std::string("<model>") : path_, "' (", kind_, "): ", pieces...);
     }
     template <class... Pieces>
     void check(bool ok, const Pieces&... pieces) const {

@@ -30,7 +30,7 @@ public:
             ssize_t n = ::write(fd_, p, size);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0)
-                ::bnn::detail::fail("atomic_write_file: writing '", path_, "' failed after ", written_,
+                ::bnn::fail("atomic_write_file: writing '", path_, "' failed after ", written_,
                              " bytes: ", n < 0 ? std::strerror(errno) : "no progress");
             p += n;
             size -= static_cast<size_t>(n);
@@ -54,7 +54,7 @@ inline void atomic_write_file(const std::string& path, const std::function<void(
     const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
     std::string tmpl = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
     int fd = ::mkstemp(tmpl.data());
-    if (fd < 0) ::bnn::detail::fail("atomic_write_file: cannot create a temporary file for '", path, "': ", std::strerror(errno));
+    if (fd < 0) ::bnn::fail("atomic_write_file: cannot create a temporary file for '", path, "': ", std::strerror(errno));
     const std::string tmp = tmpl;
     auto discard = [&] {
         if (fd >= 0) ::close(fd);
@@ -64,18 +64,18 @@ inline void atomic_write_file(const std::string& path, const std::function<void(
     try {
         FileSink sink(fd, path);
         produce(sink);
-        if (::fsync(fd) != 0) ::bnn::detail::fail("atomic_write_file: fsync of '", tmp, "' failed: ", std::strerror(errno));
+        if (::fsync(fd) != 0) ::bnn::fail("atomic_write_file: fsync of '", tmp, "' failed: ", std::strerror(errno));
         // mkstemp creates 0600; give the file the usual permissions (subject to the umask).
         mode_t mask = ::umask(0);
         ::umask(mask);
         ::fchmod(fd, 0666 & ~mask);
         if (::close(fd) != 0) {
             fd = -1;
-            ::bnn::detail::fail("atomic_write_file: closing '", tmp, "' failed: ", std::strerror(errno));
+            ::bnn::fail("atomic_write_file: closing '", tmp, "' failed: ", std::strerror(errno));
         }
         fd = -1;
         if (::rename(tmp.c_str(), path.c_str()) != 0)
-            ::bnn::detail::fail("atomic_write_file: cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno));
+            ::bnn::fail("atomic_write_file: cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno));
     } catch (...) {
         discard();
         throw;

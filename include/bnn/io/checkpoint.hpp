@@ -146,7 +146,7 @@ inline LoadReport load_module(const SafetensorsFile& file, nn::Module& module, L
         if (!known.count(name) && name.rfind(kOptimPrefix, 0) != 0) report.unexpected.push_back(name);
 
     if (options.strict && !report.complete())
-        ::bnn::detail::fail("load_module: checkpoint '", file.source, "' does not match the ", module.type_name(),
+        ::bnn::fail("load_module: checkpoint '", file.source, "' does not match the ", module.type_name(),
                             ": ", report.str());
     for (auto& [dst, src] : copies) dst.copy_from(src);
     return report;
@@ -170,7 +170,7 @@ void load_optimizer(const SafetensorsFile& file, O& optimizer) {
         steps = std::stoll(it->second, &used);
         BNN_CHECK(used == it->second.size(), "");
     } catch (...) {
-        ::bnn::detail::fail("load_optimizer: checkpoint '", file.source, "' has a malformed optim.step_count '",
+        ::bnn::fail("load_optimizer: checkpoint '", file.source, "' has a malformed optim.step_count '",
                             it->second, "'");
     }
     std::vector<std::pair<Tensor<float>, Tensor<float>>> copies;
@@ -205,7 +205,7 @@ inline nlohmann::json checkpoint_metadata(const SafetensorsFile& file) {
     try {
         return nlohmann::json::parse(it->second);
     } catch (const nlohmann::json::exception& e) {
-        ::bnn::detail::fail("checkpoint_metadata: '", file.source, "' has metadata that is not valid JSON: ", e.what());
+        ::bnn::fail("checkpoint_metadata: '", file.source, "' has metadata that is not valid JSON: ", e.what());
     }
 }
 

@@ -87,13 +87,13 @@ inline Deployed load_deployed(const std::string& path) {
     try {
         json = Json::parse(tree->second);
     } catch (const nlohmann::json::exception& e) {
-        ::bnn::detail::fail("load_deployed '", path, "': the module_tree is not valid JSON: ", e.what());
+        ::bnn::fail("load_deployed '", path, "': the module_tree is not valid JSON: ", e.what());
     }
     Deployed d;
     try {
         d.model = build_module(json);
     } catch (const Error& e) {
-        ::bnn::detail::fail("load_deployed '", path, "': ", e.what());
+        ::bnn::fail("load_deployed '", path, "': ", e.what());
     }
 
     std::set<std::string> used;

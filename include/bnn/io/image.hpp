@@ -23,7 +23,7 @@ inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3) {
     int w = 0, h = 0, file_channels = 0;
     std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &file_channels, channels),
                                                      stbi_image_free);
-    if (!pixels) ::bnn::detail::fail("load_image: cannot read '", path, "': ", stbi_failure_reason());
+    if (!pixels) ::bnn::fail("load_image: cannot read '", path, "': ", stbi_failure_reason());
     Tensor<uint8_t> img = Tensor<uint8_t>::empty(Shape{h, w, channels});
     std::memcpy(img.data(), pixels.get(), static_cast<size_t>(img.numel()));
     return img;

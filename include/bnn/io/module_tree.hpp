@@ -114,7 +114,7 @@ public:
     }
     template <class... P>
     [[noreturn]] void fail(const P&... p) const {
-        ::bnn::detail::fail("module tree: '", shown(path_), "' (", type_, "): ", p...);
+        ::bnn::fail("module tree: '", shown(path_), "' (", type_, "): ", p...);
     }
     template <class... P>
     void check(bool ok, const P&... p) const {
@@ -212,7 +212,7 @@ inline Json describe_module(const nn::Module& m, bool deployed = false, const st
             children.push_back(Json::array({name, describe_module(*child, deployed, child_path(path, name))}));
         return Json{{"type", "Sequential"}, {"children", std::move(children)}};
     }
-    ::bnn::detail::fail("describe_module: '", detail::shown(path), "' is a ", m.type_name(),
+    ::bnn::fail("describe_module: '", detail::shown(path), "' is a ", m.type_name(),
                         ", which a module tree cannot describe: build it from bnn's modules, or override is_chain() "
                         "if its forward applies its children in order");
 }

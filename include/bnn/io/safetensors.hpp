@@ -157,7 +157,7 @@ struct SafetensorsFile {
 /// Parses safetensors bytes; `source` names them in errors. Validates the header length, the
 /// JSON, every dtype, shape and offset pair (in range, no overlap, no gap, covering all data).
 inline SafetensorsFile parse_safetensors(const uint8_t* data, uint64_t size, const std::string& source) {
-    auto bad = [&](const auto&... parts) { ::bnn::detail::fail("safetensors '", source, "': ", parts...); };
+    auto bad = [&](const auto&... parts) { ::bnn::fail("safetensors '", source, "': ", parts...); };
     if (size < 8) bad("file is ", size, " bytes, too short for the 8-byte header length");
     uint64_t n = 0;
     for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(data[i]) << (8 * i);

@@ -61,7 +61,7 @@ inline Isa best_isa() { return available_isas().back(); }
 inline Isa parse_isa(std::string_view name) {
     for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
         if (name == isa_name(isa)) return isa;
-    ::bnn::detail::fail("parse_isa: expected scalar, avx2 or avx512, got \"", std::string(name), "\"");
+    ::bnn::fail("parse_isa: expected scalar, avx2 or avx512, got \"", std::string(name), "\"");
 }
 
 namespace detail {

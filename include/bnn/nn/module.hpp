@@ -27,7 +27,7 @@ public:
     /// signatures (several outputs, feature taps) add their own and leave this one throwing.
     virtual Variable forward(const Variable& x) {
         (void)x;
-        ::bnn::detail::fail(type_name(), ": this module has no single-input forward");
+        ::bnn::fail(type_name(), ": this module has no single-input forward");
     }
     Variable operator()(const Variable& x) { return forward(x); }
 

@@ -24,7 +24,7 @@ struct Features {
             if (n == name) return v;
         std::string names;
         for (const auto& [n, v] : maps) names += (names.empty() ? "" : ", ") + n;
-        ::bnn::detail::fail("Features::at: no feature map named \"", name, "\" (have: ", names, ")");
+        ::bnn::fail("Features::at: no feature map named \"", name, "\" (have: ", names, ")");
     }
 };
 

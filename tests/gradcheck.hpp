@@ -1,6 +1,7 @@
 #pragma once
 /// @file gradcheck.hpp
-/// A generic finite-difference gradient checker used by every test binary.
+/// A generic finite-difference gradient checker used by every test binary, and the random
+/// inputs the tests feed it.
 ///
 /// For an op `fn` and its inputs, the checker reduces the output to a scalar loss
 /// L = sum(out * R) with R a fixed random tensor (so every output element matters with a
@@ -71,6 +72,17 @@ inline Variable random_variable_away_from(const Shape& shape, Rng& rng, std::vec
         t[i] = v;
     }
     return Variable(t, true);
+}
+
+/// Uniform [-1, 1) values with a sprinkling of +0 and -0, which must pack as +1.
+inline Tensor<float> random_with_zeros(const Shape& shape, Rng& rng) {
+    Tensor<float> t = Tensor<float>::uniform(shape, rng, -1.f, 1.f);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+        const uint64_t r = rng.below(16);
+        if (r == 0) t[i] = 0.f;
+        if (r == 1) t[i] = -0.f;
+    }
+    return t;
 }
 
 namespace detail {

@@ -1,13 +1,21 @@
-// Tensor, Shape, Rng, Variable and the tape.
+// Tensor, Shape, Rng, Variable and the tape; the tensor block cache, and gradients adopted or
+// overwritten instead of accumulated.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "bnn/autograd/variable.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
 #include "bnn/nn/module.hpp"
+#include "bnn/ops/activation.hpp"
+#include "bnn/ops/batch_norm.hpp"
+#include "bnn/ops/elementwise.hpp"
+#include "bnn/ops/sign.hpp"
+#include "skip.hpp"
 
 using namespace bnn;
 
@@ -252,4 +260,101 @@ TEST_CASE("Module names parameters and buffers with dots", "[module]") {
     net.set_requires_grad(false);
     REQUIRE_FALSE(net.b->weight.requires_grad());
     REQUIRE_THROWS_AS(net.forward(Variable()), Error);
+}
+
+// ---- the block cache and gradient sinks ---------------------------------------------------------
+
+TEST_CASE("Tensor block cache reuses freed blocks, zero-fills on request, frees on a miss", "[alloc]") {
+    auto& cache = detail::BlockCache::instance();
+    cache.release();
+    if (cache.limit() < (size_t{1} << 20)) BNN_SKIP("the block cache is switched off by BNN_TENSOR_CACHE_MB");
+    const int64_t n = 100000;  // 400 KB: above the cache's minimum
+    const float* first;
+    {
+        Tensor<float> t = Tensor<float>::full({n}, 7.f);
+        first = t.data();
+    }
+    REQUIRE(cache.held_bytes() >= static_cast<size_t>(n) * sizeof(float));
+    {
+        Tensor<float> z({n});  // the same size: the freed block again, zero-filled
+        REQUIRE(z.data() == first);
+        bool all_zero = true;
+        for (float v : z) all_zero = all_zero && v == 0.f;
+        REQUIRE(all_zero);
+        REQUIRE(cache.held_bytes() == 0);
+    }
+    // A miss with the cache full gives back idle memory before allocating.
+    const size_t limit = cache.limit();
+    cache.set_limit(static_cast<size_t>(n) * sizeof(float) + 100000);
+    REQUIRE(cache.held_bytes() > 0);
+    {
+        Tensor<float> other = Tensor<float>::empty({n / 2});
+        REQUIRE(cache.held_bytes() == 0);
+    }
+    cache.set_limit(limit);
+    // Small tensors bypass the cache.
+    const size_t before = cache.held_bytes();
+    { Tensor<float> small({16}); }
+    REQUIRE(cache.held_bytes() == before);
+    cache.release();
+    REQUIRE(cache.held_bytes() == 0);
+}
+
+TEST_CASE("adopt_grad takes a gradient only when there is none", "[grad_sink]") {
+    Variable x(Tensor<float>::full({3}, 1.f), true);
+    const Tensor<float> g = Tensor<float>::full({3}, 2.f);
+    REQUIRE(x.adopt_grad(g));
+    REQUIRE(x.grad().same_storage(g));
+    REQUIRE_FALSE(x.adopt_grad(Tensor<float>::full({3}, 5.f)));
+    REQUIRE(x.grad()[0] == 2.f);
+    Variable y(Tensor<float>::full({3}, 1.f), true);
+    REQUIRE_THROWS_AS(y.adopt_grad(Tensor<float>::full({4}, 1.f)), Error);
+}
+
+TEST_CASE("backward overwrites a fresh gradient exactly as it accumulates into a zero one", "[grad_sink]") {
+    // Large enough for the block cache, which is first filled with NaN blocks of the same size:
+    // an element a kernel forgot to write would show as NaN.
+    const Shape shape{4, 8, 8, 160};
+    Rng rng(21);
+    const Tensor<float> x0 = Tensor<float>::randn(shape, rng), r = Tensor<float>::randn(shape, rng);
+    Variable slope(Tensor<float>::uniform({160}, rng, 0.1f, 0.4f), true);
+    Variable gate(Tensor<float>::uniform({4, 160}, rng, 0.2f, 1.f), true);
+    Variable gamma(Tensor<float>::uniform({160}, rng, 0.5f, 1.5f), true), beta(Tensor<float>({160}), true);
+    using Op = std::function<Variable(const Variable&)>;
+    const std::vector<std::pair<const char*, Op>> ops_under_test{
+        {"relu", [](const Variable& x) { return ops::relu(x); }},
+        {"tanh", [](const Variable& x) { return ops::tanh(x); }},
+        {"sign_ste", [](const Variable& x) { return ops::sign_ste(x); }},
+        {"prelu", [&](const Variable& x) { return ops::prelu(x, slope); }},
+        {"scaled_prelu", [&](const Variable& x) { return ops::scaled_prelu(x, gate, slope); }},
+        {"batch_norm", [&](const Variable& x) { return ops::batch_norm(x, gamma, beta, {}, {}, true); }},
+        {"batch_norm eval",
+         [&](const Variable& x) {
+             return ops::batch_norm(x, gamma, beta, Tensor<float>::full({160}, 0.1f), Tensor<float>::full({160}, 2.f),
+                                    false);
+         }},
+        {"add", [](const Variable& x) { return ops::add(x, ops::scale(x, 0.5f)); }},
+        {"sub", [](const Variable& x) { return ops::sub(ops::scale(x, 3.f), x); }},
+        {"add to itself", [](const Variable& x) { return ops::add(x, x); }},
+        {"sub from itself", [](const Variable& x) { return ops::scale(ops::sub(x, x), 1.f); }},
+        {"residual", [](const Variable& x) { return ops::add(ops::sign_ste(x), ops::relu(x)); }},
+    };
+    for (const auto& [name, op] : ops_under_test) {
+        INFO(name);
+        auto grad_of_x = [&](bool pre_zeroed) {
+            {  // dirty cached blocks, several alive at once so that several go back to the cache
+                std::vector<Tensor<float>> junk;
+                for (int k = 0; k < 6; ++k) junk.push_back(Tensor<float>::full(shape, std::nanf("")));
+            }
+            Variable x(x0.clone(), true);
+            if (pre_zeroed) x.grad();  // an existing (zero) gradient: the accumulating path
+            op(x).backward(r);
+            return x.grad().to_vector();
+        };
+        const std::vector<float> fresh = grad_of_x(false), accumulated = grad_of_x(true);
+        bool finite = true;
+        for (float v : fresh) finite = finite && std::isfinite(v);
+        REQUIRE(finite);
+        REQUIRE(fresh == accumulated);
+    }
 }

@@ -8,13 +8,17 @@
 //              whose summation order differs from path to path; each case states its bound.
 // Shapes are chosen to cross tile, vector and block edges (1, 3, 17, 63, 65, ... channels, tiles
 // of 14 x 32, 28 x 16, 8 x 48, depth blocks of 320) and the padding and stride cases.
-// Also here: the run-time ISA choice itself (dispatch, forcing, refusing a missing path).
+// Also here: the run-time ISA choice itself (dispatch, forcing, refusing a missing path); the bit
+// packing rule and weight layout and the XNOR conv's shape checks; the vectorised tanh and sign
+// kernels against their scalar definitions.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -23,12 +27,15 @@
 #include "bnn/core/rng.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
+#include "bnn/kernels/activation.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/sgemm.hpp"
+#include "bnn/kernels/sign.hpp"
 #include "bnn/kernels/xnor_conv.hpp"
+#include "gradcheck.hpp"
 #include "skip.hpp"
 
 using namespace bnn;
@@ -458,4 +465,158 @@ TEST_CASE("kernels refuse a path the CPU lacks", "[kernels][isa]") {
         ++refused;
     }
     if (refused == 0) BNN_SKIP("this CPU has every path, so none can be refused");
+}
+
+// ---- bit packing and the XNOR conv's checks ------------------------------------------------
+
+namespace {
+using bnn::test::random_with_zeros;
+
+float sign_of(float v) { return v >= 0.f ? 1.f : -1.f; }
+}  // namespace
+
+TEST_CASE("BitTensor packs along channels with the padding bits zero", "[bitpack]") {
+    BitTensor b(Shape{2, 3, 65});
+    REQUIRE(b.pixels() == 6);
+    REQUIRE(b.words_per_pixel() == 2);
+    REQUIRE(b.sign_at(5, 64) == -1);
+    b.set_sign(5, 64, 0.f);  // sign(0) = +1
+    REQUIRE(b.sign_at(5, 64) == 1);
+    REQUIRE(b.data()[5 * 2 + 1] == 1u);
+    REQUIRE_THROWS_AS(b.sign_at(6, 0), Error);
+    REQUIRE_THROWS_AS(b.sign_at(0, 65), Error);
+    REQUIRE_THROWS_AS(BitTensor(Shape{}), Error);
+}
+
+TEST_CASE("pack_signs follows the sign rule with zero padding bits, unpack round-trips", "[bitpack]") {
+    Rng rng(11);
+    for (int64_t c : {1, 3, 8, 15, 16, 17, 63, 64, 65, 127, 128, 200, 512}) {
+        Tensor<float> x = random_with_zeros(Shape{7, c}, rng);
+        Tensor<float> a = Tensor<float>::uniform(Shape{c}, rng, -2.f, 2.f);
+        Tensor<float> b = Tensor<float>::uniform(Shape{c}, rng, -0.5f, 0.5f);
+        const int64_t words = kernels::words_for_channels(c);
+        std::vector<uint64_t> ref(7 * words), ref_affine(7 * words);
+        kernels::pack_signs_scalar(x.data(), 7, c, nullptr, nullptr, ref.data());
+        kernels::pack_signs_scalar(x.data(), 7, c, a.data(), b.data(), ref_affine.data());
+        // The reference itself against the rule, including the padding bits.
+        for (int64_t p = 0; p < 7; ++p)
+            for (int64_t bit = 0; bit < words * 64; ++bit) {
+                const bool set = (ref[p * words + bit / 64] >> (bit % 64)) & 1;
+                const bool set_affine = (ref_affine[p * words + bit / 64] >> (bit % 64)) & 1;
+                if (bit >= c) {
+                    REQUIRE_FALSE(set);
+                    REQUIRE_FALSE(set_affine);
+                } else {
+                    REQUIRE(set == (x[p * c + bit] >= 0.f));
+                    REQUIRE(set_affine == (std::fma(a[bit], x[p * c + bit], b[bit]) >= 0.f));
+                }
+            }
+        // The packed BitTensor is the same words, and unpacks to the ±1 values.
+        BitTensor plain = pack_signs(x);
+        REQUIRE(plain.words().to_vector() == ref);
+        REQUIRE(pack_signs(x, a, b).words().to_vector() == ref_affine);
+        Tensor<float> back = unpack_signs(plain);
+        REQUIRE(back.shape() == x.shape());
+        for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(back[i] == sign_of(x[i]));
+    }
+    Tensor<float> x(Shape{2, 5});
+    REQUIRE_THROWS_AS(pack_signs(x, Tensor<float>(Shape{4})), Error);
+}
+
+TEST_CASE("pack_conv_weights lays words out [K words][Cout] with tap sums", "[bitpack]") {
+    Rng rng(5);
+    const int64_t co = 3, kh = 2, kw = 3, ci = 70;
+    Tensor<float> w = random_with_zeros(Shape{co, kh, kw, ci}, rng);
+    kernels::PackedConvWeights p = kernels::pack_conv_weights(w);
+    const int64_t coutp = kernels::padded_out_channels(co), wc = 2;
+    REQUIRE(p.words.shape() == Shape{kh * kw * wc, coutp});
+    for (int64_t o = 0; o < coutp; ++o)
+        for (int64_t t = 0; t < kh * kw; ++t) {
+            int64_t sum = 0;
+            for (int64_t c = 0; c < wc * 64; ++c) {
+                const bool bit = (p.words[(t * wc + c / 64) * coutp + o] >> (c % 64)) & 1;
+                const bool want = o < co && c < ci && w[(o * kh * kw + t) * ci + c] >= 0.f;
+                REQUIRE(bit == want);
+                if (o < co && c < ci) sum += bit ? 1 : -1;
+            }
+            REQUIRE(p.tap_sums[t * coutp + o] == sum);
+        }
+    REQUIRE_THROWS_AS(kernels::pack_conv_weights(Tensor<float>(Shape{3, 3, 3})), Error);
+}
+
+TEST_CASE("xnor conv rejects bad shapes with bnn::Error", "[xnor_conv]") {
+    Rng rng(1);
+    BitTensor xb = pack_signs(Tensor<float>::uniform(Shape{1, 4, 4, 10}, rng, -1.f, 1.f));
+    auto packed = kernels::pack_conv_weights(Tensor<float>::uniform(Shape{6, 3, 3, 10}, rng, -1.f, 1.f));
+    auto wrong_c = kernels::pack_conv_weights(Tensor<float>::uniform(Shape{6, 3, 3, 11}, rng, -1.f, 1.f));
+    auto too_big = kernels::pack_conv_weights(Tensor<float>::uniform(Shape{6, 7, 7, 10}, rng, -1.f, 1.f));
+    REQUIRE_THROWS_WITH(kernels::xnor_conv2d(xb, wrong_c, {}, {}, 1, 1), Catch::Contains("11"));
+    REQUIRE_THROWS_AS(kernels::xnor_conv2d(xb, too_big, {}, {}, 1, 1), Error);
+    REQUIRE_THROWS_AS(kernels::xnor_conv2d(xb, packed, {}, {}, 0, 1), Error);
+    REQUIRE_THROWS_AS(kernels::xnor_conv2d(xb, packed, {}, {}, 1, -1), Error);
+    REQUIRE_THROWS_AS(kernels::xnor_conv2d(xb, packed, Tensor<float>(Shape{5}), {}, 1, 1), Error);
+    REQUIRE_THROWS_AS(kernels::xnor_conv2d(pack_signs(Tensor<float>(Shape{4, 4, 10})), packed, {}, {}, 1, 1), Error);
+}
+
+// ---- the tanh and sign kernels -------------------------------------------------------------
+
+namespace {
+/// Distance in units in the last place between two finite floats of the same sign.
+int64_t ulp_distance(float a, float b) {
+    if (a == b) return 0;
+    if (std::signbit(a) != std::signbit(b)) return std::numeric_limits<int64_t>::max();
+    return std::abs(static_cast<int64_t>(std::bit_cast<int32_t>(a)) - std::bit_cast<int32_t>(b));
+}
+}  // namespace
+
+TEST_CASE("tanh kernel is within 3 ulp of std::tanh over every float in [-12, 12]", "[tanh]") {
+    // Every float from -12 to 12 (about 2.1e9 values) would be slow; every 97th bit pattern covers
+    // each binade densely, including the switch between polynomial and exponential at 0.625.
+    std::vector<float> xs;
+    for (int32_t b = 0; b <= std::bit_cast<int32_t>(12.f); b += 97) {
+        const float v = std::bit_cast<float>(b);
+        xs.push_back(v);
+        xs.push_back(-v);
+    }
+    for (float v : {0.625f, std::nextafter(0.625f, 0.f), 9.f, 9.01f, 10.f, std::nextafter(10.f, 0.f), 1e-30f, 1e-45f}) {
+        xs.push_back(v);
+        xs.push_back(-v);
+    }
+    std::vector<float> ys(xs.size());
+    kernels::tanh_forward(xs.data(), ys.data(), static_cast<int64_t>(xs.size()));
+    int64_t worst = 0;
+    float worst_x = 0;
+    for (size_t i = 0; i < xs.size(); ++i) {
+        const int64_t d = ulp_distance(ys[i], std::tanh(xs[i]));
+        if (d > worst) worst = d, worst_x = xs[i];
+    }
+    INFO("worst at x = " << worst_x);
+    REQUIRE(worst <= 3);
+}
+
+TEST_CASE("tanh kernel saturates, keeps the sign of zero and propagates NaN", "[tanh]") {
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> xs{10.f, 20.f, 1e30f, inf, -10.f, -1e30f, -inf, 0.f, -0.f, std::nanf("")};
+    std::vector<float> ys(xs.size());
+    kernels::tanh_forward(xs.data(), ys.data(), static_cast<int64_t>(xs.size()));
+    for (size_t i = 0; i < 7; ++i) REQUIRE(ys[i] == std::tanh(xs[i]));
+    REQUIRE((ys[7] == 0.f && !std::signbit(ys[7])));
+    REQUIRE((ys[8] == 0.f && std::signbit(ys[8])));
+    REQUIRE(std::isnan(ys[9]));
+}
+
+TEST_CASE("sign kernels equal their scalar definitions at the edges", "[sign]") {
+    const float nan = std::nanf("");
+    std::vector<float> x{-2.f, -1.f, std::nextafter(-1.f, -2.f), -0.5f, -0.f, 0.f, 0.5f, 1.f,
+                         std::nextafter(1.f, 2.f), 3.f, nan};
+    const auto n = static_cast<int64_t>(x.size());
+    std::vector<float> y(x.size()), dy(x.size()), dx(x.size(), 0.25f);
+    for (size_t i = 0; i < x.size(); ++i) dy[i] = 1.f + static_cast<float>(i);
+    kernels::sign_forward(x.data(), y.data(), n);
+    kernels::sign_ste_backward(x.data(), dy.data(), dx.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) {
+        INFO("x = " << x[i]);
+        REQUIRE(y[i] == (x[i] >= 0.f ? 1.f : -1.f));
+        REQUIRE(dx[i] == 0.25f + ((x[i] >= -1.f && x[i] <= 1.f) ? dy[i] : 0.f));
+    }
 }

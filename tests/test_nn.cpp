@@ -1,5 +1,6 @@
 // Layers (nn/): names, initialisation, train/eval, gradients through modules, freezing, errors,
-// and a small CNN that has to learn.
+// and a small CNN that has to learn; the BinaryConv2d module in its modes, the channel gate and
+// a Real-to-Bin half-block end to end.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -13,8 +14,13 @@
 #include "bnn/nn/batch_norm.hpp"
 #include "bnn/nn/binary_basic_block.hpp"
 #include "bnn/nn/binary_conv2d.hpp"
+#include "bnn/nn/channel_gate.hpp"
 #include "bnn/nn/conv2d.hpp"
 #include "bnn/nn/residual.hpp"
+#include "bnn/ops/binary_conv2d.hpp"
+#include "bnn/ops/channel_gate.hpp"
+#include "bnn/ops/conv2d.hpp"
+#include "bnn/ops/elementwise.hpp"
 #include "bnn/ops/operators.hpp"
 #include "bnn/ops/pad.hpp"
 #include "bnn/nn/flatten.hpp"
@@ -22,10 +28,13 @@
 #include "bnn/nn/pool.hpp"
 #include "bnn/nn/sequential.hpp"
 #include "bnn/ops/reduce.hpp"
+#include "bnn/ops/sign.hpp"
 #include "bnn/optim/sgd.hpp"
 #include "gradcheck.hpp"
 
 using namespace bnn;
+using bnn::test::check_gradients;
+using bnn::test::random_variable;
 
 namespace {
 
@@ -403,4 +412,172 @@ TEST_CASE("BinaryConv2d one-padding: fully binary equals the ±1 float conv with
         const Tensor<float> soft = same.forward_unscaled(Variable(x)).first.value();
         for (int64_t i = 0; i < soft.numel(); ++i) REQUIRE(soft[i] == ref[i]);
     }
+}
+
+// ---- BinaryConv2d ------------------------------------------------------------------------------
+
+namespace {
+using bnn::test::random_with_zeros;
+
+/// Values uniform in [lo, hi) kept `gap` away from 0 and ±1, where sign and its STE change.
+Tensor<float> away_from_kinks(const Shape& shape, Rng& rng, float lo, float hi, float gap = 0.05f) {
+    return test::random_variable_away_from(shape, rng, {0.f, 1.f, -1.f}, gap, lo, hi).value();
+}
+}  // namespace
+
+TEST_CASE("BinaryConv2d real-weight modes pass finite-difference gradient checks", "[binary_conv2d]") {
+    Rng rng(21);
+    for (nn::WeightScale scale : {nn::WeightScale::None, nn::WeightScale::Learned}) {
+        nn::BinaryConv2d soft({.in_channels = 3, .out_channels = 4, .kernel_size = 3, .stride = 1, .padding = 1,
+                               .mode = nn::BinaryMode::SoftActivations, .scale = scale});
+        if (soft.alpha.defined()) soft.alpha.value() = Tensor<float>::uniform(Shape{4}, rng, 0.5f, 1.5f);
+        Variable x(Tensor<float>::uniform(Shape{2, 4, 5, 3}, rng, -2.f, 2.f), true);
+        std::vector<Variable> inputs{x, soft.weight};
+        if (soft.alpha.defined()) inputs.push_back(soft.alpha);
+        test::check_gradients([&](const std::vector<Variable>&) { return soft.forward(x); }, inputs);
+
+        // Binary activations: finite differences see sign(x) as constant, so the check covers the
+        // weights and alpha; the STE to x is checked below against its definition.
+        nn::BinaryConv2d hard({.in_channels = 3, .out_channels = 4, .kernel_size = 3, .stride = 2, .padding = 1,
+                               .mode = nn::BinaryMode::BinaryActivations, .scale = scale});
+        Variable xb(away_from_kinks(Shape{2, 5, 5, 3}, rng, -2.f, 2.f), false);
+        std::vector<Variable> params{hard.weight};
+        if (hard.alpha.defined()) params.push_back(hard.alpha);
+        test::check_gradients([&](const std::vector<Variable>&) { return hard.forward(xb); }, params);
+    }
+}
+
+TEST_CASE("BinaryActivations passes gradients to x only where |x| <= 1", "[binary_conv2d]") {
+    Rng rng(4);
+    nn::BinaryConv2d conv({.in_channels = 5, .out_channels = 3, .mode = nn::BinaryMode::BinaryActivations});
+    Variable x(away_from_kinks(Shape{1, 6, 6, 5}, rng, -2.f, 2.f), true);
+    Tensor<float> r = Tensor<float>::uniform(Shape{1, 6, 6, 3}, rng, -1.f, 1.f);
+    conv.forward(x).backward(r);
+    // Reference: the conv's gradient with respect to its ±1 input, masked.
+    Variable s(ops::sign_ste(x.detach()).value(), true);
+    ops::conv2d(s, conv.weight.detach(), Variable(), 1, 1).backward(r);
+    int passed = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+        const bool inside = std::abs(x.value()[i]) <= 1.f;
+        REQUIRE(x.grad()[i] == (inside ? s.grad()[i] : 0.f));
+        passed += inside && s.grad()[i] != 0.f;
+    }
+    REQUIRE(passed > 0);
+}
+
+TEST_CASE("FullyBinary forward equals the float conv of sign(x) and sign(W) times alpha", "[binary_conv2d]") {
+    Rng rng(99);
+    for (nn::WeightScale scale : {nn::WeightScale::None, nn::WeightScale::MeanAbs, nn::WeightScale::Learned})
+        for (int stride : {1, 2}) {
+            nn::BinaryConv2d conv({.in_channels = 70, .out_channels = 37, .kernel_size = 3, .stride = stride,
+                                   .padding = 1, .mode = nn::BinaryMode::FullyBinary, .scale = scale});
+            if (conv.alpha.defined()) conv.alpha.value() = Tensor<float>::uniform(Shape{37}, rng, 0.1f, 2.f);
+            Variable x(random_with_zeros(Shape{2, 7, 6, 70}, rng), false);
+            Tensor<float> got = conv.forward(x).value();
+            Variable xs(ops::sign_ste(x).value(), false), ws(ops::sign_ste(conv.weight.detach()).value(), false);
+            Variable want = ops::conv2d(xs, ws, Variable(), stride, 1);
+            if (scale == nn::WeightScale::MeanAbs) want = ops::mul(want, Variable(conv.mean_abs_weight(), false));
+            if (scale == nn::WeightScale::Learned)  // learned alpha on top of mean|W|
+                want = ops::mul(want, ops::mul(conv.alpha.detach(), Variable(conv.mean_abs_weight(), false)));
+            REQUIRE(got.to_vector() == want.value().to_vector());
+        }
+}
+
+TEST_CASE("BinaryConv2d clips latent weights, switches modes and rejects bad input", "[binary_conv2d]") {
+    nn::BinaryConv2d conv({.in_channels = 4, .out_channels = 2, .scale = nn::WeightScale::Learned});
+    auto names = conv.named_parameters();
+    REQUIRE(names.size() == 2);
+    REQUIRE(names[1].first == "alpha");
+    conv.weight.value()[0] = 3.f;
+    conv.weight.value()[1] = -7.f;
+    conv.apply_constraints();
+    REQUIRE(conv.weight.value()[0] == 1.f);
+    REQUIRE(conv.weight.value()[1] == -1.f);
+    REQUIRE(conv.mode() == nn::BinaryMode::BinaryActivations);
+    conv.set_mode(nn::BinaryMode::FullyBinary);
+    REQUIRE(conv.mode() == nn::BinaryMode::FullyBinary);
+    Rng rng(2);
+    Variable x(Tensor<float>::uniform(Shape{1, 3, 3, 4}, rng, -1.f, 1.f), false);
+    REQUIRE(conv.forward(x).shape() == Shape{1, 3, 3, 2});
+    REQUIRE_THROWS_WITH(conv.forward(Variable(Tensor<float>(Shape{1, 3, 3, 5}))), Catch::Contains("[1, 3, 3, 5]"));
+    REQUIRE_THROWS_AS(conv.forward(Variable(Tensor<float>(Shape{3, 3, 4}))), Error);
+    REQUIRE_THROWS_AS(nn::BinaryConv2d({.in_channels = 0, .out_channels = 2}), Error);
+    Variable w(Tensor<float>(Shape{2, 3, 3, 4}), true);
+    REQUIRE_THROWS_AS(ops::binary_conv2d(x, w, Variable(Tensor<float>(Shape{3})), 1, 1), Error);
+    REQUIRE_THROWS_AS(ops::binary_conv2d(x, Variable(Tensor<float>(Shape{2, 3, 3, 5})), Variable(), 1, 1), Error);
+    REQUIRE_THROWS_AS(ops::binary_conv2d(x, Variable(Tensor<float>(Shape{2, 5, 5, 4})), Variable(), 1, 0), Error);
+}
+
+TEST_CASE("BinaryConv2d::forward_unscaled times its scale is forward, in every mode", "[binary_conv]") {
+    Rng rng(14);
+    const Tensor<float> x0 = Tensor<float>::randn({2, 5, 5, 8}, rng);
+    for (auto scale : {nn::WeightScale::None, nn::WeightScale::MeanAbs, nn::WeightScale::Learned})
+        for (auto mode : {nn::BinaryMode::SoftActivations, nn::BinaryMode::BinaryActivations, nn::BinaryMode::FullyBinary}) {
+            manual_seed(5);
+            nn::BinaryConv2d conv({.in_channels = 8, .out_channels = 6, .mode = mode, .scale = scale});
+            if (conv.alpha.defined())
+                for (int64_t o = 0; o < 6; ++o) conv.alpha.value()[o] = 0.5f + 0.1f * static_cast<float>(o);
+            Variable x(x0, false);
+            auto [y, s] = conv.forward_unscaled(x);
+            const Variable whole = conv.forward(x);
+            const Variable parts = s.defined() ? ops::mul(y, s) : y;
+            INFO("mode " << static_cast<int>(mode) << ", scale " << static_cast<int>(scale));
+            REQUIRE(s.defined() == (scale == nn::WeightScale::Learned));
+            REQUIRE(whole.value().to_vector() == parts.value().to_vector());
+        }
+}
+
+// ---- the Real-to-Bin channel gate and half-block -------------------------------------------------
+
+TEST_CASE("channel gate computes sigmoid(W2 relu(W1 mean(x))) and its gradients check", "[gate]") {
+    manual_seed(5);
+    nn::ChannelGate gate(16, 12, 8);
+    REQUIRE(gate.hidden_channels() == 2);
+    REQUIRE(gate.weight1.shape() == Shape{2, 16});
+    REQUIRE(gate.weight2.shape() == Shape{12, 2});
+    REQUIRE(gate.num_parameters() == 16 * 2 + 2 * 12);
+    Rng rng(31);
+    Variable x = random_variable({3, 4, 5, 16}, rng);
+    Tensor<float> g = gate.forward(x).value();
+    REQUIRE(g.shape() == Shape{3, 12});
+    for (int n = 0; n < 3; ++n) {
+        std::vector<double> m(16, 0), h(2, 0);
+        for (int i = 0; i < 20; ++i)
+            for (int c = 0; c < 16; ++c) m[c] += x.value()[(n * 20 + i) * 16 + c] / 20.0;
+        for (int j = 0; j < 2; ++j)
+            for (int c = 0; c < 16; ++c) h[j] += gate.weight1.value().at({j, c}) * m[c];
+        for (int o = 0; o < 12; ++o) {
+            double z = 0;
+            for (int j = 0; j < 2; ++j) z += gate.weight2.value().at({o, j}) * std::max(h[j], 0.0);
+            REQUIRE(g.at({n, o}) == Approx(1 / (1 + std::exp(-z))).epsilon(1e-5));
+        }
+    }
+    // He-normal initial weights: std sqrt(2 / fan_in), checked on a wide gate.
+    nn::ChannelGate wide(512, 256, 8);
+    double sq = 0;
+    for (float v : wide.weight1.value()) sq += double(v) * v;
+    REQUIRE(std::sqrt(sq / wide.weight1.numel()) == Approx(std::sqrt(2.0 / 512)).epsilon(0.03));
+
+    Rng r2(32);
+    check_gradients([](const std::vector<Variable>& in) { return ops::channel_gate(in[0], in[1], in[2]); },
+                    {random_variable({2, 3, 3, 8}, r2), random_variable({3, 8}, r2), random_variable({5, 3}, r2)});
+    REQUIRE_THROWS_AS(gate.forward(random_variable({3, 4, 5, 15}, rng)), Error);
+    REQUIRE_THROWS_AS(ops::channel_gate(x, gate.weight2, gate.weight1), Error);
+}
+
+TEST_CASE("a Real-to-Bin half-block in soft mode back-propagates correctly end to end", "[resnet][gradcheck]") {
+    // tanh activations, real weights, gate and downsampling shortcut: every path of the block is
+    // smooth (up to PReLU's and the gate ReLU's kinks), so finite differences apply to all inputs.
+    manual_seed(51);
+    nn::BinaryHalfBlock half(nn::BinaryHalfBlockOptions{.in_channels = 4, .out_channels = 6, .stride = 2,
+                                                        .scale = nn::BlockScale::Gate, .gate_reduction = 2,
+                                                        .mode = nn::BinaryMode::SoftActivations});
+    half.eval();  // running statistics: the block is a fixed function of its inputs
+    Rng rng(52);
+    for (auto& [name, b] : half.named_buffers())
+        if (name.find("running_var") != std::string::npos)
+            for (auto& v : b) v = rng.uniform(0.5f, 1.5f);
+    std::vector<Variable> inputs{random_variable({2, 4, 4, 4}, rng)};
+    for (auto& p : half.parameters()) inputs.push_back(p);
+    check_gradients([&half](const std::vector<Variable>& in) { return half.forward(in[0]); }, inputs);
 }

@@ -1,4 +1,5 @@
-// Float ops: gradients against finite differences, forwards against naive references, errors.
+// Ops: gradients against finite differences, forwards against naive references, errors; the sign
+// STE, the binary conv op and the fused scaled_prelu against the compositions they replace.
 #include <catch2/catch.hpp>
 
 #include "gradcheck.hpp"
@@ -6,6 +7,7 @@
 using namespace bnn;
 using bnn::test::check_gradients;
 using bnn::test::random_variable;
+using bnn::test::random_variable_away_from;
 
 namespace {
 // y = x^3 with a backward that can be made wrong, to show the checker catches it.
@@ -46,19 +48,21 @@ TEST_CASE("gradcheck accepts a correct backward and catches wrong ones", "[gradc
 
 // ---------------------------------------------------------------------------------------------
 // Ops under test.
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "bnn/core/threads.hpp"
-#include "bnn/losses/cross_entropy.hpp"
 #include "bnn/ops/activation.hpp"
 #include "bnn/ops/batch_norm.hpp"
+#include "bnn/ops/binary_conv2d.hpp"
 #include "bnn/ops/conv2d.hpp"
 #include "bnn/ops/elementwise.hpp"
 #include "bnn/ops/linear.hpp"
 #include "bnn/ops/pool.hpp"
 #include "bnn/ops/reduce.hpp"
 #include "bnn/ops/reshape.hpp"
+#include "bnn/ops/sign.hpp"
 #include "bnn/ops/softmax.hpp"
 
 namespace {
@@ -455,48 +459,136 @@ TEST_CASE("softmax and log_softmax: values, stability and gradients", "[softmax]
 }
 
 // ---------------------------------------------------------------------------------------------
-// cross-entropy
+// the sign STE and the binary conv op
 
-TEST_CASE("cross_entropy with labels, label smoothing and soft targets", "[loss][grad]") {
-    Rng rng(91);
-    Variable logits = random_variable({4, 6}, rng, true, -3.f, 3.f);
-    const std::vector<int32_t> labels{0, 5, 2, 2};
-    auto lp = ops::log_softmax(logits.detach()).value();
-    double want = 0, want_smooth = 0;
-    for (int64_t n = 0; n < 4; ++n) {
-        want -= lp.at({n, labels[n]});
-        double all = 0;
-        for (int64_t k = 0; k < 6; ++k) all += lp.at({n, k});
-        want_smooth -= 0.9 * lp.at({n, labels[n]}) + 0.1 / 6 * all;
-    }
-    REQUIRE(losses::cross_entropy(logits, labels).item() == Approx(want / 4).margin(1e-5));
-    REQUIRE(losses::cross_entropy(logits, labels, 0.1f).item() == Approx(want_smooth / 4).margin(1e-5));
-    check_gradients([&](const Inputs& in) { return losses::cross_entropy(in[0], labels); }, {logits});
-    check_gradients([&](const Inputs& in) { return losses::cross_entropy(in[0], labels, 0.2f); }, {logits});
+namespace {
+/// Values uniform in [lo, hi) kept `gap` away from 0 and ±1, where sign and its STE change.
+Tensor<float> away_from_kinks(const Shape& shape, Rng& rng, float lo, float hi, float gap = 0.05f) {
+    return test::random_variable_away_from(shape, rng, {0.f, 1.f, -1.f}, gap, lo, hi).value();
+}
+void require_equal(const Tensor<float>& a, const Tensor<float>& b) {
+    REQUIRE(a.shape() == b.shape());
+    for (int64_t i = 0; i < a.numel(); ++i) REQUIRE(a[i] == Approx(b[i]).margin(1e-5));
+}
+}  // namespace
 
-    // Mix-up style targets: the loss equals the mixture of the two hard-label losses.
-    Tensor<float> target({4, 6});
-    const std::vector<int32_t> other{3, 3, 1, 0};
-    for (int64_t n = 0; n < 4; ++n) {
-        target.at({n, labels[n]}) += 0.7f;
-        target.at({n, other[n]}) += 0.3f;
-    }
-    double mixed = 0.7 * losses::cross_entropy(logits, labels).item() + 0.3 * losses::cross_entropy(logits, other).item();
-    REQUIRE(losses::cross_entropy(logits, target).item() == Approx(mixed).margin(1e-5));
-    check_gradients([&](const Inputs& in) { return losses::cross_entropy(in[0], target); }, {logits});
-
-    // Huge logits stay finite (log-sum-exp).
-    Variable big(Tensor<float>::from_vector({1, 2}, {1e4f, -1e4f}));
-    REQUIRE(losses::cross_entropy(big, {1}).item() == Approx(2e4f));
+TEST_CASE("sign_ste: sign(0) = +1 forward, clipped identity backward", "[sign]") {
+    Variable x(Tensor<float>::from_vector({6}, {-2.f, -1.f, -0.f, 0.f, 0.5f, 3.f}), true);
+    Variable y = ops::sign_ste(x);
+    REQUIRE(y.value().to_vector() == std::vector<float>{-1.f, -1.f, 1.f, 1.f, 1.f, 1.f});
+    y.backward(Tensor<float>::from_vector({6}, {1.f, 2.f, 3.f, 4.f, 5.f, 6.f}));
+    REQUIRE(x.grad().to_vector() == std::vector<float>{0.f, 2.f, 3.f, 4.f, 5.f, 0.f});
 }
 
-TEST_CASE("cross_entropy rejects bad labels and targets", "[loss][errors]") {
-    Variable logits(Tensor<float>({2, 3}));
-    REQUIRE_THROWS_WITH(losses::cross_entropy(logits, {0, 3}), Catch::Contains("label 3"));
-    REQUIRE_THROWS_AS(losses::cross_entropy(logits, {0, -1}), Error);
-    REQUIRE_THROWS_AS(losses::cross_entropy(logits, {0}), Error);
-    REQUIRE_THROWS_AS(losses::cross_entropy(logits, {0, 1}, 1.f), Error);
-    REQUIRE_THROWS_AS(losses::cross_entropy(logits, Tensor<float>::full({2, 3}, 0.5f)), Error);
-    REQUIRE_THROWS_AS(losses::cross_entropy(logits, Tensor<float>::full({3, 2}, 0.5f)), Error);
-    REQUIRE_THROWS_AS(losses::cross_entropy(Variable(Tensor<float>({6})), {0}), Error);
+TEST_CASE("sign_ste's gradient is the finite-difference gradient of its surrogate hardtanh", "[sign]") {
+    Rng rng(8);
+    Tensor<float> xv = away_from_kinks(Shape{3, 4, 5}, rng, -2.f, 2.f);
+    Tensor<float> r = Tensor<float>::uniform(xv.shape(), rng, -1.f, 1.f);
+    Variable x(xv, true);
+    ops::sign_ste(x).backward(r);
+    const float eps = 1e-2f;
+    for (int64_t i = 0; i < xv.numel(); ++i) {
+        // d/dx of sum(r * clip(x, -1, 1)) at element i, by central differences.
+        auto clip = [](float v) { return std::clamp(v, -1.f, 1.f); };
+        const double numeric = r[i] * (clip(xv[i] + eps) - clip(xv[i] - eps)) / (2.0 * eps);
+        REQUIRE(x.grad()[i] == Approx(numeric).margin(1e-4));
+    }
+}
+
+TEST_CASE("binary_conv2d backward: STE through float convs of the ±1 values", "[binary_conv2d]") {
+    Rng rng(13);
+    for (int stride : {1, 2}) {
+        Variable x(away_from_kinks(Shape{2, 5, 6, 9}, rng, -1.5f, 1.5f), true);
+        Variable w(away_from_kinks(Shape{4, 3, 3, 9}, rng, -1.f, 1.f), true);
+        Variable a(Tensor<float>::uniform(Shape{4}, rng, 0.5f, 1.5f), true);
+        Tensor<float> r = Tensor<float>::uniform(Shape{2, (5 + 2 - 3) / stride + 1, (6 + 2 - 3) / stride + 1, 4}, rng,
+                                                 -1.f, 1.f);
+        ops::binary_conv2d(x, w, a, stride, 1).backward(r);
+        // The same function composed from the float ops (W in [-1, 1], so sign_ste's mask is the identity).
+        Variable x2(x.value(), true), w2(w.value(), true), a2(a.value(), true);
+        ops::mul(ops::conv2d(ops::sign_ste(x2), ops::sign_ste(w2), Variable(), stride, 1), a2).backward(r);
+        require_equal(x.grad(), x2.grad());
+        require_equal(w.grad(), w2.grad());
+        require_equal(a.grad(), a2.grad());
+        // alpha enters linearly: finite differences agree exactly with its gradient.
+        Variable xc(x.value(), false), wc(w.value(), false);
+        test::check_gradients(
+            [&](const std::vector<Variable>& in) { return ops::binary_conv2d(xc, wc, in[0], stride, 1); },
+            {Variable(a.value().clone(), true)});
+    }
+}
+
+TEST_CASE("binary_conv2d with one-padding differentiates the +1 border", "[binary_conv2d]") {
+    Rng rng(17);
+    Tensor<float> xv = away_from_kinks(Shape{1, 4, 5, 6}, rng, -1.5f, 1.5f);
+    Tensor<float> wv = away_from_kinks(Shape{3, 3, 3, 6}, rng, -1.f, 1.f);
+    Tensor<float> r = Tensor<float>::uniform(Shape{1, 4, 5, 3}, rng, -1.f, 1.f);
+    Variable x(xv, true), w(wv, true);
+    ops::binary_conv2d(x, w, Variable(), 1, 1, kernels::PadMode::one).backward(r);
+    // Reference: the input explicitly padded with 0.5 (sign +1), convolved without padding.
+    Tensor<float> padded = Tensor<float>::full(Shape{1, 6, 7, 6}, 0.5f);
+    for (int64_t i = 0; i < 4; ++i)
+        for (int64_t j = 0; j < 5; ++j)
+            for (int64_t c = 0; c < 6; ++c) padded.at({0, i + 1, j + 1, c}) = xv.at({0, i, j, c});
+    Variable xp(padded, true), w2(wv, true);
+    Variable y = ops::binary_conv2d(xp, w2, Variable(), 1, 0);
+    REQUIRE(y.value().to_vector() ==
+            ops::binary_conv2d(Variable(xv), Variable(wv), Variable(), 1, 1, kernels::PadMode::one).value().to_vector());
+    y.backward(r);
+    require_equal(w.grad(), w2.grad());
+    for (int64_t i = 0; i < 4; ++i)
+        for (int64_t j = 0; j < 5; ++j)
+            for (int64_t c = 0; c < 6; ++c) REQUIRE(x.grad().at({0, i, j, c}) == Approx(xp.grad().at({0, i + 1, j + 1, c})));
+}
+
+// ---------------------------------------------------------------------------------------------
+// scaled_prelu
+
+TEST_CASE("scaled_prelu equals prelu(mul(x, scale)) exactly, values and gradients", "[scaled_prelu]") {
+    Rng rng(11);
+    // [N, H, W, C] with a per-channel scale and with a per-sample gate; C = 19 leaves a vector tail.
+    for (Shape scale_shape : {Shape{19}, Shape{3, 19}}) {
+        const Shape xs{3, 4, 5, 19};
+        const Tensor<float> x0 = Tensor<float>::randn(xs, rng), s0 = Tensor<float>::uniform(scale_shape, rng, -1.5f, 1.5f);
+        const Tensor<float> p0 = Tensor<float>::uniform({19}, rng, -0.5f, 0.5f), r = Tensor<float>::randn(xs, rng);
+        auto run = [&](bool fused) {
+            Variable x(x0.clone(), true), s(s0.clone(), true), p(p0.clone(), true);
+            Variable y = fused ? ops::scaled_prelu(x, s, p) : ops::prelu(ops::mul(x, s), p);
+            y.backward(r);
+            return std::vector<std::vector<float>>{y.value().to_vector(), x.grad().to_vector(), s.grad().to_vector(),
+                                                   p.grad().to_vector()};
+        };
+        const auto fused = run(true), plain = run(false);
+        INFO("scale " << scale_shape.str());
+        REQUIRE(fused[0] == plain[0]);
+        REQUIRE(fused[1] == plain[1]);
+        REQUIRE(fused[2] == plain[2]);
+        REQUIRE(fused[3] == plain[3]);
+    }
+}
+
+TEST_CASE("scaled_prelu gradients match finite differences", "[scaled_prelu]") {
+    Rng rng(12);
+    for (Shape scale_shape : {Shape{6}, Shape{2, 6}}) {
+        // x and scale away from 0, so x * scale stays clear of the kink under the FD step.
+        Variable x = random_variable_away_from({2, 3, 3, 6}, rng, {0.f}, 0.05f);
+        Variable s = random_variable_away_from(scale_shape, rng, {0.f}, 0.3f, -1.5f, 1.5f);
+        Variable p = bnn::test::random_variable({6}, rng, true, 0.05f, 0.5f);
+        check_gradients([](const Inputs& in) { return ops::scaled_prelu(in[0], in[1], in[2]); }, {x, s, p});
+    }
+}
+
+TEST_CASE("scaled_prelu skips gradients nobody wants and rejects bad shapes", "[scaled_prelu]") {
+    Rng rng(13);
+    Variable x(Tensor<float>::randn({2, 2, 2, 4}, rng), true);
+    Variable s(Tensor<float>::uniform({2, 4}, rng, 0.5f, 1.f), false);
+    Variable p(Tensor<float>::full({4}, 0.25f), false);
+    ops::scaled_prelu(x, s, p).backward(Tensor<float>::full({2, 2, 2, 4}, 1.f));
+    REQUIRE(x.has_grad());
+    REQUIRE_FALSE(s.has_grad());
+    REQUIRE_FALSE(p.has_grad());
+    REQUIRE_THROWS_AS(ops::scaled_prelu(x, Variable(Tensor<float>({3})), p), Error);
+    REQUIRE_THROWS_AS(ops::scaled_prelu(x, Variable(Tensor<float>({3, 4})), p), Error);
+    REQUIRE_THROWS_AS(ops::scaled_prelu(x, s, Variable(Tensor<float>({5}))), Error);
+    REQUIRE_THROWS_AS(ops::scaled_prelu(Variable(Tensor<float>({4})), Variable(Tensor<float>({4})), p), Error);
 }

@@ -1,5 +1,6 @@
 // bnn::train's helpers on a tiny network built from the library's layers: parameter groups,
-// stage schedules, the training step and its constraints, evaluation and the distillation step.
+// stage schedules, the training step and its constraints, evaluation and the distillation step;
+// the Real-to-Binary stage table.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -23,6 +24,7 @@
 #include "bnn/train/evaluate.hpp"
 #include "bnn/train/param_groups.hpp"
 #include "bnn/train/stage_schedule.hpp"
+#include "bnn/train/stages.hpp"
 #include "bnn/train/train_step.hpp"
 
 using namespace bnn;
@@ -314,4 +316,25 @@ TEST_CASE("evaluate and count_hits reject what would give wrong figures", "[trai
     const train::Hits h = train::count_hits(Tensor<float>::from_vector(Shape{2, 3}, {0.f, 2.f, 1.f, 5.f, 4.f, 3.f}), {2, 0});
     REQUIRE(h.top1 == 1);
     REQUIRE(h.top5 == 2);
+}
+
+TEST_CASE("the stage table carries the paper's defaults", "[train]") {
+    auto s = train::real_to_binary_stages();
+    REQUIRE(s.size() == 4);
+    REQUIRE(s[0].student == train::StudentKind::Real);
+    REQUIRE_FALSE(s[0].has_teacher);
+    REQUIRE(s[1].student == train::StudentKind::SoftActivations);
+    REQUIRE(s[2].student == train::StudentKind::BinaryActivations);
+    REQUIRE(s[3].student == train::StudentKind::FullyBinary);
+    REQUIRE(s[3].weights.attention == 0.f);
+    REQUIRE(s[3].weights.kd == 0.8f);
+    REQUIRE(s[1].lr == 1e-3f);
+    REQUIRE(s[1].weight_decay == 1e-5f);
+    REQUIRE(s[1].warmup_epochs == 5);
+    REQUIRE(s[3].lr == 2e-4f);
+    REQUIRE(s[3].weight_decay == 0.f);
+    REQUIRE(s[3].warmup_epochs == 0);
+    REQUIRE(s[2].init_from_previous);
+    REQUIRE(s[3].init_from_previous);
+    REQUIRE_THROWS_AS(train::real_to_binary_stage(4), Error);
 }

@@ -1,6 +1,8 @@
-// The trainer's own code path (examples/trainer) on a tiny synthetic set in the CIFAR-100 binary
-// format: every recipe runs, writes what it promises, and a resumed run ends exactly where an
-// uninterrupted one does; the pictures and the progress lines.
+// The example programs (examples/), the only tests that include them. The trainer's own code
+// path (examples/trainer) on a tiny synthetic set in the CIFAR-100 binary format: every recipe
+// runs, writes what it promises, and a resumed run ends exactly where an uninterrupted one does;
+// the pictures and the progress lines. The example ResNet-18 (examples/resnet18.hpp): parameter
+// counts, block shapes, a frozen teacher, staged training, and its deployment export.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -10,6 +12,12 @@
 #include <regex>
 #include <sstream>
 
+#include "../examples/resnet18.hpp"
+#include "../examples/resnet18_deploy.hpp"
+#include "bnn/infer/compile.hpp"
+#include "bnn/io/checkpoint.hpp"
+#include "bnn/optim/adam.hpp"
+#include "bnn/train/distillation.hpp"
 #include "temp_dir.hpp"
 #include "trainer/trainer.hpp"
 
@@ -286,4 +294,224 @@ TEST_CASE("the trainer names what is wrong with its data", "[trainer]") {
     REQUIRE_THROWS_AS(trainer::Trainer(o).run(), bnn::Error);
     o.recipes = {"nonsense"};
     REQUIRE_THROWS_WITH(trainer::Trainer(o).run(), Catch::Contains("unknown recipe"));
+}
+
+// ---- ResNet-18 variants ------------------------------------------------------------------------
+
+using namespace bnn;
+
+namespace {
+using bnn::examples::ResNet18;
+using bnn::examples::ResNetOptions;
+using bnn::examples::Stem;
+using bnn::examples::Variant;
+
+// Parameter count of ResNet-18 written out from the architecture, independently of the code:
+//   stem conv k*k*3*w + stem BN 2w (+ PReLU w for the ImageNet strong baseline)
+//   real basic block (cin -> cout): 9*cin*cout + 2cout + 9*cout*cout + 2cout
+//        + downsample 1x1 conv cin*cout + BN 2cout when the shape changes
+//   binary half-block (ci -> co): BN 2ci + conv 9*ci*co + PReLU co
+//        + learned scale co (strong baseline) or gate (ci/8)*ci + co*(ci/8) (Real-to-Bin)
+//        + shortcut 1x1 conv ci*co + BN 2co when the shape changes
+//   fc 8w*K + K
+int64_t expected_parameters(Variant v, Stem stem, int64_t w, int64_t k) {
+    const int64_t ks = stem == Stem::Cifar ? 3 : 7;
+    int64_t n = ks * ks * 3 * w + 2 * w;
+    if (stem == Stem::ImageNet && v == Variant::StrongBaseline) n += w;
+    auto half = [&](int64_t ci, int64_t co, bool changes) {
+        int64_t m = 2 * ci + 9 * ci * co + co;
+        m += v == Variant::RealToBin ? (ci / 8) * ci + co * (ci / 8) : co;
+        return m + (changes ? ci * co + 2 * co : 0);
+    };
+    const int64_t chans[8] = {w, w, 2 * w, 2 * w, 4 * w, 4 * w, 8 * w, 8 * w};
+    int64_t cin = w;
+    for (int64_t cout : chans) {
+        const bool changes = cout != cin;  // exactly blocks 3, 5, 7 (stride 2, channels doubled)
+        if (v == Variant::Real)
+            n += 9 * cin * cout + 2 * cout + 9 * cout * cout + 2 * cout + (changes ? cin * cout + 2 * cout : 0);
+        else
+            n += half(cin, cout, changes) + half(cout, cout, false);
+        cin = cout;
+    }
+    return n + 8 * w * k + k;
+}
+
+ResNetOptions options(Variant v, Stem s, int64_t w, int64_t k) {
+    ResNetOptions o;
+    o.variant = v;
+    o.stem = s;
+    o.width = w;
+    o.num_classes = k;
+    return o;
+}
+}  // namespace
+
+TEST_CASE("ResNet-18 parameter counts match the hand-computed formulas", "[resnet]") {
+    // The real ResNet-18 counts are the well-known ones: torchvision's resnet18 (ImageNet, 1000
+    // classes) has 11,689,512 parameters; the CIFAR variant with 100 classes 11,220,132.
+    REQUIRE(expected_parameters(Variant::Real, Stem::ImageNet, 64, 1000) == 11689512);
+    REQUIRE(expected_parameters(Variant::Real, Stem::Cifar, 64, 100) == 11220132);
+    for (Variant v : {Variant::Real, Variant::StrongBaseline, Variant::RealToBin})
+        for (Stem s : {Stem::Cifar, Stem::ImageNet}) {
+            INFO(bnn::examples::variant_name(v) << (s == Stem::Cifar ? " cifar" : " imagenet"));
+            REQUIRE(ResNet18(options(v, s, 64, s == Stem::Cifar ? 100 : 1000)).num_parameters() ==
+                    expected_parameters(v, s, 64, s == Stem::Cifar ? 100 : 1000));
+            REQUIRE(ResNet18(options(v, s, 16, 10)).num_parameters() == expected_parameters(v, s, 16, 10));
+        }
+    // Hand-evaluated totals of the binary variants (width 64).
+    REQUIRE(expected_parameters(Variant::StrongBaseline, Stem::Cifar, 64, 100) == 11226916);
+    REQUIRE(expected_parameters(Variant::RealToBin, Stem::Cifar, 64, 100) == 11517476);
+    REQUIRE(expected_parameters(Variant::RealToBin, Stem::ImageNet, 64, 1000) == 11986856);
+    // 16 binary 3x3 convs carry nearly all weights: 9*(64*64*4 + 64*128 + 128*128*3 + 128*256 +
+    // 256*256*3 + 256*512 + 512*512*3) = 10,985,472.
+    int64_t binary = 0;
+    for (auto& c : ResNet18(options(Variant::RealToBin, Stem::Cifar, 64, 100)).binary_convs())
+        binary += c->weight.numel();
+    REQUIRE(binary == 10985472);
+}
+
+TEST_CASE("ResNet-18 exposes block1..block8 with the expected shapes", "[resnet]") {
+    manual_seed(3);
+    Rng rng(4);
+    for (Variant v : {Variant::Real, Variant::StrongBaseline, Variant::RealToBin})
+        for (Stem s : {Stem::Cifar, Stem::ImageNet}) {
+            ResNet18 net(options(v, s, 4, 7));
+            const int64_t size = s == Stem::Cifar ? 16 : 64;  // ImageNet stem divides by 4
+            Variable x(Tensor<float>::randn({2, size, size, 3}, rng));
+            train::Features f = net.forward_features(x);
+            REQUIRE(f.logits.shape() == Shape{2, 7});
+            REQUIRE(f.maps.size() == 8);
+            const int64_t hw[8] = {16, 16, 8, 8, 4, 4, 2, 2}, c[8] = {4, 4, 8, 8, 16, 16, 32, 32};
+            for (int b = 0; b < 8; ++b) {
+                REQUIRE(f.maps[b].first == "block" + std::to_string(b + 1));
+                REQUIRE(f.maps[b].second.shape() == Shape{2, hw[b], hw[b], c[b]});
+            }
+            REQUIRE(f.at("block5").shape() == Shape{2, 4, 4, 16});
+            REQUIRE_THROWS_WITH(f.at("block9"), Catch::Contains("block8"));
+        }
+    ResNet18 real(options(Variant::Real, Stem::Cifar, 4, 7));
+    REQUIRE_THROWS_AS(real.set_mode(nn::BinaryMode::FullyBinary), Error);
+    REQUIRE_THROWS_AS(real.forward(Variable(Tensor<float>({1, 8, 8, 1}))), Error);
+    REQUIRE(ResNet18(options(Variant::RealToBin, Stem::Cifar, 4, 7)).binary_convs().size() == 16);
+}
+
+TEST_CASE("a teacher under NoGradGuard records nothing", "[resnet][train]") {
+    manual_seed(8);
+    ResNet18 teacher(options(Variant::Real, Stem::Cifar, 4, 5));
+    train::freeze(teacher);
+    Rng rng(9);
+    Variable x(Tensor<float>::randn({2, 8, 8, 3}, rng));
+    {
+        NoGradGuard guard;
+        train::Features f = teacher.forward_features(x);
+        REQUIRE(f.logits.is_leaf());
+        REQUIRE_FALSE(f.logits.requires_grad());
+        for (auto& [name, m] : f.maps) REQUIRE(m.is_leaf());
+    }
+    // Even with grad mode on, a frozen teacher has nothing that requires a gradient.
+    teacher.set_requires_grad(true);
+    NoGradGuard guard;
+    REQUIRE(teacher.forward(x).is_leaf());
+}
+
+TEST_CASE("staged training: attention loss to the teacher decreases over a few steps", "[train]") {
+    manual_seed(21);
+    ResNet18 teacher(options(Variant::Real, Stem::Cifar, 8, 4));
+    ResNetOptions so = options(Variant::RealToBin, Stem::Cifar, 8, 4);
+    so.mode = nn::BinaryMode::SoftActivations;
+    ResNet18 student(so);
+    train::freeze(teacher);
+    Rng rng(22);
+    train::StepBatch batch{Tensor<float>::randn({8, 8, 8, 3}, rng), {0, 1, 2, 3, 0, 1, 2, 3}, {}};
+    // Teacher BN statistics must not move: it runs in eval mode.
+    const auto teacher_buffers = teacher.named_buffers();
+    std::vector<std::vector<float>> before;
+    for (auto& [n, t] : teacher_buffers) before.push_back(t.to_vector());
+
+    train::StageConfig stage = train::real_to_binary_stage(1);
+    REQUIRE(stage.weights.attention == 30.f);
+    REQUIRE(stage.weights.kd == 3.f);
+    optim::Adam opt(student.parameters(), {.lr = 1e-2f});
+    std::vector<float> att;
+    for (int step = 0; step < 6; ++step) {
+        train::LossParts p = train::distillation_step(&teacher, student, batch, stage.weights, opt).parts;
+        REQUIRE(std::isfinite(p.total));
+        REQUIRE(p.total == Approx(p.ce + 30.f * p.attention + 3.f * p.kd).epsilon(1e-4));
+        att.push_back(p.attention);
+    }
+    INFO("attention losses " << att[0] << " -> " << att.back());
+    REQUIRE(att.back() < 0.7f * att[0]);
+    for (auto& p : teacher.parameters()) REQUIRE_FALSE(p.has_grad());
+    for (size_t i = 0; i < teacher_buffers.size(); ++i) REQUIRE(teacher_buffers[i].second.to_vector() == before[i]);
+
+    // Stage 3: fully binary, KD only besides CE; no attention term.
+    student.set_mode(nn::BinaryMode::FullyBinary);
+    train::LossParts p3 = train::distillation_step(&teacher, student, batch, train::real_to_binary_stage(3).weights, opt).parts;
+    REQUIRE(p3.attention == 0.f);
+    REQUIRE(p3.kd > 0.f);
+    // Without a teacher only CE is allowed.
+    REQUIRE_THROWS_AS(train::distillation_step(nullptr, student, batch, stage.weights, opt), Error);
+    train::LossParts p0 = train::distillation_step(nullptr, student, batch, train::real_to_binary_stage(0).weights, opt).parts;
+    REQUIRE(p0.total == Approx(p0.ce));
+}
+
+// ---- deployment ----------------------------------------------------------------------------------
+
+TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in eval mode", "[deploy]") {
+    const auto dir = std::filesystem::temp_directory_path();
+    for (Variant v : {Variant::StrongBaseline, Variant::RealToBin}) {
+        INFO(bnn::examples::variant_name(v));
+        manual_seed(41);
+        ResNetOptions o = options(v, Stem::Cifar, 8, 5);
+        o.mode = nn::BinaryMode::FullyBinary;
+        ResNet18 net(o);
+        // A few steps so BN statistics, learned scales and PReLU slopes leave their initial values.
+        Rng rng(42);
+        optim::Adam opt(net.parameters(), {.lr = 1e-2f});
+        train::StepBatch batch{Tensor<float>::randn({8, 8, 8, 3}, rng), {0, 1, 2, 3, 4, 0, 1, 2}, {}};
+        for (int s = 0; s < 3; ++s) train::distillation_step(nullptr, net, batch, train::LossWeights{}, opt);
+        net.eval();
+
+        const std::string path = (dir / ("bnn_deploy_test_" + std::to_string(int(v)) + ".safetensors")).string();
+        bnn::examples::export_resnet18(path, net);
+        io::Deployed deployed = io::load_deployed(path);  // rebuilt from the file's module tree
+        REQUIRE(deployed.metadata.at("variant") == bnn::examples::variant_name(v));
+
+        Tensor<float> x = Tensor<float>::randn({4, 8, 8, 3}, rng);
+        Tensor<float> expected;
+        {
+            NoGradGuard g;
+            expected = net.forward(Variable(x)).value();
+        }
+        Tensor<float> got = infer::compile(*deployed.model, x.shape()).run(x);
+        REQUIRE(got.shape() == expected.shape());
+        for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got[i] == expected[i]);
+
+        // 16 binary convs at 1 bit per weight: the file is far smaller than the float checkpoint.
+        const std::string float_path = path + ".float";
+        io::save_checkpoint(float_path, net);
+        REQUIRE(std::filesystem::file_size(path) < std::filesystem::file_size(float_path) / 2);
+        auto file = io::load_safetensors(path);
+        REQUIRE(file.get<uint64_t>("block3.half1.conv.sign_bits").shape() == Shape{16 * 9, 1});
+        REQUIRE_FALSE(file.contains("block3.half1.conv.weight"));
+
+        // Tampered files fail loudly: a binary conv missing, or its bits of the wrong size.
+        for (const char* victim : {"block2.half1.conv.sign_bits", "block2.half1.conv.geometry"}) {
+            io::NamedTensors kept;
+            for (auto& [name, t] : file.tensors)
+                if (name != victim) kept.emplace_back(name, t);
+                else if (name.find("sign_bits") != std::string::npos)
+                    kept.emplace_back(name, Tensor<uint64_t>({8 * 9 + 1, 1}));
+            io::save_safetensors(path + ".bad", kept, file.metadata);
+            REQUIRE_THROWS_AS(io::load_deployed(path + ".bad"), Error);
+        }
+        std::filesystem::remove(path + ".bad");
+
+        // A real-weight model can't be deployed, and a checkpoint is not a deployment file.
+        net.set_mode(nn::BinaryMode::BinaryActivations);
+        REQUIRE_THROWS_AS(bnn::examples::export_resnet18(path, net), Error);
+        REQUIRE_THROWS_WITH(io::load_deployed(float_path), Catch::Contains("deployment"));
+        std::filesystem::remove(path);
+        std::filesystem::remove(float_path);
+    }
 }

@@ -375,7 +375,7 @@ TEST_CASE("element-wise ops reject mismatched shapes", "[elementwise][errors]") 
 // ---------------------------------------------------------------------------------------------
 // pooling
 
-TEST_CASE("avg_pool2d counts padding as zeros; max_pool2d never picks padding", "[pool]") {
+TEST_CASE("avg_pool2d counts padding as zeros, max_pool2d never picks padding", "[pool]") {
     Variable x(Tensor<float>::from_vector({1, 2, 2, 1}, {-1.f, -2.f, -3.f, -4.f}));
     auto avg = ops::avg_pool2d(x, 3, 1, 1).value();
     REQUIRE(avg.shape() == Shape{1, 2, 2, 1});

@@ -97,7 +97,7 @@ TEST_CASE("Parameters without a gradient are skipped and keep their state", "[op
     REQUIRE(opt.step_count() == 2);
 }
 
-TEST_CASE("Parameter groups have their own lr and decay; the lr factor scales every group", "[optim]") {
+TEST_CASE("Parameter groups have their own lr and decay, and the lr factor scales every group", "[optim]") {
     Variable a = make_param(), b = make_param();
     SGD opt(std::vector<ParamGroup>{{{a}, 0.1f, 0.f}, {{b}, 0.01f, 0.5f}}, SGDOptions{});
     opt.set_lr_factor(0.5f);

@@ -30,7 +30,7 @@
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/intrinsics.hpp"
 #include "bnn/kernels/isa.hpp"
-#include "bnn/kernels/xnor_conv.hpp"
+#include "bnn/kernels/binary_conv2d.hpp"
 
 namespace {
 

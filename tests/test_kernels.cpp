@@ -34,7 +34,7 @@
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/sgemm.hpp"
 #include "bnn/kernels/sign.hpp"
-#include "bnn/kernels/xnor_conv.hpp"
+#include "bnn/kernels/binary_conv2d.hpp"
 #include "gradcheck.hpp"
 #include "skip.hpp"
 

@@ -7,7 +7,7 @@
 ///          padded input bits, and, with a gate, the per-channel mean of BN(x) (fused_steps.hpp)
 ///   gate   G = sigmoid(W2 relu(W1 mean))                                 (optional)
 ///   conv   XNOR-popcount over the planned bits; the tile epilogue computes, per output,
-///          y = dot * alpha[o];  y *= G[n, o];  y = PReLU(y);  y += residual   (kernels/xnor_conv_planned.hpp)
+///          y = dot * alpha[o];  y *= G[n, o];  y = PReLU(y);  y += residual   (kernels/binary_conv2d_planned.hpp)
 ///
 ///   inputs  x [N, H, W, Cin], residual [N, OH, OW, Cout] (optional; the output may overwrite it)
 ///   output  [N, OH, OW, Cout]
@@ -22,7 +22,7 @@
 
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
-#include "bnn/kernels/xnor_conv_planned.hpp"
+#include "bnn/kernels/binary_conv2d_planned.hpp"
 #include "bnn/infer/fused_steps.hpp"
 #include "bnn/infer/step.hpp"
 #include "bnn/kernels/bitpack.hpp"

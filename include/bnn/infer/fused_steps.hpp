@@ -24,7 +24,7 @@
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
-#include "bnn/kernels/xnor_conv_planned.hpp"
+#include "bnn/kernels/binary_conv2d_planned.hpp"
 #include "bnn/kernels/batch_norm.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"

@@ -12,7 +12,7 @@
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/sign.hpp"
-#include "bnn/kernels/xnor_conv.hpp"
+#include "bnn/kernels/binary_conv2d.hpp"
 
 namespace bnn::ops {
 

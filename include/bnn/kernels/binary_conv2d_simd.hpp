@@ -1,7 +1,7 @@
 #pragma once
-/// @file xnor_conv_simd.hpp
+/// @file binary_conv2d_simd.hpp
 /// The AVX2 and AVX-512 micro-kernels (tiles) of the XNOR convolution; the plan, the scalar
-/// reference tile and the driver are in xnor_conv.hpp.
+/// reference tile and the driver are in binary_conv2d.hpp.
 ///
 /// A tile computes P output pixels x one block of output channels. Output channels live in the
 /// SIMD lanes (one uint64 lane per channel): for each receptive-field word k, one activation

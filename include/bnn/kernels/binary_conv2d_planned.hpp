@@ -1,5 +1,5 @@
 #pragma once
-/// @file xnor_conv_planned.hpp
+/// @file binary_conv2d_planned.hpp
 /// A binary convolution planned once for a fixed input shape, for inference graphs.
 ///
 /// xnor_conv2d_forward rebuilds its padded input copy, pixel origins and border
@@ -8,7 +8,7 @@
 /// never changes, so no copy is made at run time and a steady-state run() allocates nothing.
 ///
 ///   input bits  [N, H + 2p, W + 2p, ceil(Cin/64)] uint64 (owned; border = -1 bits, zero padding
-///               with the exact tap-sum correction of xnor_conv.hpp, or +1 bits for one-padding)
+///               with the exact tap-sum correction of binary_conv2d.hpp, or +1 bits for one-padding)
 ///   out         [N, OH, OW, Cout] float
 ///
 /// The output transform is fused into the tile epilogue, per output element (q, o) of image n:
@@ -32,7 +32,7 @@
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/isa.hpp"
-#include "bnn/kernels/xnor_conv.hpp"
+#include "bnn/kernels/binary_conv2d.hpp"
 
 namespace bnn::kernels {
 

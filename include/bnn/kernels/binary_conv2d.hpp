@@ -1,5 +1,5 @@
 #pragma once
-/// @file xnor_conv.hpp
+/// @file binary_conv2d.hpp
 /// Binary (XNOR / popcount) 2-D convolution of bit-packed NHWC activations with packed weights.
 ///
 ///   x_bits    [N, H, W, ceil(C/64)] uint64         (pack_signs of the float input)
@@ -37,7 +37,7 @@
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/isa.hpp"
-#include "bnn/kernels/xnor_conv_simd.hpp"
+#include "bnn/kernels/binary_conv2d_simd.hpp"
 
 namespace bnn::kernels {
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bnn needs, only when some are missing (apt-get update runs once,
-# then one apt-get install). With --torch it also installs python3-torch, used by the comparison
-# scripts in benchmarks/ (never by the build or the tests).
+# then one apt-get install). With --torch it also installs python3-torch and an optimised BLAS
+# (without libopenblas0-pthread, Debian's torch runs its GEMM fallbacks on the reference BLAS),
+# for the comparison scripts in benchmarks/ (never used by the build or the tests).
 set -euo pipefail
 
 packages=(g++ cmake ninja-build libeigen3-dev libxsimd-dev xtl-dev catch2 libstb-dev
           nlohmann-json3-dev libbenchmark-dev libcli11-dev zlib1g-dev dataset-fashion-mnist)
-[[ "${1:-}" == "--torch" ]] && packages+=(python3-torch)
+[[ "${1:-}" == "--torch" ]] && packages+=(python3-torch libopenblas0-pthread)
 
 missing=()
 for p in "${packages[@]}"; do

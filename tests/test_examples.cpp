@@ -515,3 +515,25 @@ TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in e
         std::filesystem::remove(float_path);
     }
 }
+
+TEST_CASE("the example ResNet-18 compiles as a chain: every variant equals its eval mode", "[resnet][infer]") {
+    for (Variant v : {Variant::Real, Variant::StrongBaseline, Variant::RealToBin}) {
+        INFO(bnn::examples::variant_name(v));
+        manual_seed(61);
+        ResNetOptions o = options(v, Stem::Cifar, 8, 5);
+        if (v != Variant::Real) o.mode = nn::BinaryMode::FullyBinary;
+        ResNet18 net(o);
+        net.eval();
+        Rng rng(62);
+        Tensor<float> x = Tensor<float>::randn({2, 16, 16, 3}, rng);
+        Tensor<float> expected;
+        {
+            NoGradGuard no_tape;
+            expected = net.forward(Variable(x)).value();
+        }
+        infer::Graph graph = infer::compile(net, x.shape());
+        const Tensor<float>& got = graph.run(x);
+        REQUIRE(got.shape() == expected.shape());
+        for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got[i] == expected[i]);
+    }
+}

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "temp_dir.hpp"
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
@@ -142,6 +143,72 @@ TEST_CASE("safetensors reader accepts files laid out in another order, as other 
     REQUIRE(file.get<uint8_t>("z")[0] == 9);
 }
 
+TEST_CASE("safetensors reader takes PyTorch's dtypes: I64 as int64, F16 and BF16 widened exactly", "[safetensors]") {
+    // F16: 1, -2.5, 2^-24 (the smallest subnormal), +inf; BF16: 1, -0.5; I64: 7, -1.
+    const std::vector<uint8_t> data{0x00, 0x3c, 0x00, 0xc1, 0x01, 0x00, 0x00, 0x7c,  // F16 [4]
+                                    0x80, 0x3f, 0x00, 0xbf,                          // BF16 [2]
+                                    7, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    auto bytes = hand_file(R"({"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},)"
+                           R"("b":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]},)"
+                           R"("n":{"dtype":"I64","shape":[2],"data_offsets":[12,28]}})",
+                           data);
+    auto file = io::parse_safetensors(bytes.data(), bytes.size(), "torch");
+    const Tensor<float> h = file.get<float>("h"), b = file.get<float>("b");
+    REQUIRE(h[0] == 1.f);
+    REQUIRE(h[1] == -2.5f);
+    REQUIRE(h[2] == 0x1p-24f);
+    REQUIRE(std::isinf(h[3]));
+    REQUIRE(b[0] == 1.f);
+    REQUIRE(b[1] == -0.5f);
+    REQUIRE(file.get<int64_t>("n")[0] == 7);
+    REQUIRE(file.get<int64_t>("n")[1] == -1);
+    REQUIRE(file.widened.at("h") == "F16");
+    REQUIRE(file.widened.at("b") == "BF16");
+    // Every half value converts as the standard says: compare against a reference built from
+    // the definition (sign, exponent, mantissa) for all 65536 bit patterns but NaNs.
+    for (uint32_t v = 0; v < 65536; ++v) {
+        const uint32_t e = (v >> 10) & 0x1f, m = v & 0x3ff;
+        if (e == 0x1f && m) {
+            REQUIRE(std::isnan(io::detail::half_to_float(static_cast<uint16_t>(v))));
+            continue;
+        }
+        const double mag = e == 0x1f ? INFINITY : e ? std::ldexp(1.0 + m / 1024.0, int(e) - 15) : std::ldexp(m / 1024.0, -14);
+        const double ref = (v & 0x8000) ? -mag : mag;
+        REQUIRE(io::detail::half_to_float(static_cast<uint16_t>(v)) == static_cast<float>(ref));
+    }
+    // A wrong byte count for a half tensor, and a dtype bnn does not read, are errors.
+    auto short_half = hand_file(R"({"h":{"dtype":"F16","shape":[3],"data_offsets":[0,4]}})", {0, 0, 0, 0});
+    REQUIRE_THROWS_WITH(io::parse_safetensors(short_half.data(), short_half.size(), "x"), Catch::Contains("needs 6 bytes"));
+    auto f64 = hand_file(R"({"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", std::vector<uint8_t>(8, 0));
+    REQUIRE_THROWS_WITH(io::parse_safetensors(f64.data(), f64.size(), "x"), Catch::Contains("F64"));
+}
+
+TEST_CASE("load_module notes PyTorch's num_batches_tracked and half-precision tensors instead of failing", "[checkpoint]") {
+    nn::BatchNorm2d bn(2);
+    // weight F16 [1, 2], bias BF16 [0.5, -1], running stats F32, num_batches_tracked I64 (a scalar).
+    std::vector<uint8_t> data{0x00, 0x3c, 0x00, 0x40, 0x00, 0x3f, 0x80, 0xbf};
+    for (float v : {0.25f, -0.75f, 2.f, 3.f}) {
+        uint8_t raw[4];
+        std::memcpy(raw, &v, 4);
+        data.insert(data.end(), raw, raw + 4);
+    }
+    data.insert(data.end(), {5, 0, 0, 0, 0, 0, 0, 0});
+    auto bytes = hand_file(R"({"weight":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
+                           R"("bias":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]},)"
+                           R"("running_mean":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},)"
+                           R"("running_var":{"dtype":"F32","shape":[2],"data_offsets":[16,24]},)"
+                           R"("num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[24,32]}})",
+                           data);
+    const io::LoadReport report = io::load_module(io::parse_safetensors(bytes.data(), bytes.size(), "bn"), bn);
+    REQUIRE(report.complete());
+    REQUIRE(report.ignored == std::vector<std::string>{"num_batches_tracked"});
+    REQUIRE(report.widened == std::vector<std::string>{"weight", "bias"});
+    REQUIRE(report.str().find("ignored") != std::string::npos);
+    REQUIRE(bn.weight.value()[1] == 2.f);
+    REQUIRE(bn.bias.value()[1] == -1.f);
+    REQUIRE(bn.running_var[1] == 3.f);
+}
+
 TEST_CASE("safetensors reader rejects every kind of corruption with bnn::Error", "[safetensors]") {
     TempDir dir;
     const std::string path = dir.file("bad.safetensors");
@@ -167,7 +234,7 @@ TEST_CASE("safetensors reader rejects every kind of corruption with bnn::Error",
     }
     expect_error(hand_file(R"({"t":{"dtype":"F32",)", data8), "not valid JSON");
     expect_error(hand_file(R"([1, 2])", data8), "JSON object");
-    expect_error(hand_file(R"({"t":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})", data8), "F16");
+    expect_error(hand_file(R"({"t":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", data8), "F64");
     expect_error(hand_file(R"({"t":{"dtype":7,"shape":[2],"data_offsets":[0,8]}})", data8), "dtype");
     expect_error(hand_file(R"({"t":{"dtype":"F32","data_offsets":[0,8]}})", data8), "shape");
     expect_error(hand_file(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8), "non-negative");

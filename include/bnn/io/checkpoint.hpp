@@ -89,6 +89,10 @@ struct LoadReport {
     std::vector<std::string> missing;
     std::vector<std::string> unexpected;
     std::vector<ShapeMismatch> mismatched;
+    /// Notes, not problems: PyTorch's integer counters (num_batches_tracked), which bnn's batch
+    /// norm does not keep, and F32 tensors loaded from F16 / BF16 data.
+    std::vector<std::string> ignored;
+    std::vector<std::string> widened;
 
     /// True when every key matched.
     bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
@@ -103,6 +107,8 @@ struct LoadReport {
         };
         list("missing from the file", missing);
         list("unexpected in the file", unexpected);
+        list("ignored (integer counters bnn does not keep)", ignored);
+        list("widened from F16/BF16 to F32", widened);
         if (!mismatched.empty()) {
             os << "; " << mismatched.size() << " shape mismatches:";
             for (const auto& m : mismatched) os << ' ' << m.name << " (module " << m.expected << ", file " << m.found << ')';
@@ -139,11 +145,20 @@ inline LoadReport load_module(const SafetensorsFile& file, nn::Module& module, L
         }
         copies.emplace_back(dst, *f);
         report.loaded.push_back(name);
+        if (file.widened.count(name)) report.widened.push_back(name);
     };
     for (auto& [name, p] : module.named_parameters()) visit(name, p.value());
     for (auto& [name, b] : module.named_buffers()) visit(name, b);
-    for (const auto& [name, t] : file.tensors)
-        if (!known.count(name) && name.rfind(kOptimPrefix, 0) != 0) report.unexpected.push_back(name);
+    const std::string counter = ".num_batches_tracked";
+    for (const auto& [name, t] : file.tensors) {
+        if (known.count(name) || name.rfind(kOptimPrefix, 0) == 0) continue;
+        const bool named = name == counter.substr(1) ||
+                           (name.size() > counter.size() &&
+                            name.compare(name.size() - counter.size(), counter.size(), counter) == 0);
+        const bool is_counter =
+            named && (std::holds_alternative<Tensor<int64_t>>(t) || std::holds_alternative<Tensor<int32_t>>(t));
+        (is_counter ? report.ignored : report.unexpected).push_back(name);
+    }
 
     if (options.strict && !report.complete())
         ::bnn::fail("load_module: checkpoint '", file.source, "' does not match the ", module.type_name(),

@@ -7,9 +7,12 @@
 ///
 /// The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets
 /// relative to the start of the data), plus an optional "__metadata__" object of string values.
-/// bnn pads the header so the data starts on an 8-byte boundary, and supports the dtypes F32,
-/// I32, U8 and U64. Reading validates every field and raises bnn::Error naming the file and the
-/// problem: a corrupt file never crashes and is never read silently wrong.
+/// bnn pads the header so the data starts on an 8-byte boundary and writes the dtypes F32, I32,
+/// U8 and U64. It also reads what PyTorch writes: I64 tensors (e.g. BN's num_batches_tracked) as
+/// int64, and F16 / BF16 tensors widened exactly to F32 (every half and bfloat16 value is a
+/// float), their names listed in SafetensorsFile::widened. Reading validates every field and
+/// raises bnn::Error naming the file and the problem: a corrupt file never crashes and is never
+/// read silently wrong.
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -33,7 +36,7 @@ static_assert(std::endian::native == std::endian::little,
 namespace bnn::io {
 
 /// A tensor of any dtype bnn stores in safetensors files.
-using AnyTensor = std::variant<Tensor<float>, Tensor<int32_t>, Tensor<uint8_t>, Tensor<uint64_t>>;
+using AnyTensor = std::variant<Tensor<float>, Tensor<int32_t>, Tensor<uint8_t>, Tensor<uint64_t>, Tensor<int64_t>>;
 /// Named tensors in file order.
 using NamedTensors = std::vector<std::pair<std::string, AnyTensor>>;
 /// The "__metadata__" map (string keys and values only, as the format requires).
@@ -45,6 +48,27 @@ template <> struct DTypeName<float> { static constexpr const char* value = "F32"
 template <> struct DTypeName<int32_t> { static constexpr const char* value = "I32"; };
 template <> struct DTypeName<uint8_t> { static constexpr const char* value = "U8"; };
 template <> struct DTypeName<uint64_t> { static constexpr const char* value = "U64"; };
+template <> struct DTypeName<int64_t> { static constexpr const char* value = "I64"; };
+
+/// IEEE half (binary16) bits -> float, exactly (subnormals, infinities and NaN included).
+inline float half_to_float(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);  // inf or NaN (payload kept)
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);  // rebias 15 -> 127
+    } else if (man == 0) {
+        bits = sign;  // +-0
+    } else {  // subnormal: man * 2^-24, exact in float
+        const float v = static_cast<float>(man) * 0x1p-24f;
+        bits = sign | std::bit_cast<uint32_t>(v);
+    }
+    return std::bit_cast<float>(bits);
+}
+/// bfloat16 bits -> float: the upper half of a float's bits.
+inline float bfloat16_to_float(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
 
 inline constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the limit the reference reader uses
 
@@ -133,6 +157,7 @@ inline void save_safetensors(const std::string& path, const NamedTensors& tensor
 struct SafetensorsFile {
     NamedTensors tensors;  ///< in data-offset order
     Metadata metadata;
+    std::map<std::string, std::string> widened;  ///< F32 tensors read from F16 / BF16: name -> stored dtype
     std::string source;    ///< the file name, for messages
 
     /// The tensor called `name`, or nullptr.
@@ -221,8 +246,9 @@ inline SafetensorsFile parse_safetensors(const uint8_t* data, uint64_t size, con
         uint64_t elem = 0;
         if (e.dtype == "F32" || e.dtype == "I32") elem = 4;
         else if (e.dtype == "U8") elem = 1;
-        else if (e.dtype == "U64") elem = 8;
-        else bad("tensor '", name, "' has dtype '", e.dtype, "', which bnn does not support (F32, I32, U8, U64)");
+        else if (e.dtype == "U64" || e.dtype == "I64") elem = 8;
+        else if (e.dtype == "F16" || e.dtype == "BF16") elem = 2;
+        else bad("tensor '", name, "' has dtype '", e.dtype, "', which bnn does not read (F32, F16, BF16, I64, I32, U8, U64)");
         if (e.begin > e.end) bad("tensor '", name, "' has data_offsets [", e.begin, ", ", e.end, "] with begin > end");
         if (e.end > data_size)
             bad("tensor '", name, "' has data_offsets [", e.begin, ", ", e.end, "] beyond the ", data_size,
@@ -252,7 +278,19 @@ inline SafetensorsFile parse_safetensors(const uint8_t* data, uint64_t size, con
         if (e.dtype == "F32") t = detail::make_tensor<float>(e.shape, p);
         else if (e.dtype == "I32") t = detail::make_tensor<int32_t>(e.shape, p);
         else if (e.dtype == "U8") t = detail::make_tensor<uint8_t>(e.shape, p);
-        else t = detail::make_tensor<uint64_t>(e.shape, p);
+        else if (e.dtype == "U64") t = detail::make_tensor<uint64_t>(e.shape, p);
+        else if (e.dtype == "I64") t = detail::make_tensor<int64_t>(e.shape, p);
+        else {  // F16 / BF16, widened
+            Tensor<float> f = Tensor<float>::empty(e.shape);
+            const bool half = e.dtype == "F16";
+            for (int64_t i = 0; i < f.numel(); ++i) {
+                uint16_t v;
+                std::memcpy(&v, p + 2 * i, 2);
+                f[i] = half ? detail::half_to_float(v) : detail::bfloat16_to_float(v);
+            }
+            t = std::move(f);
+            file.widened[e.name] = e.dtype;
+        }
         file.tensors.emplace_back(e.name, std::move(t));
     }
     return file;

@@ -41,6 +41,7 @@
 #include "bnn/core/threads.hpp"
 #include "bnn/optim/adam.hpp"
 #include "bnn/train/distillation.hpp"
+#include "bnn/train/param_groups.hpp"
 
 namespace {
 
@@ -102,15 +103,7 @@ struct Setup {
             train::freeze(*teacher);
             weights = train::real_to_binary_stage(2).weights;
         }
-        std::vector<Variable> latent, rest;
-        for (auto& conv : student->binary_convs()) latent.push_back(conv->weight);
-        for (auto& [name, p] : student->named_parameters()) {
-            bool is_latent = false;
-            for (auto& l : latent) is_latent = is_latent || l.id() == p.id();
-            if (!is_latent) rest.push_back(p);
-        }
-        std::vector<optim::ParamGroup> groups{{rest, 1e-3f, 1e-5f}};
-        if (!latent.empty()) groups.push_back({latent, 1e-3f, 0.f});
+        const std::vector<optim::ParamGroup> groups = train::param_groups(*student, 1e-3f, 1e-5f);
         optimizer = std::make_unique<optim::Adam>(groups, optim::AdamOptions{.decoupled_weight_decay = true});
 
         Rng rng(3);

@@ -194,7 +194,7 @@ private:
         StageResult result{s.id, 0, 0, 0, 0, epochs};
         const int64_t steps_per_epoch = train_loader.batches_per_epoch();
         // A step line every few dozen steps, at least a few per epoch in short epochs, and windows
-        // of equal size (to a step), so the last one of an epoch is not a noisy stub.
+        // of equal size (to a step), so the last one of an epoch does not average a handful of steps.
         const int64_t record_every =
             std::clamp<int64_t>(steps_per_epoch / 8, 1, std::max<int64_t>(opt_.step_record_every, 1));
         const int64_t records_per_epoch = (steps_per_epoch + record_every - 1) / record_every;

@@ -490,6 +490,12 @@ TEST_CASE("infer::compile runs binary convs in their real-weight modes as eval m
         Tensor<float> x = Tensor<float>::randn({2, 12, 12, 3}, rng);
         infer::Graph graph = infer::compile(*net, x.shape());
         require_close_logits(graph.run(x), eval_logits(*net, x));
+        // Half-blocks with the learned scale (PReLU of x * alpha per channel) in the same mode.
+        auto baseline = resnet18(Variant::StrongBaseline, false, 8, 5);
+        nn::set_binary_mode(*baseline, mode);
+        randomise(*baseline, 74);
+        Tensor<float> xb = Tensor<float>::randn({2, 8, 8, 3}, rng);
+        require_close_logits(infer::compile(*baseline, xb.shape()).run(xb), eval_logits(*baseline, xb));
     }
 }
 

@@ -98,7 +98,7 @@ public:
         if (auto* lin = dynamic_cast<const nn::Linear*>(&m))
             return add(std::make_unique<LinearStep>(path, lin->weight.value().clone(), copy_or_empty(lin->bias)), {x});
         if (auto* gate = dynamic_cast<const nn::ChannelGate*>(&m))
-            return add(std::make_unique<GateStep>(path, FrozenGate(gate->weight1.value(), gate->weight2.value())), {x});
+            return add(std::make_unique<GateStep>(path, gate->weight1.value().clone(), gate->weight2.value().clone()), {x});
         if (auto* conv = dynamic_cast<const nn::BinaryConv2d*>(&m)) return binary_conv(*conv, path, x);
         if (auto* half = dynamic_cast<const nn::BinaryHalfBlock*>(&m)) return half_block(*half, path, x);
         if (auto* block = dynamic_cast<const nn::BasicBlock*>(&m)) return basic_block(*block, path, x);
@@ -200,8 +200,7 @@ private:
             const int g = lower(*half.gate, join(path, "gate"), h);
             y = add(std::make_unique<ScaledPReLUStep>(prelu_path, slope), {y, g});
         } else if (alpha) {
-            const int a = add(std::make_unique<ConstantStep>(conv_path, half.conv->alpha.value().clone()), {});
-            y = add(std::make_unique<ScaledPReLUStep>(prelu_path, slope), {y, a});
+            y = add(std::make_unique<ScaledPReLUStep>(prelu_path, slope, half.conv->alpha.value().clone()), {y});
         } else {
             y = add(std::make_unique<ActivationStep>(prelu_path, ActivationStep::Op::PReLU, slope), {y});
         }

@@ -172,13 +172,9 @@ private:
             }
             if (b < 0 && v != out_root && !free_list.empty()) {
                 // The smallest free buffer that holds it, else the largest (which then grows).
-                auto best = free_list.end();
-                for (auto it = free_list.begin(); it != free_list.end(); ++it) {
-                    const bool fits = sizes[*it] >= need;
-                    if (best == free_list.end()) best = it;
-                    else if (fits && (sizes[*best] < need || sizes[*it] < sizes[*best])) best = it;
-                    else if (!fits && sizes[*best] < need && sizes[*it] > sizes[*best]) best = it;
-                }
+                auto rank = [&](int f) { return sizes[f] >= need ? sizes[f] - need : INT64_MAX - sizes[f]; };
+                const auto best = std::min_element(free_list.begin(), free_list.end(),
+                                                   [&](int a, int c) { return rank(a) < rank(c); });
                 b = *best;
                 free_list.erase(best);
             }
@@ -205,7 +201,10 @@ private:
             if (r == 0) input_views_.push_back(v);
             else ptr_[v] = buffers_[buffer_of[r]].data();
         }
-        output_tensor_for(out_root);
+        // The output root's buffer is its own, never handed to another value.
+        BNN_CHECK(out_root != 0, "infer::Graph: the output is the input itself (the compiler adds a copy)");
+        const Shape& out_shape = shapes_[output_value_];
+        output_tensor_ = buffers_[buffer_of[out_root]].slice(0, out_shape.numel()).reshape(out_shape.dims());
         arg_offset_.assign(n, 0);
         size_t total = 0;
         for (int i = 0; i < n; ++i) {
@@ -213,17 +212,6 @@ private:
             total += inputs_[i].size();
         }
         args_.assign(std::max<size_t>(1, total), nullptr);
-    }
-
-    void output_tensor_for(int out_root) {
-        BNN_CHECK(out_root != 0, "infer::Graph: the output is the input itself (the compiler adds a copy)");
-        const Shape& s = shapes_[output_value_];
-        // The output root's buffer is its own, never handed to another value.
-        for (const auto& b : buffers_)
-            if (b.data() == ptr_[out_root]) {
-                output_tensor_ = b.numel() == s.numel() ? b.reshape(s.dims()) : b.slice(0, s.numel()).reshape(s.dims());
-                break;
-            }
     }
 
     std::vector<std::unique_ptr<Step>> steps_;

@@ -8,7 +8,7 @@
 ///   BatchNormStep      eval BN, optionally then ReLU/PReLU  [N,H,W,C] or [N,C], in place
 ///   ActivationStep     ReLU, PReLU, tanh, sigmoid, hardtanh, sign; in place
 ///   ScaleStep          x * s[c] or x * s[n, c]              in place
-///   ScaledPReLUStep    PReLU(x * s[n, c])                   in place
+///   ScaledPReLUStep    PReLU(x * s[c] or x * s[n, c])       in place
 ///   PoolStep           max / average pooling                [N,H,W,C] -> [N,OH,OW,C]
 ///   GlobalAvgPoolStep  mean over H, W                       [N,H,W,C] -> [N,C]
 ///   PadStep            a constant border                    [N,H,W,C] -> [N,H+2p,W+2p,C]
@@ -29,6 +29,7 @@
 #include "bnn/infer/fused_steps.hpp"
 #include "bnn/infer/step.hpp"
 #include "bnn/kernels/activation.hpp"
+#include "bnn/kernels/channel_gate.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/elementwise.hpp"
 #include "bnn/kernels/gemm.hpp"
@@ -39,7 +40,6 @@
 namespace bnn::infer {
 
 namespace detail {
-inline Tensor<float> copy_or_empty(const Tensor<float>& t) { return t.defined() ? t.clone() : Tensor<float>(); }
 inline const float* data_or_null(const Tensor<float>& t) { return t.defined() ? t.data() : nullptr; }
 }  // namespace detail
 
@@ -177,45 +177,36 @@ private:
     int64_t outer_ = 0, inner_ = 0, C_ = 0;
 };
 
-/// PReLU(x * s[n, c]) with s the second input [N, C]: ops::scaled_prelu.
+/// PReLU(x * s): ops::scaled_prelu, s a constant [C] or the second input [N, C] (a gate's output).
 class ScaledPReLUStep : public Step {
 public:
-    ScaledPReLUStep(std::string path, Tensor<float> slope) : Step(std::move(path), "activation"), slope_(std::move(slope)) {}
+    /// Per sample and channel by the second input; per channel by `scale` when it is given.
+    ScaledPReLUStep(std::string path, Tensor<float> slope, Tensor<float> scale = {})
+        : Step(std::move(path), "activation"), slope_(std::move(slope)), scale_(std::move(scale)) {}
 
     Shape plan(const std::vector<Shape>& in) override {
         const Shape& x = in.at(0);
         check(x.rank() >= 2 && x[-1] == slope_.numel(), "expects an input [N, ..., ", slope_.numel(), "], got ", x.str());
-        const Shape& s = in.at(1);
-        per_channel_ = s.rank() == 1;
-        check(per_channel_ ? s == Shape{x[-1]} : s == Shape{x[0], x[-1]}, "scale ", s.str(), " does not fit ", x.str());
         C_ = x[-1];
-        outer_ = per_channel_ ? 1 : x[0];
+        if (scale_.defined()) {
+            check(scale_.numel() == C_, "scale of ", scale_.numel(), " channels for input ", x.str());
+            outer_ = 1;
+        } else {
+            check(in.at(1) == Shape{x[0], C_}, "scale ", in.at(1).str(), " does not fit ", x.str());
+            outer_ = x[0];
+        }
         inner_ = x.numel() / (outer_ * C_);
         return x;
     }
     void run(const float* const* in, float* out) override {
-        kernels::scaled_prelu_forward(in[0], in[1], slope_.data(), out, outer_, inner_, C_);
+        kernels::scaled_prelu_forward(in[0], scale_.defined() ? scale_.data() : in[1], slope_.data(), out, outer_,
+                                      inner_, C_);
     }
     int in_place_input() const override { return 0; }
 
 private:
-    Tensor<float> slope_;
-    bool per_channel_ = false;
+    Tensor<float> slope_, scale_;
     int64_t outer_ = 0, inner_ = 0, C_ = 0;
-};
-
-/// A constant per-channel vector as a step's output (the scale of a binary conv in a real-weight
-/// mode, fed to ScaledPReLUStep): computed once, copied per call.
-class ConstantStep : public Step {
-public:
-    ConstantStep(std::string path, Tensor<float> value) : Step(std::move(path), "constant"), value_(std::move(value)) {}
-    Shape plan(const std::vector<Shape>&) override { return value_.shape(); }
-    void run(const float* const*, float* out) override {
-        std::memcpy(out, value_.data(), sizeof(float) * value_.numel());
-    }
-
-private:
-    Tensor<float> value_;
 };
 
 /// Max or average pooling over k x k windows.
@@ -280,40 +271,31 @@ private:
     Shape s_;
 };
 
-/// G = sigmoid(W2 relu(W1 mean(x))): the per-channel mean summed pixel by pixel from 0, as
-/// the training gate does, then FrozenGate.
+/// G = sigmoid(W2 relu(W1 mean(x))) by the training op's own kernel.
 class GateStep : public Step {
 public:
-    GateStep(std::string path, FrozenGate gate) : Step(std::move(path), "gate"), gate_(std::move(gate)) {}
+    /// w1 [hidden, Cin], w2 [Cout, hidden], as nn::ChannelGate holds them.
+    GateStep(std::string path, Tensor<float> w1, Tensor<float> w2)
+        : Step(std::move(path), "gate"), w1_(std::move(w1)), w2_(std::move(w2)) {}
 
     Shape plan(const std::vector<Shape>& in) override {
         const Shape& x = in.at(0);
-        check(x.rank() == 4 && x[3] == gate_.cin, "expects input [N, H, W, ", gate_.cin, "], got ", x.str());
+        check(x.rank() == 4 && x[3] == w1_.dim(1), "expects input [N, H, W, ", w1_.dim(1), "], got ", x.str());
         check(x[1] * x[2] > 0, "input ", x.str(), " has no pixels to pool");
         s_ = x;
-        mean_ = Tensor<float>::empty(Shape{x[0] * gate_.cin});
-        hidden_ = Tensor<float>::empty(Shape{gate_.hidden});
-        acc_ = Tensor<float>::empty(Shape{gate_.cout});
-        return Shape{x[0], gate_.cout};
+        pooled_ = Tensor<float>::empty(Shape{x[0], w1_.dim(1)});
+        hidden_ = Tensor<float>::empty(Shape{x[0], w1_.dim(0)});
+        return Shape{x[0], w2_.dim(0)};
     }
     void run(const float* const* in, float* out) override {
-        const int64_t N = s_[0], P = s_[1] * s_[2], C = s_[3];
-        for (int64_t n = 0; n < N; ++n) {
-            float* m = mean_.data() + n * C;
-            std::fill(m, m + C, 0.f);
-            for (int64_t p = 0; p < P; ++p) {
-                const float* row = in[0] + (n * P + p) * C;
-                for (int64_t c = 0; c < C; ++c) m[c] += row[c];
-            }
-            for (int64_t c = 0; c < C; ++c) m[c] /= static_cast<float>(P);
-        }
-        gate_.forward(mean_.data(), out, hidden_.data(), acc_.data(), N);
+        kernels::channel_gate_forward(in[0], w1_.data(), w2_.data(), pooled_.data(), hidden_.data(), out, s_[0],
+                                      s_[1] * s_[2], s_[3], w1_.dim(0), w2_.dim(0));
     }
 
 private:
-    FrozenGate gate_;
+    Tensor<float> w1_, w2_;
     Shape s_;
-    Tensor<float> mean_, hidden_, acc_;
+    Tensor<float> pooled_, hidden_;
 };
 
 /// y = x W^T + b, the GEMM and bias loop of ops::linear.

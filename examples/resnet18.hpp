@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bnn/nn/activation.hpp"
@@ -129,6 +130,15 @@ public:
     }
     std::string type_name() const override { return "ResNet18"; }
     bool is_chain() const override { return true; }
+    /// torchvision's names: conv1 and bn1 are the stem's conv and BN, layerL.K is block 2(L-1)+K+1;
+    /// inside the real variant's blocks and in fc the names already agree.
+    std::vector<std::pair<std::string, std::string>> name_aliases() const override {
+        std::vector<std::pair<std::string, std::string>> out{{"conv1.", "stem.0."}, {"bn1.", "stem.1."}};
+        for (int b = 0; b < 8; ++b)
+            out.emplace_back("layer" + std::to_string(b / 2 + 1) + "." + std::to_string(b % 2) + ".",
+                             "block" + std::to_string(b + 1) + ".");
+        return out;
+    }
 
     /// Switches every binary conv to a stage's mode (soft / binary activations / fully binary).
     /// bnn::Error on the real variant, which has no binary convs.

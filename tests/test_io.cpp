@@ -18,6 +18,7 @@
 #include "bnn/io/image.hpp"
 #include "bnn/io/safetensors.hpp"
 #include "bnn/nn/batch_norm.hpp"
+#include "bnn/nn/conv2d.hpp"
 #include "bnn/nn/linear.hpp"
 #include "bnn/nn/sequential.hpp"
 #include "bnn/optim/adam.hpp"
@@ -207,6 +208,83 @@ TEST_CASE("load_module notes PyTorch's num_batches_tracked and half-precision te
     REQUIRE(bn.weight.value()[1] == 2.f);
     REQUIRE(bn.bias.value()[1] == -1.f);
     REQUIRE(bn.running_var[1] == 3.f);
+}
+
+namespace {
+/// A conv (with bias) and a BN, which another framework calls "conv" and "bn".
+struct AliasedNet : nn::Sequential {
+    AliasedNet() {
+        conv = push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 2, .kernel_size = 2, .bias = true}));
+        bn = push_back(std::make_shared<nn::BatchNorm2d>(2));
+    }
+    std::shared_ptr<nn::Conv2d> conv;
+    std::shared_ptr<nn::BatchNorm2d> bn;
+    std::vector<std::pair<std::string, std::string>> name_aliases() const override {
+        return {{"conv.", "0."}, {"bn.", "1."}};
+    }
+};
+struct Outer : nn::Module {
+    Outer() { body = register_module("body", std::make_shared<AliasedNet>()); }
+    Variable forward(const Variable& x) override { return body->forward(x); }
+    std::shared_ptr<AliasedNet> body;
+};
+
+/// What PyTorch's `safetensors` package writes for Outer's state_dict under the other names:
+/// OIHW conv weight [2,3,2,2] holding 1000*o + 100*i + 10*y + x, int64 num_batches_tracked.
+io::NamedTensors pytorch_state(const std::string& prefix) {
+    Tensor<float> w(Shape{2, 3, 2, 2});
+    for (int o = 0; o < 2; ++o)
+        for (int i = 0; i < 3; ++i)
+            for (int y = 0; y < 2; ++y)
+                for (int x = 0; x < 2; ++x) w[((o * 3 + i) * 2 + y) * 2 + x] = 1000.f * o + 100.f * i + 10.f * y + x;
+    auto vec = [](std::vector<float> v) { return Tensor<float>::from_vector(Shape{2}, v); };
+    return {{prefix + "conv.weight", w},
+            {prefix + "conv.bias", vec({0.5f, -0.5f})},
+            {prefix + "bn.weight", vec({1.5f, 2.5f})},
+            {prefix + "bn.bias", vec({0.1f, 0.2f})},
+            {prefix + "bn.running_mean", vec({-1.f, 1.f})},
+            {prefix + "bn.running_var", vec({3.f, 4.f})},
+            {prefix + "bn.num_batches_tracked", Tensor<int64_t>::from_vector(Shape{}, {7})}};
+}
+}  // namespace
+
+TEST_CASE("load_module reads a PyTorch state_dict: OIHW weights converted, other names through name_aliases", "[checkpoint]") {
+    TempDir dir;
+    const std::string path = dir.file("pt.safetensors");
+    io::save_safetensors(path, pytorch_state("body."), {{"format", "pt"}});
+    Outer net;
+    const io::LoadReport report = io::load_module(path, net);
+    REQUIRE(report.complete());
+    REQUIRE(report.renamed.size() == 6);
+    REQUIRE(report.ignored == std::vector<std::string>{"body.bn.num_batches_tracked"});
+    const Tensor<float>& w = net.body->conv->weight.value();  // OHWI [2,2,2,3]
+    REQUIRE(w.shape() == Shape{2, 2, 2, 3});
+    for (int o = 0; o < 2; ++o)
+        for (int y = 0; y < 2; ++y)
+            for (int x = 0; x < 2; ++x)
+                for (int i = 0; i < 3; ++i) REQUIRE(w[((o * 2 + y) * 2 + x) * 3 + i] == 1000.f * o + 100.f * i + 10.f * y + x);
+    REQUIRE(net.body->conv->bias.value()[1] == -0.5f);
+    REQUIRE(net.body->bn->running_var[1] == 4.f);
+
+    SECTION("the same tensors without the format mark are bnn's layout: the OIHW weight is a shape mismatch") {
+        io::save_safetensors(path, pytorch_state("body."));
+        REQUIRE_THROWS_WITH(io::load_module(path, net), Catch::Contains("body.0.weight") && Catch::Contains("[2, 3, 2, 2]"));
+    }
+    SECTION("a weight of the wrong dtype, the wrong shape or truncated data is a bnn::Error naming it") {
+        auto state = pytorch_state("body.");
+        state[1].second = Tensor<int64_t>::from_vector(Shape{2}, {1, 2});
+        io::save_safetensors(path, state, {{"format", "pt"}});
+        REQUIRE_THROWS_WITH(io::load_module(path, net), Catch::Contains("body.0.bias") && Catch::Contains("I64"));
+        state = pytorch_state("body.");
+        state[0].second = Tensor<float>(Shape{2, 3, 3, 3});
+        io::save_safetensors(path, state, {{"format", "pt"}});
+        REQUIRE_THROWS_WITH(io::load_module(path, net), Catch::Contains("body.0.weight") && Catch::Contains("[2, 3, 3, 3]"));
+        io::save_safetensors(path, pytorch_state("body."), {{"format", "pt"}});
+        std::vector<uint8_t> bytes = read_bytes(path);
+        bytes.resize(bytes.size() - 3);
+        write_bytes(path, bytes);
+        REQUIRE_THROWS_AS(io::load_module(path, net), bnn::Error);
+    }
 }
 
 TEST_CASE("safetensors reader rejects every kind of corruption with bnn::Error", "[safetensors]") {

@@ -11,7 +11,9 @@
 //   "steps_per_epoch", "first_step", "steps", "batch", optional "label_smoothing", "threads".
 // in:  "student.<name>" and, for taught stages, "teacher.<name>" for every parameter and buffer
 //   (bnn's names and layouts), "images" [steps*batch,H,W,C], "labels" [steps*batch] (I32 or I64),
-//   optional "soft_targets" [steps*batch,K].
+//   optional "soft_targets" [steps*batch,K]. With "student_file" in the spec the student is
+//   loaded from that file by io::load_module instead (e.g. a torchvision state_dict); with
+//   "eval_only" the program writes only the eval-mode "logits" of all the images.
 // out: "logits" [batch,K] of step 0; "loss.total", "loss.ce", "loss.attention", "loss.kd", "lr"
 //   [steps]; "grad.<name>" of every parameter after step 0's backward; "after.<name>" of every
 //   parameter and buffer after the last step.
@@ -115,7 +117,18 @@ int run(const std::string& spec_path, const std::string& in_path, const std::str
     const bnn::Tensor<float> soft = in.contains("soft_targets") ? in.get<float>("soft_targets") : bnn::Tensor<float>();
 
     auto model = make_model(stage, spec, images.dim(3));
-    load_prefixed(in, "student.", *model);
+    if (spec.contains("student_file")) {
+        // A file of its own, loaded as a user would: PyTorch's layouts and names converted.
+        bnn::io::load_module(spec["student_file"].get<std::string>(), *model);
+    } else {
+        load_prefixed(in, "student.", *model);
+    }
+    if (spec.value("eval_only", false)) {
+        model->eval();
+        bnn::NoGradGuard no_tape;
+        bnn::io::save_safetensors(out_path, {{"logits", model->forward(bnn::Variable(images)).value()}});
+        return 0;
+    }
     std::unique_ptr<bnn::examples::ResNet18> teacher;
     if (!stage.teacher.empty()) {
         teacher = make_model(find_stage(plan, stage.teacher), spec, images.dim(3));

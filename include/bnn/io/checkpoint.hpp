@@ -10,6 +10,7 @@
 ///    epoch, seed, ...) as a string, and "optim.step_count" when optimiser state is saved.
 #include <concepts>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -17,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "bnn/io/pytorch_layout.hpp"
 #include "bnn/io/safetensors.hpp"
 #include "bnn/nn/module.hpp"
 
@@ -93,6 +95,9 @@ struct LoadReport {
     /// norm does not keep, and F32 tensors loaded from F16 / BF16 data.
     std::vector<std::string> ignored;
     std::vector<std::string> widened;
+    /// Also notes: tensors loaded under the module's own name through its name_aliases(),
+    /// as "file name -> module name".
+    std::vector<std::string> renamed;
 
     /// True when every key matched.
     bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
@@ -109,6 +114,7 @@ struct LoadReport {
         list("unexpected in the file", unexpected);
         list("ignored (integer counters bnn does not keep)", ignored);
         list("widened from F16/BF16 to F32", widened);
+        if (!renamed.empty()) os << "; " << renamed.size() << " loaded under the module's names (e.g. " << renamed.front() << ')';
         if (!mismatched.empty()) {
             os << "; " << mismatched.size() << " shape mismatches:";
             for (const auto& m : mismatched) os << ' ' << m.name << " (module " << m.expected << ", file " << m.found << ')';
@@ -124,34 +130,58 @@ struct LoadOptions {
     bool strict = true;
 };
 
-/// Copies parameters and buffers from a checkpoint into `module` in place, by name.
+namespace detail {
+/// The module's name for each of the file's tensors: its own name when the module has it, else
+/// the first of the modules' name_aliases() that turns it into one the file does not also hold.
+inline std::map<std::string, std::string> own_names(const SafetensorsFile& file, const nn::Module& module,
+                                                    const std::set<std::string>& known) {
+    std::vector<std::pair<std::string, std::string>> aliases;
+    for (const auto& [path, m] : module.named_modules())
+        for (const auto& [foreign, own] : m->name_aliases()) {
+            const std::string at = path.empty() ? "" : path + ".";
+            aliases.emplace_back(at + foreign, at + own);
+        }
+    std::map<std::string, std::string> out;
+    for (const auto& [name, t] : file.tensors) {
+        if (known.count(name)) {
+            out[name] = name;
+            continue;
+        }
+        for (const auto& [foreign, own] : aliases)
+            if (name.rfind(foreign, 0) == 0) {
+                std::string renamed = own + name.substr(foreign.size());
+                if (known.count(renamed) && !file.contains(renamed)) {
+                    out[name] = renamed;
+                    break;
+                }
+            }
+    }
+    return out;
+}
+}  // namespace detail
+
+/// Copies parameters and buffers from a checkpoint into `module` in place, by name. Also reads
+/// what PyTorch wrote: a file marked "format: pt" has its convolution weights converted from
+/// OIHW, and tensors named as in another framework load through the modules' name_aliases().
 inline LoadReport load_module(const SafetensorsFile& file, nn::Module& module, LoadOptions options = {}) {
     LoadReport report;
-    std::vector<std::pair<Tensor<float>, Tensor<float>>> copies;  // (destination, source)
+    std::map<std::string, Tensor<float>> destinations;
+    for (auto& [name, p] : module.named_parameters()) destinations.emplace(name, p.value());
+    for (auto& [name, b] : module.named_buffers()) destinations.emplace(name, b);
     std::set<std::string> known;
-    auto visit = [&](const std::string& name, Tensor<float> dst) {
-        known.insert(name);
-        const AnyTensor* src = file.find(name);
-        if (!src) {
-            report.missing.push_back(name);
-            return;
-        }
-        const Tensor<float>* f = std::get_if<Tensor<float>>(src);
-        if (!f || f->shape() != dst.shape()) {
-            std::string found = detail::shape_of(*src).str();
-            if (!f) found += std::string(" ") + detail::dtype_of(*src);
-            report.mismatched.push_back({name, dst.shape().str(), found});
-            return;
-        }
-        copies.emplace_back(dst, *f);
-        report.loaded.push_back(name);
-        if (file.widened.count(name)) report.widened.push_back(name);
-    };
-    for (auto& [name, p] : module.named_parameters()) visit(name, p.value());
-    for (auto& [name, b] : module.named_buffers()) visit(name, b);
+    for (const auto& [name, t] : destinations) known.insert(name);
+    const std::map<std::string, std::string> own = detail::own_names(file, module, known);
+    const bool pytorch = is_pytorch_file(file);
+
+    std::map<std::string, std::pair<std::string, const AnyTensor*>> sources;  // own name -> (file name, tensor)
     const std::string counter = ".num_batches_tracked";
     for (const auto& [name, t] : file.tensors) {
-        if (known.count(name) || name.rfind(kOptimPrefix, 0) == 0) continue;
+        if (auto it = own.find(name); it != own.end()) {
+            sources[it->second] = {name, &t};
+            if (it->second != name) report.renamed.push_back(name + " -> " + it->second);
+            continue;
+        }
+        if (name.rfind(kOptimPrefix, 0) == 0) continue;
         const bool named = name == counter.substr(1) ||
                            (name.size() > counter.size() &&
                             name.compare(name.size() - counter.size(), counter.size(), counter) == 0);
@@ -159,6 +189,32 @@ inline LoadReport load_module(const SafetensorsFile& file, nn::Module& module, L
             named && (std::holds_alternative<Tensor<int64_t>>(t) || std::holds_alternative<Tensor<int32_t>>(t));
         (is_counter ? report.ignored : report.unexpected).push_back(name);
     }
+
+    std::vector<std::pair<Tensor<float>, Tensor<float>>> copies;  // (destination, source)
+    auto visit = [&](const std::string& name) {
+        Tensor<float> dst = destinations.at(name);
+        auto it = sources.find(name);
+        if (it == sources.end()) {
+            report.missing.push_back(name);
+            return;
+        }
+        const AnyTensor& src = *it->second.second;
+        const Tensor<float>* f = std::get_if<Tensor<float>>(&src);
+        Tensor<float> value = f ? *f : Tensor<float>();
+        if (f && pytorch && f->rank() == 4) value = oihw_to_ohwi(*f);
+        if (!f || value.shape() != dst.shape()) {
+            std::string found = detail::shape_of(src).str();
+            if (!f) found += std::string(" ") + detail::dtype_of(src);
+            if (f && pytorch && f->rank() == 4) found += " (OIHW, " + value.shape().str() + " as OHWI)";
+            report.mismatched.push_back({name, dst.shape().str(), found});
+            return;
+        }
+        copies.emplace_back(dst, value);
+        report.loaded.push_back(name);
+        if (file.widened.count(it->second.first)) report.widened.push_back(name);
+    };
+    for (auto& [name, p] : module.named_parameters()) visit(name);
+    for (auto& [name, b] : module.named_buffers()) visit(name);
 
     if (options.strict && !report.complete())
         ::bnn::fail("load_module: checkpoint '", file.source, "' does not match the ", module.type_name(),

@@ -60,6 +60,11 @@ public:
         return out;
     }
 
+    /// Names other frameworks give this module's parameters and buffers, as (foreign prefix, own
+    /// prefix) pairs relative to this module, e.g. ("layer1.0.", "block1.") for torchvision's
+    /// ResNet-18. io::load_module uses them for a file's tensors whose names are not the module's.
+    virtual std::vector<std::pair<std::string, std::string>> name_aliases() const { return {}; }
+
     /// True when forward(x) is exactly the children applied one after another in registration
     /// order. Such a composite needs no code of its own to be compiled for inference or written to
     /// a deployment file: both treat it as a Sequential of its named children.

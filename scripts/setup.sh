@@ -7,6 +7,8 @@ set -euo pipefail
 
 packages=(g++ cmake ninja-build libeigen3-dev libxsimd-dev xtl-dev catch2 libstb-dev
           nlohmann-json3-dev libbenchmark-dev libcli11-dev zlib1g-dev dataset-fashion-mnist)
+# clang with libFuzzer and the OpenMP runtime it links: the fuzz targets CI runs (scripts/sanitize.sh).
+packages+=(clang libclang-rt-14-dev libomp-dev)
 [[ "${1:-}" == "--torch" ]] && packages+=(python3-torch libopenblas0-pthread)
 
 missing=()

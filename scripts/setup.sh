@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bnn needs, only when some are missing (apt-get update runs once,
-# then one apt-get install). With --torch it also installs python3-torch and an optimised BLAS
-# (without libopenblas0-pthread, Debian's torch runs its GEMM fallbacks on the reference BLAS),
-# for the comparison scripts in benchmarks/ (never used by the build or the tests).
+# then one apt-get install). With --torch it also installs python3-torch and torchvision, for the
+# PyTorch twin (examples/pytorch), its equivalence tests (ctest label torch) and the comparison
+# scripts in benchmarks/, and an optimised BLAS (without libopenblas0-pthread, Debian's torch
+# runs its GEMM fallbacks on the reference BLAS). The C++ library never uses them.
 set -euo pipefail
 
 packages=(g++ cmake ninja-build libeigen3-dev libxsimd-dev xtl-dev catch2 libstb-dev
           nlohmann-json3-dev libbenchmark-dev libcli11-dev zlib1g-dev dataset-fashion-mnist)
 # clang with libFuzzer and the OpenMP runtime it links: the fuzz targets CI runs (scripts/sanitize.sh).
 packages+=(clang libclang-rt-14-dev libomp-dev)
-[[ "${1:-}" == "--torch" ]] && packages+=(python3-torch libopenblas0-pthread)
+[[ "${1:-}" == "--torch" ]] && packages+=(python3-torch python3-torchvision libopenblas0-pthread)
 
 missing=()
 for p in "${packages[@]}"; do

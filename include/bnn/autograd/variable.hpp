@@ -6,14 +6,17 @@
 /// gradients are wanted, attaches a Node holding its inputs and a backward closure. backward()
 /// walks the nodes in reverse topological order; each closure *accumulates* into its inputs'
 /// gradients, so a Variable used twice (a residual branch) simply receives both contributions.
-/// A TapeProfiler (tape_profiler.hpp) times those closures per op name.
+/// A TapeProfiler (tape_profiler.hpp) times those closures per op name; a BackwardHook
+/// (backward_hook.hpp) hears when each leaf's gradient is final.
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "bnn/autograd/backward_hook.hpp"
 #include "bnn/autograd/grad_mode.hpp"
 #include "bnn/autograd/tape_profiler.hpp"
 #include "bnn/core/tensor.hpp"
@@ -196,6 +199,14 @@ inline void Variable::backward(const Tensor<float>& seed) {
     Tensor<float>& g = grad();
     for (int64_t i = 0; i < g.numel(); ++i) g[i] += seed[i];
     TapeProfiler* profiler = TapeProfiler::active();
+    BackwardHook* hook = BackwardHook::active();
+    // With a hook: how many nodes still write into each leaf's gradient.
+    std::unordered_map<const detail::GradState*, int> writers_left;
+    if (hook)
+        for (const Variable& v : order)
+            if (v.node())
+                for (const Variable& in : v.node()->inputs)
+                    if (in.defined() && in.requires_grad() && in.is_leaf()) ++writers_left[in.id()];
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
         Variable& v = *it;
         auto node = v.node();
@@ -215,7 +226,14 @@ inline void Variable::backward(const Tensor<float>& seed) {
         g.node.reset();
         g.grad = Tensor<float>();
         g.requires_grad = false;
+        if (hook) {
+            for (const Variable& in : node->inputs)
+                if (in.defined() && in.requires_grad() && in.is_leaf() && --writers_left[in.id()] == 0)
+                    hook->on_leaf_ready(in);
+            hook->on_node_done();
+        }
     }
+    if (hook) hook->on_backward_end();
 }
 
 }  // namespace bnn

@@ -10,6 +10,8 @@ packages=(g++ cmake ninja-build libeigen3-dev libxsimd-dev xtl-dev catch2 libstb
           nlohmann-json3-dev libbenchmark-dev libcli11-dev zlib1g-dev dataset-fashion-mnist)
 # clang with libFuzzer and the OpenMP runtime it links: the fuzz targets CI runs (scripts/sanitize.sh).
 packages+=(clang libclang-rt-14-dev libomp-dev)
+# Open MPI: data-parallel training (bnn::mpi, include/bnn/dist) and its tests (ctest label mpi).
+packages+=(libopenmpi-dev openmpi-bin)
 [[ "${1:-}" == "--torch" ]] && packages+=(python3-torch python3-torchvision libopenblas0-pthread)
 
 missing=()

@@ -121,6 +121,11 @@ public:
 
     const GradientSyncStats& stats() const { return stats_; }
     size_t num_buckets() const { return buckets_.size(); }
+    /// Bytes of bucket b; bucket 0 holds the last layers, the last bucket the first ones.
+    int64_t bucket_bytes(size_t b) const {
+        BNN_CHECK(b < buckets_.size(), "GradientSync::bucket_bytes: bucket ", b, " of ", buckets_.size());
+        return buckets_[b].numel * static_cast<int64_t>(sizeof(float));
+    }
 
 private:
     struct Bucket {

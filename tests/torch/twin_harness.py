@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 
+sys.dont_write_bytecode = True  # nothing written into the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "pytorch"))
 
@@ -70,7 +71,7 @@ def run_driver(driver, spec, student, teacher, images, labels, soft_targets=None
         with open(paths[0], "w") as f:
             json.dump(spec, f)
         safetensors_io.save(paths[1], tensors)
-        done = subprocess.run([driver] + paths, capture_output=True, text=True)
+        done = subprocess.run([driver] + paths, capture_output=True, text=True, errors="replace")
         if done.returncode != 0:
             raise RuntimeError(f"bnn_torch_step failed ({done.returncode}): {done.stderr.strip()}")
         out, _, _ = safetensors_io.load(paths[2])

@@ -35,7 +35,7 @@ inline constexpr size_t kAlignment = 64;
 /// faults disappear (measured: peak RSS unchanged, a step 0-2% faster on one thread).
 ///
 /// Bounds: only blocks of at least kMinBytes are cached (malloc serves small ones from its own
-/// bins), and at most limit() bytes are held idle: 512 MiB, or BNN_TENSOR_CACHE_MB from the
+/// bins; between 16 and 64 KiB it also gave them back to the kernel between calls), and at most limit() bytes are held idle: 512 MiB, or BNN_TENSOR_CACHE_MB from the
 /// environment (0 disables the cache), or set_limit(). When a block of a size not held is
 /// needed and the cache is full, idle blocks of at least that size are freed first, so a change
 /// of sizes (evaluation batches, another model) does not keep the old ones forever; release()
@@ -43,7 +43,7 @@ inline constexpr size_t kAlignment = 64;
 /// The cache itself is never destroyed, so tensors freed during static destruction stay safe.
 class BlockCache {
 public:
-    static constexpr size_t kMinBytes = size_t{64} << 10;
+    static constexpr size_t kMinBytes = size_t{16} << 10;
 
     static BlockCache& instance() {
         static BlockCache* cache = new BlockCache();  // never destroyed: see above

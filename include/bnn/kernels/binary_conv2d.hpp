@@ -172,11 +172,12 @@ struct XnorPixelPlan {
 };
 
 /// Plans geometry g over `padded` (the padded bits, or the input itself when g.pad is 0) with the
-/// weights' tap sums [KH*KW, CoutP] (needed for zero padding only).
-inline XnorPixelPlan plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums) {
+/// weights' tap sums [KH*KW, CoutP] (needed for zero padding only), into `p`, whose vectors keep
+/// their capacity: a plan refilled call after call allocates nothing once it has grown.
+inline void plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums,
+                             XnorPixelPlan& p) {
     const int64_t wc = g.words_per_pixel(), coutp = padded_out_channels(g.Cout);
     const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad, pixels = g.N * g.OH * g.OW;
-    XnorPixelPlan p;
     p.word_offsets.resize(g.KH * g.KW * wc);
     for (int64_t kh = 0; kh < g.KH; ++kh)
         for (int64_t kw = 0; kw < g.KW; ++kw)
@@ -222,8 +223,18 @@ inline XnorPixelPlan plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t*
                 if (correct && (row_masks[row_id[oh]] | col_masks[col_id[ow]]))
                     p.corrections[q] = p.table.data() + (row_id[oh] * ncols + col_id[ow]) * coutp;
             }
+}
+
+/// The plan of geometry g as a new object (see above).
+inline XnorPixelPlan plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums) {
+    XnorPixelPlan p;
+    plan_xnor_pixels(g, padded, tap_sums, p);
     return p;
 }
+
+/// Tags of xnor_conv2d_forward's per-thread buffers (bnn::thread_scratch).
+struct XnorPaddedBits;
+struct XnorScaleBias;
 
 /// out [N, OH, OW, Cout] = fma(binary conv(x_bits, weights), scale, bias); see the file comment.
 inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights, const int64_t* tap_sums,
@@ -234,38 +245,42 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad;
     if (g.N == 0) return;
 
-    // Padded copy of the input bits (the copy is 32x smaller than the float input).
-    std::vector<uint64_t> padded;
+    // Buffers that scale with the call live on between calls (this thread's scratch and plan), so
+    // a layer called in a loop neither allocates them nor page-faults them in again.
+    // Padded copy of the input bits (the copy is 32x smaller than the float input), then the
+    // border pixel's words.
     const uint64_t* xin = x_bits;
     if (g.pad > 0) {
-        std::vector<uint64_t> border(wc, 0);
-        if (g.pad_mode == PadMode::one) {
-            for (int64_t j = 0; j < wc; ++j) border[j] = all_plus_word(g.C, j);
-        }
-        padded.resize(static_cast<size_t>(g.N * Hp * Wp * wc));
+        const int64_t padded_words = g.N * Hp * Wp * wc;
+        uint64_t* padded = thread_scratch<XnorPaddedBits, uint64_t>(padded_words + wc);
+        uint64_t* border = padded + padded_words;
+        for (int64_t j = 0; j < wc; ++j) border[j] = g.pad_mode == PadMode::one ? all_plus_word(g.C, j) : 0;
         for (int64_t n = 0; n < g.N; ++n)
             for (int64_t i = 0; i < Hp; ++i)
                 for (int64_t k = 0; k < Wp; ++k) {
-                    uint64_t* dst = padded.data() + ((n * Hp + i) * Wp + k) * wc;
+                    uint64_t* dst = padded + ((n * Hp + i) * Wp + k) * wc;
                     const int64_t ih = i - g.pad, iw = k - g.pad;
                     const uint64_t* src = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
                                               ? x_bits + ((n * g.H + ih) * g.W + iw) * wc
-                                              : border.data();
+                                              : border;
                     std::copy(src, src + wc, dst);
                 }
-        xin = padded.data();
+        xin = padded;
     }
 
     // Scale and bias padded to CoutP so tiles load whole vectors.
-    std::vector<float> sc(coutp, 1.f), bi(coutp, 0.f);
-    for (int64_t o = 0; o < g.Cout; ++o) {
-        if (scale) sc[o] = scale[o];
-        if (bias) bi[o] = bias[o];
+    float* sc = thread_scratch<XnorScaleBias, float>(2 * coutp);
+    float* bi = sc + coutp;
+    for (int64_t o = 0; o < coutp; ++o) {
+        sc[o] = scale && o < g.Cout ? scale[o] : 1.f;
+        bi[o] = bias && o < g.Cout ? bias[o] : 0.f;
     }
-    const XnorPixelPlan px = plan_xnor_pixels(g, xin, tap_sums);
+    thread_local XnorPixelPlan this_threads_plan;
+    XnorPixelPlan& px = this_threads_plan;  // the worker threads below read the caller's plan
+    plan_xnor_pixels(g, xin, tap_sums, px);
     const int64_t pixels = g.N * g.OH * g.OW;
 
-    const detail::XnorPlan plan{px.word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc.data(), bi.data()};
+    const detail::XnorPlan plan{px.word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc, bi};
     const detail::TileShape ts = detail::tile_shape(isa);
     const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
     const int64_t column_blocks = (g.Cout + ts.channels - 1) / ts.channels;

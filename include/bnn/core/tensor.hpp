@@ -35,8 +35,9 @@ inline constexpr size_t kAlignment = 64;
 /// faults disappear (measured: peak RSS unchanged, a step 0-2% faster on one thread).
 ///
 /// Bounds: only blocks of at least kMinBytes are cached (malloc serves small ones from its own
-/// bins; between 16 and 64 KiB it also gave them back to the kernel between calls), and at most limit() bytes are held idle: 512 MiB, or BNN_TENSOR_CACHE_MB from the
-/// environment (0 disables the cache), or set_limit(). When a block of a size not held is
+/// bins; blocks of 16-64 KiB it too gave back to the kernel between calls), and at most limit()
+/// bytes are held idle: 512 MiB, or BNN_TENSOR_CACHE_MB from the environment (0 disables the
+/// cache), or set_limit(). When a block of a size not held is
 /// needed and the cache is full, idle blocks of at least that size are freed first, so a change
 /// of sizes (evaluation batches, another model) does not keep the old ones forever; release()
 /// frees all idle blocks. Thread safe: one mutex, taken once per allocation, not per element.

@@ -2,6 +2,7 @@
 bnn's convolution weights are OHWI and its activations NHWC; the twin's are OIHW and NCHW: every
 rank-4 tensor of a model's state is a convolution weight and is permuted on the way."""
 import json
+import os
 
 import torch
 
@@ -55,15 +56,64 @@ def load_bnn_state(model: torch.nn.Module, state: dict, strict=True) -> dict:
     return report
 
 
-def save_checkpoint(path, model: torch.nn.Module, metadata=None):
-    """Writes the model as a bnn checkpoint that bnn::io::load_module reads (no optimiser state)."""
+def optimizer_state(optimizer) -> dict:
+    """The optimiser's state under bnn's names ("optim.group0.param3.exp_avg", bnn layout): Adam's
+    exp_avg, exp_avg_sq and step, SGD's momentum_buffer; parameters without state get zeros, as
+    bnn allocates its state up front."""
+    out = {}
+    for g, group in enumerate(optimizer.param_groups):
+        for i, p in enumerate(group["params"]):
+            st = optimizer.state.get(p, {})
+            prefix = f"optim.group{g}.param{i}."
+            if isinstance(optimizer, torch.optim.SGD):
+                buf = st.get("momentum_buffer")
+                out[prefix + "momentum_buffer"] = to_bnn_layout(buf.detach().float().cpu() if buf is not None
+                                                                else torch.zeros(p.shape))
+            else:
+                for key in ("exp_avg", "exp_avg_sq"):
+                    t = st.get(key)
+                    out[prefix + key] = to_bnn_layout(t.detach().float().cpu() if t is not None
+                                                      else torch.zeros(p.shape))
+                out[prefix + "step"] = torch.tensor(float(st.get("step", 0.0)), dtype=torch.float32)
+    return out
+
+
+def load_optimizer_state(optimizer, tensors: dict) -> None:
+    """Restores what optimizer_state() (or bnn's save_checkpoint) wrote; ValueError when absent."""
+    for g, group in enumerate(optimizer.param_groups):
+        for i, p in enumerate(group["params"]):
+            prefix = f"optim.group{g}.param{i}."
+
+            def get(key):
+                if prefix + key not in tensors:
+                    raise ValueError(f"load_optimizer_state: no tensor '{prefix + key}' in the checkpoint")
+                return from_bnn_layout(tensors[prefix + key]).to(p.device)
+            if isinstance(optimizer, torch.optim.SGD):
+                optimizer.state[p] = {"momentum_buffer": get("momentum_buffer")}
+            else:
+                optimizer.state[p] = {"step": get("step").reshape(()).cpu(), "exp_avg": get("exp_avg"),
+                                      "exp_avg_sq": get("exp_avg_sq")}
+
+
+def save_checkpoint(path, model: torch.nn.Module, metadata=None, optimizer=None):
+    """Writes the model (and the optimiser's state, when given) as a bnn checkpoint that
+    bnn::io::load_module (and load_optimizer) read. Written to a temporary file and renamed, so a
+    crash leaves the previous checkpoint."""
     meta = {"format": CHECKPOINT_FORMAT, "metadata": json.dumps(metadata if metadata is not None else {})}
-    safetensors_io.save(path, bnn_state(model), meta)
+    tensors = bnn_state(model)
+    if optimizer is not None:
+        tensors.update(optimizer_state(optimizer))
+        meta["optim.step_count"] = str(max((int(t.item()) for k, t in tensors.items() if k.endswith(".step")),
+                                           default=0))
+    safetensors_io.save(path + ".tmp", tensors, meta)
+    os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path, model: torch.nn.Module, strict=True):
-    """Loads a bnn checkpoint (what bnn's trainer or save_checkpoint wrote) into the twin.
-    Returns (report, the caller's metadata as a dict)."""
+def load_checkpoint(path, model: torch.nn.Module, strict=True, optimizer=None):
+    """Loads a bnn checkpoint (what bnn's trainer or save_checkpoint wrote) into the twin, and the
+    optimiser's state when an optimiser is given. Returns (report, the caller's metadata)."""
     tensors, meta, _ = safetensors_io.load(path)
     report = load_bnn_state(model, tensors, strict)
+    if optimizer is not None:
+        load_optimizer_state(optimizer, tensors)
     return report, json.loads(meta.get("metadata", "{}"))

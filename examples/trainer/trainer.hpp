@@ -5,7 +5,6 @@
 // exactly.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -26,9 +25,7 @@
 #include "bnn/train/stage_schedule.hpp"
 #include "curves.hpp"
 #include "data_source.hpp"
-#include "distributed.hpp"
 #include "metrics_log.hpp"
-#include "output_dir.hpp"
 #include "progress.hpp"
 #include "recipes.hpp"
 #include "resume_point.hpp"
@@ -101,8 +98,6 @@ public:
     std::vector<StageResult> run() {
         bnn::set_num_threads(opt_.threads);
         const std::vector<StagePlan> plan = plan_recipes(opt_.recipes);
-        require_ranks_agree(settings(), opt_.batch);
-        if (ranks().is_root()) prepare_output_dir(opt_.out);  // its clean-up would race with rank 0's writes
         DataSource src = find_data(opt_.data, opt_.format);
         log("data: %s from %s (%s)\n", src.format.c_str(), src.dir.c_str(), src.reason.c_str());
         if (src.format != "cifar100")
@@ -121,7 +116,8 @@ public:
             static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
             static_cast<long long>(in_channels_), num_classes_);
 
-        metrics_ = std::make_unique<MetricsLog>(ranks().is_root() ? metrics_path() : std::string(), opt_.resume);
+        std::filesystem::create_directories(opt_.out);
+        metrics_ = std::make_unique<MetricsLog>(metrics_path(), opt_.resume);
 
         bnn::data::BatchLoader train_loader(data.train, {.batch_size = opt_.batch,
                                                          .shuffle = true,
@@ -132,12 +128,9 @@ public:
                                                          .rotation_degrees = opt_.rotation,
                                                          .mixup_alpha = opt_.mixup,
                                                          .mean = norm_.mean,
-                                                         .std = norm_.std,
-                                                         .transform = keep_my_shard()});
-        BNN_CHECK(train_loader.batches_per_epoch() > 0, "trainer: --batch ", opt_.batch, " is larger than the ",
-                  data.train.size(), " training images: an epoch would have no step");
+                                                         .std = norm_.std});
         bnn::data::BatchLoader test_loader(data.test, {.batch_size = 250, .shuffle = false, .mean = norm_.mean,
-                                                       .std = norm_.std, .transform = keep_my_shard()});
+                                                       .std = norm_.std});
         std::vector<StageResult> results;
         for (const StagePlan& stage : plan) results.push_back(run_stage(stage, train_loader, test_loader));
         return results;
@@ -190,8 +183,6 @@ private:
             bnn::io::load_module(checkpoint_path(t), *teacher);
             bnn::train::freeze(*teacher);
         }
-        start_from_rank0(*model, optimizer);
-        const auto sync = sync_gradients(*model);  // averages the gradients in every backward
         log("== %s: %s student, %s, %lld parameters, %d epochs, lr %g, weight decay %g\n", s.id.c_str(),
             bnn::examples::variant_name(s.variant), bnn::train::student_kind_name(c.student),
             static_cast<long long>(model->num_parameters()), epochs, lr, c.weight_decay);
@@ -199,11 +190,6 @@ private:
         metrics_->rewind(s.id, first_epoch);  // what an interrupted run logged past the checkpoint
 
         StageResult result{s.id, 0, 0, 0, 0, epochs};
-        // What a stage stopped in `epoch` leaves on disk (the write of a checkpoint is atomic).
-        auto kept = [&](int epoch) {
-            return epoch > 1 ? "its checkpoint of epoch " + std::to_string(epoch - 1) + " is kept in '" + path + "'"
-                             : std::string("nothing of it was saved");
-        };
         const int64_t steps_per_epoch = train_loader.batches_per_epoch();
         // A step line every few dozen steps, at least a few per epoch in short epochs, and windows
         // of equal size (to a step), so the last one of an epoch does not average a handful of steps.
@@ -215,7 +201,7 @@ private:
             train_loader.start_epoch(static_cast<int64_t>(detail::fnv1a(s.id) % 100000) * 1000 + epoch);
             char label[96];
             std::snprintf(label, sizeof label, "%-18s %d/%d", s.id.c_str(), epoch, epochs);
-            ProgressBar bar(label, steps_per_epoch * opt_.batch, {.visible = !opt_.quiet && ranks().is_root()});
+            ProgressBar bar(label, steps_per_epoch * opt_.batch, {.visible = !opt_.quiet});
             double att = 0, kd = 0;
             int64_t step = 0;
             Window window;
@@ -232,26 +218,19 @@ private:
                 optimizer.set_lr_factor(schedule->factor(e));
                 bnn::train::StepResult r = bnn::train::distillation_step(
                     teacher.get(), *model, {batch->images, batch->labels, batch->targets}, c.weights, optimizer);
-                // Over every rank; a Ctrl-C on any rank stops all after this step.
-                const StepTotals t = step_totals(static_cast<int64_t>(batch->labels.size()), r.parts,
-                                                 bnn::train::count_hits(r.logits, batch->labels).top1, detail::stop_flag());
-                if (t.stop) detail::stop_flag() = true;
-                // The step has already applied non-finite gradients: stop before anything is saved.
-                // (The loss summed over the ranks, so that every rank stops.)
-                if (!std::isfinite(t.loss_sum))
-                    bnn::fail("trainer: ", s.id, " epoch ", epoch, " step ", step + 1, ": the loss is ", t.loss_sum,
-                              "; stage stopped, ", kept(epoch), " (too high a learning rate? see --lr-scale)");
-                att += t.attention;
-                kd += t.kd;
+                const int64_t top1 = bnn::train::count_hits(r.logits, batch->labels).top1;
+                const auto n = static_cast<int64_t>(batch->labels.size());
+                att += r.parts.attention;
+                kd += r.parts.kd;
                 ++step;
-                bar.update(t.images, t.loss_sum, t.top1);
-                window.add(t.images, t.loss_sum, t.top1);
+                bar.update(n, r.parts.total * n, top1);
+                window.add(n, r.parts.total * n, top1);
                 if (step * records_per_epoch / steps_per_epoch != (step - 1) * records_per_epoch / steps_per_epoch)
                     record_window();
             }
             if (window.images > 0) record_window();
             bar.finish();
-            bnn::train::Accuracy acc = evaluate_on_ranks(*model, test_loader);
+            bnn::train::Accuracy acc = bnn::train::evaluate(*model, test_loader);
             EpochRecord r{s.id,
                           epoch,
                           bar.mean_loss(),
@@ -268,55 +247,24 @@ private:
                 r.seconds);
             metrics_->add(r);
             write_curves();
-            // The deployment file goes first: a crash between the two leaves the stage incomplete,
-            // so --resume redoes its last epoch and writes both again.
-            if (epoch == epochs && c.student == bnn::train::StudentKind::FullyBinary && ranks().is_root()) export_deployment(s, *model, epochs);
             nlohmann::json meta = stage_metadata(s, epoch, epochs, acc);
-            if (ranks().is_root()) {
-                try {
-                    bnn::io::save_checkpoint(path, *model, optimizer, meta);
-                } catch (const bnn::Error& e) {
-                    bnn::fail("trainer: ", s.id, " epoch ", epoch, ": the checkpoint could not be saved, ", kept(epoch),
-                              ": ", e.what());
-                }
-            }
-            wait_for_rank0_files();
+            bnn::io::save_checkpoint(path, *model, optimizer, meta);
             if (opt_.stop_after_epochs > 0 && ++epochs_run_ >= opt_.stop_after_epochs) throw Interrupted{};
             result.top1 = acc.top1;
             result.top5 = acc.top5;
             result.seconds += r.seconds;
             result.images_per_s = r.images_per_s;
         }
+        if (c.student == bnn::train::StudentKind::FullyBinary) {
+            // The deployable form: 1-bit packed weights, with what a classifier needs to use it.
+            bnn::io::Metadata extra;
+            for (const char* key : {"dataset", "mean", "std", "class_names", "image_size", "input_size"})
+                extra[key] = stage_metadata(s, epochs, epochs, {}).at(key).dump();
+            const std::string deploy = (std::filesystem::path(opt_.out) / s.deploy_file_name()).string();
+            bnn::examples::export_resnet18(deploy, *model, extra);
+            log("   %s: deployment file %s\n", s.id.c_str(), deploy.c_str());
+        }
         return result;
-    }
-
-    /// The deployable form of a fully binary stage: 1-bit packed weights, with what a classifier
-    /// needs to use it.
-    void export_deployment(const StagePlan& s, const bnn::examples::ResNet18& model, int epochs) const {
-        bnn::io::Metadata extra;
-        for (const char* key : {"dataset", "mean", "std", "class_names", "image_size", "input_size"})
-            extra[key] = stage_metadata(s, epochs, epochs, {}).at(key).dump();
-        const std::string deploy = (std::filesystem::path(opt_.out) / s.deploy_file_name()).string();
-        bnn::examples::export_resnet18(deploy, model, extra);
-        log("   %s: deployment file %s\n", s.id.c_str(), deploy.c_str());
-    }
-
-    /// The options every rank must share (threads, paths and --resume may differ).
-    bnn::dist::Settings settings() const {
-        std::string recipes;
-        for (const auto& r : opt_.recipes) recipes += (recipes.empty() ? "" : ",") + r;
-        return {{"recipe", recipes},
-                {"format", opt_.format},
-                {"width", std::to_string(opt_.width)},
-                {"epochs", std::to_string(opt_.epochs)},
-                {"batch", std::to_string(opt_.batch)},
-                {"lr-scale", std::to_string(opt_.lr_scale)},
-                {"schedule", opt_.schedule == bnn::train::ScheduleShape::StepDecay ? "paper" : "cosine"},
-                {"mixup", std::to_string(opt_.mixup)},
-                {"rotation", std::to_string(opt_.rotation)},
-                {"seed", std::to_string(opt_.seed)},
-                {"train-limit", std::to_string(opt_.train_limit)},
-                {"test-limit", std::to_string(opt_.test_limit)}};
     }
 
     nlohmann::json stage_metadata(const StagePlan& s, int epoch, int epochs, const bnn::train::Accuracy& acc) const {
@@ -366,7 +314,6 @@ private:
 
     /// Rewrites curves.html from the metrics so far.
     void write_curves() const {
-        if (!ranks().is_root()) return;
         std::vector<StageSpan> stages;
         for (const auto& s : plan_cache()) stages.push_back({s.id, epochs_of(s), s.paper_top1});
         write_curves_html((std::filesystem::path(opt_.out) / "curves.html").string(), stages, metrics_->steps(),
@@ -386,7 +333,7 @@ private:
 
     template <class... A>
     void log(const char* fmt, A... a) const {
-        if (opt_.quiet || !ranks().is_root()) return;
+        if (opt_.quiet) return;
         std::printf(fmt, a...);
         std::fflush(stdout);
     }

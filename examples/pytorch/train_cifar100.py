@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     p.add_argument("--init", default="bnn", choices=["bnn", "torch"],
                    help="initialisation: bnn's (Kaiming normal) or PyTorch's defaults (docs/pytorch.md)")
+    p.add_argument("--binary-init", default="", choices=["", "bnn", "torch"],
+                   help="initialisation of the binary convs' latent weights only (default: --init's)")
     a = p.parse_args(argv)
     a.recipes = [r for r in a.recipe.split(",") if r]
     for r in a.recipes:
@@ -85,7 +87,8 @@ class Trainer:
     def make_model(self, stage):
         torch.manual_seed((self.a.seed * 1000003 + fnv1a(stage.id)) % (1 << 63))
         return bt.ResNet18(stage.variant, "cifar", self.a.width, self.num_classes, self.in_channels,
-                           mode=stage.mode, init=self.a.init).to(self.device)
+                           mode=stage.mode, init=self.a.init,
+                           binary_init=self.a.binary_init or None).to(self.device)
 
     def epochs_of(self, stage):
         return stage.config.epochs if self.shape == "step" else self.a.epochs

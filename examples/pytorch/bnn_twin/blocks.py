@@ -44,10 +44,12 @@ class Downsample(nn.Sequential):
 class BinaryHalfBlock(nn.Module):
     """h = bn(x); y = conv(h) (its binarisation by mode); y *= alpha (scale "alpha": the conv's
     learned scale) or y *= gate(h) (scale "gate": per sample and channel); out = prelu(y) + shortcut(x).
-    Children: bn, conv, gate (scale "gate"), prelu, shortcut (when the shape changes)."""
+    Children: bn, conv, gate (scale "gate"), prelu, shortcut (when the shape changes). `binary_init`
+    initialises the binary conv differently from the rest (default: `init`)."""
 
     def __init__(self, in_channels, out_channels, stride=1, kernel_size=3, scale="alpha", gate_reduction=8,
-                 gate_hidden=0, pad_value="zero", mode=BINARY_ACTIVATIONS, conv_scale=None, init="bnn"):
+                 gate_hidden=0, pad_value="zero", mode=BINARY_ACTIVATIONS, conv_scale=None, init="bnn",
+                 binary_init=None):
         super().__init__()
         if scale not in ("alpha", "gate"):
             raise ValueError(f"BinaryHalfBlock: scale must be 'alpha' or 'gate', got {scale!r}")
@@ -57,7 +59,8 @@ class BinaryHalfBlock(nn.Module):
         gated = scale == "gate"
         self.bn = BatchNorm2d(in_channels)
         self.conv = BinaryConv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, pad_value, mode,
-                                 conv_scale or (SCALE_MEAN_ABS if gated else SCALE_LEARNED), init=init)
+                                 conv_scale or (SCALE_MEAN_ABS if gated else SCALE_LEARNED),
+                                 init=binary_init or init)
         self.gate = ChannelGate(in_channels, out_channels, gate_hidden, gate_reduction, init=init) if gated else None
         self.prelu = PReLU(out_channels)
         if stride != 1 or in_channels != out_channels:

@@ -2,7 +2,8 @@
 the "cifar" stem (3x3/1 conv, BN, ReLU) or the "imagenet" stem (7x7/2 conv, BN, ReLU or PReLU for
 the strong baseline, max pool 3x3/2). Children: stem, block1..block8, pool, fc; parameter names
 are bnn's. forward_features(x) returns (logits, [("block1", map), ..., ("block8", map)]), the
-transfer points of attention matching. Input NCHW."""
+transfer points of attention matching. Input NCHW. `init` is "bnn" (bnn's initialisation) or "torch"
+(PyTorch's defaults); `binary_init` overrides it for the binary convs' latent weights."""
 import torch
 import torch.nn as nn
 
@@ -30,7 +31,7 @@ class GlobalAvgPool(nn.Module):
 
 class ResNet18(nn.Module):
     def __init__(self, variant="real", stem="cifar", width=64, num_classes=100, in_channels=3, gate_reduction=8,
-                 mode=BINARY_ACTIVATIONS, init="bnn"):
+                 mode=BINARY_ACTIVATIONS, init="bnn", binary_init=None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"ResNet18: variant must be one of {VARIANTS}, got {variant!r}")
@@ -57,7 +58,8 @@ class ResNet18(nn.Module):
             else:
                 block = BinaryBasicBlock(cin, out, block_stride(b),
                                          scale="gate" if variant == "real-to-bin" else "alpha",
-                                         gate_reduction=gate_reduction, mode=mode, init=init)
+                                         gate_reduction=gate_reduction, mode=mode, init=init,
+                                         binary_init=binary_init)
             self.add_module(f"block{b + 1}", block)
             cin = out
         self.pool = GlobalAvgPool()

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--width", o.width, "channels of ResNet-18's first stage (64 in the paper)")->capture_default_str();
     app.add_option("--epochs", o.epochs, "epochs per stage (--schedule paper sets 350)")->capture_default_str();
-    app.add_option("--batch", o.batch, "batch size")->capture_default_str();
+    app.add_option("--batch", o.batch, "global batch size (split over the processes under mpirun)")->capture_default_str();
     app.add_option("--lr-scale", o.lr_scale, "factor on every stage's learning rate (1e-3 real weights, 2e-4 binary)")
         ->capture_default_str();
     std::string schedule = "short";
@@ -37,10 +37,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--mixup", o.mixup, "mix-up alpha (0: off)")->capture_default_str();
     app.add_option("--rotation", o.rotation, "random rotation in degrees (0: off)")->capture_default_str();
-    app.add_option("--threads", o.threads, "threads")->capture_default_str();
+    app.add_option("--threads", o.threads, "threads (per process under mpirun)")->capture_default_str();
     app.add_option("--seed", o.seed, "seed of initialisation, order and augmentation")->capture_default_str();
     app.add_option("--out", o.out, "output directory: checkpoints, metrics.jsonl, curves.html")->capture_default_str();
     app.add_flag("--resume", o.resume, "continue the run in --out where it stopped");
+    app.add_option("--stop-after-epochs", o.stop_after_epochs,
+                   "stop as if interrupted after this many epochs in all (tests of --resume; 0: never)");
     app.add_option("--train-limit", o.train_limit, "train on a random subset of this many images (0: all)");
     app.add_option("--test-limit", o.test_limit, "test on a random subset of this many images (0: all)");
     CLI11_PARSE(app, argc, argv);
@@ -56,25 +58,28 @@ int main(int argc, char** argv) {
 
     trainer::install_sigint_handler();
     try {
-        std::printf("bnn trainer: recipes");
-        for (auto& r : o.recipes) std::printf(" %s", r.c_str());
-        std::printf(", width %lld, %s schedule, batch %lld, %d threads, popcount kernels: %s\n",
+        const bool root = trainer::ranks().is_root();
+        if (root) std::printf("bnn trainer: recipes");
+        for (auto& r : o.recipes)
+            if (root) std::printf(" %s", r.c_str());
+        if (root) std::printf(", width %lld, %s schedule, batch %lld, %d threads, popcount kernels: %s\n",
                     static_cast<long long>(o.width), schedule.c_str(), static_cast<long long>(o.batch), o.threads,
                     bnn::kernels::isa_name(bnn::kernels::active_isa()));
         trainer::Trainer t(o);
         auto results = t.run();
+        if (!root) return 0;
         std::printf("\n%-22s %8s %8s %10s %9s\n", "stage", "top-1", "top-5", "img/s", "time");
         for (const auto& r : results)
             std::printf("%-22s %7.2f%% %7.2f%% %10.0f %8.0fs\n", r.id.c_str(), 100 * r.top1, 100 * r.top5,
                         r.images_per_s, r.seconds);
         std::printf("\ncheckpoints, metrics.jsonl and curves.html are in %s\n", o.out.c_str());
     } catch (const trainer::Interrupted&) {
-        std::fprintf(stderr, "\ninterrupted: every finished epoch is saved in %s; continue with --resume\n",
+        if (trainer::ranks().is_root())
+            std::fprintf(stderr, "\ninterrupted: every finished epoch is saved in %s; continue with --resume\n",
                      o.out.c_str());
         return 130;
     } catch (const bnn::Error& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
+        return trainer::report_failure(e);
     }
     return 0;
 }

@@ -25,6 +25,7 @@
 #include "bnn/train/stage_schedule.hpp"
 #include "curves.hpp"
 #include "data_source.hpp"
+#include "distributed.hpp"
 #include "metrics_log.hpp"
 #include "progress.hpp"
 #include "recipes.hpp"
@@ -98,6 +99,7 @@ public:
     std::vector<StageResult> run() {
         bnn::set_num_threads(opt_.threads);
         const std::vector<StagePlan> plan = plan_recipes(opt_.recipes);
+        require_ranks_agree(settings(), opt_.batch);
         DataSource src = find_data(opt_.data, opt_.format);
         log("data: %s from %s (%s)\n", src.format.c_str(), src.dir.c_str(), src.reason.c_str());
         if (src.format != "cifar100")
@@ -117,7 +119,7 @@ public:
             static_cast<long long>(in_channels_), num_classes_);
 
         std::filesystem::create_directories(opt_.out);
-        metrics_ = std::make_unique<MetricsLog>(metrics_path(), opt_.resume);
+        metrics_ = std::make_unique<MetricsLog>(ranks().is_root() ? metrics_path() : std::string(), opt_.resume);
 
         bnn::data::BatchLoader train_loader(data.train, {.batch_size = opt_.batch,
                                                          .shuffle = true,
@@ -128,9 +130,10 @@ public:
                                                          .rotation_degrees = opt_.rotation,
                                                          .mixup_alpha = opt_.mixup,
                                                          .mean = norm_.mean,
-                                                         .std = norm_.std});
+                                                         .std = norm_.std,
+                                                         .transform = keep_my_shard()});
         bnn::data::BatchLoader test_loader(data.test, {.batch_size = 250, .shuffle = false, .mean = norm_.mean,
-                                                       .std = norm_.std});
+                                                       .std = norm_.std, .transform = keep_my_shard()});
         std::vector<StageResult> results;
         for (const StagePlan& stage : plan) results.push_back(run_stage(stage, train_loader, test_loader));
         return results;
@@ -183,6 +186,8 @@ private:
             bnn::io::load_module(checkpoint_path(t), *teacher);
             bnn::train::freeze(*teacher);
         }
+        start_from_rank0(*model, optimizer);
+        const auto sync = sync_gradients(*model);  // averages the gradients in every backward
         log("== %s: %s student, %s, %lld parameters, %d epochs, lr %g, weight decay %g\n", s.id.c_str(),
             bnn::examples::variant_name(s.variant), bnn::train::student_kind_name(c.student),
             static_cast<long long>(model->num_parameters()), epochs, lr, c.weight_decay);
@@ -201,7 +206,7 @@ private:
             train_loader.start_epoch(static_cast<int64_t>(detail::fnv1a(s.id) % 100000) * 1000 + epoch);
             char label[96];
             std::snprintf(label, sizeof label, "%-18s %d/%d", s.id.c_str(), epoch, epochs);
-            ProgressBar bar(label, steps_per_epoch * opt_.batch, {.visible = !opt_.quiet});
+            ProgressBar bar(label, steps_per_epoch * opt_.batch, {.visible = !opt_.quiet && ranks().is_root()});
             double att = 0, kd = 0;
             int64_t step = 0;
             Window window;
@@ -218,19 +223,21 @@ private:
                 optimizer.set_lr_factor(schedule->factor(e));
                 bnn::train::StepResult r = bnn::train::distillation_step(
                     teacher.get(), *model, {batch->images, batch->labels, batch->targets}, c.weights, optimizer);
-                const int64_t top1 = bnn::train::count_hits(r.logits, batch->labels).top1;
-                const auto n = static_cast<int64_t>(batch->labels.size());
-                att += r.parts.attention;
-                kd += r.parts.kd;
+                // Over every rank; a Ctrl-C on any rank stops all after this step.
+                const StepTotals t = step_totals(static_cast<int64_t>(batch->labels.size()), r.parts,
+                                                 bnn::train::count_hits(r.logits, batch->labels).top1, detail::stop_flag());
+                if (t.stop) detail::stop_flag() = true;
+                att += t.attention;
+                kd += t.kd;
                 ++step;
-                bar.update(n, r.parts.total * n, top1);
-                window.add(n, r.parts.total * n, top1);
+                bar.update(t.images, t.loss_sum, t.top1);
+                window.add(t.images, t.loss_sum, t.top1);
                 if (step * records_per_epoch / steps_per_epoch != (step - 1) * records_per_epoch / steps_per_epoch)
                     record_window();
             }
             if (window.images > 0) record_window();
             bar.finish();
-            bnn::train::Accuracy acc = bnn::train::evaluate(*model, test_loader);
+            bnn::train::Accuracy acc = evaluate_on_ranks(*model, test_loader);
             EpochRecord r{s.id,
                           epoch,
                           bar.mean_loss(),
@@ -248,14 +255,15 @@ private:
             metrics_->add(r);
             write_curves();
             nlohmann::json meta = stage_metadata(s, epoch, epochs, acc);
-            bnn::io::save_checkpoint(path, *model, optimizer, meta);
+            if (ranks().is_root()) bnn::io::save_checkpoint(path, *model, optimizer, meta);
+            wait_for_rank0_files();
             if (opt_.stop_after_epochs > 0 && ++epochs_run_ >= opt_.stop_after_epochs) throw Interrupted{};
             result.top1 = acc.top1;
             result.top5 = acc.top5;
             result.seconds += r.seconds;
             result.images_per_s = r.images_per_s;
         }
-        if (c.student == bnn::train::StudentKind::FullyBinary) {
+        if (c.student == bnn::train::StudentKind::FullyBinary && ranks().is_root()) {
             // The deployable form: 1-bit packed weights, with what a classifier needs to use it.
             bnn::io::Metadata extra;
             for (const char* key : {"dataset", "mean", "std", "class_names", "image_size", "input_size"})
@@ -265,6 +273,24 @@ private:
             log("   %s: deployment file %s\n", s.id.c_str(), deploy.c_str());
         }
         return result;
+    }
+
+    /// The options every rank must share (threads, paths and --resume may differ).
+    bnn::dist::Settings settings() const {
+        std::string recipes;
+        for (const auto& r : opt_.recipes) recipes += (recipes.empty() ? "" : ",") + r;
+        return {{"recipe", recipes},
+                {"format", opt_.format},
+                {"width", std::to_string(opt_.width)},
+                {"epochs", std::to_string(opt_.epochs)},
+                {"batch", std::to_string(opt_.batch)},
+                {"lr-scale", std::to_string(opt_.lr_scale)},
+                {"schedule", opt_.schedule == bnn::train::ScheduleShape::StepDecay ? "paper" : "cosine"},
+                {"mixup", std::to_string(opt_.mixup)},
+                {"rotation", std::to_string(opt_.rotation)},
+                {"seed", std::to_string(opt_.seed)},
+                {"train-limit", std::to_string(opt_.train_limit)},
+                {"test-limit", std::to_string(opt_.test_limit)}};
     }
 
     nlohmann::json stage_metadata(const StagePlan& s, int epoch, int epochs, const bnn::train::Accuracy& acc) const {
@@ -314,6 +340,7 @@ private:
 
     /// Rewrites curves.html from the metrics so far.
     void write_curves() const {
+        if (!ranks().is_root()) return;
         std::vector<StageSpan> stages;
         for (const auto& s : plan_cache()) stages.push_back({s.id, epochs_of(s), s.paper_top1});
         write_curves_html((std::filesystem::path(opt_.out) / "curves.html").string(), stages, metrics_->steps(),
@@ -333,7 +360,7 @@ private:
 
     template <class... A>
     void log(const char* fmt, A... a) const {
-        if (opt_.quiet) return;
+        if (opt_.quiet || !ranks().is_root()) return;
         std::printf(fmt, a...);
         std::fflush(stdout);
     }

@@ -9,6 +9,7 @@
 ///     ... train_step as usual; reduce metrics with sum_over_ranks / reduce_accuracy
 #include "bnn/dist/agreement.hpp"
 #include "bnn/dist/broadcast.hpp"
+#include "bnn/dist/buffers.hpp"
 #include "bnn/dist/gradient_sync.hpp"
 #include "bnn/dist/metrics.hpp"
 #include "bnn/dist/process_group.hpp"

@@ -19,6 +19,7 @@ inline void sum_over_ranks(ProcessGroup& group, std::vector<double>& values, con
 /// The accuracy over the union of the ranks' evaluation shards (each evaluated with
 /// train::evaluate on its shard; a rank with no samples passes samples = 0).
 inline train::Accuracy reduce_accuracy(ProcessGroup& group, const train::Accuracy& mine) {
+    if (group.size() == 1) return mine;  // untouched, to the last bit
     const double n = static_cast<double>(mine.samples);
     std::vector<double> v{mine.top1 * n, mine.top5 * n, mine.loss * n, n};
     sum_over_ranks(group, v, "the evaluation's counts");

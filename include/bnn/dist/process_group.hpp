@@ -111,11 +111,12 @@ public:
             wait(r, what);
         }
 #else
-        (void)data, (void)bytes;
+        (void)data, (void)bytes, (void)what;
 #endif
     }
     /// Every rank's string, in rank order, on every rank.
     std::vector<std::string> all_gather(const std::string& mine, const char* what = "an all-gather") {
+        (void)what;  // unused without MPI
         if (size_ == 1) return {mine};
         std::vector<std::string> out(static_cast<size_t>(size_));
 #ifdef BNN_WITH_MPI

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "bnn/autograd/variable.hpp"
@@ -227,6 +228,40 @@ TEST_CASE("TapeProfiler times every backward closure per op name, only while ali
         REQUIRE(outer.backward_times().empty());
     }
     REQUIRE(TapeProfiler::active() == nullptr);
+}
+
+TEST_CASE("BackwardHook hears each leaf once, when no later node can add to its gradient", "[autograd]") {
+    // y = (a * b) * (a * 5) + c: a is read by two nodes, so its gradient is final only after both ran.
+    struct Recorder : BackwardHook {
+        std::vector<std::pair<const void*, float>> ready;  // the leaf and its gradient when heard
+        int nodes = 0, ends = 0;
+        void on_leaf_ready(const Variable& leaf) override {
+            Variable v = leaf;
+            ready.emplace_back(leaf.id(), v.grad()[0]);
+        }
+        void on_node_done() override { ++nodes; }
+        void on_backward_end() override { ++ends; }
+    };
+    Variable a(Tensor<float>::full({1}, 3.f), true), b(Tensor<float>::full({1}, 2.f), true);
+    Variable c(Tensor<float>::full({1}, 1.f), true), frozen(Tensor<float>::full({1}, 5.f), false);
+    REQUIRE(BackwardHook::active() == nullptr);
+    {
+        Recorder hook;
+        REQUIRE(BackwardHook::active() == &hook);
+        Variable y = ops::add(ops::mul(ops::mul(a, b), ops::mul(a, frozen)), c);
+        y.backward();
+        REQUIRE(hook.ends == 1);
+        REQUIRE(hook.nodes == 4);
+        REQUIRE(hook.ready.size() == 3);  // a, b, c once each; the frozen leaf never
+        std::map<const void*, float> heard(hook.ready.begin(), hook.ready.end());
+        REQUIRE(heard.size() == 3);
+        // d/da of a*b*a*5 = 2*a*b*5 = 60: both writers had run when a was heard.
+        REQUIRE(heard.at(a.id()) == 60.f);
+        REQUIRE(heard.at(b.id()) == 45.f);
+        REQUIRE(heard.at(c.id()) == 1.f);
+        REQUIRE(a.grad()[0] == 60.f);
+    }
+    REQUIRE(BackwardHook::active() == nullptr);
 }
 
 TEST_CASE("Module names parameters and buffers with dots", "[module]") {

@@ -10,7 +10,7 @@ import os
 import subprocess
 import tempfile
 
-from twin_harness import Failures, bt, checkpoint, driver_path, recipe, rel_err, safetensors_io, torch
+from twin_harness import Failures, bt, checkpoint, driver_path, recipe, safetensors_io, torch
 
 WIDTH, CLASSES, SIZE, BATCH, STEPS, TEST = 8, 10, 16, 16, 200, 256
 

@@ -4,7 +4,6 @@ the strong baseline, max pool 3x3/2). Children: stem, block1..block8, pool, fc; 
 are bnn's. forward_features(x) returns (logits, [("block1", map), ..., ("block8", map)]), the
 transfer points of attention matching. Input NCHW. `init` is "bnn" (bnn's initialisation) or "torch"
 (PyTorch's defaults); `binary_init` overrides it for the binary convs' latent weights."""
-import torch
 import torch.nn as nn
 
 from .blocks import BasicBlock, BinaryBasicBlock

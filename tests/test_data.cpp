@@ -283,6 +283,29 @@ TEST_CASE("IDX reader rejects wrong magic, truncation, bad labels and mismatched
     REQUIRE_THROWS_WITH(load_idx(img, lab, 10, {}, "x"), Catch::Contains("2 images") && Catch::Contains("3 labels"));
 }
 
+TEST_CASE("IDX reader rejects extents whose product wraps past 64 bits", "[idx][fuzz]") {
+    // 2^22 * 2^21 * 2^21 = 2^64 wraps to 0, which a header-only file matches: the reader once
+    // returned a tensor of that shape over no storage (its element count overflowing int64).
+    TempDir dir;
+    const std::string img = dir.file("wrapping-idx3-ubyte");
+    write_bytes(img, idx_file({1u << 22, 1u << 21, 1u << 21}, {}));
+    REQUIRE_THROWS_WITH(read_idx_images(img), Catch::Contains(img) && Catch::Contains("describe more data than"));
+}
+
+TEST_CASE("IDX reader frees zlib's state when a gzip file has trailing garbage", "[idx][fuzz]") {
+    // Found by tests/fuzz/fuzz_idx: a gzip member followed by bytes that start no other member.
+    // The error was thrown before inflateEnd, leaking zlib's state (LeakSanitizer reports it in
+    // the sanitizer build, scripts/sanitize.sh).
+    TempDir dir;
+    const std::string lab = dir.file("labels.gz");
+    write_bytes(lab, {
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0x63, 0x60, 0xe0, 0x60, 0x64, 0x00,
+        0x00, 0xe4, 0x97, 0x2a, 0xd1, 0x05, 0x00, 0x00, 0x00, 0x8b, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x02, 0x03, 0x63, 0x60, 0x60, 0x66, 0xe0, 0x64, 0x05, 0x00, 0x41, 0xdf, 0x02, 0x8b, 0x06,
+        0x00, 0x00, 0x00});
+    REQUIRE_THROWS_WITH(read_idx_labels(lab, 10), Catch::Contains(lab) && Catch::Contains("trailing garbage"));
+}
+
 TEST_CASE("the Debian Fashion-MNIST package loads when installed", "[idx]") {
     // BNN_FASHION_MNIST_DIR points the test at a copy of the files elsewhere.
     const char* env = std::getenv("BNN_FASHION_MNIST_DIR");

@@ -48,6 +48,11 @@ inline std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const
     z_stream zs{};
     // 16 + MAX_WBITS: expect a gzip header and trailer, not a raw zlib stream.
     BNN_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "gunzip: cannot initialise zlib for '", path, "'");
+    // zlib's state is freed on every way out, an error thrown mid-stream included.
+    struct InflateEnd {
+        z_stream* zs;
+        ~InflateEnd() { inflateEnd(zs); }
+    } end_inflate{&zs};
     std::vector<uint8_t> out;
     zs.next_in = const_cast<Bytef*>(compressed.data());
     zs.avail_in = static_cast<uInt>(compressed.size());
@@ -71,7 +76,6 @@ inline std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const
     }
     const uint64_t consumed = compressed.size() - zs.avail_in;
     const char* msg = zs.msg;
-    inflateEnd(&zs);
     // Z_BUF_ERROR with all input consumed means the stream ended before its trailer.
     if (rc != Z_STREAM_END) {
         ::bnn::fail("gunzip: '", path, "' is not a complete gzip stream (",

@@ -35,6 +35,9 @@ inline std::vector<uint32_t> parse_idx_header(const std::vector<uint8_t>& bytes,
     for (int i = 0; i < rank; ++i) {
         const uint8_t* p = bytes.data() + 4 + 4 * i;
         dims[i] = (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+        // Three 32-bit extents can multiply past 64 bits and wrap to a count the file matches.
+        BNN_CHECK(dims[i] == 0 || count <= bytes.size() / dims[i], "IDX reader: '", path, "': the extents at byte ",
+                  "offset 4 describe more data than the file's ", bytes.size(), " bytes (extent ", i, " is ", dims[i], ")");
         count *= dims[i];
     }
     BNN_CHECK(bytes.size() >= header + count, "IDX reader: '", path, "' is truncated: the data from byte offset ",

@@ -22,8 +22,9 @@ def from_bnn_layout(t: torch.Tensor) -> torch.Tensor:
 
 
 def bnn_state(model: torch.nn.Module) -> dict:
-    """Every parameter and buffer under bnn's name, in bnn's layout, float32 on the CPU."""
-    return {k: to_bnn_layout(v.detach().float().cpu()) for k, v in model.state_dict().items()}
+    """Every parameter and buffer under bnn's name, in bnn's layout, float32 on the CPU: copies,
+    which later steps (running statistics updated in place) leave alone."""
+    return {k: to_bnn_layout(v.detach().float().cpu().clone()) for k, v in model.state_dict().items()}
 
 
 def load_bnn_state(model: torch.nn.Module, state: dict, strict=True) -> dict:

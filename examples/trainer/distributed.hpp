@@ -87,17 +87,21 @@ inline void wait_for_rank0_files() { ranks().barrier("rank 0's checkpoint"); }
 /// rank 0 alone; any other error is this rank's own, so it ends the whole job (the other ranks
 /// would wait for it in their next collective).
 inline int report_failure(const bnn::Error& e) {
-    bnn::dist::ProcessGroup& group = ranks();
-    if (group.size() == 1) {
+    bnn::dist::ProcessGroup* group = nullptr;
+    try {
+        group = &ranks();
+    } catch (const bnn::Error&) {  // no group at all (mpirun with a build without MPI): e says so
+    }
+    if (group == nullptr || group->size() == 1) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;
     }
     if (dynamic_cast<const bnn::dist::RefusedStart*>(&e) != nullptr) {
-        if (group.is_root()) std::fprintf(stderr, "error: %s\n", e.what());
+        if (group->is_root()) std::fprintf(stderr, "error: %s\n", e.what());
         return 1;
     }
-    std::fprintf(stderr, "error on rank %d of %d: %s\n", group.rank(), group.size(), e.what());
-    group.abort(1);
+    std::fprintf(stderr, "error on rank %d of %d: %s\n", group->rank(), group->size(), e.what());
+    group->abort(1);
 }
 
 }  // namespace trainer

@@ -7,13 +7,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bnn/core/error.hpp"
@@ -23,8 +26,13 @@ namespace bnn::io {
 /// Sink handed to an atomic_write_file producer: write() appends bytes to the temporary file.
 class FileSink {
 public:
-    FileSink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+    FileSink(int fd, std::string path, int pause_ms = 0) : fd_(fd), path_(std::move(path)), pause_ms_(pause_ms) {}
     void write(const void* data, size_t size) {
+        if (written_ > 0 && pause_ms_ > 0) {
+            // Test hook (see test_pause_ms): the temporary file now holds a partial write.
+            std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms_));
+            pause_ms_ = 0;
+        }
         const char* p = static_cast<const char*>(data);
         while (size > 0) {
             ssize_t n = ::write(fd_, p, size);
@@ -42,8 +50,19 @@ public:
 private:
     int fd_;
     std::string path_;
+    int pause_ms_;
     uint64_t written_ = 0;
 };
+
+namespace detail {
+/// For crash tests only: with BNN_TEST_ATOMIC_WRITE_PAUSE_MS set, every atomic write pauses this
+/// many milliseconds once its first bytes are in the temporary file, so a test can kill the
+/// process while a file is being written rather than hoping to hit that moment. 0 when unset.
+inline int test_pause_ms() {
+    const char* v = std::getenv("BNN_TEST_ATOMIC_WRITE_PAUSE_MS");
+    return v ? std::max(0, std::atoi(v)) : 0;
+}
+}  // namespace detail
 
 /// Writes a file atomically: `produce` writes into a temporary file in the same directory, which
 /// is flushed to disk (fsync) and then renamed over `path`. If anything fails (or `produce`
@@ -62,7 +81,7 @@ inline void atomic_write_file(const std::string& path, const std::function<void(
         ::unlink(tmp.c_str());
     };
     try {
-        FileSink sink(fd, path);
+        FileSink sink(fd, path, detail::test_pause_ms());
         produce(sink);
         if (::fsync(fd) != 0) ::bnn::fail("atomic_write_file: fsync of '", tmp, "' failed: ", std::strerror(errno));
         // mkstemp creates 0600; give the file the usual permissions (subject to the umask).

@@ -537,3 +537,46 @@ TEST_CASE("the example ResNet-18 compiles as a chain: every variant equals its e
         for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got[i] == expected[i]);
     }
 }
+
+TEST_CASE("the trainer's metrics log rejects a line whose fields have other types", "[trainer][fuzz]") {
+    // Found by tests/fuzz/fuzz_resume: a step of 2.2e107 was converted to int64 (undefined), and
+    // a stage that is not a string threw nlohmann's type_error, which the trainer does not catch.
+    bnn::test::TempDir dir;
+    const std::string path = dir.file("metrics.jsonl");
+    const std::string good =
+        R"({"kind":"step","stage":"s","epoch":1,"step":2,"steps_per_epoch":2,"train_loss":2.3,"train_acc":0.1,"lr":0.001})";
+    for (const auto& [line, key] : std::vector<std::pair<std::string, std::string>>{
+             {R"({"kind":"step","stage":"s","epoch":1,"step":222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222,"steps_per_epoch":2})",
+              "step"},
+             {R"({"kind":"epoch","stage":7,"epoch":1})", "stage"},
+             {R"({"kind":"epoch","stage":"s","epoch":-1})", "epoch"},
+             {R"({"kind":"epoch","stage":"s","epoch":1,"seconds":"1"})", "seconds"}}) {
+        std::ofstream(path) << good << '\n' << line << '\n';
+        REQUIRE_THROWS_WITH(trainer::MetricsLog(path, /*resume=*/true),
+                            Catch::Contains(path) && Catch::Contains("line 2") && Catch::Contains("'" + key + "'"));
+    }
+    std::ofstream(path) << good << "\n{\"kind\":\"st";  // a line cut by a crash is still dropped
+    REQUIRE(trainer::MetricsLog(path, true).steps().size() == 1);
+}
+
+TEST_CASE("--resume rejects checkpoint metadata of the wrong types or range", "[trainer][fuzz]") {
+    // What read_resume_point reads once raised nlohmann's exceptions ('epoch' a string, metadata
+    // not an object) or restarted at a nonsensical epoch (0, negative, past the stage).
+    bnn::test::TempDir dir;
+    bnn::nn::Linear net(2, 2);
+    bnn::optim::Adam adam(net.parameters());
+    const std::string path = dir.file("stage.safetensors");
+    for (const auto& [meta, key] : std::vector<std::pair<nlohmann::json, std::string>>{
+             {{{"epoch", "2"}}, "epoch"},
+             {{{"epoch", 0}}, "epoch"},
+             {{{"epoch", 5}}, "epoch"},
+             {{{"epoch", 1}, {"complete", "no"}}, "complete"},
+             {{{"epoch", 1}, {"test_top1", "high"}}, "test_top1"},
+             {nlohmann::json::array({1, 2}), "not a JSON object"}}) {
+        bnn::io::save_checkpoint(path, net, adam, meta);
+        REQUIRE_THROWS_WITH(trainer::read_resume_point(path, net, adam, 4), Catch::Contains(path) && Catch::Contains(key));
+    }
+    bnn::io::save_checkpoint(path, net, adam, {{"epoch", 3}, {"complete", false}, {"test_top1", 0.5}});
+    const trainer::ResumePoint point = trainer::read_resume_point(path, net, adam, 4);
+    REQUIRE((point.epoch == 3 && !point.complete && point.test_top1 == 0.5));
+}

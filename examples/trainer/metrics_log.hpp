@@ -7,11 +7,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "bnn/core/error.hpp"
 
 namespace trainer {
 
@@ -47,10 +50,14 @@ public:
             return;
         }
         std::ifstream in(path_);
+        int64_t number = 0;
         for (std::string line; std::getline(in, line);) {
+            ++number;
             if (line.empty()) continue;
             auto j = nlohmann::json::parse(line, nullptr, false);
-            if (!j.is_discarded() && j.is_object()) take(std::move(j));
+            if (j.is_discarded() || !j.is_object()) continue;
+            check_types(j, number);
+            take(std::move(j));
         }
     }
 
@@ -82,6 +89,23 @@ public:
     }
 
 private:
+    /// Every field of a line the trainer wrote has its type; a line that parses with other types
+    /// was not written by the trainer, and reading it would convert a string or 1e300 to an int.
+    void check_types(const nlohmann::json& j, int64_t line) const {
+        auto bad = [&](const char* key, const char* expected) {
+            bnn::fail("metrics log '", path_, "' line ", line, ": '", key, "' is ", j[key].dump().substr(0, 40),
+                      ", expected ", expected, " (delete the file to start the log afresh)");
+        };
+        for (const char* key : {"kind", "stage"})
+            if (j.contains(key) && !j[key].is_string()) bad(key, "a string");
+        for (const char* key : {"epoch", "step", "steps_per_epoch"})
+            if (j.contains(key) && !(j[key].is_number_integer() && j[key].get<int64_t>() >= 0 &&
+                                     j[key].get<int64_t>() <= std::numeric_limits<int>::max()))
+                bad(key, "a non-negative integer");
+        for (const char* key : {"train_loss", "train_acc", "test_top1", "test_top5", "lr", "attention", "kd",
+                                "images_per_s", "seconds"})
+            if (j.contains(key) && !j[key].is_number()) bad(key, "a number");
+    }
     void take(nlohmann::json j) {
         const std::string kind = j.value("kind", "epoch");
         if (kind == "epoch") epochs_.push_back(epoch_from(j));

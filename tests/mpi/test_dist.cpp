@@ -18,6 +18,8 @@
 #include "bnn/nn/linear.hpp"
 #include "bnn/nn/pool.hpp"
 #include "bnn/nn/sequential.hpp"
+#include "bnn/ops/elementwise.hpp"
+#include "bnn/ops/reduce.hpp"
 #include "bnn/optim/sgd.hpp"
 #include "bnn/train/train_step.hpp"
 
@@ -160,6 +162,22 @@ TEST_CASE("without synchronised statistics a batch-norm network differs, so the 
     }();
     std::vector<Tensor<float>> together_params(together.begin(), together.begin() + static_cast<long>(local.size()));
     CHECK(max_difference(together_params, local) > 1e-4);
+}
+
+TEST_CASE("a parameter without a gradient on every rank keeps none; with one on some rank it is averaged", "[dist]") {
+    ProcessGroup& world = ProcessGroup::world();
+    Variable used(Tensor<float>::full({2}, 1.f), true), rank1_only(Tensor<float>::full({2}, 1.f), true);
+    Variable unused(Tensor<float>::full({2}, 1.f), true);
+    dist::GradientSync sync(world, {used, rank1_only, unused}, {.bucket_bytes = 1 << 20});  // one bucket
+    REQUIRE(sync.num_buckets() == 1);
+    Variable x(Tensor<float>::full({2}, static_cast<float>(2 + world.rank())));  // 2 on rank 0, 3 on rank 1
+    Variable loss = ops::sum(ops::mul(used, x));
+    if (world.rank() == 1) loss = ops::add(loss, ops::sum(ops::mul(rank1_only, x)));
+    loss.backward();
+    CHECK(used.grad()[0] == 2.5f);         // (2 + 3) / 2
+    CHECK(rank1_only.has_grad());          // on rank 0 too
+    CHECK(rank1_only.grad()[1] == 1.5f);   // (0 + 3) / 2
+    CHECK_FALSE(unused.has_grad());        // the optimiser skips it, as one process would
 }
 
 TEST_CASE("rank 0's model reaches every rank", "[dist]") {

@@ -14,7 +14,9 @@
 ///
 /// Average of per-rank gradients = gradient of the global batch's mean loss when every rank's
 /// loss is the mean over an equal share of the global batch (DistributedSampler's split).
-/// A trainable parameter that got no gradient on a rank counts as a zero gradient there.
+/// A trainable parameter that got no gradient on a rank counts as a zero gradient there; one
+/// that got none on any rank keeps none, so the optimiser skips it as it would in one process
+/// (each bucket carries one flag per parameter for that).
 ///
 /// In a group of one it does nothing: single-process training is unchanged, bit for bit.
 #include <algorithm>
@@ -38,7 +40,7 @@ struct GradientSyncOptions {
 
 /// Communication of the last step, for benchmarks and logs.
 struct GradientSyncStats {
-    int64_t bytes_per_step = 0;  ///< gradient bytes each rank all-reduces per step
+    int64_t bytes_per_step = 0;  ///< gradient bytes each rank all-reduces per step (and a float per parameter)
     int64_t buckets = 0;
     int64_t buckets_started_in_backward = 0;  ///< of the last step, before the backward ended
     double wait_seconds = 0;                  ///< of the last step: the backward's end to the last bucket done
@@ -68,7 +70,7 @@ public:
             bytes += params_[i].numel() * static_cast<int64_t>(sizeof(float));
             bucket_of_.push_back(buckets_.size() - 1);
         }
-        for (auto& b : buckets_) b.buffer.resize(static_cast<size_t>(b.numel));
+        for (auto& b : buckets_) b.buffer.resize(static_cast<size_t>(b.numel + static_cast<int64_t>(b.end - b.begin)));
         stats_.buckets = static_cast<int64_t>(buckets_.size());
         for (const auto& p : params_) stats_.bytes_per_step += p.numel() * static_cast<int64_t>(sizeof(float));
         reset();
@@ -108,11 +110,14 @@ public:
             group_.wait(b.request, "a gradient all-reduce");
             b.running = false;
             const float* src = b.buffer.data();
+            const float* had_grad = src + b.numel;  // on how many ranks
             for (size_t i = b.begin; i < b.end; ++i) {
-                Tensor<float>& g = params_[i].grad();
-                float* dst = g.data();
-                for (int64_t k = 0; k < g.numel(); ++k) dst[k] = src[k] * inv;
-                src += g.numel();
+                const int64_t n = params_[i].numel();
+                if (had_grad[i - b.begin] > 0.f) {
+                    float* dst = params_[i].grad().data();
+                    for (int64_t k = 0; k < n; ++k) dst[k] = src[k] * inv;
+                }
+                src += n;
             }
         }
         stats_.wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -149,12 +154,16 @@ private:
     void start(size_t index) {
         Bucket& b = buckets_[index];
         float* dst = b.buffer.data();
+        float* has_grad = dst + b.numel;
         for (size_t i = b.begin; i < b.end; ++i) {
-            const Tensor<float>& g = params_[i].grad();  // zeros when the backward gave none
-            std::memcpy(dst, g.data(), static_cast<size_t>(g.numel()) * sizeof(float));
-            dst += g.numel();
+            Variable& p = params_[i];
+            const size_t n = static_cast<size_t>(p.numel());
+            has_grad[i - b.begin] = p.has_grad() ? 1.f : 0.f;
+            if (p.has_grad()) std::memcpy(dst, p.grad().data(), n * sizeof(float));
+            else std::memset(dst, 0, n * sizeof(float));
+            dst += n;
         }
-        b.request = group_.start_all_reduce_sum(b.buffer.data(), b.numel);
+        b.request = group_.start_all_reduce_sum(b.buffer.data(), static_cast<int64_t>(b.buffer.size()));
         b.running = true;
     }
 

@@ -18,6 +18,7 @@
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/io/deploy.hpp"
 #include "bnn/io/image.hpp"
+#include "cli_checks.hpp"
 #include "resnet18.hpp"
 
 namespace {
@@ -45,7 +46,7 @@ Preprocessing plain_preprocessing(int64_t size, int64_t channels, int64_t classe
 
 Preprocessing preprocessing_from(const json& meta, const std::string& source) {
     for (const char* key : {"mean", "std", "class_names", "image_size", "input_size", "in_channels"})
-        BNN_CHECK(meta.contains(key), "classify: '", source, "' lacks '", key,
+        BNN_CHECK(meta.contains(key), "'", source, "' lacks '", key,
                   "' in its metadata: it was not written by the bnn trainer");
     Preprocessing p;
     p.image_size = meta.at("image_size").get<int64_t>();
@@ -54,12 +55,52 @@ Preprocessing preprocessing_from(const json& meta, const std::string& source) {
     p.mean = meta.at("mean").get<std::vector<float>>();
     p.std = meta.at("std").get<std::vector<float>>();
     p.class_names = meta.at("class_names").get<std::vector<std::string>>();
+    BNN_CHECK(p.channels >= 1 && p.channels <= 4 && p.image_size >= 1 && p.image_size <= p.input_size &&
+                  p.input_size <= 4096,
+              "'", source, "' gives images of ", p.image_size, " pixels and ", p.channels, " channels in an input of ",
+              p.input_size, ", expected 1 to 4 channels and 1 <= image size <= input size <= 4096");
+    BNN_CHECK(p.mean.size() == static_cast<size_t>(p.channels) && p.std.size() == static_cast<size_t>(p.channels),
+              "'", source, "' gives ", p.mean.size(), " means and ", p.std.size(), " standard deviations for ",
+              p.channels, " channels");
     return p;
 }
 
+/// The network's variant and mode from a trainer checkpoint's names of them; a name it does not
+/// know is an error (a guess would load the weights into the wrong network).
+bnn::examples::ResNetOptions architecture_from(const json& meta, const std::string& source) {
+    using bnn::examples::Variant;
+    using bnn::nn::BinaryMode;
+    bnn::examples::ResNetOptions o;
+    const std::string variant = meta.at("variant"), student = meta.at("student");
+    bool known = false;
+    for (Variant v : {Variant::Real, Variant::StrongBaseline, Variant::RealToBin})
+        if (variant == bnn::examples::variant_name(v)) o.variant = v, known = true;
+    BNN_CHECK(known, "'", source, "' names the variant '", variant, "', expected real, strong-baseline or real-to-bin");
+    if (student == "real" || student == "binary-activations") o.mode = BinaryMode::BinaryActivations;
+    else if (student == "soft-activations") o.mode = BinaryMode::SoftActivations;
+    else if (student == "fully-binary") o.mode = BinaryMode::FullyBinary;
+    else bnn::fail("'", source, "' names the student '", student,
+                   "', expected real, soft-activations, binary-activations or fully-binary");
+    o.width = meta.at("width").get<int64_t>();
+    o.num_classes = meta.at("num_classes").get<int64_t>();
+    BNN_CHECK(o.width > 0 && o.num_classes > 0, "'", source, "' gives width ", o.width, " and ", o.num_classes,
+              " classes, expected positive numbers");
+    return o;
+}
+
 /// The image as the network saw its training data: resized, zero-padded to the input size
-/// (Fashion-MNIST's 28 -> 32), normalised per channel. [1, S, S, C].
+/// (Fashion-MNIST's 28 -> 32), normalised per channel. [1, S, S, C]. Says so when the file's size
+/// or channels are not the network's: the result is still a fair input, but not the same picture.
 Tensor<float> prepare(const std::string& path, const Preprocessing& p) {
+    int file_w = 0, file_h = 0, file_c = 0;
+    if (stbi_info(path.c_str(), &file_w, &file_h, &file_c) &&
+        (file_w != p.image_size || file_h != p.image_size || file_c != p.channels))
+        std::printf("note: '%s' is %dx%d with %d channel%s; the network takes %lldx%lld with %lld, so it was %s\n",
+                    path.c_str(), file_w, file_h, file_c, file_c == 1 ? "" : "s", static_cast<long long>(p.image_size),
+                    static_cast<long long>(p.image_size), static_cast<long long>(p.channels),
+                    file_w != p.image_size || file_h != p.image_size
+                        ? (file_c != p.channels ? "resized and its channels converted" : "resized")
+                        : "converted to that many channels");
     Tensor<uint8_t> img = bnn::io::load_image(path, static_cast<int>(p.image_size), static_cast<int>(p.image_size),
                                               static_cast<int>(p.channels));
     const int64_t S = p.input_size, off = (S - p.image_size) / 2, C = p.channels;
@@ -80,12 +121,15 @@ Tensor<float> prepare(const std::string& path, const Preprocessing& p) {
 int main(int argc, char** argv) {
     using namespace bnn;
     CLI::App app{"Classify an image with a bnn ResNet-18 checkpoint or deployment file"};
+    examples::one_line_errors(app, "classify");
     std::string checkpoint, image;
     int top = 5;
     int64_t size = 0, channels = 3;
     app.add_option("--checkpoint", checkpoint, "a trainer checkpoint or a .deploy.safetensors file")->required();
     app.add_option("--image", image, "a PNG, JPEG or BMP image")->required();
-    app.add_option("--top", top, "how many classes to print")->capture_default_str();
+    app.add_option("--top", top, "how many classes to print")
+        ->check(examples::positive_integer())
+        ->capture_default_str();
     app.add_option("--size", size, "input side for a deployment file without the trainer's metadata")
         ->check(CLI::Range(1, 4096));
     app.add_option("--channels", channels, "input channels for such a file")->check(CLI::Range(1, 4))->capture_default_str();
@@ -116,16 +160,9 @@ int main(int argc, char** argv) {
         } else {
             json meta = io::checkpoint_metadata(file);
             p = preprocessing_from(meta, checkpoint);
+            examples::ResNetOptions o = architecture_from(meta, checkpoint);
+            o.in_channels = p.channels;
             const std::string variant = meta.at("variant"), student = meta.at("student");
-            examples::ResNetOptions o{.width = meta.at("width").get<int64_t>(),
-                                      .num_classes = meta.at("num_classes").get<int64_t>(),
-                                      .in_channels = p.channels};
-            o.variant = variant == "real" ? examples::Variant::Real
-                        : variant == "strong-baseline" ? examples::Variant::StrongBaseline
-                                                       : examples::Variant::RealToBin;
-            o.mode = student == "soft-activations"     ? nn::BinaryMode::SoftActivations
-                     : student == "fully-binary"       ? nn::BinaryMode::FullyBinary
-                                                       : nn::BinaryMode::BinaryActivations;
             examples::ResNet18 net(o);
             io::load_module(file, net);  // strict: a checkpoint of another model is an error
             net.eval();
@@ -136,7 +173,7 @@ int main(int argc, char** argv) {
         }
         // softmax, then the `top` largest
         const int64_t K = logits.dim(1);
-        BNN_CHECK(static_cast<int64_t>(p.class_names.size()) == K, "classify: ", K, " outputs but ",
+        BNN_CHECK(static_cast<int64_t>(p.class_names.size()) == K, K, " outputs but ",
                   p.class_names.size(), " class names in '", checkpoint, "'");
         std::vector<double> prob(K);
         const float m = *std::max_element(logits.begin(), logits.end());
@@ -150,6 +187,12 @@ int main(int argc, char** argv) {
         for (int64_t i = 0; i < shown; ++i)
             std::printf("  %6.2f%%  %s\n", 100 * prob[order[i]] / z, p.class_names[order[i]].c_str());
     } catch (const Error& e) {
+        std::fprintf(stderr, "classify: %s\n", e.what());
+        return 1;
+    } catch (const json::exception& e) {  // trainer metadata of the wrong type
+        std::fprintf(stderr, "classify: '%s' has unusable metadata: %s\n", checkpoint.c_str(), e.what());
+        return 1;
+    } catch (const std::exception& e) {
         std::fprintf(stderr, "classify: %s\n", e.what());
         return 1;
     }

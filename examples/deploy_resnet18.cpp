@@ -13,22 +13,25 @@
 #include "bnn/infer/compile.hpp"
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/io/deploy.hpp"
+#include "cli_checks.hpp"
 #include "resnet18_deploy.hpp"
 
 int main(int argc, char** argv) {
     using namespace bnn;
     CLI::App app{"Export a binary ResNet-18 with 1-bit packed weights and compare sizes"};
+    examples::one_line_errors(app, "deploy_resnet18");
     std::string variant = "real-to-bin", stem = "cifar", checkpoint, out_dir = std::filesystem::temp_directory_path();
     int64_t width = 64, classes = 100;
     app.add_option("--variant", variant)->check(CLI::IsMember({"real-to-bin", "strong-baseline"}));
     app.add_option("--stem", stem)->check(CLI::IsMember({"cifar", "imagenet"}));
-    app.add_option("--width", width)->check(CLI::PositiveNumber);
-    app.add_option("--classes", classes)->check(CLI::PositiveNumber);
+    app.add_option("--width", width)->check(examples::positive_integer());
+    app.add_option("--classes", classes)->check(examples::positive_integer());
     app.add_option("--checkpoint", checkpoint, "trained weights (stage 3); random weights when absent");
     app.add_option("--out", out_dir, "directory for the two files");
     CLI11_PARSE(app, argc, argv);
 
     try {
+        BNN_CHECK(std::filesystem::is_directory(out_dir), "--out '", out_dir, "' is not a directory");
         examples::ResNetOptions o;
         o.variant = variant == "real-to-bin" ? examples::Variant::RealToBin : examples::Variant::StrongBaseline;
         o.stem = stem == "cifar" ? examples::Stem::Cifar : examples::Stem::ImageNet;
@@ -69,6 +72,9 @@ int main(int argc, char** argv) {
                     differ == 0 ? "yes" : "NO", static_cast<long long>(differ), static_cast<long long>(got.numel()));
         return differ == 0 ? 0 : 1;
     } catch (const Error& e) {
+        std::fprintf(stderr, "deploy_resnet18: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {  // the file system's or the allocator's
         std::fprintf(stderr, "deploy_resnet18: %s\n", e.what());
         return 1;
     }

@@ -1,5 +1,7 @@
 // The worked example of docs/api-guide.md: a small binary network trained on a synthetic
 // two-class problem, first with binary activations and real latent weights, then fully binary.
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "bnn/nn/sequential.hpp"
 #include "bnn/optim/adam.hpp"
 #include "bnn/train/train_step.hpp"
+#include "cli_checks.hpp"
 
 using namespace bnn;
 
@@ -27,7 +30,11 @@ static void make_batch(Rng& rng, int64_t n, Tensor<float>& images, std::vector<i
     }
 }
 
-int main() {
+int main(int argc, char** argv) {
+    CLI::App app{"Train a small binary network on a synthetic two-class problem (docs/api-guide.md)"};
+    examples::one_line_errors(app, "minimal_binary");
+    CLI11_PARSE(app, argc, argv);  // no options: anything given is a mistake, not silently ignored
+
     manual_seed(1);
     // Real stem, then BN -> sign -> binary 3x3 conv (learned per-channel scale) -> PReLU, then a real head.
     auto binary = std::make_shared<nn::BinaryConv2d>(nn::BinaryConv2dOptions{

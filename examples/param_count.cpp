@@ -7,6 +7,7 @@
 #include <string>
 #include <tuple>
 
+#include "cli_checks.hpp"
 #include "resnet18.hpp"
 
 namespace {
@@ -28,8 +29,9 @@ Counts count(const bnn::examples::ResNetOptions& o) {
 
 int main(int argc, char** argv) {
     CLI::App app{"Parameter counts of the ResNet-18 variants of Real-to-Binary"};
+    bnn::examples::one_line_errors(app, "param_count");
     int64_t width = 64;
-    app.add_option("--width", width, "channels of the first stage")->check(CLI::PositiveNumber);
+    app.add_option("--width", width, "channels of the first stage")->check(bnn::examples::positive_integer());
     CLI11_PARSE(app, argc, argv);
 
     using namespace bnn::examples;

@@ -10,12 +10,15 @@
 #include <thread>
 
 #include "bnn/kernels/isa.hpp"
+#include "cli_checks.hpp"
 #include "trainer/trainer.hpp"
 
 int main(int argc, char** argv) {
     trainer::TrainerOptions o;
     o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     CLI::App app{"Train ResNet-18 on CIFAR-100 with the Real-to-Binary recipe (bnn)"};
+    bnn::examples::one_line_errors(app, "train_cifar100");
+    using bnn::examples::positive_integer, bnn::examples::non_negative_integer;
     app.add_option("--recipe", o.recipes, "recipes to run, in order: real, baseline, real-to-bin")
         ->delimiter(',')
         ->check(CLI::IsMember({"real", "baseline", "real-to-bin"}))
@@ -24,10 +27,17 @@ int main(int argc, char** argv) {
     app.add_option("--format", o.format, "data format")
         ->check(CLI::IsMember({"auto", "cifar100", "cifar10", "fashion-mnist"}))
         ->capture_default_str();
-    app.add_option("--width", o.width, "channels of ResNet-18's first stage (64 in the paper)")->capture_default_str();
-    app.add_option("--epochs", o.epochs, "epochs per stage (--schedule paper sets 350)")->capture_default_str();
-    app.add_option("--batch", o.batch, "global batch size (split over the processes under mpirun)")->capture_default_str();
+    app.add_option("--width", o.width, "channels of ResNet-18's first stage (64 in the paper)")
+        ->check(positive_integer())
+        ->capture_default_str();
+    app.add_option("--epochs", o.epochs, "epochs per stage (--schedule paper sets 350)")
+        ->check(positive_integer())
+        ->capture_default_str();
+    app.add_option("--batch", o.batch, "global batch size (split over the processes under mpirun)")
+        ->check(positive_integer())
+        ->capture_default_str();
     app.add_option("--lr-scale", o.lr_scale, "factor on every stage's learning rate (1e-3 real weights, 2e-4 binary)")
+        ->check(bnn::examples::positive_number())
         ->capture_default_str();
     std::string schedule = "short";
     app.add_option("--schedule", schedule,
@@ -35,16 +45,26 @@ int main(int argc, char** argv) {
                    "128, rotation and mix-up")
         ->check(CLI::IsMember({"short", "cosine", "paper"}))
         ->capture_default_str();
-    app.add_option("--mixup", o.mixup, "mix-up alpha (0: off)")->capture_default_str();
-    app.add_option("--rotation", o.rotation, "random rotation in degrees (0: off)")->capture_default_str();
-    app.add_option("--threads", o.threads, "threads (per process under mpirun)")->capture_default_str();
-    app.add_option("--seed", o.seed, "seed of initialisation, order and augmentation")->capture_default_str();
+    app.add_option("--mixup", o.mixup, "mix-up alpha (0: off)")
+        ->check(bnn::examples::non_negative_number())
+        ->capture_default_str();
+    app.add_option("--rotation", o.rotation, "random rotation in degrees (0: off)")
+        ->check(bnn::examples::non_negative_number())
+        ->capture_default_str();
+    app.add_option("--threads", o.threads, "threads (per process under mpirun)")
+        ->check(positive_integer())
+        ->capture_default_str();
+    app.add_option("--seed", o.seed, "seed of initialisation, order and augmentation")
+        ->check(non_negative_integer())
+        ->capture_default_str();
     app.add_option("--out", o.out, "output directory: checkpoints, metrics.jsonl, curves.html")->capture_default_str();
     app.add_flag("--resume", o.resume, "continue the run in --out where it stopped");
     app.add_option("--stop-after-epochs", o.stop_after_epochs,
                    "stop as if interrupted after this many epochs in all (tests of --resume; 0: never)");
-    app.add_option("--train-limit", o.train_limit, "train on a random subset of this many images (0: all)");
-    app.add_option("--test-limit", o.test_limit, "test on a random subset of this many images (0: all)");
+    app.add_option("--train-limit", o.train_limit, "train on a random subset of this many images (0: all)")
+        ->check(non_negative_integer());
+    app.add_option("--test-limit", o.test_limit, "test on a random subset of this many images (0: all)")
+        ->check(non_negative_integer());
     CLI11_PARSE(app, argc, argv);
 
     if (schedule == "paper") {
@@ -80,6 +100,9 @@ int main(int argc, char** argv) {
         return 130;
     } catch (const bnn::Error& e) {
         return trainer::report_failure(e);
+    } catch (const std::exception& e) {  // the file system's or the allocator's
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
     }
     return 0;
 }

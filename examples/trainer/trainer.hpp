@@ -5,6 +5,7 @@
 // exactly.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -27,6 +28,7 @@
 #include "data_source.hpp"
 #include "distributed.hpp"
 #include "metrics_log.hpp"
+#include "output_dir.hpp"
 #include "progress.hpp"
 #include "recipes.hpp"
 #include "resume_point.hpp"
@@ -100,6 +102,7 @@ public:
         bnn::set_num_threads(opt_.threads);
         const std::vector<StagePlan> plan = plan_recipes(opt_.recipes);
         require_ranks_agree(settings(), opt_.batch);
+        if (ranks().is_root()) prepare_output_dir(opt_.out);  // its clean-up would race with rank 0's writes
         DataSource src = find_data(opt_.data, opt_.format);
         log("data: %s from %s (%s)\n", src.format.c_str(), src.dir.c_str(), src.reason.c_str());
         if (src.format != "cifar100")
@@ -118,7 +121,6 @@ public:
             static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
             static_cast<long long>(in_channels_), num_classes_);
 
-        std::filesystem::create_directories(opt_.out);
         metrics_ = std::make_unique<MetricsLog>(ranks().is_root() ? metrics_path() : std::string(), opt_.resume);
 
         bnn::data::BatchLoader train_loader(data.train, {.batch_size = opt_.batch,
@@ -132,6 +134,8 @@ public:
                                                          .mean = norm_.mean,
                                                          .std = norm_.std,
                                                          .transform = keep_my_shard()});
+        BNN_CHECK(train_loader.batches_per_epoch() > 0, "trainer: --batch ", opt_.batch, " is larger than the ",
+                  data.train.size(), " training images: an epoch would have no step");
         bnn::data::BatchLoader test_loader(data.test, {.batch_size = 250, .shuffle = false, .mean = norm_.mean,
                                                        .std = norm_.std, .transform = keep_my_shard()});
         std::vector<StageResult> results;
@@ -195,6 +199,11 @@ private:
         metrics_->rewind(s.id, first_epoch);  // what an interrupted run logged past the checkpoint
 
         StageResult result{s.id, 0, 0, 0, 0, epochs};
+        // What a stage stopped in `epoch` leaves on disk (the write of a checkpoint is atomic).
+        auto kept = [&](int epoch) {
+            return epoch > 1 ? "its checkpoint of epoch " + std::to_string(epoch - 1) + " is kept in '" + path + "'"
+                             : std::string("nothing of it was saved");
+        };
         const int64_t steps_per_epoch = train_loader.batches_per_epoch();
         // A step line every few dozen steps, at least a few per epoch in short epochs, and windows
         // of equal size (to a step), so the last one of an epoch does not average a handful of steps.
@@ -227,6 +236,11 @@ private:
                 const StepTotals t = step_totals(static_cast<int64_t>(batch->labels.size()), r.parts,
                                                  bnn::train::count_hits(r.logits, batch->labels).top1, detail::stop_flag());
                 if (t.stop) detail::stop_flag() = true;
+                // The step has already applied non-finite gradients: stop before anything is saved.
+                // (The loss summed over the ranks, so that every rank stops.)
+                if (!std::isfinite(t.loss_sum))
+                    bnn::fail("trainer: ", s.id, " epoch ", epoch, " step ", step + 1, ": the loss is ", t.loss_sum,
+                              "; stage stopped, ", kept(epoch), " (too high a learning rate? see --lr-scale)");
                 att += t.attention;
                 kd += t.kd;
                 ++step;
@@ -254,8 +268,19 @@ private:
                 r.seconds);
             metrics_->add(r);
             write_curves();
+            // The deployment file goes first: a crash between the two leaves the stage incomplete,
+            // so --resume redoes its last epoch and writes both again.
+            if (epoch == epochs && c.student == bnn::train::StudentKind::FullyBinary && ranks().is_root())
+                export_deployment(s, *model, epochs);
             nlohmann::json meta = stage_metadata(s, epoch, epochs, acc);
-            if (ranks().is_root()) bnn::io::save_checkpoint(path, *model, optimizer, meta);
+            if (ranks().is_root()) {
+                try {
+                    bnn::io::save_checkpoint(path, *model, optimizer, meta);
+                } catch (const bnn::Error& e) {
+                    bnn::fail("trainer: ", s.id, " epoch ", epoch, ": the checkpoint could not be saved, ", kept(epoch),
+                              ": ", e.what());
+                }
+            }
             wait_for_rank0_files();
             if (opt_.stop_after_epochs > 0 && ++epochs_run_ >= opt_.stop_after_epochs) throw Interrupted{};
             result.top1 = acc.top1;
@@ -263,16 +288,18 @@ private:
             result.seconds += r.seconds;
             result.images_per_s = r.images_per_s;
         }
-        if (c.student == bnn::train::StudentKind::FullyBinary && ranks().is_root()) {
-            // The deployable form: 1-bit packed weights, with what a classifier needs to use it.
-            bnn::io::Metadata extra;
-            for (const char* key : {"dataset", "mean", "std", "class_names", "image_size", "input_size"})
-                extra[key] = stage_metadata(s, epochs, epochs, {}).at(key).dump();
-            const std::string deploy = (std::filesystem::path(opt_.out) / s.deploy_file_name()).string();
-            bnn::examples::export_resnet18(deploy, *model, extra);
-            log("   %s: deployment file %s\n", s.id.c_str(), deploy.c_str());
-        }
         return result;
+    }
+
+    /// The deployable form of a fully binary stage: 1-bit packed weights, with what a classifier
+    /// needs to use it.
+    void export_deployment(const StagePlan& s, const bnn::examples::ResNet18& model, int epochs) const {
+        bnn::io::Metadata extra;
+        for (const char* key : {"dataset", "mean", "std", "class_names", "image_size", "input_size"})
+            extra[key] = stage_metadata(s, epochs, epochs, {}).at(key).dump();
+        const std::string deploy = (std::filesystem::path(opt_.out) / s.deploy_file_name()).string();
+        bnn::examples::export_resnet18(deploy, model, extra);
+        log("   %s: deployment file %s\n", s.id.c_str(), deploy.c_str());
     }
 
     /// The options every rank must share (threads, paths and --resume may differ).

@@ -66,6 +66,33 @@ inline void save_deployed(const std::string& path, const nn::Module& model, Meta
     save_safetensors(path, tensors, metadata);
 }
 
+namespace detail {
+/// Roughly how many weights the modules of a module tree allocate, from their options alone:
+/// per module (in·out + out²)·k² + max(hidden, in)·(in + out) + in·out (k = kernel_size, 3 when
+/// absent), more than any of bnn's modules allocates for those options. Lets load_deployed refuse
+/// a tree that asks for more memory than its file could fill before anything is allocated.
+inline double described_weights(const Json& node, int depth = 0) {
+    if (depth > kMaxDepth || !node.is_object()) return 0;  // build_module reports these
+    double total = 0;
+    if (node.contains("children") && node["children"].is_array())
+        for (const Json& c : node["children"])
+            if (c.is_array() && c.size() == 2) total += described_weights(c[1], depth + 1);
+    for (const char* key : {"body", "shortcut"})
+        if (node.contains(key)) total += described_weights(node[key], depth + 1);
+    if (!node.contains("options") || !node["options"].is_object()) return total;
+    const Json& o = node["options"];
+    auto option = [&](std::initializer_list<const char*> keys, double fallback) {
+        for (const char* k : keys)
+            if (o.contains(k) && o[k].is_number()) return std::max(o[k].get<double>(), 0.0);
+        return fallback;
+    };
+    const double in = option({"in_channels", "in_features", "channels"}, 1);
+    const double out = option({"out_channels", "out_features"}, in);
+    const double k = option({"kernel_size"}, 3), hidden = option({"hidden_channels", "gate_hidden"}, 0);
+    return total + (in * out + out * out) * k * k + std::max(hidden, in) * (in + out) + in * out;
+}
+}  // namespace detail
+
 /// A deployment file read back: the rebuilt network (eval mode) and the file's metadata.
 struct Deployed {
     std::shared_ptr<nn::Module> model;
@@ -89,6 +116,12 @@ inline Deployed load_deployed(const std::string& path) {
     } catch (const nlohmann::json::exception& e) {
         ::bnn::fail("load_deployed '", path, "': the module_tree is not valid JSON: ", e.what());
     }
+    // A 1-bit weight is the densest a file stores: 64 of them per byte of tensors bounds a genuine tree.
+    uint64_t tensor_bytes = 0;
+    for (const auto& [name, t] : file.tensors) tensor_bytes += detail::byte_size(t);
+    const double weights = detail::described_weights(json), holdable = 64.0 * static_cast<double>(tensor_bytes) + (1 << 20);
+    BNN_CHECK(weights <= holdable, "load_deployed '", path, "': the module tree describes about ", weights,
+              " weights, more than the file's ", tensor_bytes, " bytes of tensors can hold");
     Deployed d;
     try {
         d.model = build_module(json);

@@ -15,6 +15,7 @@
 #include "bnn/core/file.hpp"
 #include "bnn/io/atomic_file.hpp"
 #include "bnn/io/checkpoint.hpp"
+#include "bnn/io/deploy.hpp"
 #include "bnn/io/image.hpp"
 #include "bnn/io/safetensors.hpp"
 #include "bnn/nn/batch_norm.hpp"
@@ -636,4 +637,47 @@ TEST_CASE("load_image raises bnn::Error with stb's reason on unreadable files", 
     REQUIRE_THROWS_WITH(io::load_image(garbage), Catch::Contains("garbage.png") && Catch::Contains("unknown image type"));
     REQUIRE_THROWS_WITH(io::load_image(dir.file("missing.png")), Catch::Contains("missing.png"));
     REQUIRE_THROWS_AS(io::load_image(garbage, 5), Error);
+}
+
+TEST_CASE("load_image refuses a JPEG Huffman table of more than 256 codes", "[image][fuzz]") {
+    // Found by tests/fuzz/fuzz_image: Debian's stb_image 2.27 writes past its Huffman arrays
+    // when the 16 code counts of a DHT segment sum past 256. The test spoils the first table
+    // of a JPEG that stb wrote.
+    TempDir dir;
+    std::vector<uint8_t> rgb(8 * 8 * 3, 100), jpeg;
+    auto sink = [](void* ctx, void* data, int size) {
+        auto* out = static_cast<std::vector<uint8_t>*>(ctx);
+        out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+    };
+    REQUIRE(stbi_write_jpg_to_func(sink, &jpeg, 8, 8, 3, rgb.data(), 90) != 0);
+    const std::string good = dir.file("good.jpg"), bad = dir.file("bad.jpg");
+    write_bytes(good, jpeg);
+    REQUIRE(io::load_image(good).shape() == Shape{8, 8, 3});
+    size_t dht = 2;
+    while (dht + 1 < jpeg.size() && !(jpeg[dht] == 0xFF && jpeg[dht + 1] == 0xC4)) ++dht;
+    REQUIRE(dht + 21 < jpeg.size());
+    for (size_t i = dht + 5; i < dht + 21; ++i) jpeg[i] = 255;  // the first table's 16 code counts
+    write_bytes(bad, jpeg);
+    REQUIRE_THROWS_WITH(io::load_image(bad), Catch::Contains("bad.jpg") && Catch::Contains("Huffman table") &&
+                                                 Catch::Contains("4080 codes"));
+}
+
+TEST_CASE("load_deployed refuses a module tree that asks for more weights than its file holds", "[deploy][fuzz]") {
+    // A deployment file's module tree once decided alone how much build_module allocated: a conv
+    // of 2^24 x 2^24 channels in a file of a few KB ended in std::bad_alloc, not bnn::Error.
+    TempDir dir;
+    nn::Sequential net;
+    net.push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 4, .padding = 1}));
+    net.push_back(std::make_shared<nn::BatchNorm2d>(4));
+    const std::string good = dir.file("good.deploy.safetensors"), huge = dir.file("huge.deploy.safetensors");
+    io::save_deployed(good, net);
+    REQUIRE(io::load_deployed(good).model->num_parameters() == net.num_parameters());
+    io::SafetensorsFile file = io::load_safetensors(good);
+    io::Json tree = io::Json::parse(file.metadata.at("module_tree"));
+    tree["children"][0][1]["options"]["in_channels"] = int64_t{1} << 24;
+    tree["children"][0][1]["options"]["out_channels"] = int64_t{1} << 24;
+    file.metadata["module_tree"] = tree.dump();
+    io::save_safetensors(huge, file.tensors, file.metadata);
+    REQUIRE_THROWS_WITH(io::load_deployed(huge), Catch::Contains("huge.deploy.safetensors") &&
+                                                     Catch::Contains("describes about") && Catch::Contains("weights"));
 }

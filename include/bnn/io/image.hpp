@@ -12,9 +12,11 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 #include <system_error>
 
 #include "bnn/core/error.hpp"
+#include "bnn/core/file.hpp"
 #include "bnn/core/tensor.hpp"
 
 namespace bnn::io {
@@ -40,6 +42,42 @@ inline void check_pnm_length(const std::string& path) {
     BNN_CHECK(ec || size >= pixel_bytes, "load_image: '", path, "' is a PNM image of ", w, "x", h, " with ", c,
               " channels, ", pixel_bytes, " bytes of pixels, but the whole file has ", size, " bytes: it is truncated");
 }
+/// stb_image 2.27 (Debian's) trusts the code counts of a JPEG Huffman table: when the 16 counts
+/// of a DHT segment sum past 256 it writes past the table's arrays (stb 2.28 checks this). This
+/// finds the DHT segments stb reads and refuses such a table before stb sees the file: before
+/// the first scan it walks the segments by their lengths, skipping stray bytes between them as
+/// stb does; from the first scan on, where stb's own stopping point depends on the decoding, it
+/// checks every FF C4 (inside entropy-coded data FF is only ever a stuffed FF 00, a restart or
+/// a marker).
+inline void check_jpeg_huffman_tables(const std::vector<uint8_t>& b, const std::string& path) {
+    if (b.size() < 2 || b[0] != 0xFF || b[1] != 0xD8) return;  // not a JPEG
+    auto byte = [&](size_t i) -> int { return i < b.size() ? b[i] : 0; };  // stb reads 0 past the end
+    auto check_dht = [&](size_t marker) {  // at the FF of FF C4, as stb's DHT case reads it
+        int64_t left = ((byte(marker + 2) << 8) | byte(marker + 3)) - 2;
+        size_t p = marker + 4;
+        while (left > 0 && p < b.size()) {
+            int codes = 0;
+            for (int i = 1; i <= 16; ++i) codes += byte(p + i);
+            BNN_CHECK(codes <= 256, "load_image: '", path, "' is a corrupt JPEG: the Huffman table at byte offset ",
+                      p, " lists ", codes, " codes, more than 256");
+            p += 17 + static_cast<size_t>(codes);
+            left -= 17 + codes;
+        }
+    };
+    size_t p = 2;
+    while (p < b.size()) {
+        while (p < b.size() && b[p] != 0xFF) ++p;  // stray bytes between segments
+        while (p + 1 < b.size() && b[p + 1] == 0xFF) ++p;  // fill bytes
+        if (p + 1 >= b.size()) return;
+        const int marker = b[p + 1];
+        if (marker == 0xDA) break;  // start of scan
+        if (marker == 0xC4) check_dht(p);
+        const bool has_length = !(marker == 0x01 || (marker >= 0xD0 && marker <= 0xD9));
+        p += 2 + (has_length ? static_cast<size_t>((byte(p + 2) << 8) | byte(p + 3)) : 0);
+    }
+    for (; p + 1 < b.size(); ++p)
+        if (b[p] == 0xFF && b[p + 1] == 0xC4) check_dht(p);
+}
 }  // namespace detail
 
 /// Loads an image file as [H, W, channels] bytes; stb converts to the requested number of
@@ -47,9 +85,14 @@ inline void check_pnm_length(const std::string& path) {
 inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3) {
     BNN_CHECK(channels >= 1 && channels <= 4, "load_image: channels must be 1..4, got ", channels);
     detail::check_pnm_length(path);
+    const std::vector<uint8_t> bytes = read_file(path);
+    detail::check_jpeg_huffman_tables(bytes, path);
+    BNN_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "load_image: '", path, "' has ", bytes.size(),
+              " bytes, more than stb_image reads");
     int w = 0, h = 0, file_channels = 0;
-    std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &file_channels, channels),
-                                                     stbi_image_free);
+    std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+        stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels, channels),
+        stbi_image_free);
     if (!pixels) ::bnn::fail("load_image: cannot read '", path, "': ", stbi_failure_reason());
     Tensor<uint8_t> img = Tensor<uint8_t>::empty(Shape{h, w, channels});
     std::memcpy(img.data(), pixels.get(), static_cast<size_t>(img.numel()));

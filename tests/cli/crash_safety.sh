@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Crash safety of the CIFAR-100 trainer, tested on real processes (issue 12): runs the built
+# train_cifar100 on a tiny CIFAR-100-layout data set written here, one thread, width 4.
+#
+#   crash_safety.sh TRAIN_CIFAR100 kill-resume        SIGKILL at random moments and inside
+#                                                     checkpoint writes; --resume ends bit-identical
+#   crash_safety.sh TRAIN_CIFAR100 disk-full          a checkpoint write that fails (file size limit)
+#   crash_safety.sh TRAIN_CIFAR100 unwritable-output  --out that cannot be written: refused at once
+#   crash_safety.sh TRAIN_CIFAR100 nan-loss           a diverging loss stops the stage, keeps the
+#                                                     last good checkpoint
+# BNN_CRASH_SEED fixes the random kill moments (the seed is printed).
+set -uo pipefail
+
+trainer=$1
+case_name=$2
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/tiny_cifar100.sh"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/bnn_crash_XXXXXX")
+trap 'rm -rf "$work"' EXIT
+make_tiny_cifar100 "$work/data" 32 16
+common=(--data "$work/data" --width 4 --threads 1)
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# Temporaries of atomic writes (".<name>.tmp.XXXXXX") in directory $1.
+temp_files() { ls -A "$1" 2>/dev/null | grep -E '^\..+\.tmp\.[A-Za-z0-9]{6}$'; }
+
+# Those of checkpoint and deployment files (not of the trainer's probe of its output directory).
+checkpoint_temp_files() { temp_files "$1" | grep -F '.safetensors.tmp.'; }
+
+# Fails unless every checkpoint and deployment file of $1 is in $2 byte for byte, and no others.
+same_checkpoints() {
+    local a=$1 b=$2 f
+    [ "$(cd "$a" && ls *.safetensors)" = "$(cd "$b" && ls *.safetensors)" ] ||
+        fail "checkpoint files differ: '$(cd "$a" && ls *.safetensors | tr '\n' ' ')' vs '$(cd "$b" && ls *.safetensors | tr '\n' ' ')'"
+    for f in "$a"/*.safetensors; do
+        cmp -s "$f" "$b/$(basename "$f")" || fail "$(basename "$f") differs from the uninterrupted run's"
+    done
+}
+
+# Starts the trainer in the background on output $1 with further arguments; sets $pid.
+start() {
+    local out=$1
+    shift
+    "$trainer" "${common[@]}" --out "$out" "$@" >> "$work/log" 2>&1 &
+    pid=$!
+}
+
+# Waits until file $1 exists (the process $pid still running), at most 60 s.
+wait_for_file() {
+    local i
+    for ((i = 0; i < 3000; i++)); do
+        [ -e "$1" ] && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.02
+    done
+    return 1
+}
+
+# Runs the trainer in the foreground; its exit code in $rc, stdout and stderr in $output.
+run() {
+    output=$("$trainer" "${common[@]}" "$@" 2>&1)
+    rc=$?
+}
+
+# Runs the trainer on output $1 once and kills it, at a random moment (attempts of even number
+# $2) or inside its n-th checkpoint write (odd). Counts kills; sets $status (137 killed, 0 done).
+attempt_and_kill() {
+    local out=$1 attempt=$2 mode resume=()
+    ((attempt > 0)) && resume=(--resume)
+    if ((attempt % 2 == 0)); then
+        # Anywhere: start-up, an epoch, evaluation, the metrics, a checkpoint.
+        mode="at a random moment"
+        start "$out" "${args[@]}" "${resume[@]}"
+        sleep "$((RANDOM % 2)).$(printf %03d $((RANDOM % 1000)))"
+    else
+        # Inside the n-th checkpoint write of this process: each write pauses once its first
+        # bytes are in its temporary file.
+        mode="inside a checkpoint write"
+        local target=$((1 + RANDOM % 4)) seen=0 last="" tmp
+        BNN_TEST_ATOMIC_WRITE_PAUSE_MS=400 start "$out" "${args[@]}" "${resume[@]}"
+        while kill -0 "$pid" 2>/dev/null; do
+            tmp=$(checkpoint_temp_files "$out" | head -n 1)
+            if [ -n "$tmp" ] && [ "$tmp" != "$last" ]; then
+                last=$tmp
+                ((++seen == target)) && break
+            fi
+            sleep 0.02
+        done
+    fi
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    status=$?
+    if [ "$status" = 137 ]; then
+        ((kills++))
+        if ((attempt % 2 == 1)); then
+            # The half-written temporary outlived the process: the kill hit the write.
+            [ -n "$(checkpoint_temp_files "$out")" ] || fail "kill $kills was meant to hit a checkpoint write but found none"
+            ((write_kills++))
+            mode="$mode ($(checkpoint_temp_files "$out" | tail -n 1))"
+        fi
+        echo "kill $kills $mode; saved: $(cd "$out" 2>/dev/null && ls *.safetensors 2>/dev/null | tr '\n' ' ')"
+    elif [ "$status" != 0 ]; then
+        fail "attempt $attempt exited with $status, not killed: $(tail -n 3 "$work/log")"
+    fi
+}
+
+kill_resume() {
+    args=(--recipe real-to-bin --epochs 2 --batch 16)  # four stages, a teacher each, a deployment file
+    run "${args[@]}" --out "$work/reference"
+    [ "$rc" = 0 ] || fail "the uninterrupted run failed ($rc): $output"
+
+    local seed=${BNN_CRASH_SEED:-$$}
+    RANDOM=$seed
+    echo "kill moments from seed $seed (BNN_CRASH_SEED)"
+    kills=0 write_kills=0
+    local round=0 attempt out
+    # Rounds: from an empty directory through kills and resumes to a finished run, whose
+    # checkpoints must equal the uninterrupted run's; until enough kills.
+    while ((kills < 8)); do
+        out=$work/killed-$((++round))
+        for ((attempt = 0; kills < 8; attempt++)); do
+            attempt_and_kill "$out" "$attempt"
+            [ "$status" = 0 ] && break
+        done
+        if [ "$status" != 0 ]; then
+            run "${args[@]}" --out "$out" --resume
+            [ "$rc" = 0 ] || fail "the last --resume failed ($rc): $output"
+        fi
+        same_checkpoints "$work/reference" "$out"
+        [ -z "$(temp_files "$out")" ] || fail "temporary files left behind: $(temp_files "$out")"
+        echo "round $round finished: its checkpoints equal the uninterrupted run's"
+    done
+    ((write_kills >= 3)) || fail "only $write_kills of the kills hit a checkpoint write"
+    echo "after $kills kills ($write_kills inside checkpoint writes) in $round rounds every resumed run ended bit-identical"
+}
+
+# A run of the real stage (batch $2) stopped by SIGKILL once its first checkpoint is on disk in
+# $1; a copy of that checkpoint in $work/saved.safetensors.
+interrupted_after_first_checkpoint() {
+    out=$1
+    start "$out" --recipe real --epochs 4 --batch "$2"
+    wait_for_file "$out/real.safetensors" || fail "no checkpoint appeared: $(tail -n 3 "$work/log")"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    cp "$out/real.safetensors" "$work/saved.safetensors"
+}
+
+disk_full() {
+    interrupted_after_first_checkpoint "$work/full" 16
+    # A file size limit of half a checkpoint (blocks of 1 KiB): write() fails with EFBIG once
+    # SIGXFSZ is ignored, as on a full disk. The metrics and curves are far smaller.
+    local blocks=$(($(stat -c %s "$work/saved.safetensors") / 2048))
+    output=$(ulimit -f "$blocks" && trap '' XFSZ && exec "$trainer" "${common[@]}" --recipe real --epochs 4 \
+        --batch 16 --out "$work/full" --resume 2>&1)
+    rc=$?
+    echo "$output" | tail -n 2
+    [ "$rc" = 1 ] || fail "expected exit code 1, got $rc"
+    echo "$output" | grep -Eq "^error: trainer: real epoch [2-4]: the checkpoint could not be saved, its checkpoint of epoch [1-3] is kept in .*real\.safetensors.: atomic_write_file: writing .*real\.safetensors. failed after [0-9]+ bytes: File too large$" ||
+        fail "no clear error about the failed write in: $output"
+    [ "$(echo "$output" | grep -c 'error')" = 1 ] || fail "expected one error line in: $output"
+    cmp -s "$work/saved.safetensors" "$work/full/real.safetensors" || fail "the previous checkpoint was changed"
+    [ -z "$(temp_files "$work/full")" ] || fail "the failed write left $(temp_files "$work/full")"
+    # Intact and loadable: without the limit, --resume continues from it and ends where an
+    # uninterrupted run ends.
+    run --recipe real --epochs 4 --batch 16 --out "$work/full" --resume
+    [ "$rc" = 0 ] || fail "resuming from the kept checkpoint failed ($rc): $output"
+    run --recipe real --epochs 4 --batch 16 --out "$work/reference"
+    same_checkpoints "$work/reference" "$work/full"
+    echo "the failed write left the previous checkpoint intact; resuming from it ends bit-identical"
+}
+
+# Expects the last run to be refused before training: exit 1, message matching $1, no stage begun.
+refused() {
+    [ "$rc" = 1 ] || fail "expected exit code 1, got $rc: $output"
+    echo "$output" | grep -Eq "$1" || fail "expected a message matching '$1' in: $output"
+    ! echo "$output" | grep -q '^== ' || fail "a stage started before the output was checked: $output"
+    echo "refused: $(echo "$output" | grep error)"
+}
+
+unwritable_output() {
+    touch "$work/a-file"
+    run --recipe real --epochs 1 --batch 16 --out "$work/a-file"
+    refused "^error: trainer: cannot create the output directory '.*a-file' \(--out\): Not a directory$"
+    run --recipe real --epochs 1 --batch 16 --out "$work/a-file/run"
+    refused "^error: trainer: cannot create the output directory '.*a-file/run' \(--out\): Not a directory$"
+    # Nothing can be written at all (a zero file size limit stands in for a full disk).
+    output=$(ulimit -f 0 && trap '' XFSZ && exec "$trainer" "${common[@]}" --recipe real --epochs 1 --batch 16 \
+        --out "$work/limited" 2>&1)
+    rc=$?
+    refused "^error: trainer: the output directory '.*limited' \(--out\) is not writable: .*File too large$"
+    if [ "$(id -u)" != 0 ]; then  # root writes into read-only directories anyway
+        mkdir "$work/read-only" && chmod 555 "$work/read-only"
+        run --recipe real --epochs 1 --batch 16 --out "$work/read-only"
+        refused "^error: trainer: the output directory '.*read-only' \(--out\) is not writable: .*Permission denied$"
+    fi
+}
+
+nan_loss() {
+    # Batches of 4: 8 steps an epoch, so the loss diverges within the first epoch it is resumed in.
+    interrupted_after_first_checkpoint "$work/nan" 4
+    # A learning rate 1e30 times the recipe's drives the weights to infinity within a few steps.
+    run --recipe real --epochs 4 --batch 4 --out "$work/nan" --resume --lr-scale 1e30
+    echo "$output" | tail -n 1
+    [ "$rc" = 1 ] || fail "expected exit code 1, got $rc"
+    echo "$output" | grep -Eq "^error: trainer: real epoch [2-4] step [0-9]+: the loss is -?(nan|inf); stage stopped, its checkpoint of epoch [1-3] is kept in '.*real\.safetensors'" ||
+        fail "no clear message naming the step in: $output"
+    cmp -s "$work/saved.safetensors" "$work/nan/real.safetensors" || fail "the last good checkpoint was changed"
+    run --recipe real --epochs 4 --batch 4 --out "$work/nan" --resume
+    [ "$rc" = 0 ] || fail "resuming from the kept checkpoint failed ($rc): $output"
+    echo "the diverging run stopped at the step and kept the last good checkpoint, which resumes"
+}
+
+case $case_name in
+    kill-resume) kill_resume ;;
+    disk-full) disk_full ;;
+    unwritable-output) unwritable_output ;;
+    nan-loss) nan_loss ;;
+    *) fail "unknown case '$case_name'" ;;
+esac

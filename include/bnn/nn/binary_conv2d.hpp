@@ -58,7 +58,7 @@ struct BinaryConv2dOptions {
 /// A binary convolution without bias (the following batch norm or scale provides one).
 /// Requires: x is [N, H, W, in_channels] with H + 2*padding >= kernel_size (likewise W).
 /// Ensures: y is [N, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, out_channels].
-/// Parameters: `weight` [out, k, k, in], the latent real weights (Kaiming-normal initialised,
+/// Parameters: `weight` [out, k, k, in], the latent real weights (init::fan_in_uniform,
 /// clipped to [-1, 1] by apply_constraints()); `alpha` [out] only with WeightScale::Learned or
 /// WeightScale::Alpha.
 /// The mode can change between training stages with set_mode(); the parameters stay the same.
@@ -73,7 +73,7 @@ public:
                   options.stride, ", ", options.padding);
         const int64_t k = options.kernel_size;
         Tensor<float> w(Shape{options.out_channels, k, k, options.in_channels});
-        init::kaiming_normal(w);
+        init::fan_in_uniform(w);
         for (float& v : w) v = std::clamp(v, -1.f, 1.f);
         weight = register_parameter("weight", w);
         if (options.scale == WeightScale::Learned || options.scale == WeightScale::Alpha)

@@ -6,7 +6,7 @@
 ///
 ///     G(x) = sigmoid( W2 ReLU( W1 GlobalAvgPool(x) ) )      x [N,H,W,Cin] -> G [N,Cout]
 ///
-/// W1 [Cin/r, Cin], W2 [Cout, Cin/r], no biases, He-normal initialisation (as Larq Zoo).
+/// W1 [Cin/r, Cin], W2 [Cout, Cin/r], no biases, init::fan_in_uniform (as PyTorch's Linear).
 /// The module holds the weights; the computation is ops::channel_gate (ops/channel_gate.hpp), one
 /// tape node over kernels/channel_gate.hpp.
 #include <algorithm>
@@ -18,6 +18,7 @@
 #include "bnn/core/error.hpp"
 #include "bnn/core/rng.hpp"
 #include "bnn/core/tensor.hpp"
+#include "bnn/nn/init.hpp"
 #include "bnn/nn/module.hpp"
 #include "bnn/ops/channel_gate.hpp"
 
@@ -45,11 +46,11 @@ public:
                   ", reduction ", options.reduction);
         hidden_ = options.hidden_channels > 0 ? options.hidden_channels
                                               : std::max<int64_t>(1, options.in_channels / options.reduction);
-        // He-normal: std = sqrt(2 / fan_in), fan_in being each layer's input width.
-        weight1 = register_parameter("weight1", Tensor<float>::randn({hidden_, in_channels_}, default_rng(), 0.f,
-                                                                     std::sqrt(2.f / in_channels_)));
-        weight2 = register_parameter("weight2", Tensor<float>::randn({out_channels_, hidden_}, default_rng(), 0.f,
-                                                                     std::sqrt(2.f / hidden_)));
+        Tensor<float> w1(Shape{hidden_, in_channels_}), w2(Shape{out_channels_, hidden_});
+        init::fan_in_uniform(w1);
+        init::fan_in_uniform(w2);
+        weight1 = register_parameter("weight1", w1);
+        weight2 = register_parameter("weight2", w2);
     }
     ChannelGate(int64_t in_channels, int64_t out_channels, int64_t reduction = 8)
         : ChannelGate(ChannelGateOptions{.in_channels = in_channels, .out_channels = out_channels, .reduction = reduction}) {}

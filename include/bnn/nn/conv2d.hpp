@@ -24,7 +24,7 @@ struct Conv2dOptions {
 /// Computes y = conv(x, weight) + bias with a square kernel, stride and zero padding.
 /// Requires: x is [N, H, W, in_channels] with H + 2*padding >= kernel_size (likewise W).
 /// Ensures: y is [N, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, out_channels].
-/// Parameters: `weight` [out, k, k, in] (OHWI), Kaiming-normal initialised (fan_in = k*k*in);
+/// Parameters: `weight` [out, k, k, in] (OHWI), init::fan_in_uniform (fan_in = k*k*in, as PyTorch);
 /// `bias` [out] (uniform +-1/sqrt(fan_in), as PyTorch) or undefined when options.bias is false.
 class Conv2d : public Module {
 public:
@@ -36,7 +36,7 @@ public:
                   options.stride, ", ", options.padding);
         const int64_t k = options.kernel_size;
         Tensor<float> w(Shape{options.out_channels, k, k, options.in_channels});
-        init::kaiming_normal(w);
+        init::fan_in_uniform(w);
         weight = register_parameter("weight", w);
         if (options.bias) {
             Tensor<float> b(Shape{options.out_channels});

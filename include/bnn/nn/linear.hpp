@@ -12,7 +12,7 @@ namespace bnn::nn {
 
 /// Computes y = x weight^T + bias.
 /// Requires: x is [N, in_features]. Ensures: y is [N, out_features].
-/// Parameters: `weight` [out, in], Kaiming-normal (fan_in = in); `bias` [out], uniform
+/// Parameters: `weight` [out, in], init::fan_in_uniform (fan_in = in, as PyTorch); `bias` [out], uniform
 /// +-1/sqrt(in) as in PyTorch, or undefined when with_bias is false.
 class Linear : public Module {
 public:
@@ -21,7 +21,7 @@ public:
         BNN_CHECK(in_features > 0 && out_features > 0, "Linear: expected positive feature counts, got ", in_features,
                   " -> ", out_features);
         Tensor<float> w(Shape{out_features, in_features});
-        init::kaiming_normal(w);
+        init::fan_in_uniform(w);
         weight = register_parameter("weight", w);
         if (with_bias) {
             Tensor<float> b(Shape{out_features});

@@ -52,9 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--train-limit", type=int, default=0, help="train on a random subset of this many images (0: all)")
     p.add_argument("--test-limit", type=int, default=0, help="test on a random subset of this many images (0: all)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
-    p.add_argument("--init", default="bnn", choices=["bnn", "torch"],
-                   help="initialisation: bnn's (Kaiming normal) or PyTorch's defaults (docs/pytorch.md)")
-    p.add_argument("--binary-init", default="", choices=["", "bnn", "torch"],
+    p.add_argument("--init", default="bnn", choices=["bnn", "kaiming"],
+                   help="initialisation: bnn's (PyTorch's default) or Kaiming normal (docs/pytorch.md)")
+    p.add_argument("--binary-init", default="", choices=["", "bnn", "kaiming"],
                    help="initialisation of the binary convs' latent weights only (default: --init's)")
     a = p.parse_args(argv)
     a.recipes = [r for r in a.recipe.split(",") if r]

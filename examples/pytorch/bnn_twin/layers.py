@@ -1,15 +1,16 @@
 """bnn's layers in PyTorch (include/bnn/nn/), NCHW activations and OIHW weights inside, parameter
 and buffer names as bnn's named_parameters() / named_buffers().
 
-Initialisation follows bnn unless `init="torch"` is given (PyTorch's own defaults), so both can
-be compared (docs/pytorch.md, "Defaults that differ"):
+Initialisation follows bnn's (`init="bnn"`, which is PyTorch's default for Conv2d and Linear), or
+Kaiming normal (`init="kaiming"`, bnn's default until it was measured to train worse; kept to
+compare, docs/pytorch.md "Initialisation"):
 
-| layer         | bnn (init="bnn")                                 | PyTorch default (init="torch")        |
+| layer         | bnn (init="bnn"), as PyTorch                      | init="kaiming"                        |
 |---------------|--------------------------------------------------|---------------------------------------|
-| Conv2d        | Kaiming normal, std sqrt(2 / fan_in)             | Kaiming uniform a=sqrt(5): U(+-1/sqrt(fan_in)) |
-| BinaryConv2d  | Kaiming normal, clipped to [-1, 1]               | as Conv2d                             |
-| Linear        | Kaiming normal weight, bias U(+-1/sqrt(in))      | U(+-1/sqrt(in)) for both              |
-| ChannelGate   | He normal (std sqrt(2 / fan_in)) per layer       | as Linear without bias                |
+| Conv2d        | U(+-1/sqrt(fan_in))                              | Kaiming normal, std sqrt(2 / fan_in)  |
+| BinaryConv2d  | as Conv2d                                        | as Conv2d, clipped to [-1, 1]         |
+| Linear        | U(+-1/sqrt(in)) weight and bias                  | Kaiming normal weight                 |
+| ChannelGate   | as Linear without bias                           | Kaiming normal per layer              |
 | BatchNorm2d   | weight 1, bias 0, momentum 0.1, eps 1e-5         | the same                              |
 | PReLU         | 0.25                                             | the same                              |
 """
@@ -31,24 +32,24 @@ WEIGHT_SCALES = (SCALE_NONE, SCALE_MEAN_ABS, SCALE_LEARNED, SCALE_ALPHA)
 
 
 def _kaiming_normal(w: torch.Tensor) -> None:
-    """bnn's init::kaiming_normal: N(0, 2 / fan_in), fan_in = every dimension but the first."""
+    """N(0, 2 / fan_in), fan_in = every dimension but the first."""
     fan_in = w[0].numel()
     with torch.no_grad():
         w.normal_(0.0, math.sqrt(2.0) / math.sqrt(fan_in))
 
 
-def _torch_default(w: torch.Tensor) -> None:
-    """PyTorch's Conv2d / Linear weight default (kaiming_uniform_ with a = sqrt(5))."""
+def _fan_in_uniform(w: torch.Tensor) -> None:
+    """bnn's init::fan_in_uniform, U(+-1/sqrt(fan_in)): PyTorch's kaiming_uniform_ with a = sqrt(5)."""
     nn.init.kaiming_uniform_(w, a=math.sqrt(5))
 
 
 def _init_weight(w: torch.Tensor, init: str) -> None:
     if init == "bnn":
+        _fan_in_uniform(w)
+    elif init == "kaiming":
         _kaiming_normal(w)
-    elif init == "torch":
-        _torch_default(w)
     else:
-        raise ValueError(f"init must be 'bnn' or 'torch', got {init!r}")
+        raise ValueError(f"init must be 'bnn' or 'kaiming', got {init!r}")
 
 
 class Conv2d(nn.Module):

@@ -2,8 +2,9 @@
 the "cifar" stem (3x3/1 conv, BN, ReLU) or the "imagenet" stem (7x7/2 conv, BN, ReLU or PReLU for
 the strong baseline, max pool 3x3/2). Children: stem, block1..block8, pool, fc; parameter names
 are bnn's. forward_features(x) returns (logits, [("block1", map), ..., ("block8", map)]), the
-transfer points of attention matching. Input NCHW. `init` is "bnn" (bnn's initialisation) or "torch"
-(PyTorch's defaults); `binary_init` overrides it for the binary convs' latent weights."""
+transfer points of attention matching. Input NCHW. `init` is "bnn" (bnn's initialisation, PyTorch's
+default) or "kaiming" (Kaiming normal); `binary_init` overrides it for the binary convs' latent
+weights."""
 import torch.nn as nn
 
 from .blocks import BasicBlock, BinaryBasicBlock

@@ -2,7 +2,8 @@
 # The sanitizer part of CI (issue 12), run by .ci/run after scripts/test.sh:
 #  1. the whole C++ test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (g++, the
 #     compiler of the ordinary build, so the same code and the same OpenMP runtime, libgomp, are
-#     checked; -O1 -g; every report fatal) and run with ctest. Left out: the labels torch and mpi
+#     checked; -O1 -g1: line tables are all a report needs, full debug information would only slow
+#     the build; every report fatal) and run with ctest. Left out: the labels torch and mpi
 #     (driven by python3 / mpirun, whose interpreters and launchers are not built with the
 #     sanitizer runtime) and consumer (builds an outside project with its own flags: nothing in it
 #     is sanitized; scripts/test.sh runs it);
@@ -21,12 +22,12 @@ fuzz=${BNN_FUZZ_DIR:-build-fuzz}
 export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-CXX=g++ cmake -S . -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBNN_SANITIZE=ON \
+CXX=g++ cmake -S . -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNN_SANITIZE=ON \
   -DBNN_BUILD_TESTS=ON -DBNN_BUILD_EXAMPLES=ON
 cmake --build "$asan" --parallel "$jobs"
 (cd "$asan" && ctest --output-on-failure --parallel "$jobs" -LE '^(torch|mpi|consumer)$')
 
-CXX=clang++ cmake -S . -B "$fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBNN_BUILD_FUZZERS=ON \
+CXX=clang++ cmake -S . -B "$fuzz" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNN_BUILD_FUZZERS=ON \
   -DBNN_BUILD_TESTS=OFF -DBNN_BUILD_EXAMPLES=OFF
 targets=()
 for src in tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done

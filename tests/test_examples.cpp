@@ -559,7 +559,7 @@ TEST_CASE("the trainer's metrics log rejects a line whose fields have other type
     REQUIRE(trainer::MetricsLog(path, true).steps().size() == 1);
 }
 
-TEST_CASE("--resume rejects checkpoint metadata of the wrong types or range", "[trainer][fuzz]") {
+TEST_CASE("the trainer on --resume rejects checkpoint metadata of the wrong types or range", "[trainer][fuzz]") {
     // What read_resume_point reads once raised nlohmann's exceptions ('epoch' a string, metadata
     // not an object) or restarted at a nonsensical epoch (0, negative, past the stage).
     bnn::test::TempDir dir;

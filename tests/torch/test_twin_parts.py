@@ -9,24 +9,10 @@ bnn_torch_step).
 import itertools
 import json
 import os
-import subprocess
-import tempfile
 
-from twin_harness import Failures, bt, checkpoint, driver_path, rel_err, safetensors_io, torch
+from twin_harness import Failures, bt, call_driver, checkpoint, driver_path, rel_err, torch
 
 FORWARD_TOL, GRAD_TOL = 1e-4, 1e-3
-
-
-def bnn_side(driver, spec, tensors):
-    with tempfile.TemporaryDirectory(prefix="bnn_twin_") as tmp:
-        paths = [os.path.join(tmp, n) for n in ("spec.json", "in.safetensors", "out.safetensors")]
-        with open(paths[0], "w") as f:
-            json.dump(spec, f)
-        safetensors_io.save(paths[1], tensors)
-        done = subprocess.run([driver] + paths, capture_output=True, text=True, errors="replace")
-        if done.returncode != 0:
-            raise RuntimeError(f"bnn_torch_parts failed on {spec}: {done.stderr.strip()}")
-        return safetensors_io.load(paths[2])[0]
 
 
 def compare(failures, tag, ref, got):
@@ -70,7 +56,7 @@ def module_case(driver, failures, spec, module, x, seed):
     for name, b in module.named_buffers():
         got[f"after.{name}"] = b.detach().clone()
     tensors.update({"x": checkpoint.to_bnn_layout(x), "dy": checkpoint.to_bnn_layout(dy)})
-    compare(failures, json.dumps(spec), bnn_side(driver, spec, tensors), got)
+    compare(failures, json.dumps(spec), call_driver(driver, spec, tensors), got)
 
 
 def main():
@@ -107,13 +93,13 @@ def main():
             got[f"grad.s{j}"], got[f"grad.t{j}"] = (checkpoint.to_bnn_layout(v.grad) for v in (s[j], t[j]))
             tensors[f"s{j}"], tensors[f"t{j}"] = (checkpoint.to_bnn_layout(v.detach()) for v in (s[j], t[j]))
         spec = {"kind": "attention", "points": 2, "norm": norm, "distance": distance}
-        compare(failures, json.dumps(spec), bnn_side(parts, spec, tensors), got)
+        compare(failures, json.dumps(spec), call_driver(parts, spec, tensors), got)
     for temperature in (1.0, 4.0):
         zs, zt = torch.randn(6, 10, requires_grad=True), 3 * torch.randn(6, 10)
         loss = bt.losses.logit_matching(zs, zt, temperature)
         loss.backward()
         spec = {"kind": "kd", "temperature": temperature}
-        compare(failures, json.dumps(spec), bnn_side(parts, spec, {"zs": zs.detach(), "zt": zt}),
+        compare(failures, json.dumps(spec), call_driver(parts, spec, {"zs": zs.detach(), "zt": zt}),
                 {"loss": loss.detach().reshape(1), "grad.zs": zs.grad})
     for smoothing, soft in ((0.0, False), (0.1, False), (0.0, True)):
         logits, labels = torch.randn(6, 10, requires_grad=True), torch.randint(0, 10, (6,))
@@ -123,7 +109,7 @@ def main():
         spec = {"kind": "ce", "label_smoothing": smoothing}
         tensors = {"logits": logits.detach()}
         tensors.update({"soft_targets": targets} if soft else {"labels": labels})
-        compare(failures, json.dumps(spec), bnn_side(parts, spec, tensors),
+        compare(failures, json.dumps(spec), call_driver(parts, spec, tensors),
                 {"loss": loss.detach().reshape(1), "grad.logits": logits.grad})
     failures.finish("test_twin_parts")
 

@@ -57,25 +57,30 @@ def make_student(plan, stem, width, classes, in_channels=3, init="bnn"):
     return bt.ResNet18(plan.variant, stem, width, classes, in_channels, mode=plan.mode, init=init)
 
 
-def run_driver(driver, spec, student, teacher, images, labels, soft_targets=None):
-    """bnn's steps: writes spec and inputs (bnn layout), runs the driver, returns its outputs."""
+def call_driver(driver, spec, tensors):
+    """Runs one of bnn's drivers on a spec and input tensors (bnn layout); returns its outputs."""
     with tempfile.TemporaryDirectory(prefix="bnn_twin_") as tmp:
-        tensors = {f"student.{k}": v for k, v in checkpoint.bnn_state(student).items()}
-        if teacher is not None:
-            tensors.update({f"teacher.{k}": v for k, v in checkpoint.bnn_state(teacher).items()})
-        tensors["images"] = checkpoint.to_bnn_layout(images)
-        tensors["labels"] = labels.to(torch.int64)
-        if soft_targets is not None:
-            tensors["soft_targets"] = soft_targets.contiguous()
         paths = [os.path.join(tmp, n) for n in ("spec.json", "in.safetensors", "out.safetensors")]
         with open(paths[0], "w") as f:
             json.dump(spec, f)
         safetensors_io.save(paths[1], tensors)
         done = subprocess.run([driver] + paths, capture_output=True, text=True, errors="replace")
         if done.returncode != 0:
-            raise RuntimeError(f"bnn_torch_step failed ({done.returncode}): {done.stderr.strip()}")
-        out, _, _ = safetensors_io.load(paths[2])
-    return out
+            raise RuntimeError(f"{os.path.basename(driver)} failed ({done.returncode}) on {spec}: "
+                               f"{done.stderr.strip()}")
+        return safetensors_io.load(paths[2])[0]
+
+
+def run_driver(driver, spec, student, teacher, images, labels, soft_targets=None):
+    """bnn's steps (bnn_torch_step) on the twin's student and teacher weights and the batch."""
+    tensors = {f"student.{k}": v for k, v in checkpoint.bnn_state(student).items()}
+    if teacher is not None:
+        tensors.update({f"teacher.{k}": v for k, v in checkpoint.bnn_state(teacher).items()})
+    tensors["images"] = checkpoint.to_bnn_layout(images)
+    tensors["labels"] = labels.to(torch.int64)
+    if soft_targets is not None:
+        tensors["soft_targets"] = soft_targets.contiguous()
+    return call_driver(driver, spec, tensors)
 
 
 def run_twin(spec, student, teacher, images, labels, soft_targets=None):

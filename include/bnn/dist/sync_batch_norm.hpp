@@ -15,6 +15,7 @@
 #include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/dist/process_group.hpp"
+#include "bnn/nn/batch_norm.hpp"
 #include "bnn/nn/module.hpp"
 #include "bnn/ops/batch_norm.hpp"
 
@@ -123,36 +124,23 @@ inline Variable sync_batch_norm(ProcessGroup& group, const Variable& x, const Va
 }
 
 /// BatchNorm2d with statistics over every rank of a group in training (see the file comment).
-/// Parameters and buffers are named as BatchNorm2d's, so checkpoints load into either.
-class SyncBatchNorm2d : public nn::Module {
+/// It is a BatchNorm2d in everything else (parameters, buffers, names, eval mode), so checkpoints
+/// load into either and inference and deployment files treat it as one.
+class SyncBatchNorm2d : public nn::BatchNorm2d {
 public:
     SyncBatchNorm2d(ProcessGroup& group, int64_t channels, float momentum = 0.1f, float eps = 1e-5f)
-        : group_(&group), channels_(channels), momentum_(momentum), eps_(eps) {
-        BNN_CHECK(channels > 0, "SyncBatchNorm2d: expected channels > 0, got ", channels);
-        BNN_CHECK(momentum >= 0.f && momentum <= 1.f, "SyncBatchNorm2d: expected 0 <= momentum <= 1, got ", momentum);
-        BNN_CHECK(eps > 0.f, "SyncBatchNorm2d: expected eps > 0, got ", eps);
-        weight = register_parameter("weight", Tensor<float>::full(Shape{channels}, 1.f));
-        bias = register_parameter("bias", Tensor<float>(Shape{channels}));
-        running_mean = register_buffer("running_mean", Tensor<float>(Shape{channels}));
-        running_var = register_buffer("running_var", Tensor<float>::full(Shape{channels}, 1.f));
-    }
+        : nn::BatchNorm2d(channels, momentum, eps), group_(&group) {}
 
     Variable forward(const Variable& x) override {
         const int r = x.shape().rank();
-        BNN_CHECK((r == 4 || r == 2) && x.shape()[-1] == channels_, type_name(), "(", channels_,
-                  "): expected input [N, H, W, ", channels_, "] or [N, ", channels_, "], got ", x.shape().str());
-        return sync_batch_norm(*group_, x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_);
+        BNN_CHECK((r == 4 || r == 2) && x.shape()[-1] == channels(), type_name(), "(", channels(),
+                  "): expected input [N, H, W, ", channels(), "] or [N, ", channels(), "], got ", x.shape().str());
+        return sync_batch_norm(*group_, x, weight, bias, running_mean, running_var, is_training(), momentum(), eps());
     }
     std::string type_name() const override { return "SyncBatchNorm2d"; }
-    int64_t channels() const { return channels_; }
-
-    Variable weight, bias;
-    Tensor<float> running_mean, running_var;
 
 private:
     ProcessGroup* group_;
-    int64_t channels_;
-    float momentum_, eps_;
 };
 
 }  // namespace bnn::dist

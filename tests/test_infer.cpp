@@ -57,6 +57,24 @@ void* operator new[](std::size_t n, std::align_val_t a) {
     note_allocation(n);
     return checked(memalign(static_cast<std::size_t>(a), n ? n : 1));
 }
+// The nothrow forms too, so that every operator new of the program pairs with the free below
+// (AddressSanitizer reports a sanitizer-runtime new freed by free as a mismatch).
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+    note_allocation(n);
+    return std::malloc(n ? n : 1);
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+    note_allocation(n);
+    return std::malloc(n ? n : 1);
+}
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    note_allocation(n);
+    return memalign(static_cast<std::size_t>(a), n ? n : 1);
+}
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    note_allocation(n);
+    return memalign(static_cast<std::size_t>(a), n ? n : 1);
+}
 // GCC cannot see that these operator new replacements call malloc, and warns on the free.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -68,6 +86,10 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 #pragma GCC diagnostic pop
 // Tensor storage comes from std::aligned_alloc: this definition takes the program's calls.
 extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept {

@@ -9,8 +9,9 @@
 // Counters: MACs/s (binary or float multiply-accumulates per second, from the mean time),
 // best_MACs/s (from the fastest iteration: on a shared, noisy machine the fastest call is the
 // closest to what the code does on a quiet one), pct_of_peak (best binary MAC/s over threads x
-// the best single-thread probe) and speedup_vs_float (best float conv time over best binary conv
-// time for the same shape, batch and threads; BM_FloatConv runs first in the same process).
+// the best single-thread probe; CPUs with AVX-512 only) and speedup_vs_float (best float conv
+// time over best binary conv time for the same shape, batch and threads; BM_FloatConv runs first
+// in the same process).
 //
 //   bench_binary_conv --benchmark_out=binary_conv.json --benchmark_out_format=json
 #include <benchmark/benchmark.h>
@@ -95,7 +96,9 @@ double run_probe(int threads, uint64_t iters) {
     return s;
 }
 
+/// 0 on CPUs without AVX-512 VPOPCNTDQ: the probe is AVX-512 code and would fault there.
 double peak_per_thread() {
+    if (!kernels::isa_supported(Isa::avx512)) return 0;
     if (best_peak() == 0) {
         for (int r = 0; r < 50; ++r) {
             const uint64_t iters = 200'000;
@@ -198,7 +201,7 @@ void BM_BinaryConv(benchmark::State& state) {
     const double macs = static_cast<double>(g.macs());
     state.counters["MACs/s"] = benchmark::Counter(macs * state.iterations(), benchmark::Counter::kIsRate);
     state.counters["best_MACs/s"] = macs / best;
-    state.counters["pct_of_peak"] = 100.0 * macs / best / (peak * threads);
+    if (peak > 0) state.counters["pct_of_peak"] = 100.0 * macs / best / (peak * threads);
     auto f = float_seconds().find({si, static_cast<int>(batch), threads});
     if (f != float_seconds().end()) state.counters["speedup_vs_float"] = f->second / best;
     state.SetLabel(shape_label(s, batch, threads) + " " + kernels::isa_name(isa));

@@ -3,19 +3,25 @@
 
 Every ResNet-18 3x3 layer shape (stride 1, padding 1, Cin = Cout, no bias): CIFAR 64@32, 128@16,
 256@8, 512@4 and ImageNet 64@56, 128@28, 256@14, 512@7, batch 1 and 16, 1 and 2 threads,
-channels_last (NHWC, as bnn), forward under no_grad. PyTorch 1.13 runs these through oneDNN.
-Reports the median and the fastest call (the machine is shared: the fastest call is the closest
-to a quiet machine, and bench_binary_conv reports its best call too) and MAC/s from the fastest.
+forward under no_grad. PyTorch 1.13 runs these through oneDNN, or for some small images through
+its GEMM fallback on the system BLAS. Each case is timed with the conv and its input in NCHW
+(contiguous) and in channels_last (NHWC, as bnn) and reported at the faster ("fmt"), with the
+other format's fastest call beside it. Reports the median and the fastest call (the machine is
+shared: the fastest call is the closest to a quiet machine, and bench_binary_conv reports its
+best call too) and MAC/s from the fastest.
 
 With --bnn-json (the output of bench_binary_conv --benchmark_out=FILE --benchmark_out_format=json)
 it adds bnn's best binary conv time per ISA path and bnn's float conv, and the speedup of the
-fastest binary path over PyTorch. Run with Debian's /usr/bin/python3 (where python3-torch lives).
+fastest binary path over PyTorch; --json writes the cases for benchmarks/peer_tables.py. Run with
+Debian's /usr/bin/python3 (where python3-torch lives), under benchmarks/run_peer_comparison.sh for
+the BLAS settings that make it a fair peer.
 """
 import argparse
 import json
 import torch
 
-from torch_common import time_call
+from torch_common import (add_peer_options, format_cells, format_header, formats_to_time,
+                          time_call_in_formats, write_json)
 
 SHAPES = [("cifar", 64, 32), ("cifar", 128, 16), ("cifar", 256, 8), ("cifar", 512, 4),
           ("imagenet", 64, 56), ("imagenet", 128, 28), ("imagenet", 256, 14), ("imagenet", 512, 7)]
@@ -47,39 +53,52 @@ def load_bnn(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--min-seconds", type=float, default=0.5, help="time spent per measurement")
+    parser.add_argument("--min-seconds", type=float, default=0.5, help="time spent per measurement and format")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--bnn-json", help="bench_binary_conv JSON output for the side-by-side columns")
+    add_peer_options(parser)
     args = parser.parse_args()
     bnn = load_bnn(args.bnn_json) if args.bnn_json else {}
+    formats = formats_to_time(args)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, 3x3 stride 1 pad 1, channels_last, fp32 forward under no_grad")
-    head = f"{'layer':>15} {'N':>3} {'T':>2} {'torch med ms':>12} {'torch best ms':>13} {'torch GMAC/s':>12}"
+    print(f"torch {torch.__version__}, 3x3 stride 1 pad 1, fp32 forward under no_grad, formats {', '.join(formats)}")
+    head = f"{'layer':>15} {'N':>3} {'T':>2} {'torch med ms':>12} {'torch best ms':>13} {format_header()} " \
+           f"{'torch GMAC/s':>12}"
     if bnn:
         head += f" {'bnn float ms':>12} {'bnn avx512 ms':>13} {'bnn avx2 ms':>11} {'bnn scalar ms':>13} {'x torch':>8}"
     print(head)
-    for threads in (1, 2):
+    cases = []
+    for threads in args.threads:
         torch.set_num_threads(threads)
         for si, (net, c, side) in enumerate(SHAPES):
             for batch in (1, 16):
-                conv = torch.nn.Conv2d(c, c, 3, stride=1, padding=1, bias=False).to(memory_format=torch.channels_last)
-                x = torch.randn(batch, c, side, side).to(memory_format=torch.channels_last)
+                conv = torch.nn.Conv2d(c, c, 3, stride=1, padding=1, bias=False)
+                x = torch.randn(batch, c, side, side)
 
-                def forward():
-                    with torch.no_grad():
-                        conv(x)
+                def make_call(memory_format):
+                    conv.to(memory_format=memory_format)
+                    xf = x.contiguous(memory_format=memory_format)
 
-                med, best = time_call(forward, args.min_seconds)
+                    def forward():
+                        with torch.no_grad():
+                            conv(xf)
+                    return forward
+
+                t = time_call_in_formats(make_call, formats, args.min_seconds)
+                cases.append({"shape": si, "net": net, "channels": c, "side": side, "batch": batch,
+                              "threads": threads, **t.record()})
                 macs = batch * side * side * c * 9 * c
-                line = f"{net + ' ' + str(c) + '@' + str(side):>15} {batch:>3} {threads:>2} {med * 1e3:12.3f} " \
-                       f"{best * 1e3:13.3f} {macs / best * 1e-9:12.1f}"
+                line = f"{net + ' ' + str(c) + '@' + str(side):>15} {batch:>3} {threads:>2} {t.median * 1e3:12.3f} " \
+                       f"{t.best * 1e3:13.3f} {format_cells(t)} {macs / t.best * 1e-9:12.1f}"
                 if bnn:
                     row = bnn.get((si, batch, threads), {})
                     cell = lambda k, w: f" {row[k] * 1e3:{w}.3f}" if k in row else f" {'-':>{w}}"
                     line += cell("float", 12) + cell("avx512", 13) + cell("avx2", 11) + cell("scalar", 13)
                     fastest = min((row[k] for k in ("avx512", "avx2", "scalar") if k in row), default=None)
-                    line += f" {best / fastest:8.1f}" if fastest else f" {'-':>8}"
+                    line += f" {t.best / fastest:8.1f}" if fastest else f" {'-':>8}"
                 print(line, flush=True)
-
+    if args.json:
+        write_json(args.json, "torch_binary_shapes", cases)
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,17 @@
-"""Pieces shared by the PyTorch comparison scripts: the timing loop and the ResNet-18 that
-bnn's benchmarks are compared against (written out here: Debian ships no torchvision)."""
+"""Pieces shared by the PyTorch comparison scripts: the timing loop, the choice of the faster
+memory format per case, the JSON record the peer tables read, and the ResNet-18 that bnn's
+benchmarks are compared against (written out here: Debian ships no torchvision)."""
+import json
+import os
 import statistics
 import time
 
 import torch
 from torch import nn
+
+# The two layouts PyTorch's CPU convolutions take: which one is faster depends on the shape and
+# the thread count, so a fair peer is timed in both and reported at the faster.
+MEMORY_FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def time_call(fn, min_seconds):
@@ -19,6 +26,105 @@ def time_call(fn, min_seconds):
         fn()
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples), min(samples)
+
+
+def add_peer_options(parser):
+    """The options every comparison script shares: which memory formats to time, and where to
+    write the JSON record that benchmarks/peer_tables.py reads."""
+    parser.add_argument("--memory-format", choices=["both", *MEMORY_FORMATS], default="both",
+                        help="time both layouts and report the faster (default), or only one")
+    parser.add_argument("--json", help="also write every case's timings to this file")
+
+
+def formats_to_time(args):
+    return list(MEMORY_FORMATS) if args.memory_format == "both" else [args.memory_format]
+
+
+class FormatTiming:
+    """One case timed in each memory format: by_format[name] holds at least "median" and "best"
+    (seconds, or whatever unit the script times in). The winner is the format with the lower
+    figure under `by`: "best" (the fastest call, the figure most tables compare: on a shared
+    machine it is the closest to a quiet one) or "median" for scripts that report medians. The
+    other format's figures stay in by_format."""
+
+    def __init__(self, by_format, by="best"):
+        self.by_format = by_format
+        self.by = by
+        self.format = min(by_format, key=lambda name: by_format[name][by])
+
+    @property
+    def best(self):
+        return self.by_format[self.format]["best"]
+
+    @property
+    def median(self):
+        return self.by_format[self.format]["median"]
+
+    @property
+    def other(self):
+        """The losing format's name, or None when only one format was timed."""
+        rest = [name for name in self.by_format if name != self.format]
+        return rest[0] if rest else None
+
+    def record(self):
+        return {"format": self.format, "chosen_by": self.by, "best": self.best, "median": self.median,
+                "by_format": self.by_format}
+
+
+def time_formats(measure, formats, by="best"):
+    """measure(memory_format) converts the case's module and inputs to memory_format, times it and
+    returns {"median": ..., "best": ...} (extra keys are kept); called once per format in
+    formats (names of MEMORY_FORMATS)."""
+    return FormatTiming({name: measure(MEMORY_FORMATS[name]) for name in formats}, by)
+
+
+def time_call_in_formats(make_call, formats, min_seconds, by="best"):
+    """The common case of time_formats: make_call(memory_format) returns the zero-argument call
+    to time with time_call."""
+    def measure(memory_format):
+        median, best = time_call(make_call(memory_format), min_seconds)
+        return {"median": median, "best": best}
+    return time_formats(measure, formats, by)
+
+
+# Short names for the format column of the printed tables.
+FORMAT_ABBREV = {"nchw": "nchw", "channels_last": "cl"}
+
+
+def format_header(by="best"):
+    return f"{'fmt':>4} {'other ' + ('best' if by == 'best' else 'med'):>10}"
+
+
+def format_cells(timing, scale=1e3, digits=3):
+    """Printed cells for a case, under format_header(timing.by): the winner's format, then the
+    other format's figure (scaled, default s -> ms), or '-' when only one format was timed."""
+    other = timing.other
+    cell = f"{timing.by_format[other][timing.by] * scale:10.{digits}f}" if other else f"{'-':>10}"
+    return f"{FORMAT_ABBREV[timing.format]:>4} {cell}"
+
+
+def blas_libraries():
+    """The BLAS shared objects mapped into this process (Debian's python3-torch calls whatever
+    libblas.so.3 resolves to for its GEMM fallback paths, where the reference Netlib BLAS is
+    far slower than OpenBLAS)."""
+    found = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1] if len(line.split()) >= 6 else ""
+            if "blas" in os.path.basename(path):
+                found.add(path)
+    return sorted(found)
+
+
+def write_json(path, script, cases):
+    """The peer record: what ran (torch version, BLAS, OpenBLAS settings) and each case, as a
+    dict of its keys plus a FormatTiming.record()."""
+    meta = {"script": script, "torch": torch.__version__, "blas": blas_libraries(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+                                                   "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}}
+    with open(path, "w") as f:
+        json.dump({"meta": meta, "cases": cases}, f, indent=1)
 
 
 class BasicBlock(nn.Module):

@@ -4,22 +4,27 @@
 The standard ResNet-18 (basic blocks, 1x1 stride-2 downsample + BN), written out here because
 Debian has no torchvision: the ImageNet form (7x7/2 stem + max pool, 1000 classes, 224x224
 input) and the CIFAR form (3x3/1 stem, no max pool, 100 classes, 32x32), as bnn's
-examples/resnet18.hpp builds them. Eval mode, torch.no_grad(), channels_last (NHWC, as bnn),
-batch 1 and 16, torch.set_num_threads 1 and 2. PyTorch 1.13 runs the convs on oneDNN.
+examples/resnet18.hpp builds them. Eval mode, torch.no_grad(), batch 1 and 16,
+torch.set_num_threads 1 and 2. PyTorch 1.13 runs the convs on oneDNN, and some small-spatial
+ones on its GEMM fallback (the system BLAS). Every case is timed with the model and the input in
+NCHW (contiguous) and in channels_last (NHWC, as bnn), and reported at the faster ("fmt"), with
+the other format's fastest call beside it.
 
 Reports the median and the fastest call (the machine is shared: the fastest call is the closest
 to a quiet machine; bench_inference reports its fastest call too), images/s from the fastest,
 and the size of the state_dict saved with torch.save. With --bnn-json (the output of
 bench_inference --benchmark_out=FILE --benchmark_out_format=json) it prints bnn's float and
-binary graph times beside PyTorch's and the speedup of the binary graph over both.
-Run with Debian's /usr/bin/python3 (where python3-torch lives).
+binary graph times beside PyTorch's and the speedup of the binary graph over both; --json writes
+the cases for benchmarks/peer_tables.py. Run with Debian's /usr/bin/python3 (where python3-torch
+lives), under benchmarks/run_peer_comparison.sh for the BLAS settings that make it a fair peer.
 """
 import argparse
 import io
 import json
 import torch
 
-from torch_common import ResNet18, time_call
+from torch_common import (ResNet18, add_peer_options, format_cells, format_header, formats_to_time,
+                          time_call_in_formats, write_json)
 
 
 def load_bnn(path):
@@ -37,36 +42,52 @@ def load_bnn(path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--min-seconds", type=float, default=2.0, help="time per configuration")
+    ap.add_argument("--min-seconds", type=float, default=2.0, help="time per configuration and format")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--bnn-json", help="bench_inference JSON output to compare against")
+    add_peer_options(ap)
     args = ap.parse_args()
     bnn = load_bnn(args.bnn_json) if args.bnn_json else {}
+    formats = formats_to_time(args)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, MKLDNN {torch.backends.mkldnn.is_available()}")
+    print(f"torch {torch.__version__}, MKLDNN {torch.backends.mkldnn.is_available()}, formats {', '.join(formats)}")
     for imagenet in (True, False):
-        model = ResNet18(imagenet).eval().to(memory_format=torch.channels_last)
+        model = ResNet18(imagenet).eval()
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
         print(f"{'ImageNet' if imagenet else 'CIFAR'} ResNet-18 state_dict: {buf.getbuffer().nbytes} bytes")
-    header = f"{'input':>8} {'batch':>5} {'thr':>3} {'median ms':>10} {'best ms':>9} {'img/s':>8}"
+    header = f"{'input':>8} {'batch':>5} {'thr':>3} {'median ms':>10} {'best ms':>9} {format_header()} {'img/s':>8}"
     if bnn:
         header += f" {'bnn float':>10} {'bnn binary':>10} {'vs torch':>9} {'vs float':>9}"
     print(header)
+    cases = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         for side in (224, 32):
-            model = ResNet18(side == 224).eval().to(memory_format=torch.channels_last)
+            model = ResNet18(side == 224).eval()
             for batch in (1, 16):
-                x = torch.randn(batch, 3, side, side).to(memory_format=torch.channels_last)
-                with torch.no_grad():
-                    median, best = time_call(lambda: model(x), args.min_seconds)
-                line = f"{side:>8} {batch:>5} {threads:>3} {median * 1e3:>10.2f} {best * 1e3:>9.2f} {batch / best:>8.1f}"
+                x = torch.randn(batch, 3, side, side)
+
+                def make_call(memory_format):
+                    model.to(memory_format=memory_format)
+                    xf = x.contiguous(memory_format=memory_format)
+
+                    def call():
+                        with torch.no_grad():
+                            model(xf)
+                    return call
+
+                t = time_call_in_formats(make_call, formats, args.min_seconds)
+                cases.append({"side": side, "batch": batch, "threads": threads, **t.record()})
+                line = f"{side:>8} {batch:>5} {threads:>3} {t.median * 1e3:>10.2f} {t.best * 1e3:>9.2f} " \
+                       f"{format_cells(t, digits=2)} {batch / t.best:>8.1f}"
                 fl = bnn.get(("BM_FloatResNet18", side, batch, threads))
                 bi = bnn.get(("BM_BinaryGraph", side, batch, threads))
                 if fl and bi:
-                    line += f" {fl:>10.2f} {bi:>10.2f} {best * 1e3 / bi:>8.1f}x {fl / bi:>8.1f}x"
+                    line += f" {fl:>10.2f} {bi:>10.2f} {t.best * 1e3 / bi:>8.1f}x {fl / bi:>8.1f}x"
                 print(line, flush=True)
+    if args.json:
+        write_json(args.json, "torch_resnet18", cases)
 
 
 if __name__ == "__main__":

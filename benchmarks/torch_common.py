@@ -1,6 +1,6 @@
 """Pieces shared by the PyTorch comparison scripts: the timing loop, the choice of the faster
 memory format per case, the JSON record the peer tables read, and the ResNet-18 that bnn's
-benchmarks are compared against (written out here: Debian ships no torchvision)."""
+benchmarks are compared against (written out here, with the CIFAR stem torchvision lacks)."""
 import json
 import os
 import statistics

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """PyTorch fp32 ResNet-18 inference, the peer of benchmarks/bench_inference.cpp.
 
-The standard ResNet-18 (basic blocks, 1x1 stride-2 downsample + BN), written out here because
-Debian has no torchvision: the ImageNet form (7x7/2 stem + max pool, 1000 classes, 224x224
+The standard ResNet-18 (basic blocks, 1x1 stride-2 downsample + BN), written out here to have
+torchvision's form and a CIFAR one built alike: the ImageNet form (7x7/2 stem + max pool, 1000 classes, 224x224
 input) and the CIFAR form (3x3/1 stem, no max pool, 100 classes, 32x32), as bnn's
 examples/resnet18.hpp builds them. Eval mode, torch.no_grad(), batch 1 and 16,
 torch.set_num_threads 1 and 2. PyTorch 1.13 runs the convs on oneDNN, and some small-spatial

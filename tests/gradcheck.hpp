@@ -74,6 +74,11 @@ inline Variable random_variable_away_from(const Shape& shape, Rng& rng, std::vec
     return Variable(t, true);
 }
 
+/// Values uniform in [lo, hi) kept `gap` away from 0 and ±1, where sign and its STE change.
+inline Tensor<float> away_from_kinks(const Shape& shape, Rng& rng, float lo, float hi, float gap = 0.05f) {
+    return random_variable_away_from(shape, rng, {0.f, 1.f, -1.f}, gap, lo, hi).value();
+}
+
 /// Uniform [-1, 1) values with a sprinkling of +0 and -0, which must pack as +1.
 inline Tensor<float> random_with_zeros(const Shape& shape, Rng& rng) {
     Tensor<float> t = Tensor<float>::uniform(shape, rng, -1.f, 1.f);

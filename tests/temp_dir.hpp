@@ -5,10 +5,13 @@
 
 #include <stdlib.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <iterator>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace bnn::test {
 
@@ -31,5 +34,11 @@ struct TempDir {
             std::distance(std::filesystem::directory_iterator(path), std::filesystem::directory_iterator()));
     }
 };
+
+/// Writes bytes to a file as they are (corrupt and hand-made files included).
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
 
 }  // namespace bnn::test

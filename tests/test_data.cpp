@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "skip.hpp"
+#include "same_bits.hpp"
 #include "temp_dir.hpp"
 #include <cmath>
 #include <cstdlib>
@@ -29,12 +30,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::bits_equal;
 using test::TempDir;
+using test::write_bytes;
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-    std::ofstream out(path, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 void write_gzip(const std::string& path, const std::vector<uint8_t>& bytes) {
@@ -102,11 +101,6 @@ std::vector<int64_t> epoch_indices(BatchLoader& loader, int64_t epoch) {
         all.insert(all.end(), idx.begin(), idx.end());
     }
     return all;
-}
-
-template <class T>
-bool bits_equal(const Tensor<T>& a, const Tensor<T>& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(T) * a.numel()) == 0;
 }
 
 }  // namespace

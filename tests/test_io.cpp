@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "same_bits.hpp"
 #include "temp_dir.hpp"
 #include <cmath>
 #include <csignal>
@@ -30,12 +31,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::bits_equal;
 using test::TempDir;
+using test::write_bytes;
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-    std::ofstream out(path, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
 std::vector<uint8_t> read_bytes(const std::string& path) { return read_file(path); }
 
 /// A safetensors file from a hand-written header (padded here) and raw data bytes.
@@ -46,11 +45,6 @@ std::vector<uint8_t> hand_file(std::string header, const std::vector<uint8_t>& d
     out.insert(out.end(), header.begin(), header.end());
     out.insert(out.end(), data.begin(), data.end());
     return out;
-}
-
-template <class T>
-bool bits_equal(const Tensor<T>& a, const Tensor<T>& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(T) * a.numel()) == 0;
 }
 
 /// Linear -> BatchNorm (with running-stat buffers) -> Linear.

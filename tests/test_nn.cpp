@@ -424,12 +424,9 @@ TEST_CASE("BinaryConv2d one-padding: fully binary equals the ±1 float conv with
 // ---- BinaryConv2d ------------------------------------------------------------------------------
 
 namespace {
+using bnn::test::away_from_kinks;
 using bnn::test::random_with_zeros;
 
-/// Values uniform in [lo, hi) kept `gap` away from 0 and ±1, where sign and its STE change.
-Tensor<float> away_from_kinks(const Shape& shape, Rng& rng, float lo, float hi, float gap = 0.05f) {
-    return test::random_variable_away_from(shape, rng, {0.f, 1.f, -1.f}, gap, lo, hi).value();
-}
 }  // namespace
 
 TEST_CASE("BinaryConv2d real-weight modes pass finite-difference gradient checks", "[binary_conv2d]") {

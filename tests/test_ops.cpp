@@ -462,10 +462,8 @@ TEST_CASE("softmax and log_softmax: values, stability and gradients", "[softmax]
 // the sign STE and the binary conv op
 
 namespace {
-/// Values uniform in [lo, hi) kept `gap` away from 0 and ±1, where sign and its STE change.
-Tensor<float> away_from_kinks(const Shape& shape, Rng& rng, float lo, float hi, float gap = 0.05f) {
-    return test::random_variable_away_from(shape, rng, {0.f, 1.f, -1.f}, gap, lo, hi).value();
-}
+using bnn::test::away_from_kinks;
+
 void require_equal(const Tensor<float>& a, const Tensor<float>& b) {
     REQUIRE(a.shape() == b.shape());
     for (int64_t i = 0; i < a.numel(); ++i) REQUIRE(a[i] == Approx(b[i]).margin(1e-5));

@@ -2,14 +2,13 @@
 # The sanitizer part of CI (issue 12), run by .ci/run after scripts/test.sh:
 #  1. the whole C++ test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (g++, the
 #     compiler of the ordinary build, so the same code and the same OpenMP runtime, libgomp, are
-#     checked; -O1 -g1: line tables are all a report needs, full debug information would only slow
-#     the build; every report fatal) and run with ctest. Left out: the labels torch and mpi
-#     (driven by python3 / mpirun, whose interpreters and launchers are not built with the
-#     sanitizer runtime) and consumer (builds an outside project with its own flags: nothing in it
-#     is sanitized; scripts/test.sh runs it);
-#  2. every fuzz target (tests/fuzz, clang + libFuzzer, ASan + UBSan) for BNN_FUZZ_SECONDS
-#     (default 30) from its seed corpus, two at a time on two cores. A finding fails the run and
-#     leaves its input in build-fuzz/artifacts/.
+#     checked; every report fatal; -Og -g1, the test files as one translation unit: see
+#     tests/CMakeLists.txt) and the example programs, run with ctest. Left out: the labels torch
+#     and mpi (not built with sanitizers) and consumer (builds an outside project with its own
+#     flags; scripts/test.sh runs it);
+#  2. every fuzz target (tests/fuzz, clang + libFuzzer, ASan + UBSan, -O0 to build quickly) for
+#     BNN_FUZZ_SECONDS (default 30) from its seed corpus, two at a time on two cores. A finding
+#     fails the run and leaves its input in build-fuzz/artifacts/.
 # BNN_ASAN_DIR and BNN_FUZZ_DIR name other build directories (default build-asan, build-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +26,7 @@ CXX=g++ cmake -S . -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNN_SANITIZE
 cmake --build "$asan" --parallel "$jobs"
 (cd "$asan" && ctest --output-on-failure --parallel "$jobs" -LE '^(torch|mpi|consumer)$')
 
-CXX=clang++ cmake -S . -B "$fuzz" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNN_BUILD_FUZZERS=ON \
+CXX=clang++ cmake -S . -B "$fuzz" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNN_BUILD_FUZZERS=ON -DBNN_FUZZ_OPT=-O0 \
   -DBNN_BUILD_TESTS=OFF -DBNN_BUILD_EXAMPLES=OFF
 targets=()
 for src in tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done

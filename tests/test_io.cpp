@@ -656,6 +656,27 @@ TEST_CASE("load_image refuses a JPEG Huffman table of more than 256 codes", "[im
                                                  Catch::Contains("4080 codes"));
 }
 
+TEST_CASE("load_image refuses an image larger than its pixel limit before decoding it", "[image][fuzz]") {
+    // Found by tests/fuzz/fuzz_image: a run-length TGA file of 36 bytes whose header declares
+    // 22115 x 16385 pixels, for which stb_image allocates 1 GB (libFuzzer's out-of-memory
+    // limit). These are its bytes; the fuzzer read it as 4 channels resized to 32 x 32.
+    TempDir dir;
+    const std::string bomb = dir.file("bomb.tga");
+    write_bytes(bomb, {0x00, 0x00, 0x0a, 0x00, 0x00, 0x5d, 0x00, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x63, 0x56, 0x01, 0x40,
+                       0x18, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xfb, 0x21, 0x3c,
+                       0x2f, 0x22, 0x63, 0x00});
+    REQUIRE_THROWS_WITH(io::load_image(bomb, 32, 32, 4),
+                        Catch::Contains("bomb.tga") && Catch::Contains("declares 22115x16385 pixels") &&
+                            Catch::Contains("more than the limit of 67108864"));
+    // The limit is the caller's: an 8x8 PNG loads under 64 pixels and not under 63.
+    std::vector<uint8_t> rgb(8 * 8 * 3, 50);
+    const std::string png = dir.file("small.png");
+    REQUIRE(stbi_write_png(png.c_str(), 8, 8, 3, rgb.data(), 8 * 3) != 0);
+    REQUIRE(io::load_image(png, 3, io::ImageLimit{64}).shape() == Shape{8, 8, 3});
+    REQUIRE_THROWS_WITH(io::load_image(png, 3, io::ImageLimit{63}), Catch::Contains("8x8 pixels"));
+    REQUIRE_THROWS_AS(io::load_image(png, 4, 4, 3, io::ImageLimit{63}), Error);
+}
+
 TEST_CASE("load_deployed refuses a module tree that asks for more weights than its file holds", "[deploy][fuzz]") {
     // A deployment file's module tree once decided alone how much build_module allocated: a conv
     // of 2^24 x 2^24 channels in a file of a few KB ended in std::bad_alloc, not bnn::Error.

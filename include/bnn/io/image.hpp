@@ -80,15 +80,28 @@ inline void check_jpeg_huffman_tables(const std::vector<uint8_t>& b, const std::
 }
 }  // namespace detail
 
+/// The most pixels load_image decodes: a header of a few bytes can declare an image of
+/// gigabytes, so images are checked before decoding. The default is 8192 x 8192; a caller
+/// expecting larger images raises it. (A type of its own, so it cannot be taken for a size.)
+struct ImageLimit {
+    int64_t max_pixels = int64_t{1} << 26;
+};
+
 /// Loads an image file as [H, W, channels] bytes; stb converts to the requested number of
-/// channels (1 grey, 3 RGB, 4 RGBA). Unreadable files raise bnn::Error with stb's reason.
-inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3) {
+/// channels (1 grey, 3 RGB, 4 RGBA). Unreadable files, and images of more pixels than the limit,
+/// raise bnn::Error (with stb's reason where stb refuses).
+inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3, ImageLimit limit = {}) {
     BNN_CHECK(channels >= 1 && channels <= 4, "load_image: channels must be 1..4, got ", channels);
     detail::check_pnm_length(path);
     const std::vector<uint8_t> bytes = read_file(path);
     detail::check_jpeg_huffman_tables(bytes, path);
     BNN_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "load_image: '", path, "' has ", bytes.size(),
               " bytes, more than stb_image reads");
+    int declared_w = 0, declared_h = 0, declared_c = 0;
+    if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &declared_w, &declared_h, &declared_c))
+        BNN_CHECK(int64_t{declared_w} * declared_h <= limit.max_pixels, "load_image: '", path, "' declares ",
+                  declared_w, "x", declared_h, " pixels, more than the limit of ", limit.max_pixels,
+                  " (a larger image needs a larger io::ImageLimit)");
     int w = 0, h = 0, file_channels = 0;
     std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
         stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels, channels),
@@ -114,8 +127,9 @@ inline Tensor<uint8_t> resize_image(const Tensor<uint8_t>& image, int height, in
 }
 
 /// Loads an image and resizes it to [height, width, channels] (a model's input size).
-inline Tensor<uint8_t> load_image(const std::string& path, int height, int width, int channels = 3) {
-    return resize_image(load_image(path, channels), height, width);
+inline Tensor<uint8_t> load_image(const std::string& path, int height, int width, int channels = 3,
+                                  ImageLimit limit = {}) {
+    return resize_image(load_image(path, channels, limit), height, width);
 }
 
 }  // namespace bnn::io

@@ -20,7 +20,7 @@ import argparse
 import json
 import torch
 
-from torch_common import (add_peer_options, format_cells, format_header, formats_to_time,
+from torch_common import (add_peer_options, format_cells, format_header, formats_to_time, no_grad_forward,
                           time_call_in_formats, write_json)
 
 SHAPES = [("cifar", 64, 32), ("cifar", 128, 16), ("cifar", 256, 8), ("cifar", 512, 4),
@@ -74,17 +74,7 @@ def main():
             for batch in (1, 16):
                 conv = torch.nn.Conv2d(c, c, 3, stride=1, padding=1, bias=False)
                 x = torch.randn(batch, c, side, side)
-
-                def make_call(memory_format):
-                    conv.to(memory_format=memory_format)
-                    xf = x.contiguous(memory_format=memory_format)
-
-                    def forward():
-                        with torch.no_grad():
-                            conv(xf)
-                    return forward
-
-                t = time_call_in_formats(make_call, formats, args.min_seconds)
+                t = time_call_in_formats(no_grad_forward(conv, x), formats, args.min_seconds)
                 cases.append({"shape": si, "net": net, "channels": c, "side": side, "batch": batch,
                               "threads": threads, **t.record()})
                 macs = batch * side * side * c * 9 * c

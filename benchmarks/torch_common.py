@@ -87,6 +87,20 @@ def time_call_in_formats(make_call, formats, min_seconds, by="best"):
     return time_formats(measure, formats, by)
 
 
+def no_grad_forward(module, x):
+    """make_call for time_call_in_formats: module and x converted to the memory format, then a
+    forward pass under no_grad."""
+    def make_call(memory_format):
+        module.to(memory_format=memory_format)
+        xf = x.contiguous(memory_format=memory_format)
+
+        def call():
+            with torch.no_grad():
+                module(xf)
+        return call
+    return make_call
+
+
 # Short names for the format column of the printed tables.
 FORMAT_ABBREV = {"nchw": "nchw", "channels_last": "cl"}
 

@@ -15,7 +15,7 @@ make it a fair peer.
 import argparse
 import torch
 
-from torch_common import (add_peer_options, format_cells, format_header, formats_to_time,
+from torch_common import (add_peer_options, format_cells, format_header, formats_to_time, no_grad_forward,
                           time_call_in_formats, write_json)
 
 LAYERS = [(64, 32), (128, 16), (256, 8), (512, 4)]
@@ -42,15 +42,6 @@ def main():
             seed = torch.randn(BATCH, channels, size, size)
             flops = 2.0 * BATCH * size * size * channels * 9 * channels
 
-            def make_forward(memory_format):
-                conv.to(memory_format=memory_format)
-                xf = x.contiguous(memory_format=memory_format)
-
-                def forward():
-                    with torch.no_grad():
-                        conv(xf)
-                return forward
-
             def make_forward_backward(memory_format):
                 conv.to(memory_format=memory_format)
                 conv.zero_grad(set_to_none=True)  # gradients accumulate in the layout of this format
@@ -61,7 +52,7 @@ def main():
                     conv(xf).backward(seedf)
                 return forward_backward
 
-            fwd = time_call_in_formats(make_forward, formats, args.min_seconds, by="median")
+            fwd = time_call_in_formats(no_grad_forward(conv, x), formats, args.min_seconds, by="median")
             fb = time_call_in_formats(make_forward_backward, formats, args.min_seconds, by="median")
             for name, t in (("forward", fwd), ("forward_backward", fb)):
                 cases.append({"layer": LAYERS.index((channels, size)), "channels": channels, "side": size,

@@ -23,7 +23,7 @@ import io
 import json
 import torch
 
-from torch_common import (ResNet18, add_peer_options, format_cells, format_header, formats_to_time,
+from torch_common import (ResNet18, add_peer_options, format_cells, format_header, formats_to_time, no_grad_forward,
                           time_call_in_formats, write_json)
 
 
@@ -67,17 +67,7 @@ def main():
             model = ResNet18(side == 224).eval()
             for batch in (1, 16):
                 x = torch.randn(batch, 3, side, side)
-
-                def make_call(memory_format):
-                    model.to(memory_format=memory_format)
-                    xf = x.contiguous(memory_format=memory_format)
-
-                    def call():
-                        with torch.no_grad():
-                            model(xf)
-                    return call
-
-                t = time_call_in_formats(make_call, formats, args.min_seconds)
+                t = time_call_in_formats(no_grad_forward(model, x), formats, args.min_seconds)
                 cases.append({"side": side, "batch": batch, "threads": threads, **t.record()})
                 line = f"{side:>8} {batch:>5} {threads:>3} {t.median * 1e3:>10.2f} {t.best * 1e3:>9.2f} " \
                        f"{format_cells(t, digits=2)} {batch / t.best:>8.1f}"

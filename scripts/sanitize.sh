@@ -21,7 +21,7 @@ fuzz=${BNN_FUZZ_DIR:-build-fuzz}
 export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-CXX=g++ cmake -S . -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNN_SANITIZE=ON \
+CXX=g++ cmake -S . -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNN_SANITIZE=ON -DBNN_TEST_SUITE_UNITY=ON \
   -DBNN_BUILD_TESTS=ON -DBNN_BUILD_EXAMPLES=ON
 cmake --build "$asan" --parallel "$jobs"
 (cd "$asan" && ctest --output-on-failure --parallel "$jobs" -LE '^(torch|mpi|consumer)$')

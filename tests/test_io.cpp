@@ -656,6 +656,24 @@ TEST_CASE("load_image refuses a JPEG Huffman table of more than 256 codes", "[im
                                                  Catch::Contains("4080 codes"));
 }
 
+TEST_CASE("load_image refuses a PNM header number that would overflow stb's int", "[image][fuzz]") {
+    // Found by tests/fuzz/fuzz_image: stb_image 2.27 parses a PNM width of 45 digits into an int
+    // (signed overflow, undefined behaviour). The fuzzer's header, and a valid file beside it.
+    TempDir dir;
+    const std::string bad = dir.file("wide.pgm"), good = dir.file("good.pgm"), commented = dir.file("note.pgm");
+    const std::string digits(44, '9');
+    std::string header = "P5\n5" + digits + "\n2 2\n";
+    write_bytes(bad, std::vector<uint8_t>(header.begin(), header.end()));
+    REQUIRE_THROWS_WITH(io::load_image(bad, 1), Catch::Contains("wide.pgm") && Catch::Contains("width has 45 digits"));
+    std::string pgm = "P5\n# two by two\n2 2\n255\n";
+    pgm += std::string{'\x01', '\x02', '\x03', '\x04'};
+    write_bytes(good, std::vector<uint8_t>(pgm.begin(), pgm.end()));
+    REQUIRE(io::load_image(good, 1).to_vector() == std::vector<uint8_t>{1, 2, 3, 4});
+    std::string long_max = "P5 2 2 # comment\n0000000255\n";
+    write_bytes(commented, std::vector<uint8_t>(long_max.begin(), long_max.end()));
+    REQUIRE_THROWS_WITH(io::load_image(commented, 1), Catch::Contains("maximum value has 10 digits"));
+}
+
 TEST_CASE("load_image refuses an image larger than its pixel limit before decoding it", "[image][fuzz]") {
     // Found by tests/fuzz/fuzz_image: a run-length TGA file of 36 bytes whose header declares
     // 22115 x 16385 pixels, for which stb_image allocates 1 GB (libFuzzer's out-of-memory

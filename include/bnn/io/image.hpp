@@ -42,6 +42,26 @@ inline void check_pnm_length(const std::string& path) {
     BNN_CHECK(ec || size >= pixel_bytes, "load_image: '", path, "' is a PNM image of ", w, "x", h, " with ", c,
               " channels, ", pixel_bytes, " bytes of pixels, but the whole file has ", size, " bytes: it is truncated");
 }
+/// stb_image 2.27 (Debian's) reads the numbers of a binary PNM header (width, height, maximum
+/// value) into an int with no bound, so a number of ten digits overflows it (undefined
+/// behaviour). This reads the header as stb does (whitespace, `#` comments to the end of the
+/// line) and refuses a number of more than nine digits before stb sees the file.
+inline void check_pnm_header(const std::vector<uint8_t>& b, const std::string& path) {
+    if (b.size() < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
+    auto space = [](uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+    size_t p = 2;
+    for (const char* field : {"width", "height", "maximum value"}) {
+        for (;;) {
+            while (p < b.size() && space(b[p])) ++p;
+            if (p >= b.size() || b[p] != '#') break;
+            while (p < b.size() && b[p] != '\n' && b[p] != '\r') ++p;
+        }
+        const size_t first = p;
+        while (p < b.size() && b[p] >= '0' && b[p] <= '9') ++p;
+        BNN_CHECK(p - first <= 9, "load_image: '", path, "' is a corrupt PNM image: its ", field, " has ", p - first,
+                  " digits, more than 9");
+    }
+}
 /// stb_image 2.27 (Debian's) trusts the code counts of a JPEG Huffman table: when the 16 counts
 /// of a DHT segment sum past 256 it writes past the table's arrays (stb 2.28 checks this). This
 /// finds the DHT segments stb reads and refuses such a table before stb sees the file: before
@@ -92,8 +112,9 @@ struct ImageLimit {
 /// raise bnn::Error (with stb's reason where stb refuses).
 inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3, ImageLimit limit = {}) {
     BNN_CHECK(channels >= 1 && channels <= 4, "load_image: channels must be 1..4, got ", channels);
-    detail::check_pnm_length(path);
     const std::vector<uint8_t> bytes = read_file(path);
+    detail::check_pnm_header(bytes, path);
+    detail::check_pnm_length(path);
     detail::check_jpeg_huffman_tables(bytes, path);
     BNN_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "load_image: '", path, "' has ", bytes.size(),
               " bytes, more than stb_image reads");

@@ -7,13 +7,10 @@
 #include <stb/stb_image_resize.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
-#include <system_error>
 
 #include "bnn/core/error.hpp"
 #include "bnn/core/file.hpp"
@@ -25,22 +22,14 @@ namespace detail {
 /// stb_image (2.27, Debian's) does not check that a binary PNM (P5 grey, P6 RGB) holds all the
 /// pixels its header promises: a truncated file loads with made-up pixels. This refuses a PNM
 /// file shorter than its pixels alone.
-inline void check_pnm_length(const std::string& path) {
-    char magic[2] = {0, 0};
-    if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
-        const size_t got = std::fread(magic, 1, 2, f);
-        std::fclose(f);
-        if (got != 2) return;
-    }
-    if (magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6')) return;
-    int w = 0, h = 0, c = 0;
-    if (!stbi_info(path.c_str(), &w, &h, &c)) return;  // stbi_load reports the header's fault
+inline void check_pnm_length(const std::vector<uint8_t>& b, const std::string& path, int w, int h, int c) {
+    if (b.size() < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
+    const int sample_bytes = stbi_is_16_bit_from_memory(b.data(), static_cast<int>(b.size())) ? 2 : 1;
     const uint64_t pixel_bytes = static_cast<uint64_t>(w) * static_cast<uint64_t>(h) * static_cast<uint64_t>(c) *
-                                 (stbi_is_16_bit(path.c_str()) ? 2u : 1u);
-    std::error_code ec;
-    const uint64_t size = std::filesystem::file_size(path, ec);
-    BNN_CHECK(ec || size >= pixel_bytes, "load_image: '", path, "' is a PNM image of ", w, "x", h, " with ", c,
-              " channels, ", pixel_bytes, " bytes of pixels, but the whole file has ", size, " bytes: it is truncated");
+                                 static_cast<uint64_t>(sample_bytes);
+    BNN_CHECK(b.size() >= pixel_bytes, "load_image: '", path, "' is a PNM image of ", w, "x", h, " with ", c,
+              " channels, ", pixel_bytes, " bytes of pixels, but the whole file has ", b.size(),
+              " bytes: it is truncated");
 }
 /// stb_image 2.27 (Debian's) reads the numbers of a binary PNM header (width, height, maximum
 /// value) into an int with no bound, so a number of ten digits overflows it (undefined
@@ -114,15 +103,16 @@ inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3, Ima
     BNN_CHECK(channels >= 1 && channels <= 4, "load_image: channels must be 1..4, got ", channels);
     const std::vector<uint8_t> bytes = read_file(path);
     detail::check_pnm_header(bytes, path);
-    detail::check_pnm_length(path);
     detail::check_jpeg_huffman_tables(bytes, path);
     BNN_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "load_image: '", path, "' has ", bytes.size(),
               " bytes, more than stb_image reads");
     int declared_w = 0, declared_h = 0, declared_c = 0;
-    if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &declared_w, &declared_h, &declared_c))
+    if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &declared_w, &declared_h, &declared_c)) {
         BNN_CHECK(int64_t{declared_w} * declared_h <= limit.max_pixels, "load_image: '", path, "' declares ",
                   declared_w, "x", declared_h, " pixels, more than the limit of ", limit.max_pixels,
                   " (a larger image needs a larger io::ImageLimit)");
+        detail::check_pnm_length(bytes, path, declared_w, declared_h, declared_c);
+    }  // else stbi_load reports the header's fault
     int w = 0, h = 0, file_channels = 0;
     std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
         stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels, channels),

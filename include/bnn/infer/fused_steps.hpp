@@ -50,14 +50,17 @@ struct FrozenBatchNorm {
 namespace detail {
 /// Tag of bn_sign_pack's per-thread row buffer (bnn::thread_scratch).
 struct BnSignPackRows;
+/// Tag of bn_sign_pack's half-word staging buffer (bnn::thread_scratch of the calling thread).
+struct BnSignPackHalves;
 }  // namespace detail
 
 /// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
 /// `pooled` is not null, pooled [N, C] = mean over H*W of BN(x), summed pixel by pixel from 0
 /// as nn::ChannelGate does. Work is split over (image, channel span) units, a span being one
-/// 64-bit word, or half of one when there are fewer words than threads (a batch of one): each
-/// unit then writes its own 4 bytes of every word. Each channel's sum keeps its order whatever
-/// the thread count.
+/// 64-bit word, or half of one when there are fewer words than threads (a batch of one). Each
+/// channel's sum keeps its order whatever the thread count. Half-word units write their 32 bits
+/// per pixel to a staging buffer of their own, merged into words in a second pass: two threads
+/// writing the two halves of the same words would pass every cache line back and forth.
 inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const FrozenBatchNorm& bn,
                          kernels::PlannedXnorConv& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
     static_assert(std::endian::native == std::endian::little, "half-word packing assumes little-endian words");
@@ -71,17 +74,17 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
     // image once per half, which costs memory traffic when there is parallelism to spare.
     const int64_t span = parallel && N * wc < num_threads() ? 32 : 64;
     const int64_t per_image = (C + span - 1) / span, units = N * per_image;
+    const bool staged = span == 32;
+    uint32_t* halves = staged ? thread_scratch<detail::BnSignPackHalves, uint32_t>(per_image * N * P) : nullptr;
     const float* sc = bn.scale.data();
     const float* sh = bn.shift.data();
-#pragma omp parallel for schedule(static) if (parallel && units > 1)
-    for (int64_t u = 0; u < units; ++u) {
+    auto pack_unit = [&](int64_t u) {
         const int64_t n = u / per_image, c0 = (u % per_image) * span, nc = std::min<int64_t>(span, C - c0);
         const float* __restrict a = sc + c0;
         const float* __restrict b = sh + c0;
-        const int64_t byte_offset = (c0 % 64) / 8;  // 0, or 4 for the upper half of a word
         // One image row at a time: BN values [W, nc] into a per-thread buffer, one pack call
         // for the row (a call per pixel costs as much as the packing), then each pixel's word
-        // (or half word) copied into the padded bit buffer.
+        // copied into the padded bit buffer (or its half word into the staging buffer).
         float* h = thread_scratch<detail::BnSignPackRows>(W * (64 + 2));
         uint64_t* words = reinterpret_cast<uint64_t*>(h + W * 64);
         alignas(64) float sum[64] = {};
@@ -97,12 +100,36 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
                 }
             }
             kernels::pack_signs(h, W, nc, nullptr, nullptr, words, isa);
-            unsigned char* out = reinterpret_cast<unsigned char*>(dst.input_pixel(n, y, 0) + c0 / 64) + byte_offset;
-            for (int64_t xw = 0; xw < W; ++xw, out += 8 * wc)
-                std::memcpy(out, words + xw, static_cast<size_t>(span / 8));  // little-endian: the low bytes
+            if (staged) {
+                uint32_t* out = halves + ((c0 / 32) * N + n) * P + y * W;
+                for (int64_t xw = 0; xw < W; ++xw) out[xw] = static_cast<uint32_t>(words[xw]);
+            } else {
+                uint64_t* out = dst.input_pixel(n, y, 0) + c0 / 64;
+                for (int64_t xw = 0; xw < W; ++xw) out[xw * wc] = words[xw];
+            }
         }
         if (pooled)
             for (int64_t k = 0; k < nc; ++k) pooled[n * C + c0 + k] = sum[k] / static_cast<float>(P);
+    };
+    // Image rows of the staged halves merged into words: word j = half 2j | half 2j+1 << 32.
+    auto merge_row = [&](int64_t r) {
+        const int64_t n = r / H, y = r % H;
+        uint64_t* out = dst.input_pixel(n, y, 0);
+        for (int64_t j = 0; j < wc; ++j) {
+            const uint32_t* lo = halves + ((2 * j) * N + n) * P + y * W;
+            const uint32_t* hi = 2 * j + 1 < per_image ? halves + ((2 * j + 1) * N + n) * P + y * W : nullptr;
+            for (int64_t xw = 0; xw < W; ++xw)
+                out[xw * wc + j] = lo[xw] | (hi ? static_cast<uint64_t>(hi[xw]) << 32 : 0);
+        }
+    };
+#pragma omp parallel if (parallel && units > 1)
+    {
+#pragma omp for schedule(static)
+        for (int64_t u = 0; u < units; ++u) pack_unit(u);
+        if (staged) {
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < N * H; ++r) merge_row(r);
+        }
     }
 }
 
@@ -188,7 +215,8 @@ inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm&
 /// winners' positions that only backward needs.
 inline void max_pool(const float* x, float* y, const kernels::PoolGeometry& g) {
     const int64_t C = g.C;
-#pragma omp parallel for schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
+    // Rows of all images are the work items, so a batch of one splits too.
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {

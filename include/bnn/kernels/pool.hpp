@@ -23,7 +23,8 @@ struct PoolGeometry {
 inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     const float inv = 1.f / static_cast<float>(g.k * g.k);
-#pragma omp parallel for schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
+    // Output rows of all images are the work items, so a batch of one splits too.
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -73,7 +74,7 @@ inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& 
 /// indices keep the compare-and-select loop at float width, so it vectorises.
 inline void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
-#pragma omp parallel for schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {

@@ -37,8 +37,28 @@ public:
     /// call for a shape (or thread count) plans; later calls only compute.
     const Tensor<float>& run(const Tensor<float>& input) {
         BNN_CHECK(input.defined(), "infer::Graph::run: the input is undefined");
-        if (!(input.shape() == planned_) || num_threads() != planned_threads_) plan(input.shape());
-        for (int v : input_views_) ptr_[v] = const_cast<float*>(input.data());  // read only: never in place
+        BNN_CHECK(!raw_input_, "infer::Graph::run: this graph has an integer stem and takes raw images [N, H, W, C] "
+                  "as Tensor<uint8_t> (0..255, not normalised), got a float tensor ", input.shape().str());
+        return run_on(input.shape(), input.data());
+    }
+
+    /// The output for raw images [N, H, W, C] (uint8, 0..255) of a graph compiled with an integer
+    /// stem (CompileOptions::stem), whose stem steps read the bytes and fold the normalisation in.
+    const Tensor<float>& run(const Tensor<uint8_t>& image) {
+        BNN_CHECK(image.defined(), "infer::Graph::run: the input is undefined");
+        BNN_CHECK(raw_input_, "infer::Graph::run: this graph takes normalised float input [N, H, W, C], got a uint8 "
+                  "tensor ", image.shape().str(), "; raw images need a graph compiled with CompileOptions::stem = int16");
+        return run_on(image.shape(), reinterpret_cast<const float*>(image.data()));  // only stem steps read it
+    }
+
+    /// For the compiler: the input is raw uint8 images, read by integer stem steps only.
+    void set_raw_input(bool raw) { raw_input_ = raw; }
+    bool takes_raw_images() const { return raw_input_; }
+
+private:
+    const Tensor<float>& run_on(const Shape& shape, const float* input) {
+        if (!(shape == planned_) || num_threads() != planned_threads_) plan(shape);
+        for (int v : input_views_) ptr_[v] = const_cast<float*>(input);  // read only: never in place
         for (size_t i = 0; i < steps_.size(); ++i) {
             Step& s = *steps_[i];
             if (s.is_view()) continue;
@@ -56,6 +76,7 @@ public:
         return output_tensor_;
     }
 
+public:
     /// Plans for inputs of this shape now (run() does it on demand).
     void plan(const Shape& input_shape) {
         const int values = static_cast<int>(steps_.size()) + 1;
@@ -217,6 +238,7 @@ private:
     std::vector<std::unique_ptr<Step>> steps_;
     std::vector<std::vector<int>> inputs_;
     int output_value_ = 0;
+    bool raw_input_ = false;
     // The plan.
     Shape planned_;
     int planned_threads_ = 0;

@@ -25,6 +25,11 @@
 ///
 /// The graph copies what it needs (packed weights, folded batch norms): the model may change or
 /// go away afterwards.
+///
+/// CompileOptions::stem = StemPrecision::int16 runs every Conv2d that reads the network input on
+/// the raw uint8 image with the input normalisation folded in (int_stem_step.hpp); the graph then
+/// takes Tensor<uint8_t> images in run().
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
@@ -34,6 +39,7 @@
 #include "bnn/core/shape.hpp"
 #include "bnn/infer/binary_conv_node.hpp"
 #include "bnn/infer/graph.hpp"
+#include "bnn/infer/int_stem_step.hpp"
 #include "bnn/infer/op_steps.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/nn/activation.hpp"
@@ -53,6 +59,20 @@
 
 namespace bnn::infer {
 
+/// The arithmetic of the convolutions that read the network input.
+enum class StemPrecision {
+    fp32,   ///< the float convolution of the normalised input (run() takes floats)
+    int16,  ///< raw uint8 pixels x int16 weights, int32 sums (run() takes uint8 images)
+};
+
+/// Options of infer::compile.
+struct CompileOptions {
+    StemPrecision stem = StemPrecision::fp32;
+    /// With the int16 stem: the normalisation the network was trained on, per input channel,
+    /// x_n = (x / 255 - mean[c]) / std[c] (ImageNet: 0.485, 0.456, 0.406 and 0.229, 0.224, 0.225).
+    std::vector<float> mean, std;
+};
+
 /// Eval-mode batch norm of a module as one scale and shift per channel.
 inline FrozenBatchNorm fold_batch_norm(const nn::BatchNorm2d& bn) {
     return FrozenBatchNorm(bn.weight.value().data(), bn.bias.value().data(), bn.running_mean.data(),
@@ -68,11 +88,16 @@ inline std::string join(const std::string& path, const std::string& name) {
 /// The lowering of a module tree into a Graph (see the file comment).
 class Lowering {
 public:
-    explicit Lowering(Graph& graph) : g_(graph) { shared_.push_back(true); }
+    Lowering(Graph& graph, const CompileOptions& options) : g_(graph), options_(options) { shared_.push_back(true); }
 
     /// Lowers `m` (at `path`) applied to value x; returns the value of its output.
     int lower(const nn::Module& m, const std::string& path, int x) {
         if (auto* seq = dynamic_cast<const nn::Sequential*>(&m)) return chain(*seq, path, x);
+        if (auto* conv = dynamic_cast<const nn::Conv2d*>(&m); conv && x == 0 && options_.stem == StemPrecision::int16)
+            return add(std::make_unique<IntStemStep>(path, conv->weight.value(), copy_or_empty(conv->bias),
+                                                     conv->options().stride, conv->options().padding, options_.mean,
+                                                     options_.std),
+                       {x});
         if (auto* conv = dynamic_cast<const nn::Conv2d*>(&m))
             return add(std::make_unique<FloatConvStep>(path, conv->weight.value().clone(),
                                                        copy_or_empty(conv->bias), conv->options().stride,
@@ -250,24 +275,45 @@ public:
 
 private:
     Graph& g_;
+    const CompileOptions& options_;
     std::vector<bool> shared_;  // per value
 };
+
+/// With the int16 stem, the input (raw bytes) may be read by integer stem steps only.
+inline void check_raw_input_readers(Graph& graph) {
+    bool stem = false;
+    for (size_t i = 0; i < graph.num_steps(); ++i) {
+        const int v = static_cast<int>(i) + 1;
+        const auto& in = graph.producer_inputs(v);
+        if (std::find(in.begin(), in.end(), 0) == in.end()) continue;
+        const Step& s = graph.producer(v);
+        BNN_CHECK(dynamic_cast<const IntStemStep*>(&s), "infer::compile: with the int16 stem the input is a raw "
+                  "uint8 image, which only a Conv2d may read, but '", s.path().empty() ? std::string("<model>") : s.path(),
+                  "' (", s.kind(), ") reads it too; compile with the fp32 stem");
+        stem = true;
+    }
+    BNN_CHECK(stem, "infer::compile: the int16 stem was asked for, but no Conv2d reads the network input");
+}
 
 }  // namespace detail
 
 /// Compiles an eval-mode network for inputs of `input_shape` ([N, H, W, C]); see the file
 /// comment. The graph re-plans itself for other shapes or thread counts on run().
-inline Graph compile(const nn::Module& model, const Shape& input_shape) {
+inline Graph compile(const nn::Module& model, const Shape& input_shape, const CompileOptions& options = {}) {
     BNN_CHECK(!model.is_training(), "infer::compile: the model is in training mode; call eval() first (batch norm "
               "would otherwise use batch statistics)");
     for (const auto& [path, m] : model.named_modules())
         BNN_CHECK(!m->is_training(), "infer::compile: '", path, "' is in training mode while its parent is not; "
                   "call eval() on the whole model");
     Graph graph;
-    detail::Lowering lowering(graph);
+    detail::Lowering lowering(graph, options);
     const int out = lowering.lower(model, "", 0);
     graph.set_output(out == 0 ? graph.add(std::make_unique<CopyStep>("output"), {0}) : out);
     graph.drop_dead(lowering.dead_);
+    if (options.stem == StemPrecision::int16) {
+        detail::check_raw_input_readers(graph);
+        graph.set_raw_input(true);
+    }
     graph.plan(input_shape);
     return graph;
 }

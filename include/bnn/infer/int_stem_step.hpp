@@ -1,0 +1,69 @@
+#pragma once
+/// @file int_stem_step.hpp
+/// IntStemStep: a Conv2d reading the network input, compiled with CompileOptions::stem = int16
+/// (compile.hpp): the raw image in, the input normalisation folded into int16 weights and the
+/// bias, exact int32 dot products (kernels/conv2d_u8s16.hpp).
+///
+///   [N, H, W, C] uint8 (0..255) -> [N, OH, OW, Cout] float
+///
+/// Its output stands for the float convolution of (x / 255 - mean[c]) / std[c], so the steps
+/// after it (batch norm, ReLU, max pool, ...) are those of the float graph. The graph's buffers
+/// are float pointers: Graph::run(const Tensor<uint8_t>&) passes the image through one, and this
+/// step, the only reader of the input in such a graph, reads it back as bytes.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bnn/core/tensor.hpp"
+#include "bnn/infer/step.hpp"
+#include "bnn/kernels/conv2d_geometry.hpp"
+#include "bnn/kernels/conv2d_u8s16.hpp"
+
+namespace bnn::infer {
+
+class IntStemStep : public Step {
+public:
+    /// weight [Cout, KH, KW, C] (OHWI), bias [Cout] or undefined; mean and std [C] of the
+    /// normalisation (x / 255 - mean) / std the float network was trained on.
+    IntStemStep(std::string path, const Tensor<float>& weight, const Tensor<float>& bias, int stride, int padding,
+                const std::vector<float>& mean, const std::vector<float>& std)
+        : Step(std::move(path), "int stem"), stride_(stride), pad_(padding) {
+        check(weight.rank() == 4, "expects a weight [Cout, KH, KW, C], got ", weight.shape().str());
+        const int64_t C = weight.dim(3);
+        check(static_cast<int64_t>(mean.size()) == C && static_cast<int64_t>(std.size()) == C,
+              "the integer stem needs the input normalisation's mean and std per input channel: ", C,
+              " channels, got ", mean.size(), " means and ", std.size(), " stds (CompileOptions::mean, ::std)");
+        const int64_t K = weight.dim(1) * weight.dim(2) * C;
+        check(K <= kernels::u8s16_max_taps, "the integer stem takes convolutions of at most ",
+              kernels::u8s16_max_taps, " taps (255 * 32767 * K must fit in int32), this one has ", weight.dim(1), "x",
+              weight.dim(2), "x", C, " = ", K, "; compile it with the fp32 stem");
+        check(!bias.defined() || bias.numel() == weight.dim(0), "expects a bias of ", weight.dim(0), " values, got ",
+              bias.numel());
+        w_ = kernels::quantize_conv2d_u8s16(weight.data(), bias.defined() ? bias.data() : nullptr, weight.dim(0),
+                                            weight.dim(1), weight.dim(2), C, mean.data(), std.data());
+    }
+
+    Shape plan(const std::vector<Shape>& in) override {
+        const Shape& x = in.at(0);
+        check(x.rank() == 4 && x[3] == w_.C, "expects raw images [N, H, W, ", w_.C, "] uint8, got ", x.str());
+        check(x[1] + 2 * pad_ >= w_.KH && x[2] + 2 * pad_ >= w_.KW, "kernel ", w_.KH, "x", w_.KW,
+              " is larger than the padded input ", x.str(), " (padding ", pad_, ")");
+        const kernels::Conv2dGeometry g =
+            kernels::conv2d_geometry(x[0], x[1], x[2], x[3], w_.Cout, w_.KH, w_.KW, stride_, pad_);
+        kernels::plan_conv2d_u8s16(w_, g, plan_);
+        return Shape{g.N, g.OH, g.OW, g.Cout};
+    }
+    void run(const float* const* in, float* out) override {
+        kernels::conv2d_u8s16_forward(reinterpret_cast<const uint8_t*>(in[0]), w_, plan_, out);
+    }
+    std::string fused() const override { return "input normalisation, int16 weights"; }
+
+    const kernels::U8S16ConvWeights& weights() const { return w_; }
+
+private:
+    kernels::U8S16ConvWeights w_;
+    int stride_, pad_;
+    kernels::U8S16ConvPlan plan_;
+};
+
+}  // namespace bnn::infer

@@ -7,11 +7,15 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "bnn/autograd/grad_mode.hpp"
 #include "bnn/core/threads.hpp"
@@ -616,4 +620,387 @@ TEST_CASE("deployment files: unknown types or options and tensors that do not fi
     // Not fully binary: refused at export.
     nn::set_binary_mode(*net, nn::BinaryMode::BinaryActivations);
     REQUIRE_THROWS_WITH(io::save_deployed(dir.file("soft.st"), *net), Catch::Contains("FullyBinary"));
+}
+
+// ---- the integer stem (kernels/conv2d_u8s16.hpp, infer/int_stem_step.hpp) ----------------------
+
+namespace {
+
+Tensor<uint8_t> random_image(const Shape& shape, Rng& rng) {
+    Tensor<uint8_t> x = Tensor<uint8_t>::zeros(shape);
+    for (uint8_t& v : x) v = static_cast<uint8_t>(std::min(255.f, std::floor(rng.uniform(0.f, 256.f))));
+    x[0] = 0;  // both ends of the range
+    x[1] = 255;
+    return x;
+}
+
+// (x / 255 - mean[c]) / std[c] in float, as a user normalises an image for the fp32 graph.
+Tensor<float> normalised(const Tensor<uint8_t>& x, const std::vector<float>& mean, const std::vector<float>& std) {
+    Tensor<float> out = Tensor<float>::empty(x.shape());
+    const int64_t C = x.dim(3);
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = (x[i] / 255.f - mean[i % C]) / std[i % C];
+    return out;
+}
+
+struct StemCase {
+    int64_t N, H, W, C, Cout, K, stride, pad;
+};
+
+// What conv2d_u8s16 must compute, from the quantised weights and the image alone: the int64 sums
+// of x * q over the in-bounds taps, and (double) the float convolution of the normalised image
+// with the dequantised weights scale * q * 255 * std[c], whose padded taps add nothing.
+struct StemReference {
+    std::vector<int64_t> dots;
+    std::vector<double> dequantised, magnitude;  // the output, and the sum of |terms| for a rounding bound
+    std::vector<double> float_weights;           // the output with the unquantised float weights
+    std::vector<double> quantisation_bound;      // |dequantised - float_weights| <= this
+};
+
+StemReference stem_reference(const StemCase& c, const Tensor<uint8_t>& x, const kernels::U8S16ConvWeights& q,
+                             const Tensor<float>& w, const Tensor<float>& bias, const std::vector<float>& mean,
+                             const std::vector<float>& std) {
+    const auto g = kernels::conv2d_geometry(c.N, c.H, c.W, c.C, c.Cout, c.K, c.K, c.stride, c.pad);
+    const int64_t outputs = g.N * g.OH * g.OW * g.Cout, K = g.K();
+    StemReference r{std::vector<int64_t>(outputs), std::vector<double>(outputs), std::vector<double>(outputs),
+                    std::vector<double>(outputs), std::vector<double>(outputs)};
+    for (int64_t n = 0, i = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow)
+                for (int64_t o = 0; o < g.Cout; ++o, ++i) {
+                    int64_t dot = 0;
+                    double deq = bias[o], mag = std::abs(bias[o]), fw = bias[o], qb = 0;
+                    for (int64_t kh = 0; kh < g.KH; ++kh)
+                        for (int64_t kw = 0; kw < g.KW; ++kw) {
+                            const int64_t ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
+                            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                            for (int64_t ch = 0; ch < g.C; ++ch) {
+                                const int64_t k = (kh * g.KW + kw) * g.C + ch;
+                                const uint8_t v = x[((n * g.H + ih) * g.W + iw) * g.C + ch];
+                                const double xn = (v / 255.0 - mean[ch]) / std[ch];
+                                const double wq = double(q.scale[o]) * q.q[o * K + k] * 255.0 * std[ch];
+                                dot += int64_t{v} * q.q[o * K + k];
+                                deq += wq * xn;
+                                mag += std::abs(wq * xn);
+                                fw += double(w[o * K + k]) * xn;
+                                qb += 0.5 * q.scale[o] * std::abs(v - 255.0 * mean[ch]);
+                            }
+                        }
+                    r.dots[i] = dot;
+                    r.dequantised[i] = deq;
+                    r.magnitude[i] = mag;
+                    r.float_weights[i] = fw;
+                    r.quantisation_bound[i] = qb;
+                }
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_u8s16: exact int32 sums, the same floats on every path, the folding and padding exact",
+          "[infer][int_stem]") {
+    const std::vector<StemCase> cases = {
+        {1, 7, 9, 3, 5, 3, 1, 1},    {2, 11, 13, 1, 17, 5, 2, 2},  {3, 9, 8, 3, 33, 7, 2, 3},
+        {1, 15, 15, 3, 64, 7, 2, 3}, {2, 5, 6, 3, 16, 3, 1, 0},    {1, 4, 5, 1, 1, 2, 1, 1},
+        {2, 12, 7, 3, 20, 4, 3, 2},  {2, 40, 37, 3, 40, 7, 2, 3},  {1, 11, 11, 3, 300, 7, 2, 3},
+        {3, 3, 5, 1, 7, 3, 1, 3},
+    };
+    const int threads_before = num_threads();
+    Rng rng(91);
+    for (const StemCase& c : cases) {
+        INFO("N " << c.N << " H " << c.H << " W " << c.W << " C " << c.C << " Cout " << c.Cout << " kernel " << c.K
+                  << " stride " << c.stride << " pad " << c.pad);
+        const Tensor<float> w = Tensor<float>::randn({c.Cout, c.K, c.K, c.C}, rng, 0.f, 0.2f);
+        const Tensor<float> bias = Tensor<float>::randn({c.Cout}, rng);
+        std::vector<float> mean(c.C), std(c.C);
+        for (int64_t ch = 0; ch < c.C; ++ch) {
+            mean[ch] = rng.uniform(0.3f, 0.6f);
+            std[ch] = rng.uniform(0.15f, 0.35f);
+        }
+        const auto q = kernels::quantize_conv2d_u8s16(w.data(), bias.data(), c.Cout, c.K, c.K, c.C, mean.data(), std.data());
+        const auto g = kernels::conv2d_geometry(c.N, c.H, c.W, c.C, c.Cout, c.K, c.K, c.stride, c.pad);
+        kernels::U8S16ConvPlan plan;
+        kernels::plan_conv2d_u8s16(q, g, plan);
+        const Tensor<uint8_t> x = random_image(Shape{c.N, c.H, c.W, c.C}, rng);
+        const StemReference ref = stem_reference(c, x, q, w, bias, mean, std);
+        const int64_t outputs = static_cast<int64_t>(ref.dots.size());
+        std::vector<float> first;  // the scalar path's floats with one thread
+        for (kernels::Isa isa : kernels::available_isas())
+            for (int threads : {1, 2}) {
+                INFO(kernels::isa_name(isa) << ", " << threads << " threads");
+                kernels::IsaGuard guard(isa);
+                set_num_threads(threads);
+                std::vector<int32_t> dots(outputs, -1);
+                kernels::conv2d_u8s16_dots(x.data(), q, g, dots.data());
+                int64_t wrong = 0;
+                for (int64_t i = 0; i < outputs; ++i) wrong += dots[i] != ref.dots[i];
+                REQUIRE(wrong == 0);
+                std::vector<float> out(outputs, std::nanf(""));
+                kernels::conv2d_u8s16_forward(x.data(), q, plan, out.data());
+                if (first.empty()) first = out;
+                int64_t differing = 0, off_folding = 0, off_quantisation = 0;
+                for (int64_t i = 0; i < outputs; ++i) {
+                    differing += std::memcmp(&out[i], &first[i], sizeof(float)) != 0;
+                    // Float rounding only: of the int32 sum, the bias row, the fma.
+                    off_folding += std::abs(out[i] - ref.dequantised[i]) > 1e-6 * (ref.magnitude[i] + 1.0) + 1e-6;
+                    off_quantisation += std::abs(out[i] - ref.float_weights[i]) >
+                                        ref.quantisation_bound[i] + 1e-6 * (ref.magnitude[i] + 1.0) + 1e-6;
+                }
+                REQUIRE(differing == 0);
+                REQUIRE(off_folding == 0);
+                REQUIRE(off_quantisation == 0);
+            }
+    }
+    set_num_threads(threads_before);
+}
+
+TEST_CASE("conv2d_u8s16: int32 sums exact at the largest K, a larger K refused", "[infer][int_stem]") {
+    // Every folded weight +-1 (mean 0, std 1/255): q = +-32767; every pixel 255.
+    const int64_t Cout = 3, KH = 7, KW = 7, C = 3, K = KH * KW * C;
+    Tensor<float> w = Tensor<float>::full({Cout, KH, KW, C}, 1.f);
+    for (int64_t k = 0; k < K; ++k) w[2 * K + k] = k % 2 ? 1.f : -1.f;  // channel 2 alternates
+    for (int64_t k = 0; k < K; ++k) w[1 * K + k] = -1.f;
+    const std::vector<float> mean(C, 0.f), std(C, 1.f / 255.f);
+    const auto q = kernels::quantize_conv2d_u8s16(w.data(), nullptr, Cout, KH, KW, C, mean.data(), std.data());
+    REQUIRE(q.q[0] == 32767);
+    REQUIRE(q.q[K] == -32767);
+    const auto g = kernels::conv2d_geometry(1, 9, 9, C, Cout, KH, KW, 1, 0);
+    const Tensor<uint8_t> x = Tensor<uint8_t>::full({1, 9, 9, C}, 255);
+    const int64_t extreme = int64_t{255} * 32767 * K;  // 1,228,270,995: within int32, as the bound says
+    for (kernels::Isa isa : kernels::available_isas()) {
+        INFO(kernels::isa_name(isa));
+        kernels::IsaGuard guard(isa);
+        std::vector<int32_t> dots(g.OH * g.OW * Cout);
+        kernels::conv2d_u8s16_dots(x.data(), q, g, dots.data());
+        for (int64_t p = 0; p < g.OH * g.OW; ++p) {
+            REQUIRE(dots[p * Cout + 0] == extreme);
+            REQUIRE(dots[p * Cout + 1] == -extreme);
+            REQUIRE(dots[p * Cout + 2] == -255 * 32767);  // 74 of -1, 73 of +1
+        }
+    }
+    // 255 * 32767 * K fits in int32 for K <= 257.
+    REQUIRE(kernels::u8s16_max_taps == 257);
+    const std::vector<float> one_mean(1, 0.f), one_std(1, 1.f);
+    std::vector<float> wide(258, 0.5f);
+    REQUIRE_NOTHROW(kernels::quantize_conv2d_u8s16(wide.data(), nullptr, 1, 1, 257, 1, one_mean.data(), one_std.data()));
+    REQUIRE_THROWS_WITH(kernels::quantize_conv2d_u8s16(wide.data(), nullptr, 1, 1, 258, 1, one_mean.data(), one_std.data()),
+                        Catch::Contains("258") && Catch::Contains("257"));
+    std::vector<float> bad_std(1, 0.f);
+    REQUIRE_THROWS_WITH(kernels::quantize_conv2d_u8s16(wide.data(), nullptr, 1, 1, 3, 1, one_mean.data(), bad_std.data()),
+                        Catch::Contains("positive std"));
+}
+
+namespace {
+
+// A small real network: stem conv (ImageNet 7x7/2 padding 3 and max pool, or CIFAR 3x3/1
+// padding 1), BN, ReLU, a 3x3 conv, BN, ReLU, global pool, classifier. Real-valued throughout,
+// so the drift of the logits has a bound (below).
+struct StemTestNet {
+    std::shared_ptr<nn::Sequential> net = std::make_shared<nn::Sequential>();
+    std::shared_ptr<nn::Conv2d> stem, conv;
+    std::shared_ptr<nn::BatchNorm2d> bn1, bn2;
+    std::shared_ptr<nn::Linear> fc;
+
+    explicit StemTestNet(bool imagenet) {
+        const int64_t width = 24, inner = 20, classes = 10;
+        stem = net->push_back("stem", std::make_shared<nn::Conv2d>(nn::Conv2dOptions{
+                                          .in_channels = 3,
+                                          .out_channels = width,
+                                          .kernel_size = imagenet ? 7 : 3,
+                                          .stride = imagenet ? 2 : 1,
+                                          .padding = imagenet ? 3 : 1,
+                                          .bias = true}));
+        bn1 = net->push_back("bn1", std::make_shared<nn::BatchNorm2d>(width));
+        net->push_back("relu1", std::make_shared<nn::ReLU>());
+        if (imagenet) net->push_back("maxpool", std::make_shared<nn::MaxPool2d>(3, 2, 1));
+        conv = net->push_back("conv", std::make_shared<nn::Conv2d>(
+                                          nn::Conv2dOptions{.in_channels = width, .out_channels = inner, .padding = 1}));
+        bn2 = net->push_back("bn2", std::make_shared<nn::BatchNorm2d>(inner));
+        net->push_back("relu2", std::make_shared<nn::ReLU>());
+        net->push_back("pool", std::make_shared<nn::GlobalAvgPool>());
+        fc = net->push_back("fc", std::make_shared<nn::Linear>(inner, classes));
+    }
+
+    // A bound on |logit(int16 stem) - logit(fp32 stem)| per class, carried through the network
+    // in the max norm per channel. The stem's outputs differ by at most
+    //   e0[o] = sum over in-bounds taps of |scale[o] q - w / (255 std[c])| * |x - 255 mean[c]|
+    //        <= scale[o] / 2 * K * 255 * max_c max(mean[c], 1 - mean[c])
+    // (rounding to the nearest step), plus float rounding of either convolution. BN multiplies
+    // a channel's bound by |its scale|, ReLU and the pools do not increase it, a conv or linear
+    // layer sums |weight| times the bounds of its inputs.
+    std::vector<double> logit_bound(const std::vector<float>& mean, const std::vector<float>& std) const {
+        const Tensor<float>& w = stem->weight.value();
+        const int64_t Cout = w.dim(0), K = w.numel() / Cout;
+        const auto q = kernels::quantize_conv2d_u8s16(w.data(), stem->bias.value().data(), Cout, w.dim(1), w.dim(2),
+                                                      w.dim(3), mean.data(), std.data());
+        double far = 0, std_min = 1e9;
+        for (size_t c = 0; c < mean.size(); ++c) {
+            far = std::max({far, double(mean[c]), 1.0 - mean[c]});
+            std_min = std::min(std_min, double(std[c]));
+        }
+        std::vector<double> e(Cout);
+        for (int64_t o = 0; o < Cout; ++o) {
+            double weights = 0;
+            for (int64_t k = 0; k < K; ++k) weights += std::abs(w[o * K + k]);
+            e[o] = 0.5 * q.scale[o] * K * 255.0 * far + 1e-5 * (weights / std_min + std::abs(stem->bias.value()[o]));
+        }
+        auto through_bn = [](std::vector<double>& v, const nn::BatchNorm2d& bn) {
+            const infer::FrozenBatchNorm f = infer::fold_batch_norm(bn);
+            for (size_t c = 0; c < v.size(); ++c) v[c] *= std::abs(f.scale[c]);
+        };
+        auto through_weights = [](const std::vector<double>& v, const Tensor<float>& weight) {
+            const int64_t out = weight.dim(0), per = weight.numel() / out, in = static_cast<int64_t>(v.size());
+            std::vector<double> r(out, 0.0);
+            for (int64_t o = 0; o < out; ++o)
+                for (int64_t k = 0; k < per; ++k) r[o] += std::abs(weight[o * per + k]) * v[k % in];
+            return r;
+        };
+        through_bn(e, *bn1);
+        e = through_weights(e, conv->weight.value());
+        through_bn(e, *bn2);
+        return through_weights(e, fc->weight.value());
+    }
+};
+
+long steady_state_allocations(infer::Graph& graph, const Tensor<uint8_t>& x) {
+    graph.run(x);
+    g_allocations = 0;
+    g_counting = true;
+    graph.run(x);
+    g_counting = false;
+    return g_allocations.load();
+}
+
+const std::vector<float> kImageNetMean{0.485f, 0.456f, 0.406f}, kImageNetStd{0.229f, 0.224f, 0.225f};
+
+}  // namespace
+
+TEST_CASE("the int16 stem: logits within the quantisation bound of the fp32 graph, the same top-1",
+          "[infer][int_stem]") {
+    const bool imagenet = GENERATE(false, true);
+    INFO((imagenet ? "ImageNet" : "CIFAR") << " stem");
+    manual_seed(93);
+    StemTestNet t(imagenet);
+    randomise_statistics_and_scales(*t.net, 94);
+    const int64_t N = 32, H = imagenet ? 33 : 17, W = imagenet ? 30 : 15;
+    Rng rng(95);
+    const Tensor<uint8_t> x = random_image(Shape{N, H, W, 3}, rng);
+    const Tensor<float> xn = normalised(x, kImageNetMean, kImageNetStd);
+    infer::Graph fp32 = infer::compile(*t.net, xn.shape());
+    infer::Graph int16 = infer::compile(*t.net, x.shape(),
+                                        {.stem = infer::StemPrecision::int16, .mean = kImageNetMean, .std = kImageNetStd});
+    REQUIRE(int16.takes_raw_images());
+    REQUIRE(int16.summary().find("stem  int stem") != std::string::npos);
+    const Tensor<float> reference = fp32.run(xn).clone();
+    require_same_logits(reference, eval_logits(*t.net, xn));
+    for (kernels::Isa isa : kernels::available_isas()) {
+        INFO(kernels::isa_name(isa));
+        kernels::IsaGuard guard(isa);
+        const Tensor<float>& got = int16.run(x);
+        REQUIRE(got.shape() == reference.shape());
+        const std::vector<double> bound = t.logit_bound(kImageNetMean, kImageNetStd);
+        const int64_t classes = got.dim(1);
+        double drift = 0, widest = 0, spread = 0;
+        int64_t beyond = 0, decided = 0, agree = 0;
+        for (int64_t n = 0; n < N; ++n) {
+            float lo = reference[n * classes], hi = lo;
+            for (int64_t j = 0; j < classes; ++j) {
+                const float r = reference[n * classes + j], d = std::abs(got[n * classes + j] - r);
+                lo = std::min(lo, r);
+                hi = std::max(hi, r);
+                drift = std::max<double>(drift, d);
+                beyond += d > 1.01 * bound[j] + 1e-4 * (1.0 + std::abs(r));
+            }
+            spread = std::max<double>(spread, hi - lo);
+        }
+        for (double b : bound) widest = std::max(widest, b);
+        for (int64_t n = 0; n < N; ++n) {
+            // Where the fp32 winner leads by more than twice the bound, the int16 graph cannot differ.
+            const int64_t best = argmax_row(reference, n);
+            float second = -INFINITY;
+            for (int64_t j = 0; j < classes; ++j)
+                if (j != best) second = std::max(second, reference[n * classes + j]);
+            const bool sure = reference[n * classes + best] - second > 2 * widest + 1e-3;
+            decided += sure;
+            const bool same = argmax_row(got, n) == best;
+            agree += same;
+            if (sure) REQUIRE(same);
+        }
+        INFO("largest drift " << drift << ", largest bound " << widest << ", logit spread " << spread << ", top-1 agrees on "
+                              << agree << " of " << N << ", " << decided << " decided by the bound");
+        REQUIRE(beyond == 0);
+        REQUIRE(drift > 0);                // the integer path ran: int16 weights are not the float weights
+        REQUIRE(widest < 0.05 * spread);   // the bound is tight enough to say something
+        REQUIRE(decided >= N / 2);
+        REQUIRE(agree >= N - 1);
+    }
+}
+
+TEST_CASE("the int16 stem: bad input and networks it cannot take are errors", "[infer][int_stem]") {
+    manual_seed(96);
+    StemTestNet t(false);
+    randomise_statistics_and_scales(*t.net, 97);
+    const infer::CompileOptions int16{.stem = infer::StemPrecision::int16, .mean = kImageNetMean, .std = kImageNetStd};
+    infer::Graph graph = infer::compile(*t.net, Shape{1, 8, 8, 3}, int16);
+    Rng rng(98);
+    REQUIRE_THROWS_WITH(graph.run(Tensor<float>::randn({1, 8, 8, 3}, rng)),
+                        Catch::Contains("integer stem") && Catch::Contains("Tensor<uint8_t>"));
+    REQUIRE_THROWS_WITH(graph.run(random_image(Shape{1, 8, 8, 4}, rng)),
+                        Catch::Contains("'stem'") && Catch::Contains("[N, H, W, 3]"));
+    REQUIRE_THROWS_WITH(graph.run(Tensor<uint8_t>()), Catch::Contains("undefined"));
+    infer::Graph fp32 = infer::compile(*t.net, Shape{1, 8, 8, 3});
+    REQUIRE_THROWS_WITH(fp32.run(random_image(Shape{1, 8, 8, 3}, rng)),
+                        Catch::Contains("normalised float") && Catch::Contains("uint8"));
+    // The normalisation is part of the integer stem.
+    REQUIRE_THROWS_WITH(infer::compile(*t.net, Shape{1, 8, 8, 3}, {.stem = infer::StemPrecision::int16, .mean = {}, .std = {}}),
+                        Catch::Contains("'stem'") && Catch::Contains("mean and std"));
+    infer::CompileOptions zero_std = int16;
+    zero_std.std[1] = 0.f;
+    REQUIRE_THROWS_WITH(infer::compile(*t.net, Shape{1, 8, 8, 3}, zero_std), Catch::Contains("positive std"));
+    // A stem whose int32 sums could overflow: 11 x 11 x 3 = 363 taps.
+    nn::Sequential wide;
+    wide.push_back("big", std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 4, .kernel_size = 11}));
+    wide.eval();
+    REQUIRE_THROWS_WITH(infer::compile(wide, Shape{1, 16, 16, 3}, int16), Catch::Contains("'big'") && Catch::Contains("363"));
+    // The raw bytes read by something else than a convolution.
+    nn::Sequential bn_first;
+    bn_first.push_back("norm", std::make_shared<nn::BatchNorm2d>(3));
+    bn_first.push_back("conv", std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 4}));
+    bn_first.eval();
+    REQUIRE_THROWS_WITH(infer::compile(bn_first, Shape{1, 8, 8, 3}, int16),
+                        Catch::Contains("'norm'") && Catch::Contains("reads it too"));
+}
+
+TEST_CASE("the int16 stem: ResNet-18's graph allocates nothing in steady state and agrees with fp32",
+          "[infer][int_stem][alloc]") {
+    manual_seed(99);
+    auto net = resnet18(BinaryVariant::RealToBin, true, 16, 10);
+    randomise_statistics_and_scales(*net, 100);
+    const infer::CompileOptions int16{.stem = infer::StemPrecision::int16, .mean = kImageNetMean, .std = kImageNetStd};
+    infer::Graph graph = infer::compile(*net, Shape{2, 64, 64, 3}, int16);
+    infer::Graph fp32 = infer::compile(*net, Shape{2, 64, 64, 3});
+    REQUIRE(graph.summary().find("stem.0  int stem") != std::string::npos);
+    Rng rng(101);
+    for (int64_t batch : {1, 3}) {
+        INFO("batch " << batch);
+        const Tensor<uint8_t> x = random_image(Shape{batch, 64, 64, 3}, rng);
+        g_allocations = 0;
+        g_counting = true;
+        graph.run(x);  // re-plans for this shape
+        g_counting = false;
+        REQUIRE(g_allocations.load() > 0);
+        const Tensor<float> first = graph.run(x).clone();
+        REQUIRE(steady_state_allocations(graph, x) == 0);
+        const Tensor<float>& again = graph.run(x);
+        for (int64_t i = 0; i < again.numel(); ++i) REQUIRE(again[i] == first[i]);
+        // Binary layers amplify the stem's drift where a sign flips, so no bound here: the
+        // logits are close, which a wrong folding or padding would not give.
+        const Tensor<float>& reference = fp32.run(normalised(x, kImageNetMean, kImageNetStd));
+        double drift = 0, size = 0;
+        for (int64_t i = 0; i < again.numel(); ++i) {
+            drift = std::max<double>(drift, std::abs(again[i] - reference[i]));
+            size = std::max<double>(size, std::abs(reference[i]));
+        }
+        INFO("largest logit drift " << drift << " of logits up to " << size);
+        REQUIRE(drift < 0.1 * size);
+    }
 }

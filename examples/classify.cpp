@@ -4,6 +4,7 @@
 //
 //   classify --checkpoint runs/latest/real-to-bin-step3.deploy.safetensors --image shoe.png
 //   classify --checkpoint my_net.deploy.safetensors --image cat.png --size 32   (no trainer metadata)
+//   classify ... --stem int16   (the first convolution on the image's bytes: docs/performance.md)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -88,10 +89,10 @@ bnn::examples::ResNetOptions architecture_from(const json& meta, const std::stri
     return o;
 }
 
-/// The image as the network saw its training data: resized, zero-padded to the input size
-/// (Fashion-MNIST's 28 -> 32), normalised per channel. [1, S, S, C]. Says so when the file's size
-/// or channels are not the network's: the result is still a fair input, but not the same picture.
-Tensor<float> prepare(const std::string& path, const Preprocessing& p) {
+/// The image as the network saw its training data, in bytes: resized, zero-padded to the input
+/// size (Fashion-MNIST's 28 -> 32). [1, S, S, C]. Says so when the file's size or channels are
+/// not the network's: the result is still a fair input, but not the same picture.
+Tensor<uint8_t> prepare_bytes(const std::string& path, const Preprocessing& p) {
     int file_w = 0, file_h = 0, file_c = 0;
     if (stbi_info(path.c_str(), &file_w, &file_h, &file_c) &&
         (file_w != p.image_size || file_h != p.image_size || file_c != p.channels))
@@ -104,16 +105,30 @@ Tensor<float> prepare(const std::string& path, const Preprocessing& p) {
     Tensor<uint8_t> img = bnn::io::load_image(path, static_cast<int>(p.image_size), static_cast<int>(p.image_size),
                                               static_cast<int>(p.channels));
     const int64_t S = p.input_size, off = (S - p.image_size) / 2, C = p.channels;
-    Tensor<float> x(bnn::Shape{1, S, S, C});
-    for (int64_t y = 0; y < S; ++y)
-        for (int64_t xx = 0; xx < S; ++xx)
-            for (int64_t c = 0; c < C; ++c) {
-                const int64_t iy = y - off, ix = xx - off;
-                const bool inside = iy >= 0 && ix >= 0 && iy < p.image_size && ix < p.image_size;
-                const float v = inside ? img.at({iy, ix, c}) / 255.f : 0.f;
-                x.at({0, y, xx, c}) = (v - p.mean[c]) / p.std[c];
-            }
+    Tensor<uint8_t> x = Tensor<uint8_t>::zeros(bnn::Shape{1, S, S, C});
+    for (int64_t y = 0; y < p.image_size; ++y)
+        for (int64_t xx = 0; xx < p.image_size; ++xx)
+            for (int64_t c = 0; c < C; ++c) x.at({0, y + off, xx + off, c}) = img.at({y, xx, c});
     return x;
+}
+
+/// The network's logits for the image: with the fp32 stem from the image normalised per channel,
+/// with the int16 stem from its bytes (the stem folds the normalisation in).
+Tensor<float> logits_of(const bnn::nn::Module& model, const Tensor<uint8_t>& bytes, const Preprocessing& p,
+                        bool int16_stem, size_t& steps) {
+    using namespace bnn;
+    if (int16_stem) {
+        infer::Graph graph =
+            infer::compile(model, bytes.shape(), {.stem = infer::StemPrecision::int16, .mean = p.mean, .std = p.std});
+        steps = graph.num_steps();
+        return graph.run(bytes).clone();
+    }
+    Tensor<float> x(bytes.shape());
+    const int64_t C = p.channels;
+    for (int64_t i = 0; i < x.numel(); ++i) x[i] = (bytes[i] / 255.f - p.mean[i % C]) / p.std[i % C];
+    infer::Graph graph = infer::compile(model, x.shape());
+    steps = graph.num_steps();
+    return graph.run(x).clone();
 }
 
 }  // namespace
@@ -125,6 +140,7 @@ int main(int argc, char** argv) {
     std::string checkpoint, image;
     int top = 5;
     int64_t size = 0, channels = 3;
+    std::string stem = "fp32";
     app.add_option("--checkpoint", checkpoint, "a trainer checkpoint or a .deploy.safetensors file")->required();
     app.add_option("--image", image, "a PNG, JPEG or BMP image")->required();
     app.add_option("--top", top, "how many classes to print")
@@ -133,6 +149,9 @@ int main(int argc, char** argv) {
     app.add_option("--size", size, "input side for a deployment file without the trainer's metadata")
         ->check(CLI::Range(1, 4096));
     app.add_option("--channels", channels, "input channels for such a file")->check(CLI::Range(1, 4))->capture_default_str();
+    app.add_option("--stem", stem, "the first convolution on normalised floats (fp32) or on the image's bytes (int16)")
+        ->check(CLI::IsMember({"fp32", "int16"}))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -151,12 +170,11 @@ int main(int argc, char** argv) {
                           "class names): give --size (and --channels)");
                 p = plain_preprocessing(size, channels, 0);
             }
-            const Tensor<float> x = prepare(image, p);
-            infer::Graph graph = infer::compile(*deployed.model, x.shape());
-            logits = graph.run(x).clone();
+            size_t steps = 0;
+            logits = logits_of(*deployed.model, prepare_bytes(image, p), p, stem == "int16", steps);
             if (p.class_names.empty()) p = plain_preprocessing(size, channels, logits.dim(1));
             std::printf("%s: deployed network, %zu inference steps (1-bit weights in every binary conv)\n",
-                        checkpoint.c_str(), graph.num_steps());
+                        checkpoint.c_str(), steps);
         } else {
             json meta = io::checkpoint_metadata(file);
             p = preprocessing_from(meta, checkpoint);
@@ -166,8 +184,8 @@ int main(int argc, char** argv) {
             examples::ResNet18 net(o);
             io::load_module(file, net);  // strict: a checkpoint of another model is an error
             net.eval();
-            const Tensor<float> x = prepare(image, p);
-            logits = infer::compile(net, x.shape()).run(x).clone();
+            size_t steps = 0;
+            logits = logits_of(net, prepare_bytes(image, p), p, stem == "int16", steps);
             std::printf("%s: %s ResNet-18, %s, width %lld\n", checkpoint.c_str(), variant.c_str(), student.c_str(),
                         static_cast<long long>(o.width));
         }

@@ -31,6 +31,7 @@
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/bitpack.hpp"
+#include "bnn/kernels/intrinsics.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/binary_conv2d.hpp"
 
@@ -73,20 +74,72 @@ void binary_conv_epilogue(const XnorEpilogue& t, const float* dots, int64_t ld, 
     }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/// binary_conv_epilogue on 8-float vectors, for the AVX2 and AVX-512 tiles. The plain loop stays
+/// scalar under GCC: a float compare may trap, so PReLU's select is not if-converted. Each lane
+/// performs the scalar loop's operations in its order (d * a + 0 is one rounding either way).
+template <bool Gate, bool Slope, bool Residual>
+__attribute__((target("avx2,fma"))) void binary_conv_epilogue_avx2(const XnorEpilogue& t, const float* dots, int64_t ld,
+                                                                   int64_t first_pixel, int pixels, int64_t c0, int64_t nc,
+                                                                   int64_t cout, int64_t pixels_per_image, float* out) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (int p = 0; p < pixels; ++p) {
+        const int64_t q = first_pixel + p, n = q / pixels_per_image;
+        const float* d = dots + p * ld;
+        const float* a = t.alpha + c0;
+        const float* g = Gate ? t.gate + n * cout + c0 : nullptr;
+        const float* s = Slope ? t.slope + c0 : nullptr;
+        const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o: read before written
+        float* o = out + q * cout + c0;
+        int64_t j = 0;
+        for (; j + 8 <= nc; j += 8) {
+            __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(d + j), _mm256_loadu_ps(a + j), zero);
+            if constexpr (Gate) y = _mm256_mul_ps(y, _mm256_loadu_ps(g + j));
+            if constexpr (Slope) {
+                const __m256 neg = _mm256_mul_ps(_mm256_loadu_ps(s + j), y);
+                y = _mm256_blendv_ps(neg, y, _mm256_cmp_ps(y, zero, _CMP_GT_OQ));
+            }
+            if constexpr (Residual) y = _mm256_add_ps(y, _mm256_loadu_ps(r + j));
+            _mm256_storeu_ps(o + j, y);
+        }
+        for (; j < nc; ++j) {
+            float y = d[j] * a[j] + 0.f;
+            if constexpr (Gate) y = y * g[j];
+            if constexpr (Slope) {
+                const float neg = s[j] * y;
+                y = y > 0.f ? y : neg;
+            }
+            if constexpr (Residual) y = y + r[j];
+            o[j] = y;
+        }
+    }
+}
+#endif
+
 using XnorEpilogueFn = void (*)(const XnorEpilogue&, const float*, int64_t, int64_t, int, int64_t, int64_t,
                                     int64_t, int64_t, float*);
 
-inline XnorEpilogueFn choose_epilogue(bool gate, bool slope, bool residual) {
+/// The epilogue with these parts for the tiles of path `isa` (the vector tiles get the vector one).
+template <bool Gate, bool Slope, bool Residual>
+XnorEpilogueFn epilogue_of(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (isa != Isa::scalar) return binary_conv_epilogue_avx2<Gate, Slope, Residual>;
+#endif
+    (void)isa;
+    return binary_conv_epilogue<Gate, Slope, Residual>;
+}
+
+inline XnorEpilogueFn choose_epilogue(Isa isa, bool gate, bool slope, bool residual) {
     const int k = (gate ? 4 : 0) | (slope ? 2 : 0) | (residual ? 1 : 0);
     switch (k) {
-        case 0: return binary_conv_epilogue<false, false, false>;
-        case 1: return binary_conv_epilogue<false, false, true>;
-        case 2: return binary_conv_epilogue<false, true, false>;
-        case 3: return binary_conv_epilogue<false, true, true>;
-        case 4: return binary_conv_epilogue<true, false, false>;
-        case 5: return binary_conv_epilogue<true, false, true>;
-        case 6: return binary_conv_epilogue<true, true, false>;
-        default: return binary_conv_epilogue<true, true, true>;
+        case 0: return epilogue_of<false, false, false>(isa);
+        case 1: return epilogue_of<false, false, true>(isa);
+        case 2: return epilogue_of<false, true, false>(isa);
+        case 3: return epilogue_of<false, true, true>(isa);
+        case 4: return epilogue_of<true, false, false>(isa);
+        case 5: return epilogue_of<true, false, true>(isa);
+        case 6: return epilogue_of<true, true, false>(isa);
+        default: return epilogue_of<true, true, true>(isa);
     }
 }
 
@@ -155,7 +208,7 @@ public:
         const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
         const int64_t column_blocks = (g_.Cout + ts.channels - 1) / ts.channels;
         const int64_t items = blocks * column_blocks;
-        const auto epilogue = detail::choose_epilogue(t.gate, t.slope, t.residual);
+        const auto epilogue = detail::choose_epilogue(isa_, t.gate, t.slope, t.residual);
         int threads = std::min<int>(threads_, num_threads());
         if (g_.macs() < (int64_t{1} << 21)) threads = 1;  // a parallel region would cost more than it saves
         threads = static_cast<int>(std::min<int64_t>(threads, items));

@@ -626,7 +626,7 @@ TEST_CASE("deployment files: unknown types or options and tensors that do not fi
 
 namespace {
 
-Tensor<uint8_t> random_image(const Shape& shape, Rng& rng) {
+Tensor<uint8_t> random_u8_image(const Shape& shape, Rng& rng) {
     Tensor<uint8_t> x = Tensor<uint8_t>::zeros(shape);
     for (uint8_t& v : x) v = static_cast<uint8_t>(std::min(255.f, std::floor(rng.uniform(0.f, 256.f))));
     x[0] = 0;  // both ends of the range
@@ -635,7 +635,7 @@ Tensor<uint8_t> random_image(const Shape& shape, Rng& rng) {
 }
 
 // (x / 255 - mean[c]) / std[c] in float, as a user normalises an image for the fp32 graph.
-Tensor<float> normalised(const Tensor<uint8_t>& x, const std::vector<float>& mean, const std::vector<float>& std) {
+Tensor<float> normalise_u8_image(const Tensor<uint8_t>& x, const std::vector<float>& mean, const std::vector<float>& std) {
     Tensor<float> out = Tensor<float>::empty(x.shape());
     const int64_t C = x.dim(3);
     for (int64_t i = 0; i < x.numel(); ++i) out[i] = (x[i] / 255.f - mean[i % C]) / std[i % C];
@@ -720,7 +720,7 @@ TEST_CASE("conv2d_u8s16: exact int32 sums, the same floats on every path, the fo
         const auto g = kernels::conv2d_geometry(c.N, c.H, c.W, c.C, c.Cout, c.K, c.K, c.stride, c.pad);
         kernels::U8S16ConvPlan plan;
         kernels::plan_conv2d_u8s16(q, g, plan);
-        const Tensor<uint8_t> x = random_image(Shape{c.N, c.H, c.W, c.C}, rng);
+        const Tensor<uint8_t> x = random_u8_image(Shape{c.N, c.H, c.W, c.C}, rng);
         const StemReference ref = stem_reference(c, x, q, w, bias, mean, std);
         const int64_t outputs = static_cast<int64_t>(ref.dots.size());
         std::vector<float> first;  // the scalar path's floats with one thread
@@ -883,8 +883,8 @@ TEST_CASE("the int16 stem: logits within the quantisation bound of the fp32 grap
     randomise_statistics_and_scales(*t.net, 94);
     const int64_t N = 32, H = imagenet ? 33 : 17, W = imagenet ? 30 : 15;
     Rng rng(95);
-    const Tensor<uint8_t> x = random_image(Shape{N, H, W, 3}, rng);
-    const Tensor<float> xn = normalised(x, kImageNetMean, kImageNetStd);
+    const Tensor<uint8_t> x = random_u8_image(Shape{N, H, W, 3}, rng);
+    const Tensor<float> xn = normalise_u8_image(x, kImageNetMean, kImageNetStd);
     infer::Graph fp32 = infer::compile(*t.net, xn.shape());
     infer::Graph int16 = infer::compile(*t.net, x.shape(),
                                         {.stem = infer::StemPrecision::int16, .mean = kImageNetMean, .std = kImageNetStd});
@@ -944,11 +944,11 @@ TEST_CASE("the int16 stem: bad input and networks it cannot take are errors", "[
     Rng rng(98);
     REQUIRE_THROWS_WITH(graph.run(Tensor<float>::randn({1, 8, 8, 3}, rng)),
                         Catch::Contains("integer stem") && Catch::Contains("Tensor<uint8_t>"));
-    REQUIRE_THROWS_WITH(graph.run(random_image(Shape{1, 8, 8, 4}, rng)),
+    REQUIRE_THROWS_WITH(graph.run(random_u8_image(Shape{1, 8, 8, 4}, rng)),
                         Catch::Contains("'stem'") && Catch::Contains("[N, H, W, 3]"));
     REQUIRE_THROWS_WITH(graph.run(Tensor<uint8_t>()), Catch::Contains("undefined"));
     infer::Graph fp32 = infer::compile(*t.net, Shape{1, 8, 8, 3});
-    REQUIRE_THROWS_WITH(fp32.run(random_image(Shape{1, 8, 8, 3}, rng)),
+    REQUIRE_THROWS_WITH(fp32.run(random_u8_image(Shape{1, 8, 8, 3}, rng)),
                         Catch::Contains("normalised float") && Catch::Contains("uint8"));
     // The normalisation is part of the integer stem.
     REQUIRE_THROWS_WITH(infer::compile(*t.net, Shape{1, 8, 8, 3}, {.stem = infer::StemPrecision::int16, .mean = {}, .std = {}}),
@@ -982,7 +982,7 @@ TEST_CASE("the int16 stem: ResNet-18's graph allocates nothing in steady state a
     Rng rng(101);
     for (int64_t batch : {1, 3}) {
         INFO("batch " << batch);
-        const Tensor<uint8_t> x = random_image(Shape{batch, 64, 64, 3}, rng);
+        const Tensor<uint8_t> x = random_u8_image(Shape{batch, 64, 64, 3}, rng);
         g_allocations = 0;
         g_counting = true;
         graph.run(x);  // re-plans for this shape
@@ -994,7 +994,7 @@ TEST_CASE("the int16 stem: ResNet-18's graph allocates nothing in steady state a
         for (int64_t i = 0; i < again.numel(); ++i) REQUIRE(again[i] == first[i]);
         // Binary layers amplify the stem's drift where a sign flips, so no bound here: the
         // logits are close, which a wrong folding or padding would not give.
-        const Tensor<float>& reference = fp32.run(normalised(x, kImageNetMean, kImageNetStd));
+        const Tensor<float>& reference = fp32.run(normalise_u8_image(x, kImageNetMean, kImageNetStd));
         double drift = 0, size = 0;
         for (int64_t i = 0; i < again.numel(); ++i) {
             drift = std::max<double>(drift, std::abs(again[i] - reference[i]));

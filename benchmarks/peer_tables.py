@@ -193,26 +193,59 @@ def train_step_table(out_dir):
                   "bnn peak RSS MiB", "PyTorch / bnn"], rows)
 
 
+# bench_train_binary's `net` argument -> (name, the trainer's stage id), in the recipes' order.
+TRAIN_BINARY_NETS = [(0, "real", "real"), (4, "r2b-step1", "real-to-bin/step1"), (3, "r2b-step2", "real-to-bin/step2"),
+                     (5, "r2b-step3", "real-to-bin/step3"), (1, "sb-binact", "baseline/stage1"),
+                     (2, "sb-binary", "baseline/stage2")]
+
+
+def rate(value):
+    return "-" if value is None else f"{value:.1f}"
+
+
 def train_binary_table(out_dir):
-    """bench_train_binary: no PyTorch peer yet (issue 13 item 6 compares with the PyTorch twin)."""
-    names = {0: "real", 1: "sb-binact", 2: "sb-binary", 3: "r2b-step2"}
-    rate = {}
+    """bench_train_binary against torch_train_binary.py (the PyTorch twin of examples/pytorch):
+    every stage of the recipes, images/s from the best and the median step, CPU time at 1
+    thread and wall time at 2 on both sides. vs real is bnn's rate over bnn's real network at
+    the same width and threads (each case ran in its own process, so it is computed here)."""
+    bnn = {}
     for family, a, e in load_bnn(out_dir, "bench_train_binary"):
         if family == "BM_TrainBinary" and "images_per_s" in e:
-            rate[(a["width"], a["net"])] = e["images_per_s"]
+            bnn[(a.get("threads", 1), a["width"], a["net"])] = (e["images_per_s"], e.get("median_images_per_s"))
+    peer = {(c["threads"], c["width"], c["net"]): c for c in load_peer(out_dir, "torch_train_binary")["cases"]}
+    order = {net: i for i, (net, _, _) in enumerate(TRAIN_BINARY_NETS)}
+    names = {net: (name, stage) for net, name, stage in TRAIN_BINARY_NETS}
     rows = []
-    for width, net in sorted(rate):
-        real = rate.get((width, 0))
-        rows.append([names.get(net, net), width, 128 if width < 64 else 64, f"{rate[(width, net)]:.1f}",
-                     "-" if real is None else f"{rate[(width, net)] / real:.2f}"])
-    return table("Binary training throughput, one thread (images/s from the best step's CPU time)",
-                 ["network", "width", "batch", "images/s", "vs real"], rows,
-                 "Each network ran in its own process, so vs real is computed here, from the real network's process.")
+    for key in sorted(set(bnn) | set(peer), key=lambda k: (k[0], k[1], order.get(k[2], len(order)))):
+        threads, width, net = key
+        name, stage = names.get(net, (str(net), "?"))
+        best, med = bnn.get(key, (None, None))
+        real = bnn.get((threads, width, 0), (None, None))[0]
+        case = peer.get(key)
+        batch = case["batch"] if case else (64 if width >= 64 else 128)
+        twin_best = twin_med = twin_other = None
+        if case:
+            twin_best, twin_med = batch / case["best"], batch / case["median"]
+            other = [f for f in case["by_format"] if f != case["format"]]
+            twin_other = batch / case["by_format"][other[0]]["best"] if other else None
+        rows.append([name, stage, width, batch, threads, "cpu" if threads == 1 else "wall", rate(twin_best),
+                     case["format"] if case else "-", rate(twin_other), rate(twin_med), rate(best), rate(med),
+                     "-" if best is None or real is None else f"{best / real:.2f}", ratio(best, twin_best),
+                     ratio(med, twin_med)])
+    return table("Binary training: bnn vs twin, images/s, ratio",
+                 ["network", "stage", "width", "batch", "threads", "clock", "twin img/s", "fmt", "other fmt",
+                  "twin median", "bnn img/s", "bnn median", "bnn vs real", "bnn / twin", "bnn / twin median"], rows,
+                 "One training step of each stage of the recipes (forward with the frozen teacher's, the stage's "
+                 "losses, backward, AdamW, clipping): bnn's bench_train_binary against the PyTorch twin "
+                 "(examples/pytorch, simulated binarisation), same network, batch, optimiser and threads. images/s "
+                 "from the best step (and the median step) by process CPU time at 1 thread and wall time at 2; "
+                 "bnn / twin above 1: bnn is faster.")
 
 
 def peer_note(out_dir):
     """One line on how the PyTorch side ran (from the first script record found)."""
-    for script in ("torch_binary_shapes", "torch_resnet18", "torch_float_conv", "torch_train_step"):
+    for script in ("torch_binary_shapes", "torch_resnet18", "torch_float_conv", "torch_train_step",
+                   "torch_train_binary"):
         meta = load_peer(out_dir, script)["meta"]
         if meta:
             blas = ", ".join(os.path.basename(p) for p in meta.get("blas", [])) or "none loaded"

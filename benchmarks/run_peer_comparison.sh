@@ -13,27 +13,43 @@
 #   - the machine's facts and the load average before and after go to OUT_DIR/machine.txt;
 #   - benchmarks/peer_tables.py prints the markdown tables (also OUT_DIR/tables.md).
 #
-# Usage: benchmarks/run_peer_comparison.sh BUILD_DIR OUT_DIR [--quick]
+# Usage: benchmarks/run_peer_comparison.sh BUILD_DIR OUT_DIR [--quick] [--only PART]
 #   BUILD_DIR  configured with -DBNN_BUILD_BENCHMARKS=ON -DBNN_NATIVE=ON, Release, with the targets
 #              bench_binary_conv bench_inference bench_float_conv bench_train_step bench_train_binary
+#              (only the PART's program with --only)
 #   --quick    minimal times (a smoke run of the whole pipeline, not a measurement): bnn cases get
-#              --benchmark_min_time=0.01 (cases with their own MinTime keep it), PyTorch scripts
-#              0.01 s per case and format, one training step.
+#              --benchmark_min_time=0.01 (cases with their own MinTime keep it; bench_train_binary
+#              gets --steps=1), PyTorch scripts 0.01 s per case and format, one training step.
+#   --only     one part of the comparison: binary-conv, inference, float-conv, train-step or
+#              train-binary (bench_train_binary against the PyTorch twin, torch_train_binary.py).
 # Nothing else should run on the machine while it measures; its figures are for one machine.
 set -euo pipefail
 
+PARTS=(binary-conv inference float-conv train-step train-binary)
 usage() {
-    echo "usage: $0 BUILD_DIR OUT_DIR [--quick]" >&2
+    echo "usage: $0 BUILD_DIR OUT_DIR [--quick] [--only binary-conv|inference|float-conv|train-step|train-binary]" >&2
     exit 2
 }
-[[ $# -eq 2 || $# -eq 3 ]] || usage
+[[ $# -ge 2 ]] || usage
 BUILD_DIR=$1
 OUT_DIR=$2
+shift 2
 QUICK=0
-if [[ $# -eq 3 ]]; then
-    [[ $3 == --quick ]] || usage
-    QUICK=1
-fi
+ONLY=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --only)
+            [[ $# -ge 2 && " ${PARTS[*]} " == *" $2 "* ]] || usage
+            ONLY=$2
+            shift
+            ;;
+        *) usage ;;
+    esac
+    shift
+done
+# Whether a part of the comparison runs (all of them without --only).
+wanted() { [[ -z $ONLY || $ONLY == "$1" ]]; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$BUILD_DIR/benchmarks
@@ -44,7 +60,11 @@ die() {
     exit 1
 }
 
-for program in bench_binary_conv bench_inference bench_float_conv bench_train_step bench_train_binary; do
+declare -A PROGRAM_OF=([binary-conv]=bench_binary_conv [inference]=bench_inference [float-conv]=bench_float_conv
+    [train-step]=bench_train_step [train-binary]=bench_train_binary)
+for part in "${PARTS[@]}"; do
+    wanted "$part" || continue
+    program=${PROGRAM_OF[$part]}
     [[ -x $BENCH_DIR/$program ]] ||
         die "$BENCH_DIR/$program not found: configure $BUILD_DIR with" \
             "-DBNN_BUILD_BENCHMARKS=ON -DBNN_NATIVE=ON and build it"
@@ -65,10 +85,12 @@ FAILURES=$OUT_DIR/failures.txt
 
 if ((QUICK)); then
     BNN_TIME=(--benchmark_min_time=0.01)
+    BNN_TRAIN_BINARY_STEPS=(--steps=1)  # its cases have their own MinTime
     TORCH_TIME=(--min-seconds 0.01)
     TRAIN_STEPS=(--steps 1)
 else
     BNN_TIME=()
+    BNN_TRAIN_BINARY_STEPS=()
     TORCH_TIME=()
     TRAIN_STEPS=(--steps 10)
 fi
@@ -93,16 +115,19 @@ has_flag() { grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -qx "$1" && ec
     echo "libopenblas0_pthread: $(dpkg-query -W -f='${Version}' libopenblas0-pthread)"
     echo "libblas_so_3: $blas"
     echo "quick: $QUICK"
+    echo "only: ${ONLY:-all}"
     echo "load_average_before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT_DIR/machine.txt"
 cat "$OUT_DIR/machine.txt"
 
 # ---- bnn: one process per case ------------------------------------------------------------------
-# Runs every case of PROGRAM whose name matches SELECTION, each alone in its own process.
+# Runs every case of PROGRAM whose name matches SELECTION, each alone in its own process; the
+# arguments after SELECTION go to the program too (before the listing, which they may change).
 run_bnn_cases() {
     local program=$1 selection=$2 dir=$OUT_DIR/bnn/$1 cases name regex file
+    shift 2
     mkdir -p "$dir"
-    cases=$("$BENCH_DIR/$program" --benchmark_list_tests --benchmark_filter="$selection")
+    cases=$("$BENCH_DIR/$program" "$@" --benchmark_list_tests --benchmark_filter="$selection")
     [[ -n $cases ]] || die "$program lists no case matching '$selection'"
     while IFS= read -r name; do
         # The filter is a regex matched against the name: escape it and anchor it, so that it
@@ -110,7 +135,7 @@ run_bnn_cases() {
         regex="^$(printf '%s' "$name" | sed 's/[][\\.*^$+?(){}|]/\\&/g')\$"
         file=$dir/$(printf '%s' "$name" | tr '/:' '__').json
         echo "[bnn] $program $name"
-        "$BENCH_DIR/$program" --benchmark_filter="$regex" "${BNN_TIME[@]}" \
+        "$BENCH_DIR/$program" "$@" --benchmark_filter="$regex" "${BNN_TIME[@]}" \
             --benchmark_out="$file" --benchmark_out_format=json >"${file%.json}.log" 2>&1 ||
             echo "$program $name (exit status $?, see ${file%.json}.log)" >>"$FAILURES"
     done <<<"$cases"
@@ -128,15 +153,26 @@ run_peer() {
 }
 
 # The cases the docs' side-by-side tables use (docs/binary_conv.md, docs/performance.md).
-run_bnn_cases bench_binary_conv '^BM_(PopcountPeak|FloatConv|BinaryConv)/'
-run_peer torch_binary_shapes.py "${TORCH_TIME[@]}"
-run_bnn_cases bench_inference '^BM_(FloatResNet18|BinaryOps|BinaryGraph|ModelSizes)'
-run_peer torch_resnet18.py "${TORCH_TIME[@]}"
-run_bnn_cases bench_float_conv '^BM_FloatConv(Forward|ForwardBackward)/layer:[0-3]/'
-run_peer torch_float_conv.py "${TORCH_TIME[@]}"
-run_bnn_cases bench_train_step '^BM_TrainStep/'
-run_peer torch_train_step.py --threads 1 2 "${TRAIN_STEPS[@]}"
-run_bnn_cases bench_train_binary '^BM_TrainBinary/'
+if wanted binary-conv; then
+    run_bnn_cases bench_binary_conv '^BM_(PopcountPeak|FloatConv|BinaryConv)/'
+    run_peer torch_binary_shapes.py "${TORCH_TIME[@]}"
+fi
+if wanted inference; then
+    run_bnn_cases bench_inference '^BM_(FloatResNet18|BinaryOps|BinaryGraph|ModelSizes)'
+    run_peer torch_resnet18.py "${TORCH_TIME[@]}"
+fi
+if wanted float-conv; then
+    run_bnn_cases bench_float_conv '^BM_FloatConv(Forward|ForwardBackward)/layer:[0-3]/'
+    run_peer torch_float_conv.py "${TORCH_TIME[@]}"
+fi
+if wanted train-step; then
+    run_bnn_cases bench_train_step '^BM_TrainStep/'
+    run_peer torch_train_step.py --threads 1 2 "${TRAIN_STEPS[@]}"
+fi
+if wanted train-binary; then
+    run_bnn_cases bench_train_binary '^BM_TrainBinary/' "${BNN_TRAIN_BINARY_STEPS[@]}"
+    run_peer torch_train_binary.py --threads 1 2 --widths 16 64 "${TRAIN_STEPS[@]}"
+fi
 
 echo "load_average_after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/machine.txt"
 echo "date_utc_after: $(date -u '+%Y-%m-%d %H:%M:%S')" >>"$OUT_DIR/machine.txt"

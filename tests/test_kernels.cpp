@@ -33,6 +33,7 @@
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/sgemm.hpp"
+#include "bnn/kernels/sgemm_few_rows.hpp"
 #include "bnn/kernels/sign.hpp"
 #include "bnn/kernels/binary_conv2d.hpp"
 #include "gradcheck.hpp"
@@ -619,4 +620,34 @@ TEST_CASE("sign kernels equal their scalar definitions at the edges", "[sign]") 
         REQUIRE(y[i] == (x[i] >= 0.f ? 1.f : -1.f));
         REQUIRE(dx[i] == 0.25f + ((x[i] >= -1.f && x[i] <= 1.f) ? dy[i] : 0.f));
     }
+}
+
+TEST_CASE("sgemm_few_rows gives sgemm's floats on every vector path, and its vector code its plain code's",
+          "[sgemm]") {
+    Rng rng(31);
+    const int64_t depths[] = {1, 5, kSgemmKC, kSgemmKC + 1, 2 * kSgemmKC + 61};
+    for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        for (int64_t M : {1, 2, 4})
+            for (int64_t N : {1, 7, 31, 32, 33, 100, 1000})
+                for (int64_t K : depths) {
+                    INFO("threads " << threads << " M " << M << " N " << N << " K " << K);
+                    const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;
+                    const auto A = uniform(M * lda, rng), Bt = uniform(K * ldb, rng);
+                    std::vector<float> plain(M * ldc, -7.f);
+                    sgemm_few_rows(Isa::scalar, M, N, K, A.data(), lda, Bt.data(), ldb, plain.data(), ldc);
+                    for (Isa isa : available_isas()) {
+                        if (isa == Isa::scalar) continue;
+                        INFO(isa_name(isa));
+                        std::vector<float> few(M * ldc, -7.f), full(M * ldc, -7.f);
+                        sgemm_few_rows(isa, M, N, K, A.data(), lda, Bt.data(), ldb, few.data(), ldc);
+                        sgemm(isa, false, false, M, N, K, A.data(), lda, Bt.data(), ldb, full.data(), ldc, false);
+                        for (int64_t i = 0; i < M * ldc; ++i) {
+                            REQUIRE(std::bit_cast<uint32_t>(few[i]) == std::bit_cast<uint32_t>(full[i]));
+                            REQUIRE(std::bit_cast<uint32_t>(few[i]) == std::bit_cast<uint32_t>(plain[i]));
+                        }
+                    }
+                }
+    }
+    set_num_threads(2);
 }

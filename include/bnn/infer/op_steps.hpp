@@ -35,6 +35,7 @@
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/pad.hpp"
 #include "bnn/kernels/pool.hpp"
+#include "bnn/kernels/sgemm_few_rows.hpp"
 #include "bnn/kernels/sign.hpp"
 
 namespace bnn::infer {
@@ -298,11 +299,20 @@ private:
     Tensor<float> pooled_, hidden_;
 };
 
-/// y = x W^T + b, the GEMM and bias loop of ops::linear.
+/// y = x W^T + b, the GEMM and bias loop of ops::linear. A batch of a few rows on a vector path
+/// runs kernels::sgemm_few_rows on a transposed copy of W instead (the same floats): the GEMM
+/// would pack all of W on every call to multiply one row.
 class LinearStep : public Step {
 public:
     LinearStep(std::string path, Tensor<float> weight, Tensor<float> bias)
-        : Step(std::move(path), "linear"), w_(std::move(weight)), b_(std::move(bias)) {}
+        : Step(std::move(path), "linear"), w_(std::move(weight)), b_(std::move(bias)) {
+        if (kernels::best_isa() != kernels::Isa::scalar) {
+            const int64_t K = w_.dim(0), C = w_.dim(1);
+            wt_ = Tensor<float>::empty(Shape{C, K});
+            for (int64_t o = 0; o < K; ++o)
+                for (int64_t c = 0; c < C; ++c) wt_[c * K + o] = w_[o * C + c];
+        }
+    }
     Shape plan(const std::vector<Shape>& in) override {
         const Shape& x = in.at(0);
         check(x.rank() == 2 && x[1] == w_.dim(1), "expects input [N, ", w_.dim(1), "], got ", x.str(),
@@ -312,14 +322,19 @@ public:
     }
     void run(const float* const* in, float* out) override {
         const int64_t K = w_.dim(0), C = w_.dim(1);
-        kernels::gemm_nt(N_, K, C, in[0], C, w_.data(), C, out, K, false);
+        const kernels::Isa isa = kernels::active_isa();
+        if (N_ <= kFewRows && isa != kernels::Isa::scalar && wt_.defined())
+            kernels::sgemm_few_rows(isa, N_, K, C, in[0], C, wt_.data(), K, out, K);
+        else
+            kernels::gemm_nt(N_, K, C, in[0], C, w_.data(), C, out, K, false);
         if (b_.defined())
             for (int64_t n = 0; n < N_; ++n)
                 for (int64_t o = 0; o < K; ++o) out[n * K + o] += b_[o];
     }
 
 private:
-    Tensor<float> w_, b_;
+    static constexpr int64_t kFewRows = 4;
+    Tensor<float> w_, b_, wt_;  ///< [out, in], [out], [in, out]
     int64_t N_ = 0;
 };
 

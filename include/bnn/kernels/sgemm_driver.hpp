@@ -37,6 +37,14 @@ inline constexpr int64_t kSgemmNC = 3072;
 
 namespace bnn::kernels::detail {
 
+/// The depth of sgemm's blocks for a product of depth K > 0: equal blocks, K = 576 going as
+/// 2 x 288 rather than 256 + 256 + 64 (short blocks pay the C load/store and packing for little
+/// work). Each block's sum starts from zero and is then added to C, so the blocks fix the floats.
+inline int64_t sgemm_depth_block(int64_t K) {
+    const int64_t blocks = (K + kSgemmKC - 1) / kSgemmKC;
+    return (K + blocks - 1) / blocks;
+}
+
 /// Floats between consecutive packed panels of depth kc and width R: one cache line more than
 /// the panel, so panels of power-of-two size do not all map to the same L1 set (packing writes
 /// to several panels at once).
@@ -121,9 +129,7 @@ void sgemm_blocked(const Source& src, int64_t m0, int64_t m1, int64_t n0, int64_
     }
     const int64_t MC = kSgemmMC / MR * MR;
     const int64_t NC = kSgemmNC / NR * NR;
-    // Equal depth blocks: K = 576 goes as 2 x 288, not 256 + 256 + 64 (short blocks pay the
-    // C load/store and packing for little work).
-    const int64_t KC = (K + (K + kSgemmKC - 1) / kSgemmKC - 1) / ((K + kSgemmKC - 1) / kSgemmKC);
+    const int64_t KC = sgemm_depth_block(K);
     const int64_t kc_max = std::min(K, KC);
     float* Bp = thread_scratch<SgemmPackedB>(sgemm_panel_stride(kc_max, NR) * ((std::min(N, NC) + NR - 1) / NR));
     float* Ap = thread_scratch<SgemmPackedA>(sgemm_panel_stride(kc_max, MR) * ((std::min(M, MC) + MR - 1) / MR));

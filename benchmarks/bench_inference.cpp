@@ -2,6 +2,7 @@
 //   BM_FloatResNet18    the real ResNet-18 through the training ops in eval mode (NoGradGuard)
 //   BM_BinaryOps        the Real-to-Bin ResNet-18 through the training ops (FullyBinary, eval)
 //   BM_BinaryGraph      the same network compiled by infer::compile (include/bnn/infer/compile.hpp)
+//   BM_BinaryGraphIntStem  the same graph with the integer stem, on raw uint8 images
 //   BM_ModelSizes       bytes of the float checkpoints and of the deployment file
 // for ImageNet (224x224, 1000 classes) and CIFAR (32x32, 100 classes) inputs, batch 1 and 16,
 // 1 and 2 threads. Counters: best_ms (the fastest call: on a shared machine the closest to an
@@ -105,15 +106,12 @@ void BM_BinaryOps(benchmark::State& state) {
     time_calls(state, [&] { benchmark::DoNotOptimize(net.forward(Variable(x)).value().data()); });
 }
 
-void BM_BinaryGraph(benchmark::State& state) {
-    const int64_t side = state.range(0), batch = state.range(1);
-    set_num_threads(int(state.range(2)));
-    Rng rng(1);
-    const Tensor<float> x = Tensor<float>::randn({batch, side, side, 3}, rng);
-    infer::Graph graph = infer::compile(network(Variant::RealToBin, side == 224), x.shape());
+// Times graph.run(x) with the per-kind breakdown of the fastest call (the parts of a slow call
+// include other users' load); returns the best call in seconds.
+template <class Input>
+double time_graph(benchmark::State& state, infer::Graph& graph, const Input& x) {
     graph.run(x);  // first touch of the buffers
     graph.set_profiling(true);
-    // The breakdown of the fastest call (the parts of a slow call include other users' load).
     std::map<std::string, double> best_parts;
     double best_total = 1e30;
     const double best = time_calls(state, [&] {
@@ -127,8 +125,34 @@ void BM_BinaryGraph(benchmark::State& state) {
         }
     });
     for (const auto& [kind, t] : best_parts) state.counters[kind + "_ms"] = t * 1e3;
+    return best;
+}
+
+void BM_BinaryGraph(benchmark::State& state) {
+    const int64_t side = state.range(0), batch = state.range(1);
+    set_num_threads(int(state.range(2)));
+    Rng rng(1);
+    const Tensor<float> x = Tensor<float>::randn({batch, side, side, 3}, rng);
+    infer::Graph graph = infer::compile(network(Variant::RealToBin, side == 224), x.shape());
+    const double best = time_graph(state, graph, x);
     auto it = best_float_ms().find({side, batch, state.range(2)});
     if (it != best_float_ms().end()) state.counters["speedup_vs_float"] = it->second / (best * 1e3);
+}
+
+// The same network compiled with the integer stem (CompileOptions::stem = int16), run on raw
+// uint8 images: the stem's time is under "int stem".
+void BM_BinaryGraphIntStem(benchmark::State& state) {
+    const int64_t side = state.range(0), batch = state.range(1);
+    set_num_threads(int(state.range(2)));
+    Rng rng(1);
+    Tensor<uint8_t> x = Tensor<uint8_t>::zeros(Shape{batch, side, side, 3});
+    for (uint8_t& v : x) v = static_cast<uint8_t>(rng.below(256));
+    infer::CompileOptions options;
+    options.stem = infer::StemPrecision::int16;
+    options.mean = {0.485f, 0.456f, 0.406f};
+    options.std = {0.229f, 0.224f, 0.225f};
+    infer::Graph graph = infer::compile(network(Variant::RealToBin, side == 224), x.shape(), options);
+    time_graph(state, graph, x);
 }
 
 void BM_ModelSizes(benchmark::State& state) {
@@ -161,6 +185,7 @@ void configs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_FloatResNet18)->Apply(configs);
 BENCHMARK(BM_BinaryOps)->Apply(configs);
 BENCHMARK(BM_BinaryGraph)->Apply(configs);
+BENCHMARK(BM_BinaryGraphIntStem)->Apply(configs);
 BENCHMARK(BM_ModelSizes)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -133,11 +133,14 @@ def inference_table(out_dir):
     keys = {k[1:] for k in bnn} | set(peer)
     rows = []
     for side, batch, threads in sorted(keys, key=lambda k: (k[2], -k[0], k[1])):
-        fl, ops, graph = (bnn.get((family, side, batch, threads))
-                          for family in ("BM_FloatResNet18", "BM_BinaryOps", "BM_BinaryGraph"))
+        fl, ops, graph, int_stem = (bnn.get((family, side, batch, threads))
+                                    for family in ("BM_FloatResNet18", "BM_BinaryOps", "BM_BinaryGraph",
+                                                   "BM_BinaryGraphIntStem"))
         case = peer.get((side, batch, threads))
+        peer_best = case and case["best"]
         rows.append(["ImageNet 224" if side == 224 else f"CIFAR {side}", batch, threads, *fmt_cells(case, digits=2),
-                     ms(fl, 2), ms(ops, 2), ms(graph, 2), ratio(case and case["best"], graph), ratio(fl, graph)])
+                     ms(fl, 2), ms(ops, 2), ms(graph, 2), ms(int_stem, 2), ratio(peer_best, graph),
+                     ratio(peer_best, int_stem), ratio(fl, graph)])
     note = None
     if sizes:
         note = (f"Model sizes: float ResNet-18 checkpoint {sizes.get('float_resnet18_bytes', 0):,.0f} bytes, "
@@ -145,7 +148,8 @@ def inference_table(out_dir):
                 f"(1/{sizes.get('float_over_deploy', 0):.2f}).")
     return table("ResNet-18 inference against PyTorch fp32 (ms per call, fastest call)",
                  ["input", "batch", "threads", "PyTorch", "fmt", "other fmt", "bnn float", "bnn binary, ops",
-                  "bnn binary, graph", "graph vs PyTorch", "graph vs bnn float"], rows, note)
+                  "bnn binary, graph", "graph, int16 stem", "graph vs PyTorch", "int16 stem vs PyTorch",
+                  "graph vs bnn float"], rows, note)
 
 
 def float_conv_table(out_dir):

@@ -13,7 +13,7 @@
 #   - the machine's facts and the load average before and after go to OUT_DIR/machine.txt;
 #   - benchmarks/peer_tables.py prints the markdown tables (also OUT_DIR/tables.md).
 #
-# Usage: benchmarks/run_peer_comparison.sh BUILD_DIR OUT_DIR [--quick] [--only PART]
+# Usage: benchmarks/run_peer_comparison.sh BUILD_DIR OUT_DIR [--quick] [--only PART] [--width W]
 #   BUILD_DIR  configured with -DBNN_BUILD_BENCHMARKS=ON -DBNN_NATIVE=ON, Release, with the targets
 #              bench_binary_conv bench_inference bench_float_conv bench_train_step bench_train_binary
 #              (only the PART's program with --only)
@@ -22,12 +22,14 @@
 #              gets --steps=1), PyTorch scripts 0.01 s per case and format, one training step.
 #   --only     one part of the comparison: binary-conv, inference, float-conv, train-step or
 #              train-binary (bench_train_binary against the PyTorch twin, torch_train_binary.py).
+#   --width    train-binary at one network width (16 or 64) instead of both (width 64 steps take
+#              seconds each: the whole part takes most of an hour).
 # Nothing else should run on the machine while it measures; its figures are for one machine.
 set -euo pipefail
 
 PARTS=(binary-conv inference float-conv train-step train-binary)
 usage() {
-    echo "usage: $0 BUILD_DIR OUT_DIR [--quick] [--only binary-conv|inference|float-conv|train-step|train-binary]" >&2
+    echo "usage: $0 BUILD_DIR OUT_DIR [--quick] [--only binary-conv|inference|float-conv|train-step|train-binary] [--width 16|64]" >&2
     exit 2
 }
 [[ $# -ge 2 ]] || usage
@@ -36,9 +38,15 @@ OUT_DIR=$2
 shift 2
 QUICK=0
 ONLY=""
+TRAIN_WIDTHS=(16 64)
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
+        --width)
+            [[ $# -ge 2 && ( $2 == 16 || $2 == 64 ) ]] || usage
+            TRAIN_WIDTHS=("$2")
+            shift
+            ;;
         --only)
             [[ $# -ge 2 && " ${PARTS[*]} " == *" $2 "* ]] || usage
             ONLY=$2
@@ -170,8 +178,9 @@ if wanted train-step; then
     run_peer torch_train_step.py --threads 1 2 "${TRAIN_STEPS[@]}"
 fi
 if wanted train-binary; then
-    run_bnn_cases bench_train_binary '^BM_TrainBinary/' "${BNN_TRAIN_BINARY_STEPS[@]}"
-    run_peer torch_train_binary.py --threads 1 2 --widths 16 64 "${TRAIN_STEPS[@]}"
+    widths_regex=$(IFS='|'; echo "${TRAIN_WIDTHS[*]}")
+    run_bnn_cases bench_train_binary "^BM_TrainBinary/.*/width:($widths_regex)/" "${BNN_TRAIN_BINARY_STEPS[@]}"
+    run_peer torch_train_binary.py --threads 1 2 --widths "${TRAIN_WIDTHS[@]}" "${TRAIN_STEPS[@]}"
 fi
 
 echo "load_average_after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/machine.txt"

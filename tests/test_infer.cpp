@@ -183,8 +183,9 @@ void require_same_logits(const Tensor<float>& got, const Tensor<float>& expected
     for (int64_t n = 0; n < got.dim(0); ++n) REQUIRE(argmax_row(got, n) == argmax_row(expected, n));
 }
 
-// Allocations of one graph.run(x) after a first one.
-long steady_state_allocations(infer::Graph& graph, const Tensor<float>& x) {
+// Allocations of one graph.run(x) after a first one (float images, or bytes for an integer stem).
+template <class Pixel>
+long steady_state_allocations(infer::Graph& graph, const Tensor<Pixel>& x) {
     graph.run(x);
     g_allocations = 0;
     g_counting = true;
@@ -860,15 +861,6 @@ struct StemTestNet {
         return through_weights(e, fc->weight.value());
     }
 };
-
-long steady_state_allocations(infer::Graph& graph, const Tensor<uint8_t>& x) {
-    graph.run(x);
-    g_allocations = 0;
-    g_counting = true;
-    graph.run(x);
-    g_counting = false;
-    return g_allocations.load();
-}
 
 const std::vector<float> kImageNetMean{0.485f, 0.456f, 0.406f}, kImageNetStd{0.229f, 0.224f, 0.225f};
 

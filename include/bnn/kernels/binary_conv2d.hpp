@@ -28,7 +28,6 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
-#include <map>
 #include <vector>
 
 #include "bnn/core/bit_tensor.hpp"
@@ -37,6 +36,7 @@
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/isa.hpp"
+#include "bnn/kernels/padding_patterns.hpp"
 #include "bnn/kernels/binary_conv2d_simd.hpp"
 
 namespace bnn::kernels {
@@ -139,16 +139,6 @@ inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
     xnor_tile_scalar(pl, tl);
 }
 
-/// Bitmask of the kernel offsets (0..KD-1) that land outside [0, extent) for output index o.
-inline uint64_t padded_taps_mask(int64_t o, int64_t stride, int64_t pad, int64_t kd, int64_t extent) {
-    uint64_t m = 0;
-    for (int64_t k = 0; k < kd; ++k) {
-        const int64_t i = o * stride - pad + k;
-        if (i < 0 || i >= extent) m |= uint64_t{1} << k;
-    }
-    return m;
-}
-
 }  // namespace detail
 
 /// The per-pixel plan of a binary convolution over a padded bit buffer [N, H+2p, W+2p, words]:
@@ -189,19 +179,8 @@ inline void plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, 
     std::vector<uint64_t> row_masks{0}, col_masks{0};
     if (correct) {
         BNN_CHECK(tap_sums != nullptr, "plan_xnor_pixels: zero padding needs the weights' tap sums");
-        auto classify = [&](int64_t extent_out, int64_t kd, int64_t extent_in, std::vector<int>& ids,
-                            std::vector<uint64_t>& masks) {
-            masks.clear();
-            std::map<uint64_t, int> seen;
-            for (int64_t o = 0; o < extent_out; ++o) {
-                const uint64_t m = detail::padded_taps_mask(o, g.stride, g.pad, kd, extent_in);
-                auto [it, fresh] = seen.emplace(m, static_cast<int>(masks.size()));
-                if (fresh) masks.push_back(m);
-                ids[o] = it->second;
-            }
-        };
-        classify(g.OH, g.KH, g.H, row_id, row_masks);
-        classify(g.OW, g.KW, g.W, col_id, col_masks);
+        row_masks = padding_patterns(g.OH, g.stride, g.pad, g.KH, g.H, row_id);
+        col_masks = padding_patterns(g.OW, g.stride, g.pad, g.KW, g.W, col_id);
         const int64_t ncols = static_cast<int64_t>(col_masks.size());
         p.table.assign(row_masks.size() * col_masks.size() * coutp, 0);
         for (size_t r = 0; r < row_masks.size(); ++r)

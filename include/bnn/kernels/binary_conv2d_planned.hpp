@@ -91,8 +91,7 @@ __attribute__((target("avx2,fma"))) void binary_conv_epilogue_avx2(const XnorEpi
         const float* s = Slope ? t.slope + c0 : nullptr;
         const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o: read before written
         float* o = out + q * cout + c0;
-        int64_t j = 0;
-        for (; j + 8 <= nc; j += 8) {
+        for (int64_t j = 0; j + 8 <= nc; j += 8) {
             __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(d + j), _mm256_loadu_ps(a + j), zero);
             if constexpr (Gate) y = _mm256_mul_ps(y, _mm256_loadu_ps(g + j));
             if constexpr (Slope) {
@@ -102,17 +101,12 @@ __attribute__((target("avx2,fma"))) void binary_conv_epilogue_avx2(const XnorEpi
             if constexpr (Residual) y = _mm256_add_ps(y, _mm256_loadu_ps(r + j));
             _mm256_storeu_ps(o + j, y);
         }
-        for (; j < nc; ++j) {
-            float y = d[j] * a[j] + 0.f;
-            if constexpr (Gate) y = y * g[j];
-            if constexpr (Slope) {
-                const float neg = s[j] * y;
-                y = y > 0.f ? y : neg;
-            }
-            if constexpr (Residual) y = y + r[j];
-            o[j] = y;
-        }
     }
+    // The last nc % 8 columns of every pixel: the plain loop, whose floats the lanes reproduce.
+    const int64_t done = nc / 8 * 8;
+    if (done < nc)
+        binary_conv_epilogue<Gate, Slope, Residual>(t, dots + done, ld, first_pixel, pixels, c0 + done, nc - done, cout,
+                                                    pixels_per_image, out);
 }
 #endif
 

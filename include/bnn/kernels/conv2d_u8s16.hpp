@@ -36,7 +36,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <map>
 #include <vector>
 
 #include "bnn/core/error.hpp"
@@ -44,6 +43,7 @@
 #include "bnn/kernels/conv2d_geometry.hpp"
 #include "bnn/kernels/intrinsics.hpp"
 #include "bnn/kernels/isa.hpp"
+#include "bnn/kernels/padding_patterns.hpp"
 
 namespace bnn::kernels {
 
@@ -150,33 +150,6 @@ struct U8S16ConvPlan {
     }
 };
 
-namespace detail {
-/// Bit t set when tap t of output position `o` falls in the padding (extent_in input positions).
-inline uint64_t u8s16_padded_taps(int64_t o, int64_t stride, int64_t pad, int64_t taps, int64_t extent_in) {
-    uint64_t mask = 0;
-    for (int64_t t = 0; t < taps; ++t) {
-        const int64_t i = o * stride - pad + t;
-        if (i < 0 || i >= extent_in) mask |= uint64_t{1} << t;
-    }
-    return mask;
-}
-
-/// Numbers the distinct padded-tap masks of `extent_out` positions, the empty mask first.
-inline std::vector<uint64_t> u8s16_patterns(int64_t extent_out, int64_t stride, int64_t pad, int64_t taps,
-                                            int64_t extent_in, std::vector<int>& ids) {
-    std::vector<uint64_t> masks{0};
-    std::map<uint64_t, int> seen{{0, 0}};
-    ids.resize(extent_out);
-    for (int64_t o = 0; o < extent_out; ++o) {
-        const uint64_t m = u8s16_padded_taps(o, stride, pad, taps, extent_in);
-        auto [it, fresh] = seen.emplace(m, static_cast<int>(masks.size()));
-        if (fresh) masks.push_back(m);
-        ids[o] = it->second;
-    }
-    return masks;
-}
-}  // namespace detail
-
 /// Plans geometry g for weights w into `plan` (see U8S16ConvPlan).
 inline void plan_conv2d_u8s16(const U8S16ConvWeights& w, const Conv2dGeometry& g, U8S16ConvPlan& plan) {
     BNN_CHECK(g.C == w.C && g.Cout == w.Cout && g.KH == w.KH && g.KW == w.KW, "plan_conv2d_u8s16: weights [", w.Cout,
@@ -185,8 +158,8 @@ inline void plan_conv2d_u8s16(const U8S16ConvWeights& w, const Conv2dGeometry& g
     BNN_CHECK(g.KH <= 64 && g.KW <= 64, "plan_conv2d_u8s16: kernels of up to 64x64 taps, got ", g.KH, "x", g.KW);
     plan.g = g;
     plan.coutp = w.CoutP();
-    const std::vector<uint64_t> rows = detail::u8s16_patterns(g.OH, g.stride, g.pad, g.KH, g.H, plan.row_pattern);
-    const std::vector<uint64_t> cols = detail::u8s16_patterns(g.OW, g.stride, g.pad, g.KW, g.W, plan.col_pattern);
+    const std::vector<uint64_t> rows = padding_patterns(g.OH, g.stride, g.pad, g.KH, g.H, plan.row_pattern);
+    const std::vector<uint64_t> cols = padding_patterns(g.OW, g.stride, g.pad, g.KW, g.W, plan.col_pattern);
     plan.col_patterns = static_cast<int64_t>(cols.size());
     plan.bias_rows.assign(rows.size() * cols.size() * plan.coutp, 0.f);
     std::vector<double> correction(w.Cout);

@@ -211,6 +211,15 @@ test_classify() {
         "$c" --checkpoint "$d" --image "$work/grey.pgm"
     expect_note "image RGBA (4 channels)" "^note: '.*rgba.tga' is 32x32 with 4 channels; .* converted to that many channels$" \
         "$c" --checkpoint "$d" --image "$work/rgba.tga"
+
+    # The integer stem (the first convolution on the image's bytes), on a trainer checkpoint and on
+    # a deployment file; a precision it does not have is refused.
+    expect_note "--stem int16, trainer checkpoint" "^ +[0-9]+[.][0-9]{2}%  " \
+        "$c" --checkpoint "$run/baseline-stage1.safetensors" --image "$work/rgb.ppm" --stem int16
+    expect_note "--stem int16, deployment file" "^ +[0-9]+[.][0-9]{2}%  " \
+        "$c" --checkpoint "$d" --image "$work/rgb.ppm" --stem int16
+    expect_error "--stem int8" "^classify: --stem: int8 not in \{fp32,int16\} \(see --help\)$" \
+        "$c" --checkpoint "$d" --image "$work/rgb.ppm" --stem int8
 }
 
 test_deploy_resnet18() {

@@ -109,6 +109,8 @@ int run(const std::string& spec_path, const std::string& in_path, const std::str
     const trainer::StagePlan& stage = find_stage(plan, spec.at("stage").get<std::string>());
     bnn::train::StageConfig config = stage.config;
     if (spec.contains("label_smoothing")) config.weights.label_smoothing = spec["label_smoothing"].get<float>();
+    // The stage's decay (1e-5 or 0) moves a step by far less than the tolerances see.
+    if (spec.contains("weight_decay")) config.weight_decay = spec["weight_decay"].get<float>();
 
     const SafetensorsFile in = bnn::io::load_safetensors(in_path);
     const bnn::Tensor<float> images = in.get<float>("images");

@@ -92,7 +92,8 @@ def run_twin(spec, student, teacher, images, labels, soft_targets=None):
     if "label_smoothing" in spec:
         weights.label_smoothing = spec["label_smoothing"]
     lr = recipe.f32(recipe.f32(config.lr) * recipe.f32(spec.get("lr_scale", 1.0)))
-    optimizer = recipe.make_optimizer(spec.get("optimizer", "adamw"), student, lr, recipe.f32(config.weight_decay))
+    weight_decay = spec.get("weight_decay", config.weight_decay)
+    optimizer = recipe.make_optimizer(spec.get("optimizer", "adamw"), student, lr, recipe.f32(weight_decay))
     schedule = recipe.StageSchedule(config, spec.get("schedule", "cosine"), spec["epochs"])
     if teacher is not None:
         recipe.freeze(teacher)

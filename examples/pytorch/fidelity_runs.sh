@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The statistical-fidelity runs of docs/results.md: bnn's trainer and the PyTorch twin, same
 # recipe and budget (all six stages, width 16, EPOCHS per stage, batch 128, one thread each), on
-# CIFAR-100, seeds 1 and 2. Two runs at a time, one per core. Every run resumes where it stopped
-# (per-epoch checkpoints), so the script can be started again after an interruption.
+# CIFAR-100, seeds 1 and 2. Two runs at a time, one per core, the next starting when a core is
+# free. Every run resumes where it stopped (per-epoch checkpoints), so the script can be started
+# again after an interruption.
 #   usage: examples/pytorch/fidelity_runs.sh DATA_DIR OUT_DIR [BUILD_DIR]
 # then:    /usr/bin/python3 examples/pytorch/fidelity_table.py OUT_DIR
 set -euo pipefail
@@ -23,8 +24,19 @@ run() {  # implementation seed
             --seed "$seed" --out "$dir" > "$dir.log" 2>&1
     fi
 }
-for seed in 1 2; do
-    run bnn "$seed" & bnn_pid=$!
-    run twin "$seed" & twin_pid=$!
-    wait "$bnn_pid"; wait "$twin_pid"
+# Four runs, two at a time: the next one starts as soon as either core is free.
+failed=0
+running=0
+for job in "bnn 1" "twin 1" "bnn 2" "twin 2"; do
+    if ((running == 2)); then
+        wait -n || failed=1
+        running=1
+    fi
+    run $job &
+    running=$((running + 1))
 done
+while ((running > 0)); do
+    wait -n || failed=1
+    running=$((running - 1))
+done
+((failed == 0)) || { echo "fidelity_runs.sh: a run failed; see $out/*.log" >&2; exit 1; }

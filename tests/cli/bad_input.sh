@@ -160,7 +160,7 @@ test_classify() {
     expect_error "no --checkpoint" "^classify: --checkpoint is required \(see --help\)$" "$c" --image "$work/rgb.ppm"
     expect_error "checkpoint missing" "^classify: read_file: cannot open '.*nothing.safetensors': No such file or directory$" \
         "$c" --checkpoint "$work/nothing.safetensors" --image "$work/rgb.ppm"
-    expect_error "checkpoint is a directory" "^classify: .*empty_dir" \
+    expect_error "checkpoint is a directory" "^classify: read_file: error while reading '.*empty_dir': Is a directory$" \
         "$c" --checkpoint "$work/empty_dir" --image "$work/rgb.ppm"
     expect_error "checkpoint empty" "^classify: safetensors '.*empty': file is 0 bytes, too short for the 8-byte header length$" \
         "$c" --checkpoint "$work/empty" --image "$work/rgb.ppm"

@@ -30,10 +30,12 @@ inline std::vector<uint8_t> read_file(const std::string& path) {
     std::vector<uint8_t> bytes;
     uint8_t chunk[1 << 16];
     size_t n;
+    errno = 0;
     while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) bytes.insert(bytes.end(), chunk, chunk + n);
     const bool failed = std::ferror(f);
+    const int error = errno;  // the reason ("Is a directory"), before fclose can change it
     std::fclose(f);
-    BNN_CHECK(!failed, "read_file: error while reading '", path, "'");
+    BNN_CHECK(!failed, "read_file: error while reading '", path, "'", error ? ": " : "", error ? std::strerror(error) : "");
     return bytes;
 }
 

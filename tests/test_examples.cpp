@@ -18,6 +18,7 @@
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/optim/adam.hpp"
 #include "bnn/train/distillation.hpp"
+#include "skip.hpp"
 #include "temp_dir.hpp"
 #include "trainer/trainer.hpp"
 
@@ -557,6 +558,17 @@ TEST_CASE("the trainer's metrics log rejects a line whose fields have other type
     }
     std::ofstream(path) << good << "\n{\"kind\":\"st";  // a line cut by a crash is still dropped
     REQUIRE(trainer::MetricsLog(path, true).steps().size() == 1);
+}
+
+TEST_CASE("the trainer's metrics log reports a write that fails instead of losing the line", "[trainer]") {
+    // /dev/full accepts opening and refuses every write with ENOSPC, as a full disk does.
+    if (!std::filesystem::exists("/dev/full")) BNN_SKIP("no /dev/full on this system");
+    trainer::MetricsLog log("/dev/full", /*resume=*/false);
+    trainer::EpochRecord r;
+    r.stage = "real";
+    r.epoch = 1;
+    REQUIRE_THROWS_WITH(log.add(r), Catch::Contains("metrics log: cannot append to '/dev/full'") &&
+                                        Catch::Contains("No space left on device"));
 }
 
 TEST_CASE("the trainer on --resume rejects checkpoint metadata of the wrong types or range", "[trainer][fuzz]") {

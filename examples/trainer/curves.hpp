@@ -7,12 +7,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bnn/io/atomic_file.hpp"
 #include "metrics_log.hpp"
 
 namespace trainer {
@@ -203,27 +204,26 @@ inline std::string final_top1_chart(const std::vector<StageSpan>& stages, const 
 
 }  // namespace detail
 
-/// Writes the page to `path` (through a temporary file, so a reader never sees half a page).
+/// Writes the page to `path` atomically (a reader never sees half a page, a failed write keeps
+/// the old one and raises bnn::Error).
 /// `stages` in the order they run; records of stages not among them are left out.
 inline void write_curves_html(const std::string& path, const std::vector<StageSpan>& stages,
                               const std::vector<StepRecord>& steps, const std::vector<EpochRecord>& epochs,
                               const std::string& heading) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << "<!doctype html>\n<html><head><meta charset='utf-8'><title>" << detail::html_escape(heading)
-            << "</title></head>\n<body style='font-family:sans-serif'>\n<h2>" << detail::html_escape(heading)
-            << "</h2>\n"
-            << detail::loss_chart(stages, steps) << "<br>\n"
-            << detail::accuracy_chart(stages, steps, epochs) << "<br>\n"
-            << detail::final_top1_chart(stages, epochs)
-            << "<p style='font-size:small;max-width:760px'>Grey bars: the paper's ResNet-18 CIFAR-100 figures "
-               "(Martinez et al., ICLR 2020, Table 3: width 64, 350 epochs per stage), beside the stage of this "
-               "trainer that corresponds to them (see docs/results.md). Real-to-Bin step 1 (tanh activations) has "
-               "no figure there. The figures of this run depend on its data set, width and epochs.</p>\n"
-            << "</body></html>\n";
-    }
-    std::rename(tmp.c_str(), path.c_str());
+    std::ostringstream out;
+    out << "<!doctype html>\n<html><head><meta charset='utf-8'><title>" << detail::html_escape(heading)
+        << "</title></head>\n<body style='font-family:sans-serif'>\n<h2>" << detail::html_escape(heading)
+        << "</h2>\n"
+        << detail::loss_chart(stages, steps) << "<br>\n"
+        << detail::accuracy_chart(stages, steps, epochs) << "<br>\n"
+        << detail::final_top1_chart(stages, epochs)
+        << "<p style='font-size:small;max-width:760px'>Grey bars: the paper's ResNet-18 CIFAR-100 figures "
+           "(Martinez et al., ICLR 2020, Table 3: width 64, 350 epochs per stage), beside the stage of this "
+           "trainer that corresponds to them (see docs/results.md). Real-to-Bin step 1 (tanh activations) has "
+           "no figure there. The figures of this run depend on its data set, width and epochs.</p>\n"
+        << "</body></html>\n";
+    const std::string page = out.str();
+    bnn::io::atomic_write_file(path, [&](bnn::io::FileSink& sink) { sink.write(page.data(), page.size()); });
 }
 
 }  // namespace trainer

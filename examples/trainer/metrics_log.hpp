@@ -4,8 +4,10 @@
 // the last few dozen steps, so that even a one-epoch stage draws a curve. Lines written before
 // "kind" existed are epoch lines.
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -15,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bnn/core/error.hpp"
+#include "bnn/io/atomic_file.hpp"
 
 namespace trainer {
 
@@ -46,7 +49,8 @@ public:
     MetricsLog(std::string path, bool resume) : path_(std::move(path)) {
         if (path_.empty()) return;
         if (!resume) {
-            std::ofstream(path_, std::ios::trunc);
+            std::ofstream fresh(path_, std::ios::trunc);
+            BNN_CHECK(fresh.good(), "metrics log: cannot create '", path_, "': ", std::strerror(errno));
             return;
         }
         std::ifstream in(path_);
@@ -80,12 +84,9 @@ public:
         steps_.clear();
         for (auto& j : kept) take(std::move(j));
         if (!changed || path_.empty()) return;
-        const std::string tmp = path_ + ".tmp";  // a crash leaves the old log or the new one
-        {
-            std::ofstream out(tmp, std::ios::trunc);
-            for (const auto& j : lines_) out << j.dump() << '\n';
-        }
-        std::rename(tmp.c_str(), path_.c_str());
+        std::string text;  // written atomically: a crash or a full disk leaves the old log or the new one
+        for (const auto& j : lines_) text += j.dump() + '\n';
+        bnn::io::atomic_write_file(path_, [&](bnn::io::FileSink& sink) { sink.write(text.data(), text.size()); });
     }
 
 private:
@@ -113,7 +114,12 @@ private:
         lines_.push_back(std::move(j));
     }
     void append(nlohmann::json j) {
-        if (!path_.empty()) std::ofstream(path_, std::ios::app) << j.dump() << '\n';
+        if (!path_.empty()) {
+            std::ofstream out(path_, std::ios::app);
+            out << j.dump() << '\n';
+            out.flush();
+            BNN_CHECK(out.good(), "metrics log: cannot append to '", path_, "': ", std::strerror(errno));
+        }
         take(std::move(j));
     }
 

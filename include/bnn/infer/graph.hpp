@@ -55,28 +55,6 @@ public:
     void set_raw_input(bool raw) { raw_input_ = raw; }
     bool takes_raw_images() const { return raw_input_; }
 
-private:
-    const Tensor<float>& run_on(const Shape& shape, const float* input) {
-        if (!(shape == planned_) || num_threads() != planned_threads_) plan(shape);
-        for (int v : input_views_) ptr_[v] = const_cast<float*>(input);  // read only: never in place
-        for (size_t i = 0; i < steps_.size(); ++i) {
-            Step& s = *steps_[i];
-            if (s.is_view()) continue;
-            const float** args = args_.data() + arg_offset_[i];
-            for (size_t k = 0; k < inputs_[i].size(); ++k) args[k] = ptr_[inputs_[i][k]];
-            if (!profiling_) {
-                s.run(args, ptr_[i + 1]);
-            } else {
-                const auto t0 = std::chrono::steady_clock::now();
-                s.run(args, ptr_[i + 1]);
-                profile_[s.kind()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            }
-        }
-        if (profiling_) ++profiled_calls_;
-        return output_tensor_;
-    }
-
-public:
     /// Plans for inputs of this shape now (run() does it on demand).
     void plan(const Shape& input_shape) {
         const int values = static_cast<int>(steps_.size()) + 1;
@@ -167,6 +145,27 @@ public:
     int output() const { return output_value_; }
 
 private:
+    /// Both run()s: plans when the shape or the thread count changed, then runs the steps.
+    const Tensor<float>& run_on(const Shape& shape, const float* input) {
+        if (!(shape == planned_) || num_threads() != planned_threads_) plan(shape);
+        for (int v : input_views_) ptr_[v] = const_cast<float*>(input);  // read only: never in place
+        for (size_t i = 0; i < steps_.size(); ++i) {
+            Step& s = *steps_[i];
+            if (s.is_view()) continue;
+            const float** args = args_.data() + arg_offset_[i];
+            for (size_t k = 0; k < inputs_[i].size(); ++k) args[k] = ptr_[inputs_[i][k]];
+            if (!profiling_) {
+                s.run(args, ptr_[i + 1]);
+            } else {
+                const auto t0 = std::chrono::steady_clock::now();
+                s.run(args, ptr_[i + 1]);
+                profile_[s.kind()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            }
+        }
+        if (profiling_) ++profiled_calls_;
+        return output_tensor_;
+    }
+
     int root(int v) const { return v == 0 || !steps_[v - 1]->is_view() ? v : root(inputs_[v - 1][0]); }
 
     void assign_buffers() {

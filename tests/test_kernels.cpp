@@ -426,6 +426,10 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     add_conv2d_case(cases, rng, 3, 4, 16, 6, 9, 3, 3, 1, 1, "direct: Cout <= 16, 28 x 16 tiles");
     add_conv2d_case(cases, rng, 2, 6, 18, 4, 40, 3, 3, 1, 0, "direct: no padding, 2 dropped columns per row");
     add_conv2d_case(cases, rng, 2, 3, 20, 5, 7, 5, 5, 1, 1, "direct: 5x5");
+    // On AVX2 the weight gradient of rows of at least 8 outputs reads x and dout in place, in
+    // chunks of about 64 output pixels (conv2d_weight_grad_direct.hpp).
+    add_conv2d_case(cases, rng, 3, 9, 17, 7, 19, 3, 3, 2, 1, "direct weight gradient: stride 2");
+    add_conv2d_case(cases, rng, 5, 3, 10, 9, 17, 3, 3, 1, 1, "direct weight gradient: two images to a chunk, the last alone");
 }
 
 }  // namespace

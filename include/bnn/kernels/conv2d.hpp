@@ -16,14 +16,16 @@
 ///
 /// On CPUs with AVX2 or AVX-512 (kernels/isa.hpp) the column matrix is never built: the packed
 /// GEMM (kernels/sgemm.hpp) packs its panels straight from the image ("implicit GEMM"), for
-/// the forward product and the weight gradient. The input gradient of a stride-1 convolution
+/// the forward product and the weight gradient, and for stride 1 the direct convolution does
+/// not even pack (conv2d_direct.hpp; on AVX2 the weight gradient too). The input gradient of a stride-1 convolution
 /// is itself a convolution of dout with the flipped, transposed weights, so it runs the same
 /// implicit forward (and accumulates into dx without a col2im pass); strided ones use a GEMM
 /// into a column buffer and col2im. Without AVX2, every product goes to Eigen (kernels/gemm.hpp).
 ///
 /// Files: this one holds the entry points, the im2col + GEMM fallback, the blocking shared by
 /// every path and the naive reference; conv2d_geometry.hpp the sizes; conv2d_implicit.hpp the
-/// implicit-GEMM packers; conv2d_direct_avx512.hpp the AVX-512 direct convolution.
+/// implicit-GEMM packers; conv2d_direct.hpp the direct convolution; conv2d_weight_grad_direct.hpp
+/// the AVX2 weight gradient that packs neither operand.
 ///
 /// Threads: with at least as many image groups as threads, each thread takes whole images with its
 /// own buffers and runs single-threaded GEMMs (no synchronisation inside the product, and
@@ -39,9 +41,10 @@
 #endif
 
 #include "bnn/core/threads.hpp"
-#include "bnn/kernels/conv2d_direct_avx512.hpp"
+#include "bnn/kernels/conv2d_direct.hpp"
 #include "bnn/kernels/conv2d_geometry.hpp"
 #include "bnn/kernels/conv2d_implicit.hpp"
+#include "bnn/kernels/conv2d_weight_grad_direct.hpp"
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/sgemm.hpp"
@@ -170,7 +173,8 @@ inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, con
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = num_threads();
     if (direct_conv_applies(isa, g, threads)) {
-        if (Co <= 16) conv2d_forward_direct<SgemmAvx512Narrow>(x, w, bias, out, g, accumulate, flipped_of, threads);
+        if (isa == Isa::avx2) conv2d_forward_direct<SgemmAvx2>(x, w, bias, out, g, accumulate, flipped_of, threads);
+        else if (Co <= 16) conv2d_forward_direct<SgemmAvx512Narrow>(x, w, bias, out, g, accumulate, flipped_of, threads);
         else conv2d_forward_direct<SgemmAvx512Wide>(x, w, bias, out, g, accumulate, flipped_of, threads);
         return;
     }
@@ -206,8 +210,8 @@ struct Conv2dColumns;
 }  // namespace detail
 
 /// out [N, OH, OW, Cout] = conv(x [N, H, W, C], w [Cout, KH, KW, C]) + bias [Cout] (bias may be null).
-/// Steady-state calls allocate nothing (column buffers and GEMM panels are kept per thread),
-/// except on the AVX-512 direct path, which allocates its packed weights and padded image copies.
+/// Steady-state calls allocate nothing (column buffers, GEMM panels and the direct path's padded
+/// images are kept per thread).
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g) {
     const Isa isa = active_isa();
     if (isa != Isa::scalar && !g.pointwise()) {
@@ -244,14 +248,19 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
     const int64_t K = g.K(), Co = g.Cout;
     const Isa isa = active_isa();
     const bool vector = isa != Isa::scalar;
-    // Vector paths: the weight gradient packs from x, and a stride-1 input gradient is a
-    // convolution of its own, run before the per-block loop.
-    const bool implicit_dw = vector && !g.pointwise();
+    const int threads = num_threads();
+    // Vector paths: a stride-1 input gradient is a convolution of its own, and on AVX2 the
+    // weight gradient reads both operands in place; both run before the per-block loop.
+    // Otherwise the weight gradient's product packs from x.
     if (dx && vector && detail::input_grad_is_convolution(g)) {
         detail::conv2d_input_grad_implicit(isa, w, dout, dx, g);
         dx = nullptr;
     }
-    const int threads = num_threads();
+    if (dw && detail::weight_grad_direct_applies(isa, g, threads)) {
+        detail::conv2d_weight_grad_direct(x, dout, dw, g, threads);
+        dw = nullptr;
+    }
+    const bool implicit_dw = vector && !g.pointwise();
     auto b = detail::conv_blocking(g, threads);
     const bool need_cols = dw && !g.pointwise() && !implicit_dw;
     const bool need_dcols = dx && !g.pointwise();

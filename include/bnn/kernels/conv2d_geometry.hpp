@@ -2,7 +2,7 @@
 /// @file conv2d_geometry.hpp
 /// The sizes of a float 2-D convolution (NHWC activations, OHWI weights), shared by the
 /// convolution's three ways of computing it (conv2d.hpp, conv2d_implicit.hpp,
-/// conv2d_direct_avx512.hpp).
+/// conv2d_direct.hpp).
 #include <cstdint>
 
 #include "bnn/core/error.hpp"

@@ -1,8 +1,8 @@
 #pragma once
-/// @file conv2d_direct_avx512.hpp
-/// The AVX-512 direct convolution of conv2d.hpp's vector path, for stride 1 and rows of at least
-/// 16 outputs: inputs are broadcast in place from a zero-padded image copy, so the A operand is
-/// never packed (see conv2d_forward_direct). Its tiles are sgemm_avx512.hpp's.
+/// @file conv2d_direct.hpp
+/// The direct convolution of conv2d.hpp's vector paths, for stride 1 and rows wide enough:
+/// inputs are broadcast in place from a zero-padded image copy, so the A operand is never packed
+/// (see conv2d_forward_direct). Its tiles are sgemm_avx512.hpp's and sgemm_avx2.hpp's.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -19,19 +19,19 @@
 
 namespace bnn::kernels::detail {
 
-/// True when conv2d_forward_direct() applies: AVX-512, stride 1, a real kernel, a whole image
-/// per thread, and rows wide enough that the 2 * pad padding columns computed and dropped per
-/// output row cost at most 1/8.
+/// True when conv2d_forward_direct() applies: a vector path, stride 1, a real kernel, a whole
+/// image per thread, and rows wide enough that the 2 * pad padding columns computed and dropped
+/// per output row cost at most 1/8.
 inline bool direct_conv_applies(Isa isa, const Conv2dGeometry& g, int threads) {
-    return isa == Isa::avx512 && g.stride == 1 && g.KH * g.KW > 1 && g.OW >= 16 * g.pad && g.N >= threads;
+    return isa != Isa::scalar && g.stride == 1 && g.KH * g.KW > 1 && g.OW >= 16 * g.pad && g.N >= threads;
 }
 
 /// out [N, OH, OW, Cout] (= or +=) conv(x, w) (+ bias) by direct convolution, for stride 1.
 /// Each image is copied into a zero-padded [H+2p, W+2p, C] buffer; there, output pixel (oh, ow)
 /// reads tap (kh, kw) at ((oh + kh) * Wp + ow + kw) * C, so numbering the outputs over the padded
-/// width, q = oh * Wp + ow, puts consecutive q exactly C floats apart for every tap. A 14 x 32
-/// tile (28 x 16 when Cout <= 16) then broadcasts its inputs in place (no packing of A at all); the outputs with
-/// ow >= OW are computed and dropped. The weights are packed once per call. With flipped_of, w
+/// width, q = oh * Wp + ow, puts consecutive q exactly C floats apart for every tap. The Tile's
+/// direct kernel (MR outputs x NR channels) then broadcasts its inputs in place (no packing of A
+/// at all); the outputs with ow >= OW are computed and dropped. The weights are packed once per call. With flipped_of, w
 /// is that convolution's weight, used flipped (see ConvForwardSource).
 /// Tags of conv2d_forward_direct's per-thread buffers (bnn::thread_scratch).
 struct DirectConvWeights {};
@@ -70,9 +70,8 @@ void conv2d_forward_direct(const float* x, const float* w, const float* bias, fl
             float* out_img = out + n * g.OH * g.OW * Co;
             for (int64_t q0 = 0; q0 < runs; q0 += MR) {
                 for (int64_t p = 0; p < panels; ++p) {
-                    sgemm_tile_direct_avx512<MR, NR / 16>(static_cast<int>(g.KH * g.KW), offset, C,
-                                                          xp + q0 * C, packed + p * panel_stride, tile,
-                                                          NR);
+                    Tile::direct(static_cast<int>(g.KH * g.KW), offset, C, xp + q0 * C, packed + p * panel_stride,
+                                 tile, NR);
                     const int64_t c0 = p * NR, cols = std::min<int64_t>(NR, Co - c0);
                     for (int64_t i = 0; i < MR && q0 + i < runs; ++i) {
                         const int64_t oh = (q0 + i) / Wp, ow = (q0 + i) % Wp;

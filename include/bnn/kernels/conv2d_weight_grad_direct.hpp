@@ -1,0 +1,155 @@
+#pragma once
+/// @file conv2d_weight_grad_direct.hpp
+/// The weight gradient of the float convolution (conv2d.hpp) on AVX2 without packing either
+/// operand:
+///
+///   x    [N, H, W, C]        dout [N, OH, OW, Cout]
+///   dw   [Cout, KH, KW, C]   dw[co, k] += sum over output pixels p of dout[p, co] * x(p, k)
+///
+/// where k = (kh, kw, c) and x(p, k) is the input under tap (kh, kw) of pixel p (zero in the
+/// padding). Each image is copied once into a zero-padded [H+2p, W+2p, C] buffer, where x(p, k)
+/// of every pixel of an output row lies at a fixed offset koff[k] from the pixel's origin and
+/// consecutive pixels are stride * C floats apart: a tile of 6 values of k by 16 output channels
+/// broadcasts its 6 inputs in place and loads dout's row of 16, for any stride and kernel.
+/// The implicit GEMM instead packs the receptive fields of every pixel (144 floats per pixel of
+/// a 16-channel 3x3 layer) for 16 multiply-adds each.
+///
+/// The sums run over chunks of about 64 output pixels (whole output rows, from one or several
+/// images): a tile's accumulators are loaded from and stored back to a per-thread dw^T [K, Cout]
+/// once per chunk, and the chunk's inputs and dout rows stay in L1 while every tile passes over
+/// them. Threads take whole images; their dw^T are added into dw at the end.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "bnn/core/threads.hpp"
+#include "bnn/kernels/conv2d_geometry.hpp"
+#include "bnn/kernels/intrinsics.hpp"
+#include "bnn/kernels/isa.hpp"
+
+namespace bnn::kernels::detail {
+
+/// A run of consecutive output pixels of one output row: where the first pixel's receptive
+/// field starts in the padded image copy, and its row of the chunk's dout copy.
+struct WeightGradRun {
+    const float* x;
+    const float* dout;
+    int64_t count;
+};
+
+/// dwT[i][0 .. 16) += sum over the runs' pixels p of x(p, k_i) * dout_p[j0 .. j0 + 16), i < 6,
+/// where x(p, k_i) = run.x[p * step + koff[i]] and dout_p = run.dout + p * ldd (32-byte aligned
+/// from j0 on). Row i of dwT is dwT + i * ld.
+__attribute__((target("avx2,fma"))) inline void conv2d_weight_grad_tile_avx2_6x16(
+    const WeightGradRun* runs, int64_t run_count, const int64_t* koff, int64_t step, int64_t j0, int64_t ldd,
+    float* __restrict dwT, int64_t ld) {
+    constexpr int MR = 6;
+    __m256 acc[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+        acc[i][0] = _mm256_loadu_ps(dwT + i * ld);
+        acc[i][1] = _mm256_loadu_ps(dwT + i * ld + 8);
+    }
+    for (int64_t r = 0; r < run_count; ++r) {
+        const float* x[MR];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) x[i] = runs[r].x + koff[i];
+        const float* d = runs[r].dout + j0;
+        for (int64_t p = 0, off = 0; p < runs[r].count; ++p, off += step, d += ldd) {
+            const __m256 b0 = _mm256_load_ps(d), b1 = _mm256_load_ps(d + 8);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; ++i) {
+                const __m256 a = _mm256_broadcast_ss(x[i] + off);
+                acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+        _mm256_storeu_ps(dwT + i * ld, acc[i][0]);
+        _mm256_storeu_ps(dwT + i * ld + 8, acc[i][1]);
+    }
+}
+
+/// True when conv2d_weight_grad_direct() applies: the AVX2 path, a spatial kernel or a stride
+/// (a 1x1 stride-1 convolution's columns are x itself), at least one image per thread, and the
+/// shapes where it beats the implicit GEMM (docs/performance.md): receptive fields of at most
+/// 576 floats (64 channels of 3x3), whose dw^T stays in L2, and rows of at least 8 outputs.
+inline bool weight_grad_direct_applies(Isa isa, const Conv2dGeometry& g, int threads) {
+    return isa == Isa::avx2 && !g.pointwise() && g.N >= threads && g.K() <= 576 && g.OW >= 8;
+}
+
+/// Tags of conv2d_weight_grad_direct's per-thread buffers (bnn::thread_scratch).
+struct WeightGradOffsets {};
+struct WeightGradImages {};
+struct WeightGradDout {};
+struct WeightGradSums {};
+struct WeightGradRuns {};
+
+/// dw [Cout, KH, KW, C] += the weight gradient of x [N, H, W, C] and dout [N, OH, OW, Cout] (see
+/// the file comment), on up to `threads` threads. Each thread's sums go to its own dw^T and are
+/// added into dw in thread order, so the result does not depend on scheduling.
+inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* dw, const Conv2dGeometry& g,
+                                      int threads) {
+    constexpr int MR = 6, NR = 16;
+    constexpr int64_t kChunkPixels = 64;
+    const int64_t K = g.K(), C = g.C, Co = g.Cout;
+    const int64_t k_rows = (K + MR - 1) / MR * MR, co_pad = (Co + NR - 1) / NR * NR;
+    const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad, image_floats = Hp * Wp * C;
+    // Small images go several to a group; the group's output rows go a few at a time.
+    const int64_t images_per_group = std::clamp<int64_t>(kChunkPixels / (g.OH * g.OW), 1, g.N);
+    const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPixels / g.OW);
+    const int64_t groups = (g.N + images_per_group - 1) / images_per_group;
+    // koff[k]: where input k = (kh, kw, c) lies from a pixel's receptive-field origin. Rows of the
+    // last tile past K repeat k = 0; their sums land in dw^T rows that are never read.
+    int64_t* koff = thread_scratch<WeightGradOffsets, int64_t>(k_rows);
+    for (int64_t k = 0; k < k_rows; ++k) {
+        const int64_t kk = k < K ? k : 0, tap = kk / C, c = kk % C;
+        koff[k] = ((tap / g.KW) * Wp + tap % g.KW) * C + c;
+    }
+    threads = static_cast<int>(std::clamp<int64_t>(groups, 1, threads));
+    std::vector<const float*> partial(threads, nullptr);
+    parallel_ranges(groups, threads, [&](int t, int64_t begin, int64_t end) {
+        float* sums = thread_scratch<WeightGradSums>(k_rows * co_pad);
+        std::fill(sums, sums + k_rows * co_pad, 0.f);
+        partial[t] = sums;
+        float* xp = thread_scratch<WeightGradImages>(images_per_group * image_floats);
+        std::fill(xp, xp + images_per_group * image_floats, 0.f);  // the copies only write interiors
+        float* dpad = thread_scratch<WeightGradDout>(rows_per_chunk * g.OW * co_pad);
+        if (co_pad > Co) std::fill(dpad, dpad + rows_per_chunk * g.OW * co_pad, 0.f);  // padding columns
+        WeightGradRun* runs = thread_scratch<WeightGradRuns, WeightGradRun>(rows_per_chunk);
+        for (int64_t grp = begin; grp < end; ++grp) {
+            const int64_t n0 = grp * images_per_group, count = std::min(images_per_group, g.N - n0);
+            for (int64_t i = 0; i < count; ++i)
+                for (int64_t ih = 0; ih < g.H; ++ih)
+                    std::memcpy(xp + i * image_floats + ((ih + g.pad) * Wp + g.pad) * C,
+                                x + (((n0 + i) * g.H + ih) * g.W) * C, sizeof(float) * g.W * C);
+            // The group's output rows, numbered across its images, a chunk at a time.
+            const int64_t rows = count * g.OH;
+            for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
+                const int64_t chunk = std::min(rows_per_chunk, rows - r0);
+                for (int64_t r = 0; r < chunk; ++r) {
+                    const int64_t img = (r0 + r) / g.OH, oh = (r0 + r) % g.OH;
+                    const float* src = dout + ((n0 + img) * g.OH + oh) * g.OW * Co;
+                    float* dst = dpad + r * g.OW * co_pad;
+                    for (int64_t ow = 0; ow < g.OW; ++ow)
+                        std::memcpy(dst + ow * co_pad, src + ow * Co, sizeof(float) * Co);
+                    runs[r] = {xp + img * image_floats + oh * g.stride * Wp * C, dst, g.OW};
+                }
+                for (int64_t k0 = 0; k0 < k_rows; k0 += MR)
+                    for (int64_t j0 = 0; j0 < co_pad; j0 += NR)
+                        conv2d_weight_grad_tile_avx2_6x16(runs, chunk, koff + k0, g.stride * C, j0, co_pad,
+                                                          sums + k0 * co_pad + j0, co_pad);
+            }
+        }
+    });
+    for (const float* sums : partial) {
+        if (!sums) continue;
+        for (int64_t co = 0; co < Co; ++co)
+            for (int64_t k = 0; k < K; ++k) dw[co * K + k] += sums[k * co_pad + co];
+    }
+}
+
+}  // namespace bnn::kernels::detail

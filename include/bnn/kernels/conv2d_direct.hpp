@@ -69,17 +69,26 @@ void conv2d_forward_direct(const float* x, const float* w, const float* bias, fl
                 std::memcpy(xp + ((ih + g.pad) * Wp + g.pad) * C, img + ih * g.W * C, sizeof(float) * g.W * C);
             float* out_img = out + n * g.OH * g.OW * Co;
             for (int64_t q0 = 0; q0 < runs; q0 += MR) {
+                const int64_t oh0 = q0 / Wp, ow0 = q0 % Wp;  // of the tile's first row
                 for (int64_t p = 0; p < panels; ++p) {
                     Tile::direct(static_cast<int>(g.KH * g.KW), offset, C, xp + q0 * C, packed + p * panel_stride,
                                  tile, NR);
                     const int64_t c0 = p * NR, cols = std::min<int64_t>(NR, Co - c0);
-                    for (int64_t i = 0; i < MR && q0 + i < runs; ++i) {
-                        const int64_t oh = (q0 + i) / Wp, ow = (q0 + i) % Wp;
+                    int64_t oh = oh0, ow = ow0;
+                    for (int64_t i = 0; i < MR && q0 + i < runs; ++i, ++ow) {
+                        if (ow == Wp) ow = 0, ++oh;
                         if (ow >= g.OW) continue;
                         float* o = out_img + (oh * g.OW + ow) * Co + c0;
                         const float* t = tile + i * NR;
-                        for (int64_t j = 0; j < cols; ++j)
-                            o[j] = (accumulate ? o[j] : 0.f) + t[j] + (bias ? bias[c0 + j] : 0.f);
+                        if (accumulate)
+#pragma omp simd
+                            for (int64_t j = 0; j < cols; ++j) o[j] += t[j];
+                        else
+#pragma omp simd
+                            for (int64_t j = 0; j < cols; ++j) o[j] = t[j];
+                        if (bias)
+#pragma omp simd
+                            for (int64_t j = 0; j < cols; ++j) o[j] += bias[c0 + j];
                     }
                 }
             }

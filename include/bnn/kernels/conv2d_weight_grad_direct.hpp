@@ -134,8 +134,10 @@ inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* 
                     const int64_t img = (r0 + r) / g.OH, oh = (r0 + r) % g.OH;
                     const float* src = dout + ((n0 + img) * g.OH + oh) * g.OW * Co;
                     float* dst = dpad + r * g.OW * co_pad;
-                    for (int64_t ow = 0; ow < g.OW; ++ow)
-                        std::memcpy(dst + ow * co_pad, src + ow * Co, sizeof(float) * Co);
+                    if (co_pad == Co) std::memcpy(dst, src, sizeof(float) * g.OW * Co);
+                    else
+                        for (int64_t ow = 0; ow < g.OW; ++ow)
+                            std::memcpy(dst + ow * co_pad, src + ow * Co, sizeof(float) * Co);
                     runs[r] = {xp + img * image_floats + oh * g.stride * Wp * C, dst, g.OW};
                 }
                 for (int64_t k0 = 0; k0 < k_rows; k0 += MR)

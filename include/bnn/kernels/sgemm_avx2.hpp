@@ -5,6 +5,7 @@
 /// (see sgemm_avx512.hpp):
 ///   C [6, 16] (=/+=) Ap [kc, 6]^T Bp [kc, 16]
 /// with 12 ymm accumulators and 2 B vectors, which fits the 16 ymm registers.
+#include <algorithm>
 #include <cstdint>
 
 #include "bnn/kernels/intrinsics.hpp"
@@ -90,6 +91,62 @@ inline void sgemm_copy_row_scalar(float* dst, const float* src, int64_t len, int
     for (; j < width; ++j) dst[j] = 0.f;
 }
 
+/// v[0..8) <- its transpose: v[k][r] = old v[r][k].
+__attribute__((target("avx2,fma"))) inline void transpose_8x8(__m256 v[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);      // r0k0 r1k0 r0k1 r1k1 | r0k4 r1k4 r0k5 r1k5
+        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);  // r0k2 r1k2 r0k3 r1k3 | r0k6 ...
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int j = 0; j < 2; ++j) {
+            u[i + j] = _mm256_shuffle_ps(t[i + j], t[i + j + 2], 0x44);      // k(2j)   of 4 rows, both halves
+            u[i + j + 2] = _mm256_shuffle_ps(t[i + j], t[i + j + 2], 0xEE);  // k(2j+1)
+        }
+    // u[0]: k0|k4 of rows 0-3, u[2]: k1|k5, u[1]: k2|k6, u[3]: k3|k7; u[4..8) the same for rows 4-7.
+    const int order[4] = {0, 2, 1, 3};
+    for (int k = 0; k < 4; ++k) {
+        v[k] = _mm256_permute2f128_ps(u[order[k]], u[4 + order[k]], 0x20);
+        v[k + 4] = _mm256_permute2f128_ps(u[order[k]], u[4 + order[k]], 0x31);
+    }
+}
+
+/// dst[k * stride + r] = src[r][k] for r < lanes <= 16, k < kc (a null src[r] reads as zeros),
+/// 8 x 8 at a time with an in-register transpose. Fewer than 8 lanes with stride == lanes (the
+/// 6-row A panels) are stored with full 8-float stores: each store's spare floats land on the
+/// next k's slots, written after it, and the last ones up to 7 floats past dst[kc * stride],
+/// into the slack that sgemm_panel_stride() leaves after every panel.
+__attribute__((target("avx2,fma"))) inline void sgemm_pack_transposed_avx2(const float* const* src, int64_t kc,
+                                                                            float* dst, int64_t stride, int lanes) {
+    alignas(32) static const float zeros[8] = {};
+    for (int g = 0; g < lanes; g += 8) {
+        const int n = std::min(8, lanes - g);
+        if (n < 8 && (g > 0 || stride != lanes)) {
+            sgemm_pack_transposed_scalar(src + g, kc, dst + g, stride, n);
+            continue;
+        }
+        const float* row[8];
+        int64_t step[8];
+        for (int i = 0; i < 8; ++i) {
+            const bool present = i < n && src[g + i];
+            row[i] = present ? src[g + i] : zeros;
+            step[i] = present ? 8 : 0;
+        }
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            __m256 v[8];
+            for (int i = 0; i < 8; ++i) {
+                v[i] = _mm256_loadu_ps(row[i]);
+                row[i] += step[i];
+            }
+            transpose_8x8(v);
+            for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * stride + g, v[j]);
+        }
+        for (; k < kc; ++k)
+            for (int i = 0; i < n; ++i) dst[k * stride + g + i] = src[g + i] ? src[g + i][k] : 0.f;
+    }
+}
+
 /// 6 x 16 AVX2 tile.
 struct SgemmAvx2 {
     static constexpr int MR = 6, NR = 16;
@@ -101,7 +158,7 @@ struct SgemmAvx2 {
         sgemm_tile_direct_avx2_6x16(taps, offset, C, a0, Bp, out, ldo);
     }
     static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
-        sgemm_pack_transposed_scalar(src, kc, dst, stride, lanes);
+        sgemm_pack_transposed_avx2(src, kc, dst, stride, lanes);
     }
     static void copy_row(float* dst, const float* src, int64_t len, int64_t width) {
         sgemm_copy_row_scalar(dst, src, len, width);

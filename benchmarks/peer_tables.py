@@ -77,6 +77,9 @@ def fmt_cells(case, stat="best", digits=3):
 
 
 def table(title, header, rows, note=None):
+    """A markdown table, or "" when no case of it was run (a run with --only)."""
+    if not rows:
+        return ""
     out = [f"### {title}", ""]
     if note:
         out += [note, ""]
@@ -272,7 +275,9 @@ def main():
               f"{facts.get('load_average_after', '?')} after{quick}.")
     print(peer_note(out_dir))
     for make in (binary_conv_table, inference_table, float_conv_table, train_step_table, train_binary_table):
-        print(make(out_dir))
+        text = make(out_dir)
+        if text:
+            print(text)
 
 
 if __name__ == "__main__":

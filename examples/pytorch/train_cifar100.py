@@ -10,6 +10,7 @@ files, so what is trained here runs in bnn (examples/classify, infer::compile).
   train_cifar100.py --resume                       continue an interrupted run in --out
 """
 import argparse
+import copy
 import json
 import os
 import sys
@@ -49,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1, help="seed of initialisation, order and augmentation")
     p.add_argument("--out", default="runs/latest-torch", help="output directory: checkpoints, metrics.jsonl")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--stop-after-epochs", type=int, default=0,
+                   help="stop as if interrupted after this many epochs in all (tests of --resume; 0: never)")
     p.add_argument("--train-limit", type=int, default=0, help="train on a random subset of this many images (0: all)")
     p.add_argument("--test-limit", type=int, default=0, help="test on a random subset of this many images (0: all)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
@@ -77,6 +80,7 @@ class Trainer:
                                    ("cpu" if args.device == "auto" else args.device))
         self.shape = "step" if args.schedule == "paper" else "cosine"
         self.plan = recipe.plan_recipes(args.recipes)
+        self.epochs_run = 0  # in this process, for --stop-after-epochs
 
     def path(self, stage, deploy=False):
         return os.path.join(self.a.out, stage.file_stem() + (".deploy" if deploy else "") + ".safetensors")
@@ -179,16 +183,26 @@ class Trainer:
             self.log(f"   {s.id} epoch {epoch}: train loss {record['train_loss']:.4f} acc "
                      f"{100 * record['train_acc']:.2f}%  test top-1 {100 * top1:.2f}% top-5 {100 * top5:.2f}%  "
                      f"({record['images_per_s']:.0f} img/s, {seconds:.0f} s)")
+            # The deployment file goes first, as in bnn's trainer: a stop between the two leaves
+            # the stage incomplete, so --resume redoes its last epoch and writes both again.
+            if epoch == epochs and c.student == bt.FULLY_BINARY:
+                self.save_deployment(s, model, top1, top5)
             bt.checkpoint.save_checkpoint(path, model, self.metadata(s, epoch, epochs, top1, top5), optimizer)
-        if c.student == bt.FULLY_BINARY:
-            meta = self.metadata(s, epochs, epochs, top1, top5)
-            extra = {k: json.dumps(meta[k]) for k in ("dataset", "mean", "std", "class_names", "image_size",
-                                                      "input_size", "in_channels")}
-            extra.update({"model": "resnet18", "variant": s.variant, "stem": "cifar", "width": str(self.a.width),
-                          "num_classes": str(self.num_classes), "gate_reduction": "8"})
-            bt.deploy.save_deployed(self.path(s, deploy=True), model.cpu(), extra)
-            self.log(f"   {s.id}: deployment file {self.path(s, deploy=True)}")
+            self.epochs_run += 1
+            if 0 < self.a.stop_after_epochs <= self.epochs_run:
+                raise KeyboardInterrupt
         return s.id, top1, top5
+
+    def save_deployment(self, s, model, top1, top5):
+        """The 1-bit deployment file of a fully binary stage, with what a classifier needs."""
+        epochs = self.epochs_of(s)
+        meta = self.metadata(s, epochs, epochs, top1, top5)
+        extra = {k: json.dumps(meta[k]) for k in ("dataset", "mean", "std", "class_names", "image_size",
+                                                  "input_size", "in_channels")}
+        extra.update({"model": "resnet18", "variant": s.variant, "stem": "cifar", "width": str(self.a.width),
+                      "num_classes": str(self.num_classes), "gate_reduction": "8"})
+        bt.deploy.save_deployed(self.path(s, deploy=True), copy.deepcopy(model).cpu(), extra)
+        self.log(f"   {s.id}: deployment file {self.path(s, deploy=True)}")
 
     @torch.no_grad()
     def evaluate(self, model):

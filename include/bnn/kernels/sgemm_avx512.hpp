@@ -224,10 +224,6 @@ struct SgemmAvx512Short {
     static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate) {
         sgemm_tile_avx512<8, 3>(kc, Ap, Bp, C, ldc, accumulate);
     }
-    static void direct(int taps, const int64_t* offset, int64_t C, const float* a0, const float* Bp, float* out,
-                       int64_t ldo) {
-        sgemm_tile_direct_avx512<8, 3>(taps, offset, C, a0, Bp, out, ldo);
-    }
     static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
         sgemm_pack_transposed_avx512(src, kc, dst, stride, lanes);
     }

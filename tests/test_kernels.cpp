@@ -430,6 +430,7 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     // chunks of about 64 output pixels (conv2d_weight_grad_direct.hpp).
     add_conv2d_case(cases, rng, 3, 9, 17, 7, 19, 3, 3, 2, 1, "direct weight gradient: stride 2");
     add_conv2d_case(cases, rng, 5, 3, 10, 9, 17, 3, 3, 1, 1, "direct weight gradient: two images to a chunk, the last alone");
+    add_conv2d_case(cases, rng, 2, 6, 9, 5, 32, 3, 3, 1, 1, "direct weight gradient: Cout of whole tiles, dout read in place");
 }
 
 }  // namespace

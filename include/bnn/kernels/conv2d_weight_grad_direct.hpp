@@ -39,8 +39,8 @@ struct WeightGradRun {
 };
 
 /// dwT[i][0 .. 16) += sum over the runs' pixels p of x(p, k_i) * dout_p[j0 .. j0 + 16), i < 6,
-/// where x(p, k_i) = run.x[p * step + koff[i]] and dout_p = run.dout + p * ldd (32-byte aligned
-/// from j0 on). Row i of dwT is dwT + i * ld.
+/// where x(p, k_i) = run.x[p * step + koff[i]] and dout_p = run.dout + p * ldd. Row i of dwT
+/// is dwT + i * ld.
 __attribute__((target("avx2,fma"))) inline void conv2d_weight_grad_tile_avx2_6x16(
     const WeightGradRun* runs, int64_t run_count, const int64_t* koff, int64_t step, int64_t j0, int64_t ldd,
     float* __restrict dwT, int64_t ld) {
@@ -57,7 +57,7 @@ __attribute__((target("avx2,fma"))) inline void conv2d_weight_grad_tile_avx2_6x1
         for (int i = 0; i < MR; ++i) x[i] = runs[r].x + koff[i];
         const float* d = runs[r].dout + j0;
         for (int64_t p = 0, off = 0; p < runs[r].count; ++p, off += step, d += ldd) {
-            const __m256 b0 = _mm256_load_ps(d), b1 = _mm256_load_ps(d + 8);
+            const __m256 b0 = _mm256_loadu_ps(d), b1 = _mm256_loadu_ps(d + 8);
 #pragma GCC unroll 8
             for (int i = 0; i < MR; ++i) {
                 const __m256 a = _mm256_broadcast_ss(x[i] + off);
@@ -117,7 +117,7 @@ inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* 
         partial[t] = sums;
         float* xp = thread_scratch<WeightGradImages>(images_per_group * image_floats);
         std::fill(xp, xp + images_per_group * image_floats, 0.f);  // the copies only write interiors
-        float* dpad = thread_scratch<WeightGradDout>(rows_per_chunk * g.OW * co_pad);
+        float* dpad = thread_scratch<WeightGradDout>(co_pad > Co ? rows_per_chunk * g.OW * co_pad : 0);
         if (co_pad > Co) std::fill(dpad, dpad + rows_per_chunk * g.OW * co_pad, 0.f);  // padding columns
         WeightGradRun* runs = thread_scratch<WeightGradRuns, WeightGradRun>(rows_per_chunk);
         for (int64_t grp = begin; grp < end; ++grp) {
@@ -132,13 +132,16 @@ inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* 
                 const int64_t chunk = std::min(rows_per_chunk, rows - r0);
                 for (int64_t r = 0; r < chunk; ++r) {
                     const int64_t img = (r0 + r) / g.OH, oh = (r0 + r) % g.OH;
-                    const float* src = dout + ((n0 + img) * g.OH + oh) * g.OW * Co;
-                    float* dst = dpad + r * g.OW * co_pad;
-                    if (co_pad == Co) std::memcpy(dst, src, sizeof(float) * g.OW * Co);
-                    else
+                    // dout's rows serve in place when Cout fills whole tiles; otherwise a copy
+                    // with zero columns up to the tile width.
+                    const float* row = dout + ((n0 + img) * g.OH + oh) * g.OW * Co;
+                    if (co_pad > Co) {
+                        float* dst = dpad + r * g.OW * co_pad;
                         for (int64_t ow = 0; ow < g.OW; ++ow)
-                            std::memcpy(dst + ow * co_pad, src + ow * Co, sizeof(float) * Co);
-                    runs[r] = {xp + img * image_floats + oh * g.stride * Wp * C, dst, g.OW};
+                            std::memcpy(dst + ow * co_pad, row + ow * Co, sizeof(float) * Co);
+                        row = dst;
+                    }
+                    runs[r] = {xp + img * image_floats + oh * g.stride * Wp * C, row, g.OW};
                 }
                 for (int64_t k0 = 0; k0 < k_rows; k0 += MR)
                     for (int64_t j0 = 0; j0 < co_pad; j0 += NR)

@@ -2,7 +2,8 @@
 # The statistical-fidelity runs of docs/results.md: bnn's trainer and the PyTorch twin, same
 # recipe and budget (all six stages, width 16, EPOCHS per stage, batch 128, one thread each), on
 # CIFAR-100, seeds 1 and 2. Two runs at a time, one per core, the next starting when a core is
-# free. Every run resumes where it stopped (per-epoch checkpoints), so the script can be started
+# free. Every run resumes where it stopped (per-epoch checkpoints; its log OUT_DIR/IMPL-seedN.log
+# is appended to), so the script can be started
 # again after an interruption.
 #   usage: examples/pytorch/fidelity_runs.sh DATA_DIR OUT_DIR [BUILD_DIR]
 # then:    /usr/bin/python3 examples/pytorch/fidelity_table.py OUT_DIR
@@ -18,10 +19,10 @@ common=(--data "$data" --width 16 --threads 1 --epochs "$epochs" --batch 128 --s
 run() {  # implementation seed
     local impl=$1 seed=$2 dir=$out/$1-seed$2
     if [[ $impl == bnn ]]; then
-        OMP_NUM_THREADS=1 "$trainer" "${common[@]}" --seed "$seed" --out "$dir" > "$dir.log" 2>&1
+        OMP_NUM_THREADS=1 "$trainer" "${common[@]}" --seed "$seed" --out "$dir" >> "$dir.log" 2>&1
     else
         OMP_NUM_THREADS=1 /usr/bin/python3 examples/pytorch/train_cifar100.py "${common[@]}" --device cpu \
-            --seed "$seed" --out "$dir" > "$dir.log" 2>&1
+            --seed "$seed" --out "$dir" >> "$dir.log" 2>&1
     fi
 }
 # Four runs, two at a time: the next one starts as soon as either core is free.

@@ -3,8 +3,7 @@
 # recipe and budget (all six stages, width 16, EPOCHS per stage, batch 128, one thread each), on
 # CIFAR-100, seeds 1 and 2. Two runs at a time, one per core, the next starting when a core is
 # free. Every run resumes where it stopped (per-epoch checkpoints; its log OUT_DIR/IMPL-seedN.log
-# is appended to), so the script can be started
-# again after an interruption.
+# is appended to), so the script can be started again after an interruption.
 #   usage: examples/pytorch/fidelity_runs.sh DATA_DIR OUT_DIR [BUILD_DIR]
 # then:    /usr/bin/python3 examples/pytorch/fidelity_table.py OUT_DIR
 set -euo pipefail

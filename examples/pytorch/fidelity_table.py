@@ -3,7 +3,9 @@
 bnn and the PyTorch twin, per seed, mean and spread (half the range of the two seeds), the
 difference of the means, and the paper's Table 3 beside them.
 
-usage: fidelity_table.py OUT_DIR   (OUT_DIR holds bnn-seed1/, twin-seed1/, ... as the script wrote them)
+usage: fidelity_table.py OUT_DIR [EPOCHS]
+OUT_DIR holds bnn-seed1/, twin-seed1/, ... as the script wrote them; EPOCHS per stage (default 3,
+the script's). A stage still short of EPOCHS shows its latest epoch and stays out of the means.
 """
 import glob
 import json
@@ -16,8 +18,8 @@ PAPER = {"real": 78.3, "real-to-bin/step2": 76.5, "real-to-bin/step3": 76.2, "ba
          "baseline/stage2": 69.6}
 
 
-def final_top1(metrics_path):
-    """{stage: top-1 in % after the stage's last epoch} from a metrics.jsonl (bnn's or the twin's)."""
+def latest_top1(metrics_path):
+    """{stage: (latest epoch, top-1 in % after it)} from a metrics.jsonl (bnn's or the twin's)."""
     last = {}
     with open(metrics_path) as f:
         for line in f:
@@ -27,7 +29,7 @@ def final_top1(metrics_path):
             stage, epoch = j["stage"], j["epoch"]
             if stage not in last or epoch >= last[stage][0]:
                 last[stage] = (epoch, j["test_top1"])
-    return {s: 100 * v for s, (_, v) in last.items()}  # both write fractions
+    return {s: (e, 100 * v) for s, (e, v) in last.items()}  # both write fractions
 
 
 def summary(values):
@@ -38,10 +40,11 @@ def summary(values):
 
 def main():
     out = sys.argv[1]
+    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     runs = {}
     for path in sorted(glob.glob(os.path.join(out, "*-seed*", "metrics.jsonl"))):
         impl, seed = os.path.basename(os.path.dirname(path)).split("-seed")
-        runs.setdefault(impl, {})[int(seed)] = final_top1(path)
+        runs.setdefault(impl, {})[int(seed)] = latest_top1(path)
     seeds = sorted({s for r in runs.values() for s in r})
     head = ["stage"] + [f"{impl} seed {s}" for impl in ("bnn", "twin") for s in seeds]
     head += ["bnn mean ± spread", "twin mean ± spread", "bnn - twin", "paper"]
@@ -51,10 +54,11 @@ def main():
         row, means = [stage], {}
         for impl in ("bnn", "twin"):
             for s in seeds:
-                v = runs.get(impl, {}).get(s, {}).get(stage)
-                row.append("-" if v is None else f"{v:.2f}")
+                e, v = runs.get(impl, {}).get(s, {}).get(stage, (0, None))
+                row.append("-" if v is None else f"{v:.2f}" if e >= epochs else f"({v:.2f} after {e}/{epochs})")
         for impl in ("bnn", "twin"):
-            vals = [runs[impl][s][stage] for s in seeds if stage in runs.get(impl, {}).get(s, {})]
+            vals = [v for s in seeds for e, v in [runs.get(impl, {}).get(s, {}).get(stage, (0, None))]
+                    if e >= epochs]
             m, spread = summary(vals)
             means[impl] = m
             row.append("-" if m is None else f"{m:.2f} ± {spread:.2f} (n={len(vals)})")

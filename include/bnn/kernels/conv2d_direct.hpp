@@ -5,11 +5,7 @@
 /// (see conv2d_forward_direct). Its tiles are sgemm_avx512.hpp's and sgemm_avx2.hpp's.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
-#include <vector>
 
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/conv2d_geometry.hpp"
@@ -26,17 +22,18 @@ inline bool direct_conv_applies(Isa isa, const Conv2dGeometry& g, int threads) {
     return isa != Isa::scalar && g.stride == 1 && g.KH * g.KW > 1 && g.OW >= 16 * g.pad && g.N >= threads;
 }
 
+/// Tags of conv2d_forward_direct's per-thread buffers (bnn::thread_scratch).
+struct DirectConvWeights {};
+struct DirectConvOffsets {};
+struct DirectConvImage {};
+
 /// out [N, OH, OW, Cout] (= or +=) conv(x, w) (+ bias) by direct convolution, for stride 1.
 /// Each image is copied into a zero-padded [H+2p, W+2p, C] buffer; there, output pixel (oh, ow)
 /// reads tap (kh, kw) at ((oh + kh) * Wp + ow + kw) * C, so numbering the outputs over the padded
 /// width, q = oh * Wp + ow, puts consecutive q exactly C floats apart for every tap. The Tile's
 /// direct kernel (MR outputs x NR channels) then broadcasts its inputs in place (no packing of A
-/// at all); the outputs with ow >= OW are computed and dropped. The weights are packed once per call. With flipped_of, w
-/// is that convolution's weight, used flipped (see ConvForwardSource).
-/// Tags of conv2d_forward_direct's per-thread buffers (bnn::thread_scratch).
-struct DirectConvWeights {};
-struct DirectConvOffsets {};
-struct DirectConvImage {};
+/// at all); the outputs with ow >= OW are computed and dropped. The weights are packed once per
+/// call. With flipped_of, w is that convolution's weight, used flipped (see ConvForwardSource).
 
 template <class Tile>
 void conv2d_forward_direct(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g,

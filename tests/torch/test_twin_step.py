@@ -16,9 +16,15 @@ WIDTH, CLASSES, BATCH = 4, 10, 6
 LOGITS_TOL, LOSS_TOL, GRAD_TOL, STAT_TOL = 1e-4, 1e-4, 1e-3, 1e-4
 
 
+# Where perturbed() puts a quarter of each binary conv's latent weights: within one step of the
+# clip at +-1, so a step pushes some of them past it (the initial weights are below 0.2 in size).
+NEAR_CLIP = 1 - 1e-6
+
+
 def perturbed(model, seed):
     """Moves BN statistics and affine parameters, PReLU slopes and alphas away from their initial
-    values, so the comparison exercises them (a fresh BN is an identity in eval mode)."""
+    values, so the comparison exercises them (a fresh BN is an identity in eval mode), and puts
+    latent binary weights next to the clip."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
@@ -28,6 +34,10 @@ def perturbed(model, seed):
                 t.copy_(0.2 * torch.randn(t.shape, generator=g))
             elif t.dim() == 1:
                 t.mul_(0.75 + 0.5 * torch.rand(t.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, bt.BinaryConv2d):
+                near = torch.rand(m.weight.shape, generator=g) < 0.25
+                m.weight.copy_(torch.where(near, NEAR_CLIP * torch.sign(m.weight), m.weight))
     return model
 
 
@@ -107,6 +117,13 @@ def case(driver, failures, stage, stem, optimizer, schedule, first_step, steps_p
             bad = (diff > tol).sum().item()
             failures.check(bad == 0, f"{tag} {k}: {bad} updates differ beyond tolerance (largest difference "
                                      f"{diff.max().item():.2e}, update {d_ref.abs().max().item():.2e}, lr {lr:.1e})")
+    # Clipping ran in bnn's step, so the comparisons above covered it: some latent weight next to
+    # the clip was pushed past it and came back to exactly +-1 (Adam's first step moves every
+    # weight by about lr, far more than 1 - NEAR_CLIP; SGD's lr * gradient may not).
+    binary = [m for m, mod in student.named_modules() if isinstance(mod, bt.BinaryConv2d)]
+    if binary and optimizer != "sgd":
+        clipped = sum((ref[f"after.{m}.weight"].abs() == 1).sum().item() for m in binary)
+        failures.check(clipped > 0, f"{tag} no latent weight was clipped to +-1 in bnn's step")
     # The parameters did move (a step that changes nothing would pass the comparisons above).
     moved = sum(1 for k in ref if k.startswith("after.") and "running_" not in k and not torch.equal(
         ref[k], bt.checkpoint.to_bnn_layout(before[k[len("after."):]])))

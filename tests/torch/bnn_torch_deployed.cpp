@@ -1,9 +1,10 @@
 // bnn's half of the deployment test of the PyTorch twin: runs a deployment file (written by the
 // twin's bnn_twin.deploy.save_deployed) through bnn's fused inference, as examples/classify does,
 // on a batch of images, and writes the logits, so the script can compare them with the twin's
-// eval mode.
+// eval mode. With a fourth path, it also writes the network it loaded with bnn's own
+// io::save_deployed, for the twin's load_deployed to read.
 //
-//   bnn_torch_deployed <model.deploy.safetensors> <in.safetensors> <out.safetensors>
+//   bnn_torch_deployed <model.deploy.safetensors> <in.safetensors> <out.safetensors> [<resaved.deploy.safetensors>]
 //
 // in:  "images" [N,H,W,C] F32 (bnn layout, normalised as the network expects).
 // out: "logits" [N,K] from infer::compile(io::load_deployed(model)); "eval_logits" [N,K] from the
@@ -19,7 +20,8 @@
 
 namespace {
 
-int run(const std::string& model_path, const std::string& in_path, const std::string& out_path) {
+int run(const std::string& model_path, const std::string& in_path, const std::string& out_path,
+        const std::string& resaved_path) {
     bnn::set_num_threads(1);
     const bnn::io::Deployed deployed = bnn::io::load_deployed(model_path);
     const bnn::io::SafetensorsFile in = bnn::io::load_safetensors(in_path);
@@ -33,18 +35,20 @@ int run(const std::string& model_path, const std::string& in_path, const std::st
         eval_logits = deployed.model->forward(bnn::Variable(images)).value().clone();
     }
     bnn::io::save_safetensors(out_path, {{"logits", logits}, {"eval_logits", eval_logits}});
+    if (!resaved_path.empty()) bnn::io::save_deployed(resaved_path, *deployed.model, deployed.metadata);
     return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 4) {
-        std::fprintf(stderr, "usage: bnn_torch_deployed <model.deploy.safetensors> <in.safetensors> <out.safetensors>\n");
+    if (argc != 4 && argc != 5) {
+        std::fprintf(stderr, "usage: bnn_torch_deployed <model.deploy.safetensors> <in.safetensors> <out.safetensors> "
+                             "[<resaved.deploy.safetensors>]\n");
         return 2;
     }
     try {
-        return run(argv[1], argv[2], argv[3]);
+        return run(argv[1], argv[2], argv[3], argc == 5 ? argv[4] : "");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bnn_torch_deployed: %s\n", e.what());
         return 1;

@@ -93,3 +93,14 @@ class BinaryBasicBlock(nn.Module):
 
     def forward(self, x):
         return self.half2(self.half1(x))
+
+
+class Residual(nn.Module):
+    """bnn::nn::Residual: body(x) + shortcut(x), or body(x) + x without a shortcut."""
+
+    def __init__(self, body: nn.Module, shortcut=None):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+
+    def forward(self, x):
+        return self.body(x) + (self.shortcut(x) if self.shortcut is not None else x)

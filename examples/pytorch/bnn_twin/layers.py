@@ -120,6 +120,14 @@ class PReLU(nn.Module):
         return F.prelu(x, self.weight)
 
 
+class Flatten(nn.Module):
+    """bnn::nn::Flatten: [N, C, H, W] -> [N, H*W*C] in bnn's NHWC order, so the weights of a
+    Linear after it mean what they mean in bnn."""
+
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1).flatten(1) if x.dim() == 4 else x.flatten(1)
+
+
 class ChannelGate(nn.Module):
     """bnn::nn::ChannelGate (Real-to-Bin's data-driven scale, Sec. 4.3):
     G(x) = sigmoid(W2 relu(W1 mean_hw(x))), x [N, Cin, H, W] -> [N, Cout].

@@ -206,6 +206,10 @@ inline LoadReport load_module(const SafetensorsFile& file, nn::Module& module, L
             std::string found = detail::shape_of(src).str();
             if (!f) found += std::string(" ") + detail::dtype_of(src);
             if (f && pytorch && f->rank() == 4) found += " (OIHW, " + value.shape().str() + " as OHWI)";
+            // The safetensors package marks nothing unless asked: say what would make it load.
+            if (f && !pytorch && f->rank() == 4 &&
+                Shape{f->dim(0), f->dim(2), f->dim(3), f->dim(1)} == dst.shape())
+                found += " (PyTorch's OIHW layout? a file PyTorch wrote needs the metadata format: pt)";
             report.mismatched.push_back({name, dst.shape().str(), found});
             return;
         }

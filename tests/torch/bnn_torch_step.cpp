@@ -13,7 +13,8 @@
 //   (bnn's names and layouts), "images" [steps*batch,H,W,C], "labels" [steps*batch] (I32 or I64),
 //   optional "soft_targets" [steps*batch,K]. With "student_file" in the spec the student is
 //   loaded from that file by io::load_module instead (e.g. a torchvision state_dict); with
-//   "eval_only" the program writes only the eval-mode "logits" of all the images.
+//   "eval_only" the program writes only the eval-mode "logits" of all the images. With "plan_only"
+//   it reads no tensors and writes only the trainer's stage table, as JSON in the metadata "plan".
 // out: "logits" [batch,K] of step 0; "loss.total", "loss.ce", "loss.attention", "loss.kd", "lr"
 //   [steps]; "grad.<name>" of every parameter after step 0's backward; "after.<name>" of every
 //   parameter and buffer after the last step.
@@ -95,6 +96,30 @@ std::unique_ptr<bnn::optim::Optimizer> make_optimizer(const std::string& kind, c
     bnn::fail("bnn_torch_step: optimizer must be adamw, adam or sgd, got '", kind, "'");
 }
 
+// Every field of the trainer's stages, under the names of the twin's StagePlan and StageConfig.
+nlohmann::json plan_json(const std::vector<trainer::StagePlan>& plan) {
+    // The twin's names: "real" or the binary mode the student trains in.
+    const char* students[] = {"real", "soft_activations", "binary_activations", "fully_binary"};
+    const char* norms[] = {"l2", "max", "none"};
+    const char* distances[] = {"squared", "absolute", "l2norm"};
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : plan) {
+        const auto& c = s.config;
+        const auto& w = c.weights;
+        out.push_back({{"id", s.id}, {"variant", bnn::examples::variant_name(s.variant)}, {"teacher", s.teacher},
+                       {"init_from", s.init_from}, {"paper_top1", s.paper_top1 ? nlohmann::json(*s.paper_top1) : nlohmann::json()},
+                       {"stage", c.stage}, {"name", c.name}, {"student", students[static_cast<int>(c.student)]},
+                       {"has_teacher", c.has_teacher}, {"init_from_previous", c.init_from_previous},
+                       {"lr", c.lr}, {"weight_decay", c.weight_decay}, {"warmup_epochs", c.warmup_epochs},
+                       {"epochs", c.epochs}, {"milestones", c.milestones}, {"decay", c.decay},
+                       {"weights", {{"ce", w.ce}, {"attention", w.attention}, {"kd", w.kd},
+                                    {"temperature", w.temperature}, {"label_smoothing", w.label_smoothing},
+                                    {"attention_norm", norms[static_cast<int>(w.attention_options.norm)]},
+                                    {"attention_distance", distances[static_cast<int>(w.attention_options.distance)]}}}});
+    }
+    return out;
+}
+
 bnn::Tensor<float> scalars(const std::vector<float>& v) {
     return bnn::Tensor<float>::from_vector(bnn::Shape{static_cast<int64_t>(v.size())}, v);
 }
@@ -106,6 +131,10 @@ int run(const std::string& spec_path, const std::string& in_path, const std::str
     bnn::set_num_threads(spec.value("threads", 1));
 
     const auto plan = trainer::plan_recipes({"real", "real-to-bin", "baseline"});
+    if (spec.value("plan_only", false)) {
+        bnn::io::save_safetensors(out_path, {}, {{"plan", plan_json(plan).dump()}});
+        return 0;
+    }
     const trainer::StagePlan& stage = find_stage(plan, spec.at("stage").get<std::string>());
     bnn::train::StageConfig config = stage.config;
     if (spec.contains("label_smoothing")) config.weights.label_smoothing = spec["label_smoothing"].get<float>();

@@ -129,9 +129,10 @@ def case(driver, failures, stage, stem, optimizer, schedule, first_step, steps_p
                                       f"decides Adam's update: the comparison of the step checks too little")
     # Clipping ran in bnn's step, so the comparisons above covered it: some latent weight next to
     # the clip was pushed past it and came back to exactly +-1 (Adam's first step moves every
-    # weight by about lr, far more than 1 - NEAR_CLIP; SGD's lr * gradient may not).
+    # weight by about lr, more than 1 - NEAR_CLIP unless late in the step schedule; SGD's
+    # lr * gradient may not).
     binary = [m for m, mod in student.named_modules() if isinstance(mod, bt.BinaryConv2d)]
-    if binary and optimizer != "sgd":
+    if binary and optimizer != "sgd" and lr > 2 * (1 - NEAR_CLIP):
         clipped = sum((ref[f"after.{m}.weight"].abs() == 1).sum().item() for m in binary)
         failures.check(clipped > 0, f"{tag} no latent weight was clipped to +-1 in bnn's step")
     # The parameters did move (a step that changes nothing would pass the comparisons above).
@@ -149,10 +150,12 @@ def main():
         # During the warm-up (cosine over 2 epochs of 50 steps: 1.4 steps of warm-up), Adam with
         # decoupled decay as the trainer runs it.
         case(driver, failures, stage, stem, "adamw", "cosine", 1, 50, 1, seed)
-    for stage, optimizer in itertools.product(("real", "real-to-bin/step2", "baseline/stage2"), ("adam", "sgd")):
+    for i, (stage, optimizer) in enumerate(itertools.product(STAGES, ("adam", "sgd"))):
         seed += 10
-        # The step schedule past its first milestone (epoch 150) with the L2-decay optimisers.
-        case(driver, failures, stage, "cifar", optimizer, "step", 150, 1, 1, seed)
+        # The step schedule with the L2-decay optimisers, both stems: past the first milestone
+        # (epoch 150), or past all three (320).
+        case(driver, failures, stage, ("cifar", "imagenet")[i % 2], optimizer, "step", (150, 320)[i // 2 % 2], 1, 1,
+             seed)
     for stage in ("real-to-bin/step1", "baseline/stage2"):
         seed += 10
         # The learning rate of several steps: warm-up from 0, the cosine, the milestones.

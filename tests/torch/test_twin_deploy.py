@@ -144,6 +144,25 @@ def main():
         failures.check(meta == {"stage": "baseline/stage2"}, f"checkpoint metadata came back as {meta}")
         for name, t in net.state_dict().items():
             failures.check(torch.equal(again.state_dict()[name], t), f"checkpoint round trip changed {name}")
+        # With the optimiser's state: it restores into the same grouping, and is refused, with
+        # nothing restored, by an optimiser of another network.
+        optimizer = recipe.make_optimizer("adamw", net, 1e-3, 1e-5)
+        recipe.distillation_step(None, net, own_images[:BATCH].repeat(1, 1, 2, 2), torch.zeros(BATCH, dtype=torch.long),
+                                 recipe.LossWeights(), optimizer)
+        bt.checkpoint.save_checkpoint(ckpt, net, {"stage": "baseline/stage2"}, optimizer)
+        same = recipe.make_optimizer("adamw", again, 1e-3, 1e-5)
+        bt.checkpoint.load_checkpoint(ckpt, again, optimizer=same)
+        restored = [same.state[p]["exp_avg"] for g in same.param_groups for p in g["params"]]
+        original = [optimizer.state[p]["exp_avg"] for g in optimizer.param_groups for p in g["params"]]
+        failures.check(all(torch.equal(a, b) for a, b in zip(restored, original)) and len(restored) == len(original),
+                       "the optimiser's state did not round trip")
+        narrow = bt.ResNet18("strong-baseline", "imagenet", WIDTH // 2, CLASSES, mode=bt.FULLY_BINARY)
+        other = recipe.make_optimizer("adamw", narrow, 1e-3, 1e-5)
+        try:
+            bt.checkpoint.load_optimizer_state(other, safetensors_io.load(ckpt)[0])
+            failures.check(False, "another network's optimiser took the checkpoint's optimiser state")
+        except ValueError as e:
+            failures.check("shape" in str(e) and not other.state, f"refused, but not as expected: {e}")
         tensors, file_meta, dtypes = safetensors_io.load(ckpt)
         failures.check(file_meta.get("format") == "bnn-checkpoint-1", f"checkpoint format {file_meta.get('format')}")
         failures.check(list(tensors["stem.0.weight"].shape) == [WIDTH, 7, 7, 3] and

@@ -80,20 +80,35 @@ def optimizer_state(optimizer) -> dict:
 
 
 def load_optimizer_state(optimizer, tensors: dict) -> None:
-    """Restores what optimizer_state() (or bnn's save_checkpoint) wrote; ValueError when absent."""
+    """Restores what optimizer_state() (or bnn's save_checkpoint) wrote. ValueError, with nothing
+    restored, when a tensor is absent or of another shape than its parameter, or when the file
+    holds optimiser state for parameters this optimiser does not have (another model or grouping)."""
+    restored, used = [], set()
     for g, group in enumerate(optimizer.param_groups):
         for i, p in enumerate(group["params"]):
             prefix = f"optim.group{g}.param{i}."
 
-            def get(key):
-                if prefix + key not in tensors:
-                    raise ValueError(f"load_optimizer_state: no tensor '{prefix + key}' in the checkpoint")
-                return from_bnn_layout(tensors[prefix + key]).to(p.device)
+            def get(key, shape):
+                name = prefix + key
+                if name not in tensors:
+                    raise ValueError(f"load_optimizer_state: no tensor '{name}' in the checkpoint")
+                t = from_bnn_layout(tensors[name])
+                if (t.numel() != 1) if shape is None else (tuple(t.shape) != tuple(shape)):
+                    raise ValueError(f"load_optimizer_state: '{name}' has shape {list(t.shape)} (torch layout), "
+                                     f"expected {'one value' if shape is None else list(shape)}")
+                used.add(name)
+                return t.to(p.device)
             if isinstance(optimizer, torch.optim.SGD):
-                optimizer.state[p] = {"momentum_buffer": get("momentum_buffer")}
+                restored.append((p, {"momentum_buffer": get("momentum_buffer", p.shape)}))
             else:
-                optimizer.state[p] = {"step": get("step").reshape(()).cpu(), "exp_avg": get("exp_avg"),
-                                      "exp_avg_sq": get("exp_avg_sq")}
+                restored.append((p, {"step": get("step", None).reshape(()).cpu(), "exp_avg": get("exp_avg", p.shape),
+                                     "exp_avg_sq": get("exp_avg_sq", p.shape)}))
+    left = sorted(k for k in tensors if k.startswith("optim.") and k not in used)
+    if left:
+        raise ValueError(f"load_optimizer_state: the checkpoint holds optimiser state this optimiser has no "
+                         f"parameter for: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
+    for p, state in restored:
+        optimizer.state[p] = state
 
 
 def save_checkpoint(path, model: torch.nn.Module, metadata=None, optimizer=None):

@@ -6,6 +6,7 @@ Tensors are given and returned as (torch dtype, tensor); U64 has no torch type i
 carried as int64 with the same bits."""
 import ctypes
 import json
+import os
 import struct
 
 import torch
@@ -51,6 +52,8 @@ def save(path, tensors, metadata=None, u64=()):
         f.write(text)
         for c in chunks:
             f.write(c)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before a caller renames it over the previous file
 
 
 def load(path):

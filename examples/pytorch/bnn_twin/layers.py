@@ -72,7 +72,7 @@ class Conv2d(nn.Module):
 
 
 class Linear(nn.Module):
-    """bnn::nn::Linear: weight [out, in] Kaiming normal, bias U(+-1/sqrt(in))."""
+    """bnn::nn::Linear: weight [out, in] and bias initialised as `init` says (default U(+-1/sqrt(in)))."""
 
     def __init__(self, in_features, out_features, bias=True, init="bnn"):
         super().__init__()
@@ -159,7 +159,7 @@ class BinaryConv2d(nn.Module):
     - "learned": parameter alpha [out] = 1 applied in every mode; times mean |W| once binary;
     - "alpha": parameter alpha [out] applied alone in every mode (how deployment files rebuild convs);
     - "none".
-    weight [out, in, k, k] (latent, Kaiming normal clipped to [-1, 1]); alpha [out] when learned/alpha."""
+    weight [out, in, k, k] (latent, initialised as `init` says, clipped to [-1, 1]); alpha [out] when learned/alpha."""
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, pad_value="zero",
                  mode=BINARY_ACTIVATIONS, scale=SCALE_MEAN_ABS, init="bnn"):

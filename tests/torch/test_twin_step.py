@@ -1,8 +1,8 @@
 """One training step in bnn and in the PyTorch twin from the same weights and batch, for every
 trainer stage (real, Real-to-Bin steps 1-3, strong baseline stages 1-2), both stems and the
-three optimisers (and each with a large weight decay): the same logits, loss parts, gradient of every parameter, parameters after
-the steps (warm-up, schedule and clipping of the latent weights included) and batch-norm
-running statistics.
+three optimisers (and each with a large weight decay): the same logits (also in eval mode),
+loss parts, gradient of every parameter, parameters after the steps (warm-up, schedule and
+clipping of the latent weights included) and batch-norm running statistics.
 
   test_twin_step.py <bnn_torch_step>"""
 import itertools
@@ -141,6 +141,22 @@ def case(driver, failures, stage, stem, optimizer, schedule, first_step, steps_p
     failures.check(moved > 0, f"{tag} no parameter changed in bnn's step")
 
 
+def eval_case(driver, failures, stage, stem, seed):
+    """Eval mode (running statistics, no tape) of the same perturbed weights: the same logits."""
+    torch.manual_seed(seed)
+    student = perturbed(make_student(recipe.find_stage(stage), stem, WIDTH, CLASSES), seed)
+    size = 16 if stem == "cifar" else 32
+    images, labels = torch.randn(4 * BATCH, 3, size, size), torch.randint(0, CLASSES, (4 * BATCH,))
+    spec = {"stage": stage, "stem": stem, "width": WIDTH, "classes": CLASSES, "eval_only": True, "steps": 1,
+            "batch": len(labels), "epochs": 1, "steps_per_epoch": 1}
+    ref = run_driver(driver, spec, student, None, images, labels)
+    student.eval()
+    with torch.no_grad():
+        got = student(images)
+    e = rel_err(got, ref["logits"])
+    failures.check(e <= LOGITS_TOL, f"[{stage} {stem} eval] logits: relative error {e:.2e}")
+
+
 def main():
     driver = driver_path()
     failures = Failures()
@@ -150,6 +166,9 @@ def main():
         # During the warm-up (cosine over 2 epochs of 50 steps: 1.4 steps of warm-up), Adam with
         # decoupled decay as the trainer runs it.
         case(driver, failures, stage, stem, "adamw", "cosine", 1, 50, 1, seed)
+    for stage, stem in itertools.product(STAGES, ("cifar", "imagenet")):
+        seed += 10
+        eval_case(driver, failures, stage, stem, seed)
     for i, (stage, optimizer) in enumerate(itertools.product(STAGES, ("adam", "sgd"))):
         seed += 10
         # The step schedule with the L2-decay optimisers, both stems: past the first milestone

@@ -12,9 +12,9 @@ import torch
 
 
 def sign_of(x: torch.Tensor) -> torch.Tensor:
-    """+1 where x >= 0, -1 elsewhere (no gradient)."""
-    one = torch.ones((), dtype=x.dtype, device=x.device)
-    return torch.where(x >= 0, one, -one)
+    """+1 where x >= 0, -1 elsewhere (no gradient). Computed from the comparison's 0/1 rather than
+    by torch.where, which is several times slower on the CPU."""
+    return (x >= 0).to(x.dtype).mul_(2).sub_(1)
 
 
 class SignSTE(torch.autograd.Function):

@@ -96,6 +96,30 @@ def check_deployment(driver, failures, tmp, tag, net, test_images):
     compare_logits(failures, tag, net, test_images, reloaded, twin_logits, "twin, reloaded")
 
 
+def check_bad_files(failures, tmp, good_path):
+    """load_deployed refuses a file that is not a whole deployment file, naming what is wrong."""
+    tensors, meta, dtypes = safetensors_io.load(good_path)
+    u64 = {k for k, d in dtypes.items() if d == "U64"}
+    conv = sorted(u64)[0][:-len(".sign_bits")]
+    bad = os.path.join(tmp, "bad.deploy.safetensors")
+
+    def refused(what, tensors, meta, expected):
+        safetensors_io.save(bad, tensors, meta, u64={k for k in u64 if k in tensors})
+        try:
+            bt.deploy.load_deployed(bad)
+            failures.check(False, f"load_deployed took a file with {what}")
+        except ValueError as e:
+            failures.check(expected in str(e), f"load_deployed on a file with {what}: {e}")
+
+    refused("another format", tensors, dict(meta, format="bnn-checkpoint-1"), "bnn-checkpoint-1")
+    refused("no module tree", tensors, {k: v for k, v in meta.items() if k != "module_tree"}, "module_tree")
+    refused("a conv's bits missing", {k: v for k, v in tensors.items() if k != conv + ".sign_bits"}, meta,
+            conv + ".sign_bits")
+    refused("a wrong geometry", dict(tensors, **{conv + ".geometry": tensors[conv + ".geometry"] + 1}), meta,
+            conv + ".geometry")
+    refused("a tensor left over", dict(tensors, extra=torch.zeros(2)), meta, "extra")
+
+
 def main():
     driver = os.path.join(os.path.dirname(driver_path()), "bnn_torch_deployed")
     failures = Failures()
@@ -135,6 +159,7 @@ def main():
         own.eval()
         own_images, _ = task(3, TEST, 16)
         check_deployment(driver, failures, tmp, "[own network]", own, own_images)
+        check_bad_files(failures, tmp, os.path.join(tmp, "net.deploy.safetensors"))
 
         # A bnn checkpoint written by the twin reads back to the same tensors.
         ckpt = os.path.join(tmp, "net.safetensors")

@@ -216,7 +216,7 @@ def load_deployed(path):
     if "module_tree" not in meta:
         raise ValueError(f"load_deployed '{path}': the metadata has no module_tree")
     model = build_module(json.loads(meta["module_tree"]))
-    state = {k: v for k, v in tensors.items() if not k.endswith((".sign_bits", ".scale", ".geometry"))}
+    state = dict(tensors)  # the binary convs' entries are replaced below; whatever is left must fit
     for name, m in model.named_modules():
         if not isinstance(m, BinaryConv2d):
             continue
@@ -233,6 +233,8 @@ def load_deployed(path):
             if dtypes[key] != dtype or list(tensors[key].shape) != shape:
                 raise ValueError(f"load_deployed '{path}': '{key}' must be {dtype} {shape}, found "
                                  f"{dtypes[key]} {list(tensors[key].shape)}")
+        for suffix in expected:
+            del state[f"{name}.{suffix}"]
         geometry = tensors[f"{name}.geometry"].tolist()
         if geometry != [cout, k, k, cin, m.stride, m.padding]:
             raise ValueError(f"load_deployed '{path}': '{name}.geometry' is {geometry}, the module tree says "

@@ -28,6 +28,11 @@ def _f32(x: float) -> float:
     return float(torch.tensor(x, dtype=torch.float32))
 
 
+def _child(path, name):
+    """The dotted module path of `name` under `path` ("" at the top)."""
+    return f"{path}.{name}" if path else name
+
+
 def _node(kind, options):
     return {"type": kind, "options": options}
 
@@ -64,9 +69,9 @@ def describe_module(m: nn.Module, path=""):
     if isinstance(m, Flatten):
         return _node("Flatten", {})
     if isinstance(m, Residual):
-        return {"type": "Residual", "body": describe_module(m.body, f"{path}.body" if path else "body"),
+        return {"type": "Residual", "body": describe_module(m.body, _child(path, "body")),
                 "shortcut": None if m.shortcut is None else
-                describe_module(m.shortcut, f"{path}.shortcut" if path else "shortcut")}
+                describe_module(m.shortcut, _child(path, "shortcut"))}
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         def single(v):
             return v[0] if isinstance(v, (tuple, list)) else v
@@ -91,7 +96,7 @@ def describe_module(m: nn.Module, path=""):
         return _node("BasicBlock", {"in_channels": m.in_channels, "out_channels": m.out_channels,
                                     "stride": m.stride})
     # The ResNet-18 and nn.Sequential apply their children in order: a Sequential to bnn.
-    children = [[name, describe_module(c, f"{path}.{name}" if path else name)] for name, c in m.named_children()]
+    children = [[name, describe_module(c, _child(path, name))] for name, c in m.named_children()]
     if not children:
         raise ValueError(f"describe_module: '{path or '<model>'}' is a {type(m).__name__}, which bnn cannot describe")
     return {"type": "Sequential", "children": children}
@@ -160,13 +165,13 @@ def build_module(node, path=""):
         if kind == "Sequential":
             children = OrderedDict()
             for name, child in node["children"]:
-                children[name] = build_module(child, f"{path}.{name}" if path else name)
+                children[name] = build_module(child, _child(path, name))
             return nn.Sequential(children)
         if kind == "Residual":
-            body = build_module(node["body"], f"{path}.body" if path else "body")
+            body = build_module(node["body"], _child(path, "body"))
             shortcut = node.get("shortcut")
             return Residual(body, None if shortcut is None else
-                            build_module(shortcut, f"{path}.shortcut" if path else "shortcut"))
+                            build_module(shortcut, _child(path, "shortcut")))
         if kind == "Conv2d":
             return Conv2d(o["in_channels"], o["out_channels"], o["kernel_size"], o["stride"], o["padding"], o["bias"])
         if kind == "BinaryConv2d":

@@ -15,6 +15,8 @@
 //   loaded from that file by io::load_module instead (e.g. a torchvision state_dict); with
 //   "eval_only" the program writes only the eval-mode "logits" of all the images. With "plan_only"
 //   it reads no tensors and writes only the trainer's stage table, as JSON in the metadata "plan".
+//   With "init_only" it reads no tensors and writes every parameter and buffer of the stage's
+//   network as bnn initialises it after bnn::manual_seed("seed"), under its own name.
 // out: "logits" [batch,K] of step 0; "loss.total", "loss.ce", "loss.attention", "loss.kd", "lr"
 //   [steps]; "grad.<name>" of every parameter after step 0's backward; "after.<name>" of every
 //   parameter and buffer after the last step.
@@ -136,6 +138,15 @@ int run(const std::string& spec_path, const std::string& in_path, const std::str
         return 0;
     }
     const trainer::StagePlan& stage = find_stage(plan, spec.at("stage").get<std::string>());
+    if (spec.value("init_only", false)) {
+        bnn::manual_seed(spec.at("seed").get<uint64_t>());
+        const auto model = make_model(stage, spec, spec.value("in_channels", 3));
+        NamedTensors out;
+        for (auto& [name, p] : model->named_parameters()) out.emplace_back(name, p.value().clone());
+        for (auto& [name, b] : model->named_buffers()) out.emplace_back(name, b.clone());
+        bnn::io::save_safetensors(out_path, out);
+        return 0;
+    }
     bnn::train::StageConfig config = stage.config;
     if (spec.contains("label_smoothing")) config.weights.label_smoothing = spec["label_smoothing"].get<float>();
     // The stage's decay (1e-5 or 0) moves a step by far less than the tolerances see.

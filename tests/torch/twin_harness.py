@@ -30,10 +30,12 @@ class Failures:
         self.checked = 0
 
     def check(self, ok, message):
+        """Records one comparison; returns whether it passed."""
         self.checked += 1
         if not ok:
             self.items.append(message)
             print("FAIL:", message)
+        return ok
 
     def finish(self, what):
         if self.checked == 0:

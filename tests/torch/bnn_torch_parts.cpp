@@ -17,6 +17,11 @@
 //   "kd": {temperature}; in: "zs", "zt" [N,K]; out: "loss", "grad.zs"
 //   "ce": {label_smoothing}; in: "logits" [N,K], "labels" [N] I64 or "soft_targets" [N,K];
 //     out: "loss", "grad.logits"
+//   "loader": the trainer's BatchLoader {batch, seed, epochs, augment (random crop and flip, as
+//     the trainer trains), shuffle, drop_last}; in: "images" U8 [N,H,W,C], "labels" [N] I64;
+//     out: "mean", "std" [C] (the images' channel statistics, which normalise them), "images"
+//     [epochs*batches*batch,H,W,C] and "labels" of every batch of epochs 1..epochs in order
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -25,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bnn/core/threads.hpp"
+#include "bnn/data/loader.hpp"
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/io/safetensors.hpp"
 #include "bnn/losses/attention_transfer.hpp"
@@ -84,6 +90,41 @@ void run_module(bnn::nn::Module& m, const SafetensorsFile& in, NamedTensors& out
 }
 
 Tensor<float> scalar(float v) { return Tensor<float>::full(bnn::Shape{1}, v); }
+
+void run_loader(const json& spec, const SafetensorsFile& in, NamedTensors& out) {
+    bnn::data::Dataset data;
+    data.images = in.get<uint8_t>("images");
+    const Tensor<int64_t> labels = in.get<int64_t>("labels");
+    data.labels.assign(labels.begin(), labels.end());
+    data.num_classes = 1 + *std::max_element(data.labels.begin(), data.labels.end());
+    data.class_names.resize(static_cast<size_t>(data.num_classes));
+    const bnn::data::Normalization norm = bnn::data::channel_statistics(data.images);
+    const bool augment = spec.at("augment");
+    bnn::data::BatchLoader loader(data, {.batch_size = spec.at("batch"),
+                                         .shuffle = spec.at("shuffle"),
+                                         .drop_last = spec.at("drop_last"),
+                                         .seed = spec.at("seed"),
+                                         .random_crop = augment,
+                                         .horizontal_flip = augment,
+                                         .mean = norm.mean,
+                                         .std = norm.std});
+    std::vector<float> pixels;
+    std::vector<int64_t> seen;
+    for (int64_t e = 1; e <= spec.at("epochs").get<int64_t>(); ++e) {
+        loader.start_epoch(e);
+        while (auto batch = loader.next()) {
+            pixels.insert(pixels.end(), batch->images.begin(), batch->images.end());
+            seen.insert(seen.end(), batch->labels.begin(), batch->labels.end());
+        }
+    }
+    const auto n = static_cast<int64_t>(seen.size());
+    const auto c = static_cast<int64_t>(norm.mean.size());
+    out.emplace_back("mean", Tensor<float>::from_vector(bnn::Shape{c}, norm.mean));
+    out.emplace_back("std", Tensor<float>::from_vector(bnn::Shape{c}, norm.std));
+    out.emplace_back("images", Tensor<float>::from_vector(
+                                       bnn::Shape{n, data.height(), data.width(), data.channels()}, pixels));
+    out.emplace_back("labels", Tensor<int64_t>::from_vector(bnn::Shape{n}, seen));
+}
 
 int run(const std::string& spec_path, const std::string& in_path, const std::string& out_path) {
     std::ifstream spec_file(spec_path);
@@ -155,8 +196,11 @@ int run(const std::string& spec_path, const std::string& in_path, const std::str
         loss.backward();
         out.emplace_back("loss", scalar(loss.item()));
         out.emplace_back("grad.logits", logits.grad());
+    } else if (kind == "loader") {
+        run_loader(spec, in, out);
     } else {
-        bnn::fail("bnn_torch_parts: kind must be binary_conv, half_block, attention, kd or ce, got '", kind, "'");
+        bnn::fail("bnn_torch_parts: kind must be binary_conv, half_block, attention, kd, ce or loader, got '", kind,
+                  "'");
     }
     bnn::io::save_safetensors(out_path, out);
     return 0;

@@ -79,10 +79,11 @@ attempt_and_kill() {
         sleep "$((RANDOM % 2)).$(printf %03d $((RANDOM % 1000)))"
     else
         # Inside the n-th checkpoint write of this process: each write pauses once its first
-        # bytes are in its temporary file.
+        # bytes are in its temporary file, long enough that this loop, slowed by a loaded
+        # machine (ctest -j), still kills inside the pause.
         mode="inside a checkpoint write"
         local target=$((1 + RANDOM % 4)) seen=0 last="" tmp
-        BNN_TEST_ATOMIC_WRITE_PAUSE_MS=400 start "$out" "${args[@]}" "${resume[@]}"
+        BNN_TEST_ATOMIC_WRITE_PAUSE_MS=1500 start "$out" "${args[@]}" "${resume[@]}"
         while kill -0 "$pid" 2>/dev/null; do
             tmp=$(checkpoint_temp_files "$out" | head -n 1)
             if [ -n "$tmp" ] && [ "$tmp" != "$last" ]; then

@@ -61,6 +61,14 @@ wait_for_file() {
     return 1
 }
 
+# Waits until the process $pid has stopped itself (state T) or ended (state Z, not yet reaped).
+wait_for_stop_or_exit() {
+    local state
+    while state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) && [ "$state" != T ] && [ "$state" != Z ]; do
+        sleep 0.02
+    done
+}
+
 # Runs the trainer in the foreground; its exit code in $rc, stdout and stderr in $output.
 run() {
     output=$("$trainer" "${common[@]}" "$@" 2>&1)
@@ -68,9 +76,10 @@ run() {
 }
 
 # Runs the trainer on output $1 once and kills it, at a random moment (attempts of even number
-# $2) or inside its n-th checkpoint write (odd). Counts kills; sets $status (137 killed, 0 done).
+# $2) or inside its n-th checkpoint write (odd; n random in 1-4, so a run with fewer writes left
+# ends). Counts kills; sets $status (137 killed, 0 done).
 attempt_and_kill() {
-    local out=$1 attempt=$2 mode resume=()
+    local out=$1 attempt=$2 mode resume=() stale=""
     ((attempt > 0)) && resume=(--resume)
     if ((attempt % 2 == 0)); then
         # Anywhere: start-up, an epoch, evaluation, the metrics, a checkpoint.
@@ -78,20 +87,14 @@ attempt_and_kill() {
         start "$out" "${args[@]}" "${resume[@]}"
         sleep "$((RANDOM % 2)).$(printf %03d $((RANDOM % 1000)))"
     else
-        # Inside the n-th checkpoint write of this process: each write pauses once its first
-        # bytes are in its temporary file, long enough that this loop, slowed by a loaded
-        # machine (ctest -j), still kills inside the pause.
+        # Inside the n-th checkpoint write of this process, which stops itself there (SIGSTOP)
+        # once its first bytes are in the temporary file: killed while stopped, it dies inside
+        # the write whatever the machine's load. Temporaries a killed run left are not this
+        # write's: the new process removes them at start, before it writes anything.
         mode="inside a checkpoint write"
-        local target=$((1 + RANDOM % 4)) seen=0 last="" tmp
-        BNN_TEST_ATOMIC_WRITE_PAUSE_MS=1500 start "$out" "${args[@]}" "${resume[@]}"
-        while kill -0 "$pid" 2>/dev/null; do
-            tmp=$(checkpoint_temp_files "$out" | head -n 1)
-            if [ -n "$tmp" ] && [ "$tmp" != "$last" ]; then
-                last=$tmp
-                ((++seen == target)) && break
-            fi
-            sleep 0.02
-        done
+        stale=$(checkpoint_temp_files "$out")
+        BNN_TEST_STOP_IN_WRITE=$((1 + RANDOM % 4)) start "$out" "${args[@]}" "${resume[@]}"
+        wait_for_stop_or_exit
     fi
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
@@ -99,10 +102,12 @@ attempt_and_kill() {
     if [ "$status" = 137 ]; then
         ((kills++))
         if ((attempt % 2 == 1)); then
-            # The half-written temporary outlived the process: the kill hit the write.
-            [ -n "$(checkpoint_temp_files "$out")" ] || fail "kill $kills was meant to hit a checkpoint write but found none"
+            # The half-written temporary of this process outlived it: the kill hit the write.
+            local fresh
+            fresh=$(comm -13 <(echo "$stale") <(checkpoint_temp_files "$out"))
+            [ -n "$fresh" ] || fail "kill $kills was meant to hit a checkpoint write but found no temporary of it"
             ((write_kills++))
-            mode="$mode ($(checkpoint_temp_files "$out" | tail -n 1))"
+            mode="$mode ($fresh)"
         fi
         echo "kill $kills $mode; saved: $(cd "$out" 2>/dev/null && ls *.safetensors 2>/dev/null | tr '\n' ' ')"
     elif [ "$status" != 0 ]; then

@@ -4,19 +4,18 @@
 /// completely or left as it was. Every failure raises bnn::Error naming the file and the reason.
 /// (Reading files is core/file.hpp, below data/.)
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bnn/core/error.hpp"
@@ -26,12 +25,13 @@ namespace bnn::io {
 /// Sink handed to an atomic_write_file producer: write() appends bytes to the temporary file.
 class FileSink {
 public:
-    FileSink(int fd, std::string path, int pause_ms = 0) : fd_(fd), path_(std::move(path)), pause_ms_(pause_ms) {}
+    FileSink(int fd, std::string path, bool stop_after_first_bytes = false)
+        : fd_(fd), path_(std::move(path)), stop_after_first_bytes_(stop_after_first_bytes) {}
     void write(const void* data, size_t size) {
-        if (written_ > 0 && pause_ms_ > 0) {
-            // Test hook (see test_pause_ms): the temporary file now holds a partial write.
-            std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms_));
-            pause_ms_ = 0;
+        if (written_ > 0 && stop_after_first_bytes_) {
+            // Test hook (see detail::test_stop_in_write): the temporary now holds a partial write.
+            stop_after_first_bytes_ = false;
+            ::raise(SIGSTOP);
         }
         const char* p = static_cast<const char*>(data);
         while (size > 0) {
@@ -50,17 +50,21 @@ public:
 private:
     int fd_;
     std::string path_;
-    int pause_ms_;
+    bool stop_after_first_bytes_;
     uint64_t written_ = 0;
 };
 
 namespace detail {
-/// For crash tests only: with BNN_TEST_ATOMIC_WRITE_PAUSE_MS set, every atomic write pauses this
-/// many milliseconds once its first bytes are in the temporary file, so a test can kill the
-/// process while a file is being written rather than hoping to hit that moment. 0 when unset.
-inline int test_pause_ms() {
-    const char* v = std::getenv("BNN_TEST_ATOMIC_WRITE_PAUSE_MS");
-    return v ? std::max(0, std::atoi(v)) : 0;
+/// For crash tests only: with BNN_TEST_STOP_IN_WRITE=n in the environment, this process's n-th
+/// atomic write of a `.safetensors` file (a checkpoint or deployment file) stops the process with
+/// SIGSTOP once its first bytes are in the temporary file. A test waits for the stop and kills
+/// the process: the kill lands inside that write by construction, however loaded the machine.
+/// Unset, it costs one getenv per write.
+inline bool test_stop_in_write(const std::string& path) {
+    static std::atomic<int> safetensors_writes{0};
+    const char* n = std::getenv("BNN_TEST_STOP_IN_WRITE");
+    if (!n || !path.ends_with(".safetensors")) return false;
+    return ++safetensors_writes == std::atoi(n);
 }
 }  // namespace detail
 
@@ -81,7 +85,7 @@ inline void atomic_write_file(const std::string& path, const std::function<void(
         ::unlink(tmp.c_str());
     };
     try {
-        FileSink sink(fd, path, detail::test_pause_ms());
+        FileSink sink(fd, path, detail::test_stop_in_write(path));
         produce(sink);
         if (::fsync(fd) != 0) ::bnn::fail("atomic_write_file: fsync of '", tmp, "' failed: ", std::strerror(errno));
         // mkstemp creates 0600; give the file the usual permissions (subject to the umask).

@@ -675,6 +675,80 @@ TEST_CASE("load_image refuses a PNM header number that would overflow stb's int"
     REQUIRE_THROWS_WITH(io::load_image(commented, 1), Catch::Contains("maximum value has 10 digits"));
 }
 
+TEST_CASE("load_image refuses a 16-bit PNM whose pixels are short and converts full ones", "[image][fuzz]") {
+    // Found by tests/fuzz/fuzz_image: a PGM of 2x2 pixels with maximum value 355 (2 bytes a
+    // sample, 8 bytes of pixels) and 4 bytes after its header. The old check compared the whole
+    // file (15 bytes) with the pixels, and stb 2.27 then read past its buffer. These are its bytes.
+    TempDir dir;
+    const std::string short_file = dir.file("short.pgm");
+    const std::string header = "P5\n2 2\n355\n";
+    std::vector<uint8_t> bytes(header.begin(), header.end());
+    bytes.insert(bytes.end(), {0x10, 0x20, 0x30, 0x40});
+    REQUIRE(bytes.size() == 15);
+    write_bytes(short_file, bytes);
+    REQUIRE_THROWS_WITH(io::load_image(short_file, 1), Catch::Contains("short.pgm") && Catch::Contains("16 bits") &&
+                                                           Catch::Contains("8 bytes of pixels, but holds 4") &&
+                                                           Catch::Contains("truncated"));
+    REQUIRE_THROWS_WITH(io::load_image(short_file, 3), Catch::Contains("truncated"));
+
+    // Complete files: samples are big-endian and scaled from their maximum value to 255, in any
+    // number of channels. (stb 2.27 reads 2-byte samples little-endian, does not scale, and reads
+    // past its buffer when it converts a 16-bit PNM's channels; bnn decodes PNM itself.)
+    const std::string grey = dir.file("grey16.pgm"), colour = dir.file("rgb16.ppm"), low = dir.file("max100.pgm");
+    const std::string grey_header = "P5\n2 2\n65535\n";
+    std::vector<uint8_t> pgm(grey_header.begin(), grey_header.end());
+    pgm.insert(pgm.end(), {0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80});  // 0x1020 * 255 / 65535 = 16.06
+    write_bytes(grey, pgm);
+    REQUIRE(io::load_image(grey, 1).to_vector() == std::vector<uint8_t>{0x10, 0x30, 0x50, 0x70});
+    REQUIRE(io::load_image(grey, 2).to_vector() ==
+            std::vector<uint8_t>{0x10, 255, 0x30, 255, 0x50, 255, 0x70, 255});
+    REQUIRE(io::load_image(grey, 3).to_vector() ==
+            std::vector<uint8_t>{0x10, 0x10, 0x10, 0x30, 0x30, 0x30, 0x50, 0x50, 0x50, 0x70, 0x70, 0x70});
+    const std::string ppm_header = "P6 1 2 65535\n";
+    std::vector<uint8_t> ppm(ppm_header.begin(), ppm_header.end());
+    ppm.insert(ppm.end(), {200, 200, 100, 100, 50, 50, 0, 0, 255, 255, 10, 10});  // 257 x (200, 100, 50), (0, 255, 10)
+    write_bytes(colour, ppm);
+    REQUIRE(io::load_image(colour, 3).to_vector() == std::vector<uint8_t>{200, 100, 50, 0, 255, 10});
+    REQUIRE(io::load_image(colour, 4).to_vector() == std::vector<uint8_t>{200, 100, 50, 255, 0, 255, 10, 255});
+    // Grey as stb computes it from 8-bit RGB: (77 r + 150 g + 29 b) >> 8.
+    REQUIRE(io::load_image(colour, 1).to_vector() ==
+            std::vector<uint8_t>{(200 * 77 + 100 * 150 + 50 * 29) >> 8, (255 * 150 + 10 * 29) >> 8});
+    ppm.pop_back();
+    write_bytes(colour, ppm);
+    REQUIRE_THROWS_WITH(io::load_image(colour, 3), Catch::Contains("12 bytes of pixels, but holds 11"));
+    // A maximum value below 255 scales up, rounding; a sample above it is white.
+    const std::string low_header = "P5 2 2 100\n";
+    std::vector<uint8_t> max100(low_header.begin(), low_header.end());
+    max100.insert(max100.end(), {0, 50, 100, 255});
+    write_bytes(low, max100);
+    REQUIRE(io::load_image(low, 1).to_vector() == std::vector<uint8_t>{0, 128, 255, 255});
+}
+
+TEST_CASE("load_image reads a PNG whose first IDAT chunk is empty", "[image][fuzz]") {
+    // Found by tests/fuzz/fuzz_image (its input is in the fuzz corpus): stb 2.27 passes a null
+    // pointer to memcpy for an empty first IDAT chunk (undefined behaviour; UBSan stops there).
+    // Such a chunk holds nothing: the image is the one without it.
+    TempDir dir;
+    std::vector<uint8_t> rgb(3 * 2 * 3), png;
+    for (size_t k = 0; k < rgb.size(); ++k) rgb[k] = static_cast<uint8_t>(k * 13);
+    auto sink = [](void* ctx, void* data, int size) {
+        auto* out = static_cast<std::vector<uint8_t>*>(ctx);
+        out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+    };
+    REQUIRE(stbi_write_png_to_func(sink, &png, 3, 2, 3, rgb.data(), 3 * 3) != 0);
+    size_t idat = 8;
+    while (idat + 8 < png.size() && std::memcmp(&png[idat + 4], "IDAT", 4) != 0)
+        idat += 12 + ((size_t{png[idat]} << 24) | (size_t{png[idat + 1]} << 16) | (size_t{png[idat + 2]} << 8) | png[idat + 3]);
+    REQUIRE(idat + 8 < png.size());
+    const std::vector<uint8_t> empty_idat = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E};
+    png.insert(png.begin() + static_cast<std::ptrdiff_t>(idat), empty_idat.begin(), empty_idat.end());
+    png.insert(png.begin() + static_cast<std::ptrdiff_t>(idat), empty_idat.begin(), empty_idat.end());
+    const std::string path = dir.file("empty_idat.png");
+    write_bytes(path, png);
+    REQUIRE(io::load_image(path).to_vector() == rgb);
+    REQUIRE(io::detail::without_empty_png_idat(png).size() == png.size() - 24);
+}
+
 TEST_CASE("load_image refuses an image larger than its pixel limit before decoding it", "[image][fuzz]") {
     // Found by tests/fuzz/fuzz_image: a run-length TGA file of 36 bytes whose header declares
     // 22115 x 16385 pixels, for which stb_image allocates 1 GB (libFuzzer's out-of-memory

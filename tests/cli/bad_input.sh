@@ -192,8 +192,19 @@ test_classify() {
     expect_error "image is not an image" "^classify: load_image: cannot read '.*test.bin': unknown image type$" \
         "$c" --checkpoint "$d" --image "$work/data/test.bin"
     head -c 1500 "$work/rgb.ppm" > "$work/cut.ppm"
-    expect_error "image truncated (PNM)" "^classify: load_image: '.*cut.ppm' is a PNM image of 32x32 with 3 channels, 3072 bytes of pixels, but the whole file has 1500 bytes: it is truncated$" \
+    expect_error "image truncated (PNM)" "^classify: load_image: '.*cut.ppm' is a PNM image of 32x32 with 3 channels of 8 bits, 3072 bytes of pixels, but holds 1487 after its header: it is truncated$" \
         "$c" --checkpoint "$d" --image "$work/cut.ppm"
+    # Found by fuzz_image: 2-byte samples (maximum value above 255), 8 bytes of pixels, 4 present.
+    printf 'P5\n2 2\n355\n\x10\x20\x30\x40' > "$work/short16.pgm"
+    expect_error "image truncated (16-bit PNM)" "^classify: load_image: '.*short16.pgm' is a PNM image of 2x2 with 1 channel of 16 bits, 8 bytes of pixels, but holds 4 after its header: it is truncated$" \
+        "$c" --checkpoint "$d" --image "$work/short16.pgm"
+    printf 'P6\n30000 30000\n255\n' > "$work/huge.ppm"
+    expect_error "image declares 30000x30000 pixels" "^classify: load_image: '.*huge.ppm' declares 30000x30000 pixels, more than the limit of 67108864 " \
+        "$c" --checkpoint "$d" --image "$work/huge.ppm"
+    if grep -q '^note:' "$work/stdout"; then  # a note of what was done to an image that was never read
+        echo "FAIL (image declares 30000x30000 pixels): a note before the error: $(cat "$work/stdout")" >&2
+        failures=$((failures + 1))
+    fi
     expect_error "--top 0" "^classify: --top: expected a positive integer, got '0' \(see --help\)$" \
         "$c" --checkpoint "$d" --image "$work/rgb.ppm" --top 0
     expect_error "--size 0" "^classify: --size: Value 0 not in range 1 to 4096 \(see --help\)$" \

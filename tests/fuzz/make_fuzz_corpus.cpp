@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -153,6 +154,18 @@ void image_seeds() {
     put("fuzz_image", "rgb.tga", tga);
     put("fuzz_image", "rgb.jpg", jpg);
     put("fuzz_image", "grey.pgm", cat({0 | (1 << 2)}, cat(text("P5\n2 2\n255\n"), {0, 64, 128, 255})));
+    put("fuzz_image", "grey16.pgm", cat({2 | (1 << 2)}, cat(text("P5 2 1 65535\n"), {0x12, 0x34, 0xff, 0x00})));
+    // Findings, kept so every run starts from them: a 16-bit PGM whose pixels are short (stb read
+    // past its buffer), and a PNG whose first IDAT chunk is empty (stb passed memcpy a null pointer).
+    put("fuzz_image", "short16.pgm", cat({0 | (1 << 2)}, cat(text("P5\n2 2\n355\n"), {0x10, 0x20, 0x30, 0x40})));
+    Bytes empty_idat = png;
+    size_t idat = 9;  // after the selector and the signature: chunks of length, type, data, CRC
+    while (std::memcmp(&empty_idat[idat + 4], "IDAT", 4) != 0)
+        idat += 12 + ((size_t{empty_idat[idat]} << 24) | (size_t{empty_idat[idat + 1]} << 16) |
+                      (size_t{empty_idat[idat + 2]} << 8) | empty_idat[idat + 3]);
+    const Bytes empty_chunk = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E};
+    empty_idat.insert(empty_idat.begin() + static_cast<std::ptrdiff_t>(idat), empty_chunk.begin(), empty_chunk.end());
+    put("fuzz_image", "empty_idat.png", empty_idat);
 }
 
 void resume_seeds() {

@@ -2,14 +2,16 @@
 /// @file image.hpp
 /// Image files (PNG, JPEG, BMP, ... whatever stb_image reads) to Tensor<uint8_t> [H, W, C].
 /// The stb implementations come from Debian's libstb (target bnn_stb), so only the declarations
-/// are included here.
+/// are included here. Binary PNM files bnn decodes itself (detail::decode_pnm says why).
 #include <stb/stb_image.h>
 #include <stb/stb_image_resize.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bnn/core/error.hpp"
@@ -19,27 +21,40 @@
 namespace bnn::io {
 
 namespace detail {
-/// stb_image (2.27, Debian's) does not check that a binary PNM (P5 grey, P6 RGB) holds all the
-/// pixels its header promises: a truncated file loads with made-up pixels. This refuses a PNM
-/// file shorter than its pixels alone.
-inline void check_pnm_length(const std::vector<uint8_t>& b, const std::string& path, int w, int h, int c) {
-    if (b.size() < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
-    const int sample_bytes = stbi_is_16_bit_from_memory(b.data(), static_cast<int>(b.size())) ? 2 : 1;
-    const uint64_t pixel_bytes = static_cast<uint64_t>(w) * static_cast<uint64_t>(h) * static_cast<uint64_t>(c) *
-                                 static_cast<uint64_t>(sample_bytes);
-    BNN_CHECK(b.size() >= pixel_bytes, "load_image: '", path, "' is a PNM image of ", w, "x", h, " with ", c,
-              " channels, ", pixel_bytes, " bytes of pixels, but the whole file has ", b.size(),
-              " bytes: it is truncated");
+/// Converts 8-bit pixels of `from` channels to `to` channels as stb_image does (grey from RGB
+/// by the weights 77, 150, 29 of 256; an added alpha is opaque).
+inline void convert_channels(const uint8_t* src, int from, uint8_t* dst, int to, int64_t pixels) {
+    const bool colour = from >= 3, src_alpha = from == 2 || from == 4, dst_alpha = to == 2 || to == 4;
+    for (int64_t i = 0; i < pixels; ++i, src += from, dst += to) {
+        if (to <= 2) dst[0] = colour ? static_cast<uint8_t>((src[0] * 77 + src[1] * 150 + src[2] * 29) >> 8) : src[0];
+        else for (int c = 0; c < 3; ++c) dst[c] = colour ? src[c] : src[0];
+        if (dst_alpha) dst[to - 1] = src_alpha ? src[from - 1] : 255;
+    }
 }
-/// stb_image 2.27 (Debian's) reads the numbers of a binary PNM header (width, height, maximum
-/// value) into an int with no bound, so a number of ten digits overflows it (undefined
-/// behaviour). This reads the header as stb does (whitespace, `#` comments to the end of the
-/// line) and refuses a number of more than nine digits before stb sees the file.
-inline void check_pnm_header(const std::vector<uint8_t>& b, const std::string& path) {
-    if (b.size() < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
+
+inline void check_pixel_limit(const std::string& path, int64_t width, int64_t height, int64_t max_pixels) {
+    BNN_CHECK(width * height <= max_pixels, "load_image: '", path, "' declares ", width, "x", height,
+              " pixels, more than the limit of ", max_pixels, " (a larger image needs a larger io::ImageLimit)");
+}
+
+inline bool is_binary_pnm(const std::vector<uint8_t>& b) {
+    return b.size() >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6');
+}
+
+/// Decodes a binary PNM file (P5 grey, P6 RGB) to `channels` channels. bnn reads these itself:
+/// stb_image 2.27 (Debian's) reads 2-byte samples (maximum value above 255) in the wrong byte
+/// order and, when it converts their channels, past its buffer; it does not scale samples by
+/// the maximum value; it loads a file shorter than its pixels with made-up ones; and it reads
+/// the header's numbers into an int with no bound. The header is read as the format says:
+/// whitespace and `#` comments to the end of the line before each of the three numbers, and
+/// exactly one whitespace byte after the maximum value, then the pixels, samples big-endian.
+inline std::vector<uint8_t> decode_pnm(const std::vector<uint8_t>& b, const std::string& path, int channels,
+                                       int64_t max_pixels, int64_t& width, int64_t& height) {
     auto space = [](uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+    const int file_channels = b[1] == '6' ? 3 : 1;
+    int64_t max_value = 0;
     size_t p = 2;
-    for (const char* field : {"width", "height", "maximum value"}) {
+    for (auto [field, value] : {std::pair{"width", &width}, {"height", &height}, {"maximum value", &max_value}}) {
         for (;;) {
             while (p < b.size() && space(b[p])) ++p;
             if (p >= b.size() || b[p] != '#') break;
@@ -47,9 +62,52 @@ inline void check_pnm_header(const std::vector<uint8_t>& b, const std::string& p
         }
         const size_t first = p;
         while (p < b.size() && b[p] >= '0' && b[p] <= '9') ++p;
+        BNN_CHECK(p > first, "load_image: '", path, "' is a corrupt PNM image: its ", field, " is missing");
         BNN_CHECK(p - first <= 9, "load_image: '", path, "' is a corrupt PNM image: its ", field, " has ", p - first,
                   " digits, more than 9");
+        *value = 0;
+        for (size_t i = first; i < p; ++i) *value = *value * 10 + (b[i] - '0');
     }
+    BNN_CHECK(width > 0 && height > 0 && max_value > 0 && max_value <= 65535, "load_image: '", path,
+              "' is a corrupt PNM image: it declares ", width, "x", height,
+              " pixels of maximum value ", max_value, ", expected positive sizes and a maximum value of 1 to 65535");
+    BNN_CHECK(p < b.size() && space(b[p]), "load_image: '", path,
+              "' is a corrupt PNM image: no whitespace byte between its header and its pixels");
+    check_pixel_limit(path, width, height, max_pixels);
+    const int sample_bytes = max_value > 255 ? 2 : 1;
+    const uint64_t samples = static_cast<uint64_t>(width * height) * file_channels;
+    const uint64_t present = b.size() - (p + 1);
+    BNN_CHECK(present >= samples * sample_bytes, "load_image: '", path, "' is a PNM image of ", width, "x", height,
+              " with ", file_channels, " channel", file_channels == 1 ? "" : "s", " of ", 8 * sample_bytes, " bits, ",
+              samples * sample_bytes, " bytes of pixels, but holds ", present, " after its header: it is truncated");
+    std::vector<uint8_t> file_pixels(samples);
+    const uint8_t* src = b.data() + p + 1;
+    for (uint64_t i = 0; i < samples; ++i) {
+        const int64_t v = sample_bytes == 2 ? (int64_t{src[2 * i]} << 8) | src[2 * i + 1] : src[i];
+        file_pixels[i] = static_cast<uint8_t>(std::min<int64_t>(255, (v * 255 + max_value / 2) / max_value));
+    }
+    std::vector<uint8_t> out(static_cast<size_t>(width * height * channels));
+    convert_channels(file_pixels.data(), file_channels, out.data(), channels, width * height);
+    return out;
+}
+
+/// stb_image 2.27 hands a PNG's first IDAT chunk of length 0 to memcpy with a null destination
+/// (undefined behaviour, though nothing is copied). Such chunks hold nothing: this returns the
+/// file without them.
+inline std::vector<uint8_t> without_empty_png_idat(std::vector<uint8_t> b) {
+    static constexpr uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    if (b.size() < 8 || std::memcmp(b.data(), signature, 8) != 0) return b;
+    size_t p = 8;
+    while (p + 12 <= b.size()) {  // length (4 bytes, big-endian), type (4), data, CRC (4)
+        const uint64_t length = (uint64_t{b[p]} << 24) | (uint64_t{b[p + 1]} << 16) | (uint64_t{b[p + 2]} << 8) | b[p + 3];
+        if (length == 0 && std::memcmp(&b[p + 4], "IDAT", 4) == 0) {
+            b.erase(b.begin() + static_cast<std::ptrdiff_t>(p), b.begin() + static_cast<std::ptrdiff_t>(p + 12));
+            continue;
+        }
+        if (length > b.size() - p - 12) break;  // stb reports the truncation
+        p += 12 + length;
+    }
+    return b;
 }
 /// stb_image 2.27 (Debian's) trusts the code counts of a JPEG Huffman table: when the 16 counts
 /// of a DHT segment sum past 256 it writes past the table's arrays (stb 2.28 checks this). This
@@ -96,23 +154,26 @@ struct ImageLimit {
     int64_t max_pixels = int64_t{1} << 26;
 };
 
-/// Loads an image file as [H, W, channels] bytes; stb converts to the requested number of
-/// channels (1 grey, 3 RGB, 4 RGBA). Unreadable files, and images of more pixels than the limit,
+/// Loads an image file as [H, W, channels] bytes, converted to the requested number of
+/// channels (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA). Unreadable files, and images of more pixels than the limit,
 /// raise bnn::Error (with stb's reason where stb refuses).
 inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3, ImageLimit limit = {}) {
     BNN_CHECK(channels >= 1 && channels <= 4, "load_image: channels must be 1..4, got ", channels);
-    const std::vector<uint8_t> bytes = read_file(path);
-    detail::check_pnm_header(bytes, path);
+    const std::vector<uint8_t> bytes = detail::without_empty_png_idat(read_file(path));
+    if (detail::is_binary_pnm(bytes)) {
+        int64_t w = 0, h = 0;
+        std::vector<uint8_t> pixels = detail::decode_pnm(bytes, path, channels, limit.max_pixels, w, h);
+        Tensor<uint8_t> img = Tensor<uint8_t>::empty(Shape{h, w, channels});
+        std::memcpy(img.data(), pixels.data(), pixels.size());
+        return img;
+    }
     detail::check_jpeg_huffman_tables(bytes, path);
     BNN_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "load_image: '", path, "' has ", bytes.size(),
               " bytes, more than stb_image reads");
     int declared_w = 0, declared_h = 0, declared_c = 0;
-    if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &declared_w, &declared_h, &declared_c)) {
-        BNN_CHECK(int64_t{declared_w} * declared_h <= limit.max_pixels, "load_image: '", path, "' declares ",
-                  declared_w, "x", declared_h, " pixels, more than the limit of ", limit.max_pixels,
-                  " (a larger image needs a larger io::ImageLimit)");
-        detail::check_pnm_length(bytes, path, declared_w, declared_h, declared_c);
-    }  // else stbi_load reports the header's fault
+    if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &declared_w, &declared_h, &declared_c))
+        detail::check_pixel_limit(path, declared_w, declared_h, limit.max_pixels);
+    // else stbi_load reports the header's fault
     int w = 0, h = 0, file_channels = 0;
     std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
         stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels, channels),

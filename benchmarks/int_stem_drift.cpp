@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
             net->train();
             NoGradGuard no_tape;
             for (int64_t i = 0; i + batch <= std::min<int64_t>(n, 200); i += batch)
-                net->forward(Variable(examples::normalise(batch_of(test.images, i, batch, side), p)));
+                net->forward(Variable(data::normalize(batch_of(test.images, i, batch, side), examples::input_normalization(p))));
         } else {
             io::SafetensorsFile file = io::load_safetensors(checkpoint);
             const nlohmann::json meta = io::checkpoint_metadata(file);
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
         int64_t agree = 0, right_fp32 = 0, right_int16 = 0, seen = 0;
         for (int64_t i = 0; i + batch <= n; i += batch) {
             const Tensor<uint8_t> bytes = batch_of(test.images, i, batch, side);
-            const Tensor<float> a = fp32.run(examples::normalise(bytes, p)).clone();
+            const Tensor<float> a = fp32.run(data::normalize(bytes, examples::input_normalization(p))).clone();
             const Tensor<float>& b = int16.run(bytes);
             const int64_t K = a.dim(1);
             for (int64_t j = 0; j < batch; ++j) {

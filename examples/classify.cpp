@@ -23,56 +23,13 @@
 #include "resnet18.hpp"
 #include "trained_model.hpp"
 
-namespace {
-
 using bnn::Tensor;
 using bnn::examples::Preprocessing;
 using bnn::examples::architecture_from;
+using bnn::examples::logits_of;
 using bnn::examples::plain_preprocessing;
 using bnn::examples::preprocessing_from;
 using nlohmann::json;
-
-/// The image as the network saw its training data, in bytes: resized, zero-padded to the input
-/// size (Fashion-MNIST's 28 -> 32). [1, S, S, C]. Says so when the file's size or channels are
-/// not the network's: the result is still a fair input, but not the same picture.
-Tensor<uint8_t> prepare_bytes(const std::string& path, const Preprocessing& p) {
-    int file_w = 0, file_h = 0, file_c = 0;
-    if (stbi_info(path.c_str(), &file_w, &file_h, &file_c) &&
-        (file_w != p.image_size || file_h != p.image_size || file_c != p.channels))
-        std::printf("note: '%s' is %dx%d with %d channel%s; the network takes %lldx%lld with %lld, so it was %s\n",
-                    path.c_str(), file_w, file_h, file_c, file_c == 1 ? "" : "s", static_cast<long long>(p.image_size),
-                    static_cast<long long>(p.image_size), static_cast<long long>(p.channels),
-                    file_w != p.image_size || file_h != p.image_size
-                        ? (file_c != p.channels ? "resized and its channels converted" : "resized")
-                        : "converted to that many channels");
-    Tensor<uint8_t> img = bnn::io::load_image(path, static_cast<int>(p.image_size), static_cast<int>(p.image_size),
-                                              static_cast<int>(p.channels));
-    const int64_t S = p.input_size, off = (S - p.image_size) / 2, C = p.channels;
-    Tensor<uint8_t> x = Tensor<uint8_t>::zeros(bnn::Shape{1, S, S, C});
-    for (int64_t y = 0; y < p.image_size; ++y)
-        for (int64_t xx = 0; xx < p.image_size; ++xx)
-            for (int64_t c = 0; c < C; ++c) x.at({0, y + off, xx + off, c}) = img.at({y, xx, c});
-    return x;
-}
-
-/// The network's logits for the image: with the fp32 stem from the image normalised per channel,
-/// with the int16 stem from its bytes (the stem folds the normalisation in).
-Tensor<float> logits_of(const bnn::nn::Module& model, const Tensor<uint8_t>& bytes, const Preprocessing& p,
-                        bool int16_stem, size_t& steps) {
-    using namespace bnn;
-    if (int16_stem) {
-        infer::Graph graph =
-            infer::compile(model, bytes.shape(), {.stem = infer::StemPrecision::int16, .mean = p.mean, .std = p.std});
-        steps = graph.num_steps();
-        return graph.run(bytes).clone();
-    }
-    const Tensor<float> x = examples::normalise(bytes, p);
-    infer::Graph graph = infer::compile(model, x.shape());
-    steps = graph.num_steps();
-    return graph.run(x).clone();
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
     using namespace bnn;
@@ -95,14 +52,20 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
+    const infer::StemPrecision stem_precision = stem == "int16" ? infer::StemPrecision::int16 : infer::StemPrecision::fp32;
+    // The image as the network takes it; a note of what was changed, once it has been read.
+    auto input_of = [](const std::string& path, const Preprocessing& p) {
+        examples::ImageInput in = examples::image_input(path, p);
+        if (!in.note.empty()) std::printf("note: %s\n", in.note.c_str());
+        return in.bytes;
+    };
     try {
         io::SafetensorsFile file = io::load_safetensors(checkpoint);
         Tensor<float> logits;
         Preprocessing p;
         auto format = file.metadata.find("format");
         if (format != file.metadata.end() && format->second == io::kDeployFormat) {
-            json meta;
-            for (const auto& [k, v] : file.metadata) meta[k] = json::parse(v, nullptr, false).is_discarded() ? json(v) : json::parse(v);
+            const json meta = examples::metadata_json(file.metadata);
             io::Deployed deployed = io::load_deployed(checkpoint);
             if (meta.contains("class_names")) {
                 p = preprocessing_from(meta, checkpoint);
@@ -112,7 +75,7 @@ int main(int argc, char** argv) {
                 p = plain_preprocessing(size, channels, 0);
             }
             size_t steps = 0;
-            logits = logits_of(*deployed.model, prepare_bytes(image, p), p, stem == "int16", steps);
+            logits = logits_of(*deployed.model, input_of(image, p), p, stem_precision, steps);
             if (p.class_names.empty()) p = plain_preprocessing(size, channels, logits.dim(1));
             std::printf("%s: deployed network, %zu inference steps (1-bit weights in every binary conv)\n",
                         checkpoint.c_str(), steps);
@@ -126,7 +89,7 @@ int main(int argc, char** argv) {
             io::load_module(file, net);  // strict: a checkpoint of another model is an error
             net.eval();
             size_t steps = 0;
-            logits = logits_of(net, prepare_bytes(image, p), p, stem == "int16", steps);
+            logits = logits_of(net, input_of(image, p), p, stem_precision, steps);
             std::printf("%s: %s ResNet-18, %s, width %lld\n", checkpoint.c_str(), variant.c_str(), student.c_str(),
                         static_cast<long long>(o.width));
         }

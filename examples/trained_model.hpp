@@ -1,7 +1,8 @@
 #pragma once
 // What a trainer checkpoint says about its model beyond the weights: the input it expects
-// (size, channels, normalisation, class names) and the ResNet-18 it holds. Shared by the
-// programs that load the trainer's files (classify, the integer stem's drift measurement).
+// (size, channels, normalisation, class names) and the ResNet-18 it holds; and an image file
+// made into that input. Shared by the programs that load the trainer's files (classify, the
+// integer stem's drift measurement) and by the test that holds classify to the trainer.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -10,6 +11,10 @@
 
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
+#include "bnn/data/transforms.hpp"
+#include "bnn/infer/compile.hpp"
+#include "bnn/io/image.hpp"
+#include "bnn/io/safetensors.hpp"
 #include "resnet18.hpp"
 
 namespace bnn::examples {
@@ -30,6 +35,17 @@ inline Preprocessing plain_preprocessing(int64_t size, int64_t channels, int64_t
     p.std.assign(channels, 1.f);
     for (int64_t k = 0; k < classes; ++k) p.class_names.push_back("class " + std::to_string(k));
     return p;
+}
+
+/// A deployment file's metadata as JSON: each value parsed where it is JSON (the trainer writes
+/// class names, normalisation and sizes so), kept as a string where it is not.
+inline nlohmann::json metadata_json(const io::Metadata& metadata) {
+    nlohmann::json meta = nlohmann::json::object();
+    for (const auto& [key, value] : metadata) {
+        nlohmann::json parsed = nlohmann::json::parse(value, nullptr, false);
+        meta[key] = parsed.is_discarded() ? nlohmann::json(value) : std::move(parsed);
+    }
+    return meta;
 }
 
 /// From a trainer checkpoint's metadata (bnn::Error naming `source` when a key is missing or off).
@@ -76,14 +92,56 @@ inline ResNetOptions architecture_from(const nlohmann::json& meta, const std::st
     return o;
 }
 
-/// Bytes [N, H, W, C] normalised as the network's training data: (x / 255 - mean[c]) / std[c].
-inline Tensor<float> normalise(const Tensor<uint8_t>& bytes, const Preprocessing& p) {
-    BNN_CHECK(bytes.dim(bytes.rank() - 1) == p.channels, "normalise: images of ", bytes.dim(bytes.rank() - 1),
-              " channels for a network of ", p.channels);
-    Tensor<float> x(bytes.shape());
-    const int64_t C = p.channels;
-    for (int64_t i = 0; i < x.numel(); ++i) x[i] = (bytes[i] / 255.f - p.mean[i % C]) / p.std[i % C];
-    return x;
+/// The normalisation the network's training data had: data::normalize with it is the very
+/// function the trainer's loader applies, so an image's floats are the trainer's to the bit.
+inline data::Normalization input_normalization(const Preprocessing& p) { return {p.mean, p.std}; }
+
+/// An image file as the network takes it, in bytes [1, S, S, C]: converted to the network's
+/// channels, resized to its image size and zero-padded to its input size (Fashion-MNIST's
+/// 28 -> 32), as the trainer pads its data before normalising. `note` says, once the image has
+/// been read, what was changed when the file's size or channels are not the network's.
+struct ImageInput {
+    Tensor<uint8_t> bytes;
+    std::string note;
+};
+
+inline ImageInput image_input(const std::string& path, const Preprocessing& p) {
+    const Tensor<uint8_t> file = io::load_image(path, static_cast<int>(p.channels));
+    int file_w = 0, file_h = 0, file_c = 0;
+    stbi_info(path.c_str(), &file_w, &file_h, &file_c);
+    const bool resized = file.dim(0) != p.image_size || file.dim(1) != p.image_size, converted = file_c != p.channels;
+    ImageInput in;
+    if (resized || converted)
+        in.note = "'" + path + "' is " + std::to_string(file.dim(1)) + "x" + std::to_string(file.dim(0)) + " with " +
+                  std::to_string(file_c) + " channel" + (file_c == 1 ? "" : "s") + "; the network takes " +
+                  std::to_string(p.image_size) + "x" + std::to_string(p.image_size) + " with " +
+                  std::to_string(p.channels) + ", so it was " +
+                  (resized ? (converted ? "resized and its channels converted" : "resized")
+                           : "converted to that many channels");
+    const Tensor<uint8_t> img = io::resize_image(file, static_cast<int>(p.image_size), static_cast<int>(p.image_size));
+    const int64_t S = p.input_size, off = (S - p.image_size) / 2, C = p.channels;
+    in.bytes = Tensor<uint8_t>::zeros(Shape{1, S, S, C});
+    for (int64_t y = 0; y < p.image_size; ++y)
+        for (int64_t x = 0; x < p.image_size; ++x)
+            for (int64_t c = 0; c < C; ++c) in.bytes.at({0, y + off, x + off, c}) = img.at({y, x, c});
+    return in;
+}
+
+/// The network's logits for input bytes [N, S, S, C], compiled (infer::compile): with the fp32
+/// stem from the bytes normalised as the training data were, with the int16 stem from the bytes
+/// themselves (the stem folds the normalisation into its weights). `steps` gets the graph's
+/// number of steps.
+inline Tensor<float> logits_of(const nn::Module& model, const Tensor<uint8_t>& bytes, const Preprocessing& p,
+                               infer::StemPrecision stem, size_t& steps) {
+    if (stem == infer::StemPrecision::int16) {
+        infer::Graph graph = infer::compile(model, bytes.shape(), {.stem = stem, .mean = p.mean, .std = p.std});
+        steps = graph.num_steps();
+        return graph.run(bytes).clone();
+    }
+    const Tensor<float> x = data::normalize(bytes, input_normalization(p));
+    infer::Graph graph = infer::compile(model, x.shape());
+    steps = graph.num_steps();
+    return graph.run(x).clone();
 }
 
 }  // namespace bnn::examples

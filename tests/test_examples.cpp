@@ -3,10 +3,13 @@
 // runs, writes what it promises, and a resumed run ends exactly where an uninterrupted one does;
 // the pictures and the progress lines. The example ResNet-18 (examples/resnet18.hpp): parameter
 // counts, block shapes, a frozen teacher, staged training, and its deployment export.
+#include <stb/stb_image_write.h>
+
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -14,6 +17,7 @@
 
 #include "../examples/resnet18.hpp"
 #include "../examples/resnet18_deploy.hpp"
+#include "../examples/trained_model.hpp"
 #include "bnn/infer/compile.hpp"
 #include "bnn/io/checkpoint.hpp"
 #include "bnn/optim/adam.hpp"
@@ -82,6 +86,13 @@ std::vector<nlohmann::json> records_of(const fs::path& file, const std::string& 
         if (j.at("kind") == kind) out.push_back(j);
     }
     return out;
+}
+
+// How many of n floats differ from their counterparts in any bit.
+int64_t floats_differing_in_bits(const float* a, const float* b, int64_t n) {
+    int64_t differ = 0;
+    for (int64_t k = 0; k < n; ++k) differ += std::memcmp(a + k, b + k, sizeof(float)) != 0;
+    return differ;
 }
 
 std::string read_all(const fs::path& file) {
@@ -280,6 +291,60 @@ TEST_CASE("progress into a file is a line every few seconds, never a carriage re
     for (int c; (c = std::fgetc(g)) != EOF;) newlines += c == '\n';
     std::fclose(g);
     REQUIRE(newlines == 1);
+}
+
+TEST_CASE("classify reads an image exactly as the trainer evaluates the same bytes", "[trainer][classify]") {
+    // The trainer normalises its data in the loader; classify normalises an image file. Any
+    // difference in the last bit of an input can flip a sign in a binary network, so both must
+    // give the same floats and the same logits, bit for bit, for the checkpoint and for the
+    // deployment file of a fully binary stage.
+    TinyData data;
+    const fs::path out = data.dir / "run";
+    auto o = tiny_options(data, out);
+    o.recipes = {"baseline"};
+    trainer::Trainer(o).run();
+
+    // The trainer's evaluation: its test loader (no augmentation), the model in eval mode.
+    const std::string checkpoint = (out / "baseline-stage2.safetensors").string();
+    const nlohmann::json meta = bnn::io::checkpoint_metadata(checkpoint);
+    const bnn::examples::Preprocessing p = bnn::examples::preprocessing_from(meta, checkpoint);
+    bnn::examples::ResNetOptions arch = bnn::examples::architecture_from(meta, checkpoint);
+    bnn::examples::ResNet18 net(arch);
+    bnn::io::load_module(checkpoint, net);
+    net.eval();
+    const bnn::data::Dataset test = bnn::data::load_cifar100(data.dir.string(), bnn::data::Split::test);
+    const int n = 8;
+    bnn::data::BatchLoader loader(test, {.batch_size = n, .shuffle = false, .mean = p.mean, .std = p.std});
+    loader.start_epoch(0);
+    const auto batch = loader.next();
+    REQUIRE(batch);
+    bnn::Tensor<float> expected;
+    {
+        bnn::NoGradGuard no_tape;
+        expected = net.forward(bnn::Variable(batch->images)).value();
+    }
+
+    const bnn::io::Deployed deployed = bnn::io::load_deployed((out / "baseline-stage2.deploy.safetensors").string());
+    REQUIRE(bnn::examples::preprocessing_from(bnn::examples::metadata_json(deployed.metadata), "deployed").mean ==
+            p.mean);
+    const int64_t image = 32 * 32 * 3, classes = expected.dim(1);
+    for (int i = 0; i < n; ++i) {
+        INFO("test image " << i);
+        const std::string png = (data.dir / ("image" + std::to_string(i) + ".png")).string();
+        REQUIRE(stbi_write_png(png.c_str(), 32, 32, 3, test.images.data() + i * image, 32 * 3) != 0);
+        const bnn::examples::ImageInput in = bnn::examples::image_input(png, p);
+        REQUIRE(in.note.empty());
+        REQUIRE(std::memcmp(in.bytes.data(), test.images.data() + i * image, image) == 0);
+        const bnn::Tensor<float> x = bnn::data::normalize(in.bytes, bnn::examples::input_normalization(p));
+        REQUIRE(floats_differing_in_bits(x.data(), batch->images.data() + i * image, image) == 0);
+        for (const bnn::nn::Module* model : std::vector<const bnn::nn::Module*>{&net, deployed.model.get()}) {
+            size_t steps = 0;
+            const bnn::Tensor<float> logits =
+                bnn::examples::logits_of(*model, in.bytes, p, bnn::infer::StemPrecision::fp32, steps);
+            REQUIRE(logits.shape() == bnn::Shape{1, classes});
+            REQUIRE(floats_differing_in_bits(logits.data(), expected.data() + i * classes, classes) == 0);
+        }
+    }
 }
 
 TEST_CASE("the trainer names what is wrong with its data", "[trainer]") {

@@ -126,10 +126,13 @@ kill_resume() {
     kills=0 write_kills=0
     local round=0 attempt out
     # Rounds: from an empty directory through kills and resumes to a finished run, whose
-    # checkpoints must equal the uninterrupted run's; until enough kills.
-    while ((kills < 8)); do
+    # checkpoints must equal the uninterrupted run's; until 8 kills, 3 of them inside writes (a
+    # write attempt whose n is past the run's last write ends the round instead).
+    more_kills() { ((kills < 8 || write_kills < 3)); }
+    while more_kills; do
+        ((round < 30)) || fail "only $write_kills of $kills kills hit a checkpoint write in $round rounds"
         out=$work/killed-$((++round))
-        for ((attempt = 0; kills < 8; attempt++)); do
+        for ((attempt = 0; more_kills; attempt++)); do
             attempt_and_kill "$out" "$attempt"
             [ "$status" = 0 ] && break
         done
@@ -141,7 +144,6 @@ kill_resume() {
         [ -z "$(temp_files "$out")" ] || fail "temporary files left behind: $(temp_files "$out")"
         echo "round $round finished: its checkpoints equal the uninterrupted run's"
     done
-    ((write_kills >= 3)) || fail "only $write_kills of the kills hit a checkpoint write"
     echo "after $kills kills ($write_kills inside checkpoint writes) in $round rounds every resumed run ended bit-identical"
 }
 

@@ -97,18 +97,23 @@ inline std::vector<uint8_t> decode_pnm(const std::vector<uint8_t>& b, const std:
 inline std::vector<uint8_t> without_empty_png_idat(std::vector<uint8_t> b) {
     static constexpr uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     if (b.size() < 8 || std::memcmp(b.data(), signature, 8) != 0) return b;
-    size_t p = 8;
+    std::vector<uint8_t> kept;
+    size_t p = 8, copied = 0;  // bytes before `copied` are in `kept` (once a chunk was dropped)
     while (p + 12 <= b.size()) {  // length (4 bytes, big-endian), type (4), data, CRC (4)
         const uint64_t length = (uint64_t{b[p]} << 24) | (uint64_t{b[p + 1]} << 16) | (uint64_t{b[p + 2]} << 8) | b[p + 3];
         if (length == 0 && std::memcmp(&b[p + 4], "IDAT", 4) == 0) {
-            b.erase(b.begin() + static_cast<std::ptrdiff_t>(p), b.begin() + static_cast<std::ptrdiff_t>(p + 12));
+            kept.insert(kept.end(), b.begin() + static_cast<std::ptrdiff_t>(copied), b.begin() + static_cast<std::ptrdiff_t>(p));
+            copied = p += 12;
             continue;
         }
         if (length > b.size() - p - 12) break;  // stb reports the truncation
         p += 12 + length;
     }
-    return b;
+    if (copied == 0) return b;
+    kept.insert(kept.end(), b.begin() + static_cast<std::ptrdiff_t>(copied), b.end());
+    return kept;
 }
+
 /// stb_image 2.27 (Debian's) trusts the code counts of a JPEG Huffman table: when the 16 counts
 /// of a DHT segment sum past 256 it writes past the table's arrays (stb 2.28 checks this). This
 /// finds the DHT segments stb reads and refuses such a table before stb sees the file: before
@@ -154,9 +159,9 @@ struct ImageLimit {
     int64_t max_pixels = int64_t{1} << 26;
 };
 
-/// Loads an image file as [H, W, channels] bytes, converted to the requested number of
-/// channels (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA). Unreadable files, and images of more pixels than the limit,
-/// raise bnn::Error (with stb's reason where stb refuses).
+/// Loads an image file as [H, W, channels] bytes, converted to the requested number of channels
+/// (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA). Unreadable files, and images of more pixels than the
+/// limit, raise bnn::Error (with stb's reason where stb refuses).
 inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3, ImageLimit limit = {}) {
     BNN_CHECK(channels >= 1 && channels <= 4, "load_image: channels must be 1..4, got ", channels);
     const std::vector<uint8_t> bytes = detail::without_empty_png_idat(read_file(path));

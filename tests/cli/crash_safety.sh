@@ -128,11 +128,10 @@ kill_resume() {
     # Rounds: from an empty directory through kills and resumes to a finished run, whose
     # checkpoints must equal the uninterrupted run's; until 8 kills, 3 of them inside writes (a
     # write attempt whose n is past the run's last write ends the round instead).
-    more_kills() { ((kills < 8 || write_kills < 3)); }
-    while more_kills; do
+    while ((kills < 8 || write_kills < 3)); do
         ((round < 30)) || fail "only $write_kills of $kills kills hit a checkpoint write in $round rounds"
         out=$work/killed-$((++round))
-        for ((attempt = 0; more_kills; attempt++)); do
+        for ((attempt = 0; kills < 8 || write_kills < 3; attempt++)); do
             attempt_and_kill "$out" "$attempt"
             [ "$status" = 0 ] && break
         done

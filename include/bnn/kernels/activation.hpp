@@ -38,7 +38,7 @@ inline void relu_backward(const float* x, const float* dy, float* dx, int64_t n,
 
 namespace detail {
 /// tanh of one float in straight-line arithmetic, so `omp simd` loops vectorise it (a call to
-/// libm's tanhf cannot be: it cost a quarter of a Real-to-Bin step, whose teacher runs tanh).
+/// libm's tanhf cannot be vectorised).
 /// |x| < 0.625: x + x^3 P(x^2), Cephes' minimax polynomial; beyond: 1 - 2 / (e^{2|x|} + 1) with
 /// e^t = 2^k e^r, r = t - k ln2 in [-ln2/2, ln2/2], e^r by its degree-6 Taylor polynomial.
 /// Within 3 ulp of std::tanh (tested); saturates to exactly +-1 where tanhf does; NaN stays NaN.

@@ -132,11 +132,9 @@ inline void batch_norm_train_backward(const float* x, const float* gamma, const 
                   : detail::batch_norm_train_dx<false>(x, dy, mean, invstd, k.data(), a.data(), b.data(), dx, M, C);
 }
 
-/// Eval forward with fixed statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta.
-///   x, y [M, C]; running_mean, running_var [C]; gamma/beta [C] or null.
-/// Eval-mode batch norm as one scale and shift per channel: y = x * scale[c] + shift[c]. The one
-/// folding every eval path uses (the training op and the inference graph), so they round alike.
-/// gamma/beta may be null (1 and 0).
+/// Eval-mode batch norm, y = gamma * (x - mean) / sqrt(var + eps) + beta, as one scale and shift
+/// per channel: y = x * scale[c] + shift[c]. The one folding every eval path uses (the training
+/// op and the inference graph), so they round alike. gamma/beta [C] may be null (1 and 0).
 inline void batch_norm_fold(const float* gamma, const float* beta, const float* running_mean, const float* running_var,
                             int64_t C, float eps, float* scale, float* shift) {
     for (int64_t c = 0; c < C; ++c) {

@@ -30,7 +30,7 @@
 /// Threads: with at least as many image groups as threads, each thread takes whole images with its
 /// own buffers and runs single-threaded GEMMs (no synchronisation inside the product, and
 /// col2im writes of different threads never overlap). With fewer images (inference on a
-/// batch of 1) the images go one by one and Eigen threads each GEMM instead.
+/// batch of 1) the images go one by one and the GEMM threads each product instead (gemm.hpp).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -126,7 +126,7 @@ inline void col2im_rows(const float* dcols, const Conv2dGeometry& g, int64_t oh0
 /// Calls body(n0, n1, oh0, oh1, thread_index) for every block (images [n0, n1), output rows
 /// [oh0, oh1) of each). With at least as many units as threads, units are spread over threads,
 /// so col2im writes of different threads never touch the same image; otherwise blocks run in
-/// order and Eigen threads each GEMM. Returns the number of threads that took part.
+/// order and the GEMM threads each product. Returns the number of threads that took part.
 template <class Body>
 int for_each_block(const Conv2dGeometry& g, const ConvBlocking& b, int threads, Body&& body) {
     auto unit = [&](int64_t u, int t) {

@@ -21,9 +21,9 @@
 
 namespace bnn::kernels {
 
-// Block sizes for the development machine (AMD Zen 5, CPUID family 26: 48 KiB L1d and 1 MiB L2
-// per core, 32 MiB shared L3). They are cache budgets: other values change speed, not results.
-// Public so that tests can choose products that cross the blocks.
+// Block sizes are cache budgets for a core with 48 KiB of L1d, 1 MiB of L2 and a shared L3 of a
+// few MiB or more: other values change speed, not results. Public so that tests can choose
+// products that cross the blocks.
 
 /// Largest depth of a packed block (K is cut into equal blocks no deeper): a 320 x 32 B panel
 /// is 40 KiB, within the 48 KiB L1d.
@@ -60,8 +60,8 @@ struct SgemmPackedB;
 ///     Ap [ceil(mc/MR)][kc][MR] <- op(A)[i0 .. i0+mc, p0 .. p0+kc], rows past mc zero
 ///   template <class Tile> void pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* Bp) const;
 ///     Bp [ceil(nc/NR)][kc][NR] <- op(B)[p0 .. p0+kc, j0 .. j0+nc], columns past nc zero
-/// with consecutive panels sgemm_panel_stride(kc, MR or NR) floats apart.
-/// so the convolution can pack receptive fields straight from the image (no im2col buffer).
+/// with consecutive panels sgemm_panel_stride(kc, MR or NR) floats apart. A source of its own
+/// lets the convolution pack receptive fields straight from the image (no im2col buffer);
 /// SgemmMatrices is the source for two plain row-major matrices.
 struct SgemmMatrices {
     bool trans_a, trans_b;

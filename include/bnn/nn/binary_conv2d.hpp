@@ -145,7 +145,7 @@ public:
     const BinaryConv2dOptions& options() const { return options_; }
 
     Variable weight;  ///< [out, k, k, in], latent real weights
-    Variable alpha;   ///< [out] with WeightScale::Learned, else undefined
+    Variable alpha;   ///< [out] with WeightScale::Learned or WeightScale::Alpha, else undefined
 
 protected:
     /// Latent weights live in [-1, 1]: beyond it the straight-through gradient of sign(W) would

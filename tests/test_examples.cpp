@@ -560,6 +560,28 @@ TEST_CASE("the trainer's metrics log rejects a line whose fields have other type
     REQUIRE(trainer::MetricsLog(path, true).steps().size() == 1);
 }
 
+TEST_CASE("the trainer's metrics log drops a cut line from the file, so the next record is not lost", "[trainer]") {
+    // A kill while a line is appended leaves part of it; the next line used to be appended to
+    // that part and was dropped with it on the next --resume.
+    bnn::test::TempDir dir;
+    const std::string path = dir.file("metrics.jsonl");
+    const std::string good = R"({"kind":"epoch","stage":"s","epoch":1})";
+    for (const std::string& cut : {std::string("\n{\"kind\":\"ep"), std::string()}) {  // half a line; no newline
+        INFO("after the good line: '" << cut << "'");
+        std::ofstream(path) << good << cut;
+        {
+            trainer::MetricsLog log(path, /*resume=*/true);
+            trainer::EpochRecord r;
+            r.stage = "s";
+            r.epoch = 2;
+            log.add(r);
+        }
+        const trainer::MetricsLog reread(path, /*resume=*/true);
+        REQUIRE(reread.epochs().size() == 2);
+        REQUIRE(reread.epochs()[1].epoch == 2);
+    }
+}
+
 TEST_CASE("the trainer's metrics log reports a write that fails instead of losing the line", "[trainer]") {
     // /dev/full accepts opening and refuses every write with ENOSPC, as a full disk does.
     if (!std::filesystem::exists("/dev/full")) BNN_SKIP("no /dev/full on this system");

@@ -204,6 +204,19 @@ private:
             return epoch > 1 ? "its checkpoint of epoch " + std::to_string(epoch - 1) + " is kept in '" + path + "'"
                              : std::string("nothing of it was saved");
         };
+        // A record or a page that cannot be written (a full disk) ends the run, as a checkpoint
+        // that cannot be saved does: what is on disk is what the run did.
+        auto write_record = [&](int epoch, const auto& record) {
+            const char* file = "metrics.jsonl";
+            try {
+                metrics_->add(record);
+                file = "curves.html";
+                write_curves();
+            } catch (const bnn::Error& e) {
+                bnn::fail("trainer: ", s.id, " epoch ", epoch, ": ", file, " could not be written, ", kept(epoch), ": ",
+                          e.what());
+            }
+        };
         const int64_t steps_per_epoch = train_loader.batches_per_epoch();
         // A step line every few dozen steps, at least a few per epoch in short epochs, and windows
         // of equal size (to a step), so the last one of an epoch does not average a handful of steps.
@@ -220,11 +233,10 @@ private:
             int64_t step = 0;
             Window window;
             auto record_window = [&] {
-                metrics_->add(StepRecord{s.id, epoch, step, steps_per_epoch, window.loss_sum / window.images,
-                                         static_cast<double>(window.correct) / window.images,
-                                         lr * optimizer.lr_factor()});
+                write_record(epoch, StepRecord{s.id, epoch, step, steps_per_epoch, window.loss_sum / window.images,
+                                               static_cast<double>(window.correct) / window.images,
+                                               lr * optimizer.lr_factor()});
                 window = {};
-                write_curves();
             };
             while (auto batch = train_loader.next()) {
                 if (detail::stop_flag()) throw Interrupted{};
@@ -266,8 +278,7 @@ private:
             log("   %s epoch %d: train loss %.4f acc %.2f%%  test top-1 %.2f%% top-5 %.2f%%  (%.0f img/s, %.0f s)\n",
                 s.id.c_str(), epoch, r.train_loss, 100 * r.train_acc, 100 * acc.top1, 100 * acc.top5, r.images_per_s,
                 r.seconds);
-            metrics_->add(r);
-            write_curves();
+            write_record(epoch, r);
             // The deployment file goes first: a crash between the two leaves the stage incomplete,
             // so --resume redoes its last epoch and writes both again.
             if (epoch == epochs && c.student == bnn::train::StudentKind::FullyBinary && ranks().is_root())
@@ -365,7 +376,7 @@ private:
         return opt_.schedule == bnn::train::ScheduleShape::StepDecay ? s.config.epochs : opt_.epochs;
     }
 
-    /// Rewrites curves.html from the metrics so far.
+    /// Rewrites curves.html from the metrics so far (atomically; bnn::Error if it cannot).
     void write_curves() const {
         if (!ranks().is_root()) return;
         std::vector<StageSpan> stages;

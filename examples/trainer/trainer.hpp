@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -102,44 +103,51 @@ public:
         bnn::set_num_threads(opt_.threads);
         const std::vector<StagePlan> plan = plan_recipes(opt_.recipes);
         require_ranks_agree(settings(), opt_.batch);
-        if (ranks().is_root()) prepare_output_dir(opt_.out);  // its clean-up would race with rank 0's writes
-        DataSource src = find_data(opt_.data, opt_.format);
-        log("data: %s from %s (%s)\n", src.format.c_str(), src.dir.c_str(), src.reason.c_str());
-        if (src.format != "cifar100")
-            log("      for CIFAR-100 pass --data DIR (the binary version: train.bin, test.bin) or set BNN_DATA\n");
-        DataSplits data = load_data(src);
-        data.train = subset(std::move(data.train), opt_.train_limit, opt_.seed);
-        data.test = subset(std::move(data.test), opt_.test_limit, opt_.seed + 1);
-        norm_ = bnn::data::channel_statistics(data.train.images);
-        dataset_name_ = src.format;
-        class_names_ = data.train.class_names;
-        num_classes_ = data.train.num_classes;
-        in_channels_ = data.train.channels();
-        image_size_ = src.format == "fashion-mnist" ? 28 : 32;  // before padding to 32
-        log("      %lld training and %lld test images of %lldx%lldx%lld, %d classes\n",
-            static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
-            static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
-            static_cast<long long>(in_channels_), num_classes_);
+        DataSplits data;
+        std::unique_ptr<bnn::data::BatchLoader> train_loader, test_loader;
+        // Under mpirun an error here (bad data, a bad --out) is usually every rank's: printed once.
+        bnn::dist::on_every_rank(ranks(), "the trainer's start-up", [&] {
+            if (ranks().is_root()) prepare_output_dir(opt_.out);  // its clean-up would race with rank 0's writes
+            DataSource src = find_data(opt_.data, opt_.format);
+            log("data: %s from %s (%s)\n", src.format.c_str(), src.dir.c_str(), src.reason.c_str());
+            if (src.format != "cifar100")
+                log("      for CIFAR-100 pass --data DIR (the binary version: train.bin, test.bin) or set BNN_DATA\n");
+            data = load_data(src);
+            data.train = subset(std::move(data.train), opt_.train_limit, opt_.seed);
+            data.test = subset(std::move(data.test), opt_.test_limit, opt_.seed + 1);
+            norm_ = bnn::data::channel_statistics(data.train.images);
+            dataset_name_ = src.format;
+            class_names_ = data.train.class_names;
+            num_classes_ = data.train.num_classes;
+            in_channels_ = data.train.channels();
+            image_size_ = src.format == "fashion-mnist" ? 28 : 32;  // before padding to 32
+            log("      %lld training and %lld test images of %lldx%lldx%lld, %d classes\n",
+                static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
+                static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
+                static_cast<long long>(in_channels_), num_classes_);
 
-        metrics_ = std::make_unique<MetricsLog>(ranks().is_root() ? metrics_path() : std::string(), opt_.resume);
+            metrics_ = std::make_unique<MetricsLog>(ranks().is_root() ? metrics_path() : std::string(), opt_.resume);
 
-        bnn::data::BatchLoader train_loader(data.train, {.batch_size = opt_.batch,
-                                                         .shuffle = true,
-                                                         .drop_last = true,
-                                                         .seed = opt_.seed,
-                                                         .random_crop = true,
-                                                         .horizontal_flip = true,
-                                                         .rotation_degrees = opt_.rotation,
-                                                         .mixup_alpha = opt_.mixup,
-                                                         .mean = norm_.mean,
-                                                         .std = norm_.std,
-                                                         .transform = keep_my_shard()});
-        BNN_CHECK(train_loader.batches_per_epoch() > 0, "trainer: --batch ", opt_.batch, " is larger than the ",
-                  data.train.size(), " training images: an epoch would have no step");
-        bnn::data::BatchLoader test_loader(data.test, {.batch_size = 250, .shuffle = false, .mean = norm_.mean,
-                                                       .std = norm_.std, .transform = keep_my_shard()});
+            train_loader = std::make_unique<bnn::data::BatchLoader>(
+                data.train, bnn::data::LoaderOptions{.batch_size = opt_.batch,
+                                                     .shuffle = true,
+                                                     .drop_last = true,
+                                                     .seed = opt_.seed,
+                                                     .random_crop = true,
+                                                     .horizontal_flip = true,
+                                                     .rotation_degrees = opt_.rotation,
+                                                     .mixup_alpha = opt_.mixup,
+                                                     .mean = norm_.mean,
+                                                     .std = norm_.std,
+                                                     .transform = keep_my_shard()});
+            BNN_CHECK(train_loader->batches_per_epoch() > 0, "trainer: --batch ", opt_.batch, " is larger than the ",
+                      data.train.size(), " training images: an epoch would have no step");
+            test_loader = std::make_unique<bnn::data::BatchLoader>(
+                data.test, bnn::data::LoaderOptions{.batch_size = 250, .shuffle = false, .mean = norm_.mean,
+                                                    .std = norm_.std, .transform = keep_my_shard()});
+        });
         std::vector<StageResult> results;
-        for (const StagePlan& stage : plan) results.push_back(run_stage(stage, train_loader, test_loader));
+        for (const StagePlan& stage : plan) results.push_back(run_stage(stage, *train_loader, *test_loader));
         return results;
     }
 
@@ -171,25 +179,31 @@ private:
                                    {.decoupled_weight_decay = true});
 
         int first_epoch = 1;
-        if (opt_.resume && std::filesystem::exists(path)) {
-            const ResumePoint point = read_resume_point(path, *model, optimizer, epochs);
-            if (point.complete) {
-                log("== %s: complete in %s, skipped\n", s.id.c_str(), path.c_str());
-                return result_from(s, point);
-            }
-            first_epoch = point.epoch + 1;
-            log("== %s: resuming after epoch %d from %s\n", s.id.c_str(), first_epoch - 1, path.c_str());
-        } else if (!s.init_from.empty()) {
-            auto report = bnn::io::load_module(checkpoint_path(find(s.init_from)), *model, {.strict = false});
-            log("== %s: initialised from %s (%s)\n", s.id.c_str(), s.init_from.c_str(), report.str().c_str());
-        }
+        std::optional<StageResult> skipped;
         std::unique_ptr<bnn::examples::ResNet18> teacher;
-        if (!s.teacher.empty()) {
-            const StagePlan& t = find(s.teacher);
-            teacher = make_model(t);
-            bnn::io::load_module(checkpoint_path(t), *teacher);
-            bnn::train::freeze(*teacher);
-        }
+        // Every rank reads the same files: an error in one is every rank's, printed once.
+        bnn::dist::on_every_rank(ranks(), "reading the stage's files", [&] {
+            if (opt_.resume && std::filesystem::exists(path)) {
+                const ResumePoint point = read_resume_point(path, *model, optimizer, epochs);
+                if (point.complete) {
+                    log("== %s: complete in %s, skipped\n", s.id.c_str(), path.c_str());
+                    skipped = result_from(s, point);
+                    return;
+                }
+                first_epoch = point.epoch + 1;
+                log("== %s: resuming after epoch %d from %s\n", s.id.c_str(), first_epoch - 1, path.c_str());
+            } else if (!s.init_from.empty()) {
+                auto report = bnn::io::load_module(checkpoint_path(find(s.init_from)), *model, {.strict = false});
+                log("== %s: initialised from %s (%s)\n", s.id.c_str(), s.init_from.c_str(), report.str().c_str());
+            }
+            if (!s.teacher.empty()) {
+                const StagePlan& t = find(s.teacher);
+                teacher = make_model(t);
+                bnn::io::load_module(checkpoint_path(t), *teacher);
+                bnn::train::freeze(*teacher);
+            }
+        });
+        if (skipped) return *skipped;
         start_from_rank0(*model, optimizer);
         const auto sync = sync_gradients(*model);  // averages the gradients in every backward
         log("== %s: %s student, %s, %lld parameters, %d epochs, lr %g, weight decay %g\n", s.id.c_str(),
@@ -249,10 +263,10 @@ private:
                                                  bnn::train::count_hits(r.logits, batch->labels).top1, detail::stop_flag());
                 if (t.stop) detail::stop_flag() = true;
                 // The step has already applied non-finite gradients: stop before anything is saved.
-                // (The loss summed over the ranks, so that every rank stops.)
+                // (The loss summed over the ranks, so that every rank stops, with one message.)
                 if (!std::isfinite(t.loss_sum))
-                    bnn::fail("trainer: ", s.id, " epoch ", epoch, " step ", step + 1, ": the loss is ", t.loss_sum,
-                              "; stage stopped, ", kept(epoch), " (too high a learning rate? see --lr-scale)");
+                    fail_alike("trainer: ", s.id, " epoch ", epoch, " step ", step + 1, ": the loss is ", t.loss_sum,
+                               "; stage stopped, ", kept(epoch), " (too high a learning rate? see --lr-scale)");
                 att += t.attention;
                 kd += t.kd;
                 ++step;

@@ -28,6 +28,7 @@
 #include "curves.hpp"
 #include "data_source.hpp"
 #include "distributed.hpp"
+#include "memory_budget.hpp"
 #include "metrics_log.hpp"
 #include "output_dir.hpp"
 #include "progress.hpp"
@@ -125,6 +126,7 @@ public:
                 static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
                 static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
                 static_cast<long long>(in_channels_), num_classes_);
+            require_memory_for(plan, data.test.size());  // before an earlier run's metrics log is emptied
 
             metrics_ = std::make_unique<MetricsLog>(ranks().is_root() ? metrics_path() : std::string(), opt_.resume);
 
@@ -143,7 +145,7 @@ public:
             BNN_CHECK(train_loader->batches_per_epoch() > 0, "trainer: --batch ", opt_.batch, " is larger than the ",
                       data.train.size(), " training images: an epoch would have no step");
             test_loader = std::make_unique<bnn::data::BatchLoader>(
-                data.test, bnn::data::LoaderOptions{.batch_size = 250, .shuffle = false, .mean = norm_.mean,
+                data.test, bnn::data::LoaderOptions{.batch_size = kTestBatch, .shuffle = false, .mean = norm_.mean,
                                                     .std = norm_.std, .transform = keep_my_shard()});
         });
         std::vector<StageResult> results;
@@ -316,6 +318,25 @@ private:
         return result;
     }
 
+    /// Refuses a run that would not fit in memory (memory_budget.hpp), from the parameters of
+    /// the plan's largest network at width 8: building it at --width is what would not fit.
+    void require_memory_for(const std::vector<StagePlan>& plan, int64_t test_images) const {
+        int64_t at_8 = 0;
+        for (const StagePlan& s : plan)
+            at_8 = std::max(at_8, bnn::examples::ResNet18({.variant = s.variant,
+                                                           .stem = bnn::examples::Stem::Cifar,
+                                                           .width = 8,
+                                                           .num_classes = num_classes_,
+                                                           .in_channels = in_channels_,
+                                                           .mode = s.mode()})
+                                      .num_parameters());
+        const int n = ranks().size();  // each rank trains on --batch / n images, tests on kTestBatch / n
+        const int64_t test_batch = (std::min(kTestBatch, test_images) + n - 1) / n;
+        const MemoryEstimate e =
+            estimate_training_memory(parameter_bound(opt_.width, at_8), opt_.width, opt_.batch / n, test_batch, 32);
+        require_memory(e, ranks().local_size(), memory_available(), opt_.width, opt_.batch);
+    }
+
     /// The deployable form of a fully binary stage: 1-bit packed weights, with what a classifier
     /// needs to use it.
     void export_deployment(const StagePlan& s, const bnn::examples::ResNet18& model, int epochs) const {
@@ -416,6 +437,8 @@ private:
         std::printf(fmt, a...);
         std::fflush(stdout);
     }
+
+    static constexpr int64_t kTestBatch = 250;  ///< images per evaluation batch (over all ranks)
 
     TrainerOptions opt_;
     bnn::data::Normalization norm_;

@@ -11,6 +11,7 @@
 
 #include "bnn/kernels/isa.hpp"
 #include "cli_checks.hpp"
+#include "trainer/command_line.hpp"
 #include "trainer/trainer.hpp"
 
 int main(int argc, char** argv) {
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
         ->check(non_negative_integer());
     app.add_option("--test-limit", o.test_limit, "test on a random subset of this many images (0: all)")
         ->check(non_negative_integer());
-    CLI11_PARSE(app, argc, argv);
+    if (const int code = trainer::parse_command_line(app, argc, argv); code >= 0) return code;
 
     if (schedule == "paper") {
         o.schedule = bnn::train::ScheduleShape::StepDecay;
@@ -98,11 +99,8 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "\ninterrupted: every finished epoch is saved in %s; continue with --resume\n",
                      o.out.c_str());
         return 130;
-    } catch (const bnn::Error& e) {
+    } catch (const std::exception& e) {  // bnn's, the file system's or the allocator's
         return trainer::report_failure(e);
-    } catch (const std::exception& e) {  // the file system's or the allocator's
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
     }
     return 0;
 }

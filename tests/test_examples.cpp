@@ -625,6 +625,28 @@ TEST_CASE("the trainer's metrics log rejects a line whose fields have other type
     REQUIRE(trainer::MetricsLog(path, true).steps().size() == 1);
 }
 
+TEST_CASE("the trainer's metrics log drops a cut line from the file, so the next record is not lost", "[trainer]") {
+    // A kill while a line is appended leaves part of it; the next line used to be appended to
+    // that part and was dropped with it on the next --resume.
+    bnn::test::TempDir dir;
+    const std::string path = dir.file("metrics.jsonl");
+    const std::string good = R"({"kind":"epoch","stage":"s","epoch":1})";
+    for (const std::string& cut : {std::string("\n{\"kind\":\"ep"), std::string()}) {  // half a line; no newline
+        INFO("after the good line: '" << cut << "'");
+        std::ofstream(path) << good << cut;
+        {
+            trainer::MetricsLog log(path, /*resume=*/true);
+            trainer::EpochRecord r;
+            r.stage = "s";
+            r.epoch = 2;
+            log.add(r);
+        }
+        const trainer::MetricsLog reread(path, /*resume=*/true);
+        REQUIRE(reread.epochs().size() == 2);
+        REQUIRE(reread.epochs()[1].epoch == 2);
+    }
+}
+
 TEST_CASE("the trainer's metrics log reports a write that fails instead of losing the line", "[trainer]") {
     // /dev/full accepts opening and refuses every write with ENOSPC, as a full disk does.
     if (!std::filesystem::exists("/dev/full")) BNN_SKIP("no /dev/full on this system");
@@ -634,6 +656,36 @@ TEST_CASE("the trainer's metrics log reports a write that fails instead of losin
     r.epoch = 1;
     REQUIRE_THROWS_WITH(log.add(r), Catch::Contains("metrics log: cannot append to '/dev/full'") &&
                                         Catch::Contains("No space left on device"));
+}
+
+TEST_CASE("the trainer's memory estimate bounds ResNet-18's parameters, passes the paper's run and names the limit",
+          "[trainer]") {
+    // The bound comes from the count at width 8 (building the network at --width is what may not fit).
+    for (Variant v : {Variant::Real, Variant::StrongBaseline, Variant::RealToBin}) {
+        const int64_t at_8 = ResNet18(options(v, Stem::Cifar, 8, 100)).num_parameters();
+        for (int64_t w : {1, 3, 8, 12, 16, 33, 64}) {
+            INFO(bnn::examples::variant_name(v) << " at width " << w);
+            const double actual = static_cast<double>(ResNet18(options(v, Stem::Cifar, w, 100)).num_parameters());
+            REQUIRE(trainer::parameter_bound(w, at_8) >= actual);
+            if (w >= 16) REQUIRE(trainer::parameter_bound(w, at_8) <= 1.1 * actual);  // and not far above
+        }
+    }
+    const int64_t at_8 = ResNet18(options(Variant::RealToBin, Stem::Cifar, 8, 100)).num_parameters();
+    auto estimate = [&](int64_t w, int64_t batch) {
+        return trainer::estimate_training_memory(trainer::parameter_bound(w, at_8), w, batch, 250, 32);
+    };
+    const double GiB = 1 << 30;
+    REQUIRE(estimate(16, 128).total() < 1 * GiB);  // the trainer's defaults
+    REQUIRE(estimate(64, 128).total() < 3 * GiB);  // the paper's width and batch
+    REQUIRE_NOTHROW(trainer::require_memory(estimate(64, 128), 1, {20 * GiB, "a 24 GiB machine"}, 64, 128));
+    REQUIRE_THROWS_WITH(trainer::require_memory(estimate(64, 128), 1, {1 * GiB, "a test limit"}, 64, 128),
+                        Catch::StartsWith("trainer: --width 64 with --batch 128 needs about 2.") &&
+                            Catch::EndsWith("more than the 1 GiB available (a test limit); use a smaller --width or --batch"));
+    REQUIRE_THROWS_WITH(trainer::require_memory(estimate(64, 64), 8, {4 * GiB, "a test limit"}, 64, 512),
+                        Catch::Contains("for the 8 ranks on this machine"));
+    const trainer::MemoryLimit here = trainer::memory_available();
+    INFO(here.source);
+    REQUIRE((here.bytes > 0 && std::isfinite(here.bytes)));  // MemAvailable at least, on Linux
 }
 
 TEST_CASE("the trainer on --resume rejects checkpoint metadata of the wrong types or range", "[trainer][fuzz]") {

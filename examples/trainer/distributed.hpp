@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "bnn/data/loader.hpp"
@@ -32,8 +33,17 @@ inline void require_ranks_agree(const bnn::dist::Settings& settings, int64_t glo
     try {
         bnn::dist::per_rank_batch(global_batch, group.size());
     } catch (const bnn::Error& e) {
-        throw bnn::dist::RefusedStart(std::string("--batch: ") + e.what());
+        throw bnn::dist::RefusedStart(group, std::string("--batch: ") + e.what());
     }
+}
+
+/// Raises an error that every rank raises alike, because it follows from values summed over the
+/// ranks: printed once, by rank 0.
+template <class... Parts>
+[[noreturn]] void fail_alike(const Parts&... parts) {
+    std::ostringstream os;
+    (os << ... << parts);
+    throw bnn::dist::alike_on_every_rank(ranks(), os.str());
 }
 
 /// The loader transform that keeps this rank's shard of every batch (none in a group of one).
@@ -83,25 +93,19 @@ inline bnn::train::Accuracy evaluate_on_ranks(bnn::nn::Module& model, bnn::data:
 /// Waits until rank 0 has written what the others are about to read.
 inline void wait_for_rank0_files() { ranks().barrier("rank 0's checkpoint"); }
 
-/// Reports an error and returns the exit code. A refusal every rank raised alike is printed by
-/// rank 0 alone; any other error is this rank's own, so it ends the whole job (the other ranks
-/// would wait for it in their next collective).
-inline int report_failure(const bnn::Error& e) {
+/// Reports an error and returns the exit code (bnn::dist::report_error): an error the ranks
+/// agreed on is printed once, any other is this rank's own and ends the whole job.
+inline int report_failure(const std::exception& e) {
     bnn::dist::ProcessGroup* group = nullptr;
     try {
         group = &ranks();
     } catch (const bnn::Error&) {  // no group at all (mpirun with a build without MPI): e says so
     }
-    if (group == nullptr || group->size() == 1) {
+    if (group == nullptr) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;
     }
-    if (dynamic_cast<const bnn::dist::RefusedStart*>(&e) != nullptr) {
-        if (group->is_root()) std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
-    std::fprintf(stderr, "error on rank %d of %d: %s\n", group->rank(), group->size(), e.what());
-    group->abort(1);
+    return bnn::dist::report_error(*group, e);
 }
 
 }  // namespace trainer

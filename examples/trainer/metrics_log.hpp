@@ -3,6 +3,10 @@
 // finished epoch's training and test figures; "step" lines the training loss and accuracy over
 // the last few dozen steps, so that even a one-epoch stage draws a curve. Lines written before
 // "kind" existed are epoch lines.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -10,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,24 +50,37 @@ struct StepRecord {
 class MetricsLog {
 public:
     /// Opens `path`: a fresh log, or with `resume` the records already in it (a line cut by a
-    /// crash is dropped). An empty path keeps the records in memory only (ranks other than 0).
+    /// crash is dropped, in the file too). An empty path keeps the records in memory only (ranks
+    /// other than 0).
     MetricsLog(std::string path, bool resume) : path_(std::move(path)) {
         if (path_.empty()) return;
         if (!resume) {
-            std::ofstream fresh(path_, std::ios::trunc);
-            BNN_CHECK(fresh.good(), "metrics log: cannot create '", path_, "': ", std::strerror(errno));
+            // Emptied in one step (the old run's log is meant to go), not written through a
+            // temporary: the path may be a device such as /dev/full.
+            const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+            BNN_CHECK(fd >= 0, "metrics log: cannot create '", path_, "': ", std::strerror(errno));
+            ::close(fd);
             return;
         }
         std::ifstream in(path_);
+        std::stringstream text;
+        text << in.rdbuf();
+        const std::string all = text.str();
+        // A line cut by a crash goes from the file too: the next record would be appended to it.
+        bool cut = !all.empty() && all.back() != '\n';
         int64_t number = 0;
-        for (std::string line; std::getline(in, line);) {
+        for (std::string line; std::getline(text, line);) {
             ++number;
             if (line.empty()) continue;
             auto j = nlohmann::json::parse(line, nullptr, false);
-            if (j.is_discarded() || !j.is_object()) continue;
+            if (j.is_discarded() || !j.is_object()) {
+                cut = true;
+                continue;
+            }
             check_types(j, number);
             take(std::move(j));
         }
+        if (cut) rewrite();
     }
 
     const std::vector<EpochRecord>& epochs() const { return epochs_; }
@@ -83,10 +101,7 @@ public:
         epochs_.clear();
         steps_.clear();
         for (auto& j : kept) take(std::move(j));
-        if (!changed || path_.empty()) return;
-        std::string text;  // written atomically: a crash or a full disk leaves the old log or the new one
-        for (const auto& j : lines_) text += j.dump() + '\n';
-        bnn::io::atomic_write_file(path_, [&](bnn::io::FileSink& sink) { sink.write(text.data(), text.size()); });
+        if (changed && !path_.empty()) rewrite();
     }
 
 private:
@@ -113,14 +128,43 @@ private:
         else if (kind == "step") steps_.push_back(step_from(j));
         lines_.push_back(std::move(j));
     }
-    void append(nlohmann::json j) {
-        if (!path_.empty()) {
-            std::ofstream out(path_, std::ios::app);
-            out << j.dump() << '\n';
-            out.flush();
-            BNN_CHECK(out.good(), "metrics log: cannot append to '", path_, "': ", std::strerror(errno));
+    /// Replaces the file by the records in memory, atomically: a crash or a full disk leaves the
+    /// old log or the new one.
+    void rewrite() const {
+        std::string text;
+        for (const auto& j : lines_) text += j.dump() + '\n';
+        try {
+            bnn::io::atomic_write_file(path_, [&](bnn::io::FileSink& sink) { sink.write(text.data(), text.size()); });
+        } catch (const bnn::Error& e) {
+            bnn::fail("metrics log: ", e.what());
         }
+    }
+    void append(nlohmann::json j) {
+        if (!path_.empty()) append_line(j.dump() + '\n');
         take(std::move(j));
+    }
+    /// Appends `line` whole or not at all: a write that fails part way (a full disk) is cut back
+    /// off, so the file never ends in half a record, and the failure raises bnn::Error.
+    void append_line(const std::string& line) const {
+        const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+        BNN_CHECK(fd >= 0, "metrics log: cannot open '", path_, "' to append: ", std::strerror(errno));
+        struct stat st {};
+        const off_t before = ::fstat(fd, &st) == 0 ? st.st_size : -1;
+        size_t done = 0;
+        while (done < line.size()) {
+            const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                const int error = n < 0 ? errno : EIO;
+                const bool intact = done == 0 || (before >= 0 && ::ftruncate(fd, before) == 0);
+                ::close(fd);
+                bnn::fail("metrics log: cannot append to '", path_, "': ", std::strerror(error),
+                          intact ? "; the file is as it was before this record"
+                                 : "; its last line is cut, and --resume will drop it");
+            }
+            done += static_cast<size_t>(n);
+        }
+        BNN_CHECK(::close(fd) == 0, "metrics log: cannot append to '", path_, "': ", std::strerror(errno));
     }
 
     static nlohmann::json to_json(const EpochRecord& r) {

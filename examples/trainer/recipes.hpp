@@ -5,7 +5,8 @@
 //   real         real ResNet-18 (cross-entropy)
 //   baseline     strong baseline: binary activations + real weights, then fully binary from it
 //   real-to-bin  real teacher, then steps 1-3 of the progressive teacher-student schedule
-//                (paper-notes.md section 5), each step's teacher the previous result
+//                (docs/paper-mapping.md, "Progressive stages"), each step's teacher the
+//                previous result
 #include <optional>
 #include <string>
 #include <vector>

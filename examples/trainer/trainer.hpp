@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "curves.hpp"
 #include "data_source.hpp"
 #include "distributed.hpp"
+#include "memory_budget.hpp"
 #include "metrics_log.hpp"
 #include "output_dir.hpp"
 #include "progress.hpp"
@@ -102,44 +104,52 @@ public:
         bnn::set_num_threads(opt_.threads);
         const std::vector<StagePlan> plan = plan_recipes(opt_.recipes);
         require_ranks_agree(settings(), opt_.batch);
-        if (ranks().is_root()) prepare_output_dir(opt_.out);  // its clean-up would race with rank 0's writes
-        DataSource src = find_data(opt_.data, opt_.format);
-        log("data: %s from %s (%s)\n", src.format.c_str(), src.dir.c_str(), src.reason.c_str());
-        if (src.format != "cifar100")
-            log("      for CIFAR-100 pass --data DIR (the binary version: train.bin, test.bin) or set BNN_DATA\n");
-        DataSplits data = load_data(src);
-        data.train = subset(std::move(data.train), opt_.train_limit, opt_.seed);
-        data.test = subset(std::move(data.test), opt_.test_limit, opt_.seed + 1);
-        norm_ = bnn::data::channel_statistics(data.train.images);
-        dataset_name_ = src.format;
-        class_names_ = data.train.class_names;
-        num_classes_ = data.train.num_classes;
-        in_channels_ = data.train.channels();
-        image_size_ = src.format == "fashion-mnist" ? 28 : 32;  // before padding to 32
-        log("      %lld training and %lld test images of %lldx%lldx%lld, %d classes\n",
-            static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
-            static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
-            static_cast<long long>(in_channels_), num_classes_);
+        DataSplits data;
+        std::unique_ptr<bnn::data::BatchLoader> train_loader, test_loader;
+        // Under mpirun an error here (bad data, a bad --out) is usually every rank's: printed once.
+        bnn::dist::on_every_rank(ranks(), "the trainer's start-up", [&] {
+            if (ranks().is_root()) prepare_output_dir(opt_.out);  // its clean-up would race with rank 0's writes
+            DataSource src = find_data(opt_.data, opt_.format);
+            log("data: %s from %s (%s)\n", src.format.c_str(), src.dir.c_str(), src.reason.c_str());
+            if (src.format != "cifar100")
+                log("      for CIFAR-100 pass --data DIR (the binary version: train.bin, test.bin) or set BNN_DATA\n");
+            data = load_data(src);
+            data.train = subset(std::move(data.train), opt_.train_limit, opt_.seed);
+            data.test = subset(std::move(data.test), opt_.test_limit, opt_.seed + 1);
+            norm_ = bnn::data::channel_statistics(data.train.images);
+            dataset_name_ = src.format;
+            class_names_ = data.train.class_names;
+            num_classes_ = data.train.num_classes;
+            in_channels_ = data.train.channels();
+            image_size_ = src.format == "fashion-mnist" ? 28 : 32;  // before padding to 32
+            log("      %lld training and %lld test images of %lldx%lldx%lld, %d classes\n",
+                static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
+                static_cast<long long>(data.train.height()), static_cast<long long>(data.train.width()),
+                static_cast<long long>(in_channels_), num_classes_);
+            require_memory_for(plan, data.test.size());  // before an earlier run's metrics log is emptied
 
-        metrics_ = std::make_unique<MetricsLog>(ranks().is_root() ? metrics_path() : std::string(), opt_.resume);
+            metrics_ = std::make_unique<MetricsLog>(ranks().is_root() ? metrics_path() : std::string(), opt_.resume);
 
-        bnn::data::BatchLoader train_loader(data.train, {.batch_size = opt_.batch,
-                                                         .shuffle = true,
-                                                         .drop_last = true,
-                                                         .seed = opt_.seed,
-                                                         .random_crop = true,
-                                                         .horizontal_flip = true,
-                                                         .rotation_degrees = opt_.rotation,
-                                                         .mixup_alpha = opt_.mixup,
-                                                         .mean = norm_.mean,
-                                                         .std = norm_.std,
-                                                         .transform = keep_my_shard()});
-        BNN_CHECK(train_loader.batches_per_epoch() > 0, "trainer: --batch ", opt_.batch, " is larger than the ",
-                  data.train.size(), " training images: an epoch would have no step");
-        bnn::data::BatchLoader test_loader(data.test, {.batch_size = 250, .shuffle = false, .mean = norm_.mean,
-                                                       .std = norm_.std, .transform = keep_my_shard()});
+            train_loader = std::make_unique<bnn::data::BatchLoader>(
+                data.train, bnn::data::LoaderOptions{.batch_size = opt_.batch,
+                                                     .shuffle = true,
+                                                     .drop_last = true,
+                                                     .seed = opt_.seed,
+                                                     .random_crop = true,
+                                                     .horizontal_flip = true,
+                                                     .rotation_degrees = opt_.rotation,
+                                                     .mixup_alpha = opt_.mixup,
+                                                     .mean = norm_.mean,
+                                                     .std = norm_.std,
+                                                     .transform = keep_my_shard()});
+            BNN_CHECK(train_loader->batches_per_epoch() > 0, "trainer: --batch ", opt_.batch, " is larger than the ",
+                      data.train.size(), " training images: an epoch would have no step");
+            test_loader = std::make_unique<bnn::data::BatchLoader>(
+                data.test, bnn::data::LoaderOptions{.batch_size = kTestBatch, .shuffle = false, .mean = norm_.mean,
+                                                    .std = norm_.std, .transform = keep_my_shard()});
+        });
         std::vector<StageResult> results;
-        for (const StagePlan& stage : plan) results.push_back(run_stage(stage, train_loader, test_loader));
+        for (const StagePlan& stage : plan) results.push_back(run_stage(stage, *train_loader, *test_loader));
         return results;
     }
 
@@ -171,25 +181,31 @@ private:
                                    {.decoupled_weight_decay = true});
 
         int first_epoch = 1;
-        if (opt_.resume && std::filesystem::exists(path)) {
-            const ResumePoint point = read_resume_point(path, *model, optimizer, epochs);
-            if (point.complete) {
-                log("== %s: complete in %s, skipped\n", s.id.c_str(), path.c_str());
-                return result_from(s, point);
-            }
-            first_epoch = point.epoch + 1;
-            log("== %s: resuming after epoch %d from %s\n", s.id.c_str(), first_epoch - 1, path.c_str());
-        } else if (!s.init_from.empty()) {
-            auto report = bnn::io::load_module(checkpoint_path(find(s.init_from)), *model, {.strict = false});
-            log("== %s: initialised from %s (%s)\n", s.id.c_str(), s.init_from.c_str(), report.str().c_str());
-        }
+        std::optional<StageResult> skipped;
         std::unique_ptr<bnn::examples::ResNet18> teacher;
-        if (!s.teacher.empty()) {
-            const StagePlan& t = find(s.teacher);
-            teacher = make_model(t);
-            bnn::io::load_module(checkpoint_path(t), *teacher);
-            bnn::train::freeze(*teacher);
-        }
+        // Every rank reads the same files: an error in one is every rank's, printed once.
+        bnn::dist::on_every_rank(ranks(), "reading the stage's files", [&] {
+            if (opt_.resume && std::filesystem::exists(path)) {
+                const ResumePoint point = read_resume_point(path, *model, optimizer, epochs);
+                if (point.complete) {
+                    log("== %s: complete in %s, skipped\n", s.id.c_str(), path.c_str());
+                    skipped = result_from(s, point);
+                    return;
+                }
+                first_epoch = point.epoch + 1;
+                log("== %s: resuming after epoch %d from %s\n", s.id.c_str(), first_epoch - 1, path.c_str());
+            } else if (!s.init_from.empty()) {
+                auto report = bnn::io::load_module(checkpoint_path(find(s.init_from)), *model, {.strict = false});
+                log("== %s: initialised from %s (%s)\n", s.id.c_str(), s.init_from.c_str(), report.str().c_str());
+            }
+            if (!s.teacher.empty()) {
+                const StagePlan& t = find(s.teacher);
+                teacher = make_model(t);
+                bnn::io::load_module(checkpoint_path(t), *teacher);
+                bnn::train::freeze(*teacher);
+            }
+        });
+        if (skipped) return *skipped;
         start_from_rank0(*model, optimizer);
         const auto sync = sync_gradients(*model);  // averages the gradients in every backward
         log("== %s: %s student, %s, %lld parameters, %d epochs, lr %g, weight decay %g\n", s.id.c_str(),
@@ -203,6 +219,19 @@ private:
         auto kept = [&](int epoch) {
             return epoch > 1 ? "its checkpoint of epoch " + std::to_string(epoch - 1) + " is kept in '" + path + "'"
                              : std::string("nothing of it was saved");
+        };
+        // A record or a page that cannot be written (a full disk) ends the run, as a checkpoint
+        // that cannot be saved does: what is on disk is what the run did.
+        auto write_record = [&](int epoch, const auto& record) {
+            const char* file = "metrics.jsonl";
+            try {
+                metrics_->add(record);
+                file = "curves.html";
+                write_curves();
+            } catch (const bnn::Error& e) {
+                bnn::fail("trainer: ", s.id, " epoch ", epoch, ": ", file, " could not be written, ", kept(epoch), ": ",
+                          e.what());
+            }
         };
         const int64_t steps_per_epoch = train_loader.batches_per_epoch();
         // A step line every few dozen steps, at least a few per epoch in short epochs, and windows
@@ -220,11 +249,10 @@ private:
             int64_t step = 0;
             Window window;
             auto record_window = [&] {
-                metrics_->add(StepRecord{s.id, epoch, step, steps_per_epoch, window.loss_sum / window.images,
-                                         static_cast<double>(window.correct) / window.images,
-                                         lr * optimizer.lr_factor()});
+                write_record(epoch, StepRecord{s.id, epoch, step, steps_per_epoch, window.loss_sum / window.images,
+                                               static_cast<double>(window.correct) / window.images,
+                                               lr * optimizer.lr_factor()});
                 window = {};
-                write_curves();
             };
             while (auto batch = train_loader.next()) {
                 if (detail::stop_flag()) throw Interrupted{};
@@ -237,10 +265,10 @@ private:
                                                  bnn::train::count_hits(r.logits, batch->labels).top1, detail::stop_flag());
                 if (t.stop) detail::stop_flag() = true;
                 // The step has already applied non-finite gradients: stop before anything is saved.
-                // (The loss summed over the ranks, so that every rank stops.)
+                // (The loss summed over the ranks, so that every rank stops, with one message.)
                 if (!std::isfinite(t.loss_sum))
-                    bnn::fail("trainer: ", s.id, " epoch ", epoch, " step ", step + 1, ": the loss is ", t.loss_sum,
-                              "; stage stopped, ", kept(epoch), " (too high a learning rate? see --lr-scale)");
+                    fail_alike("trainer: ", s.id, " epoch ", epoch, " step ", step + 1, ": the loss is ", t.loss_sum,
+                               "; stage stopped, ", kept(epoch), " (too high a learning rate? see --lr-scale)");
                 att += t.attention;
                 kd += t.kd;
                 ++step;
@@ -266,8 +294,7 @@ private:
             log("   %s epoch %d: train loss %.4f acc %.2f%%  test top-1 %.2f%% top-5 %.2f%%  (%.0f img/s, %.0f s)\n",
                 s.id.c_str(), epoch, r.train_loss, 100 * r.train_acc, 100 * acc.top1, 100 * acc.top5, r.images_per_s,
                 r.seconds);
-            metrics_->add(r);
-            write_curves();
+            write_record(epoch, r);
             // The deployment file goes first: a crash between the two leaves the stage incomplete,
             // so --resume redoes its last epoch and writes both again.
             if (epoch == epochs && c.student == bnn::train::StudentKind::FullyBinary && ranks().is_root())
@@ -289,6 +316,25 @@ private:
             result.images_per_s = r.images_per_s;
         }
         return result;
+    }
+
+    /// Refuses a run that would not fit in memory (memory_budget.hpp), from the parameters of
+    /// the plan's largest network at width 8: building it at --width is what would not fit.
+    void require_memory_for(const std::vector<StagePlan>& plan, int64_t test_images) const {
+        int64_t at_8 = 0;
+        for (const StagePlan& s : plan)
+            at_8 = std::max(at_8, bnn::examples::ResNet18({.variant = s.variant,
+                                                           .stem = bnn::examples::Stem::Cifar,
+                                                           .width = 8,
+                                                           .num_classes = num_classes_,
+                                                           .in_channels = in_channels_,
+                                                           .mode = s.mode()})
+                                      .num_parameters());
+        const int n = ranks().size();  // each rank trains on --batch / n images, tests on kTestBatch / n
+        const int64_t test_batch = (std::min(kTestBatch, test_images) + n - 1) / n;
+        const MemoryEstimate e =
+            estimate_training_memory(parameter_bound(opt_.width, at_8), opt_.width, opt_.batch / n, test_batch, 32);
+        require_memory(e, ranks().local_size(), memory_available(), opt_.width, opt_.batch);
     }
 
     /// The deployable form of a fully binary stage: 1-bit packed weights, with what a classifier
@@ -365,7 +411,7 @@ private:
         return opt_.schedule == bnn::train::ScheduleShape::StepDecay ? s.config.epochs : opt_.epochs;
     }
 
-    /// Rewrites curves.html from the metrics so far.
+    /// Rewrites curves.html from the metrics so far (atomically; bnn::Error if it cannot).
     void write_curves() const {
         if (!ranks().is_root()) return;
         std::vector<StageSpan> stages;
@@ -391,6 +437,8 @@ private:
         std::printf(fmt, a...);
         std::fflush(stdout);
     }
+
+    static constexpr int64_t kTestBatch = 250;  ///< images per evaluation batch (over all ranks)
 
     TrainerOptions opt_;
     bnn::data::Normalization norm_;

@@ -126,6 +126,22 @@ test_train_cifar100() {
         "$t" --bogus
     expect_error "--batch larger than the data" "^error: trainer: --batch 64 is larger than the 32 training images: an epoch would have no step$" \
         "$t" --recipe real --width 4 --epochs 1 --threads 1 --batch 64 --data "$work/data" --out "$work/o"
+    # A width the machine cannot hold is refused before training, at once, naming the estimate and
+    # the limit (it died of std::bad_alloc, or of the OOM killer when the allocations succeeded).
+    local start=$SECONDS
+    expect_error "--width beyond the memory" "^error: trainer: --width 100000 with --batch 16 needs about [0-9.e+]+ GiB of memory \(parameters and optimiser state [0-9.e+]+ GiB, activations [0-9.e+]+ GiB\), more than the [0-9.e+]+ GiB available \(.+\); use a smaller --width or --batch$" \
+        "$t" --recipe real --width 100000 --epochs 1 --batch 16 --threads 1 --data "$work/data" --out "$work/o"
+    if ((SECONDS - start > 20)); then
+        echo "FAIL (--width beyond the memory): refused after $((SECONDS - start)) s, not at once" >&2
+        failures=$((failures + 1))
+    fi
+    # AddressSanitizer reserves terabytes of address space for its shadow memory, so its build
+    # cannot start under ulimit -v at all (tests/cli/CMakeLists.txt sets BNN_SANITIZED).
+    if [ -z "${BNN_SANITIZED:-}" ]; then
+        expect_error "--width beyond ulimit -v" "^error: trainer: --width 128 with --batch 16 needs about .* GiB available \(the address-space limit, ulimit -v\); use a smaller --width or --batch$" \
+            bash -c 'ulimit -v 1500000 && exec "$@"' limited "$t" --recipe real --width 128 --epochs 1 --batch 16 \
+            --threads 1 --data "$work/data" --out "$work/o"
+    fi
     expect_error "--out is a file" "^error: trainer: cannot create the output directory '.*empty' \(--out\): Not a directory$" \
         "$t" "${ok[@]}" --data "$work/data" --out "$work/empty"
 

@@ -5,6 +5,7 @@
 #   crash_safety.sh TRAIN_CIFAR100 kill-resume        SIGKILL at random moments and inside
 #                                                     checkpoint writes; --resume ends bit-identical
 #   crash_safety.sh TRAIN_CIFAR100 disk-full          a checkpoint write that fails (file size limit)
+#   crash_safety.sh TRAIN_CIFAR100 records-full       metrics.jsonl and curves.html writes that fail
 #   crash_safety.sh TRAIN_CIFAR100 unwritable-output  --out that cannot be written: refused at once
 #   crash_safety.sh TRAIN_CIFAR100 nan-loss           a diverging loss stops the stage, keeps the
 #                                                     last good checkpoint
@@ -181,6 +182,53 @@ disk_full() {
     echo "the failed write left the previous checkpoint intact; resuming from it ends bit-identical"
 }
 
+# Runs the trainer with a file size limit of $1 KiB (a full disk: write() fails with EFBIG once
+# SIGXFSZ is ignored) and further arguments; exit code in $rc, its output in $output.
+run_limited() {
+    local blocks=$1
+    shift
+    output=$(ulimit -f "$blocks" && trap '' XFSZ && exec "$trainer" "${common[@]}" "$@" 2>&1)
+    rc=$?
+}
+
+# Expects the last run to have failed on a write: exit 1, one error line matching $1.
+failed_write() {
+    echo "$output" | tail -n 1
+    [ "$rc" = 1 ] || fail "expected exit code 1, got $rc: $output"
+    echo "$output" | grep -Eq "$1" || fail "no clear error about the failed write in: $output"
+    [ "$(echo "$output" | grep -c 'error')" = 1 ] || fail "expected one error line in: $output"
+}
+
+records_full() {
+    # metrics.jsonl: a record that does not fit is cut back off, the file as it was. The log is
+    # padded (a stage not in the plan, kept but not drawn) to 40 bytes short of 8 KiB, so the first
+    # step record, some 200 bytes, is written in part before the limit.
+    mkdir -p "$work/metrics"
+    local head='{"kind":"epoch","stage":"padding","epoch":1,"note":"' tail='"}'
+    local fill=$((8192 - 40 - ${#head} - ${#tail} - 1))
+    { printf '%s' "$head" && head -c "$fill" /dev/zero | tr '\0' x && printf '%s\n' "$tail"; } > "$work/metrics/metrics.jsonl"
+    cp "$work/metrics/metrics.jsonl" "$work/metrics.saved"
+    run_limited 8 --recipe real --epochs 1 --batch 16 --out "$work/metrics" --resume
+    failed_write "^error: trainer: real epoch 1: metrics.jsonl could not be written, nothing of it was saved: metrics log: cannot append to '.*metrics\.jsonl': File too large; the file is as it was before this record$"
+    cmp -s "$work/metrics.saved" "$work/metrics/metrics.jsonl" ||
+        fail "metrics.jsonl was changed by the failed write: $(tail -c 120 "$work/metrics/metrics.jsonl")"
+    echo "the record that did not fit left metrics.jsonl as it was"
+
+    # curves.html: a page that does not fit keeps the previous one. The limit is at least 1 KiB
+    # below the killed run's page, from which the resumed run's first page differs by a few points;
+    # metrics.jsonl stays below it.
+    interrupted_after_first_checkpoint "$work/curves" 16
+    cp "$work/curves/curves.html" "$work/curves.saved"
+    local blocks=$(($(stat -c %s "$work/curves.saved") / 1024 - 1))
+    ((blocks * 1024 > $(stat -c %s "$work/curves/metrics.jsonl") + 1024)) || fail "the page is too small for this test"
+    run_limited "$blocks" --recipe real --epochs 4 --batch 16 --out "$work/curves" --resume
+    failed_write "^error: trainer: real epoch 2: curves.html could not be written, its checkpoint of epoch 1 is kept in '.*real\.safetensors': atomic_write_file: writing '.*curves\.html' failed after [0-9]+ bytes: File too large$"
+    cmp -s "$work/curves.saved" "$work/curves/curves.html" || fail "curves.html was changed by the failed write"
+    [ -z "$(temp_files "$work/curves")" ] || fail "the failed write left $(temp_files "$work/curves")"
+    [ "$(tail -c 1 "$work/curves/metrics.jsonl" | od -An -c | tr -d ' ')" = '\n' ] || fail "metrics.jsonl ends in part of a line"
+    echo "the page that did not fit left the previous curves.html"
+}
+
 # Expects the last run to be refused before training: exit 1, message matching $1, no stage begun.
 refused() {
     [ "$rc" = 1 ] || fail "expected exit code 1, got $rc: $output"
@@ -225,6 +273,7 @@ nan_loss() {
 case $case_name in
     kill-resume) kill_resume ;;
     disk-full) disk_full ;;
+    records-full) records_full ;;
     unwritable-output) unwritable_output ;;
     nan-loss) nan_loss ;;
     *) fail "unknown case '$case_name'" ;;

@@ -1,6 +1,7 @@
 # Builds and runs tests/consumer against bnn. MODE=find_package installs the build tree into a
 # scratch prefix first; MODE=add_subdirectory points the consumer at the source tree.
-# Inputs: BNN_SOURCE_DIR, BNN_BUILD_DIR, WORK_DIR, MODE.
+# WITH_MPI=ON also builds and runs consumer_mpi on bnn::mpi.
+# Inputs: BNN_SOURCE_DIR, BNN_BUILD_DIR, WORK_DIR, MODE, WITH_MPI.
 file(REMOVE_RECURSE ${WORK_DIR})
 set(consumer_src ${BNN_SOURCE_DIR}/tests/consumer)
 
@@ -19,7 +20,12 @@ if(MODE STREQUAL "find_package")
 else()
   set(configure_args -DBNN_SOURCE_DIR=${BNN_SOURCE_DIR})
 endif()
-run(configure ${CMAKE_COMMAND} -S ${consumer_src} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=Release ${configure_args})
+run(configure ${CMAKE_COMMAND} -S ${consumer_src} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=Release
+    -DBNN_CONSUMER_MPI=${WITH_MPI} ${configure_args})
 run(build ${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(run ${WORK_DIR}/build/consumer)
 message(STATUS "${last_output}")
+if(WITH_MPI)
+  run(run_mpi ${WORK_DIR}/build/consumer_mpi)
+  message(STATUS "${last_output}")
+endif()

@@ -8,15 +8,16 @@
 #include <vector>
 
 #include "bnn/core/error.hpp"
+#include "bnn/dist/agreed_error.hpp"
 #include "bnn/dist/process_group.hpp"
 
 namespace bnn::dist {
 
-/// An error every rank raises alike (same message, same moment), so the ranks can end normally
-/// and rank 0 alone reports it. Other errors are seen by one rank only and end the job.
-class RefusedStart : public Error {
+/// A start every rank refuses alike (same message, same moment), so the ranks can end normally
+/// and rank 0 alone reports it (see agreed_error.hpp).
+class RefusedStart : public AgreedError {
 public:
-    using Error::Error;
+    RefusedStart(const ProcessGroup& group, const std::string& what) : AgreedError(what, "", group.is_root()) {}
 };
 
 /// Named settings of this rank, e.g. {{"width", "64"}, {"batch", "256"}}.
@@ -47,8 +48,9 @@ inline void require_same_settings(ProcessGroup& group, const Settings& mine) {
             const std::string a = i < root.size() ? root[i].second : "(missing)";
             const std::string b = i < other.size() && other[i].first == key ? other[i].second : "(missing)";
             if (a == b) continue;
-            throw RefusedStart("the ranks were started with different options: " + key + " is " + a + " on rank 0 but " +
-                               b + " on rank " + std::to_string(r) + "; start every rank with the same options");
+            throw RefusedStart(group, "the ranks were started with different options: " + key + " is " + a +
+                                          " on rank 0 but " + b + " on rank " + std::to_string(r) +
+                                          "; start every rank with the same options");
         }
     }
 }

@@ -7,6 +7,9 @@
 ///     bnn::dist::GradientSync sync(group, model.parameters()); // averages gradients in backward
 ///     loader transform: bnn::dist::keep_shard(batch, group.rank(), group.size());
 ///     ... train_step as usual; reduce metrics with sum_over_ranks / reduce_accuracy
+///     on_every_rank(group, "loading", [&] { ... });            // an error all ranks hit: printed once
+///     catch (const std::exception& e) { return report_error(group, e); }
+#include "bnn/dist/agreed_error.hpp"
 #include "bnn/dist/agreement.hpp"
 #include "bnn/dist/broadcast.hpp"
 #include "bnn/dist/buffers.hpp"

@@ -32,7 +32,8 @@ enum class WeightScale {
               ///< latent weights at each forward and not differentiated; applied when weights are binary
     Learned,  ///< a parameter [Cout] initialised to 1 (XNOR-Net++), applied in every mode; once the
               ///< weights are binary it multiplies mean |W|, so that switching a trained layer to
-              ///< sign(W) keeps each output's magnitude (paper-notes section 4)
+              ///< sign(W) keeps each output's magnitude
+              ///< (docs/paper-mapping.md, "Alpha beside the gate")
     Alpha,    ///< a parameter [Cout] initialised to 1, applied alone in every mode (no mean |W|
               ///< factor); deployment files rebuild binary convs this way, α holding the final scale
 };

@@ -9,8 +9,9 @@
 ///                                             data-driven gate computed from h (Real-to-Bin)
 ///     out = PReLU(y) + shortcut(x)            identity, or Downsample when the shape changes
 ///
-/// With the gate, the conv keeps alpha = mean |W| once its weights are binary (paper-notes
-/// section 4); with the learned scale, alpha multiplies mean |W| then (see WeightScale::Learned).
+/// With the gate, the conv keeps alpha = mean |W| once its weights are binary
+/// (docs/paper-mapping.md, "Alpha beside the gate"); with the learned scale, alpha multiplies
+/// mean |W| then (see WeightScale::Learned).
 #include <cstdint>
 #include <memory>
 #include <optional>

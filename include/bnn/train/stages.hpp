@@ -1,7 +1,8 @@
 #pragma once
 /// @file stages.hpp
-/// The progressive teacher-student schedule of Real-to-Binary (Sec. 4.2; paper-notes.md sections
-/// 5 and 6) as data, so a trainer loops over stages instead of hard-coding them.
+/// The progressive teacher-student schedule of Real-to-Binary (Sec. 4.1-4.2) as data, so a
+/// trainer loops over stages instead of hard-coding them. The choices the paper leaves open:
+/// docs/paper-mapping.md, "Progressive stages" and "Optimisation".
 ///
 /// | stage | student                                   | teacher | losses             |
 /// |-------|-------------------------------------------|---------|--------------------|

@@ -201,6 +201,9 @@ public:
     /// Words between horizontally adjacent input pixels (words_per_pixel) and between rows.
     int64_t row_stride_words() const { return wp_ * g_.words_per_pixel(); }
     int64_t image_stride_words() const { return hp_ * wp_ * g_.words_per_pixel(); }
+    /// True when run() walks pixel blocks outermost (all the weights fit in L1), false when
+    /// channel blocks are outermost.
+    bool pixel_major() const { return pixel_major_; }
 
     /// out [N, OH, OW, Cout] = the fused transform of the binary conv of the current input bits.
     void run(const XnorEpilogue& t, float* out) {

@@ -4,8 +4,10 @@
 // every instruction set this CPU has, with 1 and 2 threads, and is compared with a reference
 // written here (or the naive loops of sgemm_reference / conv2d_forward_reference) that shares no
 // code with the paths:
-//   bit for bit  the sign packing (the sign rule), the XNOR convolution (the float convolution
-//                of the ±1 tensors: integer sums, exact in float, then one fma);
+//   bit for bit  the sign packing and bn_sign_pack (the sign rule), the XNOR convolutions (the
+//                float convolution of the ±1 tensors: integer sums, exact in float) with their
+//                fused transforms (one float operation per step, as the kernels promise), the
+//                integer stem (int64 sums, one fma);
 //   tolerance    float GEMM and convolution (references summed in double), whose summation order
 //                differs from path to path; each case states its bound.
 // A path this CPU lacks is a warning, or a failure when BNN_REQUIRE_ISA names it ("avx512,avx2",
@@ -23,6 +25,7 @@
 #include <cstdlib>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -34,10 +37,13 @@
 #include "bnn/core/rng.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
+#include "bnn/infer/fused_steps.hpp"
 #include "bnn/kernels/activation.hpp"
 #include "bnn/kernels/binary_conv2d.hpp"
+#include "bnn/kernels/binary_conv2d_planned.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/conv2d_u8s16.hpp"
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/sgemm.hpp"
@@ -193,6 +199,12 @@ Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>
 const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"xnor conv over 2 threads", kAllIsas},
     {"xnor AVX2 tile: byte counts flushed", {Isa::avx2}},
+    {"planned conv: pixel blocks outermost", kAllIsas},
+    {"planned conv: channel blocks outermost", kAllIsas},
+    {"planned conv over 2 threads", kAllIsas},
+    {"bn_sign_pack in half words", kAllIsas},
+    {"bn_sign_pack in words over 2 threads", kAllIsas},
+    {"u8s16 over 2 threads, channel blocks split", kAllIsas},
     {"sgemm 14x32 tile", {Isa::avx512}},
     {"sgemm 28x16 tile", {Isa::avx512}},
     {"sgemm 8x48 tile", {Isa::avx512}},
@@ -367,11 +379,23 @@ bool xnor_conv_splits(const ConvShape& s) { return num_threads() > 1 && s.macs()
 /// xnor_conv2d's words per receptive field (AVX2 tiles flush their byte counts every 31 words).
 int64_t xnor_field_words(const ConvShape& s) { return s.kh * s.kw * words_for_channels(s.c); }
 
-void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode) {
-    const auto x = with_zeros(s.inputs(), rng), wt = with_zeros(s.weights(), rng);
+/// Random signs, or with `opposite` every input sign +1 and every weight sign -1: each XOR bit
+/// is 1 and the popcounts reach their largest value (the extreme dot -K).
+std::pair<std::vector<float>, std::vector<float>> xnor_inputs(const ConvShape& s, Rng& rng, bool opposite) {
+    auto x = with_zeros(s.inputs(), rng), w = with_zeros(s.weights(), rng);
+    if (opposite) {
+        for (float& v : x) v = std::abs(v);       // +0 counts as +1
+        for (float& v : w) v = -std::abs(v) - .5f;
+    }
+    return {x, w};
+}
+
+void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode,
+                        bool opposite = false) {
+    const auto [x, wt] = xnor_inputs(s, rng, opposite);
     const auto scale = uniform(s.co, rng, 0.1f, 2.f), bias = uniform(s.co, rng, -3.f, 3.f);
     cases.push_back(
-        {"xnor_conv2d" + s.str() + pad_mode_name(mode),
+        {"xnor_conv2d" + s.str() + pad_mode_name(mode) + (opposite ? " opposite signs" : ""),
          [=] {
              const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
              // The dots are exact, so the transformed reference is one fma away.
@@ -393,11 +417,11 @@ void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShap
 
 void add_xnor_conv_cases(std::vector<KernelCase>& cases) {
     Rng rng(2024);
-    // Channels around the 64-bit words, kernels 1 and 3, both strides, with and without
+    // Channels around the 64-bit words, kernels 1, 3 and 2x3, both strides, with and without
     // padding (zero-padding's border correction, one-padding's +1 border), output channels
     // around the 8- and 32-lane tiles; batch and image size drawn per case.
     for (int64_t c : {1, 3, 63, 64, 65, 127, 200, 512})
-        for (auto [kh, kw] : {std::pair<int64_t, int64_t>{1, 1}, {3, 3}})
+        for (auto [kh, kw] : {std::pair<int64_t, int64_t>{1, 1}, {3, 3}, {2, 3}})
             for (int64_t stride : {1, 2})
                 for (int64_t pad : {0, 1}) {
                     const int64_t n = 1 + static_cast<int64_t>(rng.below(3));
@@ -409,9 +433,287 @@ void add_xnor_conv_cases(std::vector<KernelCase>& cases) {
                     add_xnor_conv_case(cases, rng, s, PadMode::zero);
                     if (pad > 0) add_xnor_conv_case(cases, rng, s, PadMode::one);
                 }
+    // Receptive fields of 31, 32, 62 and 63 words, around the AVX2 tile's flush of its byte
+    // counts (8 bits a word: 31 words fill a byte to 248), with random signs and with every XOR
+    // bit set.
+    for (int64_t kw : {31, 32, 62, 63})
+        for (bool opposite : {false, true})
+            add_xnor_conv_case(cases, rng, {2, 3, kw + 4, 64, 9, 1, kw, 1, 0}, PadMode::zero, opposite);
+    add_xnor_conv_case(cases, rng, {1, 4, 5, 512, 40, 3, 3, 1, 1}, PadMode::one, true);
+    // The largest kernels the geometry allows (64 taps a side: the padding patterns are 64-bit
+    // masks), padded at both ends, so the masks' first and last bits are used.
+    for (PadMode mode : {PadMode::zero, PadMode::one}) {
+        add_xnor_conv_case(cases, rng, {1, 3, 66, 5, 9, 3, 64, 1, 2}, mode);
+        add_xnor_conv_case(cases, rng, {1, 10, 10, 1, 5, 64, 64, 1, 30}, mode);
+    }
     // Large enough (over 2^21 binary MACs) for the work to be split over threads.
     add_xnor_conv_case(cases, rng, {2, 9, 11, 130, 70, 3, 3, 1, 1}, PadMode::zero);
-    add_xnor_conv_case(cases, rng, {1, 12, 12, 64, 64, 3, 3, 2, 1}, PadMode::zero);
+    add_xnor_conv_case(cases, rng, {1, 12, 12, 64, 64, 3, 3, 2, 1}, PadMode::one);
+}
+
+/// Writes the signs of one pixel's C floats as words (bit 1 where v >= 0, bits past C zero).
+void write_sign_words(const float* v, int64_t C, uint64_t* words) {
+    for (int64_t j = 0; j < words_for_channels(C); ++j) words[j] = 0;
+    for (int64_t c = 0; c < C; ++c)
+        if (v[c] >= 0.f) words[c / 64] |= uint64_t{1} << (c % 64);
+}
+
+/// Word k of a pixel of C channels that are all +1 (the bits past C clear).
+uint64_t plus_word(int64_t C, int64_t k) {
+    const int64_t bits = std::min<int64_t>(64, C - 64 * k);
+    return bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+}
+
+/// The planned conv's padded input bits [N, H+2p, W+2p, words] (from its first border word).
+std::vector<uint64_t> planned_input_bits(PlannedXnorConv& step) {
+    const XnorConvGeometry& g = step.geometry();
+    const uint64_t* first = step.input_pixel(0, -g.pad, -g.pad);
+    return std::vector<uint64_t>(first, first + g.N * step.image_stride_words());
+}
+
+/// The epilogue parts of a planned conv case: gate, PReLU slope, residual (bits 2, 1, 0).
+struct EpilogueParts {
+    bool gate, slope, residual;
+    std::string str() const {
+        const std::string s = std::string(gate ? " gate" : "") + (slope ? " PReLU" : "") + (residual ? " residual" : "");
+        return s.empty() ? " alpha only" : s;
+    }
+};
+
+/// PlannedXnorConv with the epilogue `parts` (the residual in place over the output when
+/// in_place), against the binary conv definition and the epilogue written out: one float
+/// operation per step, in the order binary_conv2d_planned.hpp gives.
+void add_planned_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode,
+                           EpilogueParts parts, bool in_place) {
+    const auto x = with_zeros(s.inputs(), rng), wt = with_zeros(s.weights(), rng);
+    const auto alpha = uniform(s.co, rng, -2.f, 2.f), gate = uniform(s.n * s.co, rng, 0.f, 1.f);
+    const auto slope = uniform(s.co, rng, -.5f, .5f), residual = uniform(s.outputs(), rng, -3.f, 3.f);
+    cases.push_back(
+        {"PlannedXnorConv" + s.str() + pad_mode_name(mode) + parts.str() + (in_place ? " in place" : ""),
+         [=] {
+             const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
+             const int64_t per_image = s.oh() * s.ow() * s.co;
+             std::vector<float> out(dots.size());
+             for (size_t i = 0; i < dots.size(); ++i) {
+                 const int64_t o = static_cast<int64_t>(i) % s.co, n = static_cast<int64_t>(i) / per_image;
+                 float y = dots[i] * alpha[o] + 0.f;
+                 if (parts.gate) y = y * gate[n * s.co + o];
+                 if (parts.slope) y = y > 0.f ? y : slope[o] * y;
+                 if (parts.residual) y = y + residual[i];
+                 out[i] = y;
+             }
+             return Outputs{exact("out", out)};
+         },
+         [=](Isa isa, Variants& taken) {
+             const PackedConvWeights packed = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, wt));
+             PlannedXnorConv step(packed, s.stride, s.pad, s.n, s.h, s.w, isa, mode);
+             for (int64_t n = 0; n < s.n; ++n)
+                 for (int64_t i = 0; i < s.h; ++i)
+                     for (int64_t j = 0; j < s.w; ++j)
+                         write_sign_words(x.data() + ((n * s.h + i) * s.w + j) * s.c, s.c, step.input_pixel(n, i, j));
+             std::vector<float> out = in_place ? residual : std::vector<float>(s.outputs(), std::nanf(""));
+             const XnorEpilogue t{alpha.data(), parts.gate ? gate.data() : nullptr, parts.slope ? slope.data() : nullptr,
+                                  parts.residual ? (in_place ? out.data() : residual.data()) : nullptr};
+             step.run(t, out.data());
+             taken.push_back(step.pixel_major() ? "planned conv: pixel blocks outermost"
+                                                : "planned conv: channel blocks outermost");
+             if (xnor_conv_splits(s)) taken.push_back("planned conv over 2 threads");
+             return Outputs{exact("out", out)};
+         }});
+}
+
+void add_planned_conv_cases(std::vector<KernelCase>& cases) {
+    Rng rng(77);
+    // Output channels around the 8-float epilogue vectors and the 8- and 32-lane tiles, pixel
+    // counts around the 3- and 6-pixel tiles; weights that fit L1 (pixel blocks outermost) and
+    // weights that do not (channel blocks outermost).
+    const ConvShape shapes[] = {
+        {1, 1, 1, 1, 1, 1, 1, 1, 0},     {2, 5, 7, 3, 5, 3, 3, 1, 1},     {1, 4, 9, 130, 33, 3, 3, 1, 1},
+        {2, 6, 6, 64, 40, 3, 3, 2, 1},   {2, 3, 5, 70, 17, 2, 3, 1, 2},   {1, 5, 4, 512, 65, 3, 3, 1, 1},
+    };
+    for (const ConvShape& s : shapes)
+        for (int k = 0; k < 8; ++k)
+            for (PadMode mode : {PadMode::zero, PadMode::one}) {
+                const EpilogueParts parts{(k & 4) != 0, (k & 2) != 0, (k & 1) != 0};
+                add_planned_conv_case(cases, rng, s, mode, parts, parts.residual && mode == PadMode::zero);
+            }
+    // The largest kernel, and enough work to split over threads (both ways round).
+    add_planned_conv_case(cases, rng, {1, 10, 10, 1, 5, 64, 64, 1, 30}, PadMode::zero, {true, true, true}, false);
+    add_planned_conv_case(cases, rng, {2, 9, 11, 130, 70, 3, 3, 1, 1}, PadMode::zero, {true, true, true}, true);
+    add_planned_conv_case(cases, rng, {2, 14, 14, 64, 64, 3, 3, 1, 1}, PadMode::one, {false, true, true}, false);
+}
+
+/// bn_sign_pack into a planned conv's input bits (the whole padded buffer: its border must stay
+/// as the conv set it) and, when `pooled`, the per-channel means of BN(x), against the sign rule
+/// and the sums written out. BN(x) is x * scale + shift, two roundings, the training op's float.
+void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, int64_t H, int64_t W, int64_t C,
+                           int64_t pad, PadMode mode, bool pooled) {
+    const auto gamma = uniform(C, rng, -2.f, 2.f), beta = uniform(C, rng, -.5f, .5f);
+    const auto mean = uniform(C, rng), var = uniform(C, rng, .2f, 3.f);
+    const auto bn = std::make_shared<infer::FrozenBatchNorm>(gamma.data(), beta.data(), mean.data(), var.data(), C, 1e-5f);
+    const float* scale = bn->scale.data();
+    const float* shift = bn->shift.data();
+    auto x = uniform(N * H * W * C, rng, -3.f, 3.f);
+    // The first pixels sit on each channel's zero crossing -shift/scale, and next to it.
+    for (int64_t i = 0; i < std::min<int64_t>(3 * C, x.size()); ++i) {
+        const int64_t c = i % C;
+        const float t = -shift[c] / scale[c];
+        x[i] = i < C ? t : i < 2 * C ? std::nextafter(t, 1e30f) : std::nextafter(t, -1e30f);
+    }
+    const int64_t P = H * W, wc = words_for_channels(C);
+    const ConvShape s{N, H, W, C, 3, 3, 3, 1, pad};
+    cases.push_back(
+        {"bn_sign_pack" + shape_name({{"N", N}, {"H", H}, {"W", W}, {"C", C}, {"pad", pad}}) + pad_mode_name(mode) +
+             (pooled ? " with means" : ""),
+         [=] {
+             const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+             std::vector<uint64_t> bits(N * Hp * Wp * wc);
+             std::vector<float> h(C), sums(N * C, 0.f);
+             for (int64_t n = 0; n < N; ++n)
+                 for (int64_t i = 0; i < Hp; ++i)
+                     for (int64_t j = 0; j < Wp; ++j) {
+                         uint64_t* dst = bits.data() + ((n * Hp + i) * Wp + j) * wc;
+                         const int64_t ih = i - pad, iw = j - pad;
+                         if (ih < 0 || ih >= H || iw < 0 || iw >= W) {  // the border: -1 bits, or +1 for one-padding
+                             for (int64_t k = 0; k < wc; ++k) dst[k] = mode == PadMode::zero ? 0 : plus_word(C, k);
+                             continue;
+                         }
+                         const float* in = x.data() + ((n * H + ih) * W + iw) * C;
+                         for (int64_t c = 0; c < C; ++c) {
+                             h[c] = in[c] * scale[c] + shift[c];
+                             sums[n * C + c] += h[c];
+                         }
+                         write_sign_words(h.data(), C, dst);
+                     }
+             Outputs out{exact("input bits", bits)};
+             if (pooled) {
+                 for (float& v : sums) v /= static_cast<float>(P);
+                 out.push_back(exact("means", sums));
+             }
+             return out;
+         },
+         [=](Isa isa, Variants& taken) {
+             const PackedConvWeights packed = pack_conv_weights(Tensor<float>::full(Shape{s.co, s.kh, s.kw, C}, 1.f));
+             PlannedXnorConv step(packed, 1, pad, N, H, W, isa, mode);
+             std::vector<float> means(N * C, std::nanf(""));
+             infer::bn_sign_pack(x.data(), N, H, W, C, *bn, step, pooled ? means.data() : nullptr, isa);
+             if (infer::detail::bn_sign_pack_in_halves(N, P, C, wc))
+                 taken.push_back("bn_sign_pack in half words");
+             else if (num_threads() > 1 && worth_threading(N * P * C) && N * wc > 1)  // bn_sign_pack's parallel region
+                 taken.push_back("bn_sign_pack in words over 2 threads");
+             Outputs out{exact("input bits", planned_input_bits(step))};
+             if (pooled) out.push_back(exact("means", means));
+             return out;
+         }});
+}
+
+void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
+    Rng rng(5);
+    // Channels around the half words, the words, the 8- and 16-float vectors of the packers.
+    for (int64_t C : {1, 7, 31, 33, 40, 64, 70, 130})
+        for (PadMode mode : {PadMode::zero, PadMode::one}) {
+            add_bn_sign_pack_case(cases, rng, 2, 3, 5, C, 1, mode, true);
+            add_bn_sign_pack_case(cases, rng, 1, 4, 3, C, 2, mode, mode == PadMode::one);
+        }
+    // Enough values (over 2^16) for threads: a batch of one with one word per pixel goes in half
+    // words (the second half partial at C = 40), larger batches or more words in words.
+    add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadMode::zero, true);
+    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 1, PadMode::one, true);
+    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 0, PadMode::zero, false);
+    add_bn_sign_pack_case(cases, rng, 2, 23, 23, 70, 1, PadMode::zero, true);
+    add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadMode::zero, true);
+}
+
+// ---- the integer stem: exact ----------------------------------------------------------------
+
+/// conv2d_u8s16 (dots and output) against int64 sums of x * q over the taps inside the image,
+/// and the output written out: fma(float(dot), scale[o], bias), where bias is the folded bias
+/// plus scale[o] times the tap corrections of the pixel's padded taps, summed in double in
+/// (kh, kw) order as plan_conv2d_u8s16 promises. With `extreme`, every folded weight is +-1
+/// (q = +-32767) and every pixel 255: sums at the edge of int32.
+void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, bool extreme) {
+    std::vector<float> w = uniform(s.weights(), rng, -.5f, .5f), bias = uniform(s.co, rng, -1.f, 1.f);
+    std::vector<float> mean = uniform(s.c, rng, .3f, .6f), stdev = uniform(s.c, rng, .15f, .35f);
+    std::vector<uint8_t> x(s.inputs());
+    for (uint8_t& v : x) v = static_cast<uint8_t>(rng.below(256));
+    x[0] = 0;
+    x.back() = 255;
+    if (extreme) {
+        const int64_t K = s.kh * s.kw * s.c;
+        for (int64_t i = 0; i < s.weights(); ++i) w[i] = i < K ? 1.f : i < 2 * K ? -1.f : (rng.below(2) ? 1.f : -1.f);
+        std::fill(mean.begin(), mean.end(), 0.f);
+        std::fill(stdev.begin(), stdev.end(), 1.f / 255.f);
+        std::fill(x.begin(), x.end(), uint8_t{255});
+    }
+    const auto q = std::make_shared<U8S16ConvWeights>(
+        quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data()));
+    cases.push_back(
+        {"conv2d_u8s16" + s.str() + (extreme ? " extreme sums" : ""),
+         [=] {
+             const int64_t OH = s.oh(), OW = s.ow(), K = q->K();
+             std::vector<uint64_t> dots(s.outputs());
+             std::vector<float> out(s.outputs());
+             for (int64_t n = 0, i = 0; n < s.n; ++n)
+                 for (int64_t oh = 0; oh < OH; ++oh)
+                     for (int64_t ow = 0; ow < OW; ++ow)
+                         for (int64_t o = 0; o < s.co; ++o, ++i) {
+                             int64_t dot = 0;
+                             double correction = 0;
+                             for (int64_t kh = 0; kh < s.kh; ++kh)
+                                 for (int64_t kw = 0; kw < s.kw; ++kw) {
+                                     const int64_t ih = oh * s.stride - s.pad + kh, iw = ow * s.stride - s.pad + kw;
+                                     if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) {
+                                         correction += q->tap_correction[(kh * s.kw + kw) * s.co + o];
+                                         continue;
+                                     }
+                                     for (int64_t c = 0; c < s.c; ++c)
+                                         dot += int64_t{x[((n * s.h + ih) * s.w + iw) * s.c + c]} *
+                                                q->q[o * K + (kh * s.kw + kw) * s.c + c];
+                                 }
+                             dots[i] = static_cast<uint64_t>(dot);
+                             const float b = static_cast<float>(q->bias[o] + double(q->scale[o]) * correction);
+                             out[i] = std::fma(static_cast<float>(dot), q->scale[o], b);
+                         }
+             return Outputs{exact("dots", dots), exact("out", out)};
+         },
+         [=](Isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
+             const Conv2dGeometry g = s.geometry();
+             U8S16ConvPlan plan;
+             plan_conv2d_u8s16(*q, g, plan);
+             std::vector<int32_t> dots32(s.outputs(), -1);
+             conv2d_u8s16_dots(x.data(), *q, g, dots32.data());
+             std::vector<float> out(s.outputs(), std::nanf(""));
+             conv2d_u8s16_forward(x.data(), *q, plan, out.data());
+             std::vector<uint64_t> dots(dots32.size());
+             for (size_t i = 0; i < dots.size(); ++i) dots[i] = static_cast<uint64_t>(int64_t{dots32[i]});
+             // conv2d_u8s16.hpp's split: threads from 2^16 vector operations, channel blocks
+             // split into groups when there are fewer than 4 pixel chunks per thread.
+             const int64_t pixels = s.n * s.oh() * s.ow(), chunks = (pixels + 31) / 32, blocks = q->CoutP() / 16;
+             if (num_threads() > 1 && worth_threading(pixels * q->CoutP() * q->Kp() / 16) && blocks > 1 &&
+                 chunks < 4 * num_threads())
+                 taken.push_back("u8s16 over 2 threads, channel blocks split");
+             return Outputs{exact("dots", dots), exact("out", out)};
+         }});
+}
+
+void add_u8s16_cases(std::vector<KernelCase>& cases) {
+    Rng rng(91);
+    // Output channels around the 16-channel tiles, pixel counts around the 4-pixel tiles and
+    // 32-pixel chunks, paddings up to kernel - 1, strides 1 to 3.
+    const ConvShape shapes[] = {
+        {1, 7, 9, 3, 5, 3, 3, 1, 1},    {2, 11, 13, 1, 17, 5, 5, 2, 2}, {3, 9, 8, 3, 33, 7, 7, 2, 3},
+        {2, 5, 6, 3, 16, 3, 3, 1, 0},   {1, 4, 5, 1, 1, 2, 2, 1, 1},    {2, 12, 7, 3, 20, 4, 4, 3, 2},
+        {3, 3, 5, 1, 7, 3, 3, 1, 2},    {1, 1, 1, 2, 15, 1, 1, 1, 0},   {2, 6, 9, 4, 31, 2, 3, 1, 1},
+        // Enough work for threads: a few chunks (channel blocks split), many chunks.
+        {1, 11, 11, 3, 300, 7, 7, 2, 3}, {2, 40, 37, 3, 40, 7, 7, 2, 3},
+        // The largest receptive fields: 64 taps wide (the plan's 64-bit masks, first and last
+        // bits used) at K = 256, and 16 x 16 over one channel, both padded.
+        {1, 2, 40, 4, 7, 1, 64, 1, 33}, {1, 9, 9, 1, 18, 16, 16, 1, 8},
+    };
+    for (const ConvShape& s : shapes) add_u8s16_case(cases, rng, s, false);
+    // K = 257 = u8s16_max_taps, the largest the quantiser takes: 255 * 32767 * 257 = 2^31 - 98302.
+    add_u8s16_case(cases, rng, {1, 2, 3, 257, 4, 1, 1, 1, 0}, true);
+    add_u8s16_case(cases, rng, {1, 3, 9, 257, 3, 1, 1, 2, 0}, true);
 }
 
 // ---- float GEMM: within float rounding ------------------------------------------------------
@@ -639,6 +941,9 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
     std::vector<KernelCase> cases;
     add_bitpack_cases(cases);
     add_xnor_conv_cases(cases);
+    add_planned_conv_cases(cases);
+    add_bn_sign_pack_cases(cases);
+    add_u8s16_cases(cases);
     add_sgemm_cases(cases);
     add_gemm_cases(cases);
     add_conv2d_cases(cases);

@@ -126,12 +126,15 @@ Output within(std::string name, std::vector<float> v, double tol) { return {std:
 /// The shape-chosen variants a case took on one run (names from kVariants).
 using Variants = std::vector<std::string>;
 
-/// A kernel on one shape: `reference` computes the expected outputs (with their tolerances),
-/// `run` the kernel's outputs on a path (the active one, set by the table), in the same order,
-/// and adds the variants of kVariants it took.
+/// A kernel on one shape: `want`, the outputs of its reference (with their tolerances), and `run`,
+/// which computes the kernel's outputs on a path (the active one, set by the table) in the same
+/// order and adds the variants of kVariants it took. The reference runs when the case is made, so
+/// that only `run` keeps a copy of the inputs.
 struct KernelCase {
+    KernelCase(std::string name, const std::function<Outputs()>& reference, std::function<Outputs(Isa, Variants&)> run)
+        : name(std::move(name)), want(reference()), run(std::move(run)) {}
     std::string name;
-    std::function<Outputs()> reference;
+    Outputs want;
     std::function<Outputs(Isa, Variants&)> run;
 };
 
@@ -177,7 +180,7 @@ Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>
     ThreadCountGuard restore;
     Reached reached;
     for (const KernelCase& c : cases) {
-        const Outputs want = c.reference();
+        const Outputs& want = c.want;
         for (Isa isa : paths)
             for (int threads : {1, 2}) {
                 set_num_threads(threads);

@@ -229,6 +229,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"weight gradient: im2col + GEMM", {Isa::scalar}},
     {"conv2d: threads over images", kAllIsas},
     {"few channels: gathered fields", kVectorIsas},
+    {"few channels: conv2d_forward's direct convolution", kVectorIsas},
 };
 
 /// Requires every variant of kVariants reached on each of its paths that ran, and every variant
@@ -1031,7 +1032,10 @@ void add_few_channels_case(std::vector<KernelCase>& cases, Rng& rng, const ConvS
                      [=](Isa isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
                          std::vector<float> out(s.outputs(), 7.f);
                          conv2d_forward_few_channels(x.data(), wt.data(), bias.data(), out.data(), g);
-                         if (isa != Isa::scalar && !g.pointwise()) taken.push_back("few channels: gathered fields");
+                         if (isa != Isa::scalar && !g.pointwise())
+                             taken.push_back(kernels::detail::direct_conv_applies(isa, g, num_threads()) && g.K() > kSgemmKC
+                                                 ? "few channels: conv2d_forward's direct convolution"
+                                                 : "few channels: gathered fields");
                          return Outputs{within("out", out, tol)};
                      }});
 }
@@ -1046,6 +1050,7 @@ void add_few_channels_cases(std::vector<KernelCase>& cases) {
         {2, 5, 5, 4, 8, 1, 1, 1, 0},    // 1x1 stride 1: conv2d_forward itself
         {1, 20, 20, 3, 40, 7, 7, 2, 3}, // 100 output pixels, several row panels
         {2, 12, 12, 3, 64, 3, 3, 1, 1}, // 144 pixels per image
+        {2, 6, 80, 4, 20, 9, 9, 1, 4},  // K = 324, rows wide enough for conv2d_forward's direct path
     };
     for (const ConvShape& s : shapes) add_few_channels_case(cases, rng, s);
 }
@@ -1297,10 +1302,12 @@ TEST_CASE("kernels that promise another kernel's floats give them", "[kernels][s
         }
     }
     // conv2d_forward_few_channels gives conv2d_forward's floats (conv2d_few_channels.hpp): the
-    // integer-free stem of an inference graph equals the training op.
+    // integer-free stem of an inference graph equals the training op. The last two take
+    // conv2d_forward's direct convolution over more than one depth block (K = 324 and 484).
     const ConvShape shapes[] = {
-        {2, 9, 11, 3, 16, 7, 7, 2, 3}, {2, 8, 8, 3, 17, 3, 3, 1, 1}, {1, 7, 5, 1, 5, 3, 3, 1, 1},
-        {3, 6, 7, 2, 33, 5, 5, 2, 2},  {2, 4, 48, 3, 8, 7, 7, 1, 3}, {1, 20, 20, 3, 40, 7, 7, 2, 3},
+        {2, 9, 11, 3, 16, 7, 7, 2, 3}, {2, 8, 8, 3, 17, 3, 3, 1, 1},   {1, 7, 5, 1, 5, 3, 3, 1, 1},
+        {3, 6, 7, 2, 33, 5, 5, 2, 2},  {2, 4, 48, 3, 8, 7, 7, 1, 3},   {1, 20, 20, 3, 40, 7, 7, 2, 3},
+        {2, 6, 80, 4, 20, 9, 9, 1, 4}, {2, 3, 100, 4, 7, 11, 11, 1, 5},
     };
     for (Isa isa : paths)
         for (int threads : {1, 2})

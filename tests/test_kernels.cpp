@@ -1,41 +1,55 @@
-// Every kernel that has more than one instruction-set path, as one table of (kernel, awkward
-// shape) cases. Each case is run on every path this CPU has (kernels/isa.hpp: scalar, AVX2,
-// AVX-512) with 1 and 2 threads, and compared with a reference that shares no code with the fast
-// paths:
-//   exact      bit packing (the scalar packer), the XNOR convolution (the float convolution of
-//              the ±1 tensors: integer sums, exact in float, then one fma)
-//   tolerance  float GEMM and convolution (the 7-loop / i-j-k references summed in double),
-//              whose summation order differs from path to path; each case states its bound.
-// Shapes are chosen to cross tile, vector and block edges (1, 3, 17, 63, 65, ... channels, tiles
-// of 14 x 32, 28 x 16, 8 x 48, depth blocks of 320) and the padding and stride cases.
+// Every kernel that has more than one code path, as one table of (kernel, awkward shape) cases. A
+// path is an instruction set (kernels/isa.hpp: scalar, AVX2, AVX-512) or a variant the kernel
+// chooses by shape (a tile, the direct convolution, work split over threads). Each case runs on
+// every instruction set this CPU has, with 1 and 2 threads, and is compared with a reference
+// written here (or the naive loops of sgemm_reference / conv2d_forward_reference) that shares no
+// code with the paths:
+//   bit for bit  the sign packing and bn_sign_pack (the sign rule), the XNOR convolutions (the
+//                float convolution of the ±1 tensors: integer sums, exact in float) with their
+//                fused transforms (one float operation per step, as the kernels promise), the
+//                integer stem (int64 sums, one fma), sgemm_few_rows (the fma chains it promises);
+//   tolerance    float GEMM and convolution (references summed in double), whose summation order
+//                differs from path to path; each case states its bound.
+// A path this CPU lacks is a warning, or a failure when BNN_REQUIRE_ISA names it ("avx512,avx2",
+// or "all"). The table then checks that its cases reached every variant of kVariants on every
+// path it ran: a shape edited so that, say, the direct convolution is no longer taken fails there.
 // Also here: the run-time ISA choice itself (dispatch, forcing, refusing a missing path); the bit
 // packing rule and weight layout and the XNOR conv's shape checks; the vectorised tanh and sign
-// kernels against their scalar definitions.
+// kernels against their scalar definitions; kernels that promise another kernel's floats.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/rng.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
+#include "bnn/infer/fused_steps.hpp"
 #include "bnn/kernels/activation.hpp"
+#include "bnn/kernels/binary_conv2d.hpp"
+#include "bnn/kernels/binary_conv2d_planned.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/conv2d_few_channels.hpp"
+#include "bnn/kernels/conv2d_u8s16.hpp"
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/sgemm.hpp"
 #include "bnn/kernels/sgemm_few_rows.hpp"
 #include "bnn/kernels/sign.hpp"
-#include "bnn/kernels/binary_conv2d.hpp"
 #include "gradcheck.hpp"
 #include "skip.hpp"
 
@@ -44,10 +58,59 @@ using namespace bnn::kernels;
 
 namespace {
 
+// ---- the paths ------------------------------------------------------------------------------
+
+const std::vector<Isa> kAllIsas = {Isa::scalar, Isa::avx2, Isa::avx512};
+const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512};
+
+bool contains(const std::vector<Isa>& paths, Isa isa) { return std::find(paths.begin(), paths.end(), isa) != paths.end(); }
+
+/// The paths a test runs (those the CPU supports) and the ones it lacks, split into those
+/// BNN_REQUIRE_ISA requires (a failure) and the others (a warning).
+struct PathPlan {
+    std::vector<Isa> run, missing_required, missing;
+};
+
+/// The plan for a BNN_REQUIRE_ISA value (path names separated by commas, "all", or empty) on a
+/// CPU that supports the paths `supported` says it does.
+PathPlan plan_paths(std::string_view required, const std::function<bool(Isa)>& supported) {
+    std::vector<Isa> wanted;
+    if (required == "all") {
+        wanted = kAllIsas;
+    } else {
+        while (!required.empty()) {
+            const size_t comma = std::min(required.find(','), required.size());
+            std::string_view name = required.substr(0, comma);
+            required.remove_prefix(std::min(comma + 1, required.size()));
+            while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+            while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+            if (!name.empty()) wanted.push_back(parse_isa(name));
+        }
+    }
+    PathPlan plan;
+    for (Isa isa : kAllIsas)
+        (supported(isa) ? plan.run : contains(wanted, isa) ? plan.missing_required : plan.missing).push_back(isa);
+    return plan;
+}
+
+/// The paths this CPU has. Each path it lacks is a failure when BNN_REQUIRE_ISA requires it, and
+/// otherwise a warning that names it.
+std::vector<Isa> paths_to_test() {
+    const char* env = std::getenv("BNN_REQUIRE_ISA");
+    INFO("BNN_REQUIRE_ISA=" << (env ? env : ""));
+    const PathPlan plan = plan_paths(env ? env : "", isa_supported);
+    for (Isa isa : plan.missing)
+        WARN("the " << isa_name(isa) << " path is not tested: this CPU lacks it (BNN_REQUIRE_ISA=" << isa_name(isa)
+                    << " makes that a failure)");
+    for (Isa isa : plan.missing_required)
+        FAIL_CHECK("BNN_REQUIRE_ISA requires the " << isa_name(isa) << " path, which this CPU lacks");
+    return plan.run;
+}
+
 // ---- the table ------------------------------------------------------------------------------
 
-/// One output of a case: float values compared within `tolerance` (0: exactly), or words
-/// compared exactly.
+/// One output of a case: float values or words, compared bit for bit (tolerance 0) or within
+/// `tolerance`.
 struct Output {
     std::string name;
     std::vector<float> values;
@@ -57,15 +120,22 @@ struct Output {
 using Outputs = std::vector<Output>;
 
 Output exact(std::string name, std::vector<float> v) { return {std::move(name), std::move(v), {}, 0}; }
+Output exact(std::string name, std::vector<uint64_t> w) { return {std::move(name), {}, std::move(w), 0}; }
 Output within(std::string name, std::vector<float> v, double tol) { return {std::move(name), std::move(v), {}, tol}; }
-Output bits(std::string name, std::vector<uint64_t> w) { return {std::move(name), {}, std::move(w), 0}; }
 
-/// A kernel on one shape: `reference` computes the expected outputs (with their tolerances),
-/// `run` the kernel's outputs on a path, in the same order.
+/// The shape-chosen variants a case took on one run (names from kVariants).
+using Variants = std::vector<std::string>;
+
+/// A kernel on one shape: `want`, the outputs of its reference (with their tolerances), and `run`,
+/// which computes the kernel's outputs on a path (the active one, set by the table) in the same
+/// order and adds the variants of kVariants it took. The reference runs when the case is made, so
+/// that only `run` keeps a copy of the inputs.
 struct KernelCase {
+    KernelCase(std::string name, const std::function<Outputs()>& reference, std::function<Outputs(Isa, Variants&)> run)
+        : name(std::move(name)), want(reference()), run(std::move(run)) {}
     std::string name;
-    std::function<Outputs()> reference;
-    std::function<Outputs(Isa)> run;
+    Outputs want;
+    std::function<Outputs(Isa, Variants&)> run;
 };
 
 /// Restores the thread count a test changed.
@@ -74,65 +144,134 @@ struct ThreadCountGuard {
     ~ThreadCountGuard() { set_num_threads(saved); }
 };
 
-/// Runs every case on every path and thread count; returns the number of (case, path) runs.
-int64_t check_table(const std::vector<KernelCase>& cases) {
+/// Requires `got` to equal `want`, bit for bit or within want's tolerance; returns the number of
+/// elements compared.
+int64_t compare(const Output& want, const Output& got) {
+    REQUIRE(got.name == want.name);
+    REQUIRE(got.values.size() == want.values.size());
+    REQUIRE(got.words.size() == want.words.size());
+    double worst = 0;
+    int64_t bad = 0;
+    std::ostringstream first;
+    for (size_t i = 0; i < want.values.size(); ++i) {
+        const float w = want.values[i], g = got.values[i];
+        const double err = std::abs(double(g) - double(w));
+        if (err > worst) worst = err;
+        const bool ok = want.tolerance == 0 ? std::bit_cast<uint32_t>(g) == std::bit_cast<uint32_t>(w)
+                                            : err <= want.tolerance;
+        if (!ok && bad++ == 0) first << "element " << i << ": got " << g << ", want " << w;
+    }
+    for (size_t i = 0; i < want.words.size(); ++i)
+        if (got.words[i] != want.words[i] && bad++ == 0)
+            first << "word " << i << ": got " << std::hex << got.words[i] << ", want " << want.words[i] << std::dec;
+    const size_t n = want.values.size() + want.words.size();
+    INFO("output " << want.name << ": " << bad << " of " << n << " elements off (first: " << first.str()
+                   << "), worst error " << worst << ", tolerance " << want.tolerance);
+    REQUIRE(bad == 0);
+    return static_cast<int64_t>(n);
+}
+
+/// (variant, path) pairs some run took.
+using Reached = std::set<std::pair<std::string, Isa>>;
+
+/// Runs every case on every path with 1 and 2 threads and requires its reference's outputs;
+/// returns the variants the runs took.
+Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>& paths) {
     ThreadCountGuard restore;
-    int64_t runs = 0;
+    Reached reached;
     for (const KernelCase& c : cases) {
-        const Outputs want = c.reference();
-        for (Isa isa : available_isas())
+        const Outputs& want = c.want;
+        for (Isa isa : paths)
             for (int threads : {1, 2}) {
                 set_num_threads(threads);
                 IsaGuard guard(isa);
-                const Outputs got = c.run(isa);
+                INFO(c.name << " on " << isa_name(isa) << " with " << threads << " thread(s)");
+                Variants taken;
+                const Outputs got = c.run(isa, taken);
                 REQUIRE(got.size() == want.size());
-                for (size_t k = 0; k < want.size(); ++k) {
-                    const Output& w = want[k];
-                    const Output& g = got[k];
-                    REQUIRE(g.values.size() == w.values.size());
-                    REQUIRE(g.words.size() == w.words.size());
-                    double worst = 0;
-                    int64_t bad = 0, first_bad = -1;
-                    for (size_t i = 0; i < w.values.size(); ++i) {
-                        const double err = std::abs(double(g.values[i]) - double(w.values[i]));
-                        worst = std::max(worst, err);
-                        if (!(err <= w.tolerance)) {
-                            if (first_bad < 0) first_bad = static_cast<int64_t>(i);
-                            ++bad;
-                        }
-                    }
-                    for (size_t i = 0; i < w.words.size(); ++i)
-                        if (g.words[i] != w.words[i]) {
-                            if (first_bad < 0) first_bad = static_cast<int64_t>(i);
-                            ++bad;
-                        }
-                    INFO(c.name << " on " << isa_name(isa) << " with " << threads << " thread(s): output "
-                                << w.name << ", " << bad << " of " << (w.values.size() + w.words.size())
-                                << " elements off (first at " << first_bad << "), worst error " << worst
-                                << ", tolerance " << w.tolerance);
-                    REQUIRE(bad == 0);
-                }
-                ++runs;
+                int64_t compared = 0;
+                for (size_t k = 0; k < want.size(); ++k) compared += compare(want[k], got[k]);
+                REQUIRE(compared > 0);  // a case that compares nothing tests nothing
+                for (const std::string& v : taken) reached.insert({v, isa});
             }
     }
-    return runs;
+    return reached;
 }
+
+/// The variants that kernels choose by shape or thread count, and the paths that have each: the
+/// table's cases must reach every one on every path this CPU has (require_variants_reached).
+const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
+    {"xnor conv over 2 threads", kAllIsas},
+    {"xnor AVX2 tile: byte counts flushed", {Isa::avx2}},
+    {"planned conv: pixel blocks outermost", kAllIsas},
+    {"planned conv: channel blocks outermost", kAllIsas},
+    {"planned conv over 2 threads", kAllIsas},
+    {"bn_sign_pack in half words", kAllIsas},
+    {"bn_sign_pack in words over 2 threads", kAllIsas},
+    {"u8s16 over 2 threads, channel blocks split", kAllIsas},
+    {"sgemm_few_rows over 2 threads", kAllIsas},
+    {"sgemm 14x32 tile", {Isa::avx512}},
+    {"sgemm 28x16 tile", {Isa::avx512}},
+    {"sgemm 8x48 tile", {Isa::avx512}},
+    {"sgemm over 2 threads by rows", kVectorIsas},
+    {"sgemm over 2 threads by columns", kVectorIsas},
+    {"conv2d forward: im2col + GEMM", {Isa::scalar}},
+    {"conv2d forward: pointwise GEMM", kAllIsas},
+    {"conv2d forward: implicit GEMM", kVectorIsas},
+    {"conv2d forward: direct 6x16", {Isa::avx2}},
+    {"conv2d forward: direct 14x32", {Isa::avx512}},
+    {"conv2d forward: direct 28x16", {Isa::avx512}},
+    {"input gradient: direct convolution", kVectorIsas},
+    {"input gradient: implicit-GEMM convolution", kVectorIsas},
+    {"input gradient: GEMM and col2im", kAllIsas},
+    {"weight gradient: direct", {Isa::avx2}},
+    {"weight gradient: implicit GEMM", kVectorIsas},
+    {"weight gradient: im2col + GEMM", {Isa::scalar}},
+    {"conv2d: threads over images", kAllIsas},
+    {"few channels: gathered fields", kVectorIsas},
+    {"few channels: conv2d_forward's direct convolution", kVectorIsas},
+};
+
+/// Requires every variant of kVariants reached on each of its paths that ran, and every variant
+/// reached to be listed there.
+void require_variants_reached(const Reached& reached, const std::vector<Isa>& paths) {
+    for (const auto& [name, where] : kVariants)
+        for (Isa isa : where)
+            if (contains(paths, isa)) {
+                INFO("no case reaches the variant \"" << name << "\" on " << isa_name(isa));
+                CHECK(reached.count({name, isa}) == 1);
+            }
+    for (const auto& [name, isa] : reached) {
+        INFO("a case took the variant \"" << name << "\" on " << isa_name(isa) << ", which kVariants does not list");
+        CHECK(std::any_of(kVariants.begin(), kVariants.end(),
+                          [&](const auto& v) { return v.first == name && contains(v.second, isa); }));
+    }
+}
+
+/// The tolerance of a float sum of n products of values in [-1, 1] (plus start values in
+/// [-1, 1]), summed in any order, against the same sum in double: each addition rounds by at most
+/// half an ulp of its running sum, which for these random terms stays below 16 (it grows like
+/// sqrt(n) / 3, n <= 700 here), where half an ulp is 4 FLT_EPSILON. The errors seen are under a
+/// fifth of that bound; a dropped or doubled term is far above it.
+double sum_tolerance(int64_t n) { return 4.0 * 1.2e-7 * double(n + 2); }
 
 // ---- inputs ---------------------------------------------------------------------------------
 
 std::vector<float> uniform(int64_t n, Rng& rng, float lo = -1.f, float hi = 1.f) {
     std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = lo + (hi - lo) * rng.uniform();
+    for (auto& x : v) x = rng.uniform(lo, hi);
     return v;
 }
 
-/// Uniform [-1, 1) with a sprinkling of +0 and -0, which must pack as +1.
-std::vector<float> with_zeros(int64_t n, Rng& rng) {
+/// Uniform [-1, 1) with a sprinkling of +0 and -0, which count as +1, and with `nan` of NaN,
+/// which counts as -1.
+std::vector<float> with_zeros(int64_t n, Rng& rng, bool nan = false) {
     std::vector<float> v = uniform(n, rng);
     for (auto& x : v) {
         const uint64_t r = rng.below(16);
         if (r == 0) x = 0.f;
         if (r == 1) x = -0.f;
+        if (r == 2 && nan) x = std::nanf("");
     }
     return v;
 }
@@ -145,113 +284,453 @@ std::string shape_name(std::initializer_list<std::pair<const char*, int64_t>> di
     return s.str();
 }
 
+float sign_of(float v) { return v >= 0.f ? 1.f : -1.f; }
+
+/// The sizes of a convolution case: input [n, h, w, c], weights [co, kh, kw, c].
+struct ConvShape {
+    int64_t n, h, w, c, co, kh, kw, stride, pad;
+    int64_t oh() const { return (h + 2 * pad - kh) / stride + 1; }
+    int64_t ow() const { return (w + 2 * pad - kw) / stride + 1; }
+    int64_t inputs() const { return n * h * w * c; }
+    int64_t weights() const { return co * kh * kw * c; }
+    int64_t outputs() const { return n * oh() * ow() * co; }
+    /// Multiply-accumulates of the forward convolution.
+    int64_t macs() const { return outputs() * kh * kw * c; }
+    Conv2dGeometry geometry() const { return conv2d_geometry(n, h, w, c, co, kh, kw, stride, pad); }
+    std::string str() const {
+        return shape_name({{"N", n}, {"H", h}, {"W", w}, {"C", c}, {"Cout", co}, {"KH", kh}, {"KW", kw},
+                           {"stride", stride}, {"pad", pad}});
+    }
+};
+
 // ---- bit packing: exact ---------------------------------------------------------------------
+
+/// The sign rule written out: bit c % 64 of word c / 64 of a pixel is y >= 0, with y = x, or
+/// y = fma(a, x, b) when a or b is given (a = 1, b = 0 when null); bits past C are zero.
+std::vector<uint64_t> signs_definition(const std::vector<float>& x, int64_t pixels, int64_t C, const float* a,
+                                       const float* b) {
+    const int64_t wc = (C + 63) / 64;
+    std::vector<uint64_t> out(pixels * wc, 0);
+    for (int64_t p = 0; p < pixels; ++p)
+        for (int64_t c = 0; c < C; ++c) {
+            const float v = x[p * C + c];
+            const float y = a || b ? std::fma(a ? a[c] : 1.f, v, b ? b[c] : 0.f) : v;
+            if (y >= 0.f) out[p * wc + c / 64] |= uint64_t{1} << (c % 64);
+        }
+    return out;
+}
 
 void add_bitpack_cases(std::vector<KernelCase>& cases) {
     Rng rng(11);
-    for (int64_t c : {1, 3, 8, 15, 16, 17, 63, 64, 65, 127, 128, 200, 512}) {
-        const int64_t pixels = 7, words = words_for_channels(c);
-        const auto x = with_zeros(pixels * c, rng), a = uniform(c, rng, -2.f, 2.f), b = uniform(c, rng, -.5f, .5f);
-        cases.push_back(
-            {"pack_signs / unpack_signs" + shape_name({{"pixels", pixels}, {"C", c}}),
-             [=] {
-                 std::vector<uint64_t> plain(pixels * words), affine(pixels * words);
-                 pack_signs_scalar(x.data(), pixels, c, nullptr, nullptr, plain.data());
-                 pack_signs_scalar(x.data(), pixels, c, a.data(), b.data(), affine.data());
-                 std::vector<float> back(x.size());
-                 unpack_signs_scalar(plain.data(), pixels, c, back.data());
-                 return Outputs{bits("signs", plain), bits("signs of fma(a, x, b)", affine), exact("unpacked", back)};
-             },
-             [=](Isa isa) {
-                 std::vector<uint64_t> plain(pixels * words), affine(pixels * words);
-                 pack_signs(x.data(), pixels, c, nullptr, nullptr, plain.data(), isa);
-                 pack_signs(x.data(), pixels, c, a.data(), b.data(), affine.data(), isa);
-                 std::vector<float> back(x.size());
-                 unpack_signs(plain.data(), pixels, c, back.data(), isa);
-                 return Outputs{bits("signs", plain), bits("signs of fma(a, x, b)", affine), exact("unpacked", back)};
-             }});
-    }
+    // Channels around the 8- and 16-float vectors and the 64-bit words, one pixel or several.
+    for (int64_t c : {1, 3, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 200, 512})
+        for (int64_t pixels : {1, 7}) {
+            const int64_t words = words_for_channels(c);
+            const auto x = with_zeros(pixels * c, rng, true), a = uniform(c, rng, -2.f, 2.f),
+                       b = uniform(c, rng, -.5f, .5f);
+            cases.push_back(
+                {"pack_signs / unpack_signs" + shape_name({{"pixels", pixels}, {"C", c}}),
+                 [=] {
+                     std::vector<float> back(x.size());
+                     for (size_t i = 0; i < x.size(); ++i) back[i] = sign_of(x[i]);
+                     return Outputs{exact("signs", signs_definition(x, pixels, c, nullptr, nullptr)),
+                                    exact("signs of fma(a, x, b)", signs_definition(x, pixels, c, a.data(), b.data())),
+                                    exact("signs of a x", signs_definition(x, pixels, c, a.data(), nullptr)),
+                                    exact("signs of x + b", signs_definition(x, pixels, c, nullptr, b.data())),
+                                    exact("unpacked", back)};
+                 },
+                 [=](Isa isa, Variants&) {
+                     auto pack = [&](const float* pa, const float* pb) {
+                         std::vector<uint64_t> bits(pixels * words, 0x5555555555555555u);  // every word must be written
+                         pack_signs(x.data(), pixels, c, pa, pb, bits.data(), isa);
+                         return bits;
+                     };
+                     const std::vector<uint64_t> plain = pack(nullptr, nullptr);
+                     std::vector<float> back(x.size(), 7.f);
+                     unpack_signs(plain.data(), pixels, c, back.data(), isa);
+                     return Outputs{exact("signs", plain), exact("signs of fma(a, x, b)", pack(a.data(), b.data())),
+                                    exact("signs of a x", pack(a.data(), nullptr)),
+                                    exact("signs of x + b", pack(nullptr, b.data())), exact("unpacked", back)};
+                 }});
+        }
 }
 
-// ---- XNOR convolution: exact ----------------------------------------------------------------
+// ---- XNOR convolutions: exact ---------------------------------------------------------------
 
-/// Float convolution of the ±1 tensors sign(x) [N,H,W,C] and sign(w) [Co,KH,KW,C], padded with
-/// pad_value (0, or +1 for one-padding): the definition the popcount kernel must equal. Sums of
-/// ±1 products are integers, exact in float.
-std::vector<float> binary_conv_definition(const std::vector<float>& x, const std::vector<float>& w, int64_t N,
-                                          int64_t H, int64_t W, int64_t C, int64_t Co, int64_t K, int64_t stride,
-                                          int64_t pad, float pad_value) {
-    auto sgn = [](float v) { return v >= 0.f ? 1.f : -1.f; };
-    const int64_t OH = (H + 2 * pad - K) / stride + 1, OW = (W + 2 * pad - K) / stride + 1;
-    std::vector<float> out(N * OH * OW * Co);
-    for (int64_t n = 0; n < N; ++n)
+/// The float convolution of the ±1 tensors sign(x) [N,H,W,C] and sign(w) [Co,KH,KW,C], padded
+/// with 0 (zero padding) or +1 (one-padding): the definition every XNOR kernel must equal. Sums
+/// of ±1 products are integers, exact in float.
+std::vector<float> binary_conv_definition(const std::vector<float>& x, const std::vector<float>& w, const ConvShape& s,
+                                          PadMode mode) {
+    const float pad_value = mode == PadMode::zero ? 0.f : 1.f;
+    const int64_t OH = s.oh(), OW = s.ow();
+    std::vector<float> out(s.outputs());
+    for (int64_t n = 0; n < s.n; ++n)
         for (int64_t oh = 0; oh < OH; ++oh)
             for (int64_t ow = 0; ow < OW; ++ow)
-                for (int64_t o = 0; o < Co; ++o) {
+                for (int64_t o = 0; o < s.co; ++o) {
                     float acc = 0.f;
-                    for (int64_t kh = 0; kh < K; ++kh)
-                        for (int64_t kw = 0; kw < K; ++kw) {
-                            const int64_t ih = oh * stride - pad + kh, iw = ow * stride - pad + kw;
-                            const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-                            for (int64_t c = 0; c < C; ++c) {
-                                const float xs = inside ? sgn(x[((n * H + ih) * W + iw) * C + c]) : pad_value;
-                                acc += xs * sgn(w[((o * K + kh) * K + kw) * C + c]);
+                    for (int64_t kh = 0; kh < s.kh; ++kh)
+                        for (int64_t kw = 0; kw < s.kw; ++kw) {
+                            const int64_t ih = oh * s.stride - s.pad + kh, iw = ow * s.stride - s.pad + kw;
+                            const bool inside = ih >= 0 && ih < s.h && iw >= 0 && iw < s.w;
+                            for (int64_t c = 0; c < s.c; ++c) {
+                                const float xs = inside ? sign_of(x[((n * s.h + ih) * s.w + iw) * s.c + c]) : pad_value;
+                                acc += xs * sign_of(w[((o * s.kh + kh) * s.kw + kw) * s.c + c]);
                             }
                         }
-                    out[((n * OH + oh) * OW + ow) * Co + o] = acc;
+                    out[((n * OH + oh) * OW + ow) * s.co + o] = acc;
                 }
     return out;
 }
 
-void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, int64_t n, int64_t h, int64_t w, int64_t c,
-                        int64_t co, int64_t k, int64_t stride, int64_t pad, PadMode mode) {
-    const auto x = with_zeros(n * h * w * c, rng), wt = with_zeros(co * k * k * c, rng);
-    const auto scale = uniform(co, rng, 0.1f, 2.f), bias = uniform(co, rng, -3.f, 3.f);
+const char* pad_mode_name(PadMode mode) { return mode == PadMode::zero ? " zero-padding" : " one-padding"; }
+
+/// Whether the XNOR drivers split a convolution over threads (binary_conv2d.hpp and
+/// binary_conv2d_planned.hpp: from 2^21 binary multiply-accumulates).
+bool xnor_conv_splits(const ConvShape& s) { return num_threads() > 1 && s.macs() >= (int64_t{1} << 21); }
+
+/// xnor_conv2d's words per receptive field (AVX2 tiles flush their byte counts every 31 words).
+int64_t xnor_field_words(const ConvShape& s) { return s.kh * s.kw * words_for_channels(s.c); }
+
+/// Random signs, or with `opposite` every input sign +1 and every weight sign -1: each XOR bit
+/// is 1 and the popcounts reach their largest value (the extreme dot -K).
+std::pair<std::vector<float>, std::vector<float>> xnor_inputs(const ConvShape& s, Rng& rng, bool opposite) {
+    auto x = with_zeros(s.inputs(), rng), w = with_zeros(s.weights(), rng);
+    if (opposite) {
+        for (float& v : x) v = std::abs(v);       // +0 counts as +1
+        for (float& v : w) v = -std::abs(v) - .5f;
+    }
+    return {x, w};
+}
+
+void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode,
+                        bool opposite = false) {
+    const auto [x, wt] = xnor_inputs(s, rng, opposite);
+    const auto scale = uniform(s.co, rng, 0.1f, 2.f), bias = uniform(s.co, rng, -3.f, 3.f);
     cases.push_back(
-        {"xnor_conv2d" + shape_name({{"N", n}, {"H", h}, {"W", w}, {"C", c}, {"Cout", co}, {"k", k}, {"stride", stride},
-                                     {"pad", pad}}) +
-             (mode == PadMode::one ? " one-padding" : ""),
+        {"xnor_conv2d" + s.str() + pad_mode_name(mode) + (opposite ? " opposite signs" : ""),
          [=] {
-             std::vector<float> dots =
-                 binary_conv_definition(x, wt, n, h, w, c, co, k, stride, pad, mode == PadMode::zero ? 0.f : 1.f);
+             const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
              // The dots are exact, so the transformed reference is one fma away.
              std::vector<float> scaled(dots.size());
-             for (size_t i = 0; i < dots.size(); ++i) scaled[i] = std::fma(dots[i], scale[i % co], bias[i % co]);
+             for (size_t i = 0; i < dots.size(); ++i) scaled[i] = std::fma(dots[i], scale[i % s.co], bias[i % s.co]);
              return Outputs{exact("fma(dot, scale, bias)", scaled), exact("dot", dots)};
          },
-         [=](Isa isa) {
-             const BitTensor xb = pack_signs(tensor(Shape{n, h, w, c}, x), {}, {}, Isa::scalar);
-             const PackedConvWeights packed = pack_conv_weights(tensor(Shape{co, k, k, c}, wt));
-             const Tensor<float> sc = tensor(Shape{co}, scale), bi = tensor(Shape{co}, bias);
-             return Outputs{exact("fma(dot, scale, bias)", xnor_conv2d(xb, packed, sc, bi, stride, pad, mode, isa).to_vector()),
-                            exact("dot", xnor_conv2d(xb, packed, {}, {}, stride, pad, mode, isa).to_vector())};
+         [=](Isa isa, Variants& taken) {
+             const BitTensor xb = pack_signs(tensor(Shape{s.n, s.h, s.w, s.c}, x), {}, {}, Isa::scalar);
+             const PackedConvWeights packed = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, wt));
+             const Tensor<float> sc = tensor(Shape{s.co}, scale), bi = tensor(Shape{s.co}, bias);
+             if (xnor_conv_splits(s)) taken.push_back("xnor conv over 2 threads");
+             if (isa == Isa::avx2 && xnor_field_words(s) > 31) taken.push_back("xnor AVX2 tile: byte counts flushed");
+             return Outputs{
+                 exact("fma(dot, scale, bias)", xnor_conv2d(xb, packed, sc, bi, s.stride, s.pad, mode, isa).to_vector()),
+                 exact("dot", xnor_conv2d(xb, packed, {}, {}, s.stride, s.pad, mode, isa).to_vector())};
          }});
 }
 
 void add_xnor_conv_cases(std::vector<KernelCase>& cases) {
     Rng rng(2024);
-    // Channels around the 64-bit words, kernels 1 and 3, both strides, with and without padding
-    // (zero-padding's border correction, one-padding's +1 border), output channels around the
-    // 8- and 32-lane tiles; batch and image size drawn per case.
+    // Channels around the 64-bit words, kernels 1, 3 and 2x3, both strides, with and without
+    // padding (zero-padding's border correction, one-padding's +1 border), output channels
+    // around the 8- and 32-lane tiles; batch and image size drawn per case.
     for (int64_t c : {1, 3, 63, 64, 65, 127, 200, 512})
-        for (int64_t k : {1, 3})
+        for (auto [kh, kw] : {std::pair<int64_t, int64_t>{1, 1}, {3, 3}, {2, 3}})
             for (int64_t stride : {1, 2})
                 for (int64_t pad : {0, 1}) {
                     const int64_t n = 1 + static_cast<int64_t>(rng.below(3));
                     const int64_t max_side = c >= 500 ? 5 : c >= 127 ? 9 : 15;
-                    const int64_t h = std::max<int64_t>(k - 2 * pad, 1 + rng.below(max_side));
-                    const int64_t w = std::max<int64_t>(k - 2 * pad, 1 + rng.below(max_side));
+                    const int64_t h = std::max<int64_t>(kh - 2 * pad, 1 + rng.below(max_side));
+                    const int64_t w = std::max<int64_t>(kw - 2 * pad, 1 + rng.below(max_side));
                     const int64_t couts[] = {1, 5, 8, 31, 33, 64, 65, 100};
-                    const int64_t co = couts[rng.below(8)];
-                    add_xnor_conv_case(cases, rng, n, h, w, c, co, k, stride, pad, PadMode::zero);
-                    if (pad > 0) add_xnor_conv_case(cases, rng, n, h, w, c, co, k, stride, pad, PadMode::one);
+                    const ConvShape s{n, h, w, c, couts[rng.below(8)], kh, kw, stride, pad};
+                    add_xnor_conv_case(cases, rng, s, PadMode::zero);
+                    if (pad > 0) add_xnor_conv_case(cases, rng, s, PadMode::one);
                 }
+    // Receptive fields of 31, 32, 62 and 63 words, around the AVX2 tile's flush of its byte
+    // counts (8 bits a word: 31 words fill a byte to 248), with random signs and with every XOR
+    // bit set.
+    for (int64_t kw : {31, 32, 62, 63})
+        for (bool opposite : {false, true})
+            add_xnor_conv_case(cases, rng, {2, 3, kw + 4, 64, 9, 1, kw, 1, 0}, PadMode::zero, opposite);
+    add_xnor_conv_case(cases, rng, {1, 4, 5, 512, 40, 3, 3, 1, 1}, PadMode::one, true);
+    // The largest kernels the geometry allows (64 taps a side: the padding patterns are 64-bit
+    // masks), padded at both ends, so the masks' first and last bits are used.
+    for (PadMode mode : {PadMode::zero, PadMode::one}) {
+        add_xnor_conv_case(cases, rng, {1, 3, 66, 5, 9, 3, 64, 1, 2}, mode);
+        add_xnor_conv_case(cases, rng, {1, 10, 10, 1, 5, 64, 64, 1, 30}, mode);
+    }
     // Large enough (over 2^21 binary MACs) for the work to be split over threads.
-    add_xnor_conv_case(cases, rng, 2, 9, 11, 130, 70, 3, 1, 1, PadMode::zero);
-    add_xnor_conv_case(cases, rng, 1, 12, 12, 64, 64, 3, 2, 1, PadMode::zero);
+    add_xnor_conv_case(cases, rng, {2, 9, 11, 130, 70, 3, 3, 1, 1}, PadMode::zero);
+    add_xnor_conv_case(cases, rng, {1, 12, 12, 64, 64, 3, 3, 2, 1}, PadMode::one);
 }
 
-// ---- float GEMM: within float rounding ------------------------------------------------------
+/// Writes the signs of one pixel's C floats as words (bit 1 where v >= 0, bits past C zero).
+void write_sign_words(const float* v, int64_t C, uint64_t* words) {
+    for (int64_t j = 0; j < words_for_channels(C); ++j) words[j] = 0;
+    for (int64_t c = 0; c < C; ++c)
+        if (v[c] >= 0.f) words[c / 64] |= uint64_t{1} << (c % 64);
+}
+
+/// Word k of a pixel of C channels that are all +1 (the bits past C clear).
+uint64_t plus_word(int64_t C, int64_t k) {
+    const int64_t bits = std::min<int64_t>(64, C - 64 * k);
+    return bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+}
+
+/// The planned conv's padded input bits [N, H+2p, W+2p, words] (from its first border word).
+std::vector<uint64_t> planned_input_bits(PlannedXnorConv& step) {
+    const XnorConvGeometry& g = step.geometry();
+    const uint64_t* first = step.input_pixel(0, -g.pad, -g.pad);
+    return std::vector<uint64_t>(first, first + g.N * step.image_stride_words());
+}
+
+/// The epilogue parts of a planned conv case: gate, PReLU slope, residual (bits 2, 1, 0).
+struct EpilogueParts {
+    bool gate, slope, residual;
+    std::string str() const {
+        const std::string s = std::string(gate ? " gate" : "") + (slope ? " PReLU" : "") + (residual ? " residual" : "");
+        return s.empty() ? " alpha only" : s;
+    }
+};
+
+/// PlannedXnorConv with the epilogue `parts` (the residual in place over the output when
+/// in_place), against the binary conv definition and the epilogue written out: one float
+/// operation per step, in the order binary_conv2d_planned.hpp gives.
+void add_planned_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode,
+                           EpilogueParts parts, bool in_place) {
+    const auto x = with_zeros(s.inputs(), rng), wt = with_zeros(s.weights(), rng);
+    const auto alpha = uniform(s.co, rng, -2.f, 2.f), gate = uniform(s.n * s.co, rng, 0.f, 1.f);
+    const auto slope = uniform(s.co, rng, -.5f, .5f), residual = uniform(s.outputs(), rng, -3.f, 3.f);
+    cases.push_back(
+        {"PlannedXnorConv" + s.str() + pad_mode_name(mode) + parts.str() + (in_place ? " in place" : ""),
+         [=] {
+             const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
+             const int64_t per_image = s.oh() * s.ow() * s.co;
+             std::vector<float> out(dots.size());
+             for (size_t i = 0; i < dots.size(); ++i) {
+                 const int64_t o = static_cast<int64_t>(i) % s.co, n = static_cast<int64_t>(i) / per_image;
+                 float y = dots[i] * alpha[o] + 0.f;
+                 if (parts.gate) y = y * gate[n * s.co + o];
+                 if (parts.slope) y = y > 0.f ? y : slope[o] * y;
+                 if (parts.residual) y = y + residual[i];
+                 out[i] = y;
+             }
+             return Outputs{exact("out", out)};
+         },
+         [=](Isa isa, Variants& taken) {
+             const PackedConvWeights packed = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, wt));
+             PlannedXnorConv step(packed, s.stride, s.pad, s.n, s.h, s.w, isa, mode);
+             for (int64_t n = 0; n < s.n; ++n)
+                 for (int64_t i = 0; i < s.h; ++i)
+                     for (int64_t j = 0; j < s.w; ++j)
+                         write_sign_words(x.data() + ((n * s.h + i) * s.w + j) * s.c, s.c, step.input_pixel(n, i, j));
+             std::vector<float> out = in_place ? residual : std::vector<float>(s.outputs(), std::nanf(""));
+             const XnorEpilogue t{alpha.data(), parts.gate ? gate.data() : nullptr, parts.slope ? slope.data() : nullptr,
+                                  parts.residual ? (in_place ? out.data() : residual.data()) : nullptr};
+             step.run(t, out.data());
+             taken.push_back(step.pixel_major() ? "planned conv: pixel blocks outermost"
+                                                : "planned conv: channel blocks outermost");
+             if (xnor_conv_splits(s)) taken.push_back("planned conv over 2 threads");
+             return Outputs{exact("out", out)};
+         }});
+}
+
+void add_planned_conv_cases(std::vector<KernelCase>& cases) {
+    Rng rng(77);
+    // Output channels around the 8-float epilogue vectors and the 8- and 32-lane tiles, pixel
+    // counts around the 3- and 6-pixel tiles; weights that fit L1 (pixel blocks outermost) and
+    // weights that do not (channel blocks outermost).
+    const ConvShape shapes[] = {
+        {1, 1, 1, 1, 1, 1, 1, 1, 0},     {2, 5, 7, 3, 5, 3, 3, 1, 1},     {1, 4, 9, 130, 33, 3, 3, 1, 1},
+        {2, 6, 6, 64, 40, 3, 3, 2, 1},   {2, 3, 5, 70, 17, 2, 3, 1, 2},   {1, 5, 4, 512, 65, 3, 3, 1, 1},
+    };
+    for (const ConvShape& s : shapes)
+        for (int k = 0; k < 8; ++k)
+            for (PadMode mode : {PadMode::zero, PadMode::one}) {
+                const EpilogueParts parts{(k & 4) != 0, (k & 2) != 0, (k & 1) != 0};
+                add_planned_conv_case(cases, rng, s, mode, parts, parts.residual && mode == PadMode::zero);
+            }
+    // The largest kernel, and enough work to split over threads (both ways round).
+    add_planned_conv_case(cases, rng, {1, 10, 10, 1, 5, 64, 64, 1, 30}, PadMode::zero, {true, true, true}, false);
+    add_planned_conv_case(cases, rng, {2, 9, 11, 130, 70, 3, 3, 1, 1}, PadMode::zero, {true, true, true}, true);
+    add_planned_conv_case(cases, rng, {2, 14, 14, 64, 64, 3, 3, 1, 1}, PadMode::one, {false, true, true}, false);
+}
+
+/// bn_sign_pack into a planned conv's input bits (the whole padded buffer: its border must stay
+/// as the conv set it) and, when `pooled`, the per-channel means of BN(x), against the sign rule
+/// and the sums written out. BN(x) is x * scale + shift, two roundings, the training op's float.
+void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, int64_t H, int64_t W, int64_t C,
+                           int64_t pad, PadMode mode, bool pooled) {
+    const auto gamma = uniform(C, rng, -2.f, 2.f), beta = uniform(C, rng, -.5f, .5f);
+    const auto mean = uniform(C, rng), var = uniform(C, rng, .2f, 3.f);
+    const auto bn = std::make_shared<infer::FrozenBatchNorm>(gamma.data(), beta.data(), mean.data(), var.data(), C, 1e-5f);
+    const float* scale = bn->scale.data();
+    const float* shift = bn->shift.data();
+    auto x = uniform(N * H * W * C, rng, -3.f, 3.f);
+    // The first pixels sit on each channel's zero crossing -shift/scale, and next to it.
+    for (int64_t i = 0; i < std::min<int64_t>(3 * C, x.size()); ++i) {
+        const int64_t c = i % C;
+        const float t = -shift[c] / scale[c];
+        x[i] = i < C ? t : i < 2 * C ? std::nextafter(t, 1e30f) : std::nextafter(t, -1e30f);
+    }
+    const int64_t P = H * W, wc = words_for_channels(C);
+    const ConvShape s{N, H, W, C, 3, 3, 3, 1, pad};
+    cases.push_back(
+        {"bn_sign_pack" + shape_name({{"N", N}, {"H", H}, {"W", W}, {"C", C}, {"pad", pad}}) + pad_mode_name(mode) +
+             (pooled ? " with means" : ""),
+         [=] {
+             const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+             std::vector<uint64_t> bits(N * Hp * Wp * wc);
+             std::vector<float> h(C), sums(N * C, 0.f);
+             for (int64_t n = 0; n < N; ++n)
+                 for (int64_t i = 0; i < Hp; ++i)
+                     for (int64_t j = 0; j < Wp; ++j) {
+                         uint64_t* dst = bits.data() + ((n * Hp + i) * Wp + j) * wc;
+                         const int64_t ih = i - pad, iw = j - pad;
+                         if (ih < 0 || ih >= H || iw < 0 || iw >= W) {  // the border: -1 bits, or +1 for one-padding
+                             for (int64_t k = 0; k < wc; ++k) dst[k] = mode == PadMode::zero ? 0 : plus_word(C, k);
+                             continue;
+                         }
+                         const float* in = x.data() + ((n * H + ih) * W + iw) * C;
+                         for (int64_t c = 0; c < C; ++c) {
+                             h[c] = in[c] * scale[c] + shift[c];
+                             sums[n * C + c] += h[c];
+                         }
+                         write_sign_words(h.data(), C, dst);
+                     }
+             Outputs out{exact("input bits", bits)};
+             if (pooled) {
+                 for (float& v : sums) v /= static_cast<float>(P);
+                 out.push_back(exact("means", sums));
+             }
+             return out;
+         },
+         [=](Isa isa, Variants& taken) {
+             const PackedConvWeights packed = pack_conv_weights(Tensor<float>::full(Shape{s.co, s.kh, s.kw, C}, 1.f));
+             PlannedXnorConv step(packed, 1, pad, N, H, W, isa, mode);
+             std::vector<float> means(N * C, std::nanf(""));
+             infer::bn_sign_pack(x.data(), N, H, W, C, *bn, step, pooled ? means.data() : nullptr, isa);
+             if (infer::detail::bn_sign_pack_in_halves(N, P, C, wc))
+                 taken.push_back("bn_sign_pack in half words");
+             else if (num_threads() > 1 && worth_threading(N * P * C) && N * wc > 1)  // bn_sign_pack's parallel region
+                 taken.push_back("bn_sign_pack in words over 2 threads");
+             Outputs out{exact("input bits", planned_input_bits(step))};
+             if (pooled) out.push_back(exact("means", means));
+             return out;
+         }});
+}
+
+void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
+    Rng rng(5);
+    // Channels around the half words, the words, the 8- and 16-float vectors of the packers.
+    for (int64_t C : {1, 7, 31, 33, 40, 64, 70, 130})
+        for (PadMode mode : {PadMode::zero, PadMode::one}) {
+            add_bn_sign_pack_case(cases, rng, 2, 3, 5, C, 1, mode, true);
+            add_bn_sign_pack_case(cases, rng, 1, 4, 3, C, 2, mode, mode == PadMode::one);
+        }
+    // Enough values (over 2^16) for threads: a batch of one with one word per pixel goes in half
+    // words (the second half partial at C = 40), larger batches or more words in words.
+    add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadMode::zero, true);
+    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 1, PadMode::one, true);
+    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 0, PadMode::zero, false);
+    add_bn_sign_pack_case(cases, rng, 2, 23, 23, 70, 1, PadMode::zero, true);
+    add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadMode::zero, true);
+}
+
+// ---- the integer stem: exact ----------------------------------------------------------------
+
+/// conv2d_u8s16 (dots and output) against int64 sums of x * q over the taps inside the image,
+/// and the output written out: fma(float(dot), scale[o], bias), where bias is the folded bias
+/// plus scale[o] times the tap corrections of the pixel's padded taps, summed in double in
+/// (kh, kw) order as plan_conv2d_u8s16 promises. With `extreme`, every folded weight is +-1
+/// (q = +-32767) and every pixel 255: sums at the edge of int32.
+void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, bool extreme) {
+    std::vector<float> w = uniform(s.weights(), rng, -.5f, .5f), bias = uniform(s.co, rng, -1.f, 1.f);
+    std::vector<float> mean = uniform(s.c, rng, .3f, .6f), stdev = uniform(s.c, rng, .15f, .35f);
+    std::vector<uint8_t> x(s.inputs());
+    for (uint8_t& v : x) v = static_cast<uint8_t>(rng.below(256));
+    x[0] = 0;
+    x.back() = 255;
+    if (extreme) {
+        const int64_t K = s.kh * s.kw * s.c;
+        for (int64_t i = 0; i < s.weights(); ++i) w[i] = i < K ? 1.f : i < 2 * K ? -1.f : (rng.below(2) ? 1.f : -1.f);
+        std::fill(mean.begin(), mean.end(), 0.f);
+        std::fill(stdev.begin(), stdev.end(), 1.f / 255.f);
+        std::fill(x.begin(), x.end(), uint8_t{255});
+    }
+    const auto q = std::make_shared<U8S16ConvWeights>(
+        quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data()));
+    cases.push_back(
+        {"conv2d_u8s16" + s.str() + (extreme ? " extreme sums" : ""),
+         [=] {
+             const int64_t OH = s.oh(), OW = s.ow(), K = q->K();
+             std::vector<uint64_t> dots(s.outputs());
+             std::vector<float> out(s.outputs());
+             for (int64_t n = 0, i = 0; n < s.n; ++n)
+                 for (int64_t oh = 0; oh < OH; ++oh)
+                     for (int64_t ow = 0; ow < OW; ++ow)
+                         for (int64_t o = 0; o < s.co; ++o, ++i) {
+                             int64_t dot = 0;
+                             double correction = 0;
+                             for (int64_t kh = 0; kh < s.kh; ++kh)
+                                 for (int64_t kw = 0; kw < s.kw; ++kw) {
+                                     const int64_t ih = oh * s.stride - s.pad + kh, iw = ow * s.stride - s.pad + kw;
+                                     if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) {
+                                         correction += q->tap_correction[(kh * s.kw + kw) * s.co + o];
+                                         continue;
+                                     }
+                                     for (int64_t c = 0; c < s.c; ++c)
+                                         dot += int64_t{x[((n * s.h + ih) * s.w + iw) * s.c + c]} *
+                                                q->q[o * K + (kh * s.kw + kw) * s.c + c];
+                                 }
+                             dots[i] = static_cast<uint64_t>(dot);
+                             const float b = static_cast<float>(q->bias[o] + double(q->scale[o]) * correction);
+                             out[i] = std::fma(static_cast<float>(dot), q->scale[o], b);
+                         }
+             return Outputs{exact("dots", dots), exact("out", out)};
+         },
+         [=](Isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
+             const Conv2dGeometry g = s.geometry();
+             U8S16ConvPlan plan;
+             plan_conv2d_u8s16(*q, g, plan);
+             std::vector<int32_t> dots32(s.outputs(), -1);
+             conv2d_u8s16_dots(x.data(), *q, g, dots32.data());
+             std::vector<float> out(s.outputs(), std::nanf(""));
+             conv2d_u8s16_forward(x.data(), *q, plan, out.data());
+             std::vector<uint64_t> dots(dots32.size());
+             for (size_t i = 0; i < dots.size(); ++i) dots[i] = static_cast<uint64_t>(int64_t{dots32[i]});
+             // conv2d_u8s16.hpp's split: threads from 2^16 vector operations, channel blocks
+             // split into groups when there are fewer than 4 pixel chunks per thread.
+             const int64_t pixels = s.n * s.oh() * s.ow(), chunks = (pixels + 31) / 32, blocks = q->CoutP() / 16;
+             if (num_threads() > 1 && worth_threading(pixels * q->CoutP() * q->Kp() / 16) && blocks > 1 &&
+                 chunks < 4 * num_threads())
+                 taken.push_back("u8s16 over 2 threads, channel blocks split");
+             return Outputs{exact("dots", dots), exact("out", out)};
+         }});
+}
+
+void add_u8s16_cases(std::vector<KernelCase>& cases) {
+    Rng rng(91);
+    // Output channels around the 16-channel tiles, pixel counts around the 4-pixel tiles and
+    // 32-pixel chunks, paddings up to kernel - 1, strides 1 to 3.
+    const ConvShape shapes[] = {
+        {1, 7, 9, 3, 5, 3, 3, 1, 1},    {2, 11, 13, 1, 17, 5, 5, 2, 2}, {3, 9, 8, 3, 33, 7, 7, 2, 3},
+        {2, 5, 6, 3, 16, 3, 3, 1, 0},   {1, 4, 5, 1, 1, 2, 2, 1, 1},    {2, 12, 7, 3, 20, 4, 4, 3, 2},
+        {3, 3, 5, 1, 7, 3, 3, 1, 2},    {1, 1, 1, 2, 15, 1, 1, 1, 0},   {2, 6, 9, 4, 31, 2, 3, 1, 1},
+        // Enough work for threads: a few chunks (channel blocks split), many chunks.
+        {1, 11, 11, 3, 300, 7, 7, 2, 3}, {2, 40, 37, 3, 40, 7, 7, 2, 3},
+        // The largest receptive fields: 64 taps wide (the plan's 64-bit masks, first and last
+        // bits used) at K = 256, and 16 x 16 over one channel, both padded.
+        {1, 2, 40, 4, 7, 1, 64, 1, 33}, {1, 9, 9, 1, 18, 16, 16, 1, 8},
+    };
+    for (const ConvShape& s : shapes) add_u8s16_case(cases, rng, s, false);
+    // K = 257 = u8s16_max_taps, the largest the quantiser takes: 255 * 32767 * 257 = 2^31 - 98302.
+    add_u8s16_case(cases, rng, {1, 2, 3, 257, 4, 1, 1, 1, 0}, true);
+    add_u8s16_case(cases, rng, {1, 3, 9, 257, 3, 1, 1, 2, 0}, true);
+}
+
+// ---- float GEMM: within float rounding, or exactly as promised ------------------------------
 
 /// One product C [M, N] (=/+=) op(A) op(B) with padded strides (ld = width + 3), so the kernels
 /// cannot assume dense rows; the padding between rows of C must stay untouched.
@@ -260,9 +739,7 @@ void add_sgemm_case(std::vector<KernelCase>& cases, Rng& rng, bool ta, bool tb, 
     const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
     const int64_t lda = a_cols + 3, ldb = b_cols + 3, ldc = N + 3;
     const auto A = uniform(a_rows * lda, rng), B = uniform(b_rows * ldb, rng), C0 = uniform(M * ldc, rng);
-    // Float rounding of a K-term sum of products of values in [-1, 1]: a few ulps of 1 per term,
-    // plus the accumulated C.
-    const double tol = 4.0 * 1.2e-7 * double(K + 2);
+    const double tol = sum_tolerance(K);
     auto split = [=](const std::vector<float>& c) {
         std::vector<float> values, padding;
         for (int64_t i = 0; i < M; ++i)
@@ -276,9 +753,20 @@ void add_sgemm_case(std::vector<KernelCase>& cases, Rng& rng, bool ta, bool tb, 
                          sgemm_reference(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, c.data(), ldc, accumulate);
                          return split(c);
                      },
-                     [=](Isa isa) {
+                     [=](Isa isa, Variants& taken) {
                          std::vector<float> c = C0;
                          sgemm(isa, ta, tb, M, N, K, A.data(), lda, B.data(), ldb, c.data(), ldc, accumulate);
+                         if (isa == Isa::avx512) {
+                             const kernels::detail::SgemmAvx512Tile tile = kernels::detail::sgemm_avx512_tile(M, N);
+                             taken.push_back(tile == kernels::detail::SgemmAvx512Tile::wide     ? "sgemm 14x32 tile"
+                                             : tile == kernels::detail::SgemmAvx512Tile::narrow ? "sgemm 28x16 tile"
+                                                                                       : "sgemm 8x48 tile");
+                         }
+                         // sgemm_run's split: from 4 MFLOP, by rows or columns in whole grains.
+                         const bool by_rows = M >= N;
+                         if (isa != Isa::scalar && num_threads() > 1 && 2.0 * M * N * K >= 4e6 &&
+                             (by_rows ? M > 56 : N > 96))
+                             taken.push_back(by_rows ? "sgemm over 2 threads by rows" : "sgemm over 2 threads by columns");
                          return split(c);
                      }});
 }
@@ -314,12 +802,10 @@ void add_sgemm_cases(std::vector<KernelCase>& cases) {
 }
 
 /// gemm_nn / gemm_nt / gemm_tn, which choose their path from active_isa() (Eigen when scalar).
-void add_gemm_cases(std::vector<KernelCase>& cases) {
-    Rng rng(15);
-    const int64_t M = 37, N = 45, K = 51;
+void add_gemm_case(std::vector<KernelCase>& cases, Rng& rng, int64_t M, int64_t N, int64_t K) {
     const auto a = uniform(M * K, rng), at = uniform(K * M, rng), b = uniform(K * N, rng), bt = uniform(N * K, rng);
     const auto c0 = uniform(M * N, rng);
-    const double tol = 4.0 * 1.2e-7 * double(K + 2);
+    const double tol = sum_tolerance(K);
     cases.push_back({"gemm_nn / gemm_nt / gemm_tn" + shape_name({{"M", M}, {"N", N}, {"K", K}}),
                      [=] {
                          std::vector<float> nn(M * N), nt = c0, tn = c0;
@@ -329,14 +815,72 @@ void add_gemm_cases(std::vector<KernelCase>& cases) {
                          return Outputs{within("A B", nn, tol), within("C + A B^T", nt, tol),
                                         within("C + A^T B", tn, tol)};
                      },
-                     [=](Isa) {  // the path is active_isa(), set by the table's IsaGuard
-                         std::vector<float> nn(M * N), nt = c0, tn = c0;
+                     [=](Isa, Variants&) {  // the path is active_isa(), set by the table's IsaGuard
+                         std::vector<float> nn(M * N, 7.f), nt = c0, tn = c0;
                          gemm_nn(M, N, K, a.data(), K, b.data(), N, nn.data(), N, false);
                          gemm_nt(M, N, K, a.data(), K, bt.data(), K, nt.data(), N, true);
                          gemm_tn(M, N, K, at.data(), M, b.data(), N, tn.data(), N, true);
                          return Outputs{within("A B", nn, tol), within("C + A B^T", nt, tol),
                                         within("C + A^T B", tn, tol)};
                      }});
+}
+
+void add_gemm_cases(std::vector<KernelCase>& cases) {
+    Rng rng(15);
+    add_gemm_case(cases, rng, 37, 45, 51);
+    add_gemm_case(cases, rng, 1, 1, 1);
+    add_gemm_case(cases, rng, 1, 65, 17);
+    add_gemm_case(cases, rng, 129, 3, 400);
+}
+
+/// sgemm_few_rows against what it promises (sgemm_few_rows.hpp): each output's K cut into
+/// sgemm's depth blocks, each block summed from zero by fused multiply-adds in k order, the first
+/// block's sum written and each later one added; rows of C padded (ldc = N + 2), the padding
+/// untouched.
+void add_few_rows_case(std::vector<KernelCase>& cases, Rng& rng, int64_t M, int64_t N, int64_t K) {
+    const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;
+    const auto A = uniform(M * lda, rng), Bt = uniform(K * ldb, rng), C0 = uniform(M * ldc, rng);
+    auto split = [=](const std::vector<float>& c) {
+        std::vector<float> values, padding;
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < ldc; ++j) (j < N ? values : padding).push_back(c[i * ldc + j]);
+        return Outputs{exact("C", values), exact("padding between rows", padding)};
+    };
+    cases.push_back({"sgemm_few_rows" + shape_name({{"M", M}, {"N", N}, {"K", K}}),
+                     [=] {
+                         std::vector<float> c = C0;
+                         const int64_t KC = K > 0 ? kernels::detail::sgemm_depth_block(K) : 1;
+                         for (int64_t i = 0; i < M; ++i)
+                             for (int64_t j = 0; j < N; ++j) {
+                                 float& out = c[i * ldc + j];
+                                 out = 0.f;
+                                 for (int64_t p0 = 0; p0 < K; p0 += KC) {
+                                     float acc = 0.f;
+                                     for (int64_t k = p0; k < std::min(K, p0 + KC); ++k)
+                                         acc = std::fma(A[i * lda + k], Bt[k * ldb + j], acc);
+                                     out = p0 == 0 ? acc : out + acc;
+                                 }
+                             }
+                         return split(c);
+                     },
+                     [=](Isa isa, Variants& taken) {
+                         std::vector<float> c = C0;
+                         sgemm_few_rows(isa, M, N, K, A.data(), lda, Bt.data(), ldb, c.data(), ldc);
+                         // sgemm_few_rows.hpp's split: whole 32-column groups, from 2^16 * 4 MACs.
+                         if (num_threads() > 1 && worth_threading(M * N * K / 4) && N > 32)
+                             taken.push_back("sgemm_few_rows over 2 threads");
+                         return split(c);
+                     }});
+}
+
+void add_few_rows_cases(std::vector<KernelCase>& cases) {
+    Rng rng(31);
+    // Columns around the 8-float vectors and the 32-column groups, depths around sgemm's depth
+    // blocks (320: one block, 321: two of 161 and 160, 701: three).
+    for (int64_t M : {1, 2, 4})
+        for (int64_t N : {1, 7, 31, 32, 33, 100, 1000})
+            for (int64_t K : {int64_t{1}, int64_t{5}, kSgemmKC, kSgemmKC + 1, 2 * kSgemmKC + 61}) add_few_rows_case(cases, rng, M, N, K);
+    add_few_rows_case(cases, rng, 3, 40, 0);  // an empty sum writes zeros
 }
 
 // ---- float convolution: within float rounding -----------------------------------------------
@@ -369,22 +913,46 @@ void conv2d_backward_definition(const std::vector<float>& x, const std::vector<f
     for (size_t i = 0; i < db.size(); ++i) db[i] = static_cast<float>(db[i] + gb[i]);
 }
 
-void add_conv2d_case(std::vector<KernelCase>& cases, Rng& rng, int64_t n, int64_t h, int64_t w, int64_t c,
-                     int64_t co, int64_t kh, int64_t kw, int64_t stride, int64_t pad, const char* why) {
-    const Conv2dGeometry g = conv2d_geometry(n, h, w, c, co, kh, kw, stride, pad);
-    const auto x = uniform(n * h * w * c, rng), wt = uniform(co * g.K(), rng), bias = uniform(co, rng);
-    const auto dout = uniform(n * g.OH * g.OW * co, rng);
+/// The name of the direct convolution's tile (conv2d_forward_implicit's choice) for Cout outputs.
+std::string direct_tile(Isa isa, int64_t cout) {
+    return isa == Isa::avx2 ? "direct 6x16" : cout <= 16 ? "direct 28x16" : "direct 14x32";
+}
+
+/// The variants conv2d_forward and conv2d_backward take for geometry g on the active path, by
+/// conv2d.hpp's own predicates.
+Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
+    const int threads = num_threads();
+    const bool vector = isa != Isa::scalar;
+    Variants v;
+    if (g.pointwise()) v.push_back("conv2d forward: pointwise GEMM");
+    else if (!vector) v.push_back("conv2d forward: im2col + GEMM");
+    else if (kernels::detail::direct_conv_applies(isa, g, threads)) v.push_back("conv2d forward: " + direct_tile(isa, g.Cout));
+    else v.push_back("conv2d forward: implicit GEMM");
+    if (vector && kernels::detail::input_grad_is_convolution(g)) {
+        const Conv2dGeometry gt = conv2d_geometry(g.N, g.OH, g.OW, g.Cout, g.C, g.KH, g.KW, 1, g.KH - 1 - g.pad);
+        v.push_back(kernels::detail::direct_conv_applies(isa, gt, threads) ? "input gradient: direct convolution"
+                                                                  : "input gradient: implicit-GEMM convolution");
+    } else if (!g.pointwise()) {
+        v.push_back("input gradient: GEMM and col2im");
+    }
+    if (kernels::detail::weight_grad_direct_applies(isa, g, threads)) v.push_back("weight gradient: direct");
+    else if (vector && !g.pointwise()) v.push_back("weight gradient: implicit GEMM");
+    else if (!g.pointwise()) v.push_back("weight gradient: im2col + GEMM");
+    if (threads > 1 && kernels::detail::conv_blocking(g, threads).units >= threads) v.push_back("conv2d: threads over images");
+    return v;
+}
+
+void add_conv2d_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, const char* why) {
+    const Conv2dGeometry g = s.geometry();
+    const auto x = uniform(s.inputs(), rng), wt = uniform(s.weights(), rng), bias = uniform(s.co, rng);
+    const auto dout = uniform(s.outputs(), rng);
     // Gradients accumulate onto a non-zero start.
-    const auto dx0 = uniform(static_cast<int64_t>(x.size()), rng), dw0 = uniform(static_cast<int64_t>(wt.size()), rng);
-    const auto db0 = uniform(co, rng);
-    // Float rounding of each output's sum: K terms forward, Cout*KH*KW for dx, N*OH*OW for dw.
-    const double fwd_tol = 1e-5 * double(g.K() + 2), dx_tol = 1e-5 * double(co * kh * kw + 2);
-    const double dw_tol = 1e-5 * double(n * g.OH * g.OW + 2);
+    const auto dx0 = uniform(s.inputs(), rng), dw0 = uniform(s.weights(), rng), db0 = uniform(s.co, rng);
+    // Each output's sum: K terms forward, Cout*KH*KW for dx, N*OH*OW for dw and db.
+    const double fwd_tol = sum_tolerance(g.K()), dx_tol = sum_tolerance(s.co * s.kh * s.kw);
+    const double dw_tol = sum_tolerance(s.n * g.OH * g.OW);
     cases.push_back(
-        {"conv2d forward and backward" +
-             shape_name({{"N", n}, {"H", h}, {"W", w}, {"C", c}, {"Cout", co}, {"KH", kh}, {"KW", kw}, {"stride", stride},
-                         {"pad", pad}}) +
-             " (" + why + ")",
+        {"conv2d forward and backward" + s.str() + " (" + why + ")",
          [=] {
              std::vector<float> out(dout.size());
              conv2d_forward_reference(x.data(), wt.data(), bias.data(), out.data(), g);
@@ -394,7 +962,7 @@ void add_conv2d_case(std::vector<KernelCase>& cases, Rng& rng, int64_t n, int64_
                             within("dw", dw, dw_tol),            within("db", db, dw_tol),
                             within("dx computed alone", dx, dx_tol), within("dw computed alone", dw, dw_tol)};
          },
-         [=](Isa) {  // the path is active_isa(), set by the table's IsaGuard
+         [=](Isa isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
              std::vector<float> out(dout.size(), 7.f);
              conv2d_forward(x.data(), wt.data(), bias.data(), out.data(), g);
              std::vector<float> dx = dx0, dw = dw0, db = db0;
@@ -403,6 +971,7 @@ void add_conv2d_case(std::vector<KernelCase>& cases, Rng& rng, int64_t n, int64_
              std::vector<float> dx_only = dx0, dw_only = dw0;
              conv2d_backward(x.data(), wt.data(), dout.data(), dx_only.data(), nullptr, nullptr, g);
              conv2d_backward(x.data(), wt.data(), dout.data(), nullptr, dw_only.data(), nullptr, g);
+             for (std::string& v : conv2d_variants(g, isa)) taken.push_back(std::move(v));
              return Outputs{within("out", out, fwd_tol),         within("dx", dx, dx_tol),
                             within("dw", dw, dw_tol),            within("db", db, dw_tol),
                             within("dx computed alone", dx_only, dx_tol), within("dw computed alone", dw_only, dw_tol)};
@@ -411,40 +980,119 @@ void add_conv2d_case(std::vector<KernelCase>& cases, Rng& rng, int64_t n, int64_
 
 void add_conv2d_cases(std::vector<KernelCase>& cases) {
     Rng rng(21);
-    add_conv2d_case(cases, rng, 2, 7, 6, 3, 17, 3, 3, 1, 1, "stem-like: 3 channels, taps shorter than a transpose");
-    add_conv2d_case(cases, rng, 3, 9, 8, 20, 33, 3, 3, 1, 1, "channels across 16-row groups, Cout past a tile");
-    add_conv2d_case(cases, rng, 2, 8, 7, 20, 15, 3, 3, 2, 1, "stride 2: the input gradient takes the column path");
-    add_conv2d_case(cases, rng, 2, 6, 6, 16, 40, 1, 1, 2, 0, "1x1 stride 2, a ResNet shortcut");
-    add_conv2d_case(cases, rng, 2, 6, 6, 16, 24, 1, 1, 1, 0, "1x1 stride 1: x is the column matrix");
-    add_conv2d_case(cases, rng, 1, 9, 9, 5, 6, 5, 5, 1, 2, "5x5, batch 1: products thread inside sgemm");
-    add_conv2d_case(cases, rng, 2, 6, 7, 4, 9, 2, 3, 1, 0, "non-square kernel, no padding");
-    add_conv2d_case(cases, rng, 2, 4, 5, 6, 7, 3, 3, 1, 2, "padding of kernel - 1");
-    add_conv2d_case(cases, rng, 4, 6, 6, 70, 18, 3, 3, 1, 1, "70 channels: taps cross depth blocks unevenly");
-    // Rows of at least 16 outputs take the direct convolution on AVX-512 (forward, and the input
-    // gradient when it is itself padded by 1).
-    add_conv2d_case(cases, rng, 2, 5, 17, 20, 33, 3, 3, 1, 1, "direct: 14 x 32 tiles, a partial column panel");
-    add_conv2d_case(cases, rng, 3, 4, 16, 6, 9, 3, 3, 1, 1, "direct: Cout <= 16, 28 x 16 tiles");
-    add_conv2d_case(cases, rng, 2, 6, 18, 4, 40, 3, 3, 1, 0, "direct: no padding, 2 dropped columns per row");
-    add_conv2d_case(cases, rng, 2, 3, 20, 5, 7, 5, 5, 1, 1, "direct: 5x5");
-    // On AVX2 the weight gradient of rows of at least 8 outputs reads x and dout in place, in
-    // chunks of about 64 output pixels (conv2d_weight_grad_direct.hpp).
-    add_conv2d_case(cases, rng, 3, 9, 17, 7, 19, 3, 3, 2, 1, "direct weight gradient: stride 2");
-    add_conv2d_case(cases, rng, 5, 3, 10, 9, 17, 3, 3, 1, 1, "direct weight gradient: two images to a chunk, the last alone");
-    add_conv2d_case(cases, rng, 2, 6, 9, 5, 32, 3, 3, 1, 1, "direct weight gradient: Cout of whole tiles, dout read in place");
+    add_conv2d_case(cases, rng, {2, 7, 6, 3, 17, 3, 3, 1, 1}, "stem-like: 3 channels, taps shorter than a transpose");
+    add_conv2d_case(cases, rng, {3, 9, 8, 20, 33, 3, 3, 1, 1}, "channels across 16-row groups, Cout past a tile");
+    add_conv2d_case(cases, rng, {2, 8, 7, 20, 15, 3, 3, 2, 1}, "stride 2: the input gradient takes the column path");
+    add_conv2d_case(cases, rng, {2, 6, 6, 16, 40, 1, 1, 2, 0}, "1x1 stride 2, a ResNet shortcut");
+    add_conv2d_case(cases, rng, {2, 6, 6, 16, 24, 1, 1, 1, 0}, "1x1 stride 1: x is the column matrix");
+    add_conv2d_case(cases, rng, {1, 9, 9, 5, 6, 5, 5, 1, 2}, "5x5, batch 1: products thread inside sgemm");
+    add_conv2d_case(cases, rng, {2, 6, 7, 4, 9, 2, 3, 1, 0}, "non-square kernel, no padding");
+    add_conv2d_case(cases, rng, {2, 4, 5, 6, 7, 3, 3, 1, 2}, "padding of kernel - 1");
+    add_conv2d_case(cases, rng, {4, 6, 6, 70, 18, 3, 3, 1, 1}, "70 channels: taps cross depth blocks unevenly");
+    // The direct convolution (conv2d_direct.hpp): stride 1, a whole image per thread, rows of at
+    // least 16 * pad outputs; for the forward, and for the input gradient run as a convolution
+    // with padding kernel - 1 - pad.
+    add_conv2d_case(cases, rng, {2, 5, 17, 20, 33, 3, 3, 1, 1}, "direct: 14 x 32 tiles, a partial column panel");
+    add_conv2d_case(cases, rng, {3, 4, 16, 6, 9, 3, 3, 1, 1}, "direct: Cout <= 16, 28 x 16 tiles");
+    add_conv2d_case(cases, rng, {2, 6, 18, 4, 40, 3, 3, 1, 0}, "direct: no padding, 2 dropped columns per row");
+    add_conv2d_case(cases, rng, {2, 3, 20, 5, 7, 5, 5, 1, 1}, "direct: 5x5");
+    add_conv2d_case(cases, rng, {2, 3, 16, 1, 1, 3, 3, 1, 1}, "direct: one channel in, one out");
+    add_conv2d_case(cases, rng, {2, 3, 3, 2, 17, 3, 3, 1, 0}, "direct: one output per image, the tile's rows past it");
+    add_conv2d_case(cases, rng, {2, 4, 32, 3, 33, 5, 5, 1, 2}, "direct: padding 2 at the narrowest rows it takes");
+    add_conv2d_case(cases, rng, {2, 5, 16, 40, 20, 3, 3, 1, 1}, "direct: K = 360, past one depth block");
+    add_conv2d_case(cases, rng, {2, 4, 48, 3, 8, 7, 7, 1, 3}, "direct: 7x7, padding 3");
+    add_conv2d_case(cases, rng, {2, 6, 33, 6, 10, 3, 3, 1, 0}, "direct input gradient of an unpadded conv (padding 2)");
+    add_conv2d_case(cases, rng, {1, 6, 20, 5, 7, 3, 3, 1, 1}, "batch of one: direct on one thread, implicit on two");
+    // On AVX2 the weight gradient of rows of at least 8 outputs and receptive fields of at most
+    // 576 reads x and dout in place, in chunks of about 64 output pixels
+    // (conv2d_weight_grad_direct.hpp).
+    add_conv2d_case(cases, rng, {3, 9, 17, 7, 19, 3, 3, 2, 1}, "direct weight gradient: stride 2");
+    add_conv2d_case(cases, rng, {5, 3, 10, 9, 17, 3, 3, 1, 1}, "direct weight gradient: two images to a chunk, the last alone");
+    add_conv2d_case(cases, rng, {2, 6, 9, 5, 32, 3, 3, 1, 1}, "direct weight gradient: Cout of whole tiles, dout read in place");
+    add_conv2d_case(cases, rng, {2, 8, 8, 64, 16, 3, 3, 1, 1}, "direct weight gradient: K = 576, the largest it takes");
+    add_conv2d_case(cases, rng, {2, 8, 8, 65, 16, 3, 3, 1, 1}, "K = 585: one channel past the direct weight gradient");
+    add_conv2d_case(cases, rng, {2, 5, 21, 16, 9, 6, 6, 2, 2}, "direct weight gradient: K = 576 from a 6x6 kernel, stride 2");
+    add_conv2d_case(cases, rng, {2, 3, 70, 2, 5, 3, 3, 1, 0}, "direct weight gradient: rows of 68 outputs, one to a chunk");
+    add_conv2d_case(cases, rng, {2, 10, 26, 3, 6, 5, 5, 3, 2}, "direct weight gradient: stride 3");
+    add_conv2d_case(cases, rng, {2, 6, 9, 4, 11, 3, 3, 1, 1}, "rows of 9 outputs");
+}
+
+/// conv2d_forward_few_channels (the gathered-field packing of conv2d_few_channels.hpp on the
+/// vector paths, conv2d_forward otherwise) against the naive convolution.
+void add_few_channels_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s) {
+    const Conv2dGeometry g = s.geometry();
+    const auto x = uniform(s.inputs(), rng), wt = uniform(s.weights(), rng), bias = uniform(s.co, rng);
+    const double tol = sum_tolerance(g.K());
+    cases.push_back({"conv2d_forward_few_channels" + s.str(),
+                     [=] {
+                         std::vector<float> out(s.outputs());
+                         conv2d_forward_reference(x.data(), wt.data(), bias.data(), out.data(), g);
+                         return Outputs{within("out", out, tol)};
+                     },
+                     [=](Isa isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
+                         std::vector<float> out(s.outputs(), 7.f);
+                         conv2d_forward_few_channels(x.data(), wt.data(), bias.data(), out.data(), g);
+                         if (isa != Isa::scalar && !g.pointwise())
+                             taken.push_back(kernels::detail::direct_conv_applies(isa, g, num_threads()) && g.K() > kSgemmKC
+                                                 ? "few channels: conv2d_forward's direct convolution"
+                                                 : "few channels: gathered fields");
+                         return Outputs{within("out", out, tol)};
+                     }});
+}
+
+void add_few_channels_cases(std::vector<KernelCase>& cases) {
+    Rng rng(41);
+    const ConvShape shapes[] = {
+        {2, 9, 11, 3, 16, 7, 7, 2, 3},  // the ImageNet stem, small
+        {2, 8, 8, 3, 17, 3, 3, 1, 1},   // the CIFAR stem, Cout past a tile
+        {1, 7, 5, 1, 5, 3, 3, 1, 1},    // one channel, a batch of one
+        {3, 6, 7, 2, 33, 5, 5, 2, 2},   // two channels
+        {2, 5, 5, 4, 8, 1, 1, 1, 0},    // 1x1 stride 1: conv2d_forward itself
+        {1, 20, 20, 3, 40, 7, 7, 2, 3}, // 100 output pixels, several row panels
+        {2, 12, 12, 3, 64, 3, 3, 1, 1}, // 144 pixels per image
+        {2, 6, 80, 4, 20, 9, 9, 1, 4},  // K = 324, rows wide enough for conv2d_forward's direct path
+    };
+    for (const ConvShape& s : shapes) add_few_channels_case(cases, rng, s);
 }
 
 }  // namespace
 
 TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes", "[kernels]") {
+    const std::vector<Isa> paths = paths_to_test();
     std::vector<KernelCase> cases;
     add_bitpack_cases(cases);
     add_xnor_conv_cases(cases);
+    add_planned_conv_cases(cases);
+    add_bn_sign_pack_cases(cases);
+    add_u8s16_cases(cases);
     add_sgemm_cases(cases);
     add_gemm_cases(cases);
+    add_few_rows_cases(cases);
     add_conv2d_cases(cases);
-    const int64_t runs = check_table(cases);
-    // Every case ran on every path with both thread counts: nothing was skipped.
-    REQUIRE(runs == static_cast<int64_t>(cases.size() * available_isas().size() * 2));
+    add_few_channels_cases(cases);
+    const Reached reached = check_table(cases, paths);
+    // Every shape-chosen variant was reached on every path that ran: the shapes above still do
+    // what their comments say.
+    require_variants_reached(reached, paths);
+}
+
+TEST_CASE("BNN_REQUIRE_ISA turns a path the CPU lacks from a warning into a failure", "[kernels][isa]") {
+    auto no_avx512 = [](Isa isa) { return isa != Isa::avx512; };
+    const PathPlan warned = plan_paths("", no_avx512);
+    REQUIRE(warned.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
+    REQUIRE(warned.missing == std::vector<Isa>{Isa::avx512});
+    REQUIRE(warned.missing_required.empty());
+    for (const char* required : {"avx512", "avx2,avx512", " avx512 , scalar", "all"}) {
+        INFO("BNN_REQUIRE_ISA=" << required);
+        const PathPlan failed = plan_paths(required, no_avx512);
+        REQUIRE(failed.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
+        REQUIRE(failed.missing_required == std::vector<Isa>{Isa::avx512});
+        REQUIRE(failed.missing.empty());
+    }
+    // Requiring paths the CPU has changes nothing.
+    REQUIRE(plan_paths("avx2", no_avx512).missing == std::vector<Isa>{Isa::avx512});
+    REQUIRE(plan_paths("all", [](Isa) { return true; }).run == kAllIsas);
+    REQUIRE_THROWS_AS(plan_paths("avx512,sse9", no_avx512), Error);
 }
 
 TEST_CASE("ISA dispatch lists the paths, parses names and forces a path", "[kernels][isa]") {
@@ -477,8 +1125,6 @@ TEST_CASE("kernels refuse a path the CPU lacks", "[kernels][isa]") {
 
 namespace {
 using bnn::test::random_with_zeros;
-
-float sign_of(float v) { return v >= 0.f ? 1.f : -1.f; }
 }  // namespace
 
 TEST_CASE("BitTensor packs along channels with the padding bits zero", "[bitpack]") {
@@ -627,32 +1273,56 @@ TEST_CASE("sign kernels equal their scalar definitions at the edges", "[sign]") 
     }
 }
 
-TEST_CASE("sgemm_few_rows gives sgemm's floats on every vector path, and its vector code its plain code's",
-          "[sgemm]") {
+
+TEST_CASE("kernels that promise another kernel's floats give them", "[kernels][sgemm]") {
+    ThreadCountGuard restore;
+    const std::vector<Isa> paths = paths_to_test();
     Rng rng(31);
+    // sgemm_few_rows gives sgemm's floats on the vector paths (sgemm_few_rows.hpp): an inference
+    // graph's classifier may take either.
     const int64_t depths[] = {1, 5, kSgemmKC, kSgemmKC + 1, 2 * kSgemmKC + 61};
-    for (int threads : {1, 2}) {
-        set_num_threads(threads);
-        for (int64_t M : {1, 2, 4})
-            for (int64_t N : {1, 7, 31, 32, 33, 100, 1000})
-                for (int64_t K : depths) {
-                    INFO("threads " << threads << " M " << M << " N " << N << " K " << K);
-                    const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;
-                    const auto A = uniform(M * lda, rng), Bt = uniform(K * ldb, rng);
-                    std::vector<float> plain(M * ldc, -7.f);
-                    sgemm_few_rows(Isa::scalar, M, N, K, A.data(), lda, Bt.data(), ldb, plain.data(), ldc);
-                    for (Isa isa : available_isas()) {
-                        if (isa == Isa::scalar) continue;
-                        INFO(isa_name(isa));
+    for (Isa isa : kVectorIsas) {
+        if (!contains(paths, isa)) continue;
+        for (int threads : {1, 2}) {
+            set_num_threads(threads);
+            for (int64_t M : {1, 2, 4})
+                for (int64_t N : {1, 7, 31, 32, 33, 100, 1000})
+                    for (int64_t K : depths) {
+                        INFO(isa_name(isa) << ", " << threads << " thread(s): M " << M << " N " << N << " K " << K);
+                        const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;
+                        const auto A = uniform(M * lda, rng), Bt = uniform(K * ldb, rng);
                         std::vector<float> few(M * ldc, -7.f), full(M * ldc, -7.f);
                         sgemm_few_rows(isa, M, N, K, A.data(), lda, Bt.data(), ldb, few.data(), ldc);
                         sgemm(isa, false, false, M, N, K, A.data(), lda, Bt.data(), ldb, full.data(), ldc, false);
-                        for (int64_t i = 0; i < M * ldc; ++i) {
-                            REQUIRE(std::bit_cast<uint32_t>(few[i]) == std::bit_cast<uint32_t>(full[i]));
-                            REQUIRE(std::bit_cast<uint32_t>(few[i]) == std::bit_cast<uint32_t>(plain[i]));
-                        }
+                        int64_t differing = 0;
+                        for (int64_t i = 0; i < M * ldc; ++i)
+                            differing += std::bit_cast<uint32_t>(few[i]) != std::bit_cast<uint32_t>(full[i]);
+                        REQUIRE(differing == 0);
                     }
-                }
+        }
     }
-    set_num_threads(2);
+    // conv2d_forward_few_channels gives conv2d_forward's floats (conv2d_few_channels.hpp): the
+    // integer-free stem of an inference graph equals the training op. The last two take
+    // conv2d_forward's direct convolution over more than one depth block (K = 324 and 484).
+    const ConvShape shapes[] = {
+        {2, 9, 11, 3, 16, 7, 7, 2, 3}, {2, 8, 8, 3, 17, 3, 3, 1, 1},   {1, 7, 5, 1, 5, 3, 3, 1, 1},
+        {3, 6, 7, 2, 33, 5, 5, 2, 2},  {2, 4, 48, 3, 8, 7, 7, 1, 3},   {1, 20, 20, 3, 40, 7, 7, 2, 3},
+        {2, 6, 80, 4, 20, 9, 9, 1, 4}, {2, 3, 100, 4, 7, 11, 11, 1, 5},
+    };
+    for (Isa isa : paths)
+        for (int threads : {1, 2})
+            for (const ConvShape& s : shapes) {
+                INFO(isa_name(isa) << ", " << threads << " thread(s):" << s.str());
+                set_num_threads(threads);
+                IsaGuard guard(isa);
+                const Conv2dGeometry g = s.geometry();
+                const auto x = uniform(s.inputs(), rng), wt = uniform(s.weights(), rng), bias = uniform(s.co, rng);
+                std::vector<float> few(s.outputs(), 7.f), plain(s.outputs(), -7.f);
+                conv2d_forward_few_channels(x.data(), wt.data(), bias.data(), few.data(), g);
+                conv2d_forward(x.data(), wt.data(), bias.data(), plain.data(), g);
+                int64_t differing = 0;
+                for (int64_t i = 0; i < s.outputs(); ++i)
+                    differing += std::bit_cast<uint32_t>(few[i]) != std::bit_cast<uint32_t>(plain[i]);
+                REQUIRE(differing == 0);
+            }
 }

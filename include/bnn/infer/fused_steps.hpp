@@ -52,6 +52,14 @@ namespace detail {
 struct BnSignPackRows;
 /// Tag of bn_sign_pack's half-word staging buffer (bnn::thread_scratch of the calling thread).
 struct BnSignPackHalves;
+
+/// True when bn_sign_pack of N images of P pixels and C channels (wc words per pixel) splits its
+/// work into half words: the pass is worth threads, and whole words would leave threads idle (a
+/// half-word unit sweeps the image once per half, which costs memory traffic when there is
+/// parallelism to spare).
+inline bool bn_sign_pack_in_halves(int64_t N, int64_t P, int64_t C, int64_t wc) {
+    return worth_threading(N * P * C) && N * wc < num_threads();
+}
 }  // namespace detail
 
 /// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
@@ -70,9 +78,7 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
               "] or the batch norm of ", bn.channels(), " channels");
     const int64_t wc = dst.words_per_pixel(), P = H * W;
     const bool parallel = worth_threading(N * P * C);
-    // Half words only when whole words would leave threads idle: a half-word unit sweeps the
-    // image once per half, which costs memory traffic when there is parallelism to spare.
-    const int64_t span = parallel && N * wc < num_threads() ? 32 : 64;
+    const int64_t span = detail::bn_sign_pack_in_halves(N, P, C, wc) ? 32 : 64;
     const int64_t per_image = (C + span - 1) / span, units = N * per_image;
     const bool staged = span == 32;
     uint32_t* halves = staged ? thread_scratch<detail::BnSignPackHalves, uint32_t>(per_image * N * P) : nullptr;

@@ -48,10 +48,20 @@ struct XnorEpilogue {
 
 namespace detail {
 
+// The epilogues are compiled without floating-point contraction: where FMA is enabled (the vector
+// epilogue's target, or a build with -march=native) GCC would otherwise fuse the gate's multiply
+// and the residual's add, y * g + r, into one fma: one rounding where the training ops round twice.
+#if defined(__GNUC__) && !defined(__clang__)
+#define BNN_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define BNN_NO_FP_CONTRACT
+#endif
+
 /// Epilogue of one tile: dots [pixels, ld] (column j = output channel c0 + j) -> out rows.
 template <bool Gate, bool Slope, bool Residual>
-void binary_conv_epilogue(const XnorEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels,
-                          int64_t c0, int64_t nc, int64_t cout, int64_t pixels_per_image, float* out) {
+BNN_NO_FP_CONTRACT void binary_conv_epilogue(const XnorEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel,
+                                             int pixels, int64_t c0, int64_t nc, int64_t cout, int64_t pixels_per_image,
+                                             float* out) {
     for (int p = 0; p < pixels; ++p) {
         const int64_t q = first_pixel + p, n = q / pixels_per_image;
         const float* __restrict d = dots + p * ld;
@@ -79,9 +89,9 @@ void binary_conv_epilogue(const XnorEpilogue& t, const float* dots, int64_t ld, 
 /// scalar under GCC: a float compare may trap, so PReLU's select is not if-converted. Each lane
 /// performs the scalar loop's operations in its order (d * a + 0 is one rounding either way).
 template <bool Gate, bool Slope, bool Residual>
-__attribute__((target("avx2,fma"))) void binary_conv_epilogue_avx2(const XnorEpilogue& t, const float* dots, int64_t ld,
-                                                                   int64_t first_pixel, int pixels, int64_t c0, int64_t nc,
-                                                                   int64_t cout, int64_t pixels_per_image, float* out) {
+BNN_NO_FP_CONTRACT __attribute__((target("avx2,fma"))) void binary_conv_epilogue_avx2(
+    const XnorEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels, int64_t c0, int64_t nc,
+    int64_t cout, int64_t pixels_per_image, float* out) {
     const __m256 zero = _mm256_setzero_ps();
     for (int p = 0; p < pixels; ++p) {
         const int64_t q = first_pixel + p, n = q / pixels_per_image;
@@ -109,6 +119,7 @@ __attribute__((target("avx2,fma"))) void binary_conv_epilogue_avx2(const XnorEpi
                                                     pixels_per_image, out);
 }
 #endif
+#undef BNN_NO_FP_CONTRACT
 
 using XnorEpilogueFn = void (*)(const XnorEpilogue&, const float*, int64_t, int64_t, int, int64_t, int64_t,
                                     int64_t, int64_t, float*);
@@ -190,6 +201,9 @@ public:
     /// Words between horizontally adjacent input pixels (words_per_pixel) and between rows.
     int64_t row_stride_words() const { return wp_ * g_.words_per_pixel(); }
     int64_t image_stride_words() const { return hp_ * wp_ * g_.words_per_pixel(); }
+    /// True when run() walks pixel blocks outermost (all the weights fit in L1), false when
+    /// channel blocks are outermost.
+    bool pixel_major() const { return pixel_major_; }
 
     /// out [N, OH, OW, Cout] = the fused transform of the binary conv of the current input bits.
     void run(const XnorEpilogue& t, float* out) {

@@ -70,17 +70,20 @@ struct GatheredFieldsSource {
 }  // namespace detail
 
 /// out = conv(x, w) + bias for inputs with few channels; see the file comment. Off the vector
-/// paths, and for 1x1 stride-1 convolutions, it is conv2d_forward itself.
+/// paths, for 1x1 stride-1 convolutions, and where conv2d_forward takes the direct convolution
+/// (conv2d_direct.hpp) over more than one depth block, it is conv2d_forward itself: the direct
+/// tile sums all of K in one chain, the GEMM each depth block from zero, so past one block their
+/// floats differ (up to one block they are the same chain).
 inline void conv2d_forward_few_channels(const float* x, const float* w, const float* bias, float* out,
                              const Conv2dGeometry& g) {
     const Isa isa = active_isa();
-    if (isa == Isa::scalar || g.pointwise()) {
+    const int threads = num_threads();
+    if (isa == Isa::scalar || g.pointwise() || (detail::direct_conv_applies(isa, g, threads) && g.K() > kSgemmKC)) {
         conv2d_forward(x, w, bias, out, g);
         return;
     }
     // The blocking of detail::conv2d_forward_implicit: whole images per block.
     const int64_t K = g.K(), Co = g.Cout;
-    const int threads = num_threads();
     auto b = detail::conv_blocking(g, threads);
     b.rows_per_block = g.OH;
     detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {

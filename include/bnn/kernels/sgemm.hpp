@@ -64,23 +64,35 @@ inline double sgemm_tiled_area(int64_t M, int64_t N, int MR, int NR) {
     return double((M + MR - 1) / MR * MR) * double((N + NR - 1) / NR * NR);
 }
 
+/// The AVX-512 tiles: 14 x 32 (wide), 28 x 16 (narrow), 8 x 48 (short).
+enum class SgemmAvx512Tile { wide, narrow, shrt };
+
+/// The AVX-512 tile of an M x N product: the one that wastes least on the whole product (so
+/// every thread's part uses the same shape). The wide tile has the best FMA-to-load ratio; the
+/// others only win by padding less.
+inline SgemmAvx512Tile sgemm_avx512_tile(int64_t M, int64_t N) {
+    const double wide = sgemm_tiled_area(M, N, SgemmAvx512Wide::MR, SgemmAvx512Wide::NR);
+    const double narrow = 1.1 * sgemm_tiled_area(M, N, SgemmAvx512Narrow::MR, SgemmAvx512Narrow::NR);
+    const double shrt = 1.05 * sgemm_tiled_area(M, N, SgemmAvx512Short::MR, SgemmAvx512Short::NR);
+    if (narrow < wide && narrow <= shrt) return SgemmAvx512Tile::narrow;
+    if (shrt < wide) return SgemmAvx512Tile::shrt;
+    return SgemmAvx512Tile::wide;
+}
+
 /// C[m0 .. m1, n0 .. n1] of the M x N product packed by `src` (see SgemmMatrices), on the calling
-/// thread with the given vector path; AVX-512 picks the tile shape that wastes least on the
-/// whole product (so every thread's part uses the same shape).
+/// thread with the given vector path (AVX-512 with the tile of sgemm_avx512_tile).
 template <class Source>
 void sgemm_serial(Isa isa, const Source& src, int64_t M, int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                   int64_t K, float* C, int64_t ldc, bool accumulate) {
     if (isa == Isa::avx512) {
-        // The wide tile has the best FMA-to-load ratio; the others only win by padding less.
-        const double wide = sgemm_tiled_area(M, N, SgemmAvx512Wide::MR, SgemmAvx512Wide::NR);
-        const double narrow = 1.1 * sgemm_tiled_area(M, N, SgemmAvx512Narrow::MR, SgemmAvx512Narrow::NR);
-        const double shrt = 1.05 * sgemm_tiled_area(M, N, SgemmAvx512Short::MR, SgemmAvx512Short::NR);
-        if (narrow < wide && narrow <= shrt)
-            sgemm_blocked<SgemmAvx512Narrow>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
-        else if (shrt < wide)
-            sgemm_blocked<SgemmAvx512Short>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
-        else
-            sgemm_blocked<SgemmAvx512Wide>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
+        switch (sgemm_avx512_tile(M, N)) {
+            case SgemmAvx512Tile::narrow:
+                return sgemm_blocked<SgemmAvx512Narrow>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
+            case SgemmAvx512Tile::shrt:
+                return sgemm_blocked<SgemmAvx512Short>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
+            case SgemmAvx512Tile::wide:
+                return sgemm_blocked<SgemmAvx512Wide>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
+        }
     } else {
         sgemm_blocked<SgemmAvx2>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
     }

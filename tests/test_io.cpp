@@ -746,7 +746,44 @@ TEST_CASE("load_image reads a PNG whose first IDAT chunk is empty", "[image][fuz
     const std::string path = dir.file("empty_idat.png");
     write_bytes(path, png);
     REQUIRE(io::load_image(path).to_vector() == rgb);
-    REQUIRE(io::detail::without_empty_png_idat(png).size() == png.size() - 24);
+    REQUIRE(io::detail::png_for_stb(png, path).size() == png.size() - 24);
+}
+
+TEST_CASE("load_image refuses a PNG whose IDAT chunk claims more data than the file holds", "[image][fuzz]") {
+    // Found by tests/fuzz/fuzz_image (libFuzzer's out-of-memory limit): stb 2.27 allocates an
+    // IDAT chunk's declared length before reading it, here 2 GB for a file of 149 bytes. These are
+    // its bytes (the fuzzer's selector byte removed).
+    TempDir dir;
+    const std::string bomb = dir.file("bomb.png");
+    write_bytes(bomb, {0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+                       0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x04, 0x08, 0x02, 0x00, 0x00, 0x00, 0x26, 0x93, 0x09,
+                       0x29, 0x00, 0x00, 0x00, 0x28, 0x49, 0x44, 0x41, 0x54, 0x78, 0x5e, 0x63, 0x64, 0xe0, 0x95, 0x52,
+                       0x87, 0x01, 0x86, 0x38, 0x2b, 0xb7, 0x1d, 0xbe, 0x70, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d,
+                       0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x04, 0x08, 0x02, 0x00, 0x00,
+                       0x00, 0x26, 0x93, 0x09, 0x54, 0x50, 0x42, 0x38, 0x28, 0x49, 0x44, 0x41, 0x54, 0x6d, 0x46, 0x0b,
+                       0xd7, 0x20, 0xb8, 0x0c, 0xe3, 0x95, 0x87, 0xef, 0xe0, 0x1c, 0x00, 0x75, 0x86, 0x0e, 0x64, 0x78,
+                       0x8e, 0xf7, 0xd5, 0x77, 0x16, 0x0e, 0x64, 0x78, 0x8e, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00, 0xa4,
+                       0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0xa4, 0x49, 0x45, 0x4e,
+                       0x44, 0xae, 0x42, 0x60, 0x82});
+    REQUIRE_THROWS_WITH(io::load_image(bomb, 32, 32, 3),
+                        Catch::Contains("bomb.png") && Catch::Contains("corrupt PNG") && Catch::Contains("IDAT chunk"));
+    // A chunk cut short at the end is refused the same way; one after IEND is never read.
+    std::vector<uint8_t> rgb(2 * 2 * 3, 9), png;
+    auto sink = [](void* ctx, void* data, int size) {
+        auto* out = static_cast<std::vector<uint8_t>*>(ctx);
+        out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+    };
+    REQUIRE(stbi_write_png_to_func(sink, &png, 2, 2, 3, rgb.data(), 2 * 3) != 0);
+    const std::string after_end = dir.file("after_end.png"), cut = dir.file("cut.png");
+    std::vector<uint8_t> trailing = png;
+    trailing.insert(trailing.end(), {0x7f, 0xff, 0xff, 0xff, 'I', 'D', 'A', 'T'});
+    write_bytes(after_end, trailing);
+    REQUIRE(io::load_image(after_end).to_vector() == rgb);
+    size_t idat = 8;
+    while (std::memcmp(&png[idat + 4], "IDAT", 4) != 0)
+        idat += 12 + ((size_t{png[idat]} << 24) | (size_t{png[idat + 1]} << 16) | (size_t{png[idat + 2]} << 8) | png[idat + 3]);
+    write_bytes(cut, std::vector<uint8_t>(png.begin(), png.begin() + static_cast<std::ptrdiff_t>(idat + 10)));
+    REQUIRE_THROWS_WITH(io::load_image(cut), Catch::Contains("cut.png") && Catch::Contains("IDAT chunk at byte 33"));
 }
 
 TEST_CASE("load_image refuses an image larger than its pixel limit before decoding it", "[image][fuzz]") {

@@ -91,22 +91,32 @@ inline std::vector<uint8_t> decode_pnm(const std::vector<uint8_t>& b, const std:
     return out;
 }
 
-/// stb_image 2.27 hands a PNG's first IDAT chunk of length 0 to memcpy with a null destination
-/// (undefined behaviour, though nothing is copied). Such chunks hold nothing: this returns the
-/// file without them.
-inline std::vector<uint8_t> without_empty_png_idat(std::vector<uint8_t> b) {
+/// A PNG file as stb_image 2.27 (Debian's) may be given it. stb allocates an IDAT chunk's
+/// declared length before it reads the data, so a file of a few hundred bytes whose chunk claims
+/// 2 GB makes it allocate 2 GB: such a chunk, whose data runs past the end of the file, is
+/// refused here. And stb hands memcpy a null pointer for a first IDAT chunk of length 0
+/// (undefined behaviour, though nothing is copied): empty IDAT chunks, which hold nothing, are
+/// dropped. Chunks after IEND, which stb never reads, are left alone. Other files are returned
+/// as they are.
+inline std::vector<uint8_t> png_for_stb(std::vector<uint8_t> b, const std::string& path) {
     static constexpr uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     if (b.size() < 8 || std::memcmp(b.data(), signature, 8) != 0) return b;
     std::vector<uint8_t> kept;
     size_t p = 8, copied = 0;  // bytes before `copied` are in `kept` (once a chunk was dropped)
-    while (p + 12 <= b.size()) {  // length (4 bytes, big-endian), type (4), data, CRC (4)
+    while (p + 8 <= b.size()) {  // length (4 bytes, big-endian), type (4), data, CRC (4)
         const uint64_t length = (uint64_t{b[p]} << 24) | (uint64_t{b[p + 1]} << 16) | (uint64_t{b[p + 2]} << 8) | b[p + 3];
-        if (length == 0 && std::memcmp(&b[p + 4], "IDAT", 4) == 0) {
-            kept.insert(kept.end(), b.begin() + static_cast<std::ptrdiff_t>(copied), b.begin() + static_cast<std::ptrdiff_t>(p));
-            copied = p += 12;
-            continue;
+        if (std::memcmp(&b[p + 4], "IEND", 4) == 0) break;
+        if (std::memcmp(&b[p + 4], "IDAT", 4) == 0) {
+            BNN_CHECK(length <= b.size() - (p + 8), "load_image: '", path, "' is a corrupt PNG: its IDAT chunk at byte ",
+                      p, " declares ", length, " bytes of data, but the file has ", b.size() - (p + 8), " after it");
+            if (length == 0) {
+                kept.insert(kept.end(), b.begin() + static_cast<std::ptrdiff_t>(copied),
+                            b.begin() + static_cast<std::ptrdiff_t>(p));
+                copied = p = std::min(p + 12, b.size());
+                continue;
+            }
         }
-        if (length > b.size() - p - 12) break;  // stb reports the truncation
+        if (length > b.size() - (p + 8)) break;  // stb skips or refuses what runs past the end
         p += 12 + length;
     }
     if (copied == 0) return b;
@@ -164,7 +174,7 @@ struct ImageLimit {
 /// limit, raise bnn::Error (with stb's reason where stb refuses).
 inline Tensor<uint8_t> load_image(const std::string& path, int channels = 3, ImageLimit limit = {}) {
     BNN_CHECK(channels >= 1 && channels <= 4, "load_image: channels must be 1..4, got ", channels);
-    const std::vector<uint8_t> bytes = detail::without_empty_png_idat(read_file(path));
+    const std::vector<uint8_t> bytes = detail::png_for_stb(read_file(path), path);
     if (detail::is_binary_pnm(bytes)) {
         int64_t w = 0, h = 0;
         std::vector<uint8_t> pixels = detail::decode_pnm(bytes, path, channels, limit.max_pixels, w, h);

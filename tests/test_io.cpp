@@ -657,6 +657,33 @@ TEST_CASE("load_image refuses a JPEG Huffman table of more than 256 codes", "[im
                                                  Catch::Contains("4080 codes"));
 }
 
+TEST_CASE("load_image refuses a JPEG scan that uses a Huffman table no DHT segment defines", "[image][fuzz]") {
+    // Found by tests/fuzz/fuzz_image (UBSan: index -16776289 out of bounds in stb's Huffman
+    // decoder): stb 2.27 decodes a scan with its uninitialised memory for a table no DHT defined.
+    // And a JPEG behind fill bytes (FF FF ... D8), which stb reads, escaped the checks: UBSan found
+    // the earlier 257-code table again that way. The test spoils a JPEG that stb wrote.
+    TempDir dir;
+    std::vector<uint8_t> rgb(8 * 8 * 3, 100), jpeg;
+    auto sink = [](void* ctx, void* data, int size) {
+        auto* out = static_cast<std::vector<uint8_t>*>(ctx);
+        out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+    };
+    REQUIRE(stbi_write_jpg_to_func(sink, &jpeg, 8, 8, 3, rgb.data(), 90) != 0);
+    std::vector<uint8_t> filled = {0xFF, 0xFF};
+    filled.insert(filled.end(), jpeg.begin() + 1, jpeg.end());  // FF FF FF D8 ...
+    const std::string good = dir.file("filled.jpg"), undefined = dir.file("undefined.jpg");
+    write_bytes(good, filled);
+    REQUIRE(io::load_image(good).shape() == Shape{8, 8, 3});
+    size_t sos = 2;
+    while (sos + 1 < filled.size() && !(filled[sos] == 0xFF && filled[sos + 1] == 0xDA)) ++sos;
+    REQUIRE(sos + 7 < filled.size());
+    filled[sos + 6] = 0x30;  // the first component's tables: DC 3 (undefined), AC 0
+    write_bytes(undefined, filled);
+    REQUIRE_THROWS_WITH(io::load_image(undefined), Catch::Contains("undefined.jpg") &&
+                                                       Catch::Contains("uses the DC Huffman table 3") &&
+                                                       Catch::Contains("no DHT segment before it defines"));
+}
+
 TEST_CASE("load_image refuses a PNM header number that would overflow stb's int", "[image][fuzz]") {
     // Found by tests/fuzz/fuzz_image: stb_image 2.27 parses a PNM width of 45 digits into an int
     // (signed overflow, undefined behaviour). The fuzzer's header, and a valid file beside it.

@@ -132,8 +132,12 @@ inline std::vector<uint8_t> png_for_stb(std::vector<uint8_t> b, const std::strin
 /// checks every FF C4 (inside entropy-coded data FF is only ever a stuffed FF 00, a restart or
 /// a marker).
 inline void check_jpeg_huffman_tables(const std::vector<uint8_t>& b, const std::string& path) {
-    if (b.size() < 2 || b[0] != 0xFF || b[1] != 0xD8) return;  // not a JPEG
+    size_t soi = 0;  // stb takes any number of FF before the D8 of the start-of-image marker
+    while (soi < b.size() && b[soi] == 0xFF) ++soi;
+    if (soi == 0 || soi >= b.size() || b[soi] != 0xD8) return;  // not a JPEG
     auto byte = [&](size_t i) -> int { return i < b.size() ? b[i] : 0; };  // stb reads 0 past the end
+    bool defined[2][4] = {};  // [DC, AC][table id]: defined by a DHT segment so far
+    bool progressive = false;
     auto check_dht = [&](size_t marker) {  // at the FF of FF C4, as stb's DHT case reads it
         int64_t left = ((byte(marker + 2) << 8) | byte(marker + 3)) - 2;
         size_t p = marker + 4;
@@ -142,23 +146,46 @@ inline void check_jpeg_huffman_tables(const std::vector<uint8_t>& b, const std::
             for (int i = 1; i <= 16; ++i) codes += byte(p + i);
             BNN_CHECK(codes <= 256, "load_image: '", path, "' is a corrupt JPEG: the Huffman table at byte offset ",
                       p, " lists ", codes, " codes, more than 256");
+            if (byte(p) >> 4 <= 1 && (byte(p) & 15) <= 3) defined[byte(p) >> 4][byte(p) & 15] = true;
             p += 17 + static_cast<size_t>(codes);
             left -= 17 + codes;
         }
     };
-    size_t p = 2;
+    // stb 2.27 decodes a scan with whatever its uninitialised memory holds for a Huffman table no
+    // DHT segment defined (reads far out of bounds): a scan must use defined tables only. A
+    // progressive scan uses the DC table (first DC scans) or the AC table (AC scans), not both.
+    auto check_sos = [&](size_t marker) {
+        const int components = byte(marker + 4);
+        const size_t spectral = marker + 5 + 2 * static_cast<size_t>(components);
+        const bool dc_scan = byte(spectral) == 0, first_pass = byte(spectral + 2) >> 4 == 0;
+        for (int i = 0; i < components; ++i) {
+            const int tables = byte(marker + 6 + 2 * static_cast<size_t>(i)), dc = tables >> 4, ac = tables & 15;
+            if (dc > 3 || ac > 3) continue;  // stb refuses these itself
+            const bool needs_dc = progressive ? dc_scan && first_pass : true, needs_ac = progressive ? !dc_scan : true;
+            BNN_CHECK((!needs_dc || defined[0][dc]) && (!needs_ac || defined[1][ac]), "load_image: '", path,
+                      "' is a corrupt JPEG: its scan at byte offset ", marker, " uses ",
+                      needs_dc && !defined[0][dc] ? "the DC" : "the AC", " Huffman table ",
+                      needs_dc && !defined[0][dc] ? dc : ac, ", which no DHT segment before it defines");
+        }
+    };
+    size_t p = soi + 1;
     while (p < b.size()) {
         while (p < b.size() && b[p] != 0xFF) ++p;  // stray bytes between segments
         while (p + 1 < b.size() && b[p + 1] == 0xFF) ++p;  // fill bytes
         if (p + 1 >= b.size()) return;
         const int marker = b[p + 1];
+        if (marker == 0xC2) progressive = true;
         if (marker == 0xDA) break;  // start of scan
         if (marker == 0xC4) check_dht(p);
         const bool has_length = !(marker == 0x01 || (marker >= 0xD0 && marker <= 0xD9));
         p += 2 + (has_length ? static_cast<size_t>((byte(p + 2) << 8) | byte(p + 3)) : 0);
     }
-    for (; p + 1 < b.size(); ++p)
+    // From the first scan on, stb's stopping point depends on the decoding: every FF C4 and FF DA
+    // (inside entropy-coded data FF is only ever a stuffed FF 00, a restart or a marker).
+    for (; p + 1 < b.size(); ++p) {
         if (b[p] == 0xFF && b[p + 1] == 0xC4) check_dht(p);
+        if (b[p] == 0xFF && b[p + 1] == 0xDA) check_sos(p);
+    }
 }
 }  // namespace detail
 

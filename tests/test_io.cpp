@@ -599,6 +599,12 @@ TEST_CASE("gunzip reads concatenated members and rejects truncated or trailing-g
 // ---------------------------------------------------------------------------------------------
 // images
 
+// stb_image_write's callback: appends the bytes to the std::vector<uint8_t> at ctx.
+static void append_to_bytes(void* ctx, void* data, int size) {
+    auto* out = static_cast<std::vector<uint8_t>*>(ctx);
+    out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+}
+
 TEST_CASE("load_image reads a PNG exactly and resizes it", "[image]") {
     TempDir dir;
     const int h = 5, w = 7;
@@ -640,11 +646,7 @@ TEST_CASE("load_image refuses a JPEG Huffman table of more than 256 codes", "[im
     // of a JPEG that stb wrote.
     TempDir dir;
     std::vector<uint8_t> rgb(8 * 8 * 3, 100), jpeg;
-    auto sink = [](void* ctx, void* data, int size) {
-        auto* out = static_cast<std::vector<uint8_t>*>(ctx);
-        out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
-    };
-    REQUIRE(stbi_write_jpg_to_func(sink, &jpeg, 8, 8, 3, rgb.data(), 90) != 0);
+    REQUIRE(stbi_write_jpg_to_func(append_to_bytes, &jpeg, 8, 8, 3, rgb.data(), 90) != 0);
     const std::string good = dir.file("good.jpg"), bad = dir.file("bad.jpg");
     write_bytes(good, jpeg);
     REQUIRE(io::load_image(good).shape() == Shape{8, 8, 3});
@@ -664,11 +666,7 @@ TEST_CASE("load_image refuses a JPEG scan that uses a Huffman table no DHT segme
     // the earlier 257-code table again that way. The test spoils a JPEG that stb wrote.
     TempDir dir;
     std::vector<uint8_t> rgb(8 * 8 * 3, 100), jpeg;
-    auto sink = [](void* ctx, void* data, int size) {
-        auto* out = static_cast<std::vector<uint8_t>*>(ctx);
-        out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
-    };
-    REQUIRE(stbi_write_jpg_to_func(sink, &jpeg, 8, 8, 3, rgb.data(), 90) != 0);
+    REQUIRE(stbi_write_jpg_to_func(append_to_bytes, &jpeg, 8, 8, 3, rgb.data(), 90) != 0);
     std::vector<uint8_t> filled = {0xFF, 0xFF};
     filled.insert(filled.end(), jpeg.begin() + 1, jpeg.end());  // FF FF FF D8 ...
     const std::string good = dir.file("filled.jpg"), undefined = dir.file("undefined.jpg");
@@ -758,11 +756,7 @@ TEST_CASE("load_image reads a PNG whose first IDAT chunk is empty", "[image][fuz
     TempDir dir;
     std::vector<uint8_t> rgb(3 * 2 * 3), png;
     for (size_t k = 0; k < rgb.size(); ++k) rgb[k] = static_cast<uint8_t>(k * 13);
-    auto sink = [](void* ctx, void* data, int size) {
-        auto* out = static_cast<std::vector<uint8_t>*>(ctx);
-        out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
-    };
-    REQUIRE(stbi_write_png_to_func(sink, &png, 3, 2, 3, rgb.data(), 3 * 3) != 0);
+    REQUIRE(stbi_write_png_to_func(append_to_bytes, &png, 3, 2, 3, rgb.data(), 3 * 3) != 0);
     size_t idat = 8;
     while (idat + 8 < png.size() && std::memcmp(&png[idat + 4], "IDAT", 4) != 0)
         idat += 12 + ((size_t{png[idat]} << 24) | (size_t{png[idat + 1]} << 16) | (size_t{png[idat + 2]} << 8) | png[idat + 3]);
@@ -796,11 +790,7 @@ TEST_CASE("load_image refuses a PNG whose IDAT chunk claims more data than the f
                         Catch::Contains("bomb.png") && Catch::Contains("corrupt PNG") && Catch::Contains("IDAT chunk"));
     // A chunk cut short at the end is refused the same way; one after IEND is never read.
     std::vector<uint8_t> rgb(2 * 2 * 3, 9), png;
-    auto sink = [](void* ctx, void* data, int size) {
-        auto* out = static_cast<std::vector<uint8_t>*>(ctx);
-        out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
-    };
-    REQUIRE(stbi_write_png_to_func(sink, &png, 2, 2, 3, rgb.data(), 2 * 3) != 0);
+    REQUIRE(stbi_write_png_to_func(append_to_bytes, &png, 2, 2, 3, rgb.data(), 2 * 3) != 0);
     const std::string after_end = dir.file("after_end.png"), cut = dir.file("cut.png");
     std::vector<uint8_t> trailing = png;
     trailing.insert(trailing.end(), {0x7f, 0xff, 0xff, 0xff, 'I', 'D', 'A', 'T'});

@@ -60,8 +60,9 @@ namespace {
 
 // ---- the paths ------------------------------------------------------------------------------
 
-const std::vector<Isa> kAllIsas = {Isa::scalar, Isa::avx2, Isa::avx512};
-const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512};
+const std::vector<Isa> kAllIsas(std::begin(kIsas), std::end(kIsas));
+const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq};
+const std::vector<Isa> kAvx512Isas = {Isa::avx512, Isa::avx512_vpopcntdq};
 
 bool contains(const std::vector<Isa>& paths, Isa isa) { return std::find(paths.begin(), paths.end(), isa) != paths.end(); }
 
@@ -202,7 +203,7 @@ Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>
 /// table's cases must reach every one on every path this CPU has (require_variants_reached).
 const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"xnor conv over 2 threads", kAllIsas},
-    {"xnor AVX2 tile: byte counts flushed", {Isa::avx2}},
+    {"xnor AVX2 tile: byte counts flushed", {Isa::avx2, Isa::avx512}},
     {"planned conv: pixel blocks outermost", kAllIsas},
     {"planned conv: channel blocks outermost", kAllIsas},
     {"planned conv over 2 threads", kAllIsas},
@@ -210,17 +211,17 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"bn_sign_pack in words over 2 threads", kAllIsas},
     {"u8s16 over 2 threads, channel blocks split", kAllIsas},
     {"sgemm_few_rows over 2 threads", kAllIsas},
-    {"sgemm 14x32 tile", {Isa::avx512}},
-    {"sgemm 28x16 tile", {Isa::avx512}},
-    {"sgemm 8x48 tile", {Isa::avx512}},
+    {"sgemm 14x32 tile", kAvx512Isas},
+    {"sgemm 28x16 tile", kAvx512Isas},
+    {"sgemm 8x48 tile", kAvx512Isas},
     {"sgemm over 2 threads by rows", kVectorIsas},
     {"sgemm over 2 threads by columns", kVectorIsas},
     {"conv2d forward: im2col + GEMM", {Isa::scalar}},
     {"conv2d forward: pointwise GEMM", kAllIsas},
     {"conv2d forward: implicit GEMM", kVectorIsas},
     {"conv2d forward: direct 6x16", {Isa::avx2}},
-    {"conv2d forward: direct 14x32", {Isa::avx512}},
-    {"conv2d forward: direct 28x16", {Isa::avx512}},
+    {"conv2d forward: direct 14x32", kAvx512Isas},
+    {"conv2d forward: direct 28x16", kAvx512Isas},
     {"input gradient: direct convolution", kVectorIsas},
     {"input gradient: implicit-GEMM convolution", kVectorIsas},
     {"input gradient: GEMM and col2im", kAllIsas},
@@ -422,7 +423,7 @@ void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShap
              const PackedConvWeights packed = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, wt));
              const Tensor<float> sc = tensor(Shape{s.co}, scale), bi = tensor(Shape{s.co}, bias);
              if (xnor_conv_splits(s)) taken.push_back("xnor conv over 2 threads");
-             if (isa == Isa::avx2 && xnor_field_words(s) > 31) taken.push_back("xnor AVX2 tile: byte counts flushed");
+             if ((isa == Isa::avx2 || isa == Isa::avx512) && xnor_field_words(s) > 31) taken.push_back("xnor AVX2 tile: byte counts flushed");
              return Outputs{
                  exact("fma(dot, scale, bias)", xnor_conv2d(xb, packed, sc, bi, s.stride, s.pad, mode, isa).to_vector()),
                  exact("dot", xnor_conv2d(xb, packed, {}, {}, s.stride, s.pad, mode, isa).to_vector())};
@@ -756,7 +757,7 @@ void add_sgemm_case(std::vector<KernelCase>& cases, Rng& rng, bool ta, bool tb, 
                      [=](Isa isa, Variants& taken) {
                          std::vector<float> c = C0;
                          sgemm(isa, ta, tb, M, N, K, A.data(), lda, B.data(), ldb, c.data(), ldc, accumulate);
-                         if (isa == Isa::avx512) {
+                         if (has_avx512(isa)) {
                              const kernels::detail::SgemmAvx512Tile tile = kernels::detail::sgemm_avx512_tile(M, N);
                              taken.push_back(tile == kernels::detail::SgemmAvx512Tile::wide     ? "sgemm 14x32 tile"
                                              : tile == kernels::detail::SgemmAvx512Tile::narrow ? "sgemm 28x16 tile"
@@ -1077,20 +1078,23 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
 }
 
 TEST_CASE("BNN_REQUIRE_ISA turns a path the CPU lacks from a warning into a failure", "[kernels][isa]") {
-    auto no_avx512 = [](Isa isa) { return isa != Isa::avx512; };
+    auto no_avx512 = [](Isa isa) { return !has_avx512(isa); };
     const PathPlan warned = plan_paths("", no_avx512);
     REQUIRE(warned.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
-    REQUIRE(warned.missing == std::vector<Isa>{Isa::avx512});
+    REQUIRE(warned.missing == kAvx512Isas);
     REQUIRE(warned.missing_required.empty());
-    for (const char* required : {"avx512", "avx2,avx512", " avx512 , scalar", "all"}) {
+    for (const char* required : {"avx512", "avx2,avx512", " avx512 , scalar"}) {
         INFO("BNN_REQUIRE_ISA=" << required);
         const PathPlan failed = plan_paths(required, no_avx512);
         REQUIRE(failed.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
         REQUIRE(failed.missing_required == std::vector<Isa>{Isa::avx512});
-        REQUIRE(failed.missing.empty());
+        REQUIRE(failed.missing == std::vector<Isa>{Isa::avx512_vpopcntdq});
     }
+    const PathPlan all = plan_paths("all", no_avx512);
+    REQUIRE(all.missing_required == kAvx512Isas);
+    REQUIRE(all.missing.empty());
     // Requiring paths the CPU has changes nothing.
-    REQUIRE(plan_paths("avx2", no_avx512).missing == std::vector<Isa>{Isa::avx512});
+    REQUIRE(plan_paths("avx2", no_avx512).missing == kAvx512Isas);
     REQUIRE(plan_paths("all", [](Isa) { return true; }).run == kAllIsas);
     REQUIRE_THROWS_AS(plan_paths("avx512,sse9", no_avx512), Error);
 }
@@ -1101,7 +1105,7 @@ TEST_CASE("ISA dispatch lists the paths, parses names and forces a path", "[kern
     REQUIRE(isas.front() == Isa::scalar);
     REQUIRE(isa_supported(active_isa()));
     REQUIRE(parse_isa("avx2") == Isa::avx2);
-    REQUIRE(std::string(isa_name(Isa::avx512)) == "avx512");
+    for (Isa isa : kIsas) REQUIRE(parse_isa(isa_name(isa)) == isa);
     REQUIRE_THROWS_AS(parse_isa("sse9"), Error);
     for (Isa isa : isas) {
         IsaGuard guard(isa);
@@ -1111,7 +1115,7 @@ TEST_CASE("ISA dispatch lists the paths, parses names and forces a path", "[kern
 
 TEST_CASE("kernels refuse a path the CPU lacks", "[kernels][isa]") {
     int refused = 0;
-    for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    for (Isa isa : kVectorIsas) {
         if (isa_supported(isa)) continue;
         float x = 0;
         REQUIRE_THROWS_AS(sgemm(isa, false, false, 1, 1, 1, &x, 1, &x, 1, &x, 1, false), Error);

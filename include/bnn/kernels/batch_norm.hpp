@@ -1,6 +1,6 @@
 #pragma once
 /// @file batch_norm.hpp
-/// Batch normalisation over the rows of x [M, C] (M = N*H*W for NHWC activations), per channel.
+/// Batch normalization over the rows of x [M, C] (M = N*H*W for NHWC activations), per channel.
 /// Statistics are summed in double: M reaches millions and float sums would drift.
 #include <cmath>
 #include <cstdint>

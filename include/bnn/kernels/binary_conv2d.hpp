@@ -100,14 +100,16 @@ inline void xnor_tile_scalar(const XnorPlan& pl, const XnorTile& tl) {
     }
 }
 
-/// Tile shape of each path: pixels per tile and output channels per tile.
+/// Tile shape of each path: pixels per tile and output channels per tile. AVX-512 without
+/// VPOPCNTDQ counts bits with the AVX2 tile.
 struct TileShape {
     int pixels;
     int64_t channels;
 };
 inline TileShape tile_shape(Isa isa) {
     switch (isa) {
-        case Isa::avx512: return {6, 32};
+        case Isa::avx512_vpopcntdq: return {6, 32};
+        case Isa::avx512:
         case Isa::avx2: return {3, 8};
         default: return {1, 32};
     }
@@ -116,7 +118,7 @@ inline TileShape tile_shape(Isa isa) {
 /// Runs the tile of `isa` for `p` (1..tile pixels) pixels.
 inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (isa == Isa::avx512) {
+    if (isa == Isa::avx512_vpopcntdq) {
         switch (p) {
             case 6: return xnor_tile_avx512<6>(pl, tl);
             case 5: return xnor_tile_avx512<5>(pl, tl);
@@ -126,7 +128,7 @@ inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
             default: return xnor_tile_avx512<1>(pl, tl);
         }
     }
-    if (isa == Isa::avx2) {
+    if (isa == Isa::avx2 || isa == Isa::avx512) {
         switch (p) {
             case 3: return xnor_tile_avx2<3>(pl, tl);
             case 2: return xnor_tile_avx2<2>(pl, tl);

@@ -1,9 +1,9 @@
 #pragma once
 /// @file conv2d_u8s16.hpp
 /// The stem of a deployed network on the raw image: a convolution of uint8 pixels with int16
-/// weights, exact int32 dot products, the input normalisation folded into weights and bias.
+/// weights, exact int32 dot products, the input normalization folded into weights and bias.
 ///
-///   x         [N, H, W, C] uint8                 the raw image (0..255), not normalised
+///   x         [N, H, W, C] uint8                 the raw image (0..255), not normalized
 ///   q         [Cout, KH, KW, C] int16            quantised folded weights (U8S16ConvWeights)
 ///   scale     [Cout] float                       one weight step per output channel
 ///   bias rows [patterns, CoutP] float            folded bias + padding correction (U8S16ConvPlan)
@@ -12,10 +12,10 @@
 ///   out[n, oh, ow, o] = fma(float(acc), scale[o], bias_row(oh, ow)[o]),
 ///   acc = sum over taps t, channels c of x_pad[t, c] * q[o, t, c]     (int32, exact)
 ///
-/// where x_pad is the image padded with 0. The float convolution it replaces reads the normalised
+/// where x_pad is the image padded with 0. The float convolution it replaces reads the normalized
 /// image x_n = (x / 255 - mean[c]) / std[c] padded with 0; docs/performance.md ("Integer stem")
 /// derives the folding: the weights become w / (255 std[c]), the bias absorbs the mean, and a
-/// padded tap, which is 0 in normalised space but 0 - 255 mean[c] after the folding, is undone
+/// padded tap, which is 0 in normalized space but 0 - 255 mean[c] after the folding, is undone
 /// by the bias row of the pixel's (row pattern, column pattern). Interior pixels read the
 /// folded bias itself and pay nothing.
 ///
@@ -58,7 +58,7 @@ inline constexpr int64_t u8s16_lanes = 16;          // output channels per tile:
 inline constexpr int64_t u8s16_chunk_pixels = 32;   // pixels gathered at once
 }  // namespace detail
 
-/// Quantised, normalisation-folded weights of one convolution (quantize_conv2d_u8s16).
+/// Quantised, normalization-folded weights of one convolution (quantize_conv2d_u8s16).
 struct U8S16ConvWeights {
     int64_t Cout = 0, KH = 0, KW = 0, C = 0;
     std::vector<int16_t> q;                 ///< [Cout, KH, KW, C]

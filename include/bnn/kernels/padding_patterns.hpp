@@ -2,7 +2,7 @@
 /// @file padding_patterns.hpp
 /// Which kernel taps of an output position fall in the padding, and the distinct such sets along
 /// one axis. Convolutions that correct their padded taps exactly (the binary conv's zero padding,
-/// the integer stem's folded normalisation) tabulate one correction per (row pattern, column
+/// the integer stem's folded normalization) tabulate one correction per (row pattern, column
 /// pattern) pair, a handful, instead of one per output pixel.
 #include <cstdint>
 #include <map>

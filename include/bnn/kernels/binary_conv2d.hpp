@@ -181,18 +181,7 @@ inline void plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, 
         BNN_CHECK(tap_sums != nullptr, "plan_xnor_pixels: zero padding needs the weights' tap sums");
         row_masks = padding_patterns(g.OH, g.stride, g.pad, g.KH, g.H, row_id);
         col_masks = padding_patterns(g.OW, g.stride, g.pad, g.KW, g.W, col_id);
-        const int64_t ncols = static_cast<int64_t>(col_masks.size());
-        p.table.assign(row_masks.size() * col_masks.size() * coutp, 0);
-        for (size_t r = 0; r < row_masks.size(); ++r)
-            for (int64_t c = 0; c < ncols; ++c) {
-                int64_t* dst = p.table.data() + (r * ncols + c) * coutp;
-                for (int64_t kh = 0; kh < g.KH; ++kh)
-                    for (int64_t kw = 0; kw < g.KW; ++kw) {
-                        if (!((row_masks[r] >> kh) & 1) && !((col_masks[c] >> kw) & 1)) continue;
-                        const int64_t* s = tap_sums + (kh * g.KW + kw) * coutp;
-                        for (int64_t o = 0; o < coutp; ++o) dst[o] += s[o];
-                    }
-            }
+        padded_tap_sums(row_masks, col_masks, g.KH, g.KW, tap_sums, coutp, p.table);
     }
     const int64_t ncols = static_cast<int64_t>(col_masks.size());
     for (int64_t n = 0, q = 0; n < g.N; ++n)

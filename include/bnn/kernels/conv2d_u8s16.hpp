@@ -161,21 +161,16 @@ inline void plan_conv2d_u8s16(const U8S16ConvWeights& w, const Conv2dGeometry& g
     const std::vector<uint64_t> rows = padding_patterns(g.OH, g.stride, g.pad, g.KH, g.H, plan.row_pattern);
     const std::vector<uint64_t> cols = padding_patterns(g.OW, g.stride, g.pad, g.KW, g.W, plan.col_pattern);
     plan.col_patterns = static_cast<int64_t>(cols.size());
-    plan.bias_rows.assign(rows.size() * cols.size() * plan.coutp, 0.f);
-    std::vector<double> correction(w.Cout);
-    for (size_t r = 0; r < rows.size(); ++r)
-        for (size_t c = 0; c < cols.size(); ++c) {
-            std::fill(correction.begin(), correction.end(), 0.0);
-            for (int64_t kh = 0; kh < g.KH; ++kh)
-                for (int64_t kw = 0; kw < g.KW; ++kw) {
-                    if (!((rows[r] >> kh) & 1) && !((cols[c] >> kw) & 1)) continue;
-                    const double* t = w.tap_correction.data() + (kh * g.KW + kw) * w.Cout;
-                    for (int64_t o = 0; o < w.Cout; ++o) correction[o] += t[o];
-                }
-            float* dst = plan.bias_rows.data() + (r * cols.size() + c) * plan.coutp;
-            for (int64_t o = 0; o < w.Cout; ++o)
-                dst[o] = static_cast<float>(w.bias[o] + static_cast<double>(w.scale[o]) * correction[o]);
-        }
+    std::vector<double> corrections;  // [patterns, Cout], in steps of scale[o]
+    padded_tap_sums(rows, cols, g.KH, g.KW, w.tap_correction.data(), w.Cout, corrections);
+    const int64_t patterns = static_cast<int64_t>(rows.size() * cols.size());
+    plan.bias_rows.assign(patterns * plan.coutp, 0.f);
+    for (int64_t i = 0; i < patterns; ++i) {
+        const double* correction = corrections.data() + i * w.Cout;
+        float* dst = plan.bias_rows.data() + i * plan.coutp;
+        for (int64_t o = 0; o < w.Cout; ++o)
+            dst[o] = static_cast<float>(w.bias[o] + static_cast<double>(w.scale[o]) * correction[o]);
+    }
 }
 
 namespace detail {

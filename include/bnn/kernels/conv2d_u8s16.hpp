@@ -40,6 +40,7 @@
 
 #include "bnn/core/error.hpp"
 #include "bnn/core/threads.hpp"
+#include "bnn/kernels/conv2d_fields.hpp"
 #include "bnn/kernels/conv2d_geometry.hpp"
 #include "bnn/kernels/intrinsics.hpp"
 #include "bnn/kernels/isa.hpp"
@@ -182,7 +183,7 @@ struct U8S16Fields;
 /// 0 for padded taps and past K; rows up to a whole tile past the last pixel are zero too.
 inline void u8s16_gather(const uint8_t* x, const Conv2dGeometry& g, int64_t kp, int64_t p0, int64_t rows,
                          int16_t* fields) {
-    const int64_t run = g.KW * g.C, plane = g.OH * g.OW;
+    const int64_t plane = g.OH * g.OW;
     const int64_t padded_rows = (rows + u8s16_tile_pixels - 1) / u8s16_tile_pixels * u8s16_tile_pixels;
     for (int64_t i = 0; i < padded_rows; ++i) {
         int16_t* row = fields + i * kp;
@@ -191,25 +192,8 @@ inline void u8s16_gather(const uint8_t* x, const Conv2dGeometry& g, int64_t kp, 
             continue;
         }
         const int64_t p = p0 + i, n = p / plane, oh = p % plane / g.OW, ow = p % g.OW;
-        const int64_t ih0 = oh * g.stride - g.pad, iw0 = ow * g.stride - g.pad;
-        const uint8_t* image = x + n * g.H * g.W * g.C;
-        for (int64_t kh = 0; kh < g.KH; ++kh) {
-            int16_t* dst = row + kh * run;
-            const int64_t ih = ih0 + kh;
-            if (ih < 0 || ih >= g.H) {
-                std::fill(dst, dst + run, int16_t{0});
-            } else if (iw0 >= 0 && iw0 + g.KW <= g.W) {
-                const uint8_t* src = image + (ih * g.W + iw0) * g.C;
-                for (int64_t j = 0; j < run; ++j) dst[j] = src[j];
-            } else {
-                for (int64_t kw = 0; kw < g.KW; ++kw) {
-                    const int64_t iw = iw0 + kw;
-                    for (int64_t c = 0; c < g.C; ++c)
-                        dst[kw * g.C + c] = (iw < 0 || iw >= g.W) ? int16_t{0} : image[(ih * g.W + iw) * g.C + c];
-                }
-            }
-        }
-        std::fill(row + g.KH * run, row + kp, int16_t{0});
+        gather_field(x + n * g.H * g.W * g.C, g, oh * g.stride - g.pad, ow * g.stride - g.pad, row);
+        std::fill(row + g.K(), row + kp, int16_t{0});
     }
 }
 

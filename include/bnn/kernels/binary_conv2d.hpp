@@ -142,11 +142,11 @@ inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
 /// The work split of a binary convolution on path `isa` (see the file comment): tiles of
 /// tile_shape(isa) over the output pixels of the whole batch and the output channels, as items
 /// (channel block, pixel block) in contiguous equal shares per thread, channel block outermost
-/// unless `pixel_major`. Calls tile(thread, q, p, c0, nc) for the tile of pixels [q, q + p) and
+/// unless PixelMajor. Calls tile(thread, q, p, c0, nc) for the tile of pixels [q, q + p) and
 /// channels [c0, c0 + nc). Up to max_threads threads, one below ~1 µs of work (2^21 binary
 /// multiply-accumulates), where a parallel region costs more than it saves.
-template <class TileFn>
-void for_each_xnor_tile(Isa isa, const XnorConvGeometry& g, int max_threads, bool pixel_major, TileFn&& tile) {
+template <bool PixelMajor, class TileFn>
+void for_each_xnor_tile(Isa isa, const XnorConvGeometry& g, int max_threads, TileFn&& tile) {
     const TileShape ts = tile_shape(isa);
     const int64_t pixels = g.N * g.OH * g.OW;
     const int64_t pixel_blocks = (pixels + ts.pixels - 1) / ts.pixels;
@@ -158,10 +158,10 @@ void for_each_xnor_tile(Isa isa, const XnorConvGeometry& g, int max_threads, boo
         if (i0 >= i1) return;
         // Walk the items incrementally: a division per tile would cost as much as the epilogue
         // of a small tile.
-        const int64_t inner = pixel_major ? channel_blocks : pixel_blocks;
+        const int64_t inner = PixelMajor ? channel_blocks : pixel_blocks;
         int64_t outer_i = i0 / inner, inner_i = i0 % inner;
         for (int64_t i = i0; i < i1; ++i) {
-            const int64_t cb = pixel_major ? inner_i : outer_i, pb = pixel_major ? outer_i : inner_i;
+            const int64_t cb = PixelMajor ? inner_i : outer_i, pb = PixelMajor ? outer_i : inner_i;
             const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
             const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
             tile(thread, q, p, c0, std::min<int64_t>(ts.channels, g.Cout - c0));
@@ -285,7 +285,7 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     // Channel block outermost: a contiguous share of items sweeps pixels under one channel
     // block's weights, and small layers (a batch of one 4x4 image) still split evenly because
     // shares may cut across channel blocks.
-    detail::for_each_xnor_tile(isa, g, num_threads(), false, [&](int, int64_t q, int p, int64_t c0, int64_t) {
+    detail::for_each_xnor_tile<false>(isa, g, num_threads(), [&](int, int64_t q, int p, int64_t c0, int64_t) {
         detail::run_tile(isa, p, plan, {px.origins.data() + q, px.corrections.data() + q, out + q * g.Cout + c0, c0});
     });
 }

@@ -215,15 +215,17 @@ public:
         const int64_t per_image = g_.OH * g_.OW;
         const auto epilogue = detail::choose_epilogue(isa_, t.gate, t.slope, t.residual);
         const Isa isa = isa_;
-        detail::for_each_xnor_tile(isa, g_, std::min<int>(threads_, num_threads()), pixel_major_,
-                                   [&](int thread, int64_t q, int p, int64_t c0, int64_t nc) {
+        auto tile = [&](int thread, int64_t q, int p, int64_t c0, int64_t nc) {
             // The tile writes float(dot) exactly (scale 1, bias 0) into a small per-thread
             // buffer [pixels, Cout] that stays in L1 (it writes columns [0, nc) of each row, the
             // row stride being Cout); the epilogue then applies the fused transform.
             float* dots = scratch_.data() + thread * ts.pixels * scratch_ld_;
             detail::run_tile(isa, p, plan, {pixels_.origins.data() + q, pixels_.corrections.data() + q, dots, c0});
             epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
-        });
+        };
+        const int threads = std::min<int>(threads_, num_threads());
+        if (pixel_major_) detail::for_each_xnor_tile<true>(isa, g_, threads, tile);
+        else detail::for_each_xnor_tile<false>(isa, g_, threads, tile);
     }
 
 private:

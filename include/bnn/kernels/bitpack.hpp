@@ -120,15 +120,20 @@ struct PackedConvWeights {
     Tensor<int64_t> tap_sums;  ///< [KH*KW, CoutP]
 };
 
-/// Packs w [Cout, KH, KW, Cin] (rank 4) into a PackedConvWeights.
-inline PackedConvWeights pack_conv_weights(const Tensor<float>& w) {
-    expect_rank(w, 4, "pack_conv_weights", "the weight [Cout, KH, KW, Cin]");
-    PackedConvWeights p{w.dim(0), w.dim(1), w.dim(2), w.dim(3), {}, {}};
+/// Packs w [Cout, KH, KW, Cin] into a PackedConvWeights.
+inline PackedConvWeights pack_conv_weights(const float* w, int64_t cout, int64_t kh, int64_t kw, int64_t cin) {
+    PackedConvWeights p{cout, kh, kw, cin, {}, {}};
     const int64_t coutp = padded_out_channels(p.cout);
     p.words = Tensor<uint64_t>::empty(Shape{p.kh * p.kw * words_for_channels(p.cin), coutp});
     p.tap_sums = Tensor<int64_t>::empty(Shape{p.kh * p.kw, coutp});
-    pack_conv_weights(w.data(), p.cout, p.kh, p.kw, p.cin, p.words.data(), p.tap_sums.data());
+    pack_conv_weights(w, p.cout, p.kh, p.kw, p.cin, p.words.data(), p.tap_sums.data());
     return p;
+}
+
+/// Packs w [Cout, KH, KW, Cin] (rank 4) into a PackedConvWeights.
+inline PackedConvWeights pack_conv_weights(const Tensor<float>& w) {
+    expect_rank(w, 4, "pack_conv_weights", "the weight [Cout, KH, KW, Cin]");
+    return pack_conv_weights(w.data(), w.dim(0), w.dim(1), w.dim(2), w.dim(3));
 }
 
 }  // namespace bnn::kernels

@@ -185,13 +185,13 @@ void BM_BinaryConv(benchmark::State& state) {
     Tensor<float> scale = Tensor<float>::uniform(Shape{C}, rng, 0.5f, 1.f);
     Tensor<float> bias = Tensor<float>::uniform(Shape{C}, rng, -1.f, 1.f);
     Tensor<float> out = Tensor<float>::empty(Shape{batch, H, H, C});
-    const auto g = kernels::xnor_conv_geometry(batch, H, H, C, C, 3, 3, 1, 1);
+    const auto g = kernels::binary_conv_geometry(batch, H, H, C, C, 3, 3, 1, 1);
     const double peak = peak_per_thread();
     set_num_threads(threads);
     double best = 1e30;
     for (auto _ : state) {
         const auto t0 = Clock::now();
-        kernels::xnor_conv2d_forward(x.data(), w.words.data(), w.tap_sums.data(), scale.data(), bias.data(),
+        kernels::binary_conv2d_forward(x.data(), w.words.data(), w.tap_sums.data(), scale.data(), bias.data(),
                                      out.data(), g, isa);
         const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
         state.SetIterationTime(dt);

@@ -221,7 +221,7 @@ TEST_CASE("the binary conv op and layer in a loop allocate nothing that grows wi
     // each call allocated ~400 KB afresh and page-faulted ~34 times.
     Rng rng(8);
     const int64_t C = GENERATE(64, 256), HW = C == 64 ? 32 : 8, N = 16;
-    const auto pad = GENERATE(nn::Padding::Zero, nn::Padding::One);
+    const auto pad = GENERATE(nn::PadValue::Zero, nn::PadValue::One);
     nn::BinaryConv2d conv({.in_channels = C, .out_channels = C, .pad_value = pad, .mode = nn::BinaryMode::FullyBinary});
     conv.eval();
     const Tensor<float> x = Tensor<float>::randn({N, HW, HW, C}, rng);
@@ -273,7 +273,7 @@ TEST_CASE("bn_sign_pack packs sign(BN(x)) as the training ops and sums the gate'
     kernels::PackedConvWeights w = kernels::pack_conv_weights(wf);
     for (kernels::Isa isa : kernels::available_isas()) {
         INFO(kernels::isa_name(isa));
-        kernels::PlannedXnorConv step(w, 1, 1, N, H, W, isa);
+        kernels::PlannedBinaryConv step(w, 1, 1, N, H, W, isa);
         Tensor<float> pooled(Shape{N, C});
         infer::bn_sign_pack(x.data(), N, H, W, C, bn, step, pooled.data(), isa);
         for (int64_t n = 0; n < N; ++n)
@@ -295,7 +295,7 @@ TEST_CASE("bn_sign_pack packs sign(BN(x)) as the training ops and sums the gate'
     }
 }
 
-TEST_CASE("kernels::PlannedXnorConv equals xnor_conv2d followed by the unfused transform", "[inference]") {
+TEST_CASE("kernels::PlannedBinaryConv equals binary_conv2d followed by the unfused transform", "[inference]") {
     Rng rng(9);
     for (auto [H, W, C, Cout, stride] : {std::tuple{5, 7, 3, 5, 1}, std::tuple{6, 6, 64, 40, 2},
                                          std::tuple{4, 9, 130, 33, 1}}) {
@@ -305,11 +305,11 @@ TEST_CASE("kernels::PlannedXnorConv equals xnor_conv2d followed by the unfused t
         Tensor<float> alpha = Tensor<float>::randn({Cout}, rng), slope = Tensor<float>::randn({Cout}, rng);
         for (kernels::Isa isa : kernels::available_isas()) {
             INFO(kernels::isa_name(isa) << " H=" << H << " W=" << W << " C=" << C << " Cout=" << Cout);
-            kernels::PlannedXnorConv step(w, stride, 1, N, H, W, isa);
+            kernels::PlannedBinaryConv step(w, stride, 1, N, H, W, isa);
             const auto& g = step.geometry();
             Tensor<float> gate = Tensor<float>::uniform({N, Cout}, rng);
             Tensor<float> residual = Tensor<float>::randn({N, g.OH, g.OW, Cout}, rng);
-            Tensor<float> ref = kernels::xnor_conv2d(pack_signs(x), w, alpha, {}, stride, 1, kernels::PadMode::zero, isa);
+            Tensor<float> ref = kernels::binary_conv2d(pack_signs(x), w, alpha, {}, stride, 1, kernels::PadValue::Zero, isa);
             const int64_t per_image = g.OH * g.OW * Cout;
             for (int64_t i = 0; i < ref.numel(); ++i) {
                 float y = ref[i] * gate[(i / per_image) * Cout + i % Cout];
@@ -463,17 +463,17 @@ std::shared_ptr<nn::Module> vgg_style() {
     net->add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 16, .padding = 1, .bias = true});
     net->add<nn::BatchNorm2d>(16);
     net->add<nn::ReLU>();
-    auto binary = [&](int64_t in, int64_t out, nn::WeightScale scale, nn::Padding pad) {
+    auto binary = [&](int64_t in, int64_t out, nn::WeightScale scale, nn::PadValue pad) {
         net->add<nn::BatchNorm2d>(in);
         net->add<nn::BinaryConv2d>(nn::BinaryConv2dOptions{
             .in_channels = in, .out_channels = out, .pad_value = pad, .mode = nn::BinaryMode::FullyBinary, .scale = scale});
         net->add<nn::PReLU>(out);
     };
-    binary(16, 32, nn::WeightScale::Learned, nn::Padding::Zero);
+    binary(16, 32, nn::WeightScale::Learned, nn::PadValue::Zero);
     net->add<nn::MaxPool2d>(2);
-    binary(32, 32, nn::WeightScale::MeanAbs, nn::Padding::One);
+    binary(32, 32, nn::WeightScale::MeanAbs, nn::PadValue::One);
     net->add<nn::MaxPool2d>(2);
-    binary(32, 64, nn::WeightScale::None, nn::Padding::Zero);
+    binary(32, 64, nn::WeightScale::None, nn::PadValue::Zero);
     net->add<nn::AvgPool2d>(4);
     net->add<nn::Flatten>();
     net->add<nn::Linear>(64, 4);

@@ -203,8 +203,8 @@ Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>
 /// The variants that kernels choose by shape or thread count, and the paths that have each: the
 /// table's cases must reach every one on every path this CPU has (require_variants_reached).
 const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
-    {"xnor conv over 2 threads", kAllIsas},
-    {"xnor AVX2 tile: byte counts flushed", {Isa::avx2, Isa::avx512}},
+    {"binary conv over 2 threads", kAllIsas},
+    {"binary conv AVX2 tile: byte counts flushed", {Isa::avx2, Isa::avx512}},
     {"planned conv: pixel blocks outermost", kAllIsas},
     {"planned conv: channel blocks outermost", kAllIsas},
     {"planned conv over 2 threads", kAllIsas},
@@ -363,8 +363,8 @@ void add_bitpack_cases(std::vector<KernelCase>& cases) {
 /// with 0 (zero padding) or +1 (one-padding): the definition every XNOR kernel must equal. Sums
 /// of ±1 products are integers, exact in float.
 std::vector<float> binary_conv_definition(const std::vector<float>& x, const std::vector<float>& w, const ConvShape& s,
-                                          PadMode mode) {
-    const float pad_value = mode == PadMode::zero ? 0.f : 1.f;
+                                          PadValue mode) {
+    const float pad_value = mode == PadValue::Zero ? 0.f : 1.f;
     const int64_t OH = s.oh(), OW = s.ow();
     std::vector<float> out(s.outputs());
     for (int64_t n = 0; n < s.n; ++n)
@@ -386,18 +386,18 @@ std::vector<float> binary_conv_definition(const std::vector<float>& x, const std
     return out;
 }
 
-const char* pad_mode_name(PadMode mode) { return mode == PadMode::zero ? " zero-padding" : " one-padding"; }
+const char* pad_value_name(PadValue mode) { return mode == PadValue::Zero ? " zero-padding" : " one-padding"; }
 
 /// Whether the XNOR drivers split a convolution over threads (binary_conv2d.hpp and
 /// binary_conv2d_planned.hpp: from 2^21 binary multiply-accumulates).
-bool xnor_conv_splits(const ConvShape& s) { return num_threads() > 1 && s.macs() >= (int64_t{1} << 21); }
+bool binary_conv_splits(const ConvShape& s) { return num_threads() > 1 && s.macs() >= (int64_t{1} << 21); }
 
-/// xnor_conv2d's words per receptive field (AVX2 tiles flush their byte counts every 31 words).
-int64_t xnor_field_words(const ConvShape& s) { return s.kh * s.kw * words_for_channels(s.c); }
+/// binary_conv2d's words per receptive field (AVX2 tiles flush their byte counts every 31 words).
+int64_t binary_conv_field_words(const ConvShape& s) { return s.kh * s.kw * words_for_channels(s.c); }
 
 /// Random signs, or with `opposite` every input sign +1 and every weight sign -1: each XOR bit
 /// is 1 and the popcounts reach their largest value (the extreme dot -K).
-std::pair<std::vector<float>, std::vector<float>> xnor_inputs(const ConvShape& s, Rng& rng, bool opposite) {
+std::pair<std::vector<float>, std::vector<float>> binary_conv_inputs(const ConvShape& s, Rng& rng, bool opposite) {
     auto x = with_zeros(s.inputs(), rng), w = with_zeros(s.weights(), rng);
     if (opposite) {
         for (float& v : x) v = std::abs(v);       // +0 counts as +1
@@ -406,12 +406,12 @@ std::pair<std::vector<float>, std::vector<float>> xnor_inputs(const ConvShape& s
     return {x, w};
 }
 
-void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode,
+void add_binary_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadValue mode,
                         bool opposite = false) {
-    const auto [x, wt] = xnor_inputs(s, rng, opposite);
+    const auto [x, wt] = binary_conv_inputs(s, rng, opposite);
     const auto scale = uniform(s.co, rng, 0.1f, 2.f), bias = uniform(s.co, rng, -3.f, 3.f);
     cases.push_back(
-        {"xnor_conv2d" + s.str() + pad_mode_name(mode) + (opposite ? " opposite signs" : ""),
+        {"binary_conv2d" + s.str() + pad_value_name(mode) + (opposite ? " opposite signs" : ""),
          [=] {
              const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
              // The dots are exact, so the transformed reference is one fma away.
@@ -423,15 +423,15 @@ void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShap
              const BitTensor xb = pack_signs(tensor(Shape{s.n, s.h, s.w, s.c}, x), {}, {}, Isa::scalar);
              const PackedConvWeights packed = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, wt));
              const Tensor<float> sc = tensor(Shape{s.co}, scale), bi = tensor(Shape{s.co}, bias);
-             if (xnor_conv_splits(s)) taken.push_back("xnor conv over 2 threads");
-             if ((isa == Isa::avx2 || isa == Isa::avx512) && xnor_field_words(s) > 31) taken.push_back("xnor AVX2 tile: byte counts flushed");
+             if (binary_conv_splits(s)) taken.push_back("binary conv over 2 threads");
+             if ((isa == Isa::avx2 || isa == Isa::avx512) && binary_conv_field_words(s) > 31) taken.push_back("binary conv AVX2 tile: byte counts flushed");
              return Outputs{
-                 exact("fma(dot, scale, bias)", xnor_conv2d(xb, packed, sc, bi, s.stride, s.pad, mode, isa).to_vector()),
-                 exact("dot", xnor_conv2d(xb, packed, {}, {}, s.stride, s.pad, mode, isa).to_vector())};
+                 exact("fma(dot, scale, bias)", binary_conv2d(xb, packed, sc, bi, s.stride, s.pad, mode, isa).to_vector()),
+                 exact("dot", binary_conv2d(xb, packed, {}, {}, s.stride, s.pad, mode, isa).to_vector())};
          }});
 }
 
-void add_xnor_conv_cases(std::vector<KernelCase>& cases) {
+void add_binary_conv_cases(std::vector<KernelCase>& cases) {
     Rng rng(2024);
     // Channels around the 64-bit words, kernels 1, 3 and 2x3, both strides, with and without
     // padding (zero-padding's border correction, one-padding's +1 border), output channels
@@ -446,25 +446,25 @@ void add_xnor_conv_cases(std::vector<KernelCase>& cases) {
                     const int64_t w = std::max<int64_t>(kw - 2 * pad, 1 + rng.below(max_side));
                     const int64_t couts[] = {1, 5, 8, 31, 33, 64, 65, 100};
                     const ConvShape s{n, h, w, c, couts[rng.below(8)], kh, kw, stride, pad};
-                    add_xnor_conv_case(cases, rng, s, PadMode::zero);
-                    if (pad > 0) add_xnor_conv_case(cases, rng, s, PadMode::one);
+                    add_binary_conv_case(cases, rng, s, PadValue::Zero);
+                    if (pad > 0) add_binary_conv_case(cases, rng, s, PadValue::One);
                 }
     // Receptive fields of 31, 32, 62 and 63 words, around the AVX2 tile's flush of its byte
     // counts (8 bits a word: 31 words fill a byte to 248), with random signs and with every XOR
     // bit set.
     for (int64_t kw : {31, 32, 62, 63})
         for (bool opposite : {false, true})
-            add_xnor_conv_case(cases, rng, {2, 3, kw + 4, 64, 9, 1, kw, 1, 0}, PadMode::zero, opposite);
-    add_xnor_conv_case(cases, rng, {1, 4, 5, 512, 40, 3, 3, 1, 1}, PadMode::one, true);
+            add_binary_conv_case(cases, rng, {2, 3, kw + 4, 64, 9, 1, kw, 1, 0}, PadValue::Zero, opposite);
+    add_binary_conv_case(cases, rng, {1, 4, 5, 512, 40, 3, 3, 1, 1}, PadValue::One, true);
     // The largest kernels the geometry allows (64 taps a side: the padding patterns are 64-bit
     // masks), padded at both ends, so the masks' first and last bits are used.
-    for (PadMode mode : {PadMode::zero, PadMode::one}) {
-        add_xnor_conv_case(cases, rng, {1, 3, 66, 5, 9, 3, 64, 1, 2}, mode);
-        add_xnor_conv_case(cases, rng, {1, 10, 10, 1, 5, 64, 64, 1, 30}, mode);
+    for (PadValue mode : {PadValue::Zero, PadValue::One}) {
+        add_binary_conv_case(cases, rng, {1, 3, 66, 5, 9, 3, 64, 1, 2}, mode);
+        add_binary_conv_case(cases, rng, {1, 10, 10, 1, 5, 64, 64, 1, 30}, mode);
     }
     // Large enough (over 2^21 binary MACs) for the work to be split over threads.
-    add_xnor_conv_case(cases, rng, {2, 9, 11, 130, 70, 3, 3, 1, 1}, PadMode::zero);
-    add_xnor_conv_case(cases, rng, {1, 12, 12, 64, 64, 3, 3, 2, 1}, PadMode::one);
+    add_binary_conv_case(cases, rng, {2, 9, 11, 130, 70, 3, 3, 1, 1}, PadValue::Zero);
+    add_binary_conv_case(cases, rng, {1, 12, 12, 64, 64, 3, 3, 2, 1}, PadValue::One);
 }
 
 /// Writes the signs of one pixel's C floats as words (bit 1 where v >= 0, bits past C zero).
@@ -481,8 +481,8 @@ uint64_t plus_word(int64_t C, int64_t k) {
 }
 
 /// The planned conv's padded input bits [N, H+2p, W+2p, words] (from its first border word).
-std::vector<uint64_t> planned_input_bits(PlannedXnorConv& step) {
-    const XnorConvGeometry& g = step.geometry();
+std::vector<uint64_t> planned_input_bits(PlannedBinaryConv& step) {
+    const BinaryConvGeometry& g = step.geometry();
     const uint64_t* first = step.input_pixel(0, -g.pad, -g.pad);
     return std::vector<uint64_t>(first, first + g.N * step.image_stride_words());
 }
@@ -496,16 +496,16 @@ struct EpilogueParts {
     }
 };
 
-/// PlannedXnorConv with the epilogue `parts` (the residual in place over the output when
+/// PlannedBinaryConv with the epilogue `parts` (the residual in place over the output when
 /// in_place), against the binary conv definition and the epilogue written out: one float
 /// operation per step, in the order binary_conv2d_planned.hpp gives.
-void add_planned_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode,
+void add_planned_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadValue mode,
                            EpilogueParts parts, bool in_place) {
     const auto x = with_zeros(s.inputs(), rng), wt = with_zeros(s.weights(), rng);
     const auto alpha = uniform(s.co, rng, -2.f, 2.f), gate = uniform(s.n * s.co, rng, 0.f, 1.f);
     const auto slope = uniform(s.co, rng, -.5f, .5f), residual = uniform(s.outputs(), rng, -3.f, 3.f);
     cases.push_back(
-        {"PlannedXnorConv" + s.str() + pad_mode_name(mode) + parts.str() + (in_place ? " in place" : ""),
+        {"PlannedBinaryConv" + s.str() + pad_value_name(mode) + parts.str() + (in_place ? " in place" : ""),
          [=] {
              const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
              const int64_t per_image = s.oh() * s.ow() * s.co;
@@ -522,18 +522,18 @@ void add_planned_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvS
          },
          [=](Isa isa, Variants& taken) {
              const PackedConvWeights packed = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, wt));
-             PlannedXnorConv step(packed, s.stride, s.pad, s.n, s.h, s.w, isa, mode);
+             PlannedBinaryConv step(packed, s.stride, s.pad, s.n, s.h, s.w, isa, mode);
              for (int64_t n = 0; n < s.n; ++n)
                  for (int64_t i = 0; i < s.h; ++i)
                      for (int64_t j = 0; j < s.w; ++j)
                          write_sign_words(x.data() + ((n * s.h + i) * s.w + j) * s.c, s.c, step.input_pixel(n, i, j));
              std::vector<float> out = in_place ? residual : std::vector<float>(s.outputs(), std::nanf(""));
-             const XnorEpilogue t{alpha.data(), parts.gate ? gate.data() : nullptr, parts.slope ? slope.data() : nullptr,
+             const BinaryConvEpilogue t{alpha.data(), parts.gate ? gate.data() : nullptr, parts.slope ? slope.data() : nullptr,
                                   parts.residual ? (in_place ? out.data() : residual.data()) : nullptr};
              step.run(t, out.data());
              taken.push_back(step.pixel_major() ? "planned conv: pixel blocks outermost"
                                                 : "planned conv: channel blocks outermost");
-             if (xnor_conv_splits(s)) taken.push_back("planned conv over 2 threads");
+             if (binary_conv_splits(s)) taken.push_back("planned conv over 2 threads");
              return Outputs{exact("out", out)};
          }});
 }
@@ -549,21 +549,21 @@ void add_planned_conv_cases(std::vector<KernelCase>& cases) {
     };
     for (const ConvShape& s : shapes)
         for (int k = 0; k < 8; ++k)
-            for (PadMode mode : {PadMode::zero, PadMode::one}) {
+            for (PadValue mode : {PadValue::Zero, PadValue::One}) {
                 const EpilogueParts parts{(k & 4) != 0, (k & 2) != 0, (k & 1) != 0};
-                add_planned_conv_case(cases, rng, s, mode, parts, parts.residual && mode == PadMode::zero);
+                add_planned_conv_case(cases, rng, s, mode, parts, parts.residual && mode == PadValue::Zero);
             }
     // The largest kernel, and enough work to split over threads (both ways round).
-    add_planned_conv_case(cases, rng, {1, 10, 10, 1, 5, 64, 64, 1, 30}, PadMode::zero, {true, true, true}, false);
-    add_planned_conv_case(cases, rng, {2, 9, 11, 130, 70, 3, 3, 1, 1}, PadMode::zero, {true, true, true}, true);
-    add_planned_conv_case(cases, rng, {2, 14, 14, 64, 64, 3, 3, 1, 1}, PadMode::one, {false, true, true}, false);
+    add_planned_conv_case(cases, rng, {1, 10, 10, 1, 5, 64, 64, 1, 30}, PadValue::Zero, {true, true, true}, false);
+    add_planned_conv_case(cases, rng, {2, 9, 11, 130, 70, 3, 3, 1, 1}, PadValue::Zero, {true, true, true}, true);
+    add_planned_conv_case(cases, rng, {2, 14, 14, 64, 64, 3, 3, 1, 1}, PadValue::One, {false, true, true}, false);
 }
 
 /// bn_sign_pack into a planned conv's input bits (the whole padded buffer: its border must stay
 /// as the conv set it) and, when `pooled`, the per-channel means of BN(x), against the sign rule
 /// and the sums written out. BN(x) is x * scale + shift, two roundings, the training op's float.
 void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, int64_t H, int64_t W, int64_t C,
-                           int64_t pad, PadMode mode, bool pooled) {
+                           int64_t pad, PadValue mode, bool pooled) {
     const auto gamma = uniform(C, rng, -2.f, 2.f), beta = uniform(C, rng, -.5f, .5f);
     const auto mean = uniform(C, rng), var = uniform(C, rng, .2f, 3.f);
     const auto bn = std::make_shared<infer::FrozenBatchNorm>(gamma.data(), beta.data(), mean.data(), var.data(), C, 1e-5f);
@@ -579,7 +579,7 @@ void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, 
     const int64_t P = H * W, wc = words_for_channels(C);
     const ConvShape s{N, H, W, C, 3, 3, 3, 1, pad};
     cases.push_back(
-        {"bn_sign_pack" + shape_name({{"N", N}, {"H", H}, {"W", W}, {"C", C}, {"pad", pad}}) + pad_mode_name(mode) +
+        {"bn_sign_pack" + shape_name({{"N", N}, {"H", H}, {"W", W}, {"C", C}, {"pad", pad}}) + pad_value_name(mode) +
              (pooled ? " with means" : ""),
          [=] {
              const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
@@ -591,7 +591,7 @@ void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, 
                          uint64_t* dst = bits.data() + ((n * Hp + i) * Wp + j) * wc;
                          const int64_t ih = i - pad, iw = j - pad;
                          if (ih < 0 || ih >= H || iw < 0 || iw >= W) {  // the border: -1 bits, or +1 for one-padding
-                             for (int64_t k = 0; k < wc; ++k) dst[k] = mode == PadMode::zero ? 0 : plus_word(C, k);
+                             for (int64_t k = 0; k < wc; ++k) dst[k] = mode == PadValue::Zero ? 0 : plus_word(C, k);
                              continue;
                          }
                          const float* in = x.data() + ((n * H + ih) * W + iw) * C;
@@ -610,7 +610,7 @@ void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, 
          },
          [=](Isa isa, Variants& taken) {
              const PackedConvWeights packed = pack_conv_weights(Tensor<float>::full(Shape{s.co, s.kh, s.kw, C}, 1.f));
-             PlannedXnorConv step(packed, 1, pad, N, H, W, isa, mode);
+             PlannedBinaryConv step(packed, 1, pad, N, H, W, isa, mode);
              std::vector<float> means(N * C, std::nanf(""));
              infer::bn_sign_pack(x.data(), N, H, W, C, *bn, step, pooled ? means.data() : nullptr, isa);
              if (infer::detail::bn_sign_pack_in_halves(N, P, C, wc))
@@ -627,17 +627,17 @@ void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
     Rng rng(5);
     // Channels around the half words, the words, the 8- and 16-float vectors of the packers.
     for (int64_t C : {1, 7, 31, 33, 40, 64, 70, 130})
-        for (PadMode mode : {PadMode::zero, PadMode::one}) {
+        for (PadValue mode : {PadValue::Zero, PadValue::One}) {
             add_bn_sign_pack_case(cases, rng, 2, 3, 5, C, 1, mode, true);
-            add_bn_sign_pack_case(cases, rng, 1, 4, 3, C, 2, mode, mode == PadMode::one);
+            add_bn_sign_pack_case(cases, rng, 1, 4, 3, C, 2, mode, mode == PadValue::One);
         }
     // Enough values (over 2^16) for threads: a batch of one with one word per pixel goes in half
     // words (the second half partial at C = 40), larger batches or more words in words.
-    add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadMode::zero, true);
-    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 1, PadMode::one, true);
-    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 0, PadMode::zero, false);
-    add_bn_sign_pack_case(cases, rng, 2, 23, 23, 70, 1, PadMode::zero, true);
-    add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadMode::zero, true);
+    add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadValue::Zero, true);
+    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 1, PadValue::One, true);
+    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 0, PadValue::Zero, false);
+    add_bn_sign_pack_case(cases, rng, 2, 23, 23, 70, 1, PadValue::Zero, true);
+    add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadValue::Zero, true);
 }
 
 // ---- the integer stem: exact ----------------------------------------------------------------
@@ -1021,23 +1021,23 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
 
 // ---- the binary convolution's training pair (binary_conv2d_ste.hpp) -------------------------
 
-/// binary_conv2d_forward and _backward against the binary conv definition (forward, exact) and
+/// binary_conv2d_ste_forward and _backward against the binary conv definition (forward, exact) and
 /// the float convolution's gradients of the ±1 tensors written out (backward, within rounding):
 /// g' = dout * alpha, the input padded with +1 explicitly for one-padding, dx masked by |x| <= 1.
 /// The gradients accumulate onto non-zero starts; dx is also overwritten (dx_accumulate false)
 /// over a buffer of 7s, every element of which the kernel must write.
-void add_binary_conv2d_pair_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode,
+void add_binary_conv2d_pair_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadValue mode,
                                  bool with_alpha) {
     const auto x = uniform(s.inputs(), rng, -1.5f, 1.5f), wt = with_zeros(s.weights(), rng);
     const auto alpha = uniform(s.co, rng, 0.5f, 1.f), dout = uniform(s.outputs(), rng);
     const auto dx0 = uniform(s.inputs(), rng), dw0 = uniform(s.weights(), rng), da0 = uniform(s.co, rng);
-    const XnorConvGeometry g = xnor_conv_geometry(s.n, s.h, s.w, s.c, s.co, s.kh, s.kw, s.stride, s.pad, mode);
+    const BinaryConvGeometry g = binary_conv_geometry(s.n, s.h, s.w, s.c, s.co, s.kh, s.kw, s.stride, s.pad, mode);
     const int64_t pixels = s.n * s.oh() * s.ow();
     // dx sums Cout*KH*KW products of at most 1, dw N*OH*OW; dalpha N*OH*OW products of at most K.
     const double dx_tol = sum_tolerance(s.co * s.kh * s.kw), dw_tol = sum_tolerance(pixels);
     const double da_tol = sum_tolerance(pixels) * double(s.kh * s.kw * s.c);
     cases.push_back(
-        {"binary_conv2d_forward/_backward" + s.str() + pad_mode_name(mode) + (with_alpha ? " alpha" : " no alpha"),
+        {"binary_conv2d_ste_forward/_backward" + s.str() + pad_value_name(mode) + (with_alpha ? " alpha" : " no alpha"),
          [=] {
              const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
              std::vector<float> out(dots.size()), gs(dout.size()), da = da0;
@@ -1050,7 +1050,7 @@ void add_binary_conv2d_pair_case(std::vector<KernelCase>& cases, Rng& rng, const
              }
              for (int64_t o = 0; o < s.co; ++o) da[o] = static_cast<float>(da[o] + da_sum[o]);
              // The ±1 input, explicitly padded with +1 for one-padding (then convolved unpadded).
-             const int64_t p = mode == PadMode::one ? s.pad : 0, hp = s.h + 2 * p, wp = s.w + 2 * p;
+             const int64_t p = mode == PadValue::One ? s.pad : 0, hp = s.h + 2 * p, wp = s.w + 2 * p;
              std::vector<float> xs(s.n * hp * wp * s.c, 1.f), ws(wt.size());
              for (int64_t n = 0; n < s.n; ++n)
                  for (int64_t i = 0; i < s.h; ++i)
@@ -1076,12 +1076,12 @@ void add_binary_conv2d_pair_case(std::vector<KernelCase>& cases, Rng& rng, const
          [=](Isa, Variants&) {  // the path is active_isa(), set by the table's IsaGuard
              const float* a = with_alpha ? alpha.data() : nullptr;
              std::vector<float> out(dout.size(), 7.f), dots(dout.size(), 7.f), out_alone(dout.size(), 7.f);
-             binary_conv2d_forward(x.data(), wt.data(), a, out.data(), dots.data(), g);
-             binary_conv2d_forward(x.data(), wt.data(), a, out_alone.data(), nullptr, g);
+             binary_conv2d_ste_forward(x.data(), wt.data(), a, out.data(), dots.data(), g);
+             binary_conv2d_ste_forward(x.data(), wt.data(), a, out_alone.data(), nullptr, g);
              std::vector<float> dx = dx0, dx_alone(x.size(), 7.f), dw = dw0, da = da0;
-             binary_conv2d_backward(x.data(), wt.data(), a, dots.data(), dout.data(), dx.data(), true, dw.data(),
+             binary_conv2d_ste_backward(x.data(), wt.data(), a, dots.data(), dout.data(), dx.data(), true, dw.data(),
                                     da.data(), g);
-             binary_conv2d_backward(x.data(), wt.data(), a, nullptr, dout.data(), dx_alone.data(), false, nullptr,
+             binary_conv2d_ste_backward(x.data(), wt.data(), a, nullptr, dout.data(), dx_alone.data(), false, nullptr,
                                     nullptr, g);
              return Outputs{exact("out", out),       exact("out, the scale fused", out_alone), exact("dot", dots),
                             within("dx", dx, dx_tol), within("dx overwritten", dx_alone, dx_tol),
@@ -1097,12 +1097,12 @@ void add_binary_conv2d_pair_cases(std::vector<KernelCase>& cases) {
         {3, 6, 7, 20, 17, 3, 3, 1, 1},  {2, 8, 8, 64, 16, 3, 3, 1, 1},  {1, 5, 9, 7, 9, 2, 3, 2, 2},
     };
     for (const ConvShape& s : shapes)
-        for (PadMode mode : {PadMode::zero, PadMode::one}) {
-            if (mode == PadMode::one && s.pad == 0) continue;
+        for (PadValue mode : {PadValue::Zero, PadValue::One}) {
+            if (mode == PadValue::One && s.pad == 0) continue;
             add_binary_conv2d_pair_case(cases, rng, s, mode, true);
         }
-    add_binary_conv2d_pair_case(cases, rng, {2, 5, 6, 9, 4, 3, 3, 1, 1}, PadMode::zero, false);
-    add_binary_conv2d_pair_case(cases, rng, {2, 5, 6, 9, 4, 3, 3, 1, 1}, PadMode::one, false);
+    add_binary_conv2d_pair_case(cases, rng, {2, 5, 6, 9, 4, 3, 3, 1, 1}, PadValue::Zero, false);
+    add_binary_conv2d_pair_case(cases, rng, {2, 5, 6, 9, 4, 3, 3, 1, 1}, PadValue::One, false);
 }
 
 /// conv2d_forward_few_channels (the gathered-field packing of conv2d_few_channels.hpp on the
@@ -1149,7 +1149,7 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
     const std::vector<Isa> paths = paths_to_test();
     std::vector<KernelCase> cases;
     add_bitpack_cases(cases);
-    add_xnor_conv_cases(cases);
+    add_binary_conv_cases(cases);
     add_planned_conv_cases(cases);
     add_bn_sign_pack_cases(cases);
     add_u8s16_cases(cases);
@@ -1288,18 +1288,18 @@ TEST_CASE("pack_conv_weights lays words out [K words][Cout] with tap sums", "[bi
     REQUIRE_THROWS_AS(kernels::pack_conv_weights(Tensor<float>(Shape{3, 3, 3})), Error);
 }
 
-TEST_CASE("xnor conv rejects bad shapes with bnn::Error", "[xnor_conv]") {
+TEST_CASE("binary conv rejects bad shapes with bnn::Error", "[binary_conv]") {
     Rng rng(1);
     BitTensor xb = pack_signs(Tensor<float>::uniform(Shape{1, 4, 4, 10}, rng, -1.f, 1.f));
     auto packed = kernels::pack_conv_weights(Tensor<float>::uniform(Shape{6, 3, 3, 10}, rng, -1.f, 1.f));
     auto wrong_c = kernels::pack_conv_weights(Tensor<float>::uniform(Shape{6, 3, 3, 11}, rng, -1.f, 1.f));
     auto too_big = kernels::pack_conv_weights(Tensor<float>::uniform(Shape{6, 7, 7, 10}, rng, -1.f, 1.f));
-    REQUIRE_THROWS_WITH(kernels::xnor_conv2d(xb, wrong_c, {}, {}, 1, 1), Catch::Contains("11"));
-    REQUIRE_THROWS_AS(kernels::xnor_conv2d(xb, too_big, {}, {}, 1, 1), Error);
-    REQUIRE_THROWS_AS(kernels::xnor_conv2d(xb, packed, {}, {}, 0, 1), Error);
-    REQUIRE_THROWS_AS(kernels::xnor_conv2d(xb, packed, {}, {}, 1, -1), Error);
-    REQUIRE_THROWS_AS(kernels::xnor_conv2d(xb, packed, Tensor<float>(Shape{5}), {}, 1, 1), Error);
-    REQUIRE_THROWS_AS(kernels::xnor_conv2d(pack_signs(Tensor<float>(Shape{4, 4, 10})), packed, {}, {}, 1, 1), Error);
+    REQUIRE_THROWS_WITH(kernels::binary_conv2d(xb, wrong_c, {}, {}, 1, 1), Catch::Contains("11"));
+    REQUIRE_THROWS_AS(kernels::binary_conv2d(xb, too_big, {}, {}, 1, 1), Error);
+    REQUIRE_THROWS_AS(kernels::binary_conv2d(xb, packed, {}, {}, 0, 1), Error);
+    REQUIRE_THROWS_AS(kernels::binary_conv2d(xb, packed, {}, {}, 1, -1), Error);
+    REQUIRE_THROWS_AS(kernels::binary_conv2d(xb, packed, Tensor<float>(Shape{5}), {}, 1, 1), Error);
+    REQUIRE_THROWS_AS(kernels::binary_conv2d(pack_signs(Tensor<float>(Shape{4, 4, 10})), packed, {}, {}, 1, 1), Error);
 }
 
 // ---- the tanh and sign kernels -------------------------------------------------------------

@@ -396,7 +396,7 @@ TEST_CASE("BinaryConv2d one-padding: fully binary equals the ±1 float conv with
                                   nn::WeightScale::Alpha}) {
         manual_seed(7);
         nn::BinaryConv2d conv(nn::BinaryConv2dOptions{.in_channels = 5, .out_channels = 3, .stride = 2,
-                                                      .padding = 1, .pad_value = nn::Padding::One,
+                                                      .padding = 1, .pad_value = nn::PadValue::One,
                                                       .mode = nn::BinaryMode::FullyBinary, .scale = scale});
         if (conv.alpha.defined())
             for (float& v : conv.alpha.value()) v = rng.uniform(0.5f, 2.f);

@@ -522,7 +522,7 @@ TEST_CASE("binary_conv2d with one-padding differentiates the +1 border", "[binar
     Tensor<float> wv = away_from_kinks(Shape{3, 3, 3, 6}, rng, -1.f, 1.f);
     Tensor<float> r = Tensor<float>::uniform(Shape{1, 4, 5, 3}, rng, -1.f, 1.f);
     Variable x(xv, true), w(wv, true);
-    ops::binary_conv2d(x, w, Variable(), 1, 1, kernels::PadMode::one).backward(r);
+    ops::binary_conv2d(x, w, Variable(), 1, 1, kernels::PadValue::One).backward(r);
     // Reference: the input explicitly padded with 0.5 (sign +1), convolved without padding.
     Tensor<float> padded = Tensor<float>::full(Shape{1, 6, 7, 6}, 0.5f);
     for (int64_t i = 0; i < 4; ++i)
@@ -531,7 +531,7 @@ TEST_CASE("binary_conv2d with one-padding differentiates the +1 border", "[binar
     Variable xp(padded, true), w2(wv, true);
     Variable y = ops::binary_conv2d(xp, w2, Variable(), 1, 0);
     REQUIRE(y.value().to_vector() ==
-            ops::binary_conv2d(Variable(xv), Variable(wv), Variable(), 1, 1, kernels::PadMode::one).value().to_vector());
+            ops::binary_conv2d(Variable(xv), Variable(wv), Variable(), 1, 1, kernels::PadValue::One).value().to_vector());
     y.backward(r);
     require_equal(w.grad(), w2.grad());
     for (int64_t i = 0; i < 4; ++i)

@@ -62,9 +62,9 @@ bnn::nn::WeightScale scale_of(const std::string& s) {
     return bnn::nn::WeightScale::Alpha;
 }
 
-bnn::nn::Padding pad_of(const std::string& p) {
+bnn::nn::PadValue pad_of(const std::string& p) {
     BNN_CHECK(p == "zero" || p == "one", "bnn_torch_parts: pad_value must be zero or one, got '", p, "'");
-    return p == "one" ? bnn::nn::Padding::One : bnn::nn::Padding::Zero;
+    return p == "one" ? bnn::nn::PadValue::One : bnn::nn::PadValue::Zero;
 }
 
 // Parameters and buffers of `m` from the tensors "module.<name>" (strict).

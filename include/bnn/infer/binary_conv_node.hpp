@@ -33,9 +33,9 @@ class BinaryConvNode : public Step {
 public:
     /// weights: the packed sign(W); alpha [Cout]: the conv's final per-channel scale.
     BinaryConvNode(std::string path, kernels::PackedConvWeights weights, Tensor<float> alpha, int stride, int padding,
-                   kernels::PadMode pad_mode)
+                   kernels::PadValue pad_value)
         : Step(std::move(path), "binary conv"), w_(std::move(weights)), alpha_(std::move(alpha)), stride_(stride),
-          pad_(padding), pad_mode_(pad_mode) {
+          pad_(padding), pad_value_(pad_value) {
         bn_ = identity_bn(w_.cin);
     }
 
@@ -60,7 +60,7 @@ public:
         check(x[1] + 2 * pad_ >= w_.kh && x[2] + 2 * pad_ >= w_.kw, "kernel ", w_.kh, "x", w_.kw,
               " is larger than the padded input ", x.str(), " (padding ", pad_, ")");
         check(!gate_.defined() || gate_.cin == w_.cin, "gate of ", gate_.cin, " inputs for a conv of ", w_.cin);
-        conv_ = std::make_unique<kernels::PlannedXnorConv>(w_, stride_, pad_, x[0], x[1], x[2], kernels::active_isa(), pad_mode_);
+        conv_ = std::make_unique<kernels::PlannedBinaryConv>(w_, stride_, pad_, x[0], x[1], x[2], kernels::active_isa(), pad_value_);
         in_ = x;
         const Shape out = conv_->output_shape();
         if (residual_)
@@ -105,11 +105,11 @@ private:
     kernels::PackedConvWeights w_;
     Tensor<float> alpha_, slope_;
     int stride_, pad_;
-    kernels::PadMode pad_mode_;
+    kernels::PadValue pad_value_;
     FrozenBatchNorm bn_;
     bool has_bn_ = false, residual_ = false;
     FrozenGate gate_;
-    std::unique_ptr<kernels::PlannedXnorConv> conv_;
+    std::unique_ptr<kernels::PlannedBinaryConv> conv_;
     Shape in_;
     Tensor<float> mean_, g_, hidden_, acc_;
 };

@@ -178,7 +178,7 @@ private:
         const auto& o = conv.options();
         return std::make_unique<BinaryConvNode>(
             path, kernels::pack_conv_weights(conv.weight.value()), conv.binary_weight_scale(), o.stride, o.padding,
-            o.pad_value == nn::Padding::One ? kernels::PadMode::one : kernels::PadMode::zero);
+            o.pad_value == nn::PadValue::One ? kernels::PadValue::One : kernels::PadValue::Zero);
     }
 
     int binary_conv(const nn::BinaryConv2d& conv, const std::string& path, int x) {
@@ -238,7 +238,7 @@ private:
         int a = elementwise(path, x, o.mode == nn::BinaryMode::SoftActivations ? ActivationStep::Op::Tanh
                                                                                : ActivationStep::Op::Sign);
         int pad = o.padding;
-        if (o.pad_value == nn::Padding::One && o.padding > 0) {
+        if (o.pad_value == nn::PadValue::One && o.padding > 0) {
             a = add(std::make_unique<PadStep>(path, o.padding, 1.f), {a});
             pad = 0;
         }

@@ -70,7 +70,7 @@ inline bool bn_sign_pack_in_halves(int64_t N, int64_t P, int64_t C, int64_t wc) 
 /// per pixel to a staging buffer of their own, merged into words in a second pass: two threads
 /// writing the two halves of the same words would pass every cache line back and forth.
 inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const FrozenBatchNorm& bn,
-                         kernels::PlannedXnorConv& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
+                         kernels::PlannedBinaryConv& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
     static_assert(std::endian::native == std::endian::little, "half-word packing assumes little-endian words");
     const auto& g = dst.geometry();
     BNN_CHECK(g.N == N && g.H == H && g.W == W && g.C == C && bn.channels() == C, "bn_sign_pack: input [", N, ", ",

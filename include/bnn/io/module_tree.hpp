@@ -140,7 +140,7 @@ inline Json half_block_options(const nn::BinaryHalfBlockOptions& o, const nn::Bi
             {"scale", o.scale == nn::BlockScale::Gate ? "gate" : "alpha"},
             {"gate_reduction", o.gate_reduction},
             {"gate_hidden", o.gate_hidden},
-            {"pad_value", o.pad_value == nn::Padding::One ? "one" : "zero"},
+            {"pad_value", o.pad_value == nn::PadValue::One ? "one" : "zero"},
             {"mode", mode_name(deployed ? nn::BinaryMode::FullyBinary : conv.mode())},
             {"conv_scale", scale_name(deployed ? nn::WeightScale::Alpha : conv.options().scale)}};
 }
@@ -166,7 +166,7 @@ inline Json describe_module(const nn::Module& m, bool deployed = false, const st
         return node("BinaryConv2d",
                     {{"in_channels", o.in_channels}, {"out_channels", o.out_channels}, {"kernel_size", o.kernel_size},
                      {"stride", o.stride}, {"padding", o.padding},
-                     {"pad_value", o.pad_value == nn::Padding::One ? "one" : "zero"},
+                     {"pad_value", o.pad_value == nn::PadValue::One ? "one" : "zero"},
                      {"mode", detail::mode_name(deployed ? nn::BinaryMode::FullyBinary : c->mode())},
                      {"scale", detail::scale_name(deployed ? nn::WeightScale::Alpha : o.scale)}});
     }
@@ -237,7 +237,7 @@ inline std::shared_ptr<nn::Module> build_module(const Json& node, const std::str
                                                {"learned", nn::WeightScale::Learned}, {"alpha", nn::WeightScale::Alpha}});
     };
     auto pad_value = [&](const char* key) {
-        return o.choice<nn::Padding>(key, {{"zero", nn::Padding::Zero}, {"one", nn::Padding::One}});
+        return o.choice<nn::PadValue>(key, {{"zero", nn::PadValue::Zero}, {"one", nn::PadValue::One}});
     };
     constexpr int64_t big = int64_t{1} << 24;  // bounds sizes so a hostile file cannot ask for huge tensors
     auto half_options = [&] {

@@ -41,16 +41,18 @@
 
 namespace bnn::kernels {
 
-/// How padded positions count in a binary convolution.
-enum class PadMode {
-    zero,  ///< contribute 0, as a float conv of the ±1 tensor with zero padding (exact correction)
-    one,   ///< count as +1 (cheaper: no correction; the Larq "pad_values = 1" option)
+/// What the padded border of a binary convolution's input holds (nn::PadValue is this type).
+enum class PadValue {
+    Zero,  ///< 0: the border contributes nothing, as a float conv of the ±1 tensor with zero
+           ///< padding (an exact correction per border pattern)
+    One,   ///< +1: the border is a binary value like any other (no correction, so cheaper; Larq's
+           ///< pad_values = 1)
 };
 
-/// The sizes of one binary convolution; build it with xnor_conv_geometry().
-struct XnorConvGeometry {
+/// The sizes of one binary convolution; build it with binary_conv_geometry().
+struct BinaryConvGeometry {
     int64_t N, H, W, C, Cout, KH, KW, stride, pad, OH, OW;
-    PadMode pad_mode;
+    PadValue pad_value;
     int64_t words_per_pixel() const { return (C + 63) / 64; }
     int64_t K() const { return KH * KW * C; }
     /// Binary multiply-accumulates of the whole convolution.
@@ -58,17 +60,17 @@ struct XnorConvGeometry {
 };
 
 /// Validates the sizes and derives the output extent.
-inline XnorConvGeometry xnor_conv_geometry(int64_t N, int64_t H, int64_t W, int64_t C, int64_t Cout, int64_t KH,
-                                           int64_t KW, int64_t stride, int64_t pad, PadMode mode = PadMode::zero) {
-    BNN_CHECK(N >= 0 && H >= 1 && W >= 1 && C >= 1 && Cout >= 1, "xnor_conv2d: expected positive sizes, got N=", N,
+inline BinaryConvGeometry binary_conv_geometry(int64_t N, int64_t H, int64_t W, int64_t C, int64_t Cout, int64_t KH,
+                                           int64_t KW, int64_t stride, int64_t pad, PadValue mode = PadValue::Zero) {
+    BNN_CHECK(N >= 0 && H >= 1 && W >= 1 && C >= 1 && Cout >= 1, "binary_conv2d: expected positive sizes, got N=", N,
               " H=", H, " W=", W, " C=", C, " Cout=", Cout);
-    BNN_CHECK(stride >= 1, "xnor_conv2d: stride must be >= 1, got ", stride);
-    BNN_CHECK(pad >= 0, "xnor_conv2d: padding must be >= 0, got ", pad);
-    BNN_CHECK(KH >= 1 && KW >= 1 && KH <= 64 && KW <= 64, "xnor_conv2d: kernel must be 1x1 to 64x64, got ", KH, "x",
+    BNN_CHECK(stride >= 1, "binary_conv2d: stride must be >= 1, got ", stride);
+    BNN_CHECK(pad >= 0, "binary_conv2d: padding must be >= 0, got ", pad);
+    BNN_CHECK(KH >= 1 && KW >= 1 && KH <= 64 && KW <= 64, "binary_conv2d: kernel must be 1x1 to 64x64, got ", KH, "x",
               KW);
-    BNN_CHECK(H + 2 * pad >= KH && W + 2 * pad >= KW, "xnor_conv2d: kernel ", KH, "x", KW,
+    BNN_CHECK(H + 2 * pad >= KH && W + 2 * pad >= KW, "binary_conv2d: kernel ", KH, "x", KW,
               " larger than the padded input ", H + 2 * pad, "x", W + 2 * pad);
-    XnorConvGeometry g{N, H, W, C, Cout, KH, KW, stride, pad, 0, 0, mode};
+    BinaryConvGeometry g{N, H, W, C, Cout, KH, KW, stride, pad, 0, 0, mode};
     g.OH = (H + 2 * pad - KH) / stride + 1;
     g.OW = (W + 2 * pad - KW) / stride + 1;
     return g;
@@ -83,7 +85,7 @@ namespace detail {
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-tree-vectorize")))
 #endif
-inline void xnor_tile_scalar(const XnorPlan& pl, const XnorTile& tl) {
+inline void binary_conv_tile_scalar(const BinaryConvPlan& pl, const BinaryConvTile& tl) {
     constexpr int64_t B = 32;
     const int64_t n = std::min<int64_t>(B, pl.cout - tl.c0);
     int64_t acc[B] = {};
@@ -116,29 +118,29 @@ inline TileShape tile_shape(Isa isa) {
 }
 
 /// Runs the tile of `isa` for `p` (1..tile pixels) pixels.
-inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
+inline void run_tile(Isa isa, int p, const BinaryConvPlan& pl, const BinaryConvTile& tl) {
 #if defined(__x86_64__) || defined(__i386__)
     if (isa == Isa::avx512_vpopcntdq) {
         switch (p) {
-            case 6: return xnor_tile_avx512<6>(pl, tl);
-            case 5: return xnor_tile_avx512<5>(pl, tl);
-            case 4: return xnor_tile_avx512<4>(pl, tl);
-            case 3: return xnor_tile_avx512<3>(pl, tl);
-            case 2: return xnor_tile_avx512<2>(pl, tl);
-            default: return xnor_tile_avx512<1>(pl, tl);
+            case 6: return binary_conv_tile_avx512<6>(pl, tl);
+            case 5: return binary_conv_tile_avx512<5>(pl, tl);
+            case 4: return binary_conv_tile_avx512<4>(pl, tl);
+            case 3: return binary_conv_tile_avx512<3>(pl, tl);
+            case 2: return binary_conv_tile_avx512<2>(pl, tl);
+            default: return binary_conv_tile_avx512<1>(pl, tl);
         }
     }
     if (isa == Isa::avx2 || isa == Isa::avx512) {
         switch (p) {
-            case 3: return xnor_tile_avx2<3>(pl, tl);
-            case 2: return xnor_tile_avx2<2>(pl, tl);
-            default: return xnor_tile_avx2<1>(pl, tl);
+            case 3: return binary_conv_tile_avx2<3>(pl, tl);
+            case 2: return binary_conv_tile_avx2<2>(pl, tl);
+            default: return binary_conv_tile_avx2<1>(pl, tl);
         }
     }
 #endif
     (void)isa;
     (void)p;
-    xnor_tile_scalar(pl, tl);
+    binary_conv_tile_scalar(pl, tl);
 }
 
 /// The work split of a binary convolution on path `isa` (see the file comment): tiles of
@@ -148,7 +150,7 @@ inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
 /// channels [c0, c0 + nc). Up to max_threads threads, one below ~1 µs of work (2^21 binary
 /// multiply-accumulates), where a parallel region costs more than it saves.
 template <bool PixelMajor, class TileFn>
-void for_each_xnor_tile(Isa isa, const XnorConvGeometry& g, int max_threads, TileFn&& tile) {
+void for_each_binary_conv_tile(Isa isa, const BinaryConvGeometry& g, int max_threads, TileFn&& tile) {
     const TileShape ts = tile_shape(isa);
     const int64_t pixels = g.N * g.OH * g.OW;
     const int64_t pixel_blocks = (pixels + ts.pixels - 1) / ts.pixels;
@@ -182,26 +184,26 @@ void for_each_xnor_tile(Isa isa, const XnorConvGeometry& g, int max_threads, Til
 /// its border taps (the tap sums of the weights over the taps that fall in the padding, which
 /// count as -1 bits in the buffer but must count as 0). Border pixels share one correction row
 /// per distinct (row pattern, column pattern). Built once per geometry by the inference graph
-/// and per call by xnor_conv2d_forward: the one place these invariants are written.
+/// and per call by binary_conv2d_forward: the one place these invariants are written.
 /// Movable, not copyable: `corrections` point into `table`.
-struct XnorPixelPlan {
+struct BinaryConvPixelPlan {
     std::vector<int64_t> word_offsets;         ///< [KH*KW*words]: a field's words from its origin
     std::vector<const uint64_t*> origins;      ///< [N*OH*OW]
     std::vector<const int64_t*> corrections;   ///< [N*OH*OW], null where no tap is padding
     std::vector<int64_t> table;                ///< [patterns, CoutP]
 
-    XnorPixelPlan() = default;
-    XnorPixelPlan(XnorPixelPlan&&) = default;
-    XnorPixelPlan& operator=(XnorPixelPlan&&) = default;
-    XnorPixelPlan(const XnorPixelPlan&) = delete;
-    XnorPixelPlan& operator=(const XnorPixelPlan&) = delete;
+    BinaryConvPixelPlan() = default;
+    BinaryConvPixelPlan(BinaryConvPixelPlan&&) = default;
+    BinaryConvPixelPlan& operator=(BinaryConvPixelPlan&&) = default;
+    BinaryConvPixelPlan(const BinaryConvPixelPlan&) = delete;
+    BinaryConvPixelPlan& operator=(const BinaryConvPixelPlan&) = delete;
 };
 
 /// Plans geometry g over `padded` (the padded bits, or the input itself when g.pad is 0) with the
 /// weights' tap sums [KH*KW, CoutP] (needed for zero padding only), into `p`, whose vectors keep
 /// their capacity: a plan refilled call after call allocates nothing once it has grown.
-inline void plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums,
-                             XnorPixelPlan& p) {
+inline void plan_binary_conv_pixels(const BinaryConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums,
+                             BinaryConvPixelPlan& p) {
     const int64_t wc = g.words_per_pixel(), coutp = padded_out_channels(g.Cout);
     const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad, pixels = g.N * g.OH * g.OW;
     p.word_offsets.resize(g.KH * g.KW * wc);
@@ -210,11 +212,11 @@ inline void plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, 
             for (int64_t j = 0; j < wc; ++j) p.word_offsets[(kh * g.KW + kw) * wc + j] = (kh * Wp + kw) * wc + j;
     p.origins.resize(pixels);
     p.corrections.assign(pixels, nullptr);
-    const bool correct = g.pad > 0 && g.pad_mode == PadMode::zero;
+    const bool correct = g.pad > 0 && g.pad_value == PadValue::Zero;
     std::vector<int> row_id(g.OH, 0), col_id(g.OW, 0);
     std::vector<uint64_t> row_masks{0}, col_masks{0};
     if (correct) {
-        BNN_CHECK(tap_sums != nullptr, "plan_xnor_pixels: zero padding needs the weights' tap sums");
+        BNN_CHECK(tap_sums != nullptr, "plan_binary_conv_pixels: zero padding needs the weights' tap sums");
         row_masks = padding_patterns(g.OH, g.stride, g.pad, g.KH, g.H, row_id);
         col_masks = padding_patterns(g.OW, g.stride, g.pad, g.KW, g.W, col_id);
         padded_tap_sums(row_masks, col_masks, g.KH, g.KW, tap_sums, coutp, p.table);
@@ -230,21 +232,21 @@ inline void plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, 
 }
 
 /// The plan of geometry g as a new object (see above).
-inline XnorPixelPlan plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums) {
-    XnorPixelPlan p;
-    plan_xnor_pixels(g, padded, tap_sums, p);
+inline BinaryConvPixelPlan plan_binary_conv_pixels(const BinaryConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums) {
+    BinaryConvPixelPlan p;
+    plan_binary_conv_pixels(g, padded, tap_sums, p);
     return p;
 }
 
-/// Tags of xnor_conv2d_forward's per-thread buffers (bnn::thread_scratch).
-struct XnorPaddedBits;
-struct XnorScaleBias;
+/// Tags of binary_conv2d_forward's per-thread buffers (bnn::thread_scratch).
+struct BinaryConvPaddedBits;
+struct BinaryConvScaleBias;
 
 /// out [N, OH, OW, Cout] = fma(binary conv(x_bits, weights), scale, bias); see the file comment.
-inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights, const int64_t* tap_sums,
-                                const float* scale, const float* bias, float* out, const XnorConvGeometry& g,
+inline void binary_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights, const int64_t* tap_sums,
+                                const float* scale, const float* bias, float* out, const BinaryConvGeometry& g,
                                 Isa isa = active_isa()) {
-    detail::require_supported(isa, "xnor_conv2d_forward");
+    detail::require_supported(isa, "binary_conv2d_forward");
     const int64_t wc = g.words_per_pixel(), coutp = padded_out_channels(g.Cout), taps = g.KH * g.KW;
     const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad;
     if (g.N == 0) return;
@@ -256,9 +258,9 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     const uint64_t* xin = x_bits;
     if (g.pad > 0) {
         const int64_t padded_words = g.N * Hp * Wp * wc;
-        uint64_t* padded = thread_scratch<XnorPaddedBits, uint64_t>(padded_words + wc);
+        uint64_t* padded = thread_scratch<BinaryConvPaddedBits, uint64_t>(padded_words + wc);
         uint64_t* border = padded + padded_words;
-        for (int64_t j = 0; j < wc; ++j) border[j] = g.pad_mode == PadMode::one ? all_plus_word(g.C, j) : 0;
+        for (int64_t j = 0; j < wc; ++j) border[j] = g.pad_value == PadValue::One ? all_plus_word(g.C, j) : 0;
         for (int64_t n = 0; n < g.N; ++n)
             for (int64_t i = 0; i < Hp; ++i)
                 for (int64_t k = 0; k < Wp; ++k) {
@@ -273,40 +275,40 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     }
 
     // Scale and bias padded to CoutP so tiles load whole vectors.
-    float* sc = thread_scratch<XnorScaleBias, float>(2 * coutp);
+    float* sc = thread_scratch<BinaryConvScaleBias, float>(2 * coutp);
     float* bi = sc + coutp;
     for (int64_t o = 0; o < coutp; ++o) {
         sc[o] = scale && o < g.Cout ? scale[o] : 1.f;
         bi[o] = bias && o < g.Cout ? bias[o] : 0.f;
     }
-    thread_local XnorPixelPlan this_threads_plan;
-    XnorPixelPlan& px = this_threads_plan;  // the worker threads below read the caller's plan
-    plan_xnor_pixels(g, xin, tap_sums, px);
+    thread_local BinaryConvPixelPlan this_threads_plan;
+    BinaryConvPixelPlan& px = this_threads_plan;  // the worker threads below read the caller's plan
+    plan_binary_conv_pixels(g, xin, tap_sums, px);
 
-    const detail::XnorPlan plan{px.word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc, bi};
+    const detail::BinaryConvPlan plan{px.word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc, bi};
     // Channel block outermost: a contiguous share of items sweeps pixels under one channel
     // block's weights, and small layers (a batch of one 4x4 image) still split evenly because
     // shares may cut across channel blocks.
-    detail::for_each_xnor_tile<false>(isa, g, num_threads(), [&](int, int64_t q, int p, int64_t c0, int64_t) {
+    detail::for_each_binary_conv_tile<false>(isa, g, num_threads(), [&](int, int64_t q, int p, int64_t c0, int64_t) {
         detail::run_tile(isa, p, plan, {px.origins.data() + q, px.corrections.data() + q, out + q * g.Cout + c0, c0});
     });
 }
 
 /// Binary convolution of packed activations x (shape [N, H, W, C]) with packed weights; scale
 /// and bias ([Cout] or undefined) form the fused output transform. Returns [N, OH, OW, Cout].
-inline Tensor<float> xnor_conv2d(const BitTensor& x, const PackedConvWeights& w, const Tensor<float>& scale,
+inline Tensor<float> binary_conv2d(const BitTensor& x, const PackedConvWeights& w, const Tensor<float>& scale,
                                  const Tensor<float>& bias, int64_t stride, int64_t padding,
-                                 PadMode mode = PadMode::zero, Isa isa = active_isa()) {
-    BNN_CHECK(x.defined() && x.shape().rank() == 4, "xnor_conv2d: input must be packed [N, H, W, C], got ",
+                                 PadValue mode = PadValue::Zero, Isa isa = active_isa()) {
+    BNN_CHECK(x.defined() && x.shape().rank() == 4, "binary_conv2d: input must be packed [N, H, W, C], got ",
               x.defined() ? x.shape().str() : std::string("undefined"));
-    BNN_CHECK(x.channels() == w.cin, "xnor_conv2d: input has ", x.channels(), " channels, the weights expect ",
+    BNN_CHECK(x.channels() == w.cin, "binary_conv2d: input has ", x.channels(), " channels, the weights expect ",
               w.cin);
-    if (scale.defined()) expect_shape(scale, Shape{w.cout}, "xnor_conv2d", "the scale");
-    if (bias.defined()) expect_shape(bias, Shape{w.cout}, "xnor_conv2d", "the bias");
+    if (scale.defined()) expect_shape(scale, Shape{w.cout}, "binary_conv2d", "the scale");
+    if (bias.defined()) expect_shape(bias, Shape{w.cout}, "binary_conv2d", "the bias");
     const Shape& s = x.shape();
-    XnorConvGeometry g = xnor_conv_geometry(s[0], s[1], s[2], s[3], w.cout, w.kh, w.kw, stride, padding, mode);
+    BinaryConvGeometry g = binary_conv_geometry(s[0], s[1], s[2], s[3], w.cout, w.kh, w.kw, stride, padding, mode);
     Tensor<float> out = Tensor<float>::empty(Shape{g.N, g.OH, g.OW, g.Cout});
-    xnor_conv2d_forward(x.data(), w.words.data(), w.tap_sums.data(), scale.defined() ? scale.data() : nullptr,
+    binary_conv2d_forward(x.data(), w.words.data(), w.tap_sums.data(), scale.defined() ? scale.data() : nullptr,
                         bias.defined() ? bias.data() : nullptr, out.data(), g, isa);
     return out;
 }

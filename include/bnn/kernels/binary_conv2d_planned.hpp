@@ -2,7 +2,7 @@
 /// @file binary_conv2d_planned.hpp
 /// A binary convolution planned once for a fixed input shape, for inference graphs.
 ///
-/// xnor_conv2d_forward rebuilds its padded input copy, pixel origins and border
+/// binary_conv2d_forward rebuilds its padded input copy, pixel origins and border
 /// corrections on every call; here they are built once. The producer of the input writes its
 /// sign bits straight into the interior of the padded bit buffer (input_pixel()), whose border
 /// never changes, so no copy is made at run time and a steady-state run() allocates nothing.
@@ -12,7 +12,8 @@
 ///   out         [N, OH, OW, Cout] float
 ///
 /// The output transform is fused into the tile epilogue, per output element (q, o) of image n:
-///   y = dot * alpha[o] + 0          (the same single rounding as fma(dot, alpha, 0))
+///   y = dot * scale[o] + 0          (the same single rounding as fma(dot, scale, 0); scale is the
+///                                    conv's whole per-channel weight scale)
 ///   y = y * gate[n, o]               (when a gate is given: Real-to-Bin's G)
 ///   y = y > 0 ? y : slope[o] * y     (when slopes are given: PReLU)
 ///   out = y + residual[q, o]         (when a residual is given; it may alias out)
@@ -37,10 +38,10 @@
 
 namespace bnn::kernels {
 
-/// The fused output transform of a PlannedXnorConv (see the file comment). alpha is required;
+/// The fused output transform of a PlannedBinaryConv (see the file comment). scale is required;
 /// the other pointers may be null.
-struct XnorEpilogue {
-    const float* alpha = nullptr;     ///< [Cout]
+struct BinaryConvEpilogue {
+    const float* scale = nullptr;     ///< [Cout]
     const float* gate = nullptr;      ///< [N, Cout]
     const float* slope = nullptr;     ///< [Cout]
     const float* residual = nullptr;  ///< [N, OH, OW, Cout], may equal out
@@ -59,13 +60,13 @@ namespace detail {
 
 /// Epilogue of one tile: dots [pixels, ld] (column j = output channel c0 + j) -> out rows.
 template <bool Gate, bool Slope, bool Residual>
-BNN_NO_FP_CONTRACT void binary_conv_epilogue(const XnorEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel,
+BNN_NO_FP_CONTRACT void binary_conv_epilogue(const BinaryConvEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel,
                                              int pixels, int64_t c0, int64_t nc, int64_t cout, int64_t pixels_per_image,
                                              float* out) {
     for (int p = 0; p < pixels; ++p) {
         const int64_t q = first_pixel + p, n = q / pixels_per_image;
         const float* __restrict d = dots + p * ld;
-        const float* __restrict a = t.alpha + c0;
+        const float* __restrict a = t.scale + c0;
         const float* __restrict g = Gate ? t.gate + n * cout + c0 : nullptr;
         const float* __restrict s = Slope ? t.slope + c0 : nullptr;
         const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o
@@ -90,13 +91,13 @@ BNN_NO_FP_CONTRACT void binary_conv_epilogue(const XnorEpilogue& t, const float*
 /// performs the scalar loop's operations in its order (d * a + 0 is one rounding either way).
 template <bool Gate, bool Slope, bool Residual>
 BNN_NO_FP_CONTRACT __attribute__((target("avx2,fma"))) void binary_conv_epilogue_avx2(
-    const XnorEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels, int64_t c0, int64_t nc,
+    const BinaryConvEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels, int64_t c0, int64_t nc,
     int64_t cout, int64_t pixels_per_image, float* out) {
     const __m256 zero = _mm256_setzero_ps();
     for (int p = 0; p < pixels; ++p) {
         const int64_t q = first_pixel + p, n = q / pixels_per_image;
         const float* d = dots + p * ld;
-        const float* a = t.alpha + c0;
+        const float* a = t.scale + c0;
         const float* g = Gate ? t.gate + n * cout + c0 : nullptr;
         const float* s = Slope ? t.slope + c0 : nullptr;
         const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o: read before written
@@ -121,12 +122,12 @@ BNN_NO_FP_CONTRACT __attribute__((target("avx2,fma"))) void binary_conv_epilogue
 #endif
 #undef BNN_NO_FP_CONTRACT
 
-using XnorEpilogueFn = void (*)(const XnorEpilogue&, const float*, int64_t, int64_t, int, int64_t, int64_t,
+using BinaryConvEpilogueFn = void (*)(const BinaryConvEpilogue&, const float*, int64_t, int64_t, int, int64_t, int64_t,
                                     int64_t, int64_t, float*);
 
 /// The epilogue with these parts for the tiles of path `isa` (the vector tiles get the vector one).
 template <bool Gate, bool Slope, bool Residual>
-XnorEpilogueFn epilogue_of(Isa isa) {
+BinaryConvEpilogueFn epilogue_of(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
     if (isa != Isa::scalar) return binary_conv_epilogue_avx2<Gate, Slope, Residual>;
 #endif
@@ -134,7 +135,7 @@ XnorEpilogueFn epilogue_of(Isa isa) {
     return binary_conv_epilogue<Gate, Slope, Residual>;
 }
 
-inline XnorEpilogueFn choose_epilogue(Isa isa, bool gate, bool slope, bool residual) {
+inline BinaryConvEpilogueFn choose_epilogue(Isa isa, bool gate, bool slope, bool residual) {
     const int k = (gate ? 4 : 0) | (slope ? 2 : 0) | (residual ? 1 : 0);
     switch (k) {
         case 0: return epilogue_of<false, false, false>(isa);
@@ -151,35 +152,35 @@ inline XnorEpilogueFn choose_epilogue(Isa isa, bool gate, bool slope, bool resid
 }  // namespace detail
 
 /// A binary convolution with a zero-padded input of fixed shape [N, H, W, Cin]; see the file comment.
-class PlannedXnorConv {
+class PlannedBinaryConv {
 public:
-    PlannedXnorConv() = default;
+    PlannedBinaryConv() = default;
     // Origins and corrections point into this object's buffers: moves keep them, copies would not.
-    PlannedXnorConv(const PlannedXnorConv&) = delete;
-    PlannedXnorConv& operator=(const PlannedXnorConv&) = delete;
-    PlannedXnorConv(PlannedXnorConv&&) = default;
-    PlannedXnorConv& operator=(PlannedXnorConv&&) = default;
+    PlannedBinaryConv(const PlannedBinaryConv&) = delete;
+    PlannedBinaryConv& operator=(const PlannedBinaryConv&) = delete;
+    PlannedBinaryConv(PlannedBinaryConv&&) = default;
+    PlannedBinaryConv& operator=(PlannedBinaryConv&&) = default;
 
     /// Plans the convolution of packed weights `w` over inputs [N, H, W, w.cin] on path `isa`.
-    PlannedXnorConv(const PackedConvWeights& w, int64_t stride, int64_t padding, int64_t N, int64_t H,
+    PlannedBinaryConv(const PackedConvWeights& w, int64_t stride, int64_t padding, int64_t N, int64_t H,
                    int64_t W, Isa isa = active_isa(),
-                   PadMode pad_mode = PadMode::zero)
+                   PadValue pad_value = PadValue::Zero)
         : w_(w), isa_(isa) {
-        detail::require_supported(isa, "PlannedXnorConv");
-        BNN_CHECK(w.words.defined() && w.tap_sums.defined(), "PlannedXnorConv: the packed weights are undefined");
-        g_ = xnor_conv_geometry(N, H, W, w.cin, w.cout, w.kh, w.kw, stride, padding, pad_mode);
+        detail::require_supported(isa, "PlannedBinaryConv");
+        BNN_CHECK(w.words.defined() && w.tap_sums.defined(), "PlannedBinaryConv: the packed weights are undefined");
+        g_ = binary_conv_geometry(N, H, W, w.cin, w.cout, w.kh, w.kw, stride, padding, pad_value);
         const int64_t wc = g_.words_per_pixel();
         coutp_ = padded_out_channels(g_.Cout);
         hp_ = g_.H + 2 * g_.pad;
         wp_ = g_.W + 2 * g_.pad;
         // Zero-initialised: the border stays -1 bits for good; the interior is overwritten by producers.
         bits_ = Tensor<uint64_t>(Shape{std::max<int64_t>(1, g_.N * hp_ * wp_ * wc)});
-        if (pad_mode == PadMode::one && g_.pad > 0)  // +1 bits on the channels of every pixel
+        if (pad_value == PadValue::One && g_.pad > 0)  // +1 bits on the channels of every pixel
             for (int64_t i = 0; i < g_.N * hp_ * wp_; ++i)
                 for (int64_t j = 0; j < wc; ++j) bits_[i * wc + j] = all_plus_word(g_.C, j);
         ones_.assign(coutp_, 1.f);
         zeros_.assign(coutp_, 0.f);
-        pixels_ = plan_xnor_pixels(g_, bits_.data(), w_.tap_sums.data());
+        pixels_ = plan_binary_conv_pixels(g_, bits_.data(), w_.tap_sums.data());
         const detail::TileShape ts = tile();
         scratch_ld_ = g_.Cout;
         threads_ = num_threads();
@@ -190,7 +191,7 @@ public:
         scratch_.assign(static_cast<size_t>(threads_ * ts.pixels * scratch_ld_), 0.f);
     }
 
-    const XnorConvGeometry& geometry() const { return g_; }
+    const BinaryConvGeometry& geometry() const { return g_; }
     /// Output shape [N, OH, OW, Cout].
     Shape output_shape() const { return Shape{g_.N, g_.OH, g_.OW, g_.Cout}; }
     int64_t words_per_pixel() const { return g_.words_per_pixel(); }
@@ -206,10 +207,10 @@ public:
     bool pixel_major() const { return pixel_major_; }
 
     /// out [N, OH, OW, Cout] = the fused transform of the binary conv of the current input bits.
-    void run(const XnorEpilogue& t, float* out) {
-        BNN_CHECK(t.alpha != nullptr, "PlannedXnorConv::run: alpha is required");
+    void run(const BinaryConvEpilogue& t, float* out) {
+        BNN_CHECK(t.scale != nullptr, "PlannedBinaryConv::run: the scale is required");
         if (g_.N == 0) return;
-        const detail::XnorPlan plan{pixels_.word_offsets.data(), static_cast<int64_t>(pixels_.word_offsets.size()),
+        const detail::BinaryConvPlan plan{pixels_.word_offsets.data(), static_cast<int64_t>(pixels_.word_offsets.size()),
                                              w_.words.data(), coutp_, g_.Cout, g_.K(), ones_.data(), zeros_.data()};
         const detail::TileShape ts = tile();
         const int64_t per_image = g_.OH * g_.OW;
@@ -224,8 +225,8 @@ public:
             epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
         };
         const int threads = std::min<int>(threads_, num_threads());
-        if (pixel_major_) detail::for_each_xnor_tile<true>(isa, g_, threads, tile);
-        else detail::for_each_xnor_tile<false>(isa, g_, threads, tile);
+        if (pixel_major_) detail::for_each_binary_conv_tile<true>(isa, g_, threads, tile);
+        else detail::for_each_binary_conv_tile<false>(isa, g_, threads, tile);
     }
 
 private:
@@ -233,13 +234,13 @@ private:
 
     PackedConvWeights w_;
     Isa isa_ = Isa::scalar;
-    XnorConvGeometry g_{};
+    BinaryConvGeometry g_{};
     int64_t coutp_ = 0, hp_ = 0, wp_ = 0, scratch_ld_ = 0;
     int threads_ = 1;
     bool pixel_major_ = false;
     Tensor<uint64_t> bits_;
     std::vector<float> ones_, zeros_, scratch_;
-    XnorPixelPlan pixels_;
+    BinaryConvPixelPlan pixels_;
 };
 
 }  // namespace bnn::kernels

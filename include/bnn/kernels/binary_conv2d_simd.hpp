@@ -17,7 +17,7 @@
 namespace bnn::kernels::detail {
 
 /// What every tile of one convolution shares.
-struct XnorPlan {
+struct BinaryConvPlan {
     const int64_t* word_offsets;  ///< [k_words] offset of receptive-field word k from the field's origin
     int64_t k_words;              ///< KH*KW*ceil(C/64)
     const uint64_t* weights;      ///< [k_words, coutp]
@@ -28,7 +28,7 @@ struct XnorPlan {
 };
 
 /// One tile: P output pixels starting at `out`, output channels from c0.
-struct XnorTile {
+struct BinaryConvTile {
     const uint64_t* const* origins;  ///< [P] receptive-field origin of each pixel in the padded input
     const int64_t* const* corrections;  ///< [P] zero-padding border correction [coutp] or null
     float* out;                      ///< output row of the first pixel; pixel p at out + p*cout
@@ -42,7 +42,7 @@ struct XnorTile {
 /// AVX-512 VPOPCNTDQ tile: P pixels x 32 output channels (4 vectors of 8 uint64 lanes), so
 /// 4*P accumulators, 4 weight vectors and a broadcast stay in the 32 zmm registers.
 template <int P>
-BNN_AVX512_TARGET inline void xnor_tile_avx512(const XnorPlan& pl, const XnorTile& tl) {
+BNN_AVX512_TARGET inline void binary_conv_tile_avx512(const BinaryConvPlan& pl, const BinaryConvTile& tl) {
     constexpr int V = 4;
     __m512i acc[P][V];
 #pragma GCC unroll 8
@@ -97,7 +97,7 @@ BNN_AVX512_TARGET inline void xnor_tile_avx512(const XnorPlan& pl, const XnorTil
 /// accumulated for up to 31 words (31*8 < 256) and then folded into the uint64 lanes with
 /// psadbw against zero.
 template <int P>
-BNN_AVX2_TARGET inline void xnor_tile_avx2(const XnorPlan& pl, const XnorTile& tl) {
+BNN_AVX2_TARGET inline void binary_conv_tile_avx2(const BinaryConvPlan& pl, const BinaryConvTile& tl) {
     constexpr int V = 2;
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1,
                                          2, 2, 3, 2, 3, 3, 4);

@@ -10,8 +10,8 @@
 ///   dot   [N, OH, OW, Cout]   sign(x) ⊛ sign(w), unscaled (kept for alpha's gradient)
 ///   out   [N, OH, OW, Cout]   dot * alpha[o]
 ///
-/// sizes and padding in an XnorConvGeometry: zero padding contributes 0 (the float convolution
-/// of the ±1 tensor), PadMode::one pads with +1.
+/// sizes and padding in an BinaryConvGeometry: zero padding contributes 0 (the float convolution
+/// of the ±1 tensor), PadValue::One pads with +1.
 #include <cstdint>
 #include <cstring>
 
@@ -37,31 +37,31 @@ inline void scale_channels(const float* x, const float* scale, float* y, int64_t
 
 /// out = sign(x) ⊛ sign(w) * alpha[o], equal to the float convolution of the ±1 tensors times
 /// alpha exactly; with `dot` not null, dot = the unscaled sign(x) ⊛ sign(w) as well.
-inline void binary_conv2d_forward(const float* x, const float* w, const float* alpha, float* out, float* dot,
-                                  const XnorConvGeometry& g) {
+inline void binary_conv2d_ste_forward(const float* x, const float* w, const float* alpha, float* out, float* dot,
+                                  const BinaryConvGeometry& g) {
     BitTensor bits(Shape{g.N, g.H, g.W, g.C});
     pack_signs(x, bits.pixels(), g.C, nullptr, nullptr, bits.data());
     const PackedConvWeights wp = pack_conv_weights(w, g.Cout, g.KH, g.KW, g.C);
     if (!dot) {  // the scale fused into the kernel
-        xnor_conv2d_forward(bits.data(), wp.words.data(), wp.tap_sums.data(), alpha, nullptr, out, g);
+        binary_conv2d_forward(bits.data(), wp.words.data(), wp.tap_sums.data(), alpha, nullptr, out, g);
         return;
     }
-    xnor_conv2d_forward(bits.data(), wp.words.data(), wp.tap_sums.data(), nullptr, nullptr, dot, g);
+    binary_conv2d_forward(bits.data(), wp.words.data(), wp.tap_sums.data(), nullptr, nullptr, dot, g);
     const int64_t rows = g.N * g.OH * g.OW;
     if (alpha) detail::scale_channels(dot, alpha, out, rows, g.Cout);
     else std::memcpy(out, dot, sizeof(float) * rows * g.Cout);
 }
 
-/// Gradients of binary_conv2d_forward (straight-through), with g' = dout * alpha[o]:
+/// Gradients of binary_conv2d_ste_forward (straight-through), with g' = dout * alpha[o]:
 ///   dalpha [Cout] += sum over N, OH, OW of dout * dot
 ///   dw [Cout, KH, KW, C] += conv_dW(g', sign(x))     (identity STE: the latent weights are kept
 ///                                                     in [-1, 1] by BinaryConv2d's constraint)
 ///   dx [N, H, W, C] += conv^T(g', sign(w)) where |x| <= 1   (= when dx_accumulate is false:
 ///                                                     every element written)
 /// dout [N, OH, OW, Cout]; dot is read for dalpha only; null outputs are skipped.
-inline void binary_conv2d_backward(const float* x, const float* w, const float* alpha, const float* dot,
+inline void binary_conv2d_ste_backward(const float* x, const float* w, const float* alpha, const float* dot,
                                    const float* dout, float* dx, bool dx_accumulate, float* dw, float* dalpha,
-                                   const XnorConvGeometry& g) {
+                                   const BinaryConvGeometry& g) {
     const int64_t co = g.Cout, rows = g.N * g.OH * g.OW;
     if (dalpha)
         for (int64_t r = 0; r < rows; ++r)
@@ -77,7 +77,7 @@ inline void binary_conv2d_backward(const float* x, const float* w, const float* 
     }
     // One-padding is a float conv of the ±1 input padded with +1: build that input explicitly
     // and convolve unpadded, so dW sees the border and dx its interior.
-    const bool ones = g.pad_mode == PadMode::one && g.pad > 0;
+    const bool ones = g.pad_value == PadValue::One && g.pad > 0;
     const int64_t p = ones ? g.pad : 0;
     const Shape signs_shape{g.N, g.H + 2 * p, g.W + 2 * p, g.C};
     Tensor<float> xs;
@@ -93,7 +93,7 @@ inline void binary_conv2d_backward(const float* x, const float* w, const float* 
     sign_forward(w, ws.data(), ws.numel());
     const auto cg = conv2d_geometry(g.N, signs_shape[1], signs_shape[2], g.C, co, g.KH, g.KW, g.stride,
                                     ones ? 0 : g.pad);
-    BNN_CHECK(cg.OH == g.OH && cg.OW == g.OW, "binary_conv2d_backward: the float convolution's output ", cg.OH, "x",
+    BNN_CHECK(cg.OH == g.OH && cg.OW == g.OW, "binary_conv2d_ste_backward: the float convolution's output ", cg.OH, "x",
               cg.OW, " differs from the binary one's ", g.OH, "x", g.OW);
     // conv2d_backward accumulates, and the STE mask must apply to this op's share only: the
     // input gradient goes to a zeroed buffer first.

@@ -86,7 +86,7 @@ inline void unpack_signs(const uint64_t* bits, int64_t pixels, int64_t channels,
     unpack_signs_scalar(bits, pixels, channels, x);
 }
 
-/// Packs OHWI weights for xnor_conv2d_forward (kernels/binary_conv2d.hpp):
+/// Packs OHWI weights for binary_conv2d_forward (kernels/binary_conv2d.hpp):
 ///   w         [Cout, KH, KW, Cin] float
 ///   words     [KH*KW*ceil(Cin/64), CoutP] uint64  (CoutP = padded_out_channels(Cout)); row k holds
 ///             word k of every output channel's receptive field side by side, so one activation

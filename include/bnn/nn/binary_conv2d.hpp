@@ -32,11 +32,8 @@ enum class WeightScale {
               ///< factor); deployment files rebuild binary convs this way, α holding the final scale
 };
 
-/// What the padded border of the binarised input holds.
-enum class Padding {
-    Zero,  ///< 0: the border contributes nothing (a float conv of the ±1 tensor with zero padding)
-    One,   ///< +1: the border is a binary value like any other (Larq's pad_values = 1; cheaper)
-};
+/// What the padded border of the binarised input holds: Zero or One.
+using kernels::PadValue;
 
 /// Options: `BinaryConv2d({.in_channels = 64, .out_channels = 64, .mode = BinaryMode::FullyBinary})`.
 struct BinaryConv2dOptions {
@@ -45,7 +42,7 @@ struct BinaryConv2dOptions {
     int kernel_size = 3;
     int stride = 1;
     int padding = 1;  ///< border width on every side
-    Padding pad_value = Padding::Zero;  ///< what the border holds, in every mode
+    PadValue pad_value = PadValue::Zero;  ///< what the border holds, in every mode
     BinaryMode mode = BinaryMode::BinaryActivations;
     WeightScale scale = WeightScale::MeanAbs;
 };
@@ -90,7 +87,7 @@ public:
                   options_.in_channels, " -> ", options_.out_channels, "): expected input [N, H, W, ",
                   options_.in_channels, "], got ", x.shape().str());
         const int s = options_.stride, p = options_.padding;
-        const bool ones = options_.pad_value == Padding::One && p > 0;
+        const bool ones = options_.pad_value == PadValue::One && p > 0;
         // Real-weight modes: the activation, then (for one-padding) a border of +1, then a float conv.
         auto float_conv = [&](const Variable& a) {
             return ones ? ops::conv2d(ops::pad(a, p, 1.f), weight, Variable(), s, 0)
@@ -101,13 +98,13 @@ public:
             case BinaryMode::BinaryActivations: return {float_conv(ops::sign_ste(x)), alpha};
             case BinaryMode::FullyBinary: break;
         }
-        const auto pad_mode = ones ? kernels::PadMode::one : kernels::PadMode::zero;
+        const auto pad_value = ones ? kernels::PadValue::One : kernels::PadValue::Zero;
         if (options_.scale == WeightScale::Learned)
-            return {ops::binary_conv2d(x, weight, Variable(), s, p, pad_mode),
+            return {ops::binary_conv2d(x, weight, Variable(), s, p, pad_value),
                     ops::mul(alpha, Variable(mean_abs_weight(), false))};
         if (options_.scale == WeightScale::MeanAbs)
-            return {ops::binary_conv2d(x, weight, Variable(mean_abs_weight(), false), s, p, pad_mode), Variable()};
-        return {ops::binary_conv2d(x, weight, Variable(), s, p, pad_mode), alpha};
+            return {ops::binary_conv2d(x, weight, Variable(mean_abs_weight(), false), s, p, pad_value), Variable()};
+        return {ops::binary_conv2d(x, weight, Variable(), s, p, pad_value), alpha};
     }
 
     /// The per-output-channel factor of sign(W) in the fully binary mode: mean |W| (MeanAbs),

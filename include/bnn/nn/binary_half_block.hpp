@@ -42,7 +42,7 @@ struct BinaryHalfBlockOptions {
     BlockScale scale = BlockScale::Alpha;
     int64_t gate_reduction = 8;  ///< gate hidden width = in_channels / gate_reduction (at least 1) ...
     int64_t gate_hidden = 0;     ///< ... unless given here (> 0)
-    Padding pad_value = Padding::Zero;
+    PadValue pad_value = PadValue::Zero;
     BinaryMode mode = BinaryMode::BinaryActivations;
     /// The conv's weight scale; by default MeanAbs with the gate, Learned with BlockScale::Alpha.
     /// Deployment files set Alpha (the conv's final scale stored in alpha).

@@ -16,21 +16,21 @@ namespace bnn::ops {
 ///   x [N, H, W, Cin] (real activations), weight [Cout, KH, KW, Cin] (latent real weights),
 ///   alpha [Cout] per-output-channel scale, or an undefined Variable for none;
 /// padding (default 0, as ops::conv2d): zero padding contributes 0 (the float conv of the ±1
-/// tensor); PadMode::one pads with +1 instead.
-/// Forward and backward (straight-through) are kernels::binary_conv2d_forward / _backward
+/// tensor); PadValue::One pads with +1 instead.
+/// Forward and backward (straight-through) are kernels::binary_conv2d_ste_forward / _backward
 /// (kernels/binary_conv2d_ste.hpp); the result equals the float convolution of the ±1 tensors
 /// times alpha exactly.
 /// Throws bnn::Error on mismatched ranks, channels or alpha shape, or a kernel larger than the input.
 inline Variable binary_conv2d(const Variable& x, const Variable& weight, const Variable& alpha, int stride = 1,
-                              int padding = 0, kernels::PadMode pad_mode = kernels::PadMode::zero) {
+                              int padding = 0, kernels::PadValue pad_value = kernels::PadValue::Zero) {
     expect_rank(x.value(), 4, "ops::binary_conv2d", "input x [N, H, W, Cin]");
     expect_rank(weight.value(), 4, "ops::binary_conv2d", "weight [Cout, KH, KW, Cin]");
     BNN_CHECK(weight.dim(3) == x.dim(3), "ops::binary_conv2d: weight ", weight.shape().str(), " expects ",
               weight.dim(3), " input channels, got input x of shape ", x.shape().str());
     const int64_t cout = weight.dim(0);
     if (alpha.defined()) expect_shape(alpha.value(), Shape{cout}, "ops::binary_conv2d", "alpha");
-    const auto g = kernels::xnor_conv_geometry(x.dim(0), x.dim(1), x.dim(2), x.dim(3), cout, weight.dim(1),
-                                               weight.dim(2), stride, padding, pad_mode);
+    const auto g = kernels::binary_conv_geometry(x.dim(0), x.dim(1), x.dim(2), x.dim(3), cout, weight.dim(1),
+                                               weight.dim(2), stride, padding, pad_value);
 
     bool taped = grad_enabled();
     bool any = false;
@@ -44,7 +44,7 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
     const Shape out_shape{g.N, g.OH, g.OW, g.Cout};
     Tensor<float> out = Tensor<float>::empty(out_shape);
     Tensor<float> dot = need_dot ? Tensor<float>::empty(out_shape) : Tensor<float>();
-    kernels::binary_conv2d_forward(xv.data(), wv.data(), optional_data(alpha), out.data(),
+    kernels::binary_conv2d_ste_forward(xv.data(), wv.data(), optional_data(alpha), out.data(),
                                    need_dot ? dot.data() : nullptr, g);
     if (!taped) return Variable(out, false);
 
@@ -56,7 +56,7 @@ inline Variable binary_conv2d(const Variable& x, const Variable& weight, const V
             float* dw = grad_accumulator(in[1]);
             float* da = grad_accumulator(in[2]);
             const GradSink dx = grad_sink(in[0]);
-            kernels::binary_conv2d_backward(xv.data(), wv.data(), av.defined() ? av.data() : nullptr,
+            kernels::binary_conv2d_ste_backward(xv.data(), wv.data(), av.defined() ? av.data() : nullptr,
                                             dot.defined() ? dot.data() : nullptr, grad.data(), dx.data,
                                             dx.accumulate, dw, da, g);
         },

@@ -160,8 +160,7 @@ public:
 
     py::array_t<float> run(const py::buffer& x) {
         const py::buffer_info info = x.request();  // held, with x, until the run returns
-        const bool raw = graph_.takes_raw_images();
-        const Shape shape = input_shape_of(info, raw);
+        const Shape shape = input_shape_of(info, graph_.takes_raw_images());
         std::unique_ptr<Tensor<float>> out;
         {
             py::gil_scoped_release nogil;
@@ -169,16 +168,30 @@ public:
             const std::shared_ptr<RunPause> pause = std::move(pause_);
             if (pause) pause->hold();
             ThreadCount threads(threads_);
-            last_input_ = reinterpret_cast<uintptr_t>(info.ptr);
-            const Tensor<float>& y = raw ? graph_.run(shape, static_cast<const uint8_t*>(info.ptr))
-                                         : graph_.run(shape, static_cast<const float*>(info.ptr));
-            out = std::make_unique<Tensor<float>>(y.clone());  // the graph overwrites y on its next run
+            out = std::make_unique<Tensor<float>>(run_graph(shape, info.ptr).clone());  // overwritten by the next run
             if (pause) pause->finish();
         }
         const std::vector<py::ssize_t> dims(out->shape().dims().begin(), out->shape().dims().end());
         float* data = out->data();
         py::capsule owner(out.release(), [](void* t) { delete static_cast<Tensor<float>*>(t); });
         return py::array_t<float>(dims, data, owner);
+    }
+
+    /// Benchmark hook: the seconds of each of `repeats` runs on x timed in C++ around
+    /// infer::Graph::run (the C++ call, which benchmarks/python_overhead.py sets the Python call against).
+    std::vector<double> time_runs(const py::buffer& x, int repeats) {
+        const py::buffer_info info = x.request();
+        const Shape shape = input_shape_of(info, graph_.takes_raw_images());
+        std::vector<double> seconds;
+        py::gil_scoped_release nogil;
+        std::lock_guard lock(mutex_);
+        ThreadCount threads(threads_);
+        for (int i = 0; i < repeats; ++i) {
+            const auto start = std::chrono::steady_clock::now();
+            run_graph(shape, info.ptr);
+            seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
+        return seconds;
     }
 
     std::shared_ptr<RunPause> pause_next_run() {
@@ -198,6 +211,13 @@ public:
     uintptr_t last_input() const { return last_input_; }
 
 private:
+    // The caller holds mutex_.
+    const Tensor<float>& run_graph(const Shape& shape, const void* input) {
+        last_input_ = reinterpret_cast<uintptr_t>(input);
+        return graph_.takes_raw_images() ? graph_.run(shape, static_cast<const uint8_t*>(input))
+                                         : graph_.run(shape, static_cast<const float*>(input));
+    }
+
     infer::Graph graph_;
     Shape input_shape_;
     int threads_;
@@ -374,6 +394,8 @@ cores at once. Another input shape than the compiled one is planned for on its f
         .def("summary", &Graph::summary, "The steps, one a line, with their module paths and shapes.")
         .def_property_readonly("_last_input_address", &Graph::last_input,
                                "Address of the memory the last run read (the input's own, as it is not copied).")
+        .def("_time_runs", &Graph::time_runs, "x"_a, "repeats"_a,
+             "Benchmark hook: seconds of each of `repeats` runs on x, timed in C++ around the graph's run.")
         .def("_pause_next_run", &Graph::pause_next_run,
              "Test hook: the next run waits, inside the call with the GIL released, until released.");
 

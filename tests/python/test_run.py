@@ -175,3 +175,13 @@ def test_calls_on_one_graph_from_two_threads_wait_for_each_other(files):
     first.join()
     second.join()
     assert np.array_equal(result["a"], want_a) and np.array_equal(result["b"], want_b)
+
+
+def test_the_benchmark_hook_times_the_runs_it_is_asked_for(files):
+    g = bnn.load(files["tiny.deploy"]).compile(threads=1)
+    x = images(1)
+    seconds = g._time_runs(x, 3)
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert g._last_input_address == x.ctypes.data
+    with pytest.raises(bnn.Error, match="found float64"):
+        g._time_runs(x.astype(np.float64), 1)

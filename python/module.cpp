@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bnn/core/error.hpp"
@@ -196,21 +198,31 @@ public:
 
     std::shared_ptr<RunPause> pause_next_run() {
         auto pause = std::make_shared<RunPause>();
-        py::gil_scoped_release nogil;
-        std::lock_guard lock(mutex_);
-        pause_ = pause;
+        while_idle([&] { pause_ = pause; });
         return pause;
     }
 
     py::tuple input_shape() const { return py::tuple(py::cast(input_shape_.dims())); }
-    py::tuple output_shape() const { return py::tuple(py::cast(graph_.output_shape().dims())); }
+    py::tuple output_shape() {
+        return py::tuple(py::cast(while_idle([&] { return graph_.output_shape().dims(); })));
+    }
     int threads() const { return threads_; }
     const std::string& stem() const { return stem_; }
     size_t steps() const { return graph_.num_steps(); }
-    std::string summary() const { return graph_.summary(); }
+    std::string summary() {
+        return while_idle([&] { return graph_.summary(); });
+    }
     uintptr_t last_input() const { return last_input_; }
 
 private:
+    // f() between runs: a run on another thread may be re-planning the graph.
+    template <class F>
+    std::invoke_result_t<F> while_idle(F f) {
+        py::gil_scoped_release nogil;
+        std::lock_guard lock(mutex_);
+        return f();
+    }
+
     // The caller holds mutex_.
     const Tensor<float>& run_graph(const Shape& shape, const void* input) {
         last_input_ = reinterpret_cast<uintptr_t>(input);
@@ -224,7 +236,7 @@ private:
     std::string stem_;
     std::mutex mutex_;
     std::shared_ptr<RunPause> pause_;
-    uintptr_t last_input_ = 0;
+    std::atomic<uintptr_t> last_input_ = 0;
 };
 
 /// A loaded network file (examples::load_network): the model and what its metadata says.

@@ -97,7 +97,7 @@ Shape input_shape_of(const py::buffer_info& info, bool raw) {
     const char* expected = raw ? "uint8" : "float32";
     const std::string found = dtype_name(info.format);
     BNN_CHECK(found == expected, "Graph.run: expected a ", expected, " array (",
-              raw ? "raw images, 0..255, for the int16 stem" : "normalised images", "), found ", found,
+              raw ? "raw images, 0..255, for the int16 stem" : "normalized images", "), found ", found,
               raw ? "" : "; convert with x.astype(numpy.float32)");
     BNN_CHECK(info.ndim == 4, "Graph.run: expected 4 dimensions [N, H, W, C], found ", info.ndim);
     std::vector<int64_t> dims(info.shape.begin(), info.shape.end());
@@ -266,7 +266,7 @@ public:
         options.stem = precision;
         if (precision == infer::StemPrecision::int16) {
             BNN_CHECK((mean && std) || net_.preprocessing, "Network.compile: the int16 stem folds the input "
-                      "normalisation in, and '", path_, "' does not say it (no trainer metadata): give mean= and std=");
+                      "normalization in, and '", path_, "' does not say it (no trainer metadata): give mean= and std=");
             options.mean = mean ? *mean : net_.preprocessing->mean;
             options.std = std ? *std : net_.preprocessing->std;
         }
@@ -280,7 +280,7 @@ public:
     examples::Preprocessing preprocessing(std::optional<int64_t> size, int64_t channels) const {
         if (net_.preprocessing) return *net_.preprocessing;
         BNN_CHECK(size && *size >= 1 && *size <= 4096, "'", path_, "' has no trainer metadata (input size, "
-                  "normalisation, class names): give size= (1 to 4096) and channels=");
+                  "normalization, class names): give size= (1 to 4096) and channels=");
         BNN_CHECK(channels >= 1 && channels <= 4, "channels: expected 1 to 4, found ", channels);
         return examples::plain_preprocessing(*size, channels, 0);
     }
@@ -305,7 +305,7 @@ public:
     }
 
     py::array_t<float> normalize(const py::buffer& images) const {
-        BNN_CHECK(net_.preprocessing, "Network.normalize: '", path_, "' does not say its normalisation (no trainer "
+        BNN_CHECK(net_.preprocessing, "Network.normalize: '", path_, "' does not say its normalization (no trainer "
                   "metadata): the network takes what it was trained on");
         const py::buffer_info info = images.request();
         BNN_CHECK(dtype_name(info.format) == "uint8", "Network.normalize: expected uint8 images, found ",
@@ -390,7 +390,7 @@ PYBIND11_MODULE(_bnn, m) {
 
     py::class_<Graph>(m, "Graph", R"(A network compiled for inference (Network.compile).
 
-Call it, or its run(), on images [N, H, W, C]: a C-contiguous float32 array normalised as the
+Call it, or its run(), on images [N, H, W, C]: a C-contiguous float32 array normalized as the
 network was trained (uint8 raw images for stem="int16"), a numpy array or any object with the
 buffer protocol. The input is read in place, never copied; the logits come back as a new
 float32 array [N, classes]. The GIL is released while it runs. A graph runs one call at a time
@@ -401,7 +401,7 @@ cores at once. Another input shape than the compiled one is planned for on its f
         .def_property_readonly("input_shape", &Graph::input_shape, "The (N, H, W, C) it was compiled for.")
         .def_property_readonly("output_shape", &Graph::output_shape, "The shape of its last output.")
         .def_property_readonly("threads", &Graph::threads, "Threads each run uses.")
-        .def_property_readonly("stem", &Graph::stem, "'fp32' (normalised float input) or 'int16' (uint8 images).")
+        .def_property_readonly("stem", &Graph::stem, "'fp32' (normalized float input) or 'int16' (uint8 images).")
         .def_property_readonly("steps", &Graph::steps, "Number of fused inference steps.")
         .def("summary", &Graph::summary, "The steps, one a line, with their module paths and shapes.")
         .def_property_readonly("_last_input_address", &Graph::last_input,
@@ -421,8 +421,8 @@ program does. A graph keeps no reference to its network.)")
 
 input_shape: defaults to (1, S, S, C) from the trainer's metadata.
 threads: threads each run uses (default: OpenMP's, every core unless OMP_NUM_THREADS says).
-stem: "fp32" runs the first convolution on normalised float32 input; "int16" on the raw uint8
-    image, with the normalisation (mean, std; default the metadata's) folded into its weights.
+stem: "fp32" runs the first convolution on normalized float32 input; "int16" on the raw uint8
+    image, with the normalization (mean, std; default the metadata's) folded into its weights.
 Returns a Graph. Raises bnn.Error for a network or option it cannot compile.)")
         .def("classify", &Network::classify, "image"_a, "top"_a = 5, py::kw_only(), "stem"_a = "fp32",
              "size"_a = py::none(), "channels"_a = 3,
@@ -430,13 +430,13 @@ Returns a Graph. Raises bnn.Error for a network or option it cannot compile.)")
 prints them: a list of (class name, probability), most probable first.
 
 The image is converted to the network's channels, resized to its image size and padded to its
-input size (a UserWarning says what was changed), normalised as in training and run through a
+input size (a UserWarning says what was changed), normalized as in training and run through a
 graph compiled with `stem`. size and channels: the input for a deployment file without the
 trainer's metadata (classes are then named "class k").)")
         .def("read_image", &Network::read_image, "image"_a, py::kw_only(), "size"_a = py::none(), "channels"_a = 3,
              "The image file as classify feeds it to the network: uint8 [1, S, S, C] (see classify).")
         .def("normalize", &Network::normalize, "images"_a,
-             "uint8 images [..., C] normalised as the training data were, bit for bit: float32 of the same shape.")
+             "uint8 images [..., C] normalized as the training data were, bit for bit: float32 of the same shape.")
         .def_property_readonly("metadata", &Network::metadata,
                                "The file's metadata as a dict (the trainer's entries: class_names, mean, std, "
                                "image_size, input_size, ...), values parsed from JSON where they are JSON.")

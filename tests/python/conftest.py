@@ -36,7 +36,7 @@ def cpp_logits(tmp_path_factory):
 
 
 def images(n=4, seed=0, size=32):
-    """n normalised float32 images [n, size, size, 3]."""
+    """n normalized float32 images [n, size, size, 3]."""
     return np.random.default_rng(seed).standard_normal((n, size, size, 3), dtype=np.float32)
 
 

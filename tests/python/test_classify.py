@@ -46,7 +46,7 @@ def test_the_same_answer_as_the_classify_program(files, tmp_path, name, stem):
         assert [str(w.message) for w in caught] == notes * 2 and len(notes) == (shape != (32, 32, 3))
         assert len(ranked) == 4 and lines == [f"  {100 * p:6.2f}%  {c}" for c, p in ranked]
         assert sorted(ranked, key=lambda r: -r[1]) == ranked and 0 < sum(p for _, p in ranked) <= 1 + 1e-12
-        # The same by hand: that image, normalised, through a graph.
+        # The same by hand: that image, normalized, through a graph.
         assert x.dtype == np.uint8 and x.shape == (1, 32, 32, 3)
         if name != "plain.deploy":
             g = net.compile(threads=1, stem=stem)

@@ -28,7 +28,7 @@ def test_int16_stem_logits_equal_the_cpp_graph_bit_for_bit(files, cpp_logits):
     g = net.compile(x.shape, threads=1, stem="int16")
     assert g.stem == "int16"
     assert np.array_equal(g(x).view(np.uint32), cpp_logits(files["tiny.deploy"], x, "int16").view(np.uint32))
-    # The same network on the same pixels, normalised in floats: close, not equal (the stem rounds).
+    # The same network on the same pixels, normalized in floats: close, not equal (the stem rounds).
     fp32 = net.compile(x.shape, threads=1)(net.normalize(x))
     assert np.allclose(g(x), fp32, atol=0.05 * np.abs(fp32).max())
 
@@ -61,7 +61,7 @@ def test_wrong_input_is_refused_with_bnn_s_message(files):
     g = net.compile((2, 32, 32, 3), threads=1)
     x = images(2)
     cases = [
-        (x.astype(np.float64), "expected a float32 array (normalised images), found float64"),
+        (x.astype(np.float64), "expected a float32 array (normalized images), found float64"),
         (x.astype(np.float16), "found float16"),
         (x.astype(">f4"), "found big-endian float32"),
         (raw_images(2), "found uint8"),

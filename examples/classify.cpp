@@ -7,28 +7,19 @@
 //   classify ... --stem int16   (the first convolution on the image's bytes: docs/performance.md)
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
-#include <numeric>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "bnn/infer/compile.hpp"
-#include "bnn/io/checkpoint.hpp"
-#include "bnn/io/deploy.hpp"
-#include "bnn/io/image.hpp"
 #include "cli_checks.hpp"
-#include "resnet18.hpp"
 #include "trained_model.hpp"
 
 using bnn::Tensor;
 using bnn::examples::Preprocessing;
-using bnn::examples::architecture_from;
 using bnn::examples::logits_of;
 using bnn::examples::plain_preprocessing;
-using bnn::examples::preprocessing_from;
 using nlohmann::json;
 
 int main(int argc, char** argv) {
@@ -60,54 +51,28 @@ int main(int argc, char** argv) {
         return in.bytes;
     };
     try {
-        io::SafetensorsFile file = io::load_safetensors(checkpoint);
-        Tensor<float> logits;
+        examples::Network net = examples::load_network(checkpoint);
         Preprocessing p;
-        auto format = file.metadata.find("format");
-        if (format != file.metadata.end() && format->second == io::kDeployFormat) {
-            const json meta = examples::metadata_json(file.metadata);
-            io::Deployed deployed = io::load_deployed(checkpoint);
-            if (meta.contains("class_names")) {
-                p = preprocessing_from(meta, checkpoint);
-            } else {
-                BNN_CHECK(size > 0, "'", checkpoint, "' has no trainer metadata (input size, normalization, "
-                          "class names): give --size (and --channels)");
-                p = plain_preprocessing(size, channels, 0);
-            }
-            size_t steps = 0;
-            logits = logits_of(*deployed.model, input_of(image, p), p, stem_precision, steps);
-            if (p.class_names.empty()) p = plain_preprocessing(size, channels, logits.dim(1));
+        if (net.preprocessing) {
+            p = *net.preprocessing;
+        } else {
+            BNN_CHECK(size > 0, "'", checkpoint, "' has no trainer metadata (input size, normalization, "
+                      "class names): give --size (and --channels)");
+            p = plain_preprocessing(size, channels, 0);
+        }
+        size_t steps = 0;
+        const Tensor<float> logits = logits_of(*net.model, input_of(image, p), p, stem_precision, steps);
+        if (p.class_names.empty()) p = plain_preprocessing(size, channels, logits.dim(1));
+        if (net.deployed)
             std::printf("%s: deployed network, %zu inference steps (1-bit weights in every binary conv)\n",
                         checkpoint.c_str(), steps);
-        } else {
-            json meta = io::checkpoint_metadata(file);
-            p = preprocessing_from(meta, checkpoint);
-            examples::ResNetOptions o = architecture_from(meta, checkpoint);
-            o.in_channels = p.channels;
-            const std::string variant = meta.at("variant"), student = meta.at("student");
-            examples::ResNet18 net(o);
-            io::load_module(file, net);  // strict: a checkpoint of another model is an error
-            net.eval();
-            size_t steps = 0;
-            logits = logits_of(net, input_of(image, p), p, stem_precision, steps);
-            std::printf("%s: %s ResNet-18, %s, width %lld\n", checkpoint.c_str(), variant.c_str(), student.c_str(),
-                        static_cast<long long>(o.width));
-        }
-        // softmax, then the `top` largest
+        else
+            std::printf("%s: %s\n", checkpoint.c_str(), net.description.c_str());
         const int64_t K = logits.dim(1);
         BNN_CHECK(static_cast<int64_t>(p.class_names.size()) == K, K, " outputs but ",
                   p.class_names.size(), " class names in '", checkpoint, "'");
-        std::vector<double> prob(K);
-        const float m = *std::max_element(logits.begin(), logits.end());
-        double z = 0;
-        for (int64_t k = 0; k < K; ++k) z += prob[k] = std::exp(logits[k] - m);
-        std::vector<int64_t> order(K);
-        std::iota(order.begin(), order.end(), 0);
-        const int64_t shown = std::min<int64_t>(top, K);
-        std::partial_sort(order.begin(), order.begin() + shown, order.end(),
-                          [&](int64_t a, int64_t b) { return prob[a] > prob[b]; });
-        for (int64_t i = 0; i < shown; ++i)
-            std::printf("  %6.2f%%  %s\n", 100 * prob[order[i]] / z, p.class_names[order[i]].c_str());
+        for (const examples::RankedClass& c : examples::top_classes(logits.data(), K, top))
+            std::printf("  %6.2f%%  %s\n", 100 * c.probability, p.class_names[c.index].c_str());
     } catch (const Error& e) {
         std::fprintf(stderr, "classify: %s\n", e.what());
         return 1;

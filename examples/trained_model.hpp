@@ -1,9 +1,16 @@
 #pragma once
 // What a trainer checkpoint says about its model beyond the weights: the input it expects
-// (size, channels, normalization, class names) and the ResNet-18 it holds; and an image file
-// made into that input. Shared by the programs that load the trainer's files (classify, the
-// integer stem's drift measurement) and by the test that holds classify to the trainer.
+// (size, channels, normalization, class names) and the ResNet-18 it holds; either kind of network
+// file loaded for inference; an image file made into the network's input, and the most probable
+// classes of its logits. Shared by the programs that load the trainer's files (classify, the
+// integer stem's drift measurement, the Python module) and by the test that holds classify to
+// the trainer.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <memory>
+#include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +20,8 @@
 #include "bnn/core/tensor.hpp"
 #include "bnn/data/transforms.hpp"
 #include "bnn/infer/compile.hpp"
+#include "bnn/io/checkpoint.hpp"
+#include "bnn/io/deploy.hpp"
 #include "bnn/io/image.hpp"
 #include "bnn/io/safetensors.hpp"
 #include "resnet18.hpp"
@@ -92,6 +101,43 @@ inline ResNetOptions architecture_from(const nlohmann::json& meta, const std::st
     return o;
 }
 
+/// A network file loaded for inference: a trainer checkpoint (the ResNet-18 its metadata names)
+/// or any deployment file (the network its module tree describes).
+struct Network {
+    std::shared_ptr<nn::Module> model;  ///< in eval mode
+    nlohmann::json metadata;            ///< the trainer's (checkpoint) or every entry, parsed (deployment file)
+    /// The trainer's input description; absent for a deployment file written without it.
+    std::optional<Preprocessing> preprocessing;
+    bool deployed = false;
+    std::string description;  ///< a checkpoint's "real-to-bin ResNet-18, fully-binary, width 64"
+};
+
+/// Loads either kind of file (bnn::Error naming `path` for a file of neither kind, metadata that
+/// does not describe the weights, weights that do not fit).
+inline Network load_network(const std::string& path) {
+    const io::SafetensorsFile file = io::load_safetensors(path);
+    Network n;
+    auto format = file.metadata.find("format");
+    if (format != file.metadata.end() && format->second == io::kDeployFormat) {
+        n.metadata = metadata_json(file.metadata);
+        n.model = io::load_deployed(path).model;
+        if (n.metadata.contains("class_names")) n.preprocessing = preprocessing_from(n.metadata, path);
+        n.deployed = true;
+        return n;
+    }
+    n.metadata = io::checkpoint_metadata(file);
+    n.preprocessing = preprocessing_from(n.metadata, path);
+    ResNetOptions o = architecture_from(n.metadata, path);
+    o.in_channels = n.preprocessing->channels;
+    auto net = std::make_shared<ResNet18>(o);
+    io::load_module(file, *net);  // strict: a checkpoint of another model is an error
+    net->eval();
+    n.model = net;
+    n.description = n.metadata.at("variant").get<std::string>() + " ResNet-18, " +
+                    n.metadata.at("student").get<std::string>() + ", width " + std::to_string(o.width);
+    return n;
+}
+
 /// The normalization the network's training data had: data::normalize with it is the very
 /// function the trainer's loader applies, so an image's floats are the trainer's to the bit.
 inline data::Normalization input_normalization(const Preprocessing& p) { return {p.mean, p.std}; }
@@ -142,6 +188,29 @@ inline Tensor<float> logits_of(const nn::Module& model, const Tensor<uint8_t>& b
     infer::Graph graph = infer::compile(model, x.shape());
     steps = graph.num_steps();
     return graph.run(x).clone();
+}
+
+/// One class among a row of logits, with its softmax probability.
+struct RankedClass {
+    int64_t index;
+    double probability;
+};
+
+/// The `top` most probable of `count` logits, most probable first: softmax in double, from the
+/// largest logit.
+inline std::vector<RankedClass> top_classes(const float* logits, int64_t count, int64_t top) {
+    std::vector<double> prob(count);
+    const float m = *std::max_element(logits, logits + count);
+    double z = 0;
+    for (int64_t k = 0; k < count; ++k) z += prob[k] = std::exp(logits[k] - m);
+    std::vector<int64_t> order(count);
+    std::iota(order.begin(), order.end(), 0);
+    const int64_t shown = std::min<int64_t>(top, count);
+    std::partial_sort(order.begin(), order.begin() + shown, order.end(),
+                      [&](int64_t a, int64_t b) { return prob[a] > prob[b]; });
+    std::vector<RankedClass> ranked;
+    for (int64_t i = 0; i < shown; ++i) ranked.push_back({order[i], prob[order[i]] / z});
+    return ranked;
 }
 
 }  // namespace bnn::examples

@@ -12,6 +12,8 @@ packages=(g++ cmake ninja-build libeigen3-dev libxsimd-dev xtl-dev catch2 libstb
 packages+=(clang libclang-rt-14-dev libomp-dev)
 # Open MPI: data-parallel training (bnn::mpi, include/bnn/dist) and its tests (ctest label mpi).
 packages+=(libopenmpi-dev openmpi-bin)
+# The Python module (python/, docs/python.md) for /usr/bin/python3 and its tests (ctest label python).
+packages+=(python3-dev python3-numpy python3-pybind11 python3-pytest)
 [[ "${1:-}" == "--torch" ]] && packages+=(python3-torch python3-torchvision libopenblas0-pthread)
 
 missing=()

@@ -12,7 +12,7 @@ import re
 import sys
 
 root = pathlib.Path(sys.argv[1])
-PLACES = ["include", "examples", "tests", "docs", "benchmarks", "scripts", "cmake", "README.md", "CMakeLists.txt"]
+PLACES = ["include", "examples", "python", "tests", "docs", "benchmarks", "scripts", "cmake", "README.md", "CMakeLists.txt"]
 SUFFIXES = {".hpp", ".cpp", ".h", ".md", ".txt", ".cmake", ".py", ".sh", ".in"}
 PLANNING_NOTES = "paper" + "-notes"  # spelled apart so that this file does not cite them
 

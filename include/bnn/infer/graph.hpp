@@ -37,18 +37,27 @@ public:
     /// call for a shape (or thread count) plans; later calls only compute.
     const Tensor<float>& run(const Tensor<float>& input) {
         BNN_CHECK(input.defined(), "infer::Graph::run: the input is undefined");
-        BNN_CHECK(!raw_input_, "infer::Graph::run: this graph has an integer stem and takes raw images [N, H, W, C] "
-                  "as Tensor<uint8_t> (0..255, not normalized), got a float tensor ", input.shape().str());
-        return run_on(input.shape(), input.data());
+        return run(input.shape(), input.data());
     }
 
     /// The output for raw images [N, H, W, C] (uint8, 0..255) of a graph compiled with an integer
     /// stem (CompileOptions::stem), whose stem steps read the bytes and fold the normalization in.
     const Tensor<float>& run(const Tensor<uint8_t>& image) {
         BNN_CHECK(image.defined(), "infer::Graph::run: the input is undefined");
+        return run(image.shape(), image.data());
+    }
+
+    /// Both run()s on memory the graph does not own (a numpy array, a mapped file): `shape`
+    /// [N, H, W, C] of contiguous values at `input`, read in place during the call and not kept.
+    const Tensor<float>& run(const Shape& shape, const float* input) {
+        BNN_CHECK(!raw_input_, "infer::Graph::run: this graph has an integer stem and takes raw images [N, H, W, C] "
+                  "as Tensor<uint8_t> (0..255, not normalized), got a float tensor ", shape.str());
+        return run_on(shape, input);
+    }
+    const Tensor<float>& run(const Shape& shape, const uint8_t* image) {
         BNN_CHECK(raw_input_, "infer::Graph::run: this graph takes normalized float input [N, H, W, C], got a uint8 "
-                  "tensor ", image.shape().str(), "; raw images need a graph compiled with CompileOptions::stem = int16");
-        return run_on(image.shape(), reinterpret_cast<const float*>(image.data()));  // only stem steps read it
+                  "tensor ", shape.str(), "; raw images need a graph compiled with CompileOptions::stem = int16");
+        return run_on(shape, reinterpret_cast<const float*>(image));  // only stem steps read it
     }
 
     /// For the compiler: the input is raw uint8 images, read by integer stem steps only.

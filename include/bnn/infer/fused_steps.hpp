@@ -16,9 +16,7 @@
 /// - FrozenGate: the Real-to-Bin gate's weights transposed once for kernels::channel_gate_mlp.
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "bnn/core/error.hpp"

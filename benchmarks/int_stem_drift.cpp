@@ -1,11 +1,11 @@
 // What the integer stem costs in accuracy (docs/performance.md, "Integer stem"): one network
-// compiled twice, with the fp32 stem on normalised floats and with the int16 stem on the image
+// compiled twice, with the fp32 stem on normalized floats and with the int16 stem on the image
 // bytes, run over the same test images. Prints the largest logit difference (absolute, and
 // relative to the image's largest |logit|), the share of images whose top-1 class agrees, and
 // each graph's top-1 accuracy.
 //
 //   int_stem_drift --checkpoint real-to-bin-step3.safetensors --data data/cifar-100-binary
-//       a trainer checkpoint (its metadata gives the network and the normalisation), CIFAR test set
+//       a trainer checkpoint (its metadata gives the network and the normalization), CIFAR test set
 //   int_stem_drift --imagenet --data data/cifar-100-binary [--limit 500]
 //       an untrained Real-to-Bin ResNet-18 with the ImageNet stem (width 64, 1000 classes; batch
 //       norm statistics calibrated on the images), the test images resized to 224x224

@@ -25,11 +25,11 @@ from torch_common import (add_peer_options, format_cells, format_header, formats
 
 SHAPES = [("cifar", 64, 32), ("cifar", 128, 16), ("cifar", 256, 8), ("cifar", 512, 4),
           ("imagenet", 64, 56), ("imagenet", 128, 28), ("imagenet", 256, 14), ("imagenet", 512, 7)]
-ISA_NAMES = {0: "scalar", 1: "avx2", 2: "avx512"}
+ISA_NAMES = {0: "scalar", 1: "avx2", 2: "avx512", 3: "avx512_vpopcntdq"}
 
 
 def load_bnn(path):
-    """{(shape index, batch, threads): {"float": s, "avx512": s, ...}} of best seconds per call."""
+    """{(shape index, batch, threads): {"float": s, "avx512_vpopcntdq": s, ...}} of best seconds per call."""
     table = {}
     with open(path) as f:
         for b in json.load(f)["benchmarks"]:
@@ -65,7 +65,7 @@ def main():
     head = f"{'layer':>15} {'N':>3} {'T':>2} {'torch med ms':>12} {'torch best ms':>13} {format_header()} " \
            f"{'torch GMAC/s':>12}"
     if bnn:
-        head += f" {'bnn float ms':>12} {'bnn avx512 ms':>13} {'bnn avx2 ms':>11} {'bnn scalar ms':>13} {'x torch':>8}"
+        head += f" {'bnn float ms':>12} {'bnn vpopcntdq ms':>16} {'bnn avx2 ms':>11} {'bnn scalar ms':>13} {'x torch':>8}"
     print(head)
     cases = []
     for threads in args.threads:
@@ -83,8 +83,8 @@ def main():
                 if bnn:
                     row = bnn.get((si, batch, threads), {})
                     cell = lambda k, w: f" {row[k] * 1e3:{w}.3f}" if k in row else f" {'-':>{w}}"
-                    line += cell("float", 12) + cell("avx512", 13) + cell("avx2", 11) + cell("scalar", 13)
-                    fastest = min((row[k] for k in ("avx512", "avx2", "scalar") if k in row), default=None)
+                    line += cell("float", 12) + cell("avx512_vpopcntdq", 16) + cell("avx2", 11) + cell("scalar", 13)
+                    fastest = min((row[k] for k in ("avx512_vpopcntdq", "avx2", "scalar") if k in row), default=None)
                     line += f" {t.best / fastest:8.1f}" if fastest else f" {'-':>8}"
                 print(line, flush=True)
     if args.json:

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     app.add_option("--size", size, "input side for a deployment file without the trainer's metadata")
         ->check(CLI::Range(1, 4096));
     app.add_option("--channels", channels, "input channels for such a file")->check(CLI::Range(1, 4))->capture_default_str();
-    app.add_option("--stem", stem, "the first convolution on normalised floats (fp32) or on the image's bytes (int16)")
+    app.add_option("--stem", stem, "the first convolution on normalized floats (fp32) or on the image's bytes (int16)")
         ->check(CLI::IsMember({"fp32", "int16"}))
         ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
             if (meta.contains("class_names")) {
                 p = preprocessing_from(meta, checkpoint);
             } else {
-                BNN_CHECK(size > 0, "'", checkpoint, "' has no trainer metadata (input size, normalisation, "
+                BNN_CHECK(size > 0, "'", checkpoint, "' has no trainer metadata (input size, normalization, "
                           "class names): give --size (and --channels)");
                 p = plain_preprocessing(size, channels, 0);
             }

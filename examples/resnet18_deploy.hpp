@@ -23,7 +23,7 @@ inline io::Metadata resnet_metadata(const ResNetOptions& o) {
 }
 
 /// Writes a fully binary ResNet-18 (strong baseline or Real-to-Bin) for deployment. `extra`
-/// entries (e.g. the input normalisation and class names) are stored beside the architecture.
+/// entries (e.g. the input normalization and class names) are stored beside the architecture.
 inline void export_resnet18(const std::string& path, const ResNet18& net, const io::Metadata& extra = {}) {
     BNN_CHECK(net.options().variant != Variant::Real, "export_resnet18: the real ResNet-18 has no binary convs to pack");
     io::Metadata m = resnet_metadata(net.options());

@@ -1,6 +1,6 @@
 #pragma once
 // What a trainer checkpoint says about its model beyond the weights: the input it expects
-// (size, channels, normalisation, class names) and the ResNet-18 it holds; and an image file
+// (size, channels, normalization, class names) and the ResNet-18 it holds; and an image file
 // made into that input. Shared by the programs that load the trainer's files (classify, the
 // integer stem's drift measurement) and by the test that holds classify to the trainer.
 #include <cstdint>
@@ -38,7 +38,7 @@ inline Preprocessing plain_preprocessing(int64_t size, int64_t channels, int64_t
 }
 
 /// A deployment file's metadata as JSON: each value parsed where it is JSON (the trainer writes
-/// class names, normalisation and sizes so), kept as a string where it is not.
+/// class names, normalization and sizes so), kept as a string where it is not.
 inline nlohmann::json metadata_json(const io::Metadata& metadata) {
     nlohmann::json meta = nlohmann::json::object();
     for (const auto& [key, value] : metadata) {
@@ -92,13 +92,13 @@ inline ResNetOptions architecture_from(const nlohmann::json& meta, const std::st
     return o;
 }
 
-/// The normalisation the network's training data had: data::normalize with it is the very
+/// The normalization the network's training data had: data::normalize with it is the very
 /// function the trainer's loader applies, so an image's floats are the trainer's to the bit.
 inline data::Normalization input_normalization(const Preprocessing& p) { return {p.mean, p.std}; }
 
 /// An image file as the network takes it, in bytes [1, S, S, C]: converted to the network's
 /// channels, resized to its image size and zero-padded to its input size (Fashion-MNIST's
-/// 28 -> 32), as the trainer pads its data before normalising. `note` says, once the image has
+/// 28 -> 32), as the trainer pads its data before normalizing. `note` says, once the image has
 /// been read, what was changed when the file's size or channels are not the network's.
 struct ImageInput {
     Tensor<uint8_t> bytes;
@@ -128,8 +128,8 @@ inline ImageInput image_input(const std::string& path, const Preprocessing& p) {
 }
 
 /// The network's logits for input bytes [N, S, S, C], compiled (infer::compile): with the fp32
-/// stem from the bytes normalised as the training data were, with the int16 stem from the bytes
-/// themselves (the stem folds the normalisation into its weights). `steps` gets the graph's
+/// stem from the bytes normalized as the training data were, with the int16 stem from the bytes
+/// themselves (the stem folds the normalization into its weights). `steps` gets the graph's
 /// number of steps.
 inline Tensor<float> logits_of(const nn::Module& model, const Tensor<uint8_t>& bytes, const Preprocessing& p,
                                infer::StemPrecision stem, size_t& steps) {

@@ -85,7 +85,7 @@ Dataset indexed_dataset(int n, int classes, int h = 4, int w = 3, int c = 2) {
     return d;
 }
 
-/// The sample indices of a batch from indexed_dataset (no normalisation: value * 255 = index).
+/// The sample indices of a batch from indexed_dataset (no normalization: value * 255 = index).
 std::vector<int64_t> batch_indices(const Batch& b) {
     std::vector<int64_t> out;
     const int64_t per = b.images.numel() / b.images.dim(0);
@@ -314,7 +314,7 @@ TEST_CASE("the Debian Fashion-MNIST package loads when installed", "[idx]") {
 }
 
 // ---------------------------------------------------------------------------------------------
-// normalisation and augmentation
+// normalization and augmentation
 
 TEST_CASE("normalize maps bytes through (x / 255 - mean) / std per channel", "[transforms]") {
     auto img = Tensor<uint8_t>::from_vector({1, 1, 2, 3}, {0, 128, 255, 51, 102, 204});

@@ -294,7 +294,7 @@ TEST_CASE("progress into a file is a line every few seconds, never a carriage re
 }
 
 TEST_CASE("classify reads an image exactly as the trainer evaluates the same bytes", "[trainer][classify]") {
-    // The trainer normalises its data in the loader; classify normalises an image file. Any
+    // The trainer normalizes its data in the loader; classify normalizes an image file. Any
     // difference in the last bit of an input can flip a sign in a binary network, so both must
     // give the same floats and the same logits, bit for bit, for the checkpoint and for the
     // deployment file of a fully binary stage.

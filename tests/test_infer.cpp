@@ -635,8 +635,8 @@ Tensor<uint8_t> random_u8_image(const Shape& shape, Rng& rng) {
     return x;
 }
 
-// (x / 255 - mean[c]) / std[c] in float, as a user normalises an image for the fp32 graph.
-Tensor<float> normalise_u8_image(const Tensor<uint8_t>& x, const std::vector<float>& mean, const std::vector<float>& std) {
+// (x / 255 - mean[c]) / std[c] in float, as a user normalizes an image for the fp32 graph.
+Tensor<float> normalize_u8_image(const Tensor<uint8_t>& x, const std::vector<float>& mean, const std::vector<float>& std) {
     Tensor<float> out = Tensor<float>::empty(x.shape());
     const int64_t C = x.dim(3);
     for (int64_t i = 0; i < x.numel(); ++i) out[i] = (x[i] / 255.f - mean[i % C]) / std[i % C];
@@ -648,7 +648,7 @@ struct StemCase {
 };
 
 // What conv2d_u8s16 must compute, from the quantised weights and the image alone: the int64 sums
-// of x * q over the in-bounds taps, and (double) the float convolution of the normalised image
+// of x * q over the in-bounds taps, and (double) the float convolution of the normalized image
 // with the dequantised weights scale * q * 255 * std[c], whose padded taps add nothing.
 struct StemReference {
     std::vector<int64_t> dots;
@@ -876,7 +876,7 @@ TEST_CASE("the int16 stem: logits within the quantisation bound of the fp32 grap
     const int64_t N = 32, H = imagenet ? 33 : 17, W = imagenet ? 30 : 15;
     Rng rng(95);
     const Tensor<uint8_t> x = random_u8_image(Shape{N, H, W, 3}, rng);
-    const Tensor<float> xn = normalise_u8_image(x, kImageNetMean, kImageNetStd);
+    const Tensor<float> xn = normalize_u8_image(x, kImageNetMean, kImageNetStd);
     infer::Graph fp32 = infer::compile(*t.net, xn.shape());
     infer::Graph int16 = infer::compile(*t.net, x.shape(),
                                         {.stem = infer::StemPrecision::int16, .mean = kImageNetMean, .std = kImageNetStd});
@@ -941,8 +941,8 @@ TEST_CASE("the int16 stem: bad input and networks it cannot take are errors", "[
     REQUIRE_THROWS_WITH(graph.run(Tensor<uint8_t>()), Catch::Contains("undefined"));
     infer::Graph fp32 = infer::compile(*t.net, Shape{1, 8, 8, 3});
     REQUIRE_THROWS_WITH(fp32.run(random_u8_image(Shape{1, 8, 8, 3}, rng)),
-                        Catch::Contains("normalised float") && Catch::Contains("uint8"));
-    // The normalisation is part of the integer stem.
+                        Catch::Contains("normalized float") && Catch::Contains("uint8"));
+    // The normalization is part of the integer stem.
     REQUIRE_THROWS_WITH(infer::compile(*t.net, Shape{1, 8, 8, 3}, {.stem = infer::StemPrecision::int16, .mean = {}, .std = {}}),
                         Catch::Contains("'stem'") && Catch::Contains("mean and std"));
     infer::CompileOptions zero_std = int16;
@@ -986,7 +986,7 @@ TEST_CASE("the int16 stem: ResNet-18's graph allocates nothing in steady state a
         for (int64_t i = 0; i < again.numel(); ++i) REQUIRE(again[i] == first[i]);
         // Binary layers amplify the stem's drift where a sign flips, so no bound here: the
         // logits are close, which a wrong folding or padding would not give.
-        const Tensor<float>& reference = fp32.run(normalise_u8_image(x, kImageNetMean, kImageNetStd));
+        const Tensor<float>& reference = fp32.run(normalize_u8_image(x, kImageNetMean, kImageNetStd));
         double drift = 0, size = 0;
         for (int64_t i = 0; i < again.numel(); ++i) {
             drift = std::max<double>(drift, std::abs(again[i] - reference[i]));

@@ -42,6 +42,7 @@
 #include "bnn/kernels/activation.hpp"
 #include "bnn/kernels/binary_conv2d.hpp"
 #include "bnn/kernels/binary_conv2d_planned.hpp"
+#include "bnn/kernels/binary_conv2d_ste.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/conv2d_few_channels.hpp"
@@ -62,8 +63,9 @@ namespace {
 
 // ---- the paths ------------------------------------------------------------------------------
 
-const std::vector<Isa> kAllIsas = {Isa::scalar, Isa::avx2, Isa::avx512};
-const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512};
+const std::vector<Isa> kAllIsas(std::begin(kIsas), std::end(kIsas));
+const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq};
+const std::vector<Isa> kAvx512Isas = {Isa::avx512, Isa::avx512_vpopcntdq};
 
 bool contains(const std::vector<Isa>& paths, Isa isa) { return std::find(paths.begin(), paths.end(), isa) != paths.end(); }
 
@@ -204,7 +206,7 @@ Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>
 /// table's cases must reach every one on every path this CPU has (require_variants_reached).
 const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"xnor conv over 2 threads", kAllIsas},
-    {"xnor AVX2 tile: byte counts flushed", {Isa::avx2}},
+    {"xnor AVX2 tile: byte counts flushed", {Isa::avx2, Isa::avx512}},
     {"planned conv: pixel blocks outermost", kAllIsas},
     {"planned conv: channel blocks outermost", kAllIsas},
     {"planned conv over 2 threads", kAllIsas},
@@ -212,17 +214,17 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"bn_sign_pack in words over 2 threads", kAllIsas},
     {"u8s16 over 2 threads, channel blocks split", kAllIsas},
     {"sgemm_few_rows over 2 threads", kAllIsas},
-    {"sgemm 14x32 tile", {Isa::avx512}},
-    {"sgemm 28x16 tile", {Isa::avx512}},
-    {"sgemm 8x48 tile", {Isa::avx512}},
+    {"sgemm 14x32 tile", kAvx512Isas},
+    {"sgemm 28x16 tile", kAvx512Isas},
+    {"sgemm 8x48 tile", kAvx512Isas},
     {"sgemm over 2 threads by rows", kVectorIsas},
     {"sgemm over 2 threads by columns", kVectorIsas},
     {"conv2d forward: im2col + GEMM", {Isa::scalar}},
     {"conv2d forward: pointwise GEMM", kAllIsas},
     {"conv2d forward: implicit GEMM", kVectorIsas},
     {"conv2d forward: direct 6x16", {Isa::avx2}},
-    {"conv2d forward: direct 14x32", {Isa::avx512}},
-    {"conv2d forward: direct 28x16", {Isa::avx512}},
+    {"conv2d forward: direct 14x32", kAvx512Isas},
+    {"conv2d forward: direct 28x16", kAvx512Isas},
     {"input gradient: direct convolution", kVectorIsas},
     {"input gradient: implicit-GEMM convolution", kVectorIsas},
     {"input gradient: GEMM and col2im", kAllIsas},
@@ -425,7 +427,7 @@ void add_xnor_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShap
              const PackedConvWeights packed = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, wt));
              const Tensor<float> sc = tensor(Shape{s.co}, scale), bi = tensor(Shape{s.co}, bias);
              if (xnor_conv_splits(s)) taken.push_back("xnor conv over 2 threads");
-             if (isa == Isa::avx2 && xnor_field_words(s) > 31) taken.push_back("xnor AVX2 tile: byte counts flushed");
+             if ((isa == Isa::avx2 || isa == Isa::avx512) && xnor_field_words(s) > 31) taken.push_back("xnor AVX2 tile: byte counts flushed");
              return Outputs{
                  exact("fma(dot, scale, bias)", xnor_conv2d(xb, packed, sc, bi, s.stride, s.pad, mode, isa).to_vector()),
                  exact("dot", xnor_conv2d(xb, packed, {}, {}, s.stride, s.pad, mode, isa).to_vector())};
@@ -759,7 +761,7 @@ void add_sgemm_case(std::vector<KernelCase>& cases, Rng& rng, bool ta, bool tb, 
                      [=](Isa isa, Variants& taken) {
                          std::vector<float> c = C0;
                          sgemm(isa, ta, tb, M, N, K, A.data(), lda, B.data(), ldb, c.data(), ldc, accumulate);
-                         if (isa == Isa::avx512) {
+                         if (has_avx512(isa)) {
                              const kernels::detail::SgemmAvx512Tile tile = kernels::detail::sgemm_avx512_tile(M, N);
                              taken.push_back(tile == kernels::detail::SgemmAvx512Tile::wide     ? "sgemm 14x32 tile"
                                              : tile == kernels::detail::SgemmAvx512Tile::narrow ? "sgemm 28x16 tile"
@@ -1020,6 +1022,92 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     add_conv2d_case(cases, rng, {2, 6, 9, 4, 11, 3, 3, 1, 1}, "rows of 9 outputs");
 }
 
+// ---- the binary convolution's training pair (binary_conv2d_ste.hpp) -------------------------
+
+/// binary_conv2d_forward and _backward against the binary conv definition (forward, exact) and
+/// the float convolution's gradients of the ±1 tensors written out (backward, within rounding):
+/// g' = dout * alpha, the input padded with +1 explicitly for one-padding, dx masked by |x| <= 1.
+/// The gradients accumulate onto non-zero starts; dx is also overwritten (dx_accumulate false)
+/// over a buffer of 7s, every element of which the kernel must write.
+void add_binary_conv2d_pair_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadMode mode,
+                                 bool with_alpha) {
+    const auto x = uniform(s.inputs(), rng, -1.5f, 1.5f), wt = with_zeros(s.weights(), rng);
+    const auto alpha = uniform(s.co, rng, 0.5f, 1.f), dout = uniform(s.outputs(), rng);
+    const auto dx0 = uniform(s.inputs(), rng), dw0 = uniform(s.weights(), rng), da0 = uniform(s.co, rng);
+    const XnorConvGeometry g = xnor_conv_geometry(s.n, s.h, s.w, s.c, s.co, s.kh, s.kw, s.stride, s.pad, mode);
+    const int64_t pixels = s.n * s.oh() * s.ow();
+    // dx sums Cout*KH*KW products of at most 1, dw N*OH*OW; dalpha N*OH*OW products of at most K.
+    const double dx_tol = sum_tolerance(s.co * s.kh * s.kw), dw_tol = sum_tolerance(pixels);
+    const double da_tol = sum_tolerance(pixels) * double(s.kh * s.kw * s.c);
+    cases.push_back(
+        {"binary_conv2d_forward/_backward" + s.str() + pad_mode_name(mode) + (with_alpha ? " alpha" : " no alpha"),
+         [=] {
+             const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
+             std::vector<float> out(dots.size()), gs(dout.size()), da = da0;
+             std::vector<double> da_sum(s.co, 0.0);
+             for (size_t i = 0; i < dots.size(); ++i) {
+                 const int64_t o = static_cast<int64_t>(i) % s.co;
+                 out[i] = with_alpha ? dots[i] * alpha[o] : dots[i];
+                 gs[i] = with_alpha ? dout[i] * alpha[o] : dout[i];
+                 da_sum[o] += double(dout[i]) * double(dots[i]);
+             }
+             for (int64_t o = 0; o < s.co; ++o) da[o] = static_cast<float>(da[o] + da_sum[o]);
+             // The ±1 input, explicitly padded with +1 for one-padding (then convolved unpadded).
+             const int64_t p = mode == PadMode::one ? s.pad : 0, hp = s.h + 2 * p, wp = s.w + 2 * p;
+             std::vector<float> xs(s.n * hp * wp * s.c, 1.f), ws(wt.size());
+             for (int64_t n = 0; n < s.n; ++n)
+                 for (int64_t i = 0; i < s.h; ++i)
+                     for (int64_t j = 0; j < s.w * s.c; ++j)
+                         xs[((n * hp + i + p) * wp + p) * s.c + j] = sign_of(x[((n * s.h + i) * s.w) * s.c + j]);
+             for (size_t i = 0; i < wt.size(); ++i) ws[i] = sign_of(wt[i]);
+             const Conv2dGeometry fg = conv2d_geometry(s.n, hp, wp, s.c, s.co, s.kh, s.kw, s.stride, s.pad - p);
+             std::vector<float> dxs(xs.size(), 0.f), dw = dw0, db(s.co, 0.f);
+             conv2d_backward_definition(xs, ws, gs, fg, dxs, dw, db);
+             std::vector<float> dx = dx0, dx_alone(x.size());
+             for (int64_t n = 0; n < s.n; ++n)
+                 for (int64_t i = 0; i < s.h; ++i)
+                     for (int64_t j = 0; j < s.w * s.c; ++j) {
+                         const int64_t at = ((n * s.h + i) * s.w) * s.c + j;
+                         const float d = std::abs(x[at]) <= 1.f ? dxs[((n * hp + i + p) * wp + p) * s.c + j] : 0.f;
+                         dx[at] += d;
+                         dx_alone[at] = d;
+                     }
+             return Outputs{exact("out", out),       exact("out, the scale fused", out), exact("dot", dots),
+                            within("dx", dx, dx_tol), within("dx overwritten", dx_alone, dx_tol),
+                            within("dw", dw, dw_tol), within("dalpha", da, da_tol)};
+         },
+         [=](Isa, Variants&) {  // the path is active_isa(), set by the table's IsaGuard
+             const float* a = with_alpha ? alpha.data() : nullptr;
+             std::vector<float> out(dout.size(), 7.f), dots(dout.size(), 7.f), out_alone(dout.size(), 7.f);
+             binary_conv2d_forward(x.data(), wt.data(), a, out.data(), dots.data(), g);
+             binary_conv2d_forward(x.data(), wt.data(), a, out_alone.data(), nullptr, g);
+             std::vector<float> dx = dx0, dx_alone(x.size(), 7.f), dw = dw0, da = da0;
+             binary_conv2d_backward(x.data(), wt.data(), a, dots.data(), dout.data(), dx.data(), true, dw.data(),
+                                    da.data(), g);
+             binary_conv2d_backward(x.data(), wt.data(), a, nullptr, dout.data(), dx_alone.data(), false, nullptr,
+                                    nullptr, g);
+             return Outputs{exact("out", out),       exact("out, the scale fused", out_alone), exact("dot", dots),
+                            within("dx", dx, dx_tol), within("dx overwritten", dx_alone, dx_tol),
+                            within("dw", dw, dw_tol), within("dalpha", da, da_tol)};
+         }});
+}
+
+void add_binary_conv2d_pair_cases(std::vector<KernelCase>& cases) {
+    Rng rng(57);
+    // Channels around the 64-bit words, both strides, Cout around the tiles, each padding mode.
+    const ConvShape shapes[] = {
+        {2, 5, 6, 9, 4, 3, 3, 1, 1},    {1, 7, 5, 65, 33, 3, 3, 2, 1}, {2, 4, 4, 3, 5, 1, 1, 1, 0},
+        {3, 6, 7, 20, 17, 3, 3, 1, 1},  {2, 8, 8, 64, 16, 3, 3, 1, 1},  {1, 5, 9, 7, 9, 2, 3, 2, 2},
+    };
+    for (const ConvShape& s : shapes)
+        for (PadMode mode : {PadMode::zero, PadMode::one}) {
+            if (mode == PadMode::one && s.pad == 0) continue;
+            add_binary_conv2d_pair_case(cases, rng, s, mode, true);
+        }
+    add_binary_conv2d_pair_case(cases, rng, {2, 5, 6, 9, 4, 3, 3, 1, 1}, PadMode::zero, false);
+    add_binary_conv2d_pair_case(cases, rng, {2, 5, 6, 9, 4, 3, 3, 1, 1}, PadMode::one, false);
+}
+
 /// conv2d_forward_few_channels (the gathered-field packing of conv2d_few_channels.hpp on the
 /// vector paths, conv2d_forward otherwise) against the naive convolution.
 void add_few_channels_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s) {
@@ -1131,6 +1219,7 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
     add_few_rows_cases(cases);
     add_conv2d_cases(cases);
     add_few_channels_cases(cases);
+    add_binary_conv2d_pair_cases(cases);
     add_max_pool_cases(cases);
     const Reached reached = check_table(cases, paths);
     // Every shape-chosen variant was reached on every path that ran: the shapes above still do
@@ -1139,20 +1228,23 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
 }
 
 TEST_CASE("BNN_REQUIRE_ISA turns a path the CPU lacks from a warning into a failure", "[kernels][isa]") {
-    auto no_avx512 = [](Isa isa) { return isa != Isa::avx512; };
+    auto no_avx512 = [](Isa isa) { return !has_avx512(isa); };
     const PathPlan warned = plan_paths("", no_avx512);
     REQUIRE(warned.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
-    REQUIRE(warned.missing == std::vector<Isa>{Isa::avx512});
+    REQUIRE(warned.missing == kAvx512Isas);
     REQUIRE(warned.missing_required.empty());
-    for (const char* required : {"avx512", "avx2,avx512", " avx512 , scalar", "all"}) {
+    for (const char* required : {"avx512", "avx2,avx512", " avx512 , scalar"}) {
         INFO("BNN_REQUIRE_ISA=" << required);
         const PathPlan failed = plan_paths(required, no_avx512);
         REQUIRE(failed.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
         REQUIRE(failed.missing_required == std::vector<Isa>{Isa::avx512});
-        REQUIRE(failed.missing.empty());
+        REQUIRE(failed.missing == std::vector<Isa>{Isa::avx512_vpopcntdq});
     }
+    const PathPlan all = plan_paths("all", no_avx512);
+    REQUIRE(all.missing_required == kAvx512Isas);
+    REQUIRE(all.missing.empty());
     // Requiring paths the CPU has changes nothing.
-    REQUIRE(plan_paths("avx2", no_avx512).missing == std::vector<Isa>{Isa::avx512});
+    REQUIRE(plan_paths("avx2", no_avx512).missing == kAvx512Isas);
     REQUIRE(plan_paths("all", [](Isa) { return true; }).run == kAllIsas);
     REQUIRE_THROWS_AS(plan_paths("avx512,sse9", no_avx512), Error);
 }
@@ -1163,7 +1255,7 @@ TEST_CASE("ISA dispatch lists the paths, parses names and forces a path", "[kern
     REQUIRE(isas.front() == Isa::scalar);
     REQUIRE(isa_supported(active_isa()));
     REQUIRE(parse_isa("avx2") == Isa::avx2);
-    REQUIRE(std::string(isa_name(Isa::avx512)) == "avx512");
+    for (Isa isa : kIsas) REQUIRE(parse_isa(isa_name(isa)) == isa);
     REQUIRE_THROWS_AS(parse_isa("sse9"), Error);
     for (Isa isa : isas) {
         IsaGuard guard(isa);
@@ -1173,7 +1265,7 @@ TEST_CASE("ISA dispatch lists the paths, parses names and forces a path", "[kern
 
 TEST_CASE("kernels refuse a path the CPU lacks", "[kernels][isa]") {
     int refused = 0;
-    for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    for (Isa isa : kVectorIsas) {
         if (isa_supported(isa)) continue;
         float x = 0;
         REQUIRE_THROWS_AS(sgemm(isa, false, false, 1, 1, 1, &x, 1, &x, 1, &x, 1, false), Error);

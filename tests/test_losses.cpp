@@ -69,7 +69,7 @@ TEST_CASE("attention transfer equals its definition for every norm and distance"
             double got = losses::attention_transfer(Variable(s), Variable(t), o).item();
             REQUIRE(got == Approx(2.5 * reference_attention(s, t, norm, dist)).epsilon(1e-5));
         }
-    // Identical features (up to a scale, which the normalisation removes) give zero loss.
+    // Identical features (up to a scale, which the normalization removes) give zero loss.
     auto s2 = s.clone();
     for (auto& v : s2) v *= 3.f;
     REQUIRE(losses::attention_transfer(Variable(s), Variable(s2)).item() == Approx(0.0).margin(1e-9));

@@ -232,7 +232,7 @@ TEST_CASE("batch_norm eval gradients match finite differences", "[batch_norm][gr
         [&](const Inputs& in) { return ops::batch_norm(in[0], in[1], in[2], rm, rv, false); }, {x, gamma, beta});
 }
 
-TEST_CASE("batch_norm normalises with batch stats and updates running stats with momentum", "[batch_norm]") {
+TEST_CASE("batch_norm normalizes with batch stats and updates running stats with momentum", "[batch_norm]") {
     Rng rng(33);
     const int64_t M = 2 * 3 * 3, C = 3;
     Variable x = random_variable({2, 3, 3, C}, rng, false, -2.f, 3.f);
@@ -284,7 +284,7 @@ TEST_CASE("batch_norm on a large batch: threaded sums agree with one thread", "[
         results[threads - 1] = {yv, x.grad().clone(), gamma.grad().clone(), beta.grad().clone(), rm, rv};
     }
     for (int k = 0; k < 6; ++k) require_close(results[1][k], results[0][k], 1e-4f);
-    // Normalised output: zero mean, unit variance per channel before gamma; dx sums to zero.
+    // Normalized output: zero mean, unit variance per channel before gamma; dx sums to zero.
     const Tensor<float>& y = results[0][0];
     const Tensor<float>& dx = results[0][1];
     const int64_t M = 8 * 32 * 32;

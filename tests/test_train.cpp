@@ -321,11 +321,15 @@ TEST_CASE("evaluate and count_hits reject what would give wrong figures", "[trai
 TEST_CASE("the stage table carries the paper's defaults", "[train]") {
     auto s = train::real_to_binary_stages();
     REQUIRE(s.size() == 4);
-    REQUIRE(s[0].student == train::StudentKind::Real);
+    REQUIRE(!s[0].student_mode);
     REQUIRE_FALSE(s[0].has_teacher);
-    REQUIRE(s[1].student == train::StudentKind::SoftActivations);
-    REQUIRE(s[2].student == train::StudentKind::BinaryActivations);
-    REQUIRE(s[3].student == train::StudentKind::FullyBinary);
+    REQUIRE(s[1].student_mode == nn::BinaryMode::SoftActivations);
+    REQUIRE(s[2].student_mode == nn::BinaryMode::BinaryActivations);
+    REQUIRE(s[3].student_mode == nn::BinaryMode::FullyBinary);
+    // The checkpoint metadata's names.
+    REQUIRE(train::student_name(s[0].student_mode) == "real");
+    REQUIRE(train::student_name(s[2].student_mode) == "binary-activations");
+    REQUIRE(train::student_name(s[3].student_mode) == "fully-binary");
     REQUIRE(s[3].weights.attention == 0.f);
     REQUIRE(s[3].weights.kd == 0.8f);
     REQUIRE(s[1].lr == 1e-3f);

@@ -6,7 +6,7 @@ a difference between the two columns is a difference of evaluation, not of train
 usage: evaluate.py --data DIR [--bnn PATH/bnn_torch_step] CHECKPOINT...
 
 Each checkpoint's metadata (written by either trainer) gives its stage, variant, width, classes
-and the normalisation it was trained with; the test set is the one the trainers use (CIFAR-100,
+and the normalization it was trained with; the test set is the one the trainers use (CIFAR-100,
 CIFAR-10 or Fashion-MNIST in DIR)."""
 import argparse
 import json
@@ -62,7 +62,7 @@ def main():
     for path in a.checkpoints:
         tensors, header, _ = safetensors_io.load(path)
         meta = json.loads(header.get("metadata", "{}"))
-        images = data.normalise(test.images, meta["mean"], meta["std"])
+        images = data.normalize(test.images, meta["mean"], meta["std"])
         ours = twin_logits(tensors, meta, images)
         top1 = lambda logits: 100.0 * (logits.argmax(1) == test.labels).double().mean().item()  # noqa: E731
         row = f"{path:<60} {100 * meta.get('test_top1', float('nan')):8.2f} {top1(ours):8.2f}"

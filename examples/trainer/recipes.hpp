@@ -38,13 +38,8 @@ struct StagePlan {
     }
     std::string file_name() const { return file_stem() + ".safetensors"; }
     std::string deploy_file_name() const { return file_stem() + ".deploy.safetensors"; }
-    bnn::nn::BinaryMode mode() const {
-        switch (config.student) {
-            case bnn::train::StudentKind::SoftActivations: return bnn::nn::BinaryMode::SoftActivations;
-            case bnn::train::StudentKind::FullyBinary: return bnn::nn::BinaryMode::FullyBinary;
-            default: return bnn::nn::BinaryMode::BinaryActivations;
-        }
-    }
+    /// The binary convs' mode (the real network has none, so any mode builds it).
+    bnn::nn::BinaryMode mode() const { return config.student_mode.value_or(bnn::nn::BinaryMode::BinaryActivations); }
 };
 
 /// The stages of the named recipes, in an order where every teacher and every initialisation

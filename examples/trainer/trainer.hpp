@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -208,7 +209,7 @@ private:
         start_from_rank0(*model, optimizer);
         const auto sync = sync_gradients(*model);  // averages the gradients in every backward
         log("== %s: %s student, %s, %lld parameters, %d epochs, lr %g, weight decay %g\n", s.id.c_str(),
-            bnn::examples::variant_name(s.variant), bnn::train::student_kind_name(c.student),
+            bnn::examples::variant_name(s.variant), bnn::train::student_name(c.student_mode).c_str(),
             static_cast<long long>(model->num_parameters()), epochs, lr, c.weight_decay);
 
         metrics_->rewind(s.id, start.first_epoch);  // what an interrupted run logged past the checkpoint
@@ -328,7 +329,7 @@ private:
         write_record(st, epoch, r);
         // The deployment file goes first: a crash between the two leaves the stage incomplete,
         // so --resume redoes its last epoch and writes both again.
-        if (epoch == st.epochs && s.config.student == bnn::train::StudentKind::FullyBinary && ranks().is_root())
+        if (epoch == st.epochs && s.config.student_mode == bnn::nn::BinaryMode::FullyBinary && ranks().is_root())
             export_deployment(s, st.model, st.epochs);
         nlohmann::json meta = stage_metadata(s, epoch, st.epochs, acc);
         if (ranks().is_root()) {
@@ -420,7 +421,7 @@ private:
     nlohmann::json stage_metadata(const StagePlan& s, int epoch, int epochs, const bnn::train::Accuracy& acc) const {
         return {{"stage", s.id},
                 {"variant", bnn::examples::variant_name(s.variant)},
-                {"student", bnn::train::student_kind_name(s.config.student)},
+                {"student", bnn::train::student_name(s.config.student_mode)},
                 {"epoch", epoch},
                 {"epochs", epochs},
                 {"complete", epoch == epochs},
@@ -484,6 +485,8 @@ private:
 
     template <class... A>
     void log(const char* fmt, A... a) const {
+        static_assert(((std::is_arithmetic_v<A> || std::is_pointer_v<A>) && ...),
+                      "log passes its arguments to printf: numbers and C strings only");
         if (opt_.quiet || !ranks().is_root()) return;
         std::printf(fmt, a...);
         std::fflush(stdout);

@@ -139,7 +139,7 @@ TEST_CASE("2 ranks x B/2 end where 1 process x B does after several steps (synch
 }
 
 TEST_CASE("without synchronised statistics a batch-norm network differs, so the test above can fail", "[dist]") {
-    // The same run with local statistics: each rank normalises its half by its own mean.
+    // The same run with local statistics: each rank normalizes its half by its own mean.
     ProcessGroup& world = ProcessGroup::world();
     const Data data = make_data(4 * 16, 12);
     const auto together = train_steps(world, Norm::sync, data, 16, 4);

@@ -6,7 +6,7 @@
 //
 //   bnn_torch_deployed <model.deploy.safetensors> <in.safetensors> <out.safetensors> [<resaved.deploy.safetensors>]
 //
-// in:  "images" [N,H,W,C] F32 (bnn layout, normalised as the network expects).
+// in:  "images" [N,H,W,C] F32 (bnn layout, normalized as the network expects).
 // out: "logits" [N,K] from infer::compile(io::load_deployed(model)); "eval_logits" [N,K] from the
 //   rebuilt module tree's eval-mode forward (the graph must equal it).
 #include <cstdio>

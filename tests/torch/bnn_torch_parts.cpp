@@ -19,7 +19,7 @@
 //     out: "loss", "grad.logits"
 //   "loader": the trainer's BatchLoader {batch, seed, epochs, augment (random crop and flip, as
 //     the trainer trains), shuffle, drop_last}; in: "images" U8 [N,H,W,C], "labels" [N] I64;
-//     out: "mean", "std" [C] (the images' channel statistics, which normalise them), "images"
+//     out: "mean", "std" [C] (the images' channel statistics, which normalize them), "images"
 //     [epochs*batches*batch,H,W,C] and "labels" of every batch of epochs 1..epochs in order
 #include <algorithm>
 #include <cstdio>

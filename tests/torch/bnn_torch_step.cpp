@@ -100,8 +100,6 @@ std::unique_ptr<bnn::optim::Optimizer> make_optimizer(const std::string& kind, c
 
 // Every field of the trainer's stages, under the names of the twin's StagePlan and StageConfig.
 nlohmann::json plan_json(const std::vector<trainer::StagePlan>& plan) {
-    // The twin's names: "real" or the binary mode the student trains in.
-    const char* students[] = {"real", "soft_activations", "binary_activations", "fully_binary"};
     const char* norms[] = {"l2", "max", "none"};
     const char* distances[] = {"squared", "absolute", "l2norm"};
     nlohmann::json out = nlohmann::json::array();
@@ -110,7 +108,7 @@ nlohmann::json plan_json(const std::vector<trainer::StagePlan>& plan) {
         const auto& w = c.weights;
         out.push_back({{"id", s.id}, {"variant", bnn::examples::variant_name(s.variant)}, {"teacher", s.teacher},
                        {"init_from", s.init_from}, {"paper_top1", s.paper_top1 ? nlohmann::json(*s.paper_top1) : nlohmann::json()},
-                       {"stage", c.stage}, {"name", c.name}, {"student", students[static_cast<int>(c.student)]},
+                       {"stage", c.stage}, {"name", c.name}, {"student", c.student_mode ? bnn::nn::binary_mode_name(*c.student_mode) : "real"},
                        {"has_teacher", c.has_teacher}, {"init_from_previous", c.init_from_previous},
                        {"lr", c.lr}, {"weight_decay", c.weight_decay}, {"warmup_epochs", c.warmup_epochs},
                        {"epochs", c.epochs}, {"milestones", c.milestones}, {"decay", c.decay},

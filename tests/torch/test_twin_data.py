@@ -1,5 +1,5 @@
 """The twin's data pipeline against bnn's BatchLoader (issue 10), as the trainers use them: the
-channel statistics and the normalised images exactly; each epoch a permutation with the last
+channel statistics and the normalized images exactly; each epoch a permutation with the last
 partial batch dropped; and the training augmentation (random crop from the image zero-padded by
 4, left-right flip) drawn from the same distribution. The step tests feed both sides the same
 batches, so only this test sees the data each trainer makes for itself.
@@ -44,7 +44,7 @@ def twin_loader(images, batch, seed, epochs, augment, shuffle, drop_last):
 
 
 def to_bytes(x, mean, std):
-    """Normalised NHWC floats back to the bytes they were made from, and the largest distance
+    """Normalized NHWC floats back to the bytes they were made from, and the largest distance
     of a value from a whole byte."""
     b = (x.double() * torch.tensor(std, dtype=torch.float64) + torch.tensor(mean, dtype=torch.float64)) * 255.0
     return b.round().clamp(0, 255).to(torch.uint8), (b - b.round()).abs().max().item()
@@ -83,7 +83,7 @@ def uniform(failures, name, counts):
 
 
 def check_plain(failures, parts, images):
-    """No shuffle, no augmentation: the same statistics and the same normalised images."""
+    """No shuffle, no augmentation: the same statistics and the same normalized images."""
     bx, by, bmean, bstd = bnn_loader(parts, images, 64, 3, 1, False, False, False)
     tx, ty, tmean, tstd = twin_loader(images, 64, 3, 1, False, False, False)
     for what, b, t in (("mean", bmean, tmean), ("std", bstd, tstd)):
@@ -91,7 +91,7 @@ def check_plain(failures, parts, images):
     failures.check(torch.equal(by, ty), "plain batches: the labels differ")
     if failures.check(bx.shape == tx.shape, f"plain batches: bnn {list(bx.shape)}, twin {list(tx.shape)}"):
         diff = (bx - tx).abs().max().item()
-        failures.check(diff <= 1e-5, f"plain batches: normalised images differ by {diff}")
+        failures.check(diff <= 1e-5, f"plain batches: normalized images differ by {diff}")
 
 
 def check_epochs(failures, name, labels, batch, epochs):
@@ -111,7 +111,7 @@ def check_epochs(failures, name, labels, batch, epochs):
 def check_augmentation(failures, name, x, labels, mean, std, images):
     """Each image is one shift and flip of its source; the choices are uniform."""
     got, off = to_bytes(x, mean, std)
-    failures.check(off < 0.01, f"{name}: a value is {off} away from a whole byte after undoing the normalisation")
+    failures.check(off < 0.01, f"{name}: a value is {off} away from a whole byte after undoing the normalization")
     choice = torch.full((labels.numel(),), -1, dtype=torch.int64)
     for k, (_, cand) in enumerate(candidates(images)):
         hit = (cand[labels] == got).flatten(1).all(dim=1) & (choice < 0)

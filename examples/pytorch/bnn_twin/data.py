@@ -1,6 +1,6 @@
 """The data of bnn's trainer (examples/trainer/data_source.hpp, include/bnn/data/): CIFAR-100 and
 CIFAR-10 in their binary versions, Fashion-MNIST as IDX (plain or .gz) zero-padded to 32x32,
-per-channel normalisation with the training set's statistics, and the same augmentations:
+per-channel normalization with the training set's statistics, and the same augmentations:
 random crop from the image zero-padded by 4 (offsets uniform in [-4, 4]), left-right flip with
 probability 1/2, optional rotation (bilinear, zero fill) and batch-level mix-up (one
 lambda ~ Beta(a, a) per batch, partners a permutation of the batch). The random streams are
@@ -141,7 +141,7 @@ def channel_statistics(images: torch.Tensor):
     return [float(v) for v in mean], [float(v) for v in std]
 
 
-def normalise(images_u8: torch.Tensor, mean, std) -> torch.Tensor:
+def normalize(images_u8: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 [N, H, W, C] -> float NCHW, (x / 255 - mean) / std as one multiply-add per value."""
     scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32)
     shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32)
@@ -188,7 +188,7 @@ def mixup(x: torch.Tensor, labels: torch.Tensor, num_classes: int, alpha: float,
 
 
 class BatchLoader:
-    """Epochs of normalised, augmented batches. Epoch e's order and augmentation depend only on
+    """Epochs of normalized, augmented batches. Epoch e's order and augmentation depend only on
     (seed, e), so a resumed run sees the batches an uninterrupted one would."""
 
     def __init__(self, data: Dataset, batch_size, mean, std, shuffle=True, drop_last=False, seed=0, augment=False,
@@ -207,13 +207,13 @@ class BatchLoader:
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         for b in range(self.batches_per_epoch()):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            x = normalise(self.data.images[idx], self.mean, self.std)
+            x = normalize(self.data.images[idx], self.mean, self.std)
             y = self.data.labels[idx]
             targets = None
             if self.augment:
-                # bnn crops and rotates the byte image, then normalises: zero fill is black there,
-                # so fill with the normalised value of a 0 byte here.
-                zero = normalise(torch.zeros(1, 1, 1, x.shape[1], dtype=torch.uint8), self.mean, self.std)
+                # bnn crops and rotates the byte image, then normalizes: zero fill is black there,
+                # so fill with the normalized value of a 0 byte here.
+                zero = normalize(torch.zeros(1, 1, 1, x.shape[1], dtype=torch.uint8), self.mean, self.std)
                 x = random_crop(x - zero, 4, g) + zero
                 x = random_flip(x, g)
                 if self.rotation > 0:

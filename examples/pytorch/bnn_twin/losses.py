@@ -4,7 +4,7 @@
   with label smoothing e give the target (1 - e) one_hot + e / K; soft targets (mix-up) are used as given.
 - logit_matching (KD): T^2 * mean_n KL(softmax(z_T / T) || softmax(z_S / T)), the teacher constant,
   positions where the teacher's probability is 0 adding nothing.
-- attention_transfer: at each transfer point Q = sum_c A_c^2 per sample and position, normalised
+- attention_transfer: at each transfer point Q = sum_c A_c^2 per sample and position, normalized
   per sample ("l2": Q / ||Q||_2, "max": Q / max Q, "none"; a norm below eps is replaced by eps
   and is then a constant), distance "squared" (mean over samples and positions of the squared
   difference), "absolute" (mean of |difference|) or "l2norm" (mean over samples of the L2 norm of
@@ -41,7 +41,7 @@ def logit_matching(student_logits, teacher_logits, temperature=1.0):
 
 
 def attention_map(features, norm="l2", eps=1e-12):
-    """[N, C, H, W] -> [N, H*W]: sum over channels of the squares, normalised per sample."""
+    """[N, C, H, W] -> [N, H*W]: sum over channels of the squares, normalized per sample."""
     if norm not in ATTENTION_NORMS:
         raise ValueError(f"attention_map: norm must be one of {ATTENTION_NORMS}, got {norm!r}")
     q = features.pow(2).sum(dim=1).flatten(1)

@@ -1,6 +1,6 @@
 #pragma once
 /// @file loader.hpp
-/// BatchLoader: epochs of normalised (optionally augmented, optionally mixed-up) float batches
+/// BatchLoader: epochs of normalized (optionally augmented, optionally mixed-up) float batches
 /// from a Dataset, prepared by a background thread while the caller computes.
 ///
 /// Reproducibility: epoch e's sample order depends only on (seed, e), and batch b's
@@ -53,7 +53,7 @@ struct LoaderOptions {
     float rotation_degrees = 0.f;
     /// Mix-up with lambda ~ Beta(alpha, alpha) when > 0; batches then carry soft targets.
     float mixup_alpha = 0.f;
-    /// Per-channel normalisation on the [0, 1] scale; empty means x / 255.
+    /// Per-channel normalization on the [0, 1] scale; empty means x / 255.
     std::vector<float> mean = {};
     std::vector<float> std = {};
     /// Prepare batches on a background thread (false: on the caller's thread, for debugging).
@@ -63,7 +63,7 @@ struct LoaderOptions {
     std::function<void(Batch&)> transform = {};
 };
 
-/// One batch: images [B, H, W, C] (normalised), labels, and with mix-up soft targets [B, K].
+/// One batch: images [B, H, W, C] (normalized), labels, and with mix-up soft targets [B, K].
 struct Batch {
     Tensor<float> images;
     std::vector<int32_t> labels;

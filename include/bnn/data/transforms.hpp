@@ -1,6 +1,6 @@
 #pragma once
 /// @file transforms.hpp
-/// Per-channel normalisation of byte images to float NHWC: y = (x / 255 - mean[c]) / std[c],
+/// Per-channel normalization of byte images to float NHWC: y = (x / 255 - mean[c]) / std[c],
 /// with mean and std on the [0, 1] scale (the convention of torchvision's Normalize).
 #include <algorithm>
 #include <cmath>
@@ -12,7 +12,7 @@
 
 namespace bnn::data {
 
-/// Per-channel statistics on the [0, 1] scale. Empty vectors mean "no normalisation" (x / 255).
+/// Per-channel statistics on the [0, 1] scale. Empty vectors mean "no normalization" (x / 255).
 struct Normalization {
     std::vector<float> mean;
     std::vector<float> std;
@@ -22,7 +22,7 @@ struct Normalization {
 inline Normalization cifar100_normalization() { return {{0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}}; }
 
 namespace detail {
-/// Checks a normalisation against the channel count and fills in the defaults.
+/// Checks a normalization against the channel count and fills in the defaults.
 inline void resolve_normalization(const Normalization& n, int channels, std::vector<float>& scale,
                                   std::vector<float>& shift) {
     BNN_CHECK(n.mean.empty() || static_cast<int>(n.mean.size()) == channels, "normalize: ", n.mean.size(),
@@ -42,7 +42,7 @@ inline void resolve_normalization(const Normalization& n, int channels, std::vec
 }
 }  // namespace detail
 
-/// Normalises `pixels` byte values laid out [pixels, channels] into dst (same layout).
+/// Normalizes `pixels` byte values laid out [pixels, channels] into dst (same layout).
 inline void normalize_into(const uint8_t* src, float* dst, int64_t pixels, int channels, const Normalization& n) {
     std::vector<float> scale, shift;
     detail::resolve_normalization(n, channels, scale, shift);
@@ -51,7 +51,7 @@ inline void normalize_into(const uint8_t* src, float* dst, int64_t pixels, int c
             dst[p * channels + c] = static_cast<float>(src[p * channels + c]) * scale[c] + shift[c];
 }
 
-/// Normalises byte images [..., C] to floats of the same shape.
+/// Normalizes byte images [..., C] to floats of the same shape.
 inline Tensor<float> normalize(const Tensor<uint8_t>& images, const Normalization& n) {
     BNN_CHECK(images.rank() >= 1, "normalize: images must have a channel dimension, got ", images.shape().str());
     Tensor<float> out = Tensor<float>::empty(images.shape());

@@ -1,8 +1,8 @@
 #pragma once
 /// @file sync_batch_norm.hpp
-/// Synchronised batch normalisation: in training, the statistics are those of the global batch
-/// (every rank's rows), so N ranks x B/N normalise exactly as one process x B. Plain
-/// nn::BatchNorm2d, the default, normalises each rank's shard by its own statistics: no extra
+/// Synchronised batch normalization: in training, the statistics are those of the global batch
+/// (every rank's rows), so N ranks x B/N normalize exactly as one process x B. Plain
+/// nn::BatchNorm2d, the default, normalizes each rank's shard by its own statistics: no extra
 /// communication, but a network with batch norm then trains slightly differently per rank count.
 ///
 /// Cost: two small all-reduces (C + 1 and C doubles) in each forward and one (2C doubles) in
@@ -66,7 +66,7 @@ inline Variable sync_batch_norm(ProcessGroup& group, const Variable& x, const Va
         kernels::batch_norm_update_running(running_mean.data(), running_var.data(), saved_mean.data(), var.data(),
                                            rows, momentum, C);
     Tensor<float> y = Tensor<float>::empty(x.shape());
-    kernels::batch_norm_normalise(xp, scale.data(), shift.data(), y.data(), M, C);
+    kernels::batch_norm_normalize(xp, scale.data(), shift.data(), y.data(), M, C);
 
     ProcessGroup* g = &group;
     return make_result(

@@ -27,7 +27,7 @@
 /// go away afterwards.
 ///
 /// CompileOptions::stem = StemPrecision::int16 runs every Conv2d that reads the network input on
-/// the raw uint8 image with the input normalisation folded in (int_stem_step.hpp); the graph then
+/// the raw uint8 image with the input normalization folded in (int_stem_step.hpp); the graph then
 /// takes Tensor<uint8_t> images in run().
 #include <algorithm>
 #include <memory>
@@ -61,14 +61,14 @@ namespace bnn::infer {
 
 /// The arithmetic of the convolutions that read the network input.
 enum class StemPrecision {
-    fp32,   ///< the float convolution of the normalised input (run() takes floats)
+    fp32,   ///< the float convolution of the normalized input (run() takes floats)
     int16,  ///< raw uint8 pixels x int16 weights, int32 sums (run() takes uint8 images)
 };
 
 /// Options of infer::compile.
 struct CompileOptions {
     StemPrecision stem = StemPrecision::fp32;
-    /// With the int16 stem: the normalisation the network was trained on, per input channel,
+    /// With the int16 stem: the normalization the network was trained on, per input channel,
     /// x_n = (x / 255 - mean[c]) / std[c] (ImageNet: 0.485, 0.456, 0.406 and 0.229, 0.224, 0.225).
     std::vector<float> mean, std;
 };

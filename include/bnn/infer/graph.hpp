@@ -38,15 +38,15 @@ public:
     const Tensor<float>& run(const Tensor<float>& input) {
         BNN_CHECK(input.defined(), "infer::Graph::run: the input is undefined");
         BNN_CHECK(!raw_input_, "infer::Graph::run: this graph has an integer stem and takes raw images [N, H, W, C] "
-                  "as Tensor<uint8_t> (0..255, not normalised), got a float tensor ", input.shape().str());
+                  "as Tensor<uint8_t> (0..255, not normalized), got a float tensor ", input.shape().str());
         return run_on(input.shape(), input.data());
     }
 
     /// The output for raw images [N, H, W, C] (uint8, 0..255) of a graph compiled with an integer
-    /// stem (CompileOptions::stem), whose stem steps read the bytes and fold the normalisation in.
+    /// stem (CompileOptions::stem), whose stem steps read the bytes and fold the normalization in.
     const Tensor<float>& run(const Tensor<uint8_t>& image) {
         BNN_CHECK(image.defined(), "infer::Graph::run: the input is undefined");
-        BNN_CHECK(raw_input_, "infer::Graph::run: this graph takes normalised float input [N, H, W, C], got a uint8 "
+        BNN_CHECK(raw_input_, "infer::Graph::run: this graph takes normalized float input [N, H, W, C], got a uint8 "
                   "tensor ", image.shape().str(), "; raw images need a graph compiled with CompileOptions::stem = int16");
         return run_on(image.shape(), reinterpret_cast<const float*>(image.data()));  // only stem steps read it
     }

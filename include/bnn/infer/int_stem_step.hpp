@@ -1,7 +1,7 @@
 #pragma once
 /// @file int_stem_step.hpp
 /// IntStemStep: a Conv2d reading the network input, compiled with CompileOptions::stem = int16
-/// (compile.hpp): the raw image in, the input normalisation folded into int16 weights and the
+/// (compile.hpp): the raw image in, the input normalization folded into int16 weights and the
 /// bias, exact int32 dot products (kernels/conv2d_u8s16.hpp).
 ///
 ///   [N, H, W, C] uint8 (0..255) -> [N, OH, OW, Cout] float
@@ -24,14 +24,14 @@ namespace bnn::infer {
 class IntStemStep : public Step {
 public:
     /// weight [Cout, KH, KW, C] (OHWI), bias [Cout] or undefined; mean and std [C] of the
-    /// normalisation (x / 255 - mean) / std the float network was trained on.
+    /// normalization (x / 255 - mean) / std the float network was trained on.
     IntStemStep(std::string path, const Tensor<float>& weight, const Tensor<float>& bias, int stride, int padding,
                 const std::vector<float>& mean, const std::vector<float>& std)
         : Step(std::move(path), "int stem"), stride_(stride), pad_(padding) {
         check(weight.rank() == 4, "expects a weight [Cout, KH, KW, C], got ", weight.shape().str());
         const int64_t C = weight.dim(3);
         check(static_cast<int64_t>(mean.size()) == C && static_cast<int64_t>(std.size()) == C,
-              "the integer stem needs the input normalisation's mean and std per input channel: ", C,
+              "the integer stem needs the input normalization's mean and std per input channel: ", C,
               " channels, got ", mean.size(), " means and ", std.size(), " stds (CompileOptions::mean, ::std)");
         const int64_t K = weight.dim(1) * weight.dim(2) * C;
         check(K <= kernels::u8s16_max_taps, "the integer stem takes convolutions of at most ",
@@ -56,7 +56,7 @@ public:
     void run(const float* const* in, float* out) override {
         kernels::conv2d_u8s16_forward(reinterpret_cast<const uint8_t*>(in[0]), w_, plan_, out);
     }
-    std::string fused() const override { return "input normalisation, int16 weights"; }
+    std::string fused() const override { return "input normalization, int16 weights"; }
 
     const kernels::U8S16ConvWeights& weights() const { return w_; }
 

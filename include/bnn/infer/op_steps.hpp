@@ -79,7 +79,7 @@ class BatchNormStep : public Step {
 public:
     BatchNormStep(std::string path, FrozenBatchNorm bn) : Step(std::move(path), "batch norm"), bn_(std::move(bn)) {}
 
-    /// Runs `act` on the normalised values in the same pass (slope [C] for PReLU).
+    /// Runs `act` on the normalized values in the same pass (slope [C] for PReLU).
     void fuse_activation(Activation act, Tensor<float> slope = {}) {
         act_ = act;
         slope_ = std::move(slope);

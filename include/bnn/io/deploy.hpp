@@ -37,7 +37,7 @@ namespace bnn::io {
 inline constexpr const char* kDeployFormat = "bnn-deploy-2";
 
 /// Writes `model` for deployment (see the file layout). Every binary conv must be FullyBinary,
-/// which is what is deployed. `metadata` entries (class names, input normalisation and size)
+/// which is what is deployed. `metadata` entries (class names, input normalization and size)
 /// are stored beside the module tree.
 inline void save_deployed(const std::string& path, const nn::Module& model, Metadata metadata = {}) {
     NamedTensors tensors;

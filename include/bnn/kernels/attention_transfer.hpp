@@ -1,7 +1,7 @@
 #pragma once
 /// @file attention_transfer.hpp
 /// The attention-transfer loss of Real-to-Binary (Sec. 4.2, Eq. 2) on raw pointers: spatial
-/// attention maps of a feature map, their per-sample normalisation and the distance between a
+/// attention maps of a feature map, their per-sample normalization and the distance between a
 /// student's and a teacher's maps, each with its backward. The loss and its tape node are
 /// losses/attention_transfer.hpp.
 ///
@@ -12,14 +12,14 @@
 
 namespace bnn::kernels {
 
-/// How each sample's attention map is normalised before the comparison.
+/// How each sample's attention map is normalized before the comparison.
 enum class AttentionNorm {
     L2,    ///< Q / ||Q||_2 (the paper's Eq. 2 and the authors' later code)
     Max,   ///< Q / max_p Q (Larq Zoo's choice)
     None,  ///< Q unchanged
 };
 
-/// How the normalised maps of student and teacher are compared.
+/// How the normalized maps of student and teacher are compared.
 enum class AttentionDistance {
     Squared,   ///< mean over samples and positions of the squared difference (default)
     Absolute,  ///< mean over samples and positions of the absolute difference
@@ -53,7 +53,7 @@ inline void attention_map_backward(const float* dq, const float* a, float* da, i
 
 /// q: [N, P] -> qhat: [N, P], r: [N] the divisor used per sample (1 for None),
 /// arg: [N] the position of the maximum (Max only, else -1).
-inline void attention_normalise_forward(const float* q, float* qhat, float* r, int64_t* arg, int64_t n,
+inline void attention_normalize_forward(const float* q, float* qhat, float* r, int64_t* arg, int64_t n,
                                         int64_t p, AttentionNorm norm, float eps) {
     for (int64_t s = 0; s < n; ++s) {
         const float* row = q + s * p;
@@ -82,7 +82,7 @@ inline void attention_normalise_forward(const float* q, float* qhat, float* r, i
 /// dqhat, qhat, r, arg: as above; dq: [N, P] (overwritten).
 /// L2:  dq = (dqhat - qhat (qhat . dqhat)) / r      (derivative of q / ||q||)
 /// Max: dq = dqhat / r, minus (qhat . dqhat) / r at the arg max (derivative of q / q_m)
-inline void attention_normalise_backward(const float* dqhat, const float* qhat, const float* r,
+inline void attention_normalize_backward(const float* dqhat, const float* qhat, const float* r,
                                          const int64_t* arg, float* dq, int64_t n, int64_t p,
                                          AttentionNorm norm, float eps) {
     for (int64_t s = 0; s < n; ++s) {
@@ -101,7 +101,7 @@ inline void attention_normalise_backward(const float* dqhat, const float* qhat, 
     }
 }
 
-/// The distance between normalised maps hs, ht: [N, P], scaled by `weight`; returns the loss and
+/// The distance between normalized maps hs, ht: [N, P], scaled by `weight`; returns the loss and
 /// writes its gradient with respect to hs into d: [N, P] (the teacher's is -d).
 inline double attention_distance(const float* hs, const float* ht, float* d, int64_t n, int64_t p,
                                  AttentionDistance dist, double weight) {

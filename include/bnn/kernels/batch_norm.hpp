@@ -1,12 +1,12 @@
 #pragma once
 /// @file batch_norm.hpp
-/// Batch normalisation over the rows of x [M, C] (M = N*H*W for NHWC activations), per channel.
+/// Batch normalization over the rows of x [M, C] (M = N*H*W for NHWC activations), per channel.
 /// Statistics are summed in double: M reaches millions and float sums would drift.
 ///
 /// Training runs in passes, each a function of its own, so that data-parallel batch norm
 /// (dist/sync_batch_norm.hpp) can all-reduce the per-channel sums between them:
 ///   forward   batch_norm_sums -> mean -> batch_norm_centred_squares -> batch_norm_statistics
-///             -> batch_norm_normalise
+///             -> batch_norm_normalize
 ///   backward  batch_norm_grad_sums -> batch_norm_param_grads, batch_norm_train_dx
 /// batch_norm_train_forward / batch_norm_train_backward run them in sequence over one process's rows.
 #include <cmath>
@@ -84,7 +84,7 @@ inline void batch_norm_statistics(const double* mean, const double* sq, double r
 }
 
 /// y [M, C] = x * scale[c] + shift[c]: the last forward pass, in training and eval alike.
-inline void batch_norm_normalise(const float* x, const float* scale, const float* shift, float* y, int64_t M,
+inline void batch_norm_normalize(const float* x, const float* scale, const float* shift, float* y, int64_t M,
                                  int64_t C) {
 #pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
@@ -117,7 +117,7 @@ inline void batch_norm_train_forward(const float* x, const float* gamma, const f
     std::vector<float> scale(C), shift(C);
     batch_norm_statistics(mean.data(), sq.data(), double(M), gamma, beta, eps, C, saved_mean, saved_invstd, batch_var,
                           scale.data(), shift.data());
-    batch_norm_normalise(x, scale.data(), shift.data(), y, M, C);
+    batch_norm_normalize(x, scale.data(), shift.data(), y, M, C);
 }
 
 /// Backward pass 1: sdy [C] = sum(dy), sdyx [C] = sum(dy * xhat), xhat = (x - mean) * invstd,
@@ -216,7 +216,7 @@ inline void batch_norm_eval_forward(const float* x, const float* gamma, const fl
                                     const float* running_var, float* y, int64_t M, int64_t C, float eps) {
     std::vector<float> scale(C), shift(C);
     batch_norm_fold(gamma, beta, running_mean, running_var, C, eps, scale.data(), shift.data());
-    batch_norm_normalise(x, scale.data(), shift.data(), y, M, C);
+    batch_norm_normalize(x, scale.data(), shift.data(), y, M, C);
 }
 
 /// Eval backward (statistics are constants). Accumulates:

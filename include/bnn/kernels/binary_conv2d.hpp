@@ -100,14 +100,16 @@ inline void xnor_tile_scalar(const XnorPlan& pl, const XnorTile& tl) {
     }
 }
 
-/// Tile shape of each path: pixels per tile and output channels per tile.
+/// Tile shape of each path: pixels per tile and output channels per tile. AVX-512 without
+/// VPOPCNTDQ counts bits with the AVX2 tile.
 struct TileShape {
     int pixels;
     int64_t channels;
 };
 inline TileShape tile_shape(Isa isa) {
     switch (isa) {
-        case Isa::avx512: return {6, 32};
+        case Isa::avx512_vpopcntdq: return {6, 32};
+        case Isa::avx512:
         case Isa::avx2: return {3, 8};
         default: return {1, 32};
     }
@@ -116,7 +118,7 @@ inline TileShape tile_shape(Isa isa) {
 /// Runs the tile of `isa` for `p` (1..tile pixels) pixels.
 inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (isa == Isa::avx512) {
+    if (isa == Isa::avx512_vpopcntdq) {
         switch (p) {
             case 6: return xnor_tile_avx512<6>(pl, tl);
             case 5: return xnor_tile_avx512<5>(pl, tl);
@@ -126,7 +128,7 @@ inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
             default: return xnor_tile_avx512<1>(pl, tl);
         }
     }
-    if (isa == Isa::avx2) {
+    if (isa == Isa::avx2 || isa == Isa::avx512) {
         switch (p) {
             case 3: return xnor_tile_avx2<3>(pl, tl);
             case 2: return xnor_tile_avx2<2>(pl, tl);
@@ -137,6 +139,40 @@ inline void run_tile(Isa isa, int p, const XnorPlan& pl, const XnorTile& tl) {
     (void)isa;
     (void)p;
     xnor_tile_scalar(pl, tl);
+}
+
+/// The work split of a binary convolution on path `isa` (see the file comment): tiles of
+/// tile_shape(isa) over the output pixels of the whole batch and the output channels, as items
+/// (channel block, pixel block) in contiguous equal shares per thread, channel block outermost
+/// unless PixelMajor. Calls tile(thread, q, p, c0, nc) for the tile of pixels [q, q + p) and
+/// channels [c0, c0 + nc). Up to max_threads threads, one below ~1 µs of work (2^21 binary
+/// multiply-accumulates), where a parallel region costs more than it saves.
+template <bool PixelMajor, class TileFn>
+void for_each_xnor_tile(Isa isa, const XnorConvGeometry& g, int max_threads, TileFn&& tile) {
+    const TileShape ts = tile_shape(isa);
+    const int64_t pixels = g.N * g.OH * g.OW;
+    const int64_t pixel_blocks = (pixels + ts.pixels - 1) / ts.pixels;
+    const int64_t channel_blocks = (g.Cout + ts.channels - 1) / ts.channels;
+    const int64_t items = pixel_blocks * channel_blocks;
+    const int threads =
+        g.macs() < (int64_t{1} << 21) ? 1 : static_cast<int>(std::clamp<int64_t>(items, 1, max_threads));
+    parallel_ranges(items, threads, [&](int thread, int64_t i0, int64_t i1) {
+        if (i0 >= i1) return;
+        // Walk the items incrementally: a division per tile would cost as much as the epilogue
+        // of a small tile.
+        const int64_t inner = PixelMajor ? channel_blocks : pixel_blocks;
+        int64_t outer_i = i0 / inner, inner_i = i0 % inner;
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t cb = PixelMajor ? inner_i : outer_i, pb = PixelMajor ? outer_i : inner_i;
+            const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
+            const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
+            tile(thread, q, p, c0, std::min<int64_t>(ts.channels, g.Cout - c0));
+            if (++inner_i == inner) {
+                inner_i = 0;
+                ++outer_i;
+            }
+        }
+    });
 }
 
 }  // namespace detail
@@ -181,18 +217,7 @@ inline void plan_xnor_pixels(const XnorConvGeometry& g, const uint64_t* padded, 
         BNN_CHECK(tap_sums != nullptr, "plan_xnor_pixels: zero padding needs the weights' tap sums");
         row_masks = padding_patterns(g.OH, g.stride, g.pad, g.KH, g.H, row_id);
         col_masks = padding_patterns(g.OW, g.stride, g.pad, g.KW, g.W, col_id);
-        const int64_t ncols = static_cast<int64_t>(col_masks.size());
-        p.table.assign(row_masks.size() * col_masks.size() * coutp, 0);
-        for (size_t r = 0; r < row_masks.size(); ++r)
-            for (int64_t c = 0; c < ncols; ++c) {
-                int64_t* dst = p.table.data() + (r * ncols + c) * coutp;
-                for (int64_t kh = 0; kh < g.KH; ++kh)
-                    for (int64_t kw = 0; kw < g.KW; ++kw) {
-                        if (!((row_masks[r] >> kh) & 1) && !((col_masks[c] >> kw) & 1)) continue;
-                        const int64_t* s = tap_sums + (kh * g.KW + kw) * coutp;
-                        for (int64_t o = 0; o < coutp; ++o) dst[o] += s[o];
-                    }
-            }
+        padded_tap_sums(row_masks, col_masks, g.KH, g.KW, tap_sums, coutp, p.table);
     }
     const int64_t ncols = static_cast<int64_t>(col_masks.size());
     for (int64_t n = 0, q = 0; n < g.N; ++n)
@@ -257,35 +282,14 @@ inline void xnor_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights,
     thread_local XnorPixelPlan this_threads_plan;
     XnorPixelPlan& px = this_threads_plan;  // the worker threads below read the caller's plan
     plan_xnor_pixels(g, xin, tap_sums, px);
-    const int64_t pixels = g.N * g.OH * g.OW;
 
     const detail::XnorPlan plan{px.word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc, bi};
-    const detail::TileShape ts = detail::tile_shape(isa);
-    const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
-    const int64_t column_blocks = (g.Cout + ts.channels - 1) / ts.channels;
-    // Work items (channel block, pixel block), channel block outermost: a contiguous share of
-    // items sweeps pixels under one channel block's weights, and small layers (a batch of one
-    // 4x4 image) still split evenly because shares may cut across channel blocks.
-    const int64_t items = blocks * column_blocks;
-    // Below ~1 µs of work a parallel region costs more than it saves.
-    const int threads =
-        g.macs() < (int64_t{1} << 21) ? 1 : static_cast<int>(std::clamp<int64_t>(items, 1, num_threads()));
-    auto run_range = [&](int64_t i0, int64_t i1) {
-        if (i0 >= i1) return;
-        // Walk (channel block, pixel block) incrementally: a division per tile would cost as
-        // much as the epilogue of a small tile.
-        int64_t cb = i0 / blocks, pb = i0 % blocks;
-        for (int64_t i = i0; i < i1; ++i) {
-            const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
-            const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
-            detail::run_tile(isa, p, plan, {px.origins.data() + q, px.corrections.data() + q, out + q * g.Cout + c0, c0});
-            if (++pb == blocks) {
-                pb = 0;
-                ++cb;
-            }
-        }
-    };
-    parallel_ranges(items, threads, [&](int, int64_t i0, int64_t i1) { run_range(i0, i1); });
+    // Channel block outermost: a contiguous share of items sweeps pixels under one channel
+    // block's weights, and small layers (a batch of one 4x4 image) still split evenly because
+    // shares may cut across channel blocks.
+    detail::for_each_xnor_tile<false>(isa, g, num_threads(), [&](int, int64_t q, int p, int64_t c0, int64_t) {
+        detail::run_tile(isa, p, plan, {px.origins.data() + q, px.corrections.data() + q, out + q * g.Cout + c0, c0});
+    });
 }
 
 /// Binary convolution of packed activations x (shape [N, H, W, C]) with packed weights; scale

@@ -212,38 +212,20 @@ public:
         const detail::XnorPlan plan{pixels_.word_offsets.data(), static_cast<int64_t>(pixels_.word_offsets.size()),
                                              w_.words.data(), coutp_, g_.Cout, g_.K(), ones_.data(), zeros_.data()};
         const detail::TileShape ts = tile();
-        const int64_t pixels = g_.N * g_.OH * g_.OW, per_image = g_.OH * g_.OW;
-        const int64_t blocks = (pixels + ts.pixels - 1) / ts.pixels;
-        const int64_t column_blocks = (g_.Cout + ts.channels - 1) / ts.channels;
-        const int64_t items = blocks * column_blocks;
+        const int64_t per_image = g_.OH * g_.OW;
         const auto epilogue = detail::choose_epilogue(isa_, t.gate, t.slope, t.residual);
-        int threads = std::min<int>(threads_, num_threads());
-        if (g_.macs() < (int64_t{1} << 21)) threads = 1;  // a parallel region would cost more than it saves
-        threads = static_cast<int>(std::min<int64_t>(threads, items));
         const Isa isa = isa_;
-        auto run_range = [&](int tid, int64_t i0, int64_t i1) {
-            if (i0 >= i1) return;
+        auto tile = [&](int thread, int64_t q, int p, int64_t c0, int64_t nc) {
             // The tile writes float(dot) exactly (scale 1, bias 0) into a small per-thread
             // buffer [pixels, Cout] that stays in L1 (it writes columns [0, nc) of each row, the
             // row stride being Cout); the epilogue then applies the fused transform.
-            float* dots = scratch_.data() + tid * ts.pixels * scratch_ld_;
-            // Walk (channel block, pixel block) items without a division per tile.
-            const int64_t inner = pixel_major_ ? column_blocks : blocks;
-            int64_t outer_i = i0 / inner, inner_i = i0 % inner;
-            for (int64_t i = i0; i < i1; ++i) {
-                const int64_t cb = pixel_major_ ? inner_i : outer_i, pb = pixel_major_ ? outer_i : inner_i;
-                const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
-                const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
-                const int64_t nc = std::min<int64_t>(ts.channels, g_.Cout - c0);
-                detail::run_tile(isa, p, plan, {pixels_.origins.data() + q, pixels_.corrections.data() + q, dots, c0});
-                epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
-                if (++inner_i == inner) {
-                    inner_i = 0;
-                    ++outer_i;
-                }
-            }
+            float* dots = scratch_.data() + thread * ts.pixels * scratch_ld_;
+            detail::run_tile(isa, p, plan, {pixels_.origins.data() + q, pixels_.corrections.data() + q, dots, c0});
+            epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
         };
-        parallel_ranges(items, threads, run_range);
+        const int threads = std::min<int>(threads_, num_threads());
+        if (pixel_major_) detail::for_each_xnor_tile<true>(isa, g_, threads, tile);
+        else detail::for_each_xnor_tile<false>(isa, g_, threads, tile);
     }
 
 private:

@@ -70,7 +70,7 @@ inline void unpack_signs_scalar(const uint64_t* bits, int64_t pixels, int64_t ch
 inline void pack_signs(const float* x, int64_t pixels, int64_t channels, const float* a, const float* b,
                        uint64_t* bits, Isa isa = active_isa()) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (isa == Isa::avx512) return detail::pack_signs_avx512(x, pixels, channels, a, b, bits);
+    if (has_avx512(isa)) return detail::pack_signs_avx512(x, pixels, channels, a, b, bits);
     if (isa == Isa::avx2) return detail::pack_signs_avx2(x, pixels, channels, a, b, bits);
 #endif
     (void)isa;
@@ -80,7 +80,7 @@ inline void pack_signs(const float* x, int64_t pixels, int64_t channels, const f
 /// x <- ±1 from bits on the given path.
 inline void unpack_signs(const uint64_t* bits, int64_t pixels, int64_t channels, float* x, Isa isa = active_isa()) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (isa == Isa::avx512) return detail::unpack_signs_avx512(bits, pixels, channels, x);
+    if (has_avx512(isa)) return detail::unpack_signs_avx512(bits, pixels, channels, x);
 #endif
     (void)isa;
     unpack_signs_scalar(bits, pixels, channels, x);
@@ -120,15 +120,20 @@ struct PackedConvWeights {
     Tensor<int64_t> tap_sums;  ///< [KH*KW, CoutP]
 };
 
-/// Packs w [Cout, KH, KW, Cin] (rank 4) into a PackedConvWeights.
-inline PackedConvWeights pack_conv_weights(const Tensor<float>& w) {
-    expect_rank(w, 4, "pack_conv_weights", "the weight [Cout, KH, KW, Cin]");
-    PackedConvWeights p{w.dim(0), w.dim(1), w.dim(2), w.dim(3), {}, {}};
+/// Packs w [Cout, KH, KW, Cin] into a PackedConvWeights.
+inline PackedConvWeights pack_conv_weights(const float* w, int64_t cout, int64_t kh, int64_t kw, int64_t cin) {
+    PackedConvWeights p{cout, kh, kw, cin, {}, {}};
     const int64_t coutp = padded_out_channels(p.cout);
     p.words = Tensor<uint64_t>::empty(Shape{p.kh * p.kw * words_for_channels(p.cin), coutp});
     p.tap_sums = Tensor<int64_t>::empty(Shape{p.kh * p.kw, coutp});
-    pack_conv_weights(w.data(), p.cout, p.kh, p.kw, p.cin, p.words.data(), p.tap_sums.data());
+    pack_conv_weights(w, p.cout, p.kh, p.kw, p.cin, p.words.data(), p.tap_sums.data());
     return p;
+}
+
+/// Packs w [Cout, KH, KW, Cin] (rank 4) into a PackedConvWeights.
+inline PackedConvWeights pack_conv_weights(const Tensor<float>& w) {
+    expect_rank(w, 4, "pack_conv_weights", "the weight [Cout, KH, KW, Cin]");
+    return pack_conv_weights(w.data(), w.dim(0), w.dim(1), w.dim(2), w.dim(3));
 }
 
 }  // namespace bnn::kernels

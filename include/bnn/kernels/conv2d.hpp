@@ -23,9 +23,10 @@
 /// into a column buffer and col2im. Without AVX2, every product goes to Eigen (kernels/gemm.hpp).
 ///
 /// Files: this one holds the entry points, the im2col + GEMM fallback, the blocking shared by
-/// every path and the naive reference; conv2d_geometry.hpp the sizes; conv2d_implicit.hpp the
-/// implicit-GEMM packers; conv2d_direct.hpp the direct convolution; conv2d_weight_grad_direct.hpp
-/// the AVX2 weight gradient that packs neither operand.
+/// every path and the naive reference; conv2d_geometry.hpp the sizes; conv2d_fields.hpp the
+/// gather of one receptive field (im2col's rows); conv2d_implicit.hpp the implicit-GEMM packers;
+/// conv2d_direct.hpp the direct convolution; conv2d_weight_grad_direct.hpp the AVX2 weight
+/// gradient that packs neither operand.
 ///
 /// Threads: with at least as many image groups as threads, each thread takes whole images with its
 /// own buffers and runs single-threaded GEMMs (no synchronisation inside the product, and
@@ -33,7 +34,6 @@
 /// batch of 1) the images go one by one and the GEMM threads each product instead (gemm.hpp).
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #ifdef _OPENMP
@@ -42,6 +42,7 @@
 
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/conv2d_direct.hpp"
+#include "bnn/kernels/conv2d_fields.hpp"
 #include "bnn/kernels/conv2d_geometry.hpp"
 #include "bnn/kernels/conv2d_implicit.hpp"
 #include "bnn/kernels/conv2d_weight_grad_direct.hpp"
@@ -82,23 +83,10 @@ inline ConvBlocking conv_blocking(const Conv2dGeometry& g, int threads) {
 
 /// cols [(oh1-oh0)*OW, K] <- receptive fields of output rows [oh0, oh1) of one image x_img [H, W, C].
 inline void im2col_rows(const float* x_img, const Conv2dGeometry& g, int64_t oh0, int64_t oh1, float* cols) {
-    const int64_t C = g.C, K = g.K();
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-            float* row = cols + ((oh - oh0) * g.OW + ow) * K;
-            for (int64_t kh = 0; kh < g.KH; ++kh) {
-                const int64_t ih = oh * g.stride - g.pad + kh;
-                for (int64_t kw = 0; kw < g.KW; ++kw) {
-                    const int64_t iw = ow * g.stride - g.pad + kw;
-                    float* dst = row + (kh * g.KW + kw) * C;
-                    if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W)
-                        std::memset(dst, 0, sizeof(float) * C);
-                    else
-                        std::memcpy(dst, x_img + (ih * g.W + iw) * C, sizeof(float) * C);
-                }
-            }
-        }
-    }
+    const int64_t K = g.K();
+    for (int64_t oh = oh0; oh < oh1; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow)
+            gather_field(x_img, g, oh * g.stride - g.pad, ow * g.stride - g.pad, cols + ((oh - oh0) * g.OW + ow) * K);
 }
 
 /// dx_img [H, W, C] += scatter of dcols [(oh1-oh0)*OW, K] (the adjoint of im2col_rows).

@@ -13,11 +13,11 @@
 /// blocking and the micro-kernels are the same, so every output is the same float.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/conv2d_fields.hpp"
 #include "bnn/kernels/sgemm.hpp"
 
 namespace bnn::kernels {
@@ -37,26 +37,11 @@ struct GatheredFieldsSource {
     template <class Tile>
     void pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* __restrict Ap) const {
         const Conv2dGeometry& g = *pixels.g;
-        const int64_t K = g.K(), run = g.KW * g.C;
+        const int64_t K = g.K();
         float* local = thread_scratch<GatheredFields>(mc * K);
         for (int64_t i = 0; i < mc; ++i) {
             const detail::PatchOrigin o = pixels.origin(i0 + i);
-            float* row = local + i * K;
-            for (int64_t kh = 0; kh < g.KH; ++kh) {
-                float* dst = row + kh * run;
-                const int64_t ih = o.ih0 + kh;
-                if (ih < 0 || ih >= g.H) {
-                    std::memset(dst, 0, sizeof(float) * run);
-                } else if (o.iw0 >= 0 && o.iw0 + g.KW <= g.W) {
-                    std::memcpy(dst, o.image + (ih * g.W + o.iw0) * g.C, sizeof(float) * run);
-                } else {
-                    for (int64_t kw = 0; kw < g.KW; ++kw) {
-                        const int64_t iw = o.iw0 + kw;
-                        if (iw < 0 || iw >= g.W) std::memset(dst + kw * g.C, 0, sizeof(float) * g.C);
-                        else std::memcpy(dst + kw * g.C, o.image + (ih * g.W + iw) * g.C, sizeof(float) * g.C);
-                    }
-                }
-            }
+            gather_field(o.image, g, o.ih0, o.iw0, local + i * K);
         }
         detail::SgemmMatrices{false, true, local, K, nullptr, 0}.pack_a<Tile>(0, mc, p0, kc, Ap);
     }

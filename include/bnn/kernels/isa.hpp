@@ -1,10 +1,10 @@
 #pragma once
 /// @file isa.hpp
-/// Run-time choice of the instruction set used by the popcount kernels.
+/// Run-time choice of the instruction set the SIMD kernels use.
 ///
 /// Every SIMD kernel is compiled with `__attribute__((target(...)))`, so a build without any
 /// -march flag still contains the AVX2 and AVX-512 code; which one runs is decided here from
-/// CPUID. The environment variable BNN_ISA=scalar|avx2|avx512 forces a path (an error if the CPU
+/// CPUID. The environment variable BNN_ISA=scalar|avx2|avx512|avx512_vpopcntdq forces a path (an error if the CPU
 /// lacks it), and set_isa() / IsaGuard let tests and benchmarks run each path in turn.
 #include <atomic>
 #include <cstdlib>
@@ -16,21 +16,30 @@
 
 namespace bnn::kernels {
 
-/// The kernel paths, slowest first.
-enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
+/// The kernel paths, slowest first; each CPU that has one has all before it. AVX-512 without
+/// VPOPCNTDQ (Skylake-X, Cascade Lake) is a path of its own: its float kernels use AVX-512 and its
+/// popcount kernels the AVX2 code.
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, avx512_vpopcntdq = 3 };
 
-/// "scalar", "avx2" or "avx512".
+/// Every path, slowest first.
+inline constexpr Isa kIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq};
+
+/// "scalar", "avx2", "avx512" or "avx512_vpopcntdq" (what BNN_ISA takes).
 inline const char* isa_name(Isa isa) {
     switch (isa) {
         case Isa::scalar: return "scalar";
         case Isa::avx2: return "avx2";
         case Isa::avx512: return "avx512";
+        case Isa::avx512_vpopcntdq: return "avx512_vpopcntdq";
     }
     return "unknown";
 }
 
-/// True when this CPU can run the given path. AVX-512 means F, BW, DQ, VL and VPOPCNTDQ (the
-/// 64-bit lane popcount); AVX2 also needs FMA for the fused pack and output transform.
+/// True when the path uses the AVX-512 float and byte instructions (F, BW, DQ, VL).
+inline bool has_avx512(Isa isa) { return isa >= Isa::avx512; }
+
+/// True when this CPU can run the given path. AVX2 also needs FMA; AVX-512 means F, BW, DQ and VL;
+/// avx512_vpopcntdq adds the 64-bit lane popcount.
 inline bool isa_supported(Isa isa) {
     switch (isa) {
         case Isa::scalar: return true;
@@ -38,9 +47,11 @@ inline bool isa_supported(Isa isa) {
         case Isa::avx2:
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
         case Isa::avx512:
-            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                   __builtin_cpu_supports("avx512vpopcntdq");
+            return isa_supported(Isa::avx2) && __builtin_cpu_supports("avx512f") &&
+                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("avx512vl");
+        case Isa::avx512_vpopcntdq:
+            return isa_supported(Isa::avx512) && __builtin_cpu_supports("avx512vpopcntdq");
 #endif
         default: return false;
     }
@@ -49,7 +60,7 @@ inline bool isa_supported(Isa isa) {
 /// Every path this CPU can run, slowest first (scalar is always there).
 inline std::vector<Isa> available_isas() {
     std::vector<Isa> out;
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+    for (Isa isa : kIsas)
         if (isa_supported(isa)) out.push_back(isa);
     return out;
 }
@@ -57,11 +68,11 @@ inline std::vector<Isa> available_isas() {
 /// The fastest path this CPU can run.
 inline Isa best_isa() { return available_isas().back(); }
 
-/// Parses "scalar", "avx2" or "avx512"; anything else raises bnn::Error.
+/// Parses a name isa_name() gives; anything else raises bnn::Error.
 inline Isa parse_isa(std::string_view name) {
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+    for (Isa isa : kIsas)
         if (name == isa_name(isa)) return isa;
-    ::bnn::fail("parse_isa: expected scalar, avx2 or avx512, got \"", std::string(name), "\"");
+    ::bnn::fail("parse_isa: expected scalar, avx2, avx512 or avx512_vpopcntdq, got \"", std::string(name), "\"");
 }
 
 namespace detail {
@@ -94,7 +105,7 @@ inline std::atomic<int>& isa_override() {
 }
 }  // namespace detail
 
-/// The path the popcount kernels use now: set_isa() if called, else BNN_ISA, else the fastest.
+/// The path the SIMD kernels use now: set_isa() if called, else BNN_ISA, else the fastest.
 inline Isa active_isa() {
     int forced = detail::isa_override().load(std::memory_order_relaxed);
     return forced >= 0 ? static_cast<Isa>(forced) : detail::default_isa();

@@ -2,8 +2,8 @@
 /// @file padding_patterns.hpp
 /// Which kernel taps of an output position fall in the padding, and the distinct such sets along
 /// one axis. Convolutions that correct their padded taps exactly (the binary conv's zero padding,
-/// the integer stem's folded normalisation) tabulate one correction per (row pattern, column
-/// pattern) pair, a handful, instead of one per output pixel.
+/// the integer stem's folded normalization) tabulate one correction per (row pattern, column
+/// pattern) pair, a handful, instead of one per output pixel (padded_tap_sums).
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -35,6 +35,28 @@ inline std::vector<uint64_t> padding_patterns(int64_t extent_out, int64_t stride
         ids[o] = it->second;
     }
     return masks;
+}
+
+/// The border-correction table of a KH x KW kernel over the row patterns `rows` and column patterns
+/// `cols` (padding_patterns of each axis): row r * cols.size() + c holds the sum, tap by tap in
+/// (kh, kw) order, of per_tap's rows for the taps that fall in the padding under row pattern r or
+/// column pattern c (all zeros for the interior pair (0, 0)).
+///   per_tap [KH*KW, width] -> table [rows.size() * cols.size(), width]
+template <class T>
+void padded_tap_sums(const std::vector<uint64_t>& rows, const std::vector<uint64_t>& cols, int64_t KH, int64_t KW,
+                     const T* per_tap, int64_t width, std::vector<T>& table) {
+    const int64_t ncols = static_cast<int64_t>(cols.size());
+    table.assign(rows.size() * cols.size() * width, T{0});
+    for (size_t r = 0; r < rows.size(); ++r)
+        for (int64_t c = 0; c < ncols; ++c) {
+            T* dst = table.data() + (r * ncols + c) * width;
+            for (int64_t kh = 0; kh < KH; ++kh)
+                for (int64_t kw = 0; kw < KW; ++kw) {
+                    if (!((rows[r] >> kh) & 1) && !((cols[c] >> kw) & 1)) continue;
+                    const T* s = per_tap + (kh * KW + kw) * width;
+                    for (int64_t o = 0; o < width; ++o) dst[o] += s[o];
+                }
+        }
 }
 
 }  // namespace bnn::kernels

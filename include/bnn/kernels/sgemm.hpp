@@ -84,7 +84,7 @@ inline SgemmAvx512Tile sgemm_avx512_tile(int64_t M, int64_t N) {
 template <class Source>
 void sgemm_serial(Isa isa, const Source& src, int64_t M, int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                   int64_t K, float* C, int64_t ldc, bool accumulate) {
-    if (isa == Isa::avx512) {
+    if (has_avx512(isa)) {
         switch (sgemm_avx512_tile(M, N)) {
             case SgemmAvx512Tile::narrow:
                 return sgemm_blocked<SgemmAvx512Narrow>(src, m0, m1, n0, n1, K, C, ldc, accumulate);

@@ -3,7 +3,7 @@
 /// Real-to-binary attention matching (Martinez et al. 2020, Sec. 4.2, Eq. 2).
 ///
 /// For a feature map A [N,H,W,C] the spatial attention map is Q = sum_c A_c^2, one value per
-/// sample and position ([N, H*W]). Each sample's map is normalised (by its L2 norm by default),
+/// sample and position ([N, H*W]). Each sample's map is normalized (by its L2 norm by default),
 /// and the student's map is compared with the teacher's at every transfer point:
 ///
 ///     L = beta * mean_j mean_{n,p} ( Q_S^j/|Q_S^j| - Q_T^j/|Q_T^j| )^2
@@ -22,7 +22,7 @@
 
 namespace bnn::losses {
 
-// The map normalisation and the distance are the kernels' enums (kernels/attention_transfer.hpp).
+// The map normalization and the distance are the kernels' enums (kernels/attention_transfer.hpp).
 using kernels::AttentionDistance;
 using kernels::AttentionNorm;
 
@@ -51,7 +51,7 @@ inline AttentionSide attention_side(const Tensor<float>& a, const AttentionOptio
     AttentionSide s{a, Tensor<float>::empty({n, p}), Tensor<float>::empty({n}), std::vector<int64_t>(n)};
     Tensor<float> q = Tensor<float>::empty({n, p});
     kernels::attention_map_forward(a.data(), q.data(), n, p, c);
-    kernels::attention_normalise_forward(q.data(), s.qhat.data(), s.divisor.data(), s.arg.data(), n, p, o.norm, o.eps);
+    kernels::attention_normalize_forward(q.data(), s.qhat.data(), s.divisor.data(), s.arg.data(), n, p, o.norm, o.eps);
     return s;
 }
 
@@ -61,7 +61,7 @@ inline void attention_side_backward(const AttentionSide& s, const Tensor<float>&
     const Tensor<float>& a = s.features;
     const int64_t n = a.dim(0), p = a.dim(1) * a.dim(2), c = a.dim(3);
     Tensor<float> dq = Tensor<float>::empty({n, p});
-    kernels::attention_normalise_backward(dqhat.data(), s.qhat.data(), s.divisor.data(), s.arg.data(), dq.data(), n,
+    kernels::attention_normalize_backward(dqhat.data(), s.qhat.data(), s.divisor.data(), s.arg.data(), dq.data(), n,
                                           p, o.norm, o.eps);
     kernels::attention_map_backward(dq.data(), a.data(), input.grad().data(), n, p, c);
 }
@@ -69,7 +69,7 @@ inline void attention_side_backward(const AttentionSide& s, const Tensor<float>&
 }  // namespace detail
 
 /// The spatial attention map of features A [N,H,W,C]: Q [N, H*W] with Q = sum_c A_c^2, each
-/// sample normalised as `norm` says. Not differentiable (a plain tensor), for inspection and
+/// sample normalized as `norm` says. Not differentiable (a plain tensor), for inspection and
 /// visualisation; the loss below differentiates through the same computation.
 inline Tensor<float> attention_map(const Tensor<float>& features, AttentionNorm norm = AttentionNorm::L2,
                                    float eps = 1e-12f) {
@@ -82,7 +82,7 @@ inline Tensor<float> attention_map(const Tensor<float>& features, AttentionNorm 
 
 /// Attention-transfer loss over a list of transfer points, each a (student, teacher) pair of
 /// feature maps [N,H,W,C] with equal N, H and W (channel counts may differ). The result (Shape{})
-/// is beta times the mean over points of the chosen distance between normalised attention maps.
+/// is beta times the mean over points of the chosen distance between normalized attention maps.
 /// Gradients flow to every input that requires one; a frozen teacher's features require none.
 inline Variable attention_transfer(const std::vector<std::pair<Variable, Variable>>& points,
                                    const AttentionOptions& options = {}) {

@@ -1,6 +1,6 @@
 #pragma once
 /// @file batch_norm.hpp
-/// BatchNorm2d: batch normalisation over the channel (last) dimension.
+/// BatchNorm2d: batch normalization over the channel (last) dimension.
 #include <string>
 
 #include "bnn/nn/module.hpp"
@@ -8,7 +8,7 @@
 
 namespace bnn::nn {
 
-/// Normalises each channel: y = (x - mean) / sqrt(var + eps) * weight + bias.
+/// Normalizes each channel: y = (x - mean) / sqrt(var + eps) * weight + bias.
 /// Training mode uses the batch's statistics over every dimension but the channels and updates
 /// the running averages (running = (1 - momentum) * running + momentum * batch, unbiased variance);
 /// eval mode uses the running statistics.

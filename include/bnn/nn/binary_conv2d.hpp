@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "bnn/nn/binary_mode.hpp"
 #include "bnn/nn/init.hpp"
 #include "bnn/nn/module.hpp"
 #include "bnn/ops/activation.hpp"
@@ -17,13 +18,6 @@
 #include "bnn/ops/sign.hpp"
 
 namespace bnn::nn {
-
-/// What is binary in the forward pass.
-enum class BinaryMode {
-    SoftActivations,    ///< tanh(x) ⊛ W: soft binarisation, real weights (stage 1)
-    BinaryActivations,  ///< sign(x) ⊛ W: binary activations (STE), real weights (stage 2)
-    FullyBinary,        ///< sign(x) ⊛ sign(W) * alpha on the XNOR-popcount kernel (stage 3)
-};
 
 /// The per-output-channel scale alpha of the weights.
 enum class WeightScale {

@@ -1,19 +1,19 @@
 #pragma once
 /// @file batch_norm.hpp
-/// ops::batch_norm: per-channel normalisation over every dimension but the last, one tape node.
+/// ops::batch_norm: per-channel normalization over every dimension but the last, one tape node.
 #include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/kernels/batch_norm.hpp"
 
 namespace bnn::ops {
 
-/// Batch normalisation of x [..., C] (NHWC activations or [N, C] features).
+/// Batch normalization of x [..., C] (NHWC activations or [N, C] features).
 ///
-/// training: normalises with the batch mean and biased variance over all rows, and updates
+/// training: normalizes with the batch mean and biased variance over all rows, and updates
 ///   running_mean/running_var IN PLACE: r = (1 - momentum) * r + momentum * batch_stat, with the
 ///   unbiased variance (M / (M - 1)) for running_var, as PyTorch does. Needs more than one row.
 ///   Undefined running tensors skip the update.
-/// eval: normalises with running_mean/running_var (required).
+/// eval: normalizes with running_mean/running_var (required).
 /// gamma, beta: [C] scale and shift, or undefined Variables (1 and 0).
 inline Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& beta, Tensor<float> running_mean,
                            Tensor<float> running_var, bool training, float momentum = 0.1f, float eps = 1e-5f) {

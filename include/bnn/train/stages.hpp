@@ -10,22 +10,15 @@
 /// | 1     | binary architecture, tanh act., real W    | stage 0 | CE + attention + KD|
 /// | 2     | sign activations, real W                  | stage 1 | CE + attention + KD|
 /// | 3     | sign activations, sign(W) * mean|W|       | stage 2 | CE + KD            |
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bnn/core/error.hpp"
 #include "bnn/losses/attention_transfer.hpp"
+#include "bnn/nn/binary_mode.hpp"
 
 namespace bnn::train {
-
-/// What the student network of a stage is. Mirrors nn::BinaryMode for the binary stages; kept
-/// separate so this header does not pull in the binary convolution.
-enum class StudentKind {
-    Real,               ///< the real-valued teacher architecture (stage 0)
-    SoftActivations,    ///< binary architecture, tanh activations, real weights (stage 1)
-    BinaryActivations,  ///< sign activations, real weights (stage 2)
-    FullyBinary,        ///< sign activations and sign weights times alpha (stage 3)
-};
 
 /// The weights of the loss parts: total = ce * CE + attention * L_att + kd * L_KD.
 struct LossWeights {
@@ -37,12 +30,13 @@ struct LossWeights {
     losses::AttentionOptions attention_options{};  ///< norm and distance (its beta is ignored)
 };
 
-/// One stage of the schedule: the student's kind, where it starts, its losses and its optimiser.
+/// One stage of the schedule: the student's mode, where it starts, its losses and its optimiser.
 /// Defaults are the CIFAR-100 recipe of the paper, Larq Zoo where the paper is silent ([LZ]).
 struct StageConfig {
     int stage = 0;
     std::string name;
-    StudentKind student = StudentKind::Real;
+    /// What is binary in the student; empty for the real-valued network (stage 0).
+    std::optional<nn::BinaryMode> student_mode;
     bool has_teacher = false;          ///< the previous stage's result is the (frozen) teacher
     bool init_from_previous = false;   ///< the student starts from the previous stage's weights
     LossWeights weights{};
@@ -65,11 +59,10 @@ inline std::vector<StageConfig> real_to_binary_stages() {
     std::vector<StageConfig> s(4);
     s[0].stage = 0;
     s[0].name = "real";
-    s[0].student = StudentKind::Real;
 
     s[1].stage = 1;
     s[1].name = "soft-activations";
-    s[1].student = StudentKind::SoftActivations;
+    s[1].student_mode = nn::BinaryMode::SoftActivations;
     s[1].has_teacher = true;
     s[1].weights.attention = 30.f;
     s[1].weights.kd = 3.f;
@@ -77,12 +70,12 @@ inline std::vector<StageConfig> real_to_binary_stages() {
     s[2] = s[1];
     s[2].stage = 2;
     s[2].name = "binary-activations";
-    s[2].student = StudentKind::BinaryActivations;
+    s[2].student_mode = nn::BinaryMode::BinaryActivations;
     s[2].init_from_previous = true;
 
     s[3].stage = 3;
     s[3].name = "fully-binary";
-    s[3].student = StudentKind::FullyBinary;
+    s[3].student_mode = nn::BinaryMode::FullyBinary;
     s[3].has_teacher = true;
     s[3].init_from_previous = true;
     s[3].weights.kd = 0.8f;
@@ -98,15 +91,15 @@ inline StageConfig real_to_binary_stage(int k) {
     return real_to_binary_stages()[static_cast<size_t>(k)];
 }
 
-/// A short name of a student kind, for logs and checkpoint metadata.
-inline const char* student_kind_name(StudentKind k) {
-    switch (k) {
-        case StudentKind::Real: return "real";
-        case StudentKind::SoftActivations: return "soft-activations";
-        case StudentKind::BinaryActivations: return "binary-activations";
-        case StudentKind::FullyBinary: return "fully-binary";
-    }
-    return "?";
+/// The student's name in logs and in checkpoint metadata ("student"): "real",
+/// "soft-activations", "binary-activations" or "fully-binary". The hyphens are the checkpoint
+/// format's; module trees spell modes as nn::binary_mode_name() does.
+inline std::string student_name(const std::optional<nn::BinaryMode>& mode) {
+    if (!mode) return "real";
+    std::string name = nn::binary_mode_name(*mode);
+    for (char& c : name)
+        if (c == '_') c = '-';
+    return name;
 }
 
 }  // namespace bnn::train

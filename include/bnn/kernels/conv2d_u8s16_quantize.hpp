@@ -1,0 +1,101 @@
+#pragma once
+/// @file conv2d_u8s16_quantize.hpp
+/// The integer stem's weights (conv2d_u8s16.hpp): the input normalization folded into a float
+/// convolution's weights and bias, the folded weights quantised to int16 per output channel and
+/// packed for the tiles, and the per-tap sums that correct padded taps.
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "bnn/core/error.hpp"
+
+namespace bnn::kernels {
+
+/// The largest weight magnitude of the quantiser (symmetric: -32768 is never used).
+inline constexpr int32_t u8s16_weight_max = 32767;
+/// The largest K = KH * KW * C whose int32 dot products cannot overflow: 255 * 32767 * K <= 2^31 - 1.
+inline constexpr int64_t u8s16_max_taps = INT32_MAX / (int64_t{255} * u8s16_weight_max);
+
+namespace detail {
+inline constexpr int64_t u8s16_lanes = 16;  // output channels per tile: two AVX2 int32 vectors
+}  // namespace detail
+
+/// Quantised, normalization-folded weights of one convolution (quantize_conv2d_u8s16).
+struct U8S16ConvWeights {
+    int64_t Cout = 0, KH = 0, KW = 0, C = 0;
+    std::vector<int16_t> q;                 ///< [Cout, KH, KW, C]
+    std::vector<float> scale;               ///< [CoutP], 0 past Cout: real weight = scale[o] * q
+    std::vector<double> bias;               ///< [Cout] folded bias of an interior pixel
+    std::vector<double> tap_correction;     ///< [KH*KW, Cout]: sum_c q[o,t,c] * 255 mean[c], in steps of scale[o]
+    std::vector<int16_t> packed;            ///< [CoutP/16, Kp/2, 16, 2]: q in int16 pairs, zeros past K and Cout
+
+    int64_t K() const { return KH * KW * C; }
+    /// K rounded up to whole int16 pairs.
+    int64_t Kp() const { return (K() + 1) / 2 * 2; }
+    /// Cout rounded up to whole tiles.
+    int64_t CoutP() const { return (Cout + detail::u8s16_lanes - 1) / detail::u8s16_lanes * detail::u8s16_lanes; }
+};
+
+/// Folds x_n = (x / 255 - mean[c]) / std[c] into a float convolution and quantises it.
+///   w [Cout, KH, KW, C] float, bias [Cout] or null, mean [C], std [C] (of x / 255).
+/// The folded weights w / (255 std[c]) of output channel o are rounded to multiples of
+/// scale[o] = max |folded| / 32767; the bias is folded with the rounded weights, so the integer
+/// convolution equals, up to float rounding, the float one with weights scale[o] * q * 255 std[c].
+inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias, int64_t Cout, int64_t KH,
+                                              int64_t KW, int64_t C, const float* mean, const float* std) {
+    BNN_CHECK(Cout >= 1 && KH >= 1 && KW >= 1 && C >= 1, "quantize_conv2d_u8s16: expected positive sizes, got Cout ",
+              Cout, ", kernel ", KH, "x", KW, ", C ", C);
+    const int64_t K = KH * KW * C;
+    BNN_CHECK(K <= u8s16_max_taps, "quantize_conv2d_u8s16: K = KH*KW*C = ", KH, "*", KW, "*", C, " = ", K,
+              " taps, but int32 sums of uint8 x int16 products are exact only up to K = ", u8s16_max_taps,
+              " (255 * 32767 * K must fit in int32)");
+    for (int64_t c = 0; c < C; ++c)
+        BNN_CHECK(std::isfinite(mean[c]) && std::isfinite(std[c]) && std[c] > 0.f, "quantize_conv2d_u8s16: channel ",
+                  c, " expects a finite mean and a positive std, got mean ", mean[c], ", std ", std[c]);
+    U8S16ConvWeights r;
+    r.Cout = Cout;
+    r.KH = KH;
+    r.KW = KW;
+    r.C = C;
+    const int64_t taps = KH * KW, coutp = r.CoutP(), kp = r.Kp();
+    r.q.assign(Cout * K, 0);
+    r.scale.assign(coutp, 0.f);
+    r.bias.assign(Cout, 0.0);
+    r.tap_correction.assign(taps * Cout, 0.0);
+    std::vector<double> folded(K);
+    for (int64_t o = 0; o < Cout; ++o) {
+        double largest = 0;
+        for (int64_t k = 0; k < K; ++k) {
+            const int64_t c = k % C;
+            folded[k] = static_cast<double>(w[o * K + k]) / (255.0 * static_cast<double>(std[c]));
+            BNN_CHECK(std::isfinite(folded[k]), "quantize_conv2d_u8s16: weight [", o, ", ", k,
+                      "] is not finite after folding: ", w[o * K + k]);
+            largest = std::max(largest, std::abs(folded[k]));
+        }
+        // An all-zero channel keeps q = 0; any positive step serves it.
+        const float step = largest > 0 ? static_cast<float>(largest / u8s16_weight_max) : 1.f;
+        r.scale[o] = step;
+        double bias_o = bias ? static_cast<double>(bias[o]) : 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+            const double level = std::nearbyint(folded[k] / static_cast<double>(step));
+            const auto qk = static_cast<int16_t>(std::clamp<double>(level, -u8s16_weight_max, u8s16_weight_max));
+            r.q[o * K + k] = qk;
+            const int64_t t = k / C, c = k % C;
+            const double shift = qk * 255.0 * static_cast<double>(mean[c]);
+            r.tap_correction[t * Cout + o] += shift;
+            bias_o -= static_cast<double>(step) * shift;
+        }
+        r.bias[o] = bias_o;
+    }
+    r.packed.assign(coutp * kp, 0);
+    for (int64_t o = 0; o < Cout; ++o)
+        for (int64_t k = 0; k < K; ++k) {
+            const int64_t block = o / detail::u8s16_lanes, lane = o % detail::u8s16_lanes;
+            r.packed[((block * (kp / 2) + k / 2) * detail::u8s16_lanes + lane) * 2 + k % 2] = r.q[o * K + k];
+        }
+    return r;
+}
+
+}  // namespace bnn::kernels

@@ -7,7 +7,8 @@
 //   bit for bit  the sign packing and bn_sign_pack (the sign rule), the XNOR convolutions (the
 //                float convolution of the ±1 tensors: integer sums, exact in float) with their
 //                fused transforms (one float operation per step, as the kernels promise), the
-//                integer stem (int64 sums, one fma), sgemm_few_rows (the fma chains it promises);
+//                integer stem (int64 sums, one fma), sgemm_few_rows (the fma chains it promises),
+//                max pooling with and without recording the winners;
 //   tolerance    float GEMM and convolution (references summed in double), whose summation order
 //                differs from path to path; each case states its bound.
 // A path this CPU lacks is a warning, or a failure when BNN_REQUIRE_ISA names it ("avx512,avx2",
@@ -48,6 +49,7 @@
 #include "bnn/kernels/conv2d_u8s16.hpp"
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/isa.hpp"
+#include "bnn/kernels/pool.hpp"
 #include "bnn/kernels/sgemm.hpp"
 #include "bnn/kernels/sgemm_few_rows.hpp"
 #include "bnn/kernels/sign.hpp"
@@ -232,6 +234,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"conv2d: threads over images", kAllIsas},
     {"few channels: gathered fields", kVectorIsas},
     {"few channels: conv2d_forward's direct convolution", kVectorIsas},
+    {"max pool over 2 threads", kAllIsas},
 };
 
 /// Requires every variant of kVariants reached on each of its paths that ran, and every variant
@@ -1143,6 +1146,64 @@ void add_few_channels_cases(std::vector<KernelCase>& cases) {
     for (const ConvShape& s : shapes) add_few_channels_case(cases, rng, s);
 }
 
+/// max_pool2d_forward with the winners recorded (training) and without (inference, null taps)
+/// against a window scan written here: padding never wins, the first maximum keeps its tap.
+/// Values on a coarse grid, ±0 included, so that windows hold ties.
+void add_max_pool_case(std::vector<KernelCase>& cases, Rng& rng, const PoolGeometry& g) {
+    std::vector<float> x = uniform(g.N * g.H * g.W * g.C, rng, -2.f, 2.f);
+    for (auto& v : x) v = std::nearbyint(v * 2.f) / 2.f;
+    const int64_t outputs = g.N * g.OH * g.OW * g.C;
+    cases.push_back(
+        {"max_pool2d_forward" + shape_name({{"N", g.N}, {"H", g.H}, {"W", g.W}, {"C", g.C}, {"k", g.k},
+                                             {"stride", g.stride}, {"pad", g.pad}}),
+         [=] {
+             std::vector<float> y(outputs);
+             std::vector<uint64_t> taps(outputs);
+             for (int64_t n = 0; n < g.N; ++n)
+                 for (int64_t oh = 0; oh < g.OH; ++oh)
+                     for (int64_t ow = 0; ow < g.OW; ++ow)
+                         for (int64_t c = 0; c < g.C; ++c) {
+                             bool found = false;
+                             float best = 0.f;
+                             uint64_t tap = 0;
+                             for (int64_t kh = 0; kh < g.k; ++kh)
+                                 for (int64_t kw = 0; kw < g.k; ++kw) {
+                                     const int64_t ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
+                                     if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                                     const float v = x[((n * g.H + ih) * g.W + iw) * g.C + c];
+                                     if (!found || v > best) best = v, tap = static_cast<uint64_t>(kh * g.k + kw);
+                                     found = true;
+                                 }
+                             const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C + c;
+                             y[o] = best;
+                             taps[o] = tap;
+                         }
+             return Outputs{exact("y", y), exact("taps", taps), exact("y without taps", y)};
+         },
+         [=](Isa, Variants& taken) {
+             std::vector<float> y(outputs, 7.f), y_only(outputs, 7.f);
+             std::vector<int32_t> t(outputs, -1);
+             max_pool2d_forward(x.data(), y.data(), t.data(), g);
+             max_pool2d_forward(x.data(), y_only.data(), nullptr, g);
+             if (num_threads() > 1 && worth_threading(outputs)) taken.push_back("max pool over 2 threads");
+             return Outputs{exact("y", y), exact("taps", std::vector<uint64_t>(t.begin(), t.end())),
+                            exact("y without taps", y_only)};
+         }});
+}
+
+void add_max_pool_cases(std::vector<KernelCase>& cases) {
+    Rng rng(43);
+    for (const PoolGeometry& g : {
+             PoolGeometry::make(2, 7, 9, 17, 3, 2, 1),   // the ResNet stem's pool, odd sizes
+             PoolGeometry::make(1, 5, 5, 1, 2, 2, 0),    // one channel, the last row and column unused
+             PoolGeometry::make(3, 6, 11, 33, 3, 1, 1),  // stride 1: overlapping windows
+             PoolGeometry::make(1, 4, 7, 5, 4, 3, 2),    // k 4, padding 2 on both sides
+             PoolGeometry::make(2, 3, 3, 16, 3, 3, 1),   // one window per image, padded all round
+             PoolGeometry::make(2, 34, 34, 64, 3, 1, 1), // large enough for threads
+         })
+        add_max_pool_case(cases, rng, g);
+}
+
 }  // namespace
 
 TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes", "[kernels]") {
@@ -1159,6 +1220,7 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
     add_conv2d_cases(cases);
     add_few_channels_cases(cases);
     add_binary_conv2d_pair_cases(cases);
+    add_max_pool_cases(cases);
     const Reached reached = check_table(cases, paths);
     // Every shape-chosen variant was reached on every path that ran: the shapes above still do
     // what their comments say.

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "gradcheck.hpp"
+#include "same_bits.hpp"
 
 using namespace bnn;
 using bnn::test::check_gradients;
@@ -53,6 +54,7 @@ TEST_CASE("gradcheck accepts a correct backward and catches wrong ones", "[gradc
 #include <numeric>
 
 #include "bnn/core/threads.hpp"
+#include "bnn/dist/sync_batch_norm.hpp"
 #include "bnn/ops/activation.hpp"
 #include "bnn/ops/batch_norm.hpp"
 #include "bnn/ops/binary_conv2d.hpp"
@@ -297,6 +299,56 @@ TEST_CASE("batch_norm on a large batch: threaded sums agree with one thread", "[
         REQUIRE(q / M == Approx(1).margin(1e-3));
         REQUIRE(d == Approx(0).margin(1e-2));
     }
+}
+
+TEST_CASE("sync batch norm over one process is ops::batch_norm bit for bit", "[batch_norm][dist]") {
+    // Both run the passes of kernels/batch_norm.hpp; in a group of one the all-reduces change
+    // nothing, so every output, gradient and running statistic is the same float.
+    ThreadsGuard guard;
+    dist::ProcessGroup self = dist::ProcessGroup::self();
+    Rng rng(35);
+    for (const Shape& shape : {Shape{3, 5, 7, 19}, Shape{37, 6}, Shape{8, 16, 16, 24}})
+        for (int threads : {1, 2})
+            for (bool affine : {true, false}) {
+                set_num_threads(threads);
+                const int64_t C = shape[-1];
+                Tensor<float> xv = Tensor<float>::randn(shape, rng, 1.f, 2.f), seed = Tensor<float>::randn(shape, rng);
+                Tensor<float> gv = Tensor<float>::uniform({C}, rng, 0.5f, 1.5f), bv = Tensor<float>::randn({C}, rng);
+                std::vector<Tensor<float>> results[2];
+                for (int sync : {0, 1}) {
+                    Variable x(xv, true), gamma, beta;
+                    if (affine) gamma = Variable(gv, true), beta = Variable(bv, true);
+                    Tensor<float> rm = Tensor<float>::full({C}, 0.5f), rv = Tensor<float>::full({C}, 2.f);
+                    Variable y = sync ? dist::sync_batch_norm(self, x, gamma, beta, rm, rv, true)
+                                      : ops::batch_norm(x, gamma, beta, rm, rv, true);
+                    Tensor<float> yv = y.value().clone();
+                    y.backward(seed);
+                    results[sync] = {yv, rm, rv, x.grad().clone()};
+                    if (affine) results[sync].insert(results[sync].end(), {gamma.grad().clone(), beta.grad().clone()});
+                }
+                INFO("shape " << shape.str() << ", " << threads << " threads, affine " << affine);
+                REQUIRE(results[1].size() == results[0].size());
+                for (size_t k = 0; k < results[0].size(); ++k) CHECK(bnn::test::bits_equal(results[1][k], results[0][k]));
+            }
+}
+
+TEST_CASE("sync batch norm training gradients match finite differences", "[batch_norm][dist][grad]") {
+    dist::ProcessGroup self = dist::ProcessGroup::self();
+    Rng rng(36);
+    Variable x = random_variable({3, 2, 3, 4}, rng);
+    Variable gamma = random_variable({4}, rng, true, 0.5f, 1.5f), beta = random_variable({4}, rng);
+    check_gradients(
+        [&](const Inputs& in) {
+            return dist::sync_batch_norm(self, in[0], in[1], in[2], Tensor<float>(), Tensor<float>(), true);
+        },
+        {x, gamma, beta});
+}
+
+TEST_CASE("sync batch norm names a running statistic of the wrong shape", "[batch_norm][dist][errors]") {
+    dist::ProcessGroup self = dist::ProcessGroup::self();
+    Variable x(Tensor<float>({2, 2, 2, 3}));
+    REQUIRE_THROWS_WITH(dist::sync_batch_norm(self, x, Variable(), Variable(), Tensor<float>({2}), Tensor<float>({3}), true),
+                        Catch::Contains("running_mean") && Catch::Contains("[3]") && Catch::Contains("[2]"));
 }
 
 TEST_CASE("batch_norm rejects bad shapes and missing statistics", "[batch_norm][errors]") {

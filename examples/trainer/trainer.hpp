@@ -170,6 +170,30 @@ public:
     std::string checkpoint_path(const StagePlan& s) const { return (std::filesystem::path(opt_.out) / s.file_name()).string(); }
 
 private:
+    /// What the epochs of one stage share (references to run_stage's locals).
+    struct Stage {
+        const StagePlan& plan;
+        const std::string& path;  ///< its checkpoint
+        int epochs;
+        float lr;                 ///< the stage's, before the schedule's factor
+        const bnn::optim::LrSchedule& schedule;
+        bnn::examples::ResNet18& model;
+        bnn::examples::ResNet18* teacher;
+        bnn::optim::Adam& optimizer;
+    };
+    /// Where a stage starts: the epoch after its checkpoint's, its teacher, or its result when
+    /// it is already complete.
+    struct StageStart {
+        int first_epoch = 1;
+        std::optional<StageResult> skipped;
+        std::unique_ptr<bnn::examples::ResNet18> teacher;
+    };
+    /// Sums over an epoch's steps.
+    struct EpochSums {
+        double attention = 0, kd = 0;
+        int64_t steps = 0;
+    };
+
     StageResult run_stage(const StagePlan& s, bnn::data::BatchLoader& train_loader,
                           bnn::data::BatchLoader& test_loader) {
         const std::string path = checkpoint_path(s);
@@ -180,143 +204,170 @@ private:
         const float lr = c.lr * opt_.lr_scale;
         bnn::optim::Adam optimizer(bnn::train::param_groups(*model, lr, c.weight_decay),
                                    {.decoupled_weight_decay = true});
-
-        int first_epoch = 1;
-        std::optional<StageResult> skipped;
-        std::unique_ptr<bnn::examples::ResNet18> teacher;
-        // Every rank reads the same files: an error in one is every rank's, printed once.
-        bnn::dist::on_every_rank(ranks(), "reading the stage's files", [&] {
-            if (opt_.resume && std::filesystem::exists(path)) {
-                const ResumePoint point = read_resume_point(path, *model, optimizer, epochs);
-                if (point.complete) {
-                    log("== %s: complete in %s, skipped\n", s.id.c_str(), path.c_str());
-                    skipped = result_from(s, point);
-                    return;
-                }
-                first_epoch = point.epoch + 1;
-                log("== %s: resuming after epoch %d from %s\n", s.id.c_str(), first_epoch - 1, path.c_str());
-            } else if (!s.init_from.empty()) {
-                auto report = bnn::io::load_module(checkpoint_path(find(s.init_from)), *model, {.strict = false});
-                log("== %s: initialised from %s (%s)\n", s.id.c_str(), s.init_from.c_str(), report.str().c_str());
-            }
-            if (!s.teacher.empty()) {
-                const StagePlan& t = find(s.teacher);
-                teacher = make_model(t);
-                bnn::io::load_module(checkpoint_path(t), *teacher);
-                bnn::train::freeze(*teacher);
-            }
-        });
-        if (skipped) return *skipped;
+        StageStart start = open_stage(s, path, *model, optimizer, epochs);
+        if (start.skipped) return *start.skipped;
         start_from_rank0(*model, optimizer);
         const auto sync = sync_gradients(*model);  // averages the gradients in every backward
         log("== %s: %s student, %s, %lld parameters, %d epochs, lr %g, weight decay %g\n", s.id.c_str(),
             bnn::examples::variant_name(s.variant), bnn::train::student_name(c.student_mode).c_str(),
             static_cast<long long>(model->num_parameters()), epochs, lr, c.weight_decay);
 
-        metrics_->rewind(s.id, first_epoch);  // what an interrupted run logged past the checkpoint
+        metrics_->rewind(s.id, start.first_epoch);  // what an interrupted run logged past the checkpoint
 
+        const Stage stage{s, path, epochs, lr, *schedule, *model, start.teacher.get(), optimizer};
         StageResult result{s.id, 0, 0, 0, 0, epochs};
-        // What a stage stopped in `epoch` leaves on disk (the write of a checkpoint is atomic).
-        auto kept = [&](int epoch) {
-            return epoch > 1 ? "its checkpoint of epoch " + std::to_string(epoch - 1) + " is kept in '" + path + "'"
-                             : std::string("nothing of it was saved");
-        };
-        // A record or a page that cannot be written (a full disk) ends the run, as a checkpoint
-        // that cannot be saved does: what is on disk is what the run did.
-        auto write_record = [&](int epoch, const auto& record) {
-            const char* file = "metrics.jsonl";
-            try {
-                metrics_->add(record);
-                file = "curves.html";
-                write_curves();
-            } catch (const bnn::Error& e) {
-                bnn::fail("trainer: ", s.id, " epoch ", epoch, ": ", file, " could not be written, ", kept(epoch), ": ",
-                          e.what());
+        for (int epoch = start.first_epoch; epoch <= epochs; ++epoch) {
+            // Epoch e's batches depend only on (seed, stage, e): a resumed run sees the same ones.
+            train_loader.start_epoch(static_cast<int64_t>(detail::fnv1a(s.id) % 100000) * 1000 + epoch);
+            char label[96];
+            std::snprintf(label, sizeof label, "%-18s %d/%d", s.id.c_str(), epoch, epochs);
+            ProgressBar bar(label, train_loader.batches_per_epoch() * opt_.batch,
+                            {.visible = !opt_.quiet && ranks().is_root()});
+            const EpochSums sums = train_epoch(stage, epoch, train_loader, bar);
+            end_epoch(stage, epoch, bar, sums, test_loader, result);
+        }
+        return result;
+    }
+
+    /// Loads what the stage starts from: its checkpoint when resuming (or notes it complete),
+    /// else the stage it is initialised from; and its frozen teacher.
+    StageStart open_stage(const StagePlan& s, const std::string& path, bnn::examples::ResNet18& model,
+                          bnn::optim::Adam& optimizer, int epochs) {
+        StageStart start;
+        // Every rank reads the same files: an error in one is every rank's, printed once.
+        bnn::dist::on_every_rank(ranks(), "reading the stage's files", [&] {
+            if (opt_.resume && std::filesystem::exists(path)) {
+                const ResumePoint point = read_resume_point(path, model, optimizer, epochs);
+                if (point.complete) {
+                    log("== %s: complete in %s, skipped\n", s.id.c_str(), path.c_str());
+                    start.skipped = result_from(s, point);
+                    return;
+                }
+                start.first_epoch = point.epoch + 1;
+                log("== %s: resuming after epoch %d from %s\n", s.id.c_str(), start.first_epoch - 1, path.c_str());
+            } else if (!s.init_from.empty()) {
+                auto report = bnn::io::load_module(checkpoint_path(find(s.init_from)), model, {.strict = false});
+                log("== %s: initialised from %s (%s)\n", s.id.c_str(), s.init_from.c_str(), report.str().c_str());
             }
-        };
+            if (!s.teacher.empty()) {
+                const StagePlan& t = find(s.teacher);
+                start.teacher = make_model(t);
+                bnn::io::load_module(checkpoint_path(t), *start.teacher);
+                bnn::train::freeze(*start.teacher);
+            }
+        });
+        return start;
+    }
+
+    /// The training steps of one epoch (started on train_loader), with a step line of
+    /// metrics.jsonl every few dozen steps.
+    EpochSums train_epoch(const Stage& st, int epoch, bnn::data::BatchLoader& train_loader, ProgressBar& bar) {
+        const StagePlan& s = st.plan;
         const int64_t steps_per_epoch = train_loader.batches_per_epoch();
         // A step line every few dozen steps, at least a few per epoch in short epochs, and windows
         // of equal size (to a step), so the last one of an epoch does not average a handful of steps.
         const int64_t record_every =
             std::clamp<int64_t>(steps_per_epoch / 8, 1, std::max<int64_t>(opt_.step_record_every, 1));
         const int64_t records_per_epoch = (steps_per_epoch + record_every - 1) / record_every;
-        for (int epoch = first_epoch; epoch <= epochs; ++epoch) {
-            // Epoch e's batches depend only on (seed, stage, e): a resumed run sees the same ones.
-            train_loader.start_epoch(static_cast<int64_t>(detail::fnv1a(s.id) % 100000) * 1000 + epoch);
-            char label[96];
-            std::snprintf(label, sizeof label, "%-18s %d/%d", s.id.c_str(), epoch, epochs);
-            ProgressBar bar(label, steps_per_epoch * opt_.batch, {.visible = !opt_.quiet && ranks().is_root()});
-            double att = 0, kd = 0;
-            int64_t step = 0;
-            Window window;
-            auto record_window = [&] {
-                write_record(epoch, StepRecord{s.id, epoch, step, steps_per_epoch, window.loss_sum / window.images,
+        EpochSums sums;
+        int64_t& step = sums.steps;
+        Window window;
+        auto record_window = [&] {
+            write_record(st, epoch, StepRecord{s.id, epoch, step, steps_per_epoch, window.loss_sum / window.images,
                                                static_cast<double>(window.correct) / window.images,
-                                               lr * optimizer.lr_factor()});
-                window = {};
-            };
-            while (auto batch = train_loader.next()) {
-                if (detail::stop_flag()) throw Interrupted{};
-                const double e = epoch - 1 + static_cast<double>(step) / steps_per_epoch;
-                optimizer.set_lr_factor(schedule->factor(e));
-                bnn::train::StepResult r = bnn::train::distillation_step(
-                    teacher.get(), *model, {batch->images, batch->labels, batch->targets}, c.weights, optimizer);
-                // Over every rank; a Ctrl-C on any rank stops all after this step.
-                const StepTotals t = step_totals(static_cast<int64_t>(batch->labels.size()), r.parts,
-                                                 bnn::train::count_hits(r.logits, batch->labels).top1, detail::stop_flag());
-                if (t.stop) detail::stop_flag() = true;
-                // The step has already applied non-finite gradients: stop before anything is saved.
-                // (The loss summed over the ranks, so that every rank stops, with one message.)
-                if (!std::isfinite(t.loss_sum))
-                    fail_alike("trainer: ", s.id, " epoch ", epoch, " step ", step + 1, ": the loss is ", t.loss_sum,
-                               "; stage stopped, ", kept(epoch), " (too high a learning rate? see --lr-scale)");
-                att += t.attention;
-                kd += t.kd;
-                ++step;
-                bar.update(t.images, t.loss_sum, t.top1);
-                window.add(t.images, t.loss_sum, t.top1);
-                if (step * records_per_epoch / steps_per_epoch != (step - 1) * records_per_epoch / steps_per_epoch)
-                    record_window();
-            }
-            if (window.images > 0) record_window();
-            bar.finish();
-            bnn::train::Accuracy acc = evaluate_on_ranks(*model, test_loader);
-            EpochRecord r{s.id,
-                          epoch,
-                          bar.mean_loss(),
-                          bar.accuracy(),
-                          acc.top1,
-                          acc.top5,
-                          lr * schedule->factor(epoch - 1e-9),
-                          att / std::max<int64_t>(step, 1),
-                          kd / std::max<int64_t>(step, 1),
-                          bar.images_per_second(),
-                          bar.seconds()};
-            log("   %s epoch %d: train loss %.4f acc %.2f%%  test top-1 %.2f%% top-5 %.2f%%  (%.0f img/s, %.0f s)\n",
-                s.id.c_str(), epoch, r.train_loss, 100 * r.train_acc, 100 * acc.top1, 100 * acc.top5, r.images_per_s,
-                r.seconds);
-            write_record(epoch, r);
-            // The deployment file goes first: a crash between the two leaves the stage incomplete,
-            // so --resume redoes its last epoch and writes both again.
-            if (epoch == epochs && c.student_mode == bnn::nn::BinaryMode::FullyBinary && ranks().is_root())
-                export_deployment(s, *model, epochs);
-            nlohmann::json meta = stage_metadata(s, epoch, epochs, acc);
-            if (ranks().is_root()) {
-                try {
-                    bnn::io::save_checkpoint(path, *model, optimizer, meta);
-                } catch (const bnn::Error& e) {
-                    bnn::fail("trainer: ", s.id, " epoch ", epoch, ": the checkpoint could not be saved, ", kept(epoch),
-                              ": ", e.what());
-                }
-            }
-            wait_for_rank0_files();
-            if (opt_.stop_after_epochs > 0 && ++epochs_run_ >= opt_.stop_after_epochs) throw Interrupted{};
-            result.top1 = acc.top1;
-            result.top5 = acc.top5;
-            result.seconds += r.seconds;
-            result.images_per_s = r.images_per_s;
+                                               st.lr * st.optimizer.lr_factor()});
+            window = {};
+        };
+        while (auto batch = train_loader.next()) {
+            if (detail::stop_flag()) throw Interrupted{};
+            const double e = epoch - 1 + static_cast<double>(step) / steps_per_epoch;
+            st.optimizer.set_lr_factor(st.schedule.factor(e));
+            bnn::train::StepResult r = bnn::train::distillation_step(
+                st.teacher, st.model, {batch->images, batch->labels, batch->targets}, s.config.weights, st.optimizer);
+            // Over every rank; a Ctrl-C on any rank stops all after this step.
+            const StepTotals t = step_totals(static_cast<int64_t>(batch->labels.size()), r.parts,
+                                             bnn::train::count_hits(r.logits, batch->labels).top1, detail::stop_flag());
+            if (t.stop) detail::stop_flag() = true;
+            // The step has already applied non-finite gradients: stop before anything is saved.
+            // (The loss summed over the ranks, so that every rank stops, with one message.)
+            if (!std::isfinite(t.loss_sum))
+                fail_alike("trainer: ", s.id, " epoch ", epoch, " step ", step + 1, ": the loss is ", t.loss_sum,
+                           "; stage stopped, ", kept(st, epoch), " (too high a learning rate? see --lr-scale)");
+            sums.attention += t.attention;
+            sums.kd += t.kd;
+            ++step;
+            bar.update(t.images, t.loss_sum, t.top1);
+            window.add(t.images, t.loss_sum, t.top1);
+            if (step * records_per_epoch / steps_per_epoch != (step - 1) * records_per_epoch / steps_per_epoch)
+                record_window();
         }
-        return result;
+        if (window.images > 0) record_window();
+        bar.finish();
+        return sums;
+    }
+
+    /// After an epoch's steps: the test accuracy, its line of metrics.jsonl, the deployment file
+    /// after the last epoch of a fully binary stage, and the checkpoint.
+    void end_epoch(const Stage& st, int epoch, const ProgressBar& bar, const EpochSums& sums,
+                   bnn::data::BatchLoader& test_loader, StageResult& result) {
+        const StagePlan& s = st.plan;
+        bnn::train::Accuracy acc = evaluate_on_ranks(st.model, test_loader);
+        EpochRecord r{s.id,
+                      epoch,
+                      bar.mean_loss(),
+                      bar.accuracy(),
+                      acc.top1,
+                      acc.top5,
+                      st.lr * st.schedule.factor(epoch - 1e-9),
+                      sums.attention / std::max<int64_t>(sums.steps, 1),
+                      sums.kd / std::max<int64_t>(sums.steps, 1),
+                      bar.images_per_second(),
+                      bar.seconds()};
+        log("   %s epoch %d: train loss %.4f acc %.2f%%  test top-1 %.2f%% top-5 %.2f%%  (%.0f img/s, %.0f s)\n",
+            s.id.c_str(), epoch, r.train_loss, 100 * r.train_acc, 100 * acc.top1, 100 * acc.top5, r.images_per_s,
+            r.seconds);
+        write_record(st, epoch, r);
+        // The deployment file goes first: a crash between the two leaves the stage incomplete,
+        // so --resume redoes its last epoch and writes both again.
+        if (epoch == st.epochs && s.config.student_mode == bnn::nn::BinaryMode::FullyBinary && ranks().is_root())
+            export_deployment(s, st.model, st.epochs);
+        nlohmann::json meta = stage_metadata(s, epoch, st.epochs, acc);
+        if (ranks().is_root()) {
+            try {
+                bnn::io::save_checkpoint(st.path, st.model, st.optimizer, meta);
+            } catch (const bnn::Error& e) {
+                bnn::fail("trainer: ", s.id, " epoch ", epoch, ": the checkpoint could not be saved, ", kept(st, epoch),
+                          ": ", e.what());
+            }
+        }
+        wait_for_rank0_files();
+        if (opt_.stop_after_epochs > 0 && ++epochs_run_ >= opt_.stop_after_epochs) throw Interrupted{};
+        result.top1 = acc.top1;
+        result.top5 = acc.top5;
+        result.seconds += r.seconds;
+        result.images_per_s = r.images_per_s;
+    }
+
+    /// What a stage stopped in `epoch` leaves on disk (the write of a checkpoint is atomic).
+    static std::string kept(const Stage& st, int epoch) {
+        return epoch > 1 ? "its checkpoint of epoch " + std::to_string(epoch - 1) + " is kept in '" + st.path + "'"
+                         : std::string("nothing of it was saved");
+    }
+
+    /// Adds a record to metrics.jsonl and redraws curves.html. A record or a page that cannot be
+    /// written (a full disk) ends the run, as a checkpoint that cannot be saved does: what is on
+    /// disk is what the run did.
+    template <class Record>
+    void write_record(const Stage& st, int epoch, const Record& record) {
+        const char* file = "metrics.jsonl";
+        try {
+            metrics_->add(record);
+            file = "curves.html";
+            write_curves();
+        } catch (const bnn::Error& e) {
+            bnn::fail("trainer: ", st.plan.id, " epoch ", epoch, ": ", file, " could not be written, ", kept(st, epoch),
+                      ": ", e.what());
+        }
     }
 
     /// Refuses a run that would not fit in memory (memory_budget.hpp), from the parameters of

@@ -5,9 +5,8 @@
 /// nn::BatchNorm2d, the default, normalizes each rank's shard by its own statistics: no extra
 /// communication, but a network with batch norm then trains slightly differently per rank count.
 ///
-/// Cost: two small all-reduces (2C + 1 and C doubles) in each forward and one (2C doubles) in
+/// Cost: two small all-reduces (C + 1 and C doubles) in each forward and one (2C doubles) in
 /// each backward, all blocking: they sit on the critical path.
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "bnn/autograd/grad_sink.hpp"
 #include "bnn/autograd/variable.hpp"
 #include "bnn/dist/process_group.hpp"
+#include "bnn/kernels/batch_norm.hpp"
 #include "bnn/nn/batch_norm.hpp"
 #include "bnn/nn/module.hpp"
 #include "bnn/ops/batch_norm.hpp"
@@ -37,88 +37,53 @@ inline Variable sync_batch_norm(ProcessGroup& group, const Variable& x, const Va
     const Shape cs{C};
     if (gamma.defined()) expect_shape(gamma.value(), cs, "dist::sync_batch_norm", "gamma");
     if (beta.defined()) expect_shape(beta.value(), cs, "dist::sync_batch_norm", "beta");
+    if (running_mean.defined()) expect_shape(running_mean, cs, "dist::sync_batch_norm", "running_mean");
+    if (running_var.defined()) expect_shape(running_var, cs, "dist::sync_batch_norm", "running_var");
     BNN_CHECK(eps > 0.f, "dist::sync_batch_norm: eps must be positive, got ", eps);
     const Tensor<float> xv = x.value();
     const float* xp = xv.data();
 
-    std::vector<double> sums(static_cast<size_t>(C + 1), 0.0);  // per-channel sums, then the row count
-    for (int64_t m = 0; m < M; ++m)
-        for (int64_t c = 0; c < C; ++c) sums[c] += xp[m * C + c];
+    // The kernels' passes (kernels/batch_norm.hpp) with the sums all-reduced between them.
+    std::vector<double> sums(static_cast<size_t>(C + 1));  // per-channel sums, then the row count
+    kernels::batch_norm_sums(xp, M, C, sums.data());
     sums[C] = static_cast<double>(M);
     group.all_reduce_sum(sums.data(), C + 1, "sync batch norm's sums");
     const double rows = sums[C];
     BNN_CHECK(rows > 1, "dist::sync_batch_norm: training needs more than one value per channel over all ranks, got ",
               rows);
-    std::vector<double> mean(static_cast<size_t>(C)), sq(static_cast<size_t>(C), 0.0);
+    std::vector<double> mean(static_cast<size_t>(C)), sq(static_cast<size_t>(C));
     for (int64_t c = 0; c < C; ++c) mean[c] = sums[c] / rows;
-    // Second pass around the global mean, as the single-process kernel does.
-    for (int64_t m = 0; m < M; ++m)
-        for (int64_t c = 0; c < C; ++c) {
-            const double d = xp[m * C + c] - mean[c];
-            sq[c] += d * d;
-        }
+    kernels::batch_norm_centred_squares(xp, mean.data(), M, C, sq.data());
     group.all_reduce_sum(sq.data(), C, "sync batch norm's squares");
 
     Tensor<float> saved_mean = Tensor<float>::empty(cs), invstd = Tensor<float>::empty(cs);
+    Tensor<float> var = Tensor<float>::empty(cs);
     std::vector<float> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));
-    const float* gp = gamma.defined() ? gamma.value().data() : nullptr;
-    const float* bp = optional_data(beta);
-    for (int64_t c = 0; c < C; ++c) {
-        const double var = sq[c] / rows;
-        const double inv = 1.0 / std::sqrt(var + eps);
-        saved_mean[c] = static_cast<float>(mean[c]);
-        invstd[c] = static_cast<float>(inv);
-        const double g = gp ? gp[c] : 1.0;
-        scale[c] = static_cast<float>(g * inv);
-        shift[c] = static_cast<float>((bp ? bp[c] : 0.0) - g * inv * mean[c]);
-        if (running_mean.defined() && running_var.defined()) {
-            running_mean[c] = (1.f - momentum) * running_mean[c] + momentum * static_cast<float>(mean[c]);
-            running_var[c] = (1.f - momentum) * running_var[c] + momentum * static_cast<float>(var * rows / (rows - 1));
-        }
-    }
-    Tensor<float> y = Tensor<float>::empty(x.shape());
-    float* yp = y.data();
-    for (int64_t m = 0; m < M; ++m)
-        for (int64_t c = 0; c < C; ++c) yp[m * C + c] = xp[m * C + c] * scale[c] + shift[c];
-
     Tensor<float> gv = gamma.defined() ? gamma.value() : Tensor<float>();
+    kernels::batch_norm_statistics(mean.data(), sq.data(), rows, gv.data(), optional_data(beta), eps, C,
+                                   saved_mean.data(), invstd.data(), var.data(), scale.data(), shift.data());
+    if (running_mean.defined() && running_var.defined())
+        kernels::batch_norm_update_running(running_mean.data(), running_var.data(), saved_mean.data(), var.data(),
+                                           rows, momentum, C);
+    Tensor<float> y = Tensor<float>::empty(x.shape());
+    kernels::batch_norm_normalize(xp, scale.data(), shift.data(), y.data(), M, C);
+
     ProcessGroup* g = &group;
     return make_result(
         y, {x, gamma, beta},
         [g, xv, gv, saved_mean, invstd, M, C, rows](const Tensor<float>& dy, std::vector<Variable>& in) {
-            const float* xq = xv.data();
-            const float* d = dy.data();
-            std::vector<double> s(static_cast<size_t>(2 * C), 0.0);  // S(dy), then S(dy * xhat)
-            for (int64_t m = 0; m < M; ++m)
-                for (int64_t c = 0; c < C; ++c) {
-                    const double xhat = (xq[m * C + c] - saved_mean[c]) * invstd[c];
-                    s[c] += d[m * C + c];
-                    s[C + c] += d[m * C + c] * xhat;
-                }
-            std::vector<double> local = s;
+            std::vector<double> s(static_cast<size_t>(2 * C));  // S(dy), then S(dy * xhat)
+            double* sdy = s.data();
+            double* sdyx = s.data() + C;
+            kernels::batch_norm_grad_sums(xv.data(), dy.data(), saved_mean.data(), invstd.data(), M, C, sdy, sdyx);
+            // This rank's sums for the parameters (GradientSync averages them), in the op's write
+            // order: dgamma, dbeta, then dx (see GradSink).
+            kernels::batch_norm_param_grads(sdy, sdyx, C, grad_accumulator(in[1]), grad_accumulator(in[2]));
             g->all_reduce_sum(s.data(), 2 * C, "sync batch norm's gradient sums");
-            if (in[1].defined() && in[1].requires_grad()) {
-                float* dgamma = grad_accumulator(in[1]);
-                for (int64_t c = 0; c < C; ++c) dgamma[c] += static_cast<float>(local[C + c]);
-            }
-            if (in[2].defined() && in[2].requires_grad()) {
-                float* dbeta = grad_accumulator(in[2]);
-                for (int64_t c = 0; c < C; ++c) dbeta[c] += static_cast<float>(local[c]);
-            }
-            if (!in[0].requires_grad()) return;
-            std::vector<float> k(static_cast<size_t>(C)), a(static_cast<size_t>(C)), b(static_cast<size_t>(C));
-            for (int64_t c = 0; c < C; ++c) {
-                const double gm = gv.defined() ? gv[c] : 1.0;
-                k[c] = static_cast<float>(gm * invstd[c]);
-                a[c] = static_cast<float>(gm * invstd[c] * s[c] / rows);
-                b[c] = static_cast<float>(gm * invstd[c] * s[C + c] / rows);
-            }
-            float* dx = grad_accumulator(in[0]);
-            for (int64_t m = 0; m < M; ++m)
-                for (int64_t c = 0; c < C; ++c) {
-                    const float xhat = (xq[m * C + c] - saved_mean[c]) * invstd[c];
-                    dx[m * C + c] += k[c] * d[m * C + c] - a[c] - b[c] * xhat;
-                }
+            const auto dx = grad_sink(in[0]);
+            if (dx.data)
+                kernels::batch_norm_train_dx(xv.data(), gv.data(), dy.data(), saved_mean.data(), invstd.data(), sdy,
+                                             sdyx, rows, dx.data, M, C, dx.accumulate);
         },
         "sync_batch_norm");
 }

@@ -69,8 +69,7 @@ public:
         if (gate_.defined()) {
             mean_ = Tensor<float>::empty(Shape{x[0] * w_.cin});
             g_ = Tensor<float>::empty(Shape{x[0] * gate_.cout});
-            hidden_ = Tensor<float>::empty(Shape{gate_.hidden});
-            acc_ = Tensor<float>::empty(Shape{gate_.cout});
+            hidden_ = Tensor<float>::empty(Shape{x[0] * gate_.hidden});
         }
         return out;
     }
@@ -78,7 +77,7 @@ public:
     void run(const float* const* in, float* out) override {
         const bool gated = gate_.defined();
         bn_sign_pack(in[0], in_[0], in_[1], in_[2], in_[3], bn_, *conv_, gated ? mean_.data() : nullptr);
-        if (gated) gate_.forward(mean_.data(), g_.data(), hidden_.data(), acc_.data(), in_[0]);
+        if (gated) gate_.forward(mean_.data(), g_.data(), hidden_.data(), in_[0]);
         conv_->run({alpha_.data(), gated ? g_.data() : nullptr, slope_.defined() ? slope_.data() : nullptr,
                     residual_ ? in[1] : nullptr},
                    out);
@@ -111,7 +110,7 @@ private:
     FrozenGate gate_;
     std::unique_ptr<kernels::PlannedBinaryConv> conv_;
     Shape in_;
-    Tensor<float> mean_, g_, hidden_, acc_;
+    Tensor<float> mean_, g_, hidden_;
 };
 
 }  // namespace bnn::infer

@@ -13,12 +13,10 @@
 ///   BN values anyway (for their mean), so the pass exists either way, and the sign of the
 ///   float BN value is exactly what the training model binarises.
 /// - bn_activation: BN then ReLU or PReLU (or nothing) in place.
-/// - max_pool: max pooling without the winners' positions (only backward needs them).
+/// - FrozenGate: the Real-to-Bin gate's weights transposed once for kernels::channel_gate_mlp.
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "bnn/core/error.hpp"
@@ -27,9 +25,9 @@
 #include "bnn/kernels/binary_conv2d_planned.hpp"
 #include "bnn/kernels/batch_norm.hpp"
 #include "bnn/kernels/bitpack.hpp"
+#include "bnn/kernels/channel_gate.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/gemm.hpp"
-#include "bnn/kernels/pool.hpp"
 
 namespace bnn::infer {
 
@@ -139,8 +137,8 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
     }
 }
 
-/// The Real-to-Bin gate G = sigmoid(W2 relu(W1 mean)) with its weights stored transposed, so
-/// the products run as vector updates over the outputs.
+/// The Real-to-Bin gate G = sigmoid(W2 relu(W1 mean)) with its weights transposed once, for
+/// kernels::channel_gate_mlp, the training op's own products.
 struct FrozenGate {
     Tensor<float> w1t, w2t;  ///< [Cin, hidden], [hidden, Cout]
     int64_t cin = 0, hidden = 0, cout = 0;
@@ -152,39 +150,13 @@ struct FrozenGate {
         BNN_CHECK(w2.dim(1) == hidden, "FrozenGate: w2 ", w2.shape().str(), " does not follow w1 ", w1.shape().str());
         w1t = Tensor<float>::empty(Shape{cin, hidden});
         w2t = Tensor<float>::empty(Shape{hidden, cout});
-        for (int64_t j = 0; j < hidden; ++j)
-            for (int64_t c = 0; c < cin; ++c) w1t[c * hidden + j] = w1[j * cin + c];
-        for (int64_t o = 0; o < cout; ++o)
-            for (int64_t j = 0; j < hidden; ++j) w2t[j * cout + o] = w2[o * hidden + j];
+        kernels::channel_gate_transpose(w1.data(), w2.data(), w1t.data(), w2t.data(), cin, hidden, cout);
     }
     bool defined() const { return w1t.defined(); }
 
-    /// mean [N, Cin] -> gate [N, Cout]; hidden_buf [hidden], acc_buf [Cout] scratch. Each output
-    /// is summed from 0 over its inputs in the order of kernels::channel_gate_forward (only
-    /// the loop over outputs moved inside), so the floats are the same.
-    void forward(const float* mean, float* gate, float* hidden_buf, float* acc_buf, int64_t N) const {
-        const float* a = w1t.data();
-        const float* b = w2t.data();
-        for (int64_t n = 0; n < N; ++n) {
-            const float* m = mean + n * cin;
-            float* __restrict h = hidden_buf;
-            for (int64_t j = 0; j < hidden; ++j) h[j] = 0.f;
-            for (int64_t c = 0; c < cin; ++c) {
-                const float mc = m[c];
-                const float* __restrict w = a + c * hidden;
-#pragma omp simd
-                for (int64_t j = 0; j < hidden; ++j) h[j] += w[j] * mc;
-            }
-            float* __restrict acc = acc_buf;
-            for (int64_t o = 0; o < cout; ++o) acc[o] = 0.f;
-            for (int64_t j = 0; j < hidden; ++j) {
-                const float r = std::max(h[j], 0.f);
-                const float* __restrict w = b + j * cout;
-#pragma omp simd
-                for (int64_t o = 0; o < cout; ++o) acc[o] += w[o] * r;
-            }
-            for (int64_t o = 0; o < cout; ++o) gate[n * cout + o] = 1.f / (1.f + std::exp(-acc[o]));
-        }
+    /// mean [N, Cin] -> gate [N, Cout]; hidden_buf [N, hidden] scratch.
+    void forward(const float* mean, float* gate, float* hidden_buf, int64_t N) const {
+        kernels::channel_gate_mlp(mean, w1t.data(), w2t.data(), hidden_buf, gate, N, cin, hidden, cout);
     }
 };
 
@@ -214,33 +186,6 @@ inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm&
             for (int64_t c = 0; c < C; ++c) r[c] = r[c] * sc[c] + sh[c];
         }
     }
-}
-
-/// y [N, OH, OW, C] = max over each k x k window of x [N, H, W, C] (padding never wins), the
-/// same floats as kernels::max_pool2d_forward (same first tap, same compare order) without the
-/// winners' positions that only backward needs.
-inline void max_pool(const float* x, float* y, const kernels::PoolGeometry& g) {
-    const int64_t C = g.C;
-    // Rows of all images are the work items, so a batch of one splits too.
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
-    for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-            for (int64_t ow = 0; ow < g.OW; ++ow) {
-                float* __restrict out = y + ((n * g.OH + oh) * g.OW + ow) * C;
-                const int64_t h0 = oh * g.stride - g.pad, w0 = ow * g.stride - g.pad;
-                const int64_t kh0 = std::max<int64_t>(0, -h0), kh1 = std::min<int64_t>(g.k, g.H - h0);
-                const int64_t kw0 = std::max<int64_t>(0, -w0), kw1 = std::min<int64_t>(g.k, g.W - w0);
-                std::memcpy(out, x + ((n * g.H + h0 + kh0) * g.W + w0 + kw0) * C, sizeof(float) * C);
-                for (int64_t kh = kh0; kh < kh1; ++kh)
-                    for (int64_t kw = kw0; kw < kw1; ++kw) {
-                        const float* __restrict in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) {
-                            const float v = in[c], cur = out[c];
-                            out[c] = cur < v ? v : cur;
-                        }
-                    }
-            }
 }
 
 }  // namespace bnn::infer

@@ -225,7 +225,7 @@ public:
         return Shape{g_.N, g_.OH, g_.OW, g_.C};
     }
     void run(const float* const* in, float* out) override {
-        if (max_) max_pool(in[0], out, g_);
+        if (max_) kernels::max_pool2d_forward(in[0], out, nullptr, g_);  // no winners: only backward needs them
         else kernels::avg_pool2d_forward(in[0], out, g_);
     }
 
@@ -272,29 +272,29 @@ private:
     Shape s_;
 };
 
-/// G = sigmoid(W2 relu(W1 mean(x))) by the training op's own kernel.
+/// G = sigmoid(W2 relu(W1 mean(x))) by the training op's own kernels (its weights transposed once).
 class GateStep : public Step {
 public:
     /// w1 [hidden, Cin], w2 [Cout, hidden], as nn::ChannelGate holds them.
-    GateStep(std::string path, Tensor<float> w1, Tensor<float> w2)
-        : Step(std::move(path), "gate"), w1_(std::move(w1)), w2_(std::move(w2)) {}
+    GateStep(std::string path, const Tensor<float>& w1, const Tensor<float>& w2)
+        : Step(std::move(path), "gate"), gate_(w1, w2) {}
 
     Shape plan(const std::vector<Shape>& in) override {
         const Shape& x = in.at(0);
-        check(x.rank() == 4 && x[3] == w1_.dim(1), "expects input [N, H, W, ", w1_.dim(1), "], got ", x.str());
+        check(x.rank() == 4 && x[3] == gate_.cin, "expects input [N, H, W, ", gate_.cin, "], got ", x.str());
         check(x[1] * x[2] > 0, "input ", x.str(), " has no pixels to pool");
         s_ = x;
-        pooled_ = Tensor<float>::empty(Shape{x[0], w1_.dim(1)});
-        hidden_ = Tensor<float>::empty(Shape{x[0], w1_.dim(0)});
-        return Shape{x[0], w2_.dim(0)};
+        pooled_ = Tensor<float>::empty(Shape{x[0], gate_.cin});
+        hidden_ = Tensor<float>::empty(Shape{x[0], gate_.hidden});
+        return Shape{x[0], gate_.cout};
     }
     void run(const float* const* in, float* out) override {
-        kernels::channel_gate_forward(in[0], w1_.data(), w2_.data(), pooled_.data(), hidden_.data(), out, s_[0],
-                                      s_[1] * s_[2], s_[3], w1_.dim(0), w2_.dim(0));
+        kernels::channel_gate_pool(in[0], pooled_.data(), s_[0], s_[1] * s_[2], s_[3]);
+        gate_.forward(pooled_.data(), out, hidden_.data(), s_[0]);
     }
 
 private:
-    Tensor<float> w1_, w2_;
+    FrozenGate gate_;
     Shape s_;
     Tensor<float> pooled_, hidden_;
 };

@@ -179,17 +179,42 @@ struct SafetensorsFile {
     }
 };
 
-/// Parses safetensors bytes; `source` names them in errors. Validates the header length, the
-/// JSON, every dtype, shape and offset pair (in range, no overlap, no gap, covering all data).
-inline SafetensorsFile parse_safetensors(const uint8_t* data, uint64_t size, const std::string& source) {
-    auto bad = [&](const auto&... parts) { ::bnn::fail("safetensors '", source, "': ", parts...); };
+namespace detail {
+/// Throws the reader's bnn::Error: "safetensors '<source>': <parts>".
+struct SafetensorsError {
+    const std::string& source;
+    template <class... Parts>
+    [[noreturn]] void operator()(const Parts&... parts) const {
+        ::bnn::fail("safetensors '", source, "': ", parts...);
+    }
+};
+
+/// One tensor's header entry, validated against the data section's size.
+struct SafetensorsEntry {
+    std::string name;
+    std::string dtype;
+    Shape shape;
+    uint64_t begin, end;
+};
+
+/// Bytes per element of a dtype bnn reads, or 0 for one it does not.
+inline uint64_t safetensors_element_size(const std::string& dtype) {
+    if (dtype == "F32" || dtype == "I32") return 4;
+    if (dtype == "U8") return 1;
+    if (dtype == "U64" || dtype == "I64") return 8;
+    if (dtype == "F16" || dtype == "BF16") return 2;
+    return 0;
+}
+
+/// The JSON header of a file of `size` bytes; `header_bytes` receives its length.
+inline nlohmann::json read_safetensors_header(const uint8_t* data, uint64_t size, uint64_t& header_bytes,
+                                              const SafetensorsError& bad) {
     if (size < 8) bad("file is ", size, " bytes, too short for the 8-byte header length");
     uint64_t n = 0;
     for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(data[i]) << (8 * i);
     if (n > size - 8) bad("header length ", n, " runs past the end of the file (", size, " bytes)");
-    if (n > detail::kMaxHeaderBytes) bad("header length ", n, " exceeds the limit of ", detail::kMaxHeaderBytes);
+    if (n > kMaxHeaderBytes) bad("header length ", n, " exceeds the limit of ", kMaxHeaderBytes);
     if (n < 2 || data[8] != '{') bad("header does not start with a JSON object '{' at byte offset 8");
-
     nlohmann::json header;
     try {
         header = nlohmann::json::parse(data + 8, data + 8 + n);
@@ -197,101 +222,117 @@ inline SafetensorsFile parse_safetensors(const uint8_t* data, uint64_t size, con
         bad("header is not valid JSON: ", e.what());
     }
     if (!header.is_object()) bad("header is not a JSON object");
+    header_bytes = n;
+    return header;
+}
 
-    SafetensorsFile file;
-    file.source = source;
-    const uint64_t data_begin = 8 + n;
-    const uint64_t data_size = size - data_begin;
-    struct Entry {
-        std::string name;
-        std::string dtype;
-        Shape shape;
-        uint64_t begin, end;
-    };
-    std::vector<Entry> entries;
-    for (auto it = header.begin(); it != header.end(); ++it) {
-        const std::string& name = it.key();
-        const nlohmann::json& v = it.value();
-        if (name == "__metadata__") {
-            if (!v.is_object()) bad("__metadata__ must be an object of strings");
-            for (auto m = v.begin(); m != v.end(); ++m) {
-                if (!m.value().is_string()) bad("__metadata__ value of '", m.key(), "' is not a string");
-                file.metadata[m.key()] = m.value().get<std::string>();
-            }
-            continue;
-        }
-        if (!v.is_object()) bad("entry '", name, "' is not an object");
-        if (!v.contains("dtype") || !v["dtype"].is_string()) bad("tensor '", name, "' has no dtype string");
-        if (!v.contains("shape") || !v["shape"].is_array()) bad("tensor '", name, "' has no shape array");
-        if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
-            bad("tensor '", name, "' needs data_offsets [begin, end]");
-        Entry e;
-        e.name = name;
-        e.dtype = v["dtype"].get<std::string>();
-        std::vector<int64_t> dims;
-        uint64_t numel = 1;
-        for (const auto& d : v["shape"]) {
-            if (!d.is_number_unsigned()) bad("tensor '", name, "' has a shape entry that is not a non-negative integer: ", d.dump());
-            const uint64_t x = d.get<uint64_t>();
-            if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || (x && numel > UINT64_MAX / x))
-                bad("tensor '", name, "' has a shape too large: ", v["shape"].dump());
-            numel *= x;
-            dims.push_back(static_cast<int64_t>(x));
-        }
-        e.shape = Shape(std::move(dims));
-        for (const auto& o : v["data_offsets"])
-            if (!o.is_number_unsigned()) bad("tensor '", name, "' has a data offset that is not a non-negative integer");
-        e.begin = v["data_offsets"][0].get<uint64_t>();
-        e.end = v["data_offsets"][1].get<uint64_t>();
-        uint64_t elem = 0;
-        if (e.dtype == "F32" || e.dtype == "I32") elem = 4;
-        else if (e.dtype == "U8") elem = 1;
-        else if (e.dtype == "U64" || e.dtype == "I64") elem = 8;
-        else if (e.dtype == "F16" || e.dtype == "BF16") elem = 2;
-        else bad("tensor '", name, "' has dtype '", e.dtype, "', which bnn does not read (F32, F16, BF16, I64, I32, U8, U64)");
-        if (e.begin > e.end) bad("tensor '", name, "' has data_offsets [", e.begin, ", ", e.end, "] with begin > end");
-        if (e.end > data_size)
-            bad("tensor '", name, "' has data_offsets [", e.begin, ", ", e.end, "] beyond the ", data_size,
-                " data bytes (file truncated?)");
-        if (numel > UINT64_MAX / elem || numel * elem != e.end - e.begin)
-            bad("tensor '", name, "' of dtype ", e.dtype, " and shape ", e.shape.str(), " needs ", numel * elem,
-                " bytes, but its data_offsets span ", e.end - e.begin);
-        entries.push_back(std::move(e));
+/// The "__metadata__" object's strings.
+inline Metadata read_safetensors_metadata(const nlohmann::json& v, const SafetensorsError& bad) {
+    if (!v.is_object()) bad("__metadata__ must be an object of strings");
+    Metadata metadata;
+    for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) bad("__metadata__ value of '", m.key(), "' is not a string");
+        metadata[m.key()] = m.value().get<std::string>();
     }
-    // The tensors must tile the data exactly: sorted by offset, each starts where the last ended.
-    std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return metadata;
+}
+
+/// The entry of tensor `name`: its fields present and typed, its dtype known, its shape's size
+/// in range and its offsets spanning exactly that size within the `data_size` data bytes.
+inline SafetensorsEntry read_safetensors_entry(const std::string& name, const nlohmann::json& v, uint64_t data_size,
+                                               const SafetensorsError& bad) {
+    if (!v.is_object()) bad("entry '", name, "' is not an object");
+    if (!v.contains("dtype") || !v["dtype"].is_string()) bad("tensor '", name, "' has no dtype string");
+    if (!v.contains("shape") || !v["shape"].is_array()) bad("tensor '", name, "' has no shape array");
+    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
+        bad("tensor '", name, "' needs data_offsets [begin, end]");
+    SafetensorsEntry e;
+    e.name = name;
+    e.dtype = v["dtype"].get<std::string>();
+    std::vector<int64_t> dims;
+    uint64_t numel = 1;
+    for (const auto& d : v["shape"]) {
+        if (!d.is_number_unsigned()) bad("tensor '", name, "' has a shape entry that is not a non-negative integer: ", d.dump());
+        const uint64_t x = d.get<uint64_t>();
+        if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || (x && numel > UINT64_MAX / x))
+            bad("tensor '", name, "' has a shape too large: ", v["shape"].dump());
+        numel *= x;
+        dims.push_back(static_cast<int64_t>(x));
+    }
+    e.shape = Shape(std::move(dims));
+    for (const auto& o : v["data_offsets"])
+        if (!o.is_number_unsigned()) bad("tensor '", name, "' has a data offset that is not a non-negative integer");
+    e.begin = v["data_offsets"][0].get<uint64_t>();
+    e.end = v["data_offsets"][1].get<uint64_t>();
+    const uint64_t elem = safetensors_element_size(e.dtype);
+    if (elem == 0) bad("tensor '", name, "' has dtype '", e.dtype, "', which bnn does not read (F32, F16, BF16, I64, I32, U8, U64)");
+    if (e.begin > e.end) bad("tensor '", name, "' has data_offsets [", e.begin, ", ", e.end, "] with begin > end");
+    if (e.end > data_size)
+        bad("tensor '", name, "' has data_offsets [", e.begin, ", ", e.end, "] beyond the ", data_size,
+            " data bytes (file truncated?)");
+    if (numel > UINT64_MAX / elem || numel * elem != e.end - e.begin)
+        bad("tensor '", name, "' of dtype ", e.dtype, " and shape ", e.shape.str(), " needs ", numel * elem,
+            " bytes, but its data_offsets span ", e.end - e.begin);
+    return e;
+}
+
+/// Sorts the entries by offset and requires them to tile the `data_size` data bytes exactly:
+/// each starts where the last ended, no overlap, no gap, nothing left over.
+inline void check_safetensors_tiling(std::vector<SafetensorsEntry>& entries, uint64_t data_size,
+                                     const SafetensorsError& bad) {
+    std::sort(entries.begin(), entries.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
     uint64_t expected = 0;
-    for (const Entry& e : entries) {
+    for (const SafetensorsEntry& e : entries) {
         if (e.begin < expected) bad("tensor '", e.name, "' at data offset ", e.begin, " overlaps the previous tensor (ending at ", expected, ")");
         if (e.begin > expected) bad("gap in the data: bytes [", expected, ", ", e.begin, ") belong to no tensor (before '", e.name, "')");
         expected = e.end;
     }
     if (expected != data_size)
         bad("the tensors cover ", expected, " data bytes but the file holds ", data_size, " after the header");
+}
 
-    const uint8_t* base = data + data_begin;
-    for (const Entry& e : entries) {
-        const uint8_t* p = base + e.begin;
-        AnyTensor t;
-        if (e.dtype == "F32") t = detail::make_tensor<float>(e.shape, p);
-        else if (e.dtype == "I32") t = detail::make_tensor<int32_t>(e.shape, p);
-        else if (e.dtype == "U8") t = detail::make_tensor<uint8_t>(e.shape, p);
-        else if (e.dtype == "U64") t = detail::make_tensor<uint64_t>(e.shape, p);
-        else if (e.dtype == "I64") t = detail::make_tensor<int64_t>(e.shape, p);
-        else {  // F16 / BF16, widened
-            Tensor<float> f = Tensor<float>::empty(e.shape);
-            const bool half = e.dtype == "F16";
-            for (int64_t i = 0; i < f.numel(); ++i) {
-                uint16_t v;
-                std::memcpy(&v, p + 2 * i, 2);
-                f[i] = half ? detail::half_to_float(v) : detail::bfloat16_to_float(v);
-            }
-            t = std::move(f);
-            file.widened[e.name] = e.dtype;
-        }
-        file.tensors.emplace_back(e.name, std::move(t));
+/// The tensor of a validated entry from its bytes at p; F16 and BF16 widened to F32.
+inline AnyTensor read_safetensors_tensor(const SafetensorsEntry& e, const uint8_t* p) {
+    if (e.dtype == "F32") return make_tensor<float>(e.shape, p);
+    if (e.dtype == "I32") return make_tensor<int32_t>(e.shape, p);
+    if (e.dtype == "U8") return make_tensor<uint8_t>(e.shape, p);
+    if (e.dtype == "U64") return make_tensor<uint64_t>(e.shape, p);
+    if (e.dtype == "I64") return make_tensor<int64_t>(e.shape, p);
+    Tensor<float> f = Tensor<float>::empty(e.shape);
+    const bool half = e.dtype == "F16";
+    for (int64_t i = 0; i < f.numel(); ++i) {
+        uint16_t v;
+        std::memcpy(&v, p + 2 * i, 2);
+        f[i] = half ? half_to_float(v) : bfloat16_to_float(v);
+    }
+    return f;
+}
+}  // namespace detail
+
+/// Parses safetensors bytes; `source` names them in errors. Validates the header length, the
+/// JSON, every dtype, shape and offset pair (in range, no overlap, no gap, covering all data).
+inline SafetensorsFile parse_safetensors(const uint8_t* data, uint64_t size, const std::string& source) {
+    const detail::SafetensorsError bad{source};
+    uint64_t header_bytes = 0;
+    const nlohmann::json header = detail::read_safetensors_header(data, size, header_bytes, bad);
+    const uint64_t data_begin = 8 + header_bytes, data_size = size - data_begin;
+
+    SafetensorsFile file;
+    file.source = source;
+    std::vector<detail::SafetensorsEntry> entries;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+        if (it.key() == "__metadata__")
+            file.metadata = detail::read_safetensors_metadata(it.value(), bad);
+        else
+            entries.push_back(detail::read_safetensors_entry(it.key(), it.value(), data_size, bad));
+    }
+    detail::check_safetensors_tiling(entries, data_size, bad);
+
+    for (const detail::SafetensorsEntry& e : entries) {
+        file.tensors.emplace_back(e.name, detail::read_safetensors_tensor(e, data + data_begin + e.begin));
+        if (e.dtype == "F16" || e.dtype == "BF16") file.widened[e.name] = e.dtype;
     }
     return file;
 }

@@ -2,6 +2,13 @@
 /// @file batch_norm.hpp
 /// Batch normalization over the rows of x [M, C] (M = N*H*W for NHWC activations), per channel.
 /// Statistics are summed in double: M reaches millions and float sums would drift.
+///
+/// Training runs in passes, each a function of its own, so that data-parallel batch norm
+/// (dist/sync_batch_norm.hpp) can all-reduce the per-channel sums between them:
+///   forward   batch_norm_sums -> mean -> batch_norm_centred_squares -> batch_norm_statistics
+///             -> batch_norm_normalize
+///   backward  batch_norm_grad_sums -> batch_norm_param_grads, batch_norm_train_dx
+/// batch_norm_train_forward / batch_norm_train_backward run them in sequence over one process's rows.
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -16,9 +23,8 @@ namespace detail {
 /// two accumulators a[C], b[C]. Rows are split over threads, each with private double sums,
 /// merged at the end.
 template <class RowFn>
-void channel_sums(int64_t M, int64_t C, std::vector<double>& a, std::vector<double>& b, RowFn row) {
-    a.assign(C, 0.0);
-    b.assign(C, 0.0);
+void channel_sums(int64_t M, int64_t C, double* a, double* b, RowFn row) {
+    for (int64_t c = 0; c < C; ++c) a[c] = b[c] = 0.0;
 #pragma omp parallel if (worth_threading(M * C))
     {
         std::vector<double> la(C, 0.0), lb(C, 0.0);
@@ -33,53 +39,113 @@ void channel_sums(int64_t M, int64_t C, std::vector<double>& a, std::vector<doub
 }
 }  // namespace detail
 
-/// Training forward with batch statistics.
-///   x [M, C], gamma/beta [C] or null (1 and 0), y [M, C];
-///   saved_mean [C], saved_invstd [C] = 1/sqrt(biased var + eps), kept for backward;
-///   batch_var [C] receives the biased batch variance (the op derives the running update).
-inline void batch_norm_train_forward(const float* x, const float* gamma, const float* beta, float* y,
-                                     float* saved_mean, float* saved_invstd, float* batch_var, int64_t M,
-                                     int64_t C, float eps) {
-    std::vector<double> sum, unused, sq;
-    detail::channel_sums(M, C, sum, unused, [&](int64_t m, double* s, double*) {
+/// Forward pass 1: sum [C] = sum over the M rows of x [M, C].
+inline void batch_norm_sums(const float* x, int64_t M, int64_t C, double* sum) {
+    std::vector<double> unused(C);
+    detail::channel_sums(M, C, sum, unused.data(), [&](int64_t m, double* s, double*) {
         const float* r = x + m * C;
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) s[c] += r[c];
     });
-    for (int64_t c = 0; c < C; ++c) sum[c] /= double(M);
-    // Second pass around the mean: exact enough where E[x^2] - E[x]^2 would cancel.
-    detail::channel_sums(M, C, sq, unused, [&](int64_t m, double* q, double*) {
+}
+
+/// Forward pass 2: sq [C] = sum over the rows of (x - mean[c])^2. Around the mean rather than
+/// E[x^2] - E[x]^2, which would cancel.
+inline void batch_norm_centred_squares(const float* x, const double* mean, int64_t M, int64_t C, double* sq) {
+    std::vector<double> unused(C);
+    detail::channel_sums(M, C, sq, unused.data(), [&](int64_t m, double* q, double*) {
         const float* r = x + m * C;
-        const double* mu = sum.data();
+        const double* mu = mean;
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
             const double d = r[c] - mu[c];
             q[c] += d * d;
         }
     });
-    std::vector<float> scale(C), shift(C);
+}
+
+/// From the mean [C] and centred squares [C] over `rows` rows (every rank's, in sync BN):
+///   saved_mean [C], saved_invstd [C] = 1/sqrt(biased var + eps) (kept for backward),
+///   batch_var [C] the biased variance, and scale/shift [C] of y = x * scale + shift.
+/// gamma/beta [C] or null (1 and 0).
+inline void batch_norm_statistics(const double* mean, const double* sq, double rows, const float* gamma,
+                                  const float* beta, float eps, int64_t C, float* saved_mean, float* saved_invstd,
+                                  float* batch_var, float* scale, float* shift) {
     for (int64_t c = 0; c < C; ++c) {
-        double var = sq[c] / double(M);
+        double var = sq[c] / rows;
         double inv = 1.0 / std::sqrt(var + eps);
-        saved_mean[c] = static_cast<float>(sum[c]);
+        saved_mean[c] = static_cast<float>(mean[c]);
         saved_invstd[c] = static_cast<float>(inv);
         batch_var[c] = static_cast<float>(var);
         double gm = gamma ? gamma[c] : 1.0;
         scale[c] = static_cast<float>(gm * inv);
-        shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * sum[c]);
+        shift[c] = static_cast<float>((beta ? beta[c] : 0.0) - gm * inv * mean[c]);
     }
-    const float* sc = scale.data();  // raw pointers: the outlined parallel body keeps them in registers
-    const float* sh = shift.data();
+}
+
+/// y [M, C] = x * scale[c] + shift[c]: the last forward pass, in training and eval alike.
+inline void batch_norm_normalize(const float* x, const float* scale, const float* shift, float* y, int64_t M,
+                                 int64_t C) {
 #pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * sc[c] + sh[c];
+        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * scale[c] + shift[c];
+}
+
+/// running_mean/running_var [C] move towards the batch's mean and unbiased variance over `rows`
+/// rows: r = (1 - momentum) * r + momentum * batch statistic, as PyTorch does.
+inline void batch_norm_update_running(float* running_mean, float* running_var, const float* mean,
+                                      const float* batch_var, double rows, float momentum, int64_t C) {
+    const float unbias = static_cast<float>(rows) / static_cast<float>(rows - 1);
+    for (int64_t c = 0; c < C; ++c) {
+        running_mean[c] = (1.f - momentum) * running_mean[c] + momentum * mean[c];
+        running_var[c] = (1.f - momentum) * running_var[c] + momentum * batch_var[c] * unbias;
+    }
+}
+
+/// Training forward with batch statistics, the passes above over this process's rows.
+///   x [M, C], gamma/beta [C] or null (1 and 0), y [M, C];
+///   saved_mean [C], saved_invstd [C] = 1/sqrt(biased var + eps), kept for backward;
+///   batch_var [C] receives the biased batch variance (the op derives the running update).
+inline void batch_norm_train_forward(const float* x, const float* gamma, const float* beta, float* y,
+                                     float* saved_mean, float* saved_invstd, float* batch_var, int64_t M,
+                                     int64_t C, float eps) {
+    std::vector<double> mean(C), sq(C);
+    batch_norm_sums(x, M, C, mean.data());
+    for (int64_t c = 0; c < C; ++c) mean[c] /= double(M);
+    batch_norm_centred_squares(x, mean.data(), M, C, sq.data());
+    std::vector<float> scale(C), shift(C);
+    batch_norm_statistics(mean.data(), sq.data(), double(M), gamma, beta, eps, C, saved_mean, saved_invstd, batch_var,
+                          scale.data(), shift.data());
+    batch_norm_normalize(x, scale.data(), shift.data(), y, M, C);
+}
+
+/// Backward pass 1: sdy [C] = sum(dy), sdyx [C] = sum(dy * xhat), xhat = (x - mean) * invstd,
+/// over the rows of x, dy [M, C].
+inline void batch_norm_grad_sums(const float* x, const float* dy, const float* mean, const float* invstd, int64_t M,
+                                 int64_t C, double* sdy, double* sdyx) {
+    detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+            const float g = dy[m * C + c];
+            a[c] += g;
+            b[c] += g * ((x[m * C + c] - mean[c]) * invstd[c]);
+        }
+    });
+}
+
+/// dgamma [C] += sdyx, dbeta [C] += sdy, each skipped when null.
+inline void batch_norm_param_grads(const double* sdy, const double* sdyx, int64_t C, float* dgamma, float* dbeta) {
+    for (int64_t c = 0; c < C; ++c) {
+        if (dgamma) dgamma[c] += static_cast<float>(sdyx[c]);
+        if (dbeta) dbeta[c] += static_cast<float>(sdy[c]);
+    }
 }
 
 namespace detail {
-/// dx [M, C] (+)= k[c] * dy - a[c] - b[c] * xhat, the last pass of batch_norm_train_backward.
+/// dx [M, C] (+)= k[c] * dy - a[c] - b[c] * xhat, the apply pass of batch_norm_train_dx.
 template <bool Accumulate>
-void batch_norm_train_dx(const float* x, const float* dy, const float* mean, const float* invstd, const float* kp,
+void batch_norm_train_dx_rows(const float* x, const float* dy, const float* mean, const float* invstd, const float* kp,
                          const float* ap, const float* bp, float* dx, int64_t M, int64_t C) {
 #pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
@@ -91,7 +157,7 @@ void batch_norm_train_dx(const float* x, const float* dy, const float* mean, con
 }
 /// dx [M, C] (+)= dy * k[c], the last pass of batch_norm_eval_backward.
 template <bool Accumulate>
-void batch_norm_eval_dx(const float* dy, const float* k, float* dx, int64_t M, int64_t C) {
+void batch_norm_eval_dx_rows(const float* dy, const float* k, float* dx, int64_t M, int64_t C) {
 #pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m)
 #pragma omp simd
@@ -99,7 +165,25 @@ void batch_norm_eval_dx(const float* dy, const float* k, float* dx, int64_t M, i
 }
 }  // namespace detail
 
-/// Training backward (batch statistics depend on x). Accumulates into the non-null outputs:
+/// Backward pass 2, from the sums of pass 1 over `rows` rows (every rank's, in sync BN):
+///   dx [M, C] += k*dy - k/rows*sdy - k/rows*sdyx*xhat,  k = gamma*invstd
+///   (written, not added, with accumulate_dx false: dx is then a fresh gradient).
+inline void batch_norm_train_dx(const float* x, const float* gamma, const float* dy, const float* mean,
+                                const float* invstd, const double* sdy, const double* sdyx, double rows, float* dx,
+                                int64_t M, int64_t C, bool accumulate_dx = true) {
+    std::vector<float> k(C), a(C), b(C);
+    for (int64_t c = 0; c < C; ++c) {
+        const double gm = gamma ? gamma[c] : 1.0;
+        k[c] = static_cast<float>(gm * invstd[c]);                   // multiplies dy
+        a[c] = static_cast<float>(gm * invstd[c] * sdy[c] / rows);   // constant term
+        b[c] = static_cast<float>(gm * invstd[c] * sdyx[c] / rows);  // multiplies xhat
+    }
+    accumulate_dx ? detail::batch_norm_train_dx_rows<true>(x, dy, mean, invstd, k.data(), a.data(), b.data(), dx, M, C)
+                  : detail::batch_norm_train_dx_rows<false>(x, dy, mean, invstd, k.data(), a.data(), b.data(), dx, M, C);
+}
+
+/// Training backward (batch statistics depend on x), both passes over this process's rows.
+/// Accumulates into the non-null outputs:
 ///   dx [M, C] += invstd/M * (M*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)),  dxhat = dy*gamma
 ///     (written, not added, with accumulate_dx false: dx is then a fresh gradient)
 ///   dgamma [C] += sum(dy * xhat),  dbeta [C] += sum(dy)
@@ -107,34 +191,16 @@ void batch_norm_eval_dx(const float* dy, const float* k, float* dx, int64_t M, i
 inline void batch_norm_train_backward(const float* x, const float* gamma, const float* dy, const float* mean,
                                       const float* invstd, float* dx, float* dgamma, float* dbeta, int64_t M,
                                       int64_t C, bool accumulate_dx = true) {
-    std::vector<double> sdy, sdyx;  // sum(dy), sum(dy * xhat)
-    detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-            const float g = dy[m * C + c];
-            a[c] += g;
-            b[c] += g * ((x[m * C + c] - mean[c]) * invstd[c]);
-        }
-    });
-    for (int64_t c = 0; c < C; ++c) {
-        if (dgamma) dgamma[c] += static_cast<float>(sdyx[c]);
-        if (dbeta) dbeta[c] += static_cast<float>(sdy[c]);
-    }
-    if (!dx) return;
-    std::vector<float> k(C), a(C), b(C);
-    for (int64_t c = 0; c < C; ++c) {
-        const double gm = gamma ? gamma[c] : 1.0;
-        k[c] = static_cast<float>(gm * invstd[c]);                  // multiplies dy
-        a[c] = static_cast<float>(gm * invstd[c] * sdy[c] / M);     // constant term
-        b[c] = static_cast<float>(gm * invstd[c] * sdyx[c] / M);    // multiplies xhat
-    }
-    accumulate_dx ? detail::batch_norm_train_dx<true>(x, dy, mean, invstd, k.data(), a.data(), b.data(), dx, M, C)
-                  : detail::batch_norm_train_dx<false>(x, dy, mean, invstd, k.data(), a.data(), b.data(), dx, M, C);
+    std::vector<double> sdy(C), sdyx(C);
+    batch_norm_grad_sums(x, dy, mean, invstd, M, C, sdy.data(), sdyx.data());
+    batch_norm_param_grads(sdy.data(), sdyx.data(), C, dgamma, dbeta);
+    if (dx) batch_norm_train_dx(x, gamma, dy, mean, invstd, sdy.data(), sdyx.data(), double(M), dx, M, C, accumulate_dx);
 }
 
-/// Eval-mode batch norm, y = gamma * (x - mean) / sqrt(var + eps) + beta, as one scale and shift
-/// per channel: y = x * scale[c] + shift[c]. The one folding every eval path uses (the training
-/// op and the inference graph), so they round alike. gamma/beta [C] may be null (1 and 0).
+/// Eval-mode batch norm, y = gamma * (x - mean) / sqrt(var + eps) + beta, folded into one scale
+/// and shift per channel: y = x * scale[c] + shift[c]. Every eval path (the training op and the
+/// inference graph) folds with this function, so they round alike. gamma/beta [C] may be null
+/// (1 and 0).
 inline void batch_norm_fold(const float* gamma, const float* beta, const float* running_mean, const float* running_var,
                             int64_t C, float eps, float* scale, float* shift) {
     for (int64_t c = 0; c < C; ++c) {
@@ -145,16 +211,12 @@ inline void batch_norm_fold(const float* gamma, const float* beta, const float* 
     }
 }
 
+/// Eval forward: x [M, C] -> y [M, C] with the running statistics [C], folded as above.
 inline void batch_norm_eval_forward(const float* x, const float* gamma, const float* beta, const float* running_mean,
                                     const float* running_var, float* y, int64_t M, int64_t C, float eps) {
     std::vector<float> scale(C), shift(C);
     batch_norm_fold(gamma, beta, running_mean, running_var, C, eps, scale.data(), shift.data());
-    const float* sc = scale.data();
-    const float* sh = shift.data();
-#pragma omp parallel for schedule(static) if (worth_threading(M * C))
-    for (int64_t m = 0; m < M; ++m)
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) y[m * C + c] = x[m * C + c] * sc[c] + sh[c];
+    batch_norm_normalize(x, scale.data(), shift.data(), y, M, C);
 }
 
 /// Eval backward (statistics are constants). Accumulates:
@@ -166,25 +228,14 @@ inline void batch_norm_eval_backward(const float* x, const float* gamma, const f
     std::vector<float> inv(C);
     for (int64_t c = 0; c < C; ++c) inv[c] = static_cast<float>(1.0 / std::sqrt(double(running_var[c]) + eps));
     if (dgamma || dbeta) {
-        std::vector<double> sdy, sdyx;
-        const float* iv = inv.data();
-        detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) {
-                const float g = dy[m * C + c];
-                a[c] += g;
-                b[c] += g * ((x[m * C + c] - running_mean[c]) * iv[c]);
-            }
-        });
-        for (int64_t c = 0; c < C; ++c) {
-            if (dgamma) dgamma[c] += static_cast<float>(sdyx[c]);
-            if (dbeta) dbeta[c] += static_cast<float>(sdy[c]);
-        }
+        std::vector<double> sdy(C), sdyx(C);
+        batch_norm_grad_sums(x, dy, running_mean, inv.data(), M, C, sdy.data(), sdyx.data());
+        batch_norm_param_grads(sdy.data(), sdyx.data(), C, dgamma, dbeta);
     }
     if (!dx) return;
     for (int64_t c = 0; c < C; ++c) inv[c] *= gamma ? gamma[c] : 1.f;
-    accumulate_dx ? detail::batch_norm_eval_dx<true>(dy, inv.data(), dx, M, C)
-                  : detail::batch_norm_eval_dx<false>(dy, inv.data(), dx, M, C);
+    accumulate_dx ? detail::batch_norm_eval_dx_rows<true>(dy, inv.data(), dx, M, C)
+                  : detail::batch_norm_eval_dx_rows<false>(dy, inv.data(), dx, M, C);
 }
 
 }  // namespace bnn::kernels

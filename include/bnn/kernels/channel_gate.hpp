@@ -5,6 +5,9 @@
 ///     gate = sigmoid( w2 ReLU( w1 mean_P(x) ) )
 ///
 /// The op (ops/channel_gate.hpp) records it as one tape node, the module is nn/channel_gate.hpp.
+/// The forward is the pool and the two products (channel_gate_pool, channel_gate_mlp), which
+/// the inference graph also calls, with its weights transposed once and its mean fused into
+/// the pass before.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -12,11 +15,8 @@
 
 namespace bnn::kernels {
 
-/// x: [N, P, Cin] (P = H*W), w1: [Hd, Cin], w2: [Cout, Hd] ->
-/// pooled: [N, Cin], hidden: [N, Hd] (before the ReLU), gate: [N, Cout]
-inline void channel_gate_forward(const float* x, const float* w1, const float* w2, float* pooled,
-                                 float* hidden, float* gate, int64_t n, int64_t p, int64_t cin, int64_t hd,
-                                 int64_t cout) {
+/// pooled [N, Cin] = mean over the P positions of x [N, P, Cin], summed position by position from 0.
+inline void channel_gate_pool(const float* x, float* pooled, int64_t n, int64_t p, int64_t cin) {
     for (int64_t s = 0; s < n; ++s) {
         float* m = pooled + s * cin;
         for (int64_t c = 0; c < cin; ++c) m[c] = 0.f;
@@ -25,18 +25,55 @@ inline void channel_gate_forward(const float* x, const float* w1, const float* w
             for (int64_t c = 0; c < cin; ++c) m[c] += row[c];
         }
         for (int64_t c = 0; c < cin; ++c) m[c] /= static_cast<float>(p);
-        float* h = hidden + s * hd;
-        for (int64_t j = 0; j < hd; ++j) {
-            float acc = 0.f;
-            for (int64_t c = 0; c < cin; ++c) acc += w1[j * cin + c] * m[c];
-            h[j] = acc;
-        }
-        for (int64_t o = 0; o < cout; ++o) {
-            float acc = 0.f;
-            for (int64_t j = 0; j < hd; ++j) acc += w2[o * hd + j] * std::max(h[j], 0.f);
-            gate[s * cout + o] = 1.f / (1.f + std::exp(-acc));
-        }
     }
+}
+
+/// w1 [Hd, Cin] -> w1t [Cin, Hd] and w2 [Cout, Hd] -> w2t [Hd, Cout], the layout channel_gate_mlp
+/// reads (an inference graph transposes once, when it is compiled).
+inline void channel_gate_transpose(const float* w1, const float* w2, float* w1t, float* w2t, int64_t cin, int64_t hd,
+                                   int64_t cout) {
+    for (int64_t j = 0; j < hd; ++j)
+        for (int64_t c = 0; c < cin; ++c) w1t[c * hd + j] = w1[j * cin + c];
+    for (int64_t o = 0; o < cout; ++o)
+        for (int64_t j = 0; j < hd; ++j) w2t[j * cout + o] = w2[o * hd + j];
+}
+
+/// pooled [N, Cin] -> hidden [N, Hd] (before the ReLU), gate [N, Cout], with the weights
+/// transposed (w1t [Cin, Hd], w2t [Hd, Cout]) so that each product is a vector update over the
+/// outputs; each output still sums its terms from 0 in input order.
+inline void channel_gate_mlp(const float* pooled, const float* w1t, const float* w2t, float* hidden, float* gate,
+                             int64_t n, int64_t cin, int64_t hd, int64_t cout) {
+    for (int64_t s = 0; s < n; ++s) {
+        const float* m = pooled + s * cin;
+        float* __restrict h = hidden + s * hd;
+        for (int64_t j = 0; j < hd; ++j) h[j] = 0.f;
+        for (int64_t c = 0; c < cin; ++c) {
+            const float mc = m[c];
+            const float* __restrict w = w1t + c * hd;
+#pragma omp simd
+            for (int64_t j = 0; j < hd; ++j) h[j] += w[j] * mc;
+        }
+        float* __restrict acc = gate + s * cout;
+        for (int64_t o = 0; o < cout; ++o) acc[o] = 0.f;
+        for (int64_t j = 0; j < hd; ++j) {
+            const float r = std::max(h[j], 0.f);
+            const float* __restrict w = w2t + j * cout;
+#pragma omp simd
+            for (int64_t o = 0; o < cout; ++o) acc[o] += w[o] * r;
+        }
+        for (int64_t o = 0; o < cout; ++o) acc[o] = 1.f / (1.f + std::exp(-acc[o]));
+    }
+}
+
+/// x: [N, P, Cin] (P = H*W), w1: [Hd, Cin], w2: [Cout, Hd] ->
+/// pooled: [N, Cin], hidden: [N, Hd] (before the ReLU), gate: [N, Cout]
+inline void channel_gate_forward(const float* x, const float* w1, const float* w2, float* pooled,
+                                 float* hidden, float* gate, int64_t n, int64_t p, int64_t cin, int64_t hd,
+                                 int64_t cout) {
+    channel_gate_pool(x, pooled, n, p, cin);
+    std::vector<float> w1t(cin * hd), w2t(hd * cout);
+    channel_gate_transpose(w1, w2, w1t.data(), w2t.data(), cin, hd, cout);
+    channel_gate_mlp(pooled, w1t.data(), w2t.data(), hidden, gate, n, cin, hd, cout);
 }
 
 /// dgate: [N, Cout] and the forward's tensors -> dx: [N, P, Cin], dw1: [Hd, Cin], dw2: [Cout, Hd],

@@ -6,6 +6,7 @@
 /// Max pooling treats padding as -inf, so a padded position never wins.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "bnn/core/threads.hpp"
 
@@ -69,41 +70,64 @@ inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& 
             }
 }
 
-/// y [N, OH, OW, C] = max of each window; tap [N, OH, OW, C] receives the winner's position in
-/// its window (kh * k + kw; the first one on ties), for backward. int32 taps rather than flat
-/// indices keep the compare-and-select loop at float width, so it vectorises.
-inline void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
+namespace detail {
+/// max_pool2d_forward with the winners recorded or not (inference needs only the maxima).
+template <bool RecordWinners>
+void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
+    // Output rows of all images are the work items, so a batch of one splits too.
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
-                float* out = y + ((n * g.OH + oh) * g.OW + ow) * C;
-                int32_t* best = tap + ((n * g.OH + oh) * g.OW + ow) * C;
+                float* __restrict out = y + ((n * g.OH + oh) * g.OW + ow) * C;
                 // Padding never wins: start from the first in-range tap (padding <= k/2 leaves one).
                 const int64_t h0 = oh * g.stride - g.pad, w0 = ow * g.stride - g.pad;
                 const int64_t kh0 = std::max<int64_t>(0, -h0), kh1 = std::min<int64_t>(g.k, g.H - h0);
                 const int64_t kw0 = std::max<int64_t>(0, -w0), kw1 = std::min<int64_t>(g.k, g.W - w0);
                 const float* first = x + ((n * g.H + h0 + kh0) * g.W + w0 + kw0) * C;
-                const int32_t first_tap = static_cast<int32_t>(kh0 * g.k + kw0);
-                for (int64_t c = 0; c < C; ++c) {
-                    out[c] = first[c];
-                    best[c] = first_tap;
-                }
-                for (int64_t kh = kh0; kh < kh1; ++kh)
-                    for (int64_t kw = kw0; kw < kw1; ++kw) {
-                        const float* in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
-                        const int32_t t = static_cast<int32_t>(kh * g.k + kw);
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) {
-                            // Branch-free select (GCC leaves `take ? t : bt` as a branch here).
-                            const float v = in[c], cur = out[c];
-                            const int32_t take = -static_cast<int32_t>(v > cur);  // strict: first maximum stays
-                            out[c] = cur < v ? v : cur;
-                            best[c] ^= (best[c] ^ t) & take;
-                        }
+                if constexpr (RecordWinners) {
+                    int32_t* __restrict best = tap + ((n * g.OH + oh) * g.OW + ow) * C;
+                    const int32_t first_tap = static_cast<int32_t>(kh0 * g.k + kw0);
+                    for (int64_t c = 0; c < C; ++c) {
+                        out[c] = first[c];
+                        best[c] = first_tap;
                     }
+                    for (int64_t kh = kh0; kh < kh1; ++kh)
+                        for (int64_t kw = kw0; kw < kw1; ++kw) {
+                            const float* __restrict in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
+                            const int32_t t = static_cast<int32_t>(kh * g.k + kw);
+#pragma omp simd
+                            for (int64_t c = 0; c < C; ++c) {
+                                // Branch-free select (GCC leaves `take ? t : bt` as a branch here).
+                                const float v = in[c], cur = out[c];
+                                const int32_t take = -static_cast<int32_t>(v > cur);  // strict: first maximum stays
+                                out[c] = cur < v ? v : cur;
+                                best[c] ^= (best[c] ^ t) & take;
+                            }
+                        }
+                } else {
+                    std::memcpy(out, first, sizeof(float) * C);
+                    for (int64_t kh = kh0; kh < kh1; ++kh)
+                        for (int64_t kw = kw0; kw < kw1; ++kw) {
+                            const float* __restrict in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
+#pragma omp simd
+                            for (int64_t c = 0; c < C; ++c) {
+                                const float v = in[c], cur = out[c];
+                                out[c] = cur < v ? v : cur;
+                            }
+                        }
+                }
             }
+}
+}  // namespace detail
+
+/// y [N, OH, OW, C] = max of each window; tap [N, OH, OW, C] receives the winner's position in
+/// its window (kh * k + kw; the first one on ties), for backward, or is null (inference: the
+/// same maxima without the positions). int32 taps rather than flat indices keep the
+/// compare-and-select loop at float width, so it vectorises.
+inline void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
+    tap ? detail::max_pool2d_forward<true>(x, y, tap, g) : detail::max_pool2d_forward<false>(x, y, nullptr, g);
 }
 
 /// dx [N, H, W, C] += dy [N, OH, OW, C] routed to each window's winning tap.

@@ -55,13 +55,9 @@ inline Variable batch_norm(const Variable& x, const Variable& gamma, const Varia
     Tensor<float> mean = Tensor<float>::empty(cs), invstd = Tensor<float>::empty(cs), var = Tensor<float>::empty(cs);
     kernels::batch_norm_train_forward(xv.data(), gv.data(), optional_data(beta), y.data(), mean.data(),
                                       invstd.data(), var.data(), M, C, eps);
-    if (running_mean.defined() && running_var.defined()) {
-        const float unbias = static_cast<float>(M) / static_cast<float>(M - 1);
-        for (int64_t c = 0; c < C; ++c) {
-            running_mean[c] = (1.f - momentum) * running_mean[c] + momentum * mean[c];
-            running_var[c] = (1.f - momentum) * running_var[c] + momentum * var[c] * unbias;
-        }
-    }
+    if (running_mean.defined() && running_var.defined())
+        kernels::batch_norm_update_running(running_mean.data(), running_var.data(), mean.data(), var.data(), double(M),
+                                           momentum, C);
     return make_result(
         y, {x, gamma, beta},
         [xv, gv, mean, invstd, M, C](const Tensor<float>& g, std::vector<Variable>& in) {

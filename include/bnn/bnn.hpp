@@ -84,3 +84,4 @@
 
 // inference
 #include "bnn/infer/compile.hpp"
+#include "bnn/infer/module_registry.hpp"

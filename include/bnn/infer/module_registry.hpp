@@ -21,6 +21,7 @@
 #include "bnn/infer/modules/batch_norm.hpp"
 #include "bnn/infer/modules/binary_conv2d.hpp"
 #include "bnn/infer/modules/binary_half_block.hpp"
+#include "bnn/infer/modules/channel_shift.hpp"
 #include "bnn/infer/modules/conv2d.hpp"
 #include "bnn/infer/modules/linear.hpp"
 #include "bnn/infer/modules/pool.hpp"
@@ -36,7 +37,7 @@ inline std::vector<ModuleType> builtin_module_types() {
     namespace m = modules;
     return {m::conv2d(),      m::binary_conv2d(),   m::batch_norm2d(),      m::linear(),       m::prelu(),
             m::relu(),        m::tanh(),            m::sigmoid(),           m::hardtanh(),     m::max_pool2d(),
-            m::avg_pool2d(),  m::global_avg_pool(), m::flatten(),           m::channel_gate(),
+            m::avg_pool2d(),  m::global_avg_pool(), m::flatten(),           m::channel_gate(), m::channel_shift(),
             m::downsample(),  m::basic_block(),     m::binary_half_block(), m::binary_basic_block(),
             m::residual(),    m::sequential()};
 }

@@ -45,8 +45,8 @@ public:
     Lowering(Graph& graph, const CompileOptions& options) : g_(graph), options_(options) { shared_.push_back(true); }
 
     /// Lowers `m` (at `path`) applied to value x; returns the value of its output. The module's
-    /// registered type decides how (module_registry.hpp); an unregistered chain lowers its
-    /// children in order; anything else is a bnn::Error naming the path.
+    /// registered type decides how; an unregistered chain lowers its children in order; anything
+    /// else is a bnn::Error naming the path. Defined in module_registry.hpp, after the registry.
     int lower(const nn::Module& m, const std::string& path, int x);
     /// Each child of `m` in order, the output of one the input of the next.
     int chain(const nn::Module& m, const std::string& path, int x) {

@@ -14,9 +14,6 @@
 
 namespace bnn::infer::modules {
 
-inline constexpr EnumNames<nn::BinaryMode> kModeNames = {{"soft_activations", nn::BinaryMode::SoftActivations},
-                                                         {"binary_activations", nn::BinaryMode::BinaryActivations},
-                                                         {"fully_binary", nn::BinaryMode::FullyBinary}};
 inline constexpr EnumNames<nn::WeightScale> kWeightScaleNames = {{"none", nn::WeightScale::None},
                                                                  {"mean_abs", nn::WeightScale::MeanAbs},
                                                                  {"learned", nn::WeightScale::Learned},
@@ -26,10 +23,18 @@ inline constexpr EnumNames<nn::PadValue> kPadValueNames = {{"zero", nn::PadValue
 /// The mode and weight scale a binary conv is described with: as deployed (fully binary, its
 /// final scale in alpha) or as it is.
 inline const char* described_mode(const nn::BinaryConv2d& conv, const TreeWriter& w) {
-    return name_of(kModeNames, w.deployed() ? nn::BinaryMode::FullyBinary : conv.mode());
+    return nn::binary_mode_name(w.deployed() ? nn::BinaryMode::FullyBinary : conv.mode());
 }
 inline const char* described_scale(const nn::BinaryConv2d& conv, const TreeWriter& w) {
     return name_of(kWeightScaleNames, w.deployed() ? nn::WeightScale::Alpha : conv.options().scale);
+}
+
+/// The option `key` as a BinaryMode, by nn::binary_mode_name.
+inline nn::BinaryMode read_mode(TreeReader& r, const char* key) {
+    using M = nn::BinaryMode;
+    return r.choice<M>(key, {{nn::binary_mode_name(M::SoftActivations), M::SoftActivations},
+                             {nn::binary_mode_name(M::BinaryActivations), M::BinaryActivations},
+                             {nn::binary_mode_name(M::FullyBinary), M::FullyBinary}});
 }
 
 /// sign(W) packed and the conv's final scale: the fully binary node.
@@ -94,7 +99,7 @@ inline ModuleType binary_conv2d() {
             o.stride = r.small("stride", 1, 64);
             o.padding = r.small("padding", 0, 64);
             o.pad_value = r.choice("pad_value", kPadValueNames);
-            o.mode = r.choice("mode", kModeNames);
+            o.mode = read_mode(r, "mode");
             o.scale = r.choice("scale", kWeightScaleNames);
             return std::make_shared<nn::BinaryConv2d>(o);
         },

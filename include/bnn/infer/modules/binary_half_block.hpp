@@ -37,7 +37,7 @@ inline nn::BinaryHalfBlockOptions read_half_block(TreeReader& r) {
     h.gate_reduction = r.integer("gate_reduction", 1, kMaxSize);
     h.gate_hidden = r.integer("gate_hidden", 0, kMaxSize);
     h.pad_value = r.choice("pad_value", kPadValueNames);
-    h.mode = r.choice("mode", kModeNames);
+    h.mode = read_mode(r, "mode");
     h.conv_scale = r.choice("conv_scale", kWeightScaleNames);
     return h;
 }

@@ -21,10 +21,13 @@
 #include "bnn/core/threads.hpp"
 #include "bnn/infer/compile.hpp"
 #include "bnn/infer/fused_steps.hpp"
+#include "bnn/infer/module_registry.hpp"
 #include "bnn/io/deploy.hpp"
 #include "bnn/kernels/batch_norm.hpp"
 #include "bnn/losses/cross_entropy.hpp"
 #include "bnn/nn/binary_conv2d.hpp"
+#include "bnn/nn/channel_shift.hpp"
+#include "bnn/ops/elementwise.hpp"
 #include "bnn/optim/adam.hpp"
 #include "bnn/train/train_step.hpp"
 #include "temp_dir.hpp"
@@ -995,4 +998,148 @@ TEST_CASE("the int16 stem: ResNet-18's graph allocates nothing in steady state a
         INFO("largest logit drift " << drift << " of logits up to " << size);
         REQUIRE(drift < 0.1 * size);
     }
+}
+
+// ---- module types registered by a user, and ChannelShift added through the registry -----------
+
+namespace user_module_test {
+
+// A user's own layer: y = gain[c] * x. Its forward is C++ the library has never seen.
+class ChannelGain : public nn::Module {
+public:
+    explicit ChannelGain(int64_t channels) {
+        gain = register_parameter("gain", Tensor<float>::full(Shape{channels}, 1.f));
+    }
+    Variable forward(const Variable& x) override { return ops::mul(x, gain); }
+    std::string type_name() const override { return "ChannelGain"; }
+    int64_t channels() const { return gain.numel(); }
+    Variable gain;
+};
+
+// The user's inference step for it: the same float product per element as ops::mul.
+class ChannelGainStep : public infer::Step {
+public:
+    ChannelGainStep(std::string path, Tensor<float> gain) : Step(std::move(path), "gain"), gain_(std::move(gain)) {}
+    Shape plan(const std::vector<Shape>& in) override {
+        check(in.at(0)[-1] == gain_.numel(), "expects ", gain_.numel(), " channels, got ", in.at(0).str());
+        n_ = in.at(0).numel();
+        return in.at(0);
+    }
+    void run(const float* const* in, float* out) override {
+        for (int64_t i = 0; i < n_; ++i) out[i] = in[0][i] * gain_[i % gain_.numel()];
+    }
+
+private:
+    Tensor<float> gain_;
+    int64_t n_ = 0;
+};
+
+// Registered once per process (the test binary may run every case in one process).
+void register_channel_gain() {
+    static const bool once = [] {
+        infer::register_module(infer::module_type<ChannelGain>(
+            "ChannelGain", [](const ChannelGain& m, infer::TreeWriter&) { return infer::Json{{"channels", m.channels()}}; },
+            [](infer::TreeReader& r) { return std::make_shared<ChannelGain>(r.integer("channels", 1, infer::kMaxSize)); },
+            [](infer::Lowering& l, const ChannelGain& m, const std::string& path, int x) {
+                return l.add(std::make_unique<ChannelGainStep>(path, m.gain.value().clone()), {x});
+            }));
+        return true;
+    }();
+    (void)once;
+}
+
+// Conv, BN, `inner` inside a residual, pooled to logits; random parameters, in eval mode.
+std::shared_ptr<nn::Sequential> net_with(std::shared_ptr<nn::Module> inner, uint64_t seed) {
+    auto net = std::make_shared<nn::Sequential>();
+    net->add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 8, .padding = 1});
+    net->add<nn::BatchNorm2d>(8);
+    net->push_back(std::make_shared<nn::Residual>(inner));
+    net->add<nn::ReLU>();
+    net->add<nn::GlobalAvgPool>();
+    net->add<nn::Flatten>();
+    net->add<nn::Linear>(8, 5);
+    Rng rng(seed);
+    for (auto& [name, p] : net->named_parameters()) p.value().copy_from(Tensor<float>::uniform(p.shape(), rng, -1.f, 1.f));
+    net->eval();
+    return net;
+}
+
+}  // namespace user_module_test
+
+TEST_CASE("a user's module type, registered, is deployed, loaded and compiled like bnn's own", "[infer][deploy][registry]") {
+    using namespace user_module_test;
+    register_channel_gain();
+    auto inner = std::make_shared<nn::Sequential>();
+    inner->add<nn::PReLU>(8);
+    inner->push_back(std::make_shared<ChannelGain>(8));
+    inner->add<nn::ChannelShift>(8);
+    auto net = net_with(inner, 71);
+    Rng rng(72);
+    const Tensor<float> x = Tensor<float>::randn({3, 6, 5, 3}, rng);
+    const Tensor<float> expected = eval_logits(*net, x);
+
+    const infer::Json tree = io::describe_module(*net, true);
+    REQUIRE(tree["children"][2][1]["body"]["children"][1][1] ==
+            infer::Json{{"type", "ChannelGain"}, {"options", {{"channels", 8}}}});
+    REQUIRE(tree["children"][2][1]["body"]["children"][2][1]["type"] == "ChannelShift");
+
+    bnn::test::TempDir dir;
+    const std::string path = dir.file("user.deploy.safetensors");
+    io::save_deployed(path, *net);
+    io::Deployed d = io::load_deployed(path);
+    const auto& modules = d.model->named_modules();
+    const auto gain = std::find_if(modules.begin(), modules.end(), [](const auto& m) { return m.first == "2.body.1"; });
+    REQUIRE(gain != modules.end());
+    REQUIRE(dynamic_cast<ChannelGain*>(gain->second) != nullptr);
+    require_same_logits(eval_logits(*d.model, x), expected);
+
+    infer::Graph graph = infer::compile(*d.model, x.shape());
+    INFO(graph.summary());
+    require_same_logits(graph.run(x), expected);
+    require_same_logits(infer::compile(*net, x.shape()).run(x), expected);
+}
+
+TEST_CASE("module types: a name or class registered twice and an unknown type are errors naming what is known",
+          "[infer][registry]") {
+    using namespace user_module_test;
+    register_channel_gain();
+    auto again = [](const char* name) {
+        return infer::module_type<ChannelGain>(
+            name, [](const ChannelGain&, infer::TreeWriter&) { return infer::Json::object(); },
+            [](infer::TreeReader&) { return std::make_shared<ChannelGain>(1); },
+            [](infer::Lowering&, const ChannelGain&, const std::string&, int x) { return x; });
+    };
+    REQUIRE_THROWS_WITH(infer::register_module(again("ChannelGain")), Catch::Contains("'ChannelGain' is already registered"));
+    REQUIRE_THROWS_WITH(infer::register_module(again("Gain2")), Catch::Contains("already registered as 'ChannelGain'"));
+    const infer::Json node = infer::Json::parse(R"({"type": "Sequential", "children": [["a", {"type": "Mystery"}]]})");
+    REQUIRE_THROWS_WITH(io::build_module(node), Catch::Contains("'a' (Mystery): unknown module type") &&
+                                                    Catch::Contains("ChannelShift") && Catch::Contains("ChannelGain"));
+    REQUIRE_THROWS_WITH(io::build_module(infer::Json{{"type", "ChannelShift"}, {"options", {{"channels", 0}}}}),
+                        Catch::Contains("'channels' must be in [1, "));
+}
+
+TEST_CASE("ChannelShift compiles to a step of its own and deploys, equal to eval mode", "[infer][deploy]") {
+    using namespace user_module_test;
+    auto inner = std::make_shared<nn::Sequential>();
+    inner->add<nn::ChannelShift>(8);
+    inner->add<nn::PReLU>(8);
+    inner->add<nn::ChannelShift>(8);
+    auto net = net_with(inner, 73);
+    Rng rng(74);
+    const Tensor<float> x = Tensor<float>::randn({2, 7, 4, 3}, rng);
+    const Tensor<float> expected = eval_logits(*net, x);
+    infer::Graph graph = infer::compile(*net, x.shape());
+    INFO(graph.summary());
+    const std::string steps = graph.summary();
+    size_t shifts = 0;
+    for (size_t at = steps.find("  shift"); at != std::string::npos; at = steps.find("  shift", at + 1)) ++shifts;
+    REQUIRE(shifts == 2);
+    require_same_logits(graph.run(x), expected);
+    REQUIRE(steady_state_allocations(graph, x) == 0);
+
+    bnn::test::TempDir dir;
+    const std::string path = dir.file("shift.deploy.safetensors");
+    io::save_deployed(path, *net);
+    io::Deployed d = io::load_deployed(path);
+    require_same_logits(infer::compile(*d.model, x.shape()).run(x), expected);
 }

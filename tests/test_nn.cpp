@@ -16,6 +16,7 @@
 #include "bnn/nn/binary_basic_block.hpp"
 #include "bnn/nn/binary_conv2d.hpp"
 #include "bnn/nn/channel_gate.hpp"
+#include "bnn/nn/channel_shift.hpp"
 #include "bnn/nn/conv2d.hpp"
 #include "bnn/nn/residual.hpp"
 #include "bnn/ops/binary_conv2d.hpp"
@@ -589,4 +590,20 @@ TEST_CASE("a Real-to-Bin half-block in soft mode back-propagates correctly end t
     std::vector<Variable> inputs{random_variable({2, 4, 4, 4}, rng)};
     for (auto& p : half.parameters()) inputs.push_back(p);
     check_gradients([&half](const std::vector<Variable>& in) { return half.forward(in[0]); }, inputs);
+}
+
+TEST_CASE("ChannelShift starts as the identity, learns its shift and checks its channels", "[nn][channel_shift]") {
+    nn::ChannelShift shift(3);
+    REQUIRE(shift.named_parameters().size() == 1);
+    REQUIRE(shift.named_parameters()[0].first == "shift");
+    Rng rng(81);
+    Variable x(Tensor<float>::randn({2, 2, 3}, rng), true);
+    const Tensor<float> y0 = shift(x).value();
+    for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(y0[i] == x.value()[i]);
+    shift.shift.value().copy_from(Tensor<float>::from_vector({3}, {0.5f, -1.f, 2.f}));
+    bnn::test::check_gradients([&](const std::vector<Variable>& in) { return shift(in[0]); }, {x});
+    const Tensor<float> y = shift(x).value();
+    for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(y[i] == x.value()[i] + shift.shift.value()[i % 3]);
+    REQUIRE_THROWS_WITH(nn::ChannelShift(0), Catch::Contains("channels > 0"));
+    REQUIRE_THROWS_AS(shift(Variable(Tensor<float>({2, 4}))), Error);
 }

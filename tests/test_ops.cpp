@@ -58,6 +58,7 @@ TEST_CASE("gradcheck accepts a correct backward and catches wrong ones", "[gradc
 #include "bnn/ops/activation.hpp"
 #include "bnn/ops/batch_norm.hpp"
 #include "bnn/ops/binary_conv2d.hpp"
+#include "bnn/ops/channel_shift.hpp"
 #include "bnn/ops/conv2d.hpp"
 #include "bnn/ops/elementwise.hpp"
 #include "bnn/ops/linear.hpp"
@@ -641,4 +642,30 @@ TEST_CASE("scaled_prelu skips gradients nobody wants and rejects bad shapes", "[
     REQUIRE_THROWS_AS(ops::scaled_prelu(x, Variable(Tensor<float>({3, 4})), p), Error);
     REQUIRE_THROWS_AS(ops::scaled_prelu(x, s, Variable(Tensor<float>({5}))), Error);
     REQUIRE_THROWS_AS(ops::scaled_prelu(Variable(Tensor<float>({4})), Variable(Tensor<float>({4})), p), Error);
+}
+
+TEST_CASE("channel_shift adds one shift per channel; gradients match finite differences", "[channel_shift]") {
+    Rng rng(14);
+    for (Shape shape : {Shape{5}, Shape{3, 7}, Shape{2, 3, 5, 17}}) {
+        INFO(shape.str());
+        const int64_t C = shape[-1];
+        Variable x = bnn::test::random_variable(shape, rng);
+        Variable b = bnn::test::random_variable({C}, rng);
+        const Tensor<float> y = ops::channel_shift(x, b).value();
+        REQUIRE(y.shape() == shape);
+        for (int64_t i = 0; i < y.numel(); ++i) REQUIRE(y[i] == x.value()[i] + b.value()[i % C]);
+        check_gradients([](const Inputs& in) { return ops::channel_shift(in[0], in[1]); }, {x, b});
+    }
+}
+
+TEST_CASE("channel_shift skips gradients nobody wants and rejects bad shapes", "[channel_shift]") {
+    Rng rng(15);
+    Variable x(Tensor<float>::randn({2, 3, 4}, rng), false);
+    Variable b(Tensor<float>::randn({4}, rng), true);
+    ops::channel_shift(x, b).backward(Tensor<float>::full({2, 3, 4}, 1.f));
+    REQUIRE_FALSE(x.has_grad());
+    for (int64_t c = 0; c < 4; ++c) REQUIRE(b.grad()[c] == 6.f);
+    REQUIRE_THROWS_WITH(ops::channel_shift(x, Variable(Tensor<float>({3}))),
+                        Catch::Contains("ops::channel_shift") && Catch::Contains("[4]") && Catch::Contains("[3]"));
+    REQUIRE_THROWS_AS(ops::channel_shift(Variable(Tensor<float>({2, 0})), Variable(Tensor<float>({0}))), Error);
 }

@@ -26,6 +26,7 @@
 #include "bnn/ops/batch_norm.hpp"
 #include "bnn/ops/binary_conv2d.hpp"
 #include "bnn/ops/channel_gate.hpp"
+#include "bnn/ops/channel_shift.hpp"
 #include "bnn/ops/conv2d.hpp"
 #include "bnn/ops/elementwise.hpp"
 #include "bnn/ops/linear.hpp"
@@ -45,6 +46,7 @@
 #include "bnn/nn/binary_conv2d.hpp"
 #include "bnn/nn/binary_half_block.hpp"
 #include "bnn/nn/channel_gate.hpp"
+#include "bnn/nn/channel_shift.hpp"
 #include "bnn/nn/conv2d.hpp"
 #include "bnn/nn/downsample.hpp"
 #include "bnn/nn/flatten.hpp"
@@ -84,3 +86,4 @@
 
 // inference
 #include "bnn/infer/compile.hpp"
+#include "bnn/infer/module_registry.hpp"

@@ -17,6 +17,7 @@
 /// (so mean |W| is exactly 1) and alpha holds the stored scale, so it computes what the
 /// exported conv computed.
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -99,11 +100,11 @@ struct Deployed {
     Metadata metadata;
 };
 
-/// Reads a deployment file: rebuilds the module tree, unpacks every binary conv and loads every
-/// other tensor. bnn::Error naming the module path for an unknown type or option, a tensor
-/// missing, of another shape or dtype, or left over.
-inline Deployed load_deployed(const std::string& path) {
-    const SafetensorsFile file = load_safetensors(path);
+namespace detail {
+
+/// The module tree of a deployment file, checked to be of this format, valid JSON and no larger
+/// than the file's tensors could fill.
+inline Json deployed_tree(const SafetensorsFile& file, const std::string& path) {
     auto fmt = file.metadata.find("format");
     BNN_CHECK(fmt != file.metadata.end() && fmt->second == kDeployFormat, "load_deployed '", path,
               "': not a bnn deployment file of this version (metadata format is '",
@@ -118,73 +119,103 @@ inline Deployed load_deployed(const std::string& path) {
     }
     // A 1-bit weight is the densest a file stores: 64 of them per byte of tensors bounds a genuine tree.
     uint64_t tensor_bytes = 0;
-    for (const auto& [name, t] : file.tensors) tensor_bytes += detail::byte_size(t);
-    const double weights = detail::described_weights(json), holdable = 64.0 * static_cast<double>(tensor_bytes) + (1 << 20);
+    for (const auto& [name, t] : file.tensors) tensor_bytes += byte_size(t);
+    const double weights = described_weights(json), holdable = 64.0 * static_cast<double>(tensor_bytes) + (1 << 20);
     BNN_CHECK(weights <= holdable, "load_deployed '", path, "': the module tree describes about ", weights,
               " weights, more than the file's ", tensor_bytes, " bytes of tensors can hold");
+    return json;
+}
+
+/// Hands out a file's tensors by name and dtype and collects what does not fit: a tensor missing,
+/// of another dtype or shape, or never taken.
+class DeployedTensors {
+public:
+    explicit DeployedTensors(const SafetensorsFile& file) : file_(file) {}
+
+    /// The tensor `name` if it has dtype T and shape `want`, else null (and a problem noted).
+    template <class T>
+    const Tensor<T>* take(const std::string& name, const Shape& want) {
+        const AnyTensor* t = file_.find(name);
+        if (!t) return note("missing tensor '" + name + "'");
+        used_.insert(name);
+        const Tensor<T>* v = std::get_if<Tensor<T>>(t);
+        if (!v) return note("'" + name + "' has dtype " + dtype_of(*t) + ", expected " + DTypeName<T>::value);
+        if (v->shape() != want) return note("'" + name + "': file " + v->shape().str() + ", model " + want.str());
+        return v;
+    }
+    /// Copies the float tensor `name` into dst.
+    void load(const std::string& name, Tensor<float> dst) {
+        if (const auto* src = take<float>(name, dst.shape())) dst.copy_from(*src);
+    }
+    /// Records a problem (returns null, for take).
+    std::nullptr_t note(const std::string& problem) {
+        problems_ += "\n  " + problem;
+        return nullptr;
+    }
+    /// Every problem, tensors never taken included ("" when everything fit).
+    std::string problems() const {
+        std::string all = problems_;
+        for (const auto& [name, t] : file_.tensors)
+            if (!used_.count(name)) all += "\n  tensor '" + name + "' belongs to no module of the described tree";
+        return all;
+    }
+
+private:
+    const SafetensorsFile& file_;
+    std::set<std::string> used_;
+    std::string problems_;
+};
+
+/// Sets a rebuilt binary conv's weights to the file's signs and its alpha to the stored scale.
+inline void load_binary_conv(DeployedTensors& tensors, const std::string& name, nn::BinaryConv2d& conv) {
+    const Tensor<float>& w = conv.weight.value();
+    const auto& o = conv.options();
+    const Shape words{w.dim(0) * w.dim(1) * w.dim(2), kernels::words_for_channels(w.dim(3))};
+    const auto* geometry = tensors.take<int32_t>(name + ".geometry", Shape{6});
+    const auto* bits = tensors.take<uint64_t>(name + ".sign_bits", words);
+    const auto* scale = tensors.take<float>(name + ".scale", Shape{w.dim(0)});
+    if (!geometry || !bits || !scale) return;
+    const Tensor<int32_t>& g = *geometry;
+    if (g[0] != w.dim(0) || g[1] != w.dim(1) || g[2] != w.dim(2) || g[3] != w.dim(3) || g[4] != o.stride ||
+        g[5] != o.padding) {
+        tensors.note("'" + name + ".geometry' does not match the described conv");
+        return;
+    }
+    BitTensor packed_bits(Shape{words[0], w.dim(3)});
+    std::copy(bits->begin(), bits->end(), packed_bits.data());
+    conv.weight.value().copy_from(unpack_signs(packed_bits).reshape(w.shape().dims()));
+    conv.alpha.value().copy_from(*scale);
+}
+
+}  // namespace detail
+
+/// Reads a deployment file: rebuilds the module tree, unpacks every binary conv and loads every
+/// other tensor. bnn::Error naming the module path for an unknown type or option, a tensor
+/// missing, of another shape or dtype, or left over.
+inline Deployed load_deployed(const std::string& path) {
+    const SafetensorsFile file = load_safetensors(path);
+    const Json tree = detail::deployed_tree(file, path);
     Deployed d;
     try {
-        d.model = build_module(json);
+        d.model = build_module(tree);
     } catch (const Error& e) {
         ::bnn::fail("load_deployed '", path, "': ", e.what());
     }
-
-    std::set<std::string> used;
-    std::string problems;
-    auto typed = [&](const std::string& name, auto tag) -> const Tensor<decltype(tag)>* {
-        using T = decltype(tag);
-        const AnyTensor* t = file.find(name);
-        if (!t) {
-            problems += "\n  missing tensor '" + name + "'";
-            return nullptr;
-        }
-        used.insert(name);
-        const Tensor<T>* v = std::get_if<Tensor<T>>(t);
-        if (!v) problems += "\n  '" + name + "' has dtype " + detail::dtype_of(*t) + ", expected " + detail::DTypeName<T>::value;
-        return v;
-    };
-    auto fits = [&](const std::string& name, const Shape& have, const Shape& want) {
-        if (have == want) return true;
-        problems += "\n  '" + name + "': file " + have.str() + ", model " + want.str();
-        return false;
-    };
-    std::set<std::string> packed;
+    detail::DeployedTensors tensors(file);
+    std::set<std::string> packed;  // parameters of binary convs, loaded from their bits
     for (const auto& [name, m] : d.model->named_modules()) {
         auto* conv = dynamic_cast<nn::BinaryConv2d*>(m);
         if (!conv) continue;
-        for (const auto& [pname, p] : conv->named_parameters()) packed.insert(name.empty() ? pname : name + "." + pname);
         BNN_CHECK(conv->options().scale == nn::WeightScale::Alpha && conv->mode() == nn::BinaryMode::FullyBinary,
                   "load_deployed '", path, "': binary conv '", name, "' is not described as deployed (fully binary, ",
                   "scale alpha)");
-        const Tensor<float>& w = conv->weight.value();
-        const auto& o = conv->options();
-        const auto* geometry = typed(name + ".geometry", int32_t{});
-        const auto* bits = typed(name + ".sign_bits", uint64_t{});
-        const auto* scale = typed(name + ".scale", float{});
-        if (!geometry || !bits || !scale) continue;
-        const Shape words{w.dim(0) * w.dim(1) * w.dim(2), kernels::words_for_channels(w.dim(3))};
-        if (!fits(name + ".geometry", geometry->shape(), Shape{6}) || !fits(name + ".sign_bits", bits->shape(), words) ||
-            !fits(name + ".scale", scale->shape(), Shape{w.dim(0)}))
-            continue;
-        const Tensor<int32_t>& g = *geometry;
-        if (g[0] != w.dim(0) || g[1] != w.dim(1) || g[2] != w.dim(2) || g[3] != w.dim(3) || g[4] != o.stride ||
-            g[5] != o.padding) {
-            problems += "\n  '" + name + ".geometry' does not match the described conv";
-            continue;
-        }
-        BitTensor packed_bits(Shape{words[0], w.dim(3)});
-        std::copy(bits->begin(), bits->end(), packed_bits.data());
-        conv->weight.value().copy_from(unpack_signs(packed_bits).reshape(w.shape().dims()));
-        conv->alpha.value().copy_from(*scale);
+        for (const auto& [pname, p] : conv->named_parameters()) packed.insert(name.empty() ? pname : name + "." + pname);
+        detail::load_binary_conv(tensors, name, *conv);
     }
-    auto load = [&](const std::string& name, Tensor<float> dst) {
-        if (const auto* src = typed(name, float{}); src && fits(name, src->shape(), dst.shape())) dst.copy_from(*src);
-    };
     for (auto& [name, p] : d.model->named_parameters())
-        if (!packed.count(name)) load(name, p.value());
-    for (auto& [name, b] : d.model->named_buffers()) load(name, b);
-    for (const auto& [name, t] : file.tensors)
-        if (!used.count(name)) problems += "\n  tensor '" + name + "' belongs to no module of the described tree";
+        if (!packed.count(name)) tensors.load(name, p.value());
+    for (auto& [name, b] : d.model->named_buffers()) tensors.load(name, b);
+    const std::string problems = tensors.problems();
     BNN_CHECK(problems.empty(), "load_deployed '", path, "': the tensors do not fit the described network:", problems);
     d.model->eval();
     d.metadata = file.metadata;

@@ -1,0 +1,46 @@
+#pragma once
+/// @file conv2d.hpp
+/// Conv2d in a module tree and a graph: the float convolution, or with the int16 stem
+/// (CompileOptions::stem) the integer convolution of the raw image when it reads the network input.
+#include <memory>
+#include <string>
+
+#include "bnn/infer/int_stem_step.hpp"
+#include "bnn/infer/module_type.hpp"
+#include "bnn/infer/op_steps.hpp"
+#include "bnn/nn/conv2d.hpp"
+
+namespace bnn::infer::modules {
+
+/// A copy of an optional parameter (a bias), or an empty tensor when it is absent.
+inline Tensor<float> copy_or_empty(const Variable& v) { return v.defined() ? v.value().clone() : Tensor<float>(); }
+
+inline ModuleType conv2d() {
+    return module_type<nn::Conv2d>(
+        "Conv2d",
+        [](const nn::Conv2d& m, TreeWriter&) {
+            const auto& o = m.options();
+            return Json{{"in_channels", o.in_channels}, {"out_channels", o.out_channels}, {"kernel_size", o.kernel_size},
+                        {"stride", o.stride},           {"padding", o.padding},           {"bias", o.bias}};
+        },
+        [](TreeReader& r) {
+            return std::make_shared<nn::Conv2d>(nn::Conv2dOptions{.in_channels = r.integer("in_channels", 1, kMaxSize),
+                                                                  .out_channels = r.integer("out_channels", 1, kMaxSize),
+                                                                  .kernel_size = r.small("kernel_size", 1, 64),
+                                                                  .stride = r.small("stride", 1, 64),
+                                                                  .padding = r.small("padding", 0, 64),
+                                                                  .bias = r.boolean("bias")});
+        },
+        [](Lowering& l, const nn::Conv2d& m, const std::string& path, int x) -> int {
+            const auto& o = m.options();
+            if (x == 0 && l.options().stem == StemPrecision::int16)
+                return l.add(std::make_unique<IntStemStep>(path, m.weight.value(), copy_or_empty(m.bias), o.stride,
+                                                           o.padding, l.options().mean, l.options().std),
+                             {x});
+            return l.add(std::make_unique<FloatConvStep>(path, m.weight.value().clone(), copy_or_empty(m.bias), o.stride,
+                                                         o.padding),
+                         {x});
+        });
+}
+
+}  // namespace bnn::infer::modules

@@ -107,7 +107,7 @@ public:
                               .in_channels = in,
                               .out_channels = out,
                               .stride = block_stride(b),
-                              .scale = options.variant == Variant::RealToBin ? nn::BlockScale::Gate : nn::BlockScale::Alpha,
+                              .scale = options.variant == Variant::RealToBin ? nn::BlockScale::Gate : nn::BlockScale::Learned,
                               .gate_reduction = options.gate_reduction,
                               .mode = options.mode})));
             in = out;

@@ -130,7 +130,7 @@ std::shared_ptr<nn::Sequential> resnet18(BinaryVariant v, bool imagenet, int64_t
                            .in_channels = in,
                            .out_channels = out,
                            .stride = (b > 0 && b % 2 == 0) ? 2 : 1,
-                           .scale = v == BinaryVariant::RealToBin ? nn::BlockScale::Gate : nn::BlockScale::Alpha,
+                           .scale = v == BinaryVariant::RealToBin ? nn::BlockScale::Gate : nn::BlockScale::Learned,
                            .mode = nn::BinaryMode::FullyBinary}));
         in = out;
     }

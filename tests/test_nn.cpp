@@ -394,7 +394,7 @@ TEST_CASE("ops::pad puts a constant border around the image and its gradient che
 TEST_CASE("BinaryConv2d one-padding: fully binary equals the ±1 float conv with a border of +1", "[nn][binary]") {
     Rng rng(6);
     for (nn::WeightScale scale : {nn::WeightScale::None, nn::WeightScale::MeanAbs, nn::WeightScale::Learned,
-                                  nn::WeightScale::Alpha}) {
+                                  nn::WeightScale::Folded}) {
         manual_seed(7);
         nn::BinaryConv2d conv(nn::BinaryConv2dOptions{.in_channels = 5, .out_channels = 3, .stride = 2,
                                                       .padding = 1, .pad_value = nn::PadValue::One,

@@ -35,7 +35,7 @@ inline std::shared_ptr<nn::Sequential> small_net() {
                                                                               .stride = 2,
                                                                               .padding = 1,
                                                                               .mode = nn::BinaryMode::FullyBinary,
-                                                                              .scale = nn::WeightScale::Alpha}));
+                                                                              .scale = nn::WeightScale::Folded}));
     net->push_back(std::make_shared<nn::BatchNorm2d>(8));
     net->push_back(std::make_shared<nn::GlobalAvgPool>());
     net->push_back(std::make_shared<nn::Linear>(8, kClasses));

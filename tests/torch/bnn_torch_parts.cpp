@@ -59,7 +59,7 @@ bnn::nn::WeightScale scale_of(const std::string& s) {
     if (s == "mean_abs") return bnn::nn::WeightScale::MeanAbs;
     if (s == "learned") return bnn::nn::WeightScale::Learned;
     BNN_CHECK(s == "alpha", "bnn_torch_parts: scale must be none, mean_abs, learned or alpha, got '", s, "'");
-    return bnn::nn::WeightScale::Alpha;
+    return bnn::nn::WeightScale::Folded;
 }
 
 bnn::nn::PadValue pad_of(const std::string& p) {
@@ -150,7 +150,7 @@ int run(const std::string& spec_path, const std::string& in_path, const std::str
                                         .out_channels = spec.at("out"),
                                         .stride = spec.at("stride"),
                                         .scale = spec.at("scale") == "gate" ? bnn::nn::BlockScale::Gate
-                                                                            : bnn::nn::BlockScale::Alpha,
+                                                                            : bnn::nn::BlockScale::Learned,
                                         .pad_value = pad_of(spec.at("pad_value")),
                                         .mode = mode_of(spec.at("mode")),
                                         .conv_scale = spec.contains("conv_scale")

@@ -13,7 +13,7 @@
 ///   "<name>"            F32                              every other parameter and buffer, by dotted name
 ///   __metadata__        {"format": "bnn-deploy-2", "module_tree": <JSON>, ...the caller's entries}
 ///
-/// A rebuilt binary conv is fully binary with WeightScale::Alpha: its weights are the ±1 signs
+/// A rebuilt binary conv is fully binary with WeightScale::Folded: its weights are the ±1 signs
 /// (so mean |W| is exactly 1) and alpha holds the stored scale, so it computes what the
 /// exported conv computed.
 #include <algorithm>
@@ -206,7 +206,7 @@ inline Deployed load_deployed(const std::string& path) {
     for (const auto& [name, m] : d.model->named_modules()) {
         auto* conv = dynamic_cast<nn::BinaryConv2d*>(m);
         if (!conv) continue;
-        BNN_CHECK(conv->options().scale == nn::WeightScale::Alpha && conv->mode() == nn::BinaryMode::FullyBinary,
+        BNN_CHECK(conv->options().scale == nn::WeightScale::Folded && conv->mode() == nn::BinaryMode::FullyBinary,
                   "load_deployed '", path, "': binary conv '", name, "' is not described as deployed (fully binary, ",
                   "scale alpha)");
         for (const auto& [pname, p] : conv->named_parameters()) packed.insert(name.empty() ? pname : name + "." + pname);

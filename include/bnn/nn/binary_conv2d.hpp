@@ -19,17 +19,18 @@
 
 namespace bnn::nn {
 
-/// The per-output-channel scale alpha of the weights.
+/// How the weights are scaled per output channel. "alpha" is only ever the conv's parameter of
+/// that name, a learned factor per output channel.
 enum class WeightScale {
     None,     ///< no scale
-    MeanAbs,  ///< alpha = mean |W| over each output channel's weights (XNOR-Net), computed from the
-              ///< latent weights at each forward and not differentiated; applied when weights are binary
-    Learned,  ///< a parameter [Cout] initialised to 1 (XNOR-Net++), applied in every mode; once the
+    MeanAbs,  ///< mean |W| over each output channel's weights (XNOR-Net), computed from the latent
+              ///< weights at each forward and not differentiated; applied when weights are binary
+    Learned,  ///< alpha [Cout], initialised to 1 (XNOR-Net++), applied in every mode; once the
               ///< weights are binary it multiplies mean |W|, so that switching a trained layer to
               ///< sign(W) keeps each output's magnitude
               ///< (docs/paper-mapping.md, "Alpha beside the gate")
-    Alpha,    ///< a parameter [Cout] initialised to 1, applied alone in every mode (no mean |W|
-              ///< factor); deployment files rebuild binary convs this way, α holding the final scale
+    Folded,   ///< alpha [Cout] is the whole scale, any mean |W| folded into it, applied alone in
+              ///< every mode: how deployment files rebuild binary convs
 };
 
 /// What the padded border of the binarised input holds: Zero or One.
@@ -52,7 +53,7 @@ struct BinaryConv2dOptions {
 /// Ensures: y is [N, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, out_channels].
 /// Parameters: `weight` [out, k, k, in], the latent real weights (init::fan_in_uniform,
 /// clipped to [-1, 1] by apply_constraints()); `alpha` [out] only with WeightScale::Learned or
-/// WeightScale::Alpha.
+/// WeightScale::Folded.
 /// The mode can change between training stages with set_mode(); the parameters stay the same.
 class BinaryConv2d : public Module {
 public:
@@ -68,7 +69,7 @@ public:
         init::fan_in_uniform(w);
         for (float& v : w) v = std::clamp(v, -1.f, 1.f);
         weight = register_parameter("weight", w);
-        if (options.scale == WeightScale::Learned || options.scale == WeightScale::Alpha)
+        if (options.scale == WeightScale::Learned || options.scale == WeightScale::Folded)
             alpha = register_parameter("alpha", Tensor<float>::full(Shape{options.out_channels}, 1.f));
     }
 
@@ -111,7 +112,7 @@ public:
     /// learned alpha times mean |W| (Learned), alpha (Alpha), or ones (None).
     Tensor<float> binary_weight_scale() const {
         if (options_.scale == WeightScale::None) return Tensor<float>::full(Shape{options_.out_channels}, 1.f);
-        if (options_.scale == WeightScale::Alpha) return alpha.value().clone();
+        if (options_.scale == WeightScale::Folded) return alpha.value().clone();
         Tensor<float> a = mean_abs_weight();
         if (options_.scale == WeightScale::Learned)
             for (int64_t o = 0; o < a.numel(); ++o) a[o] *= alpha.value()[o];
@@ -137,7 +138,7 @@ public:
     const BinaryConv2dOptions& options() const { return options_; }
 
     Variable weight;  ///< [out, k, k, in], latent real weights
-    Variable alpha;   ///< [out] with WeightScale::Learned or WeightScale::Alpha, else undefined
+    Variable alpha;   ///< [out] with WeightScale::Learned or WeightScale::Folded, else undefined
 
 protected:
     /// Latent weights live in [-1, 1]: beyond it the straight-through gradient of sign(W) would

@@ -30,8 +30,8 @@ namespace bnn::nn {
 
 /// How the binary conv's output is scaled per channel.
 enum class BlockScale {
-    Alpha,  ///< a learned scale per output channel (the strong baseline)
-    Gate,   ///< the data-driven gate G(BN(x)) per sample and channel (Real-to-Bin)
+    Learned,  ///< the conv's learned scale, WeightScale::Learned (the strong baseline)
+    Gate,     ///< the data-driven gate G(BN(x)) per sample and channel (Real-to-Bin)
 };
 
 struct BinaryHalfBlockOptions {
@@ -39,13 +39,13 @@ struct BinaryHalfBlockOptions {
     int64_t out_channels = 0;
     int stride = 1;
     int kernel_size = 3;  ///< padding is kernel_size / 2
-    BlockScale scale = BlockScale::Alpha;
+    BlockScale scale = BlockScale::Learned;
     int64_t gate_reduction = 8;  ///< gate hidden width = in_channels / gate_reduction (at least 1) ...
     int64_t gate_hidden = 0;     ///< ... unless given here (> 0)
     PadValue pad_value = PadValue::Zero;
     BinaryMode mode = BinaryMode::BinaryActivations;
-    /// The conv's weight scale; by default MeanAbs with the gate, Learned with BlockScale::Alpha.
-    /// Deployment files set Alpha (the conv's final scale stored in alpha).
+    /// The conv's weight scale; by default MeanAbs with the gate, Learned with BlockScale::Learned.
+    /// Deployment files set Folded (the conv's final scale stored in alpha).
     std::optional<WeightScale> conv_scale = std::nullopt;
 };
 
@@ -103,7 +103,7 @@ public:
 
     std::shared_ptr<BatchNorm2d> bn;
     std::shared_ptr<BinaryConv2d> conv;
-    std::shared_ptr<ChannelGate> gate;  ///< null with BlockScale::Alpha
+    std::shared_ptr<ChannelGate> gate;  ///< null with BlockScale::Learned
     std::shared_ptr<PReLU> prelu;
     std::shared_ptr<Downsample> shortcut;  ///< null for the identity
 

@@ -14,10 +14,11 @@
 
 namespace bnn::infer::modules {
 
+/// The file format's names, older than the enum's: "alpha" says the scale is alpha alone.
 inline constexpr EnumNames<nn::WeightScale> kWeightScaleNames = {{"none", nn::WeightScale::None},
                                                                  {"mean_abs", nn::WeightScale::MeanAbs},
                                                                  {"learned", nn::WeightScale::Learned},
-                                                                 {"alpha", nn::WeightScale::Alpha}};
+                                                                 {"alpha", nn::WeightScale::Folded}};
 inline constexpr EnumNames<nn::PadValue> kPadValueNames = {{"zero", nn::PadValue::Zero}, {"one", nn::PadValue::One}};
 
 /// The mode and weight scale a binary conv is described with: as deployed (fully binary, its
@@ -26,7 +27,7 @@ inline const char* described_mode(const nn::BinaryConv2d& conv, const TreeWriter
     return nn::binary_mode_name(w.deployed() ? nn::BinaryMode::FullyBinary : conv.mode());
 }
 inline const char* described_scale(const nn::BinaryConv2d& conv, const TreeWriter& w) {
-    return name_of(kWeightScaleNames, w.deployed() ? nn::WeightScale::Alpha : conv.options().scale);
+    return name_of(kWeightScaleNames, w.deployed() ? nn::WeightScale::Folded : conv.options().scale);
 }
 
 /// The option `key` as a BinaryMode, by nn::binary_mode_name.

@@ -14,12 +14,16 @@
 
 namespace bnn::infer::modules {
 
+/// The file format's names: "alpha" says the block is scaled by its conv's alpha.
+inline constexpr EnumNames<nn::BlockScale> kBlockScaleNames = {{"alpha", nn::BlockScale::Learned},
+                                                               {"gate", nn::BlockScale::Gate}};
+
 inline Json describe_half_block(const nn::BinaryHalfBlockOptions& o, const nn::BinaryConv2d& conv, const TreeWriter& w) {
     return Json{{"in_channels", o.in_channels},
                 {"out_channels", o.out_channels},
                 {"stride", o.stride},
                 {"kernel_size", o.kernel_size},
-                {"scale", o.scale == nn::BlockScale::Gate ? "gate" : "alpha"},
+                {"scale", name_of(kBlockScaleNames, o.scale)},
                 {"gate_reduction", o.gate_reduction},
                 {"gate_hidden", o.gate_hidden},
                 {"pad_value", name_of(kPadValueNames, o.pad_value)},
@@ -33,7 +37,7 @@ inline nn::BinaryHalfBlockOptions read_half_block(TreeReader& r) {
     h.out_channels = r.integer("out_channels", 1, kMaxSize);
     h.stride = r.small("stride", 1, 64);
     h.kernel_size = r.small("kernel_size", 1, 64);
-    h.scale = r.choice<nn::BlockScale>("scale", {{"alpha", nn::BlockScale::Alpha}, {"gate", nn::BlockScale::Gate}});
+    h.scale = r.choice("scale", kBlockScaleNames);
     h.gate_reduction = r.integer("gate_reduction", 1, kMaxSize);
     h.gate_hidden = r.integer("gate_hidden", 0, kMaxSize);
     h.pad_value = r.choice("pad_value", kPadValueNames);

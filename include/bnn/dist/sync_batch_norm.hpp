@@ -31,15 +31,10 @@ inline Variable sync_batch_norm(ProcessGroup& group, const Variable& x, const Va
                                 Tensor<float> running_mean, Tensor<float> running_var, bool training,
                                 float momentum = 0.1f, float eps = 1e-5f) {
     if (!training) return ops::batch_norm(x, gamma, beta, running_mean, running_var, false, momentum, eps);
-    BNN_CHECK(x.shape().rank() >= 1, "dist::sync_batch_norm: input needs a channel dimension, got a scalar");
-    const int64_t C = x.dim(-1);
+    const int64_t C =
+        ops::batch_norm_channels(x, gamma, beta, running_mean, running_var, eps, "dist::sync_batch_norm");
     const int64_t M = C ? x.numel() / C : 0;
     const Shape cs{C};
-    if (gamma.defined()) expect_shape(gamma.value(), cs, "dist::sync_batch_norm", "gamma");
-    if (beta.defined()) expect_shape(beta.value(), cs, "dist::sync_batch_norm", "beta");
-    if (running_mean.defined()) expect_shape(running_mean, cs, "dist::sync_batch_norm", "running_mean");
-    if (running_var.defined()) expect_shape(running_var, cs, "dist::sync_batch_norm", "running_var");
-    BNN_CHECK(eps > 0.f, "dist::sync_batch_norm: eps must be positive, got ", eps);
     const Tensor<float> xv = x.value();
     const float* xp = xv.data();
 

@@ -7,6 +7,22 @@
 
 namespace bnn::ops {
 
+/// The channel count C of a batch norm's input x [..., C], after checking every argument against
+/// it (gamma, beta, running statistics: [C] or undefined; eps > 0); `who` names the caller in the
+/// bnn::Error. ops::batch_norm and dist::sync_batch_norm take the same arguments.
+inline int64_t batch_norm_channels(const Variable& x, const Variable& gamma, const Variable& beta,
+                                   const Tensor<float>& running_mean, const Tensor<float>& running_var, float eps,
+                                   const char* who) {
+    BNN_CHECK(x.shape().rank() >= 1, who, ": input needs a channel dimension, got a scalar");
+    const Shape cs{x.dim(-1)};
+    if (gamma.defined()) expect_shape(gamma.value(), cs, who, "gamma");
+    if (beta.defined()) expect_shape(beta.value(), cs, who, "beta");
+    if (running_mean.defined()) expect_shape(running_mean, cs, who, "running_mean");
+    if (running_var.defined()) expect_shape(running_var, cs, who, "running_var");
+    BNN_CHECK(eps > 0.f, who, ": eps must be positive, got ", eps);
+    return cs[0];
+}
+
 /// Batch normalization of x [..., C] (NHWC activations or [N, C] features).
 ///
 /// training: normalizes with the batch mean and biased variance over all rows, and updates
@@ -17,15 +33,9 @@ namespace bnn::ops {
 /// gamma, beta: [C] scale and shift, or undefined Variables (1 and 0).
 inline Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& beta, Tensor<float> running_mean,
                            Tensor<float> running_var, bool training, float momentum = 0.1f, float eps = 1e-5f) {
-    BNN_CHECK(x.shape().rank() >= 1, "ops::batch_norm: input needs a channel dimension, got a scalar");
-    const int64_t C = x.dim(-1);
+    const int64_t C = batch_norm_channels(x, gamma, beta, running_mean, running_var, eps, "ops::batch_norm");
     const int64_t M = C ? x.numel() / C : 0;
     const Shape cs{C};
-    if (gamma.defined()) expect_shape(gamma.value(), cs, "ops::batch_norm", "gamma");
-    if (beta.defined()) expect_shape(beta.value(), cs, "ops::batch_norm", "beta");
-    if (running_mean.defined()) expect_shape(running_mean, cs, "ops::batch_norm", "running_mean");
-    if (running_var.defined()) expect_shape(running_var, cs, "ops::batch_norm", "running_var");
-    BNN_CHECK(eps > 0.f, "ops::batch_norm: eps must be positive, got ", eps);
     Tensor<float> y = Tensor<float>::empty(x.shape());
     Tensor<float> xv = x.value();
     Tensor<float> gv = gamma.defined() ? gamma.value() : Tensor<float>();

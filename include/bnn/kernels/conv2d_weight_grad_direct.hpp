@@ -28,6 +28,7 @@
 #include "bnn/kernels/intrinsics.hpp"
 #include "bnn/kernels/isa.hpp"
 
+#if BNN_X86
 namespace bnn::kernels::detail {
 
 /// A run of consecutive output pixels of one output row: where the first pixel's receptive
@@ -158,3 +159,4 @@ inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* 
 }
 
 }  // namespace bnn::kernels::detail
+#endif  // BNN_X86

@@ -152,6 +152,12 @@ inline void col2im_block(const float* dcols, const Conv2dGeometry& g, int64_t n0
     for (int64_t n = n0; n < n1; ++n) col2im_rows(dcols + (n - n0) * per_image, g, oh0, oh1, dx + n * g.H * g.W * g.C);
 }
 
+/// True when dx of a stride-1 convolution can run as the forward convolution of dout with the
+/// flipped weights: square kernel, padding at most kernel - 1 (so the flipped padding is >= 0).
+inline bool input_grad_is_convolution(const Conv2dGeometry& g) {
+    return g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1 && !g.pointwise();
+}
+
 #if BNN_X86
 /// out [N, OH, OW, Cout] (= or +=) conv(x, w) (+ bias) by implicit GEMM on a vector path: whole
 /// images per block (no column buffer to bound), one product per block. With flipped_of, w is
@@ -181,11 +187,6 @@ inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, con
     });
 }
 
-/// True when dx of a stride-1 convolution can run as the forward convolution of dout with the
-/// flipped weights: square kernel, padding at most kernel - 1 (so the flipped padding is >= 0).
-inline bool input_grad_is_convolution(const Conv2dGeometry& g) {
-    return g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1 && !g.pointwise();
-}
 
 /// dx [N, H, W, C] += conv(dout [N, OH, OW, Cout], w flipped in space with in/out swapped,
 /// padding KH-1-pad): for stride 1, the adjoint of the forward convolution.

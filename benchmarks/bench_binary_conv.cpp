@@ -52,7 +52,7 @@ const LayerShape kShapes[] = {{"cifar", 64, 32},    {"cifar", 128, 16},   {"cifa
 
 constexpr int kChains = 12;
 
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
 /// `iters` rounds of kChains independent acc += popcount(x ^ w) on 512-bit vectors. The empty
 /// asm makes w opaque each round, so the compiler cannot hoist the xor and popcount out.
 __attribute__((target("avx512f,avx512vpopcntdq"), noinline)) uint64_t popcount_probe(uint64_t iters, uint64_t seed) {
@@ -76,6 +76,8 @@ __attribute__((target("avx512f,avx512vpopcntdq"), noinline)) uint64_t popcount_p
     for (uint64_t v : lanes) total += v;
     return total;
 }
+#else
+uint64_t popcount_probe(uint64_t, uint64_t) { return 0; }  // not called: peak_per_thread() needs VPOPCNTDQ
 #endif
 
 /// Best single-thread peak seen so far (binary MAC/s); measured on demand if the probe

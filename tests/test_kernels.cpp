@@ -64,8 +64,13 @@ namespace {
 // ---- the paths ------------------------------------------------------------------------------
 
 const std::vector<Isa> kAllIsas(std::begin(kIsas), std::end(kIsas));
-const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq};
+const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq};  // x86's
 const std::vector<Isa> kAvx512Isas = {Isa::avx512, Isa::avx512_vpopcntdq};
+/// The paths whose float convolutions are the portable ones (NEON has no float tiles yet).
+const std::vector<Isa> kPortableFloatIsas = {Isa::scalar, Isa::neon};
+
+/// True for the paths of the architecture this test is built for: only their absence is news.
+bool path_of_this_architecture(Isa isa) { return isa == Isa::scalar || (BNN_X86 ? has_avx2(isa) : isa == Isa::neon); }
 
 bool contains(const std::vector<Isa>& paths, Isa isa) { return std::find(paths.begin(), paths.end(), isa) != paths.end(); }
 
@@ -104,7 +109,8 @@ std::vector<Isa> paths_to_test() {
     INFO("BNN_REQUIRE_ISA=" << (env ? env : ""));
     const PathPlan plan = plan_paths(env ? env : "", isa_supported);
     for (Isa isa : plan.missing)
-        WARN("the " << isa_name(isa) << " path is not tested: this CPU lacks it (BNN_REQUIRE_ISA=" << isa_name(isa)
+        if (path_of_this_architecture(isa))
+            WARN("the " << isa_name(isa) << " path is not tested: this CPU lacks it (BNN_REQUIRE_ISA=" << isa_name(isa)
                     << " makes that a failure)");
     for (Isa isa : plan.missing_required)
         FAIL_CHECK("BNN_REQUIRE_ISA requires the " << isa_name(isa) << " path, which this CPU lacks");
@@ -219,7 +225,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"sgemm 8x48 tile", kAvx512Isas},
     {"sgemm over 2 threads by rows", kVectorIsas},
     {"sgemm over 2 threads by columns", kVectorIsas},
-    {"conv2d forward: im2col + GEMM", {Isa::scalar}},
+    {"conv2d forward: im2col + GEMM", kPortableFloatIsas},
     {"conv2d forward: pointwise GEMM", kAllIsas},
     {"conv2d forward: implicit GEMM", kVectorIsas},
     {"conv2d forward: direct 6x16", {Isa::avx2}},
@@ -230,7 +236,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"input gradient: GEMM and col2im", kAllIsas},
     {"weight gradient: direct", {Isa::avx2}},
     {"weight gradient: implicit GEMM", kVectorIsas},
-    {"weight gradient: im2col + GEMM", {Isa::scalar}},
+    {"weight gradient: im2col + GEMM", kPortableFloatIsas},
     {"conv2d: threads over images", kAllIsas},
     {"few channels: gathered fields", kVectorIsas},
     {"few channels: conv2d_forward's direct convolution", kVectorIsas},
@@ -761,15 +767,17 @@ void add_sgemm_case(std::vector<KernelCase>& cases, Rng& rng, bool ta, bool tb, 
                      [=](Isa isa, Variants& taken) {
                          std::vector<float> c = C0;
                          sgemm(isa, ta, tb, M, N, K, A.data(), lda, B.data(), ldb, c.data(), ldc, accumulate);
+#if BNN_X86
                          if (has_avx512(isa)) {
                              const kernels::detail::SgemmAvx512Tile tile = kernels::detail::sgemm_avx512_tile(M, N);
                              taken.push_back(tile == kernels::detail::SgemmAvx512Tile::wide     ? "sgemm 14x32 tile"
                                              : tile == kernels::detail::SgemmAvx512Tile::narrow ? "sgemm 28x16 tile"
                                                                                        : "sgemm 8x48 tile");
                          }
+#endif
                          // sgemm_run's split: from 4 MFLOP, by rows or columns in whole grains.
                          const bool by_rows = M >= N;
-                         if (isa != Isa::scalar && num_threads() > 1 && 2.0 * M * N * K >= 4e6 &&
+                         if (has_avx2(isa) && num_threads() > 1 && 2.0 * M * N * K >= 4e6 &&
                              (by_rows ? M > 56 : N > 96))
                              taken.push_back(by_rows ? "sgemm over 2 threads by rows" : "sgemm over 2 threads by columns");
                          return split(c);
@@ -927,7 +935,7 @@ std::string direct_tile(Isa isa, int64_t cout) {
 /// conv2d.hpp's own predicates.
 Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
     const int threads = num_threads();
-    const bool vector = isa != Isa::scalar;
+    const bool vector = has_avx2(isa);
     Variants v;
     if (g.pointwise()) v.push_back("conv2d forward: pointwise GEMM");
     else if (!vector) v.push_back("conv2d forward: im2col + GEMM");
@@ -1123,7 +1131,7 @@ void add_few_channels_case(std::vector<KernelCase>& cases, Rng& rng, const ConvS
                      [=](Isa isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
                          std::vector<float> out(s.outputs(), 7.f);
                          conv2d_forward_few_channels(x.data(), wt.data(), bias.data(), out.data(), g);
-                         if (isa != Isa::scalar && !g.pointwise())
+                         if (has_avx2(isa) && !g.pointwise())
                              taken.push_back(kernels::detail::direct_conv_applies(isa, g, num_threads()) && g.K() > kSgemmKC
                                                  ? "few channels: conv2d_forward's direct convolution"
                                                  : "few channels: gathered fields");
@@ -1228,23 +1236,24 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
 }
 
 TEST_CASE("BNN_REQUIRE_ISA turns a path the CPU lacks from a warning into a failure", "[kernels][isa]") {
-    auto no_avx512 = [](Isa isa) { return !has_avx512(isa); };
+    auto no_avx512 = [](Isa isa) { return isa == Isa::scalar || isa == Isa::avx2; };  // an AVX2 CPU
+    const std::vector<Isa> lacking = {Isa::avx512, Isa::avx512_vpopcntdq, Isa::neon};
     const PathPlan warned = plan_paths("", no_avx512);
     REQUIRE(warned.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
-    REQUIRE(warned.missing == kAvx512Isas);
+    REQUIRE(warned.missing == lacking);
     REQUIRE(warned.missing_required.empty());
     for (const char* required : {"avx512", "avx2,avx512", " avx512 , scalar"}) {
         INFO("BNN_REQUIRE_ISA=" << required);
         const PathPlan failed = plan_paths(required, no_avx512);
         REQUIRE(failed.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
         REQUIRE(failed.missing_required == std::vector<Isa>{Isa::avx512});
-        REQUIRE(failed.missing == std::vector<Isa>{Isa::avx512_vpopcntdq});
+        REQUIRE(failed.missing == std::vector<Isa>{Isa::avx512_vpopcntdq, Isa::neon});
     }
     const PathPlan all = plan_paths("all", no_avx512);
-    REQUIRE(all.missing_required == kAvx512Isas);
+    REQUIRE(all.missing_required == lacking);
     REQUIRE(all.missing.empty());
     // Requiring paths the CPU has changes nothing.
-    REQUIRE(plan_paths("avx2", no_avx512).missing == kAvx512Isas);
+    REQUIRE(plan_paths("avx2", no_avx512).missing == lacking);
     REQUIRE(plan_paths("all", [](Isa) { return true; }).run == kAllIsas);
     REQUIRE_THROWS_AS(plan_paths("avx512,sse9", no_avx512), Error);
 }
@@ -1254,6 +1263,11 @@ TEST_CASE("ISA dispatch lists the paths, parses names and forces a path", "[kern
     REQUIRE(!isas.empty());
     REQUIRE(isas.front() == Isa::scalar);
     REQUIRE(isa_supported(active_isa()));
+#if defined(__aarch64__)
+    REQUIRE(isas == std::vector<Isa>{Isa::scalar, Isa::neon});  // NEON is every aarch64 CPU's
+#elif BNN_X86
+    REQUIRE(!isa_supported(Isa::neon));
+#endif
     REQUIRE(parse_isa("avx2") == Isa::avx2);
     for (Isa isa : kIsas) REQUIRE(parse_isa(isa_name(isa)) == isa);
     REQUIRE_THROWS_AS(parse_isa("sse9"), Error);
@@ -1265,7 +1279,7 @@ TEST_CASE("ISA dispatch lists the paths, parses names and forces a path", "[kern
 
 TEST_CASE("kernels refuse a path the CPU lacks", "[kernels][isa]") {
     int refused = 0;
-    for (Isa isa : kVectorIsas) {
+    for (Isa isa : kAllIsas) {
         if (isa_supported(isa)) continue;
         float x = 0;
         REQUIRE_THROWS_AS(sgemm(isa, false, false, 1, 1, 1, &x, 1, &x, 1, &x, 1, false), Error);

@@ -306,7 +306,7 @@ class LinearStep : public Step {
 public:
     LinearStep(std::string path, Tensor<float> weight, Tensor<float> bias)
         : Step(std::move(path), "linear"), w_(std::move(weight)), b_(std::move(bias)) {
-        if (kernels::best_isa() != kernels::Isa::scalar) {
+        if (kernels::has_avx2(kernels::best_isa())) {
             const int64_t K = w_.dim(0), C = w_.dim(1);
             wt_ = Tensor<float>::empty(Shape{C, K});
             for (int64_t o = 0; o < K; ++o)
@@ -323,7 +323,7 @@ public:
     void run(const float* const* in, float* out) override {
         const int64_t K = w_.dim(0), C = w_.dim(1);
         const kernels::Isa isa = kernels::active_isa();
-        if (N_ <= kFewRows && isa != kernels::Isa::scalar && wt_.defined())
+        if (N_ <= kFewRows && kernels::has_avx2(isa) && wt_.defined())
             kernels::sgemm_few_rows(isa, N_, K, C, in[0], C, wt_.data(), K, out, K);
         else
             kernels::gemm_nt(N_, K, C, in[0], C, w_.data(), C, out, K, false);

@@ -119,7 +119,7 @@ inline TileShape tile_shape(Isa isa) {
 
 /// Runs the tile of `isa` for `p` (1..tile pixels) pixels.
 inline void run_tile(Isa isa, int p, const BinaryConvPlan& pl, const BinaryConvTile& tl) {
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
     if (isa == Isa::avx512_vpopcntdq) {
         switch (p) {
             case 6: return binary_conv_tile_avx512<6>(pl, tl);

@@ -85,7 +85,7 @@ BNN_NO_FP_CONTRACT void binary_conv_epilogue(const BinaryConvEpilogue& t, const 
     }
 }
 
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
 /// binary_conv_epilogue on 8-float vectors, for the AVX2 and AVX-512 tiles. The plain loop stays
 /// scalar under GCC: a float compare may trap, so PReLU's select is not if-converted. Each lane
 /// performs the scalar loop's operations in its order (d * a + 0 is one rounding either way).
@@ -128,8 +128,8 @@ using BinaryConvEpilogueFn = void (*)(const BinaryConvEpilogue&, const float*, i
 /// The epilogue with these parts for the tiles of path `isa` (the vector tiles get the vector one).
 template <bool Gate, bool Slope, bool Residual>
 BinaryConvEpilogueFn epilogue_of(Isa isa) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (isa != Isa::scalar) return binary_conv_epilogue_avx2<Gate, Slope, Residual>;
+#if BNN_X86
+    if (has_avx2(isa)) return binary_conv_epilogue_avx2<Gate, Slope, Residual>;
 #endif
     (void)isa;
     return binary_conv_epilogue<Gate, Slope, Residual>;

@@ -35,7 +35,7 @@ struct BinaryConvTile {
     int64_t c0;
 };
 
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
 
 #define BNN_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq,fma")))
 

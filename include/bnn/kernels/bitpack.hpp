@@ -69,7 +69,7 @@ inline void unpack_signs_scalar(const uint64_t* bits, int64_t pixels, int64_t ch
 /// bits <- sign(fma(a, x, b)) on the given path (a and b may be null: plain sign).
 inline void pack_signs(const float* x, int64_t pixels, int64_t channels, const float* a, const float* b,
                        uint64_t* bits, Isa isa = active_isa()) {
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
     if (has_avx512(isa)) return detail::pack_signs_avx512(x, pixels, channels, a, b, bits);
     if (isa == Isa::avx2) return detail::pack_signs_avx2(x, pixels, channels, a, b, bits);
 #endif
@@ -79,7 +79,7 @@ inline void pack_signs(const float* x, int64_t pixels, int64_t channels, const f
 
 /// x <- ±1 from bits on the given path.
 inline void unpack_signs(const uint64_t* bits, int64_t pixels, int64_t channels, float* x, Isa isa = active_isa()) {
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
     if (has_avx512(isa)) return detail::unpack_signs_avx512(bits, pixels, channels, x);
 #endif
     (void)isa;

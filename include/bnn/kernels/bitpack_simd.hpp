@@ -14,7 +14,7 @@
 
 namespace bnn::kernels::detail {
 
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
 
 /// AVX2: eight floats per compare, movemask gives their sign bits; the last partial group of
 /// eight channels of each pixel goes through the scalar rule (same fma, same comparison).

@@ -152,6 +152,13 @@ inline void col2im_block(const float* dcols, const Conv2dGeometry& g, int64_t n0
     for (int64_t n = n0; n < n1; ++n) col2im_rows(dcols + (n - n0) * per_image, g, oh0, oh1, dx + n * g.H * g.W * g.C);
 }
 
+/// True when dx of a stride-1 convolution can run as the forward convolution of dout with the
+/// flipped weights: square kernel, padding at most kernel - 1 (so the flipped padding is >= 0).
+inline bool input_grad_is_convolution(const Conv2dGeometry& g) {
+    return g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1 && !g.pointwise();
+}
+
+#if BNN_X86
 /// out [N, OH, OW, Cout] (= or +=) conv(x, w) (+ bias) by implicit GEMM on a vector path: whole
 /// images per block (no column buffer to bound), one product per block. With flipped_of, w is
 /// that convolution's weight, used flipped (see ConvForwardSource).
@@ -180,11 +187,6 @@ inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, con
     });
 }
 
-/// True when dx of a stride-1 convolution can run as the forward convolution of dout with the
-/// flipped weights: square kernel, padding at most kernel - 1 (so the flipped padding is >= 0).
-inline bool input_grad_is_convolution(const Conv2dGeometry& g) {
-    return g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1 && !g.pointwise();
-}
 
 /// dx [N, H, W, C] += conv(dout [N, OH, OW, Cout], w flipped in space with in/out swapped,
 /// padding KH-1-pad): for stride 1, the adjoint of the forward convolution.
@@ -192,6 +194,7 @@ inline void conv2d_input_grad_implicit(Isa isa, const float* w, const float* dou
     const Conv2dGeometry gt = conv2d_geometry(g.N, g.OH, g.OW, g.Cout, g.C, g.KH, g.KW, 1, g.KH - 1 - g.pad);
     conv2d_forward_implicit(isa, dout, w, nullptr, dx, gt, true, &g);
 }
+#endif  // BNN_X86
 
 /// Tag of the forward's per-thread column buffer (bnn::thread_scratch).
 struct Conv2dColumns;
@@ -201,11 +204,13 @@ struct Conv2dColumns;
 /// Steady-state calls allocate nothing (column buffers, GEMM panels and the direct path's padded
 /// images are kept per thread).
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* out, const Conv2dGeometry& g) {
+#if BNN_X86
     const Isa isa = active_isa();
-    if (isa != Isa::scalar && !g.pointwise()) {
+    if (has_avx2(isa) && !g.pointwise()) {
         detail::conv2d_forward_implicit(isa, x, w, bias, out, g, false);
         return;
     }
+#endif
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = num_threads();
     const auto b = detail::conv_blocking(g, threads);
@@ -234,12 +239,13 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
 inline void conv2d_backward(const float* x, const float* w, const float* dout, float* dx, float* dw, float* db,
                             const Conv2dGeometry& g) {
     const int64_t K = g.K(), Co = g.Cout;
-    const Isa isa = active_isa();
-    const bool vector = isa != Isa::scalar;
     const int threads = num_threads();
-    // Vector paths: a stride-1 input gradient is a convolution of its own, and on AVX2 the
+    // x86 vector paths: a stride-1 input gradient is a convolution of its own, and on AVX2 the
     // weight gradient reads both operands in place; both run before the per-block loop.
     // Otherwise the weight gradient's product packs from x.
+#if BNN_X86
+    const Isa isa = active_isa();
+    const bool vector = has_avx2(isa);
     if (dx && vector && detail::input_grad_is_convolution(g)) {
         detail::conv2d_input_grad_implicit(isa, w, dout, dx, g);
         dx = nullptr;
@@ -249,6 +255,9 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         dw = nullptr;
     }
     const bool implicit_dw = vector && !g.pointwise();
+#else
+    const bool implicit_dw = false;
+#endif
     auto b = detail::conv_blocking(g, threads);
     const bool need_cols = dw && !g.pointwise() && !implicit_dw;
     const bool need_dcols = dx && !g.pointwise();
@@ -268,11 +277,14 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
         const int64_t first = (n0 * g.OH + oh0) * g.OW;
         const float* go = dout + first * Co;
+#if BNN_X86
         if (dw && implicit_dw) {
             const detail::ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
             detail::sgemm_run(isa, detail::ConvWeightGradSource{pixels, go}, Co, K, P,
                               t == 0 ? dw : dw_part[t].data(), K, true);
-        } else if (dw) {
+        }
+#endif
+        if (dw && !implicit_dw) {
             const float* a = x + first * g.C;
             if (need_cols) {
                 detail::im2col_block(x, g, n0, n1, oh0, oh1, cols[t].data());

@@ -19,7 +19,7 @@ namespace bnn::kernels::detail {
 /// image per thread, and rows wide enough that the 2 * pad padding columns computed and dropped
 /// per output row cost at most 1/8.
 inline bool direct_conv_applies(Isa isa, const Conv2dGeometry& g, int threads) {
-    return isa != Isa::scalar && g.stride == 1 && g.KH * g.KW > 1 && g.OW >= 16 * g.pad && g.N >= threads;
+    return has_avx2(isa) && g.stride == 1 && g.KH * g.KW > 1 && g.OW >= 16 * g.pad && g.N >= threads;
 }
 
 /// Tags of conv2d_forward_direct's per-thread buffers (bnn::thread_scratch).

@@ -61,9 +61,10 @@ struct GatheredFieldsSource {
 /// floats differ (up to one block they are the same chain).
 inline void conv2d_forward_few_channels(const float* x, const float* w, const float* bias, float* out,
                              const Conv2dGeometry& g) {
+#if BNN_X86
     const Isa isa = active_isa();
     const int threads = num_threads();
-    if (isa == Isa::scalar || g.pointwise() || (detail::direct_conv_applies(isa, g, threads) && g.K() > kSgemmKC)) {
+    if (!has_avx2(isa) || g.pointwise() || (detail::direct_conv_applies(isa, g, threads) && g.K() > kSgemmKC)) {
         conv2d_forward(x, w, bias, out, g);
         return;
     }
@@ -81,6 +82,9 @@ inline void conv2d_forward_few_channels(const float* x, const float* w, const fl
 #pragma omp simd
                 for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
     });
+#else
+    conv2d_forward(x, w, bias, out, g);
+#endif
 }
 
 }  // namespace bnn::kernels

@@ -79,7 +79,7 @@ inline void u8s16_gather(const uint8_t* x, const Conv2dGeometry& g, int64_t kp, 
 /// The shared driver: for every tile of (4 pixels, 16 channels), its int32 sums handed to
 /// finish(first pixel, pixels in the tile, first channel, acc [4, 16]).
 template <class Finish>
-void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, Isa isa, Finish&& finish) {
+void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, [[maybe_unused]] Isa isa, Finish&& finish) {
     const int64_t pixels = g.N * g.OH * g.OW, kp = w.Kp(), blocks = w.CoutP() / u8s16_lanes;
     const int64_t chunks = (pixels + u8s16_chunk_pixels - 1) / u8s16_chunk_pixels;
     // Dot-product vector operations of the call against the work a parallel region pays for.
@@ -99,8 +99,8 @@ void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry
             for (int64_t b = group * blocks / groups; b < (group + 1) * blocks / groups; ++b) {
                 const int16_t* wb = w.packed.data() + b * (kp / 2) * u8s16_lanes * 2;
                 for (int64_t r = 0; r < rows; r += u8s16_tile_pixels) {
-#if defined(__x86_64__) || defined(__i386__)
-                    if (isa != Isa::scalar) u8s16_tile_avx2(fields + r * kp, kp, wb, acc);
+#if BNN_X86
+                    if (has_avx2(isa)) u8s16_tile_avx2(fields + r * kp, kp, wb, acc);
                     else
 #endif
                         u8s16_tile_scalar(fields + r * kp, kp, wb, acc);
@@ -127,8 +127,8 @@ inline void conv2d_u8s16_forward(const uint8_t* x, const U8S16ConvWeights& w, co
             const int32_t* a = acc + r * detail::u8s16_lanes;
             const float* bias = plan.bias_row(oh, ow) + c0;
             float* o = out + p * g.Cout + c0;
-#if defined(__x86_64__) || defined(__i386__)
-            if (isa != Isa::scalar) {
+#if BNN_X86
+            if (has_avx2(isa)) {
                 detail::u8s16_finish_avx2(a, w.scale.data() + c0, bias, o, cols);
                 continue;
             }

@@ -9,7 +9,7 @@
 #include "bnn/kernels/conv2d_u8s16_scalar.hpp"
 #include "bnn/kernels/intrinsics.hpp"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
 namespace bnn::kernels::detail {
 
 // One pixel's int16 pair (x[2p], x[2p+1]) in every 32-bit lane.

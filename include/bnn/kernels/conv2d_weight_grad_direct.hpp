@@ -30,6 +30,19 @@
 
 namespace bnn::kernels::detail {
 
+/// True when conv2d_weight_grad_direct() applies: the AVX2 path, a spatial kernel or a stride
+/// (a 1x1 stride-1 convolution's columns are x itself), at least one image per thread, and the
+/// shapes where it beats the implicit GEMM (docs/performance.md): receptive fields of at most
+/// 576 floats (64 channels of 3x3), whose dw^T stays in L2, and rows of at least 8 outputs.
+inline bool weight_grad_direct_applies(Isa isa, const Conv2dGeometry& g, int threads) {
+    return isa == Isa::avx2 && !g.pointwise() && g.N >= threads && g.K() <= 576 && g.OW >= 8;
+}
+
+}  // namespace bnn::kernels::detail
+
+#if BNN_X86
+namespace bnn::kernels::detail {
+
 /// A run of consecutive output pixels of one output row: where the first pixel's receptive
 /// field starts in the padded image copy, and its row of the chunk's dout copy.
 struct WeightGradRun {
@@ -73,13 +86,6 @@ __attribute__((target("avx2,fma"))) inline void conv2d_weight_grad_tile_avx2_6x1
     }
 }
 
-/// True when conv2d_weight_grad_direct() applies: the AVX2 path, a spatial kernel or a stride
-/// (a 1x1 stride-1 convolution's columns are x itself), at least one image per thread, and the
-/// shapes where it beats the implicit GEMM (docs/performance.md): receptive fields of at most
-/// 576 floats (64 channels of 3x3), whose dw^T stays in L2, and rows of at least 8 outputs.
-inline bool weight_grad_direct_applies(Isa isa, const Conv2dGeometry& g, int threads) {
-    return isa == Isa::avx2 && !g.pointwise() && g.N >= threads && g.K() <= 576 && g.OW >= 8;
-}
 
 /// Tags of conv2d_weight_grad_direct's per-thread buffers (bnn::thread_scratch).
 struct WeightGradOffsets {};
@@ -158,3 +164,4 @@ inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* 
 }
 
 }  // namespace bnn::kernels::detail
+#endif  // BNN_X86

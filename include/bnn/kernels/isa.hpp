@@ -2,10 +2,12 @@
 /// @file isa.hpp
 /// Run-time choice of the instruction set the SIMD kernels use.
 ///
-/// Every SIMD kernel is compiled with `__attribute__((target(...)))`, so a build without any
+/// Every x86 SIMD kernel is compiled with `__attribute__((target(...)))`, so a build without any
 /// -march flag still contains the AVX2 and AVX-512 code; which one runs is decided here from
-/// CPUID. The environment variable BNN_ISA=scalar|avx2|avx512|avx512_vpopcntdq forces a path (an error if the CPU
-/// lacks it), and set_isa() / IsaGuard let tests and benchmarks run each path in turn.
+/// CPUID. On aarch64 NEON is the baseline (every ARMv8-A core has it) and no x86 code is compiled:
+/// every x86 kernel and every call of one sits inside `#if BNN_X86`. The environment variable
+/// BNN_ISA=scalar|avx2|avx512|avx512_vpopcntdq|neon forces a path (an error if the CPU lacks it),
+/// and set_isa() / IsaGuard let tests and benchmarks run each path in turn.
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -14,36 +16,49 @@
 
 #include "bnn/core/error.hpp"
 
+/// 1 when compiling for x86 (the AVX2 and AVX-512 kernels exist), else 0: the one guard of all
+/// x86-only code, so that no x86 header or target attribute is reached on other architectures.
+#if defined(__x86_64__) || defined(__i386__)
+#define BNN_X86 1
+#else
+#define BNN_X86 0
+#endif
+
 namespace bnn::kernels {
 
-/// The kernel paths, slowest first; each CPU that has one has all before it. AVX-512 without
+/// The kernel paths. On x86 each CPU that has one has all before it in kIsas; AVX-512 without
 /// VPOPCNTDQ (Skylake-X, Cascade Lake) is a path of its own: its float kernels use AVX-512 and its
-/// popcount kernels the AVX2 code.
-enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, avx512_vpopcntdq = 3 };
+/// popcount kernels the AVX2 code. NEON is aarch64's. Code never compares paths by order: the
+/// has_*() predicates below say which kernels a path uses.
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, avx512_vpopcntdq = 3, neon = 4 };
 
-/// Every path, slowest first.
-inline constexpr Isa kIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq};
+/// Every path; those of one architecture slowest first.
+inline constexpr Isa kIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq, Isa::neon};
 
-/// "scalar", "avx2", "avx512" or "avx512_vpopcntdq" (what BNN_ISA takes).
+/// "scalar", "avx2", "avx512", "avx512_vpopcntdq" or "neon" (what BNN_ISA takes).
 inline const char* isa_name(Isa isa) {
     switch (isa) {
         case Isa::scalar: return "scalar";
         case Isa::avx2: return "avx2";
         case Isa::avx512: return "avx512";
         case Isa::avx512_vpopcntdq: return "avx512_vpopcntdq";
+        case Isa::neon: return "neon";
     }
     return "unknown";
 }
 
+/// True when the path uses the x86 AVX2/FMA kernels (every x86 vector path has them).
+inline bool has_avx2(Isa isa) { return isa == Isa::avx2 || isa == Isa::avx512 || isa == Isa::avx512_vpopcntdq; }
+
 /// True when the path uses the AVX-512 float and byte instructions (F, BW, DQ, VL).
-inline bool has_avx512(Isa isa) { return isa >= Isa::avx512; }
+inline bool has_avx512(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_vpopcntdq; }
 
 /// True when this CPU can run the given path. AVX2 also needs FMA; AVX-512 means F, BW, DQ and VL;
-/// avx512_vpopcntdq adds the 64-bit lane popcount.
+/// avx512_vpopcntdq adds the 64-bit lane popcount; NEON is part of every aarch64 CPU.
 inline bool isa_supported(Isa isa) {
     switch (isa) {
         case Isa::scalar: return true;
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
         case Isa::avx2:
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
         case Isa::avx512:
@@ -52,6 +67,8 @@ inline bool isa_supported(Isa isa) {
                    __builtin_cpu_supports("avx512vl");
         case Isa::avx512_vpopcntdq:
             return isa_supported(Isa::avx512) && __builtin_cpu_supports("avx512vpopcntdq");
+#elif defined(__aarch64__)
+        case Isa::neon: return true;
 #endif
         default: return false;
     }
@@ -72,7 +89,7 @@ inline Isa best_isa() { return available_isas().back(); }
 inline Isa parse_isa(std::string_view name) {
     for (Isa isa : kIsas)
         if (name == isa_name(isa)) return isa;
-    ::bnn::fail("parse_isa: expected scalar, avx2, avx512 or avx512_vpopcntdq, got \"", std::string(name), "\"");
+    ::bnn::fail("parse_isa: expected scalar, avx2, avx512, avx512_vpopcntdq or neon, got \"", std::string(name), "\"");
 }
 
 namespace detail {

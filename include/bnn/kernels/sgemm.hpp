@@ -59,6 +59,15 @@ inline void sgemm_portable(bool trans_a, bool trans_b, int64_t M, int64_t N, int
     }
 }
 
+inline bool sgemm_in_parallel() {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return true;
+#endif
+}
+
+#if BNN_X86
 /// Padded work (tile area times tiles) of covering M x N with MR x NR tiles.
 inline double sgemm_tiled_area(int64_t M, int64_t N, int MR, int NR) {
     return double((M + MR - 1) / MR * MR) * double((N + NR - 1) / NR * NR);
@@ -98,14 +107,6 @@ void sgemm_serial(Isa isa, const Source& src, int64_t M, int64_t N, int64_t m0, 
     }
 }
 
-inline bool sgemm_in_parallel() {
-#ifdef _OPENMP
-    return omp_in_parallel();
-#else
-    return true;
-#endif
-}
-
 /// The M x N product packed by `src` with a vector path (avx2 or avx512). Outside a parallel
 /// region, products of at least ~4 MFLOP are split over the OpenMP threads, one contiguous
 /// block of rows (or of columns, when C is wide) per thread, in whole tiles.
@@ -130,19 +131,23 @@ void sgemm_run(Isa isa, const Source& src, int64_t M, int64_t N, int64_t K, floa
         else sgemm_serial(isa, src, M, N, 0, M, b, e, K, C, ldc, accumulate);
     }
 }
+#endif  // BNN_X86
 
 }  // namespace detail
 
 /// C [M, N] (=/+=) op(A) op(B) with the given path (see the file comment for the layouts).
 /// Outside a parallel region, products of at least ~4 MFLOP are split over the OpenMP threads.
+/// Paths without packed tiles (scalar, NEON for now) run the portable loop.
 inline void sgemm(Isa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                   const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
     detail::require_supported(isa, "sgemm");
-    if (isa == Isa::scalar) {
-        detail::sgemm_portable(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+#if BNN_X86
+    if (has_avx2(isa)) {
+        detail::sgemm_run(isa, detail::SgemmMatrices{trans_a, trans_b, A, lda, B, ldb}, M, N, K, C, ldc, accumulate);
         return;
     }
-    detail::sgemm_run(isa, detail::SgemmMatrices{trans_a, trans_b, A, lda, B, ldb}, M, N, K, C, ldc, accumulate);
+#endif
+    detail::sgemm_portable(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 /// sgemm() with the process's active path (active_isa()).

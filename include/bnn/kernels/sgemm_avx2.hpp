@@ -10,6 +10,7 @@
 
 #include "bnn/kernels/intrinsics.hpp"
 
+#if BNN_X86
 namespace bnn::kernels::detail {
 
 __attribute__((target("avx2,fma"))) inline void sgemm_tile_avx2_6x16(int64_t kc, const float* __restrict Ap,
@@ -166,3 +167,4 @@ struct SgemmAvx2 {
 };
 
 }  // namespace bnn::kernels::detail
+#endif  // BNN_X86

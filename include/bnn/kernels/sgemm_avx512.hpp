@@ -17,6 +17,7 @@
 
 #include "bnn/kernels/intrinsics.hpp"
 
+#if BNN_X86
 namespace bnn::kernels::detail {
 
 #define BNN_SGEMM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
@@ -235,3 +236,4 @@ struct SgemmAvx512Short {
 #undef BNN_SGEMM_AVX512
 
 }  // namespace bnn::kernels::detail
+#endif  // BNN_X86

@@ -36,7 +36,7 @@ inline void sgemm_row_columns_scalar(const float* a, int64_t K, const float* Bt,
         }
 }
 
-#if defined(__x86_64__) || defined(__i386__)
+#if BNN_X86
 /// The same on 8-float vectors, 32 columns at a time (the weights stream through once per row).
 __attribute__((target("avx2,fma"))) inline void sgemm_row_columns_avx2(const float* a, int64_t K, const float* Bt,
                                                                       int64_t ldb, float* c, int64_t j0, int64_t j1) {
@@ -74,8 +74,8 @@ inline void sgemm_few_rows(Isa isa, int64_t M, int64_t N, int64_t K, const float
     }
     auto columns = [&](int64_t j0, int64_t j1) {
         for (int64_t i = 0; i < M; ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-            if (isa != Isa::scalar) {
+#if BNN_X86
+            if (has_avx2(isa)) {
                 detail::sgemm_row_columns_avx2(A + i * lda, K, Bt, ldb, C + i * ldc, j0, j1);
                 continue;
             }

@@ -117,6 +117,10 @@ def _binary_convs(g):
         if s is None or s.kind != "sign":
             continue
         scale, why = _two_valued(op.attrs["w"])
+        before = producer.get(s.ins[0])
+        while before is not None and before.kind in ("maxpool", "avgpool"):
+            before = producer.get(before.ins[0])
+        s.attrs["after_relu"] = before is not None and before.kind == "relu"
         op.attrs.update(sign=s.attrs, scale=scale, why=why)
         op.ins = [s.ins[0]]
     _live(g)
@@ -169,6 +173,16 @@ def _sign_prefix(g, op, sign):
     return [], False
 
 
+def _sign_note(sign):
+    """What the report says of a sign bnn computes differently from the source: at 0 only."""
+    if sign["zero"] != "zero":
+        return ""
+    if sign.get("after_relu"):
+        return ("WARNING: torch.sign gives 0 at 0, bnn +1, and this sign reads a ReLU's output, "
+                "which is often exactly 0: the outputs will differ; binarise with where(x >= 0, 1, -1)")
+    return "sign(0) = 0 in the source, +1 in bnn"
+
+
 def _conv(g, op):
     a, w = op.attrs, op.attrs["w"].astype(np.float32)
     cout, cin = w.shape[0], w.shape[1]
@@ -184,8 +198,7 @@ def _conv(g, op):
                         {"sign_bits": bits, "scale": a["scale"].astype(np.float32),
                          "geometry": np.array([cout, a["kernel"], a["kernel"], cin, a["stride"], a["padding"]],
                                               np.int32)},
-                        op.node, report=("binary", w.size, "sign(0) = 0 in the source, +1 in bnn"
-                                         if sign["zero"] == "zero" else "")))
+                        op.node, report=("binary", w.size, _sign_note(sign))))
         if a["b"] is not None and np.any(a["b"] != 0):  # a batch norm torch folded into the conv
             mods.append(Mod("ChannelShift", {"channels": cout}, {"shift": a["b"].astype(np.float32)}, op.node))
         return mods
@@ -564,7 +577,7 @@ def main(argv=None):
         meta[key] = value
     try:
         report = convert(args.model, args.output, meta)
-    except ConversionError as e:
+    except (ConversionError, OSError) as e:
         print(f"bnn.convert: {e}", file=sys.stderr)
         return 1
     print(report)

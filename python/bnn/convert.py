@@ -339,15 +339,11 @@ class _Walker:
         return mods, v, None
 
     def branch(self, v, op):
+        """The branch of v that starts with op, as chain()."""
         if op.kind in ("add", "mul", "sub"):
             return [], v, op
-        mods, end, join = self.chain_after(op)
-        return mods, end, join
-
-    def chain_after(self, op):
-        first = _lift(self.g, op)
         mods, end, join = self.chain(op.out)
-        return first + mods, end, join
+        return _lift(self.g, op) + mods, end, join
 
     def fork(self, v, readers):
         (m1, _, j1), (m2, _, j2) = self.branch(v, readers[0]), self.branch(v, readers[1])

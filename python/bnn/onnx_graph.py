@@ -175,6 +175,7 @@ class Graph:
         self.ops = []
         for node in g.node:
             self._read(node)
+        self._arithmetic_signs()
 
     def shape(self, value):
         return self._shapes.get(self.resolve(value))
@@ -272,6 +273,24 @@ class Graph:
             refuse(node, "a sign that gives -1 above its threshold", "its negation written as a sign")
         zero_is_plus = op in ("GreaterOrEqual", "Less")
         self.ops.append(Op("sign", [cond.ins[0]], out, node, zero="plus" if zero_is_plus else "minus", threshold=at))
+
+    def _arithmetic_signs(self):
+        """(x >= t) * 2 - 1 (the comparison cast to float, as the twin's sign_of): a sign of x - t."""
+        producer = {op.out: op for op in self.ops}
+
+        def scalar(op, kind, value):
+            return op is not None and op.kind == kind and np.size(op.attrs["c"]) == 1 and \
+                float(np.asarray(op.attrs["c"]).reshape(-1)[0]) == value
+
+        for op in self.ops:
+            times2 = producer.get(op.ins[0]) if op.ins else None
+            if not (scalar(op, "addc", -1.0) and scalar(times2, "mulc", 2.0)):
+                continue
+            cmp = producer.get(times2.ins[0])
+            if cmp is not None and cmp.kind == "compare" and cmp.attrs["op"] in ("Greater", "GreaterOrEqual"):
+                op.kind, op.ins = "sign", [cmp.ins[0]]
+                op.attrs = dict(zero="plus" if cmp.attrs["op"] == "GreaterOrEqual" else "minus",
+                                threshold=np.asarray(cmp.attrs["at"], dtype=np.float32))
 
     def _arithmetic(self, node, ins, out):
         t = node.op_type

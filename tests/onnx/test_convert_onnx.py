@@ -4,6 +4,7 @@ with torch.onnx.export in eval mode, converted, and run by bnn. bnn's logits mus
 to float rounding, with the same top-1 on every test image, and every binary conv must have become
 a packed binary conv (its sign bits in the file, and the report saying so). Then the refusals."""
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -248,14 +249,22 @@ def train(net, steps, seed):
     return net.eval()
 
 
-def convert_and_compare(net, tmp_path, name, binary_convs):
+def convert_and_compare(net, tmp_path, name, binary_convs, fold_batch_norms=False):
     """Exports `net`, converts it, runs it with bnn on a test batch: logits to float rounding and
-    the same top-1, `binary_convs` packed convs. Returns the report and the file's path."""
+    the same top-1, `binary_convs` packed convs. Returns the report and the file's path.
+
+    By default the export keeps every BN as it is (TrainingMode.PRESERVE on a model in eval mode),
+    so the graph computes what PyTorch's eval does op for op. torch's default export folds a BN
+    into the float conv before it, which rounds differently: a sign input that lands within that
+    rounding of its threshold then flips, and the difference grows through the layers after it
+    (the twin's network at seed 8 flips one, 5e-2 of the largest logit). `fold_batch_norms=True`
+    exports as by default, the converter's path for folded BNs."""
     x, _ = data(99, 64)
     with torch.no_grad():
         expected = net(x).numpy()
     onnx_path, out = tmp_path / f"{name}.onnx", tmp_path / f"{name}.deploy.safetensors"
-    torch.onnx.export(net, x[:1], str(onnx_path), opset_version=13)
+    torch.onnx.export(net, x[:1], str(onnx_path), opset_version=13, training=torch.onnx.TrainingMode.EVAL
+                      if fold_batch_norms else torch.onnx.TrainingMode.PRESERVE)
     report = convert(onnx_path, out)
     print(report)
     graph = bnn.load(str(out)).compile((len(x), SIZE, SIZE, 3), threads=1)
@@ -282,7 +291,8 @@ def _header(path):
 
 def test_real_to_bin_resnet18(tmp_path):
     torch.manual_seed(1)
-    report, _ = convert_and_compare(train(RealToBinResNet18(), 150, 1), tmp_path, "real_to_bin", 16)
+    report, _ = convert_and_compare(train(RealToBinResNet18(), 150, 1), tmp_path, "real_to_bin", 16,
+                                    fold_batch_norms=True)
     assert {e[2] for e in report.float} == {"Conv2d", "Linear"}  # the stem, the downsamples, the classifier
 
 
@@ -425,3 +435,21 @@ def test_command_line_and_classify(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bnn.convert", str(tmp_path / "xnor.onnx"), "-o",
                           str(tmp_path / "x.safetensors"), "--meta", "mean=[0.5,0.5,0.5]"], capture_output=True, text=True)
     assert bad.returncode == 1 and "classify needs all of mean, std, class_names" in bad.stderr
+
+
+def test_the_twins_real_to_bin_resnet18(tmp_path):
+    """The twin's own network (examples/pytorch/bnn_twin, docs/pytorch.md), whose sign is
+    (x >= 0) * 2 - 1: converted, it is what the twin's save_deployed would have written."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "examples" / "pytorch"))
+    import bnn_twin as bt
+    torch.manual_seed(8)
+    net = bt.ResNet18("real-to-bin", "cifar", 8, CLASSES, mode=bt.FULLY_BINARY)
+    report, out = convert_and_compare(train(net, 60, 8), tmp_path, "twin", 16)
+    assert all(e[1].endswith(".conv") for e in report.binary)  # each inside a BinaryHalfBlock
+    # The packed convs are those the twin's save_deployed writes, bit for bit, with their scales.
+    bt.deploy.save_deployed(str(tmp_path / "twin_own.deploy.safetensors"), net)
+    ours, _, _ = bt.safetensors_io.load(str(out))
+    twins, _, _ = bt.safetensors_io.load(str(tmp_path / "twin_own.deploy.safetensors"))
+    for suffix in (".sign_bits", ".scale", ".geometry"):
+        a, b = [[t[k] for k in t if k.endswith(".conv" + suffix)] for t in (ours, twins)]
+        assert len(a) == len(b) == 16 and all(torch.equal(x, y) for x, y in zip(a, b)), suffix

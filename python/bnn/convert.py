@@ -129,8 +129,9 @@ def _binary_convs(g):
 # ---------------------------------------------------------------------------------------------
 # Ops to modules.
 
-def _channels(g, op, value=None):
-    shape = g.shape(value or op.ins[0])
+def _channels(g, op):
+    """The channel count of op's input [N, C, ...]."""
+    shape = g.shape(op.ins[0])
     if not shape or shape[1] is None:
         refuse(op.node, "an activation of unknown channel count", "an export with fixed input shapes")
     return shape[1]
@@ -469,12 +470,15 @@ def _emit(m, path, tensors, entries):
 
 
 def _save_safetensors(path, tensors, metadata):
-    names = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.uint64): "U64"}
+    """safetensors (docs/checkpoint-format.md): u64 header length, JSON header padded with spaces to
+    a multiple of 8, the tensors' bytes little-endian. Float tensors are written as F32."""
+    names = {np.dtype(np.int32): "I32", np.dtype(np.uint64): "U64"}
     header, blobs, offset = {"__metadata__": metadata}, [], 0
     for name, t in tensors.items():
-        t = np.ascontiguousarray(t if t.dtype in names else t.astype(np.float32)).astype(t.dtype.newbyteorder("<"))
-        data = t.tobytes()
-        header[name] = {"dtype": names[np.dtype(t.dtype.newbyteorder("="))], "shape": list(t.shape),
+        t = np.asarray(t)
+        dtype = t.dtype if t.dtype in names else np.dtype(np.float32)
+        data = np.ascontiguousarray(t, dtype=dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": names.get(dtype, "F32"), "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
@@ -495,7 +499,7 @@ class Report:
         self.binary = [e for e in entries if e[3] == "binary"]
         self.float = [e for e in entries if e[3] == "float"]
         self.binary_weights = sum(e[4] for e in self.binary)
-        self.float_parameters = sum(int(t.size) for n, t in tensors.items() if t.dtype == np.float32)
+        self.float_parameters = sum(int(t.size) for n, t in tensors.items() if t.dtype.kind == "f")
         self.bytes_before, self.bytes_after, self.path = bytes_before, bytes_after, path
 
     def __str__(self):

@@ -276,7 +276,7 @@ def convert_and_compare(net, tmp_path, name, binary_convs, fold_batch_norms=Fals
     assert len(report.binary) == binary_convs, str(report)
     names, _ = _header(out)
     assert sum(n.endswith(".sign_bits") for n in names) == binary_convs
-    assert all(e[2] in ("BinaryConv2d",) for e in report.binary)
+    assert all(e[2] == "BinaryConv2d" for e in report.binary)
     assert report.bytes_after < report.bytes_before
     return report, out
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bnn needs, only when some are missing (apt-get update runs once,
-# then one apt-get install). With --torch it also installs python3-torch and torchvision, for the
-# PyTorch twin (examples/pytorch), its equivalence tests (ctest label torch) and the comparison
-# scripts in benchmarks/, and an optimised BLAS (without libopenblas0-pthread, Debian's torch
-# runs its GEMM fallbacks on the reference BLAS). The C++ library never uses them. With --aarch64
+# then one apt-get install). With --torch it also installs python3-torch, torchvision and onnx,
+# for the PyTorch twin (examples/pytorch), its equivalence tests (ctest label torch), the ONNX
+# converter's tests (label onnx) and the comparison scripts in benchmarks/, and an optimised BLAS
+# (without libopenblas0-pthread, Debian's torch runs its GEMM fallbacks on the reference BLAS).
+# The C++ library never uses them. With --aarch64
 # it also installs the cross compiler, qemu-user and the arm64 libraries bnn links (Debian
 # multiarch: arm64 is added to dpkg's architectures first), for scripts/test_aarch64.sh.
 set -euo pipefail
@@ -18,7 +19,7 @@ packages+=(libopenmpi-dev openmpi-bin)
 packages+=(python3-dev python3-numpy python3-pybind11 python3-pytest)
 for option in "$@"; do
   case $option in
-    --torch) packages+=(python3-torch python3-torchvision libopenblas0-pthread) ;;
+    --torch) packages+=(python3-torch python3-torchvision python3-onnx libopenblas0-pthread) ;;
     --aarch64) packages+=(g++-aarch64-linux-gnu qemu-user zlib1g-dev:arm64 libstb-dev:arm64 libxsimd-dev:arm64) ;;
     *) echo "setup: unknown option $option (expected --torch or --aarch64)" >&2; exit 2 ;;
   esac

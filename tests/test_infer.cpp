@@ -1143,3 +1143,26 @@ TEST_CASE("ChannelShift compiles to a step of its own and deploys, equal to eval
     io::Deployed d = io::load_deployed(path);
     require_same_logits(infer::compile(*d.model, x.shape()).run(x), expected);
 }
+
+TEST_CASE("Sign before a float conv compiles to a sign step and deploys, equal to eval mode", "[infer][deploy]") {
+    using namespace user_module_test;
+    auto inner = std::make_shared<nn::Sequential>();
+    inner->add<nn::Sign>();
+    inner->add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 8, .out_channels = 8, .kernel_size = 3, .stride = 1,
+                                             .padding = 1, .bias = false});
+    auto net = net_with(inner, 75);
+    Rng rng(76);
+    Tensor<float> x = Tensor<float>::randn({2, 7, 4, 3}, rng);
+    const Tensor<float> expected = eval_logits(*net, x);
+    infer::Graph graph = infer::compile(*net, x.shape());
+    INFO(graph.summary());
+    REQUIRE(graph.summary().find("activation") != std::string::npos);
+    require_same_logits(graph.run(x), expected);
+
+    bnn::test::TempDir dir;
+    const std::string path = dir.file("sign.deploy.safetensors");
+    io::save_deployed(path, *net);
+    io::Deployed d = io::load_deployed(path);
+    REQUIRE(io::describe_module(*d.model, true).dump().find("\"Sign\"") != std::string::npos);
+    require_same_logits(infer::compile(*d.model, x.shape()).run(x), expected);
+}

@@ -7,6 +7,10 @@
     net.classify("cat.png")                                   # [(class name, probability), ...]
 
 Errors bnn reports are bnn.Error, a ValueError; a missing file is FileNotFoundError.
+
+A binary network exported from PyTorch to ONNX becomes a deployment file with
+`python -m bnn.convert model.onnx -o model.deploy.safetensors` (bnn.convert, docs/onnx.md; it
+needs the onnx package, so it is imported on its own, not here).
 """
 from ._bnn import Error, Graph, Network, __version__, load
 

@@ -36,7 +36,7 @@ namespace detail {
 inline std::vector<ModuleType> builtin_module_types() {
     namespace m = modules;
     return {m::conv2d(),      m::binary_conv2d(),   m::batch_norm2d(),      m::linear(),       m::prelu(),
-            m::relu(),        m::tanh(),            m::sigmoid(),           m::hardtanh(),     m::max_pool2d(),
+            m::relu(),        m::tanh(),            m::sigmoid(),           m::sign(),         m::hardtanh(),     m::max_pool2d(),
             m::avg_pool2d(),  m::global_avg_pool(), m::flatten(),           m::channel_gate(), m::channel_shift(),
             m::downsample(),  m::basic_block(),     m::binary_half_block(), m::binary_basic_block(),
             m::residual(),    m::sequential()};

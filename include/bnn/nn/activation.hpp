@@ -5,6 +5,7 @@
 
 #include "bnn/nn/module.hpp"
 #include "bnn/ops/activation.hpp"
+#include "bnn/ops/sign.hpp"
 
 namespace bnn::nn {
 
@@ -27,6 +28,15 @@ class Sigmoid : public Module {
 public:
     Variable forward(const Variable& x) override { return ops::sigmoid(x); }
     std::string type_name() const override { return "Sigmoid"; }
+};
+
+/// +1 where x >= 0, else -1 (sign(0) = +1, as the packed kernels); its gradient passes where
+/// |x| <= 1. The binarised input of a float convolution: a converted network whose convolution
+/// after a sign has weights that are not two-valued keeps it real (docs/onnx.md).
+class Sign : public Module {
+public:
+    Variable forward(const Variable& x) override { return ops::sign_ste(x); }
+    std::string type_name() const override { return "Sign"; }
 };
 
 /// clamp(x, lo, hi); its gradient is 1 inside (lo, hi) and 0 outside.

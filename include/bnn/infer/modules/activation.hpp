@@ -52,6 +52,7 @@ inline ModuleType relu() {
 
 inline ModuleType tanh() { return plain_activation<nn::Tanh>("Tanh", ActivationStep::Op::Tanh); }
 inline ModuleType sigmoid() { return plain_activation<nn::Sigmoid>("Sigmoid", ActivationStep::Op::Sigmoid); }
+inline ModuleType sign() { return plain_activation<nn::Sign>("Sign", ActivationStep::Op::Sign); }
 
 inline ModuleType hardtanh() {
     return module_type<nn::Hardtanh>(

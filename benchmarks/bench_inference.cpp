@@ -4,6 +4,10 @@
 //   BM_BinaryGraph      the same network compiled by infer::compile (include/bnn/infer/compile.hpp)
 //   BM_BinaryGraphIntStem  the same graph with the integer stem, on raw uint8 images
 //   BM_ModelSizes       bytes of the float checkpoints and of the deployment file
+//   BM_CrossCoreRead    how fast one thread reads 3 MB that the other thread has just written,
+//                       against reading its own writes: what a graph step pays when its split
+//                       of the pixels differs from the step before (the 2-thread figures
+//                       depend on it, and on a virtual machine it changes with the host)
 // for ImageNet (224x224, 1000 classes) and CIFAR (32x32, 100 classes) inputs, batch 1 and 16,
 // 1 and 2 threads. Counters: best_ms (the fastest call: on a shared machine the closest to an
 // idle one), img/s (from best_ms); BM_BinaryGraph adds the per-kind breakdown of its fastest call
@@ -19,6 +23,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <vector>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -182,10 +187,45 @@ void configs(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
+// Thread 0 writes the buffer; then thread `reader` reads one float per cache line.
+void BM_CrossCoreRead(benchmark::State& state) {
+    const int reader = static_cast<int>(state.range(0));
+    std::vector<float> buf(3 << 18);  // 3 MiB
+    double best = 1e30;
+    int round = 0;
+    for (auto _ : state) {
+        double dt = 0;
+        float sum = 0.f;
+        ++round;
+#pragma omp parallel num_threads(2) reduction(+ : sum)
+        {
+#ifdef _OPENMP
+            const int t = omp_get_thread_num();
+#else
+            const int t = 0;
+#endif
+            if (t == 0)
+                for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<float>(i + round);
+#pragma omp barrier
+            if (t == reader) {
+                const auto t0 = Clock::now();
+                for (size_t i = 0; i < buf.size(); i += 16) sum += buf[i];
+                dt = std::chrono::duration<double>(Clock::now() - t0).count();
+            }
+        }
+        benchmark::DoNotOptimize(sum);
+        state.SetIterationTime(dt);
+        best = std::min(best, dt);
+    }
+    state.counters["best_GB/s"] = static_cast<double>(buf.size() * sizeof(float)) / best / 1e9;
+    state.SetLabel(reader == 0 ? "read by the writer" : "read by the other thread");
+}
+
 BENCHMARK(BM_FloatResNet18)->Apply(configs);
 BENCHMARK(BM_BinaryOps)->Apply(configs);
 BENCHMARK(BM_BinaryGraph)->Apply(configs);
 BENCHMARK(BM_BinaryGraphIntStem)->Apply(configs);
 BENCHMARK(BM_ModelSizes)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CrossCoreRead)->Arg(0)->Arg(1)->ArgName("reader")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

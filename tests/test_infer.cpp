@@ -253,49 +253,72 @@ TEST_CASE("the binary conv op and layer in a loop allocate nothing that grows wi
 }
 
 TEST_CASE("bn_sign_pack packs sign(BN(x)) as the training ops and sums the gate's means", "[inference]") {
-    Rng rng(5);
-    const int64_t N = 2, H = 3, W = 5, C = 70;  // two words per pixel, the second partial
-    Tensor<float> gamma = Tensor<float>::randn({C}, rng), beta = Tensor<float>::randn({C}, rng, 0.f, 0.5f);
-    Tensor<float> mean = Tensor<float>::randn({C}, rng), var = Tensor<float>::uniform({C}, rng, 0.2f, 3.f);
-    gamma[3] = 0.f;
-    gamma[4] = -0.f;
-    Tensor<float> x = Tensor<float>::randn({N, H, W, C}, rng);
-    // Inputs sitting on (or next to) each channel's zero crossing x = -beta'/gamma'.
-    infer::FrozenBatchNorm bn(gamma.data(), beta.data(), mean.data(), var.data(), C, 1e-5f);
-    for (int64_t c = 0; c < C; ++c)
-        if (bn.scale[c] != 0.f) {
-            const float t = -bn.shift[c] / bn.scale[c];
-            x[c] = t;
-            x[C + c] = std::nextafter(t, 1e30f);
-            x[2 * C + c] = std::nextafter(t, -1e30f);
-        }
-    Tensor<float> h(Shape{N, H, W, C});
-    kernels::batch_norm_eval_forward(x.data(), gamma.data(), beta.data(), mean.data(), var.data(), h.data(), N * H * W,
-                                     C, 1e-5f);
-    Tensor<float> wf = Tensor<float>::randn({4, 3, 3, C}, rng);
-    kernels::PackedConvWeights w = kernels::pack_conv_weights(wf);
-    for (kernels::Isa isa : kernels::available_isas()) {
-        INFO(kernels::isa_name(isa));
-        kernels::PlannedBinaryConv step(w, 1, 1, N, H, W, isa);
-        Tensor<float> pooled(Shape{N, C});
-        infer::bn_sign_pack(x.data(), N, H, W, C, bn, step, pooled.data(), isa);
-        for (int64_t n = 0; n < N; ++n)
-            for (int64_t i = 0; i < H; ++i)
-                for (int64_t j = 0; j < W; ++j) {
-                    const uint64_t* bits = step.input_pixel(n, i, j);
-                    for (int64_t c = 0; c < C; ++c) {
-                        const bool plus = h[((n * H + i) * W + j) * C + c] >= 0.f;
-                        REQUIRE(((bits[c / 64] >> (c % 64)) & 1) == uint64_t(plus));
-                    }
-                    REQUIRE((bits[1] >> (C - 64)) == 0);  // bits past C stay zero
-                }
+    // Each split: rows (the conv walks pixels outermost), whole words and half words (it shares
+    // out channel blocks); serial and threaded; the second word of a pixel partial.
+    struct Case {
+        int64_t N, H, W, C, Cout;
+        bool pixel_major;
+    };
+    const int threads_before = num_threads();
+    for (Case k : {Case{2, 3, 5, 70, 4, true}, Case{2, 17, 29, 70, 4, true}, Case{2, 17, 29, 70, 256, false},
+                   Case{1, 33, 33, 64, 480, false}}) {
+        const int64_t N = k.N, H = k.H, W = k.W, C = k.C;
+        Rng rng(5);
+        Tensor<float> gamma = Tensor<float>::randn({C}, rng), beta = Tensor<float>::randn({C}, rng, 0.f, 0.5f);
+        Tensor<float> mean = Tensor<float>::randn({C}, rng), var = Tensor<float>::uniform({C}, rng, 0.2f, 3.f);
+        gamma[3] = 0.f;
+        gamma[4] = -0.f;
+        Tensor<float> x = Tensor<float>::randn({N, H, W, C}, rng);
+        // Inputs sitting on (or next to) each channel's zero crossing x = -beta'/gamma'.
+        infer::FrozenBatchNorm bn(gamma.data(), beta.data(), mean.data(), var.data(), C, 1e-5f);
+        for (int64_t c = 0; c < C; ++c)
+            if (bn.scale[c] != 0.f) {
+                const float t = -bn.shift[c] / bn.scale[c];
+                x[c] = t;
+                x[C + c] = std::nextafter(t, 1e30f);
+                x[2 * C + c] = std::nextafter(t, -1e30f);
+            }
+        Tensor<float> h(Shape{N, H, W, C});
+        kernels::batch_norm_eval_forward(x.data(), gamma.data(), beta.data(), mean.data(), var.data(), h.data(),
+                                         N * H * W, C, 1e-5f);
+        // The gate's order: each image row from its first pixel, then the rows.
+        Tensor<float> expected(Shape{N, C});
         for (int64_t n = 0; n < N; ++n)
             for (int64_t c = 0; c < C; ++c) {
                 float s = 0.f;
-                for (int64_t p = 0; p < H * W; ++p) s += h[(n * H * W + p) * C + c];
-                REQUIRE(pooled[n * C + c] == s / float(H * W));
+                for (int64_t i = 0; i < H; ++i) {
+                    float row = 0.f;
+                    for (int64_t j = 0; j < W; ++j) row += h[((n * H + i) * W + j) * C + c];
+                    s += row;
+                }
+                expected[n * C + c] = s / float(H * W);
+            }
+        kernels::PackedConvWeights w = kernels::pack_conv_weights(Tensor<float>::randn({k.Cout, 3, 3, C}, rng));
+        for (kernels::Isa isa : kernels::available_isas())
+            for (int threads : {1, 2}) {
+                INFO(kernels::isa_name(isa) << ", " << threads << " threads, N=" << N << " H=" << H << " W=" << W
+                                            << " C=" << C << " Cout=" << k.Cout);
+                set_num_threads(threads);
+                kernels::PlannedBinaryConv step(w, 1, 1, N, H, W, isa);
+                REQUIRE(step.pixel_major() == k.pixel_major);
+                Tensor<float> pooled(Shape{N, C});
+                infer::bn_sign_pack(x.data(), N, H, W, C, bn, step, pooled.data(), isa);
+                bool bits_ok = true;
+                for (int64_t n = 0; n < N; ++n)
+                    for (int64_t i = 0; i < H; ++i)
+                        for (int64_t j = 0; j < W; ++j) {
+                            const uint64_t* bits = step.input_pixel(n, i, j);
+                            for (int64_t c = 0; c < C; ++c) {
+                                const bool plus = h[((n * H + i) * W + j) * C + c] >= 0.f;
+                                bits_ok = bits_ok && ((bits[c / 64] >> (c % 64)) & 1) == uint64_t(plus);
+                            }
+                            if (C % 64) bits_ok = bits_ok && (bits[C / 64] >> (C % 64)) == 0;  // bits past C stay zero
+                        }
+                REQUIRE(bits_ok);
+                for (int64_t i = 0; i < N * C; ++i) REQUIRE(pooled[i] == expected[i]);
             }
     }
+    set_num_threads(threads_before);
 }
 
 TEST_CASE("kernels::PlannedBinaryConv equals binary_conv2d followed by the unfused transform", "[inference]") {

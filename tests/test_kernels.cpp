@@ -216,6 +216,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"planned conv: pixel blocks outermost", kAllIsas},
     {"planned conv: channel blocks outermost", kAllIsas},
     {"planned conv over 2 threads", kAllIsas},
+    {"bn_sign_pack by rows over 2 threads", kAllIsas},
     {"bn_sign_pack in half words", kAllIsas},
     {"bn_sign_pack in words over 2 threads", kAllIsas},
     {"u8s16 over 2 threads, channel blocks split", kAllIsas},
@@ -570,9 +571,12 @@ void add_planned_conv_cases(std::vector<KernelCase>& cases) {
 
 /// bn_sign_pack into a planned conv's input bits (the whole padded buffer: its border must stay
 /// as the conv set it) and, when `pooled`, the per-channel means of BN(x), against the sign rule
-/// and the sums written out. BN(x) is x * scale + shift, two roundings, the training op's float.
+/// and the sums written out in the gate's order (each image row, then the rows). BN(x) is
+/// x * scale + shift, two roundings, the training op's float. The conv has `cout` outputs: few
+/// keep its weights in L1 (it walks pixels outermost and the pack splits rows), many do not
+/// (it shares out channel blocks, and so does the pack).
 void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, int64_t H, int64_t W, int64_t C,
-                           int64_t pad, PadValue mode, bool pooled) {
+                           int64_t pad, PadValue mode, bool pooled, int64_t cout = 3) {
     const auto gamma = uniform(C, rng, -2.f, 2.f), beta = uniform(C, rng, -.5f, .5f);
     const auto mean = uniform(C, rng), var = uniform(C, rng, .2f, 3.f);
     const auto bn = std::make_shared<infer::FrozenBatchNorm>(gamma.data(), beta.data(), mean.data(), var.data(), C, 1e-5f);
@@ -586,16 +590,18 @@ void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, 
         x[i] = i < C ? t : i < 2 * C ? std::nextafter(t, 1e30f) : std::nextafter(t, -1e30f);
     }
     const int64_t P = H * W, wc = words_for_channels(C);
-    const ConvShape s{N, H, W, C, 3, 3, 3, 1, pad};
+    const ConvShape s{N, H, W, C, cout, 3, 3, 1, pad};
     cases.push_back(
-        {"bn_sign_pack" + shape_name({{"N", N}, {"H", H}, {"W", W}, {"C", C}, {"pad", pad}}) + pad_value_name(mode) +
+        {"bn_sign_pack" + shape_name({{"N", N}, {"H", H}, {"W", W}, {"C", C}, {"pad", pad}, {"Cout", cout}}) +
+             pad_value_name(mode) +
              (pooled ? " with means" : ""),
          [=] {
              const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
              std::vector<uint64_t> bits(N * Hp * Wp * wc);
-             std::vector<float> h(C), sums(N * C, 0.f);
+             std::vector<float> h(C), sums(N * C, 0.f), row_sums(C);
              for (int64_t n = 0; n < N; ++n)
-                 for (int64_t i = 0; i < Hp; ++i)
+                 for (int64_t i = 0; i < Hp; ++i) {
+                     std::fill(row_sums.begin(), row_sums.end(), 0.f);
                      for (int64_t j = 0; j < Wp; ++j) {
                          uint64_t* dst = bits.data() + ((n * Hp + i) * Wp + j) * wc;
                          const int64_t ih = i - pad, iw = j - pad;
@@ -606,10 +612,13 @@ void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, 
                          const float* in = x.data() + ((n * H + ih) * W + iw) * C;
                          for (int64_t c = 0; c < C; ++c) {
                              h[c] = in[c] * scale[c] + shift[c];
-                             sums[n * C + c] += h[c];
+                             row_sums[c] += h[c];
                          }
                          write_sign_words(h.data(), C, dst);
                      }
+                     if (i >= pad && i < pad + H)
+                         for (int64_t c = 0; c < C; ++c) sums[n * C + c] += row_sums[c];
+                 }
              Outputs out{exact("input bits", bits)};
              if (pooled) {
                  for (float& v : sums) v /= static_cast<float>(P);
@@ -622,10 +631,14 @@ void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, 
              PlannedBinaryConv step(packed, 1, pad, N, H, W, isa, mode);
              std::vector<float> means(N * C, std::nanf(""));
              infer::bn_sign_pack(x.data(), N, H, W, C, *bn, step, pooled ? means.data() : nullptr, isa);
-             if (infer::detail::bn_sign_pack_in_halves(N, P, C, wc))
+             const bool parallel = num_threads() > 1 && worth_threading(N * P * C);  // bn_sign_pack's region
+             if (step.pixel_major()) {
+                 if (parallel && N * H > 1) taken.push_back("bn_sign_pack by rows over 2 threads");
+             } else if (infer::detail::bn_sign_pack_in_halves(N, P, C, wc)) {
                  taken.push_back("bn_sign_pack in half words");
-             else if (num_threads() > 1 && worth_threading(N * P * C) && N * wc > 1)  // bn_sign_pack's parallel region
+             } else if (parallel && N * wc > 1) {
                  taken.push_back("bn_sign_pack in words over 2 threads");
+             }
              Outputs out{exact("input bits", planned_input_bits(step))};
              if (pooled) out.push_back(exact("means", means));
              return out;
@@ -640,13 +653,17 @@ void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
             add_bn_sign_pack_case(cases, rng, 2, 3, 5, C, 1, mode, true);
             add_bn_sign_pack_case(cases, rng, 1, 4, 3, C, 2, mode, mode == PadValue::One);
         }
-    // Enough values (over 2^16) for threads: a batch of one with one word per pixel goes in half
-    // words (the second half partial at C = 40), larger batches or more words in words.
+    // Enough values (over 2^16) for threads. Split by rows when the conv walks pixels outermost;
+    // else a batch of one with one word per pixel goes in half words (the second half partial at
+    // C = 40), larger batches or more words in words. 9 * words * Cout * 8 bytes of weights over
+    // 32 KiB make the conv share out channel blocks.
     add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadValue::Zero, true);
-    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 1, PadValue::One, true);
+    add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadValue::Zero, true, 480);
+    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 1, PadValue::One, true, 480);
     add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 0, PadValue::Zero, false);
-    add_bn_sign_pack_case(cases, rng, 2, 23, 23, 70, 1, PadValue::Zero, true);
-    add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadValue::Zero, true);
+    add_bn_sign_pack_case(cases, rng, 2, 23, 23, 70, 1, PadValue::Zero, true, 256);
+    add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadValue::Zero, true, 128);
+    add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadValue::One, true);
 }
 
 // ---- the integer stem: exact ----------------------------------------------------------------

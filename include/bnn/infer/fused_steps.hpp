@@ -46,14 +46,15 @@ struct FrozenBatchNorm {
 };
 
 namespace detail {
-/// Tag of bn_sign_pack's per-thread row buffer (bnn::thread_scratch).
+/// Tags of bn_sign_pack's per-thread BN row buffer, and of the calling thread's half-word staging
+/// and row-sum buffers (bnn::thread_scratch).
 struct BnSignPackRows;
-/// Tag of bn_sign_pack's half-word staging buffer (bnn::thread_scratch of the calling thread).
 struct BnSignPackHalves;
+struct BnSignPackRowSums;
 
 /// True when bn_sign_pack of N images of P pixels and C channels (wc words per pixel) splits its
-/// work into half words: the pass is worth threads, and whole words would leave threads idle (a
-/// half-word unit sweeps the image once per half, which costs memory traffic when there is
+/// channels into half words: the pass is worth threads, and whole words would leave threads idle
+/// (a half-word unit sweeps the image once per half, which costs memory traffic when there is
 /// parallelism to spare).
 inline bool bn_sign_pack_in_halves(int64_t N, int64_t P, int64_t C, int64_t wc) {
     return worth_threading(N * P * C) && N * wc < num_threads();
@@ -61,12 +62,20 @@ inline bool bn_sign_pack_in_halves(int64_t N, int64_t P, int64_t C, int64_t wc) 
 }  // namespace detail
 
 /// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
-/// `pooled` is not null, pooled [N, C] = mean over H*W of BN(x), summed pixel by pixel from 0
-/// as nn::ChannelGate does. Work is split over (image, channel span) units, a span being one
-/// 64-bit word, or half of one when there are fewer words than threads (a batch of one). Each
-/// channel's sum keeps its order whatever the thread count. Half-word units write their 32 bits
-/// per pixel to a staging buffer of their own, merged into words in a second pass: two threads
-/// writing the two halves of the same words would pass every cache line back and forth.
+/// `pooled` is not null, pooled [N, C] = mean over H*W of BN(x) in the gate's order
+/// (kernels::channel_gate_pool: each image row from its first pixel, then the rows), so the
+/// floats are the training op's whatever the thread count.
+///
+/// The work is split the way the conv that reads the bits splits its own, so that each thread
+/// reads the pixels it wrote in the step before (a cache line written by one core and read by
+/// another must travel between their caches, which costs more than the BN itself):
+/// - when the conv walks pixel blocks outermost, by image rows, in contiguous shares; a row's
+///   sums go to a shared [N*H, C] buffer, added up per channel at the end;
+/// - otherwise (its threads share out channel blocks) by (image, channel span), a span being one
+///   64-bit word, or half of one when there are fewer words than threads (a batch of one).
+///   Half-word units write their 32 bits per pixel to a staging buffer of their own, merged into
+///   words in a second pass: two threads writing the two halves of the same words would pass
+///   every cache line back and forth.
 inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const FrozenBatchNorm& bn,
                          kernels::PlannedBinaryConv& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
     static_assert(std::endian::native == std::endian::little, "half-word packing assumes little-endian words");
@@ -76,12 +85,51 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
               "] or the batch norm of ", bn.channels(), " channels");
     const int64_t wc = dst.words_per_pixel(), P = H * W;
     const bool parallel = worth_threading(N * P * C);
+    const float* sc = bn.scale.data();
+    const float* sh = bn.shift.data();
+
+    if (dst.pixel_major()) {
+        float* row_sums = pooled ? thread_scratch<detail::BnSignPackRowSums>(N * H * C) : nullptr;
+        auto pack_row = [&](int64_t r) {  // image row r = n * H + y
+            const float* row = x + r * W * C;
+            float* __restrict h = thread_scratch<detail::BnSignPackRows>(W * C);
+            float* __restrict sum = row_sums ? row_sums + r * C : nullptr;
+            if (sum)
+                for (int64_t k = 0; k < C; ++k) sum[k] = 0.f;
+            for (int64_t i = 0; i < W * C; i += C) {
+                const float* __restrict in = row + i;
+                float* __restrict hp = h + i;
+                if (sum) {
+#pragma omp simd
+                    for (int64_t k = 0; k < C; ++k) {
+                        hp[k] = in[k] * sc[k] + sh[k];  // batch_norm_eval_forward's expression
+                        sum[k] += hp[k];
+                    }
+                } else {
+#pragma omp simd
+                    for (int64_t k = 0; k < C; ++k) hp[k] = in[k] * sc[k] + sh[k];
+                }
+            }
+            kernels::pack_signs(h, W, C, nullptr, nullptr, dst.input_pixel(r / H, r % H, 0), isa);
+        };
+#pragma omp parallel for schedule(static) if (parallel && N * H > 1)
+        for (int64_t r = 0; r < N * H; ++r) pack_row(r);
+        if (pooled)
+            for (int64_t n = 0; n < N; ++n) {
+                float* __restrict m = pooled + n * C;
+                for (int64_t k = 0; k < C; ++k) m[k] = 0.f;
+                for (int64_t y = 0; y < H; ++y)
+#pragma omp simd
+                    for (int64_t k = 0; k < C; ++k) m[k] += row_sums[(n * H + y) * C + k];
+                for (int64_t k = 0; k < C; ++k) m[k] /= static_cast<float>(P);
+            }
+        return;
+    }
+
     const int64_t span = detail::bn_sign_pack_in_halves(N, P, C, wc) ? 32 : 64;
     const int64_t per_image = (C + span - 1) / span, units = N * per_image;
     const bool staged = span == 32;
     uint32_t* halves = staged ? thread_scratch<detail::BnSignPackHalves, uint32_t>(per_image * N * P) : nullptr;
-    const float* sc = bn.scale.data();
-    const float* sh = bn.shift.data();
     auto pack_unit = [&](int64_t u) {
         const int64_t n = u / per_image, c0 = (u % per_image) * span, nc = std::min<int64_t>(span, C - c0);
         const float* __restrict a = sc + c0;
@@ -94,15 +142,18 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
         alignas(64) float sum[64] = {};
         for (int64_t y = 0; y < H; ++y) {
             const float* row = x + (n * H + y) * W * C + c0;
+            alignas(64) float row_sum[64] = {};
             for (int64_t xw = 0; xw < W; ++xw) {
                 const float* __restrict in = row + xw * C;
                 float* __restrict hp = h + xw * nc;
 #pragma omp simd
                 for (int64_t k = 0; k < nc; ++k) {
                     hp[k] = in[k] * a[k] + b[k];  // the expression of batch_norm_eval_forward
-                    sum[k] += hp[k];
+                    row_sum[k] += hp[k];
                 }
             }
+#pragma omp simd
+            for (int64_t k = 0; k < nc; ++k) sum[k] += row_sum[k];
             kernels::pack_signs(h, W, nc, nullptr, nullptr, words, isa);
             if (staged) {
                 uint32_t* out = halves + ((c0 / 32) * N + n) * P + y * W;

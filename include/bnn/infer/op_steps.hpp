@@ -289,7 +289,7 @@ public:
         return Shape{x[0], gate_.cout};
     }
     void run(const float* const* in, float* out) override {
-        kernels::channel_gate_pool(in[0], pooled_.data(), s_[0], s_[1] * s_[2], s_[3]);
+        kernels::channel_gate_pool(in[0], pooled_.data(), s_[0], s_[1] * s_[2], s_[2], s_[3]);
         gate_.forward(pooled_.data(), out, hidden_.data(), s_[0]);
     }
 

@@ -15,17 +15,25 @@
 
 namespace bnn::kernels {
 
-/// pooled [N, Cin] = mean over the P positions of x [N, P, Cin], summed position by position from 0.
-inline void channel_gate_pool(const float* x, float* pooled, int64_t n, int64_t p, int64_t cin) {
-    for (int64_t s = 0; s < n; ++s) {
-        float* m = pooled + s * cin;
-        for (int64_t c = 0; c < cin; ++c) m[c] = 0.f;
-        for (int64_t i = 0; i < p; ++i) {
-            const float* row = x + (s * p + i) * cin;
-            for (int64_t c = 0; c < cin; ++c) m[c] += row[c];
+/// pooled [N, Cin] = mean over the P positions of x [N, P, Cin], P being rows of `row` positions
+/// (an image's rows): each row summed from its first position, then the row sums from the first
+/// row. Summing by rows lets a multi-threaded pass that owns whole rows (the inference graph's
+/// BN+sign pack) give the same floats whatever its thread count.
+inline void channel_gate_pool(const float* x, float* pooled, int64_t n, int64_t p, int64_t row, int64_t cin) {
+    for (int64_t s = 0; s < n; ++s)
+        for (int64_t c0 = 0; c0 < cin; c0 += 64) {  // 64 channels at a time: the row sums stay on the stack
+            const int64_t nc = std::min<int64_t>(64, cin - c0);
+            float sum[64] = {}, row_sum[64];
+            for (int64_t r0 = 0; r0 < p; r0 += row) {
+                for (int64_t c = 0; c < nc; ++c) row_sum[c] = 0.f;
+                for (int64_t i = r0; i < r0 + row; ++i) {
+                    const float* v = x + (s * p + i) * cin + c0;
+                    for (int64_t c = 0; c < nc; ++c) row_sum[c] += v[c];
+                }
+                for (int64_t c = 0; c < nc; ++c) sum[c] += row_sum[c];
+            }
+            for (int64_t c = 0; c < nc; ++c) pooled[s * cin + c0 + c] = sum[c] / static_cast<float>(p);
         }
-        for (int64_t c = 0; c < cin; ++c) m[c] /= static_cast<float>(p);
-    }
 }
 
 /// w1 [Hd, Cin] -> w1t [Cin, Hd] and w2 [Cout, Hd] -> w2t [Hd, Cout], the layout channel_gate_mlp
@@ -65,12 +73,12 @@ inline void channel_gate_mlp(const float* pooled, const float* w1t, const float*
     }
 }
 
-/// x: [N, P, Cin] (P = H*W), w1: [Hd, Cin], w2: [Cout, Hd] ->
+/// x: [N, P, Cin] (P = H*W, rows of `row` = W positions), w1: [Hd, Cin], w2: [Cout, Hd] ->
 /// pooled: [N, Cin], hidden: [N, Hd] (before the ReLU), gate: [N, Cout]
 inline void channel_gate_forward(const float* x, const float* w1, const float* w2, float* pooled,
-                                 float* hidden, float* gate, int64_t n, int64_t p, int64_t cin, int64_t hd,
-                                 int64_t cout) {
-    channel_gate_pool(x, pooled, n, p, cin);
+                                 float* hidden, float* gate, int64_t n, int64_t p, int64_t row, int64_t cin,
+                                 int64_t hd, int64_t cout) {
+    channel_gate_pool(x, pooled, n, p, row, cin);
     std::vector<float> w1t(cin * hd), w2t(hd * cout);
     channel_gate_transpose(w1, w2, w1t.data(), w2t.data(), cin, hd, cout);
     channel_gate_mlp(pooled, w1t.data(), w2t.data(), hidden, gate, n, cin, hd, cout);

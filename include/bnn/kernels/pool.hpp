@@ -20,12 +20,17 @@ struct PoolGeometry {
     }
 };
 
+/// True when a forward pooling is worth a parallel region. Its work is the k*k reads per output
+/// (the input, not the output, is what a 2x2 stride-2 pool sweeps), and with one thread the
+/// calling core would read the rows the other threads wrote in the step before, from their caches.
+inline bool pool_worth_threading(const PoolGeometry& g) { return worth_threading(g.N * g.OH * g.OW * g.C * g.k * g.k); }
+
 /// y [N, OH, OW, C] = mean of each k x k window (padding counted as zeros).
 inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     const float inv = 1.f / static_cast<float>(g.k * g.k);
     // Output rows of all images are the work items, so a batch of one splits too.
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
+#pragma omp parallel for collapse(2) schedule(static) if (pool_worth_threading(g))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -76,7 +81,7 @@ template <bool RecordWinners>
 void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     // Output rows of all images are the work items, so a batch of one splits too.
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threading(g.N * g.OH * g.OW * g.C))
+#pragma omp parallel for collapse(2) schedule(static) if (pool_worth_threading(g))
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {

@@ -30,7 +30,7 @@ inline Variable channel_gate(const Variable& x, const Variable& w1, const Variab
     Tensor<float> pooled = Tensor<float>::empty({n, cin}), hidden = Tensor<float>::empty({n, hd});
     Tensor<float> gate = Tensor<float>::empty({n, cout});
     kernels::channel_gate_forward(x.value().data(), w1.value().data(), w2.value().data(), pooled.data(),
-                                  hidden.data(), gate.data(), n, p, cin, hd, cout);
+                                  hidden.data(), gate.data(), n, p, x.dim(2), cin, hd, cout);
     Tensor<float> w1v = w1.value(), w2v = w2.value();
     return make_result(
         gate, {x, w1, w2},

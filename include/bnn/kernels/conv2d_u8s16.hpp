@@ -159,18 +159,19 @@ inline void conv2d_u8s16_forward(const uint8_t* x, const U8S16ConvWeights& w, co
     const Isa isa = active_isa();
     detail::u8s16_run(x, w, g, isa, [&](const detail::U8S16Pixel* px, int64_t rows, int64_t c0, const int32_t* acc) {
         const int64_t cols = std::min(detail::u8s16_lanes, g.Cout - c0);
+        const float* scale = w.scale.data() + c0;
+        const float* bias[detail::u8s16_tile_pixels];
+        float* o[detail::u8s16_tile_pixels];
         for (int64_t r = 0; r < rows; ++r) {
-            const int32_t* a = acc + r * detail::u8s16_lanes;
-            const float* bias = plan.bias_row(px[r].oh, px[r].ow) + c0;
-            float* o = out + px[r].index * g.Cout + c0;
-#if BNN_X86
-            if (has_avx2(isa)) {
-                detail::u8s16_finish_avx2(a, w.scale.data() + c0, bias, o, cols);
-                continue;
-            }
-#endif
-            detail::u8s16_finish_scalar(a, w.scale.data() + c0, bias, o, cols);
+            bias[r] = plan.bias_row(px[r].oh, px[r].ow) + c0;
+            o[r] = out + px[r].index * g.Cout + c0;
         }
+#if BNN_X86
+        if (has_avx512(isa)) detail::u8s16_finish_avx512(acc, rows, scale, bias, o, cols);
+        else if (has_avx2(isa)) detail::u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
+        else
+#endif
+            detail::u8s16_finish_scalar(acc, rows, scale, bias, o, cols);
     });
 }
 

@@ -2,7 +2,7 @@
 /// @file conv2d_u8s16_avx2.hpp
 /// The integer stem's AVX2 path (conv2d_u8s16.hpp): the scalar tile's int32 sums by vpmaddwd on
 /// u8 pixels widened to int16 pairs, and the same conversion and single fma rounding, so it gives
-/// the scalar path's floats. The AVX-512 paths use its conversion too.
+/// the scalar path's floats.
 #include <cstdint>
 #include <cstring>
 
@@ -57,16 +57,18 @@ __attribute__((target("avx2"))) inline void u8s16_tile_avx2(const int16_t* const
 }
 
 /// u8s16_finish_scalar with vcvtdq2ps and vfmadd (the same conversion and the same single rounding).
-__attribute__((target("avx2,fma"))) inline void u8s16_finish_avx2(const int32_t* acc, const float* scale,
-                                                                  const float* bias, float* out, int64_t cols) {
+__attribute__((target("avx2,fma"))) inline void u8s16_finish_avx2(const int32_t* acc, int64_t rows, const float* scale,
+                                                                  const float* const* bias, float* const* out,
+                                                                  int64_t cols) {
     if (cols < u8s16_lanes) {
-        u8s16_finish_scalar(acc, scale, bias, out, cols);
+        u8s16_finish_scalar(acc, rows, scale, bias, out, cols);
         return;
     }
-    for (int64_t j = 0; j < u8s16_lanes; j += 8) {
-        const __m256 a = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j)));
-        _mm256_storeu_ps(out + j, _mm256_fmadd_ps(a, _mm256_loadu_ps(scale + j), _mm256_loadu_ps(bias + j)));
-    }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < u8s16_lanes; j += 8) {
+            const __m256 a = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + r * u8s16_lanes + j)));
+            _mm256_storeu_ps(out[r] + j, _mm256_fmadd_ps(a, _mm256_loadu_ps(scale + j), _mm256_loadu_ps(bias[r] + j)));
+        }
 }
 
 }  // namespace bnn::kernels::detail

@@ -82,5 +82,18 @@ __attribute__((target("avx512f,avx512bw"))) inline void u8s16_tile_avx512(const 
     }
 }
 
+/// u8s16_finish_scalar with vcvtdq2ps and vfmadd on one zmm a pixel, the store masked to `cols`
+/// (scale and the bias rows hold 16 values).
+__attribute__((target("avx512f"))) inline void u8s16_finish_avx512(const int32_t* acc, int64_t rows, const float* scale,
+                                                                   const float* const* bias, float* const* out,
+                                                                   int64_t cols) {
+    const __mmask16 keep = static_cast<__mmask16>((1u << cols) - 1);
+    const __m512 s = _mm512_loadu_ps(scale);
+    for (int64_t r = 0; r < rows; ++r) {
+        const __m512 a = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + r * u8s16_lanes));
+        _mm512_mask_storeu_ps(out[r], keep, _mm512_fmadd_ps(a, s, _mm512_loadu_ps(bias[r])));
+    }
+}
+
 }  // namespace bnn::kernels::detail
 #endif

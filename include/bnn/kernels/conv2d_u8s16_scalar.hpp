@@ -36,9 +36,13 @@ inline void u8s16_tile_scalar(const int16_t* const* fields, const U8S16Taps& t, 
         }
 }
 
-/// out[j] = fma(float(acc[j]), scale[j], bias[j]) for j < cols.
-inline void u8s16_finish_scalar(const int32_t* acc, const float* scale, const float* bias, float* out, int64_t cols) {
-    for (int64_t j = 0; j < cols; ++j) out[j] = std::fma(static_cast<float>(acc[j]), scale[j], bias[j]);
+/// out[r][j] = fma(float(acc[r, j]), scale[j], bias[r][j]) for the first `rows` pixels of a tile
+/// (acc [4, 16]) and j < cols; bias[r] and scale hold 16 values.
+inline void u8s16_finish_scalar(const int32_t* acc, int64_t rows, const float* scale, const float* const* bias,
+                                float* const* out, int64_t cols) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j)
+            out[r][j] = std::fma(static_cast<float>(acc[r * u8s16_lanes + j]), scale[j], bias[r][j]);
 }
 
 }  // namespace bnn::kernels::detail

@@ -220,6 +220,10 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"bn_sign_pack in half words", kAllIsas},
     {"bn_sign_pack in words over 2 threads", kAllIsas},
     {"u8s16 over 2 threads, channel blocks split", kAllIsas},
+    {"u8s16 AVX-512 tile of 4 channel blocks", kAvx512Isas},
+    {"u8s16 AVX-512 tile of 1 to 3 channel blocks", kAvx512Isas},
+    {"u8s16 AVX-512 tile with vpdpwssd", {Isa::avx512_vpopcntdq}},
+    {"u8s16 AVX-512 tile with vpmaddwd + vpaddd", {Isa::avx512}},
     {"sgemm_few_rows over 2 threads", kAllIsas},
     {"sgemm 14x32 tile", kAvx512Isas},
     {"sgemm 28x16 tile", kAvx512Isas},
@@ -718,7 +722,7 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
                          }
              return Outputs{exact("dots", dots), exact("out", out)};
          },
-         [=](Isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
+         [=](Isa isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
              const Conv2dGeometry g = s.geometry();
              U8S16ConvPlan plan;
              plan_conv2d_u8s16(*q, g, plan);
@@ -734,6 +738,12 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
              if (num_threads() > 1 && worth_threading(pixels * q->CoutP() * q->Kp() / 16) && blocks > 1 &&
                  chunks < 4 * num_threads())
                  taken.push_back("u8s16 over 2 threads, channel blocks split");
+             if (has_avx512(isa)) {  // conv2d_u8s16_avx512.hpp: tiles of up to 4 blocks
+                 if (blocks >= 4) taken.push_back("u8s16 AVX-512 tile of 4 channel blocks");
+                 if (blocks % 4 != 0) taken.push_back("u8s16 AVX-512 tile of 1 to 3 channel blocks");
+                 taken.push_back(has_avx512_vnni(isa) ? "u8s16 AVX-512 tile with vpdpwssd"
+                                                      : "u8s16 AVX-512 tile with vpmaddwd + vpaddd");
+             }
              return Outputs{exact("dots", dots), exact("out", out)};
          }});
 }
@@ -748,6 +758,8 @@ void add_u8s16_cases(std::vector<KernelCase>& cases) {
         {3, 3, 5, 1, 7, 3, 3, 1, 2},    {1, 1, 1, 2, 15, 1, 1, 1, 0},   {2, 6, 9, 4, 31, 2, 3, 1, 1},
         // Enough work for threads: a few chunks (channel blocks split), many chunks.
         {1, 11, 11, 3, 300, 7, 7, 2, 3}, {2, 40, 37, 3, 40, 7, 7, 2, 3},
+        // The ImageNet stem's kernel (7x7x3, stride 2, padding 3, 64 channels) on odd sizes.
+        {1, 23, 21, 3, 64, 7, 7, 2, 3},
         // The largest receptive fields: 64 taps wide (the plan's 64-bit masks, first and last
         // bits used) at K = 256, and 16 x 16 over one channel, both padded.
         {1, 2, 40, 4, 7, 1, 64, 1, 33}, {1, 9, 9, 1, 18, 16, 16, 1, 8},
@@ -1304,6 +1316,36 @@ TEST_CASE("kernels refuse a path the CPU lacks", "[kernels][isa]") {
         ++refused;
     }
     if (refused == 0) BNN_SKIP("this CPU has every path, so none can be refused");
+}
+
+TEST_CASE("the integer stem's AVX-512 dot products agree bit for bit", "[kernels][isa]") {
+    // The table runs both on their paths; this names the one a CPU cannot test.
+    if (!isa_supported(Isa::avx512)) BNN_SKIP("this CPU lacks AVX-512: neither AVX-512 tile of the integer stem is tested");
+    if (!isa_supported(Isa::avx512_vpopcntdq))
+        BNN_SKIP("this CPU lacks AVX512_VNNI or VPOPCNTDQ: the integer stem's vpdpwssd tile is not tested");
+    Rng rng(92);
+    const ConvShape s{2, 19, 17, 3, 80, 7, 7, 2, 3};  // 5 channel blocks: a tile of 4 and one of 1
+    const std::vector<float> w = uniform(s.weights(), rng, -.5f, .5f), bias = uniform(s.co, rng, -1.f, 1.f);
+    const std::vector<float> mean = {.485f, .456f, .406f}, stdev = {.229f, .224f, .225f};
+    std::vector<uint8_t> x(s.inputs());
+    for (uint8_t& v : x) v = static_cast<uint8_t>(rng.below(256));
+    const U8S16ConvWeights q = quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data());
+    U8S16ConvPlan plan;
+    plan_conv2d_u8s16(q, s.geometry(), plan);
+    std::vector<std::vector<float>> outs;
+    for (Isa isa : {Isa::scalar, Isa::avx512, Isa::avx512_vpopcntdq}) {
+        IsaGuard guard(isa);
+        outs.emplace_back(s.outputs(), std::nanf(""));
+        conv2d_u8s16_forward(x.data(), q, plan, outs.back().data());
+    }
+    int64_t vpmaddwd_off = 0, vpdpwssd_off = 0;
+    for (size_t i = 0; i < outs[0].size(); ++i) {
+        vpmaddwd_off += std::bit_cast<uint32_t>(outs[1][i]) != std::bit_cast<uint32_t>(outs[0][i]);
+        vpdpwssd_off += std::bit_cast<uint32_t>(outs[2][i]) != std::bit_cast<uint32_t>(outs[0][i]);
+    }
+    INFO(outs[0].size() << " outputs");
+    REQUIRE(vpmaddwd_off == 0);
+    REQUIRE(vpdpwssd_off == 0);
 }
 
 // ---- bit packing and the XNOR conv's checks ------------------------------------------------

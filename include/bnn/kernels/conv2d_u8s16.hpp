@@ -21,29 +21,32 @@
 ///
 /// Exactness: |x * q| <= 255 * 32767 per term, so an int32 sum of K terms cannot overflow while
 /// K <= u8s16_max_taps (257); the quantiser refuses a larger K. Every path computes the same
-/// integers (their order does not matter), converts them the same way and rounds one fma, so the
-/// scalar and AVX2 paths give the same floats.
+/// integers (their order does not matter), converts them the same way and rounds one fma, so
+/// every path gives the same floats.
 ///
-/// Paths: scalar, and AVX2 (vpmaddwd on u8 pixels widened to int16 pairs, vpaddd), chosen by
-/// kernels::active_isa(); an AVX-512 CPU runs the AVX2 path.
+/// Paths, chosen by kernels::active_isa(): scalar; AVX2 (vpmaddwd on u8 pixels widened to int16
+/// pairs, vpaddd), tiles of 4 pixels x 16 channels; AVX-512, tiles of 4 pixels x 64 channels, with
+/// vpdpwssd where the path has VNNI (has_avx512_vnni) and vpmaddwd + vpaddd otherwise.
 ///
-/// Work split: output pixels of the whole batch in chunks of 32, whose receptive fields are
-/// gathered once (int16, zero for padded taps) into a per-thread buffer; output channels in
-/// blocks of 16. A work item is (pixel chunk, group of channel blocks); the channel blocks are
-/// split into groups only when there are too few chunks for the threads.
+/// No gather: the batch is widened once to int16 with its padding written out (u8s16_widen), and
+/// the tiles read each receptive field's kernel rows in place, the weights packed per kernel row
+/// to match. Output pixels of the whole batch go in chunks of 32, output channels in blocks of 16.
+/// A work item is (pixel chunk, group of channel blocks); the channel blocks are split into
+/// groups only when there are too few chunks for the threads.
 ///
-/// Files: this one holds the gather, the driver and the entry points; conv2d_u8s16_quantize.hpp
-/// the folding and quantising of the weights; conv2d_u8s16_plan.hpp the bias rows of one input
-/// shape; conv2d_u8s16_scalar.hpp and conv2d_u8s16_avx2.hpp the two paths' tiles.
+/// Files: this one holds the widening, the driver and the entry points; conv2d_u8s16_quantize.hpp
+/// the folding, quantising and packing of the weights; conv2d_u8s16_plan.hpp the bias rows of one
+/// input shape; conv2d_u8s16_scalar.hpp, conv2d_u8s16_avx2.hpp and conv2d_u8s16_avx512.hpp the
+/// paths' tiles.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 
 #include "bnn/core/error.hpp"
 #include "bnn/core/threads.hpp"
-#include "bnn/kernels/conv2d_fields.hpp"
 #include "bnn/kernels/conv2d_geometry.hpp"
 #include "bnn/kernels/conv2d_u8s16_avx2.hpp"
+#include "bnn/kernels/conv2d_u8s16_avx512.hpp"
 #include "bnn/kernels/conv2d_u8s16_plan.hpp"
 #include "bnn/kernels/conv2d_u8s16_quantize.hpp"
 #include "bnn/kernels/conv2d_u8s16_scalar.hpp"
@@ -53,58 +56,93 @@ namespace bnn::kernels {
 
 namespace detail {
 
-inline constexpr int64_t u8s16_chunk_pixels = 32;  // pixels gathered at once
+inline constexpr int64_t u8s16_chunk_pixels = 32;  // pixels of one work item
 
-/// Tag of the per-thread buffer of gathered receptive fields (bnn::thread_scratch).
-struct U8S16Fields;
+/// Tag of the calling thread's buffer of the padded, widened image (bnn::thread_scratch).
+struct U8S16Image;
 
-/// Receptive fields of output pixels [p0, p0 + rows) (of the whole batch) as int16 rows of Kp,
-/// 0 for padded taps and past K; rows up to a whole tile past the last pixel are zero too.
-inline void u8s16_gather(const uint8_t* x, const Conv2dGeometry& g, int64_t kp, int64_t p0, int64_t rows,
-                         int16_t* fields) {
-    const int64_t plane = g.OH * g.OW;
-    const int64_t padded_rows = (rows + u8s16_tile_pixels - 1) / u8s16_tile_pixels * u8s16_tile_pixels;
-    for (int64_t i = 0; i < padded_rows; ++i) {
-        int16_t* row = fields + i * kp;
-        if (i >= rows) {
-            std::fill(row, row + kp, int16_t{0});
-            continue;
+/// The batch x [N, H, W, C] uint8 as int16 [N, H + 2 pad, W + 2 pad, C], 0 in the padding, then
+/// one pair of zeros: a receptive field's kernel rows lie in it as runs of KW*C values, which the
+/// tiles read in place (the pair that ends an odd run reads one value past it).
+inline const int16_t* u8s16_widen(const uint8_t* x, const Conv2dGeometry& g) {
+    const int64_t hp = g.H + 2 * g.pad, row = (g.W + 2 * g.pad) * g.C, edge = g.pad * g.C, inner = g.W * g.C;
+    const int64_t size = g.N * hp * row + 2;
+    int16_t* image = thread_scratch<U8S16Image, int16_t>(size);
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t ih = 0; ih < hp; ++ih) {
+            int16_t* dst = image + (n * hp + ih) * row;
+            const int64_t h = ih - g.pad;
+            if (h < 0 || h >= g.H) {
+                std::fill(dst, dst + row, int16_t{0});
+                continue;
+            }
+            const uint8_t* src = x + (n * g.H + h) * inner;
+            std::fill(dst, dst + edge, int16_t{0});
+            for (int64_t j = 0; j < inner; ++j) dst[edge + j] = src[j];
+            std::fill(dst + edge + inner, dst + row, int16_t{0});
         }
-        const int64_t p = p0 + i, n = p / plane, oh = p % plane / g.OW, ow = p % g.OW;
-        gather_field(x + n * g.H * g.W * g.C, g, oh * g.stride - g.pad, ow * g.stride - g.pad, row);
-        std::fill(row + g.K(), row + kp, int16_t{0});
-    }
+    image[size - 2] = image[size - 1] = 0;
+    return image;
 }
 
+/// An output pixel of the batch: its index, row and column, and where its receptive field starts
+/// in the widened image.
+struct U8S16Pixel {
+    int64_t index, oh, ow;
+    const int16_t* field;
+};
+
 /// The shared driver: for every tile of (4 pixels, 16 channels), its int32 sums handed to
-/// finish(first pixel, pixels in the tile, first channel, acc [4, 16]).
+/// finish(pixels of the tile, how many, first channel, acc [4, 16]).
 template <class Finish>
 void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, [[maybe_unused]] Isa isa, Finish&& finish) {
     const int64_t pixels = g.N * g.OH * g.OW, kp = w.Kp(), blocks = w.CoutP() / u8s16_lanes;
     const int64_t chunks = (pixels + u8s16_chunk_pixels - 1) / u8s16_chunk_pixels;
+    const int64_t hp = g.H + 2 * g.pad, wp = g.W + 2 * g.pad, block_step = kp * u8s16_lanes;
+    const int16_t* image = u8s16_widen(x, g);
+    const U8S16Taps taps{g.KH, w.RunP() / 2, wp * g.C};
+    int64_t tile_blocks = 1;
+#if BNN_X86
+    if (has_avx512(isa)) tile_blocks = u8s16_tile_blocks_max;
+#endif
     // Dot-product vector operations of the call against the work a parallel region pays for.
     const int threads = worth_threading(pixels * w.CoutP() * kp / 16) ? num_threads() : 1;
     const int64_t groups = threads > 1 ? std::clamp<int64_t>((4 * threads + chunks - 1) / chunks, 1, blocks) : 1;
     parallel_ranges(chunks * groups, threads, [&](int, int64_t begin, int64_t end) {
-        int16_t* fields = thread_scratch<U8S16Fields, int16_t>(u8s16_chunk_pixels * kp);
-        int64_t gathered = -1;
-        alignas(32) int32_t acc[u8s16_tile_pixels * u8s16_lanes];
+        U8S16Pixel px[u8s16_chunk_pixels];
+        int64_t located = -1;
+        alignas(64) int32_t acc[u8s16_tile_blocks_max * u8s16_tile_pixels * u8s16_lanes];
         for (int64_t item = begin; item < end; ++item) {
             const int64_t chunk = item / groups, group = item % groups;
             const int64_t p0 = chunk * u8s16_chunk_pixels, rows = std::min(u8s16_chunk_pixels, pixels - p0);
-            if (chunk != gathered) {
-                u8s16_gather(x, g, kp, p0, rows, fields);
-                gathered = chunk;
+            if (chunk != located) {  // the chunk's pixels in order, without a division each
+                int64_t n = p0 / (g.OH * g.OW), oh = p0 / g.OW % g.OH, ow = p0 % g.OW;
+                for (int64_t i = 0; i < rows; ++i) {
+                    px[i] = {p0 + i, oh, ow, image + ((n * hp + oh * g.stride) * wp + ow * g.stride) * g.C};
+                    if (++ow == g.OW) {
+                        ow = 0;
+                        if (++oh == g.OH) oh = 0, ++n;
+                    }
+                }
+                located = chunk;
             }
-            for (int64_t b = group * blocks / groups; b < (group + 1) * blocks / groups; ++b) {
-                const int16_t* wb = w.packed.data() + b * (kp / 2) * u8s16_lanes * 2;
+            const int64_t b1 = (group + 1) * blocks / groups;
+            for (int64_t b = group * blocks / groups; b < b1; b += tile_blocks) {
+                const int64_t nb = std::min(tile_blocks, b1 - b);
+                const int16_t* wb = w.packed.data() + b * block_step;
                 for (int64_t r = 0; r < rows; r += u8s16_tile_pixels) {
+                    const int64_t count = std::min(u8s16_tile_pixels, rows - r);
+                    const int16_t* fields[u8s16_tile_pixels];  // past the last pixel: the last again
+                    for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = px[r + std::min(i, count - 1)].field;
 #if BNN_X86
-                    if (has_avx2(isa)) u8s16_tile_avx2(fields + r * kp, kp, wb, acc);
+                    if (has_avx512_vnni(isa)) u8s16_tile_avx512<U8S16Vnni>(fields, taps, wb, block_step, nb, acc);
+                    else if (has_avx512(isa)) u8s16_tile_avx512<U8S16MaddAdd>(fields, taps, wb, block_step, nb, acc);
+                    else if (has_avx2(isa)) u8s16_tile_avx2(fields, taps, wb, acc);
                     else
 #endif
-                        u8s16_tile_scalar(fields + r * kp, kp, wb, acc);
-                    finish(p0 + r, std::min(u8s16_tile_pixels, rows - r), b * u8s16_lanes, acc);
+                        u8s16_tile_scalar(fields, taps, wb, acc);
+                    for (int64_t j = 0; j < nb; ++j)
+                        finish(px + r, count, (b + j) * u8s16_lanes, acc + j * u8s16_tile_pixels * u8s16_lanes);
                 }
             }
         }
@@ -114,27 +152,26 @@ void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry
 }  // namespace detail
 
 /// out [N, OH, OW, Cout] float = the stem convolution of the raw image x [N, H, W, C] uint8 (see
-/// the file comment); `plan` from plan_conv2d_u8s16(w, g). Allocates nothing once each thread's
-/// gather buffer has grown.
+/// the file comment); `plan` from plan_conv2d_u8s16(w, g). Allocates nothing once the calling
+/// thread's buffer of the widened image has grown.
 inline void conv2d_u8s16_forward(const uint8_t* x, const U8S16ConvWeights& w, const U8S16ConvPlan& plan, float* out) {
     const Conv2dGeometry& g = plan.g;
     const Isa isa = active_isa();
-    const int64_t plane = g.OH * g.OW;
-    detail::u8s16_run(x, w, g, isa, [&](int64_t p0, int64_t rows, int64_t c0, const int32_t* acc) {
+    detail::u8s16_run(x, w, g, isa, [&](const detail::U8S16Pixel* px, int64_t rows, int64_t c0, const int32_t* acc) {
         const int64_t cols = std::min(detail::u8s16_lanes, g.Cout - c0);
+        const float* scale = w.scale.data() + c0;
+        const float* bias[detail::u8s16_tile_pixels];
+        float* o[detail::u8s16_tile_pixels];
         for (int64_t r = 0; r < rows; ++r) {
-            const int64_t p = p0 + r, oh = p % plane / g.OW, ow = p % g.OW;
-            const int32_t* a = acc + r * detail::u8s16_lanes;
-            const float* bias = plan.bias_row(oh, ow) + c0;
-            float* o = out + p * g.Cout + c0;
-#if BNN_X86
-            if (has_avx2(isa)) {
-                detail::u8s16_finish_avx2(a, w.scale.data() + c0, bias, o, cols);
-                continue;
-            }
-#endif
-            detail::u8s16_finish_scalar(a, w.scale.data() + c0, bias, o, cols);
+            bias[r] = plan.bias_row(px[r].oh, px[r].ow) + c0;
+            o[r] = out + px[r].index * g.Cout + c0;
         }
+#if BNN_X86
+        if (has_avx512(isa)) detail::u8s16_finish_avx512(acc, rows, scale, bias, o, cols);
+        else if (has_avx2(isa)) detail::u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
+        else
+#endif
+            detail::u8s16_finish_scalar(acc, rows, scale, bias, o, cols);
     });
 }
 
@@ -143,10 +180,10 @@ inline void conv2d_u8s16_forward(const uint8_t* x, const U8S16ConvWeights& w, co
 inline void conv2d_u8s16_dots(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, int32_t* dots) {
     BNN_CHECK(g.C == w.C && g.Cout == w.Cout && g.KH == w.KH && g.KW == w.KW,
               "conv2d_u8s16_dots: the weights do not fit the geometry");
-    detail::u8s16_run(x, w, g, active_isa(), [&](int64_t p0, int64_t rows, int64_t c0, const int32_t* acc) {
+    detail::u8s16_run(x, w, g, active_isa(), [&](const detail::U8S16Pixel* px, int64_t rows, int64_t c0, const int32_t* acc) {
         const int64_t cols = std::min(detail::u8s16_lanes, g.Cout - c0);
         for (int64_t r = 0; r < rows; ++r)
-            std::memcpy(dots + (p0 + r) * g.Cout + c0, acc + r * detail::u8s16_lanes, sizeof(int32_t) * cols);
+            std::memcpy(dots + px[r].index * g.Cout + c0, acc + r * detail::u8s16_lanes, sizeof(int32_t) * cols);
     });
 }
 

@@ -19,7 +19,7 @@ inline constexpr int32_t u8s16_weight_max = 32767;
 inline constexpr int64_t u8s16_max_taps = INT32_MAX / (int64_t{255} * u8s16_weight_max);
 
 namespace detail {
-inline constexpr int64_t u8s16_lanes = 16;  // output channels per tile: two AVX2 int32 vectors
+inline constexpr int64_t u8s16_lanes = 16;  // output channels per block: two AVX2 or one AVX-512 int32 vector
 }  // namespace detail
 
 /// Quantised, normalization-folded weights of one convolution (quantize_conv2d_u8s16).
@@ -29,11 +29,15 @@ struct U8S16ConvWeights {
     std::vector<float> scale;               ///< [CoutP], 0 past Cout: real weight = scale[o] * q
     std::vector<double> bias;               ///< [Cout] folded bias of an interior pixel
     std::vector<double> tap_correction;     ///< [KH*KW, Cout]: sum_c q[o,t,c] * 255 mean[c], in steps of scale[o]
-    std::vector<int16_t> packed;            ///< [CoutP/16, Kp/2, 16, 2]: q in int16 pairs, zeros past K and Cout
+    /// [CoutP/16, KH, RunP/2, 16, 2]: q in int16 pairs along each kernel row, zeros past a row's
+    /// KW*C taps and past Cout (the tiles read a kernel row in place, one pair past its end).
+    std::vector<int16_t> packed;
 
     int64_t K() const { return KH * KW * C; }
-    /// K rounded up to whole int16 pairs.
-    int64_t Kp() const { return (K() + 1) / 2 * 2; }
+    /// The taps of one kernel row, KW*C, rounded up to whole int16 pairs.
+    int64_t RunP() const { return (KW * C + 1) / 2 * 2; }
+    /// The packed taps of one output channel: KH rows of RunP.
+    int64_t Kp() const { return KH * RunP(); }
     /// Cout rounded up to whole tiles.
     int64_t CoutP() const { return (Cout + detail::u8s16_lanes - 1) / detail::u8s16_lanes * detail::u8s16_lanes; }
 };
@@ -90,10 +94,12 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
         r.bias[o] = bias_o;
     }
     r.packed.assign(coutp * kp, 0);
+    const int64_t run = KW * C, runp = r.RunP();
     for (int64_t o = 0; o < Cout; ++o)
         for (int64_t k = 0; k < K; ++k) {
             const int64_t block = o / detail::u8s16_lanes, lane = o % detail::u8s16_lanes;
-            r.packed[((block * (kp / 2) + k / 2) * detail::u8s16_lanes + lane) * 2 + k % 2] = r.q[o * K + k];
+            const int64_t kk = k / run * runp + k % run;  // k's place in its kernel row of RunP taps
+            r.packed[((block * (kp / 2) + kk / 2) * detail::u8s16_lanes + lane) * 2 + kk % 2] = r.q[o * K + k];
         }
     return r;
 }

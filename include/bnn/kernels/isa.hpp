@@ -28,7 +28,10 @@ namespace bnn::kernels {
 
 /// The kernel paths. On x86 each CPU that has one has all before it in kIsas; AVX-512 without
 /// VPOPCNTDQ (Skylake-X, Cascade Lake) is a path of its own: its float kernels use AVX-512 and its
-/// popcount kernels the AVX2 code. NEON is aarch64's. Code never compares paths by order: the
+/// popcount kernels the AVX2 code. avx512_vpopcntdq also takes AVX512_VNNI, which every CPU with
+/// VPOPCNTDQ and AVX-512BW has (Ice Lake, Sapphire Rapids, Zen 4 and 5), so that both integer
+/// dot products of AVX-512 run on such a CPU: vpdpwssd there, vpmaddwd + vpaddd on avx512.
+/// NEON is aarch64's. Code never compares paths by order: the
 /// has_*() predicates below say which kernels a path uses.
 enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, avx512_vpopcntdq = 3, neon = 4 };
 
@@ -53,8 +56,11 @@ inline bool has_avx2(Isa isa) { return isa == Isa::avx2 || isa == Isa::avx512 ||
 /// True when the path uses the AVX-512 float and byte instructions (F, BW, DQ, VL).
 inline bool has_avx512(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_vpopcntdq; }
 
+/// True when the path uses AVX512_VNNI (vpdpwssd) for its integer dot products.
+inline bool has_avx512_vnni(Isa isa) { return isa == Isa::avx512_vpopcntdq; }
+
 /// True when this CPU can run the given path. AVX2 also needs FMA; AVX-512 means F, BW, DQ and VL;
-/// avx512_vpopcntdq adds the 64-bit lane popcount; NEON is part of every aarch64 CPU.
+/// avx512_vpopcntdq adds the 64-bit lane popcount and VNNI; NEON is part of every aarch64 CPU.
 inline bool isa_supported(Isa isa) {
     switch (isa) {
         case Isa::scalar: return true;
@@ -66,7 +72,8 @@ inline bool isa_supported(Isa isa) {
                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
                    __builtin_cpu_supports("avx512vl");
         case Isa::avx512_vpopcntdq:
-            return isa_supported(Isa::avx512) && __builtin_cpu_supports("avx512vpopcntdq");
+            return isa_supported(Isa::avx512) && __builtin_cpu_supports("avx512vpopcntdq") &&
+                   __builtin_cpu_supports("avx512vnni");
 #elif defined(__aarch64__)
         case Isa::neon: return true;
 #endif

@@ -60,7 +60,7 @@ start() {
 }
 
 # Waits until file $1 exists (the process $pid still running), at most 250 s (ctest's limit is
-# 300): an emulated trainer takes a while to get there.
+# 300, 900 emulated: tests/cli/CMakeLists.txt): an emulated trainer takes a while to get there.
 wait_for_file() {
     local deadline=$((SECONDS + 250))
     while ((SECONDS < deadline)); do

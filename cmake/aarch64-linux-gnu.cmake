@@ -4,7 +4,9 @@
 # /usr/lib/aarch64-linux-gnu); the header-only dependencies (Eigen, xsimd, nlohmann_json, CLI11,
 # Catch2) are the host's, since their headers and CMake packages do not depend on the architecture.
 # ctest runs the test programs under qemu-user with the cross sysroot given explicitly, so it works
-# without binfmt.
+# without binfmt. Its library path puts the sysroot's libc before Debian's multiarch arm64 libc
+# (libc6:arm64, which zlib1g-dev:arm64 brings into /lib/aarch64-linux-gnu, searched first): the
+# sysroot's loader with another build's libc hangs in the first pthread_create.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
@@ -21,4 +23,4 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 # The multiarch libraries live outside the cross sysroot: /usr/lib/aarch64-linux-gnu.
 list(APPEND CMAKE_FIND_ROOT_PATH /)
 
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu)
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib)

@@ -5,6 +5,7 @@
 //   classify --checkpoint runs/latest/real-to-bin-step3.deploy.safetensors --image shoe.png
 //   classify --checkpoint my_net.deploy.safetensors --image cat.png --size 32   (no trainer metadata)
 //   classify ... --stem int16   (the first convolution on the image's bytes: docs/performance.md)
+//   classify ... --logits       (also every class's logit, to the last bit: "logit INDEX VALUE")
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
     int top = 5;
     int64_t size = 0, channels = 3;
     std::string stem = "fp32";
+    bool print_logits = false;
     app.add_option("--checkpoint", checkpoint, "a trainer checkpoint or a .deploy.safetensors file")->required();
     app.add_option("--image", image, "a PNG, JPEG or BMP image")->required();
     app.add_option("--top", top, "how many classes to print")
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
     app.add_option("--stem", stem, "the first convolution on normalized floats (fp32) or on the image's bytes (int16)")
         ->check(CLI::IsMember({"fp32", "int16"}))
         ->capture_default_str();
+    app.add_flag("--logits", print_logits, "also print every class's logit, with the digits that give back its float");
     CLI11_PARSE(app, argc, argv);
 
     const infer::StemPrecision stem_precision = stem == "int16" ? infer::StemPrecision::int16 : infer::StemPrecision::fp32;
@@ -73,6 +76,10 @@ int main(int argc, char** argv) {
                   p.class_names.size(), " class names in '", checkpoint, "'");
         for (const examples::RankedClass& c : examples::top_classes(logits.data(), K, top))
             std::printf("  %6.2f%%  %s\n", 100 * c.probability, p.class_names[c.index].c_str());
+        // Nine significant digits give back every float exactly (tests/cli/portable_deployment.sh
+        // compares two machines' logits).
+        if (print_logits)
+            for (int64_t k = 0; k < K; ++k) std::printf("logit %lld %.9g\n", static_cast<long long>(k), logits.data()[k]);
     } catch (const Error& e) {
         std::fprintf(stderr, "classify: %s\n", e.what());
         return 1;

@@ -9,7 +9,10 @@
 #   crash_safety.sh TRAIN_CIFAR100 unwritable-output  --out that cannot be written: refused at once
 #   crash_safety.sh TRAIN_CIFAR100 nan-loss           a diverging loss stops the stage, keeps the
 #                                                     last good checkpoint
-# BNN_CRASH_SEED fixes the random kill moments (the seed is printed).
+# BNN_CRASH_SEED fixes the random kill moments (the seed is printed). Under an emulator
+# (BNN_TEST_EMULATED=1, set by a cross build's ctest: tests/cli/CMakeLists.txt) a trainer run
+# costs about ten times the CPU, so the runs are shorter and kill-resume kills fewer times; every
+# case runs.
 set -uo pipefail
 
 trainer=$1
@@ -21,6 +24,11 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/bnn_crash_XXXXXX")
 trap 'rm -rf "$work"' EXIT
 make_tiny_cifar100 "$work/data" 32 16
 common=(--data "$work/data" --width 4 --threads 1)
+if [ "${BNN_TEST_EMULATED:-}" = 1 ]; then
+    epochs=2 kill_epochs=1 min_kills=4 min_write_kills=2
+else
+    epochs=4 kill_epochs=2 min_kills=8 min_write_kills=3
+fi
 
 fail() {
     echo "FAIL: $*" >&2
@@ -51,10 +59,11 @@ start() {
     pid=$!
 }
 
-# Waits until file $1 exists (the process $pid still running), at most 60 s.
+# Waits until file $1 exists (the process $pid still running), at most 250 s (ctest's limit is
+# 300, 900 emulated: tests/cli/CMakeLists.txt): an emulated trainer takes a while to get there.
 wait_for_file() {
-    local i
-    for ((i = 0; i < 3000; i++)); do
+    local deadline=$((SECONDS + 250))
+    while ((SECONDS < deadline)); do
         [ -e "$1" ] && return 0
         kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.02
@@ -76,9 +85,10 @@ run() {
     rc=$?
 }
 
-# Runs the trainer on output $1 once and kills it, at a random moment (attempts of even number
-# $2) or inside its n-th checkpoint write (odd; n random in 1-4, so a run with fewer writes left
-# ends). Counts kills; sets $status (137 killed, 0 done).
+# Runs the trainer on output $1 once and kills it, at a random moment within the uninterrupted
+# run's time, $span_ms (attempts of even number $2), or inside its n-th checkpoint write (odd; n
+# random in 1-4, so a run with fewer writes left ends). Counts kills; sets $status (137 killed, 0
+# done).
 attempt_and_kill() {
     local out=$1 attempt=$2 mode resume=() stale=""
     ((attempt > 0)) && resume=(--resume)
@@ -86,7 +96,8 @@ attempt_and_kill() {
         # Anywhere: start-up, an epoch, evaluation, the metrics, a checkpoint.
         mode="at a random moment"
         start "$out" "${args[@]}" "${resume[@]}"
-        sleep "$((RANDOM % 2)).$(printf %03d $((RANDOM % 1000)))"
+        local ms=$(((RANDOM * 32768 + RANDOM) % span_ms))
+        sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
     else
         # Inside the n-th checkpoint write of this process, which stops itself there (SIGSTOP)
         # once its first bytes are in the temporary file: killed while stopped, it dies inside
@@ -117,9 +128,11 @@ attempt_and_kill() {
 }
 
 kill_resume() {
-    args=(--recipe real-to-bin --epochs 2 --batch 16)  # four stages, a teacher each, a deployment file
+    args=(--recipe real-to-bin --epochs "$kill_epochs" --batch 16)  # four stages, a teacher each, a deployment file
+    local started=$EPOCHREALTIME
     run "${args[@]}" --out "$work/reference"
     [ "$rc" = 0 ] || fail "the uninterrupted run failed ($rc): $output"
+    span_ms=$(((${EPOCHREALTIME/./} - ${started/./}) / 1000 + 1))
 
     local seed=${BNN_CRASH_SEED:-$$}
     RANDOM=$seed
@@ -127,12 +140,12 @@ kill_resume() {
     kills=0 write_kills=0
     local round=0 attempt out
     # Rounds: from an empty directory through kills and resumes to a finished run, whose
-    # checkpoints must equal the uninterrupted run's; until 8 kills, 3 of them inside writes (a
-    # write attempt whose n is past the run's last write ends the round instead).
-    while ((kills < 8 || write_kills < 3)); do
+    # checkpoints must equal the uninterrupted run's; until 8 kills, 3 of them inside writes (4
+    # and 2 emulated; a write attempt whose n is past the run's last write ends the round instead).
+    while ((kills < min_kills || write_kills < min_write_kills)); do
         ((round < 30)) || fail "only $write_kills of $kills kills hit a checkpoint write in $round rounds"
         out=$work/killed-$((++round))
-        for ((attempt = 0; kills < 8 || write_kills < 3; attempt++)); do
+        for ((attempt = 0; kills < min_kills || write_kills < min_write_kills; attempt++)); do
             attempt_and_kill "$out" "$attempt"
             [ "$status" = 0 ] && break
         done
@@ -151,7 +164,7 @@ kill_resume() {
 # $1; a copy of that checkpoint in $work/saved.safetensors.
 interrupted_after_first_checkpoint() {
     out=$1
-    start "$out" --recipe real --epochs 4 --batch "$2"
+    start "$out" --recipe real --epochs "$epochs" --batch "$2"
     wait_for_file "$out/real.safetensors" || fail "no checkpoint appeared: $(tail -n 3 "$work/log")"
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
@@ -163,7 +176,7 @@ disk_full() {
     # A file size limit of half a checkpoint (blocks of 1 KiB): write() fails with EFBIG once
     # SIGXFSZ is ignored, as on a full disk. The metrics and curves are far smaller.
     local blocks=$(($(stat -c %s "$work/saved.safetensors") / 2048))
-    output=$(ulimit -f "$blocks" && trap '' XFSZ && exec "$trainer" "${common[@]}" --recipe real --epochs 4 \
+    output=$(ulimit -f "$blocks" && trap '' XFSZ && exec "$trainer" "${common[@]}" --recipe real --epochs "$epochs" \
         --batch 16 --out "$work/full" --resume 2>&1)
     rc=$?
     echo "$output" | tail -n 2
@@ -175,9 +188,9 @@ disk_full() {
     [ -z "$(temp_files "$work/full")" ] || fail "the failed write left $(temp_files "$work/full")"
     # Intact and loadable: without the limit, --resume continues from it and ends where an
     # uninterrupted run ends.
-    run --recipe real --epochs 4 --batch 16 --out "$work/full" --resume
+    run --recipe real --epochs "$epochs" --batch 16 --out "$work/full" --resume
     [ "$rc" = 0 ] || fail "resuming from the kept checkpoint failed ($rc): $output"
-    run --recipe real --epochs 4 --batch 16 --out "$work/reference"
+    run --recipe real --epochs "$epochs" --batch 16 --out "$work/reference"
     same_checkpoints "$work/reference" "$work/full"
     echo "the failed write left the previous checkpoint intact; resuming from it ends bit-identical"
 }
@@ -221,7 +234,7 @@ records_full() {
     cp "$work/curves/curves.html" "$work/curves.saved"
     local blocks=$(($(stat -c %s "$work/curves.saved") / 1024 - 1))
     ((blocks * 1024 > $(stat -c %s "$work/curves/metrics.jsonl") + 1024)) || fail "the page is too small for this test"
-    run_limited "$blocks" --recipe real --epochs 4 --batch 16 --out "$work/curves" --resume
+    run_limited "$blocks" --recipe real --epochs "$epochs" --batch 16 --out "$work/curves" --resume
     failed_write "^error: trainer: real epoch 2: curves.html could not be written, its checkpoint of epoch 1 is kept in '.*real\.safetensors': atomic_write_file: writing '.*curves\.html' failed after [0-9]+ bytes: File too large$"
     cmp -s "$work/curves.saved" "$work/curves/curves.html" || fail "curves.html was changed by the failed write"
     [ -z "$(temp_files "$work/curves")" ] || fail "the failed write left $(temp_files "$work/curves")"
@@ -259,13 +272,13 @@ nan_loss() {
     # Batches of 4: 8 steps an epoch, so the loss diverges within the first epoch it is resumed in.
     interrupted_after_first_checkpoint "$work/nan" 4
     # A learning rate 1e30 times the recipe's drives the weights to infinity within a few steps.
-    run --recipe real --epochs 4 --batch 4 --out "$work/nan" --resume --lr-scale 1e30
+    run --recipe real --epochs "$epochs" --batch 4 --out "$work/nan" --resume --lr-scale 1e30
     echo "$output" | tail -n 1
     [ "$rc" = 1 ] || fail "expected exit code 1, got $rc"
     echo "$output" | grep -Eq "^error: trainer: real epoch [2-4] step [0-9]+: the loss is -?(nan|inf); stage stopped, its checkpoint of epoch [1-3] is kept in '.*real\.safetensors'" ||
         fail "no clear message naming the step in: $output"
     cmp -s "$work/saved.safetensors" "$work/nan/real.safetensors" || fail "the last good checkpoint was changed"
-    run --recipe real --epochs 4 --batch 4 --out "$work/nan" --resume
+    run --recipe real --epochs "$epochs" --batch 4 --out "$work/nan" --resume
     [ "$rc" = 0 ] || fail "resuming from the kept checkpoint failed ($rc): $output"
     echo "the diverging run stopped at the step and kept the last good checkpoint, which resumes"
 }

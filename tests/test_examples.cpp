@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -328,6 +329,12 @@ TEST_CASE("classify reads an image exactly as the trainer evaluates the same byt
     REQUIRE(bnn::examples::preprocessing_from(bnn::examples::metadata_json(deployed.metadata), "deployed").mean ==
             p.mean);
     const int64_t image = 32 * 32 * 3, classes = expected.dim(1);
+    // The float products of x86's vector paths (bnn's GEMM) sum each output in an order that
+    // does not depend on the batch, so the logits of one image equal its logits in a batch bit for
+    // bit. Eigen's GEMM (ARM, and the scalar path) does not promise that (on aarch64, 71 of 100
+    // logits of an image alone differed in their last bits from the same image in a batch of 8):
+    // there they agree within float rounding and on the top-1, and the inputs still bit for bit.
+    const bool batch_invariant_float_products = bnn::kernels::has_avx2(bnn::kernels::active_isa());
     for (int i = 0; i < n; ++i) {
         INFO("test image " << i);
         const std::string png = (data.dir / ("image" + std::to_string(i) + ".png")).string();
@@ -342,7 +349,18 @@ TEST_CASE("classify reads an image exactly as the trainer evaluates the same byt
             const bnn::Tensor<float> logits =
                 bnn::examples::logits_of(*model, in.bytes, p, bnn::infer::StemPrecision::fp32, steps);
             REQUIRE(logits.shape() == bnn::Shape{1, classes});
-            REQUIRE(floats_differing_in_bits(logits.data(), expected.data() + i * classes, classes) == 0);
+            if (batch_invariant_float_products) {
+                REQUIRE(floats_differing_in_bits(logits.data(), expected.data() + i * classes, classes) == 0);
+            } else {
+                const float* want = expected.data() + i * classes;
+                float largest = 1.f, worst = 0.f;
+                for (int64_t c = 0; c < classes; ++c) largest = std::max(largest, std::fabs(want[c]));
+                for (int64_t c = 0; c < classes; ++c) worst = std::max(worst, std::fabs(logits[c] - want[c]));
+                INFO("largest logit difference " << worst << " of " << largest);
+                REQUIRE(worst <= 1e-5f * largest);
+                REQUIRE(std::max_element(logits.data(), logits.data() + classes) - logits.data() ==
+                        std::max_element(want, want + classes) - want);
+            }
         }
     }
 }

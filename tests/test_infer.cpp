@@ -436,6 +436,9 @@ TEST_CASE("packing a conv's weights from their sign bits equals packing the floa
         REQUIRE(std::equal(from_bits.words.begin(), from_bits.words.end(), from_floats.words.begin()));
         REQUIRE(std::equal(from_bits.tap_sums.begin(), from_bits.tap_sums.end(), from_floats.tap_sums.begin()));
         REQUIRE((from_bits.cout == cout && from_bits.kh == k && from_bits.kw == k && from_bits.cin == cin));
+        const BitTensor back = kernels::conv_weight_signs(from_bits);  // and back
+        REQUIRE(back.shape() == w.shape());
+        REQUIRE(std::equal(back.words().begin(), back.words().end(), pack_signs(w).words().begin()));
     }
 }
 
@@ -455,7 +458,8 @@ TEST_CASE("a deployed binary conv: signs only, refused in real-weight modes, its
     REQUIRE_THROWS_WITH(BitTensor(Shape{3, 3, 3, 70}, words), Catch::Contains("bits set past its 70 channels"));
     words[1] = uint64_t{1} << 5;  // channel 69
     conv.set_weight_signs(BitTensor(Shape{3, 3, 3, 70}, words));
-    REQUIRE(conv.weight_signs().words().data() == words.data());  // shared, not copied
+    REQUIRE(conv.packed_weights().words.data() == conv.packed_weights().words.data());  // shared with graphs
+    REQUIRE(std::equal(words.begin(), words.end(), conv.weight_signs().words().begin()));
     REQUIRE(conv.weight_signs().sign_at(0, 69) == 1);
     REQUIRE(conv.weight_signs().sign_at(0, 68) == -1);
 }

@@ -14,8 +14,8 @@
 ///   __metadata__        {"format": "bnn-deploy-2", "module_tree": <JSON>, ...the caller's entries}
 ///
 /// A rebuilt binary conv is deployed (BinaryConv2dOptions::deployed): fully binary with
-/// WeightScale::Folded, its weights the file's sign bits themselves (never ±1 floats) and alpha
-/// the stored scale, so it computes what the exported conv computed. The file's other tensors are
+/// WeightScale::Folded, its weights the file's sign bits packed straight into the XNOR kernel's
+/// layout (never ±1 floats; compiled graphs share them) and alpha the stored scale, so it computes what the exported conv computed. The file's other tensors are
 /// copied into the rebuilt modules and freed once loaded.
 #include <algorithm>
 #include <cstddef>
@@ -168,7 +168,7 @@ private:
 };
 
 /// Sets a rebuilt binary conv's signs to the file's bits and its alpha to the stored scale. A
-/// deployed conv shares the bits (never unpacked); one built with latent weights (by a user's
+/// deployed conv packs the bits (never unpacked); one built with latent weights (by a user's
 /// module type that ignores TreeReader::deployed) gets them as ±1 floats.
 inline void load_binary_conv(DeployedTensors& tensors, const std::string& name, nn::BinaryConv2d& conv) {
     const auto& o = conv.options();

@@ -162,6 +162,16 @@ inline PackedConvWeights pack_conv_weights(const BitTensor& signs) {
     return p;
 }
 
+/// The signs [Cout, KH, KW, Cin] of packed weights: pack_conv_weights(BitTensor) undone.
+inline BitTensor conv_weight_signs(const PackedConvWeights& p) {
+    BitTensor signs(Shape{p.cout, p.kh, p.kw, p.cin});
+    const int64_t cw = words_for_channels(p.cin), coutp = p.words.dim(1), taps = p.kh * p.kw;
+    for (int64_t o = 0; o < p.cout; ++o)
+        for (int64_t t = 0; t < taps; ++t)
+            for (int64_t j = 0; j < cw; ++j) signs.data()[(o * taps + t) * cw + j] = p.words[(t * cw + j) * coutp + o];
+    return signs;
+}
+
 }  // namespace bnn::kernels
 
 namespace bnn {

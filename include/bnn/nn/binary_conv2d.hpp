@@ -49,7 +49,8 @@ struct BinaryConv2dOptions {
     BinaryMode mode = BinaryMode::BinaryActivations;
     WeightScale scale = WeightScale::MeanAbs;
     /// Inference only, as a deployment file holds it (io::load_deployed): fully binary with scale
-    /// Folded, its weights the signs alone (set_weight_signs), never latent floats.
+    /// Folded, its weights the signs alone (set_weight_signs), packed once in the XNOR kernel's
+    /// layout and shared with the graphs compiled from it, never latent floats.
     bool deployed = false;
 };
 
@@ -110,8 +111,8 @@ public:
             case BinaryMode::FullyBinary: break;
         }
         const auto pad_value = ones ? kernels::PadValue::One : kernels::PadValue::Zero;
-        if (options_.deployed) {  // op by op (compiled graphs pack the signs instead): their ±1 floats per call
-            const Variable w(unpack_signs(deployed_signs()), false);
+        if (options_.deployed) {  // op by op (compiled graphs use the packed signs): their ±1 floats per call
+            const Variable w(unpack_signs(weight_signs()), false);
             return {ops::binary_conv2d(x, w, Variable(), s, p, pad_value), alpha};
         }
         if (options_.scale == WeightScale::Learned)
@@ -133,20 +134,25 @@ public:
         return a;
     }
 
-    /// sign(W) [out, k, k, in] as bits: the deployed signs themselves (shared), else the latent
-    /// weights' signs packed.
+    /// sign(W) [out, k, k, in] as bits: the latent weights' signs, or a deployed conv's.
     BitTensor weight_signs() const {
-        if (options_.deployed) return deployed_signs();
+        if (options_.deployed) return kernels::conv_weight_signs(deployed_packed());
         return pack_signs(weight.value());
     }
-    /// Sets a deployed conv's signs [out, k, k, in] (shared, not copied).
+    /// sign(W) in the XNOR kernel's layout (kernels::pack_conv_weights): a deployed conv's own,
+    /// shared (it never changes in place), else packed afresh from the latent weights.
+    kernels::PackedConvWeights packed_weights() const {
+        if (options_.deployed) return deployed_packed();
+        return kernels::pack_conv_weights(weight_signs());
+    }
+    /// Sets a deployed conv's signs [out, k, k, in], packed straight into the kernel's layout.
     void set_weight_signs(BitTensor signs) {
         BNN_CHECK(options_.deployed, type_name(), ": only a deployed conv takes its weights as signs");
         const int64_t k = options_.kernel_size;
         const Shape want{options_.out_channels, k, k, options_.in_channels};
         BNN_CHECK(signs.defined() && signs.shape() == want, type_name(), ": expected signs ", want.str(), ", got ",
                   signs.defined() ? signs.shape().str() : std::string("undefined"));
-        signs_ = std::move(signs);
+        packed_ = kernels::pack_conv_weights(signs);
     }
 
     /// alpha = mean |W| per output channel, as WeightScale::MeanAbs uses it.
@@ -183,13 +189,13 @@ protected:
     }
 
 private:
-    const BitTensor& deployed_signs() const {
-        BNN_CHECK(signs_.defined(), type_name(), ": the deployed conv's signs were never set (set_weight_signs)");
-        return signs_;
+    const kernels::PackedConvWeights& deployed_packed() const {
+        BNN_CHECK(packed_.words.defined(), type_name(), ": the deployed conv's signs were never set (set_weight_signs)");
+        return packed_;
     }
 
     BinaryConv2dOptions options_;
-    BitTensor signs_;  ///< sign(W) when deployed
+    kernels::PackedConvWeights packed_;  ///< sign(W) when deployed
 };
 
 }  // namespace bnn::nn

@@ -41,7 +41,7 @@ inline nn::BinaryMode read_mode(TreeReader& r, const char* key) {
 /// sign(W) packed and the conv's final scale: the fully binary node.
 inline std::unique_ptr<BinaryConvNode> binary_node(const nn::BinaryConv2d& conv, const std::string& path) {
     const auto& o = conv.options();
-    return std::make_unique<BinaryConvNode>(path, kernels::pack_conv_weights(conv.weight_signs()),
+    return std::make_unique<BinaryConvNode>(path, conv.packed_weights(),
                                             conv.binary_weight_scale(), o.stride, o.padding, o.pad_value);
 }
 

@@ -421,6 +421,10 @@ TEST_CASE("a deployment file loads and compiles without its binary weights as fl
     Rng rng(37);
     const Tensor<float> x = Tensor<float>::randn(input, rng);
     require_same_logits(graph.run(x), eval_logits(*net, x));
+    // Saved again from its packed signs, the loaded network writes the same file.
+    const std::string again = dir.file("again.deploy.safetensors");
+    io::save_deployed(again, *d.model);
+    REQUIRE(read_file(again) == read_file(path));
 }
 
 TEST_CASE("packing a conv's weights from their sign bits equals packing the floats", "[infer][deploy]") {

@@ -208,7 +208,7 @@ inline Deployed load_deployed(SafetensorsFile file) {
     const Json tree = detail::deployed_tree(file, path);
     Deployed d;
     try {
-        d.model = build_module(tree, /*deployed=*/true);
+        d.model = build_module(tree, "", 0, /*deployed=*/true);
     } catch (const Error& e) {
         ::bnn::fail("load_deployed '", path, "': ", e.what());
     }

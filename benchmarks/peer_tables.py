@@ -125,34 +125,37 @@ def binary_conv_table(out_dir):
 
 
 def inference_table(out_dir):
-    """bench_inference against torch_resnet18.py: ResNet-18, ImageNet 224 and CIFAR 32."""
+    """bench_inference against torch_resnet18.py: ResNet-18, ImageNet 224 and CIFAR 32, PyTorch in
+    fp32 and in int8 (cases without a precision are fp32: records from before the int8 peer)."""
     bnn, sizes = {}, {}
     for family, a, e in load_bnn(out_dir, "bench_inference"):
         if family == "BM_ModelSizes":
             sizes = {k: e[k] for k in ("float_resnet18_bytes", "r2b_deploy_bytes", "float_over_deploy") if k in e}
         elif "best_ms" in e:
             bnn[(family, a["side"], a["batch"], a["threads"])] = e["best_ms"] * 1e-3
-    peer = {(c["side"], c["batch"], c["threads"]): c for c in load_peer(out_dir, "torch_resnet18")["cases"]}
-    keys = {k[1:] for k in bnn} | set(peer)
+    peer = {(c["side"], c["batch"], c["threads"], c.get("precision", "fp32")): c
+            for c in load_peer(out_dir, "torch_resnet18")["cases"]}
+    keys = {k[1:] for k in bnn} | {k[:3] for k in peer}
     rows = []
     for side, batch, threads in sorted(keys, key=lambda k: (k[2], -k[0], k[1])):
         fl, ops, graph, int_stem = (bnn.get((family, side, batch, threads))
                                     for family in ("BM_FloatResNet18", "BM_BinaryOps", "BM_BinaryGraph",
                                                    "BM_BinaryGraphIntStem"))
-        case = peer.get((side, batch, threads))
-        peer_best = case and case["best"]
+        case, int8 = (peer.get((side, batch, threads, precision)) for precision in ("fp32", "int8"))
+        peer_best, int8_best = case and case["best"], int8 and int8["best"]
         rows.append(["ImageNet 224" if side == 224 else f"CIFAR {side}", batch, threads, *fmt_cells(case, digits=2),
-                     ms(fl, 2), ms(ops, 2), ms(graph, 2), ms(int_stem, 2), ratio(peer_best, graph),
-                     ratio(peer_best, int_stem), ratio(fl, graph)])
+                     *fmt_cells(int8, digits=2), ms(fl, 2), ms(ops, 2), ms(graph, 2), ms(int_stem, 2),
+                     ratio(peer_best, graph), ratio(int8_best, graph), ratio(peer_best, int_stem),
+                     ratio(int8_best, int_stem), ratio(fl, graph)])
     note = None
     if sizes:
         note = (f"Model sizes: float ResNet-18 checkpoint {sizes.get('float_resnet18_bytes', 0):,.0f} bytes, "
                 f"Real-to-Bin deployment file {sizes.get('r2b_deploy_bytes', 0):,.0f} bytes "
                 f"(1/{sizes.get('float_over_deploy', 0):.2f}).")
-    return table("ResNet-18 inference against PyTorch fp32 (ms per call, fastest call)",
-                 ["input", "batch", "threads", "PyTorch", "fmt", "other fmt", "bnn float", "bnn binary, ops",
-                  "bnn binary, graph", "graph, int16 stem", "graph vs PyTorch", "int16 stem vs PyTorch",
-                  "graph vs bnn float"], rows, note)
+    return table("ResNet-18 inference against PyTorch fp32 and int8 (ms per call, fastest call)",
+                 ["input", "batch", "threads", "PyTorch fp32", "fmt", "other fmt", "PyTorch int8", "fmt", "other fmt",
+                  "bnn float", "bnn binary, ops", "bnn binary, graph", "graph, int16 stem", "graph vs fp32",
+                  "graph vs int8", "int16 stem vs fp32", "int16 stem vs int8", "graph vs bnn float"], rows, note)
 
 
 def float_conv_table(out_dir):
@@ -257,7 +260,8 @@ def peer_note(out_dir):
         if meta:
             blas = ", ".join(os.path.basename(p) for p in meta.get("blas", [])) or "none loaded"
             env = ", ".join(f"{k}={v}" for k, v in meta.get("env", {}).items() if v is not None) or "none"
-            return f"PyTorch {meta.get('torch')}, BLAS {blas}, environment {env}.\n"
+            engine = f", int8 engine {meta['int8_engine']}" if meta.get("int8_engine") else ""
+            return f"PyTorch {meta.get('torch')}, BLAS {blas}{engine}, environment {env}.\n"
     return "No PyTorch records found.\n"
 
 

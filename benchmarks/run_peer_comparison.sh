@@ -10,6 +10,9 @@
 #     OPENBLAS_NUM_THREADS=1 (OpenBLAS's own threads would fight PyTorch's OpenMP threads) and
 #     OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (OpenBLAS tunes itself to the CPU it finds);
 #     output in OUT_DIR/torch/<script>.json and .txt;
+#   - ResNet-18 inference (torch_resnet18.py) runs in fp32 and in int8 (torchvision's quantizable
+#     ResNet-18, statically quantized on the engine Debian's torch has), so the end-to-end table
+#     shows bnn against both;
 #   - the machine's facts and the load average before and after go to OUT_DIR/machine.txt;
 #   - benchmarks/peer_tables.py prints the markdown tables (also OUT_DIR/tables.md).
 #

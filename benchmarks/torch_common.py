@@ -134,11 +134,44 @@ def write_json(path, script, cases):
     """The peer record: what ran (torch version, BLAS, OpenBLAS settings) and each case, as a
     dict of its keys plus a FormatTiming.record()."""
     meta = {"script": script, "torch": torch.__version__, "blas": blas_libraries(),
-            "mkldnn": torch.backends.mkldnn.is_available(),
+            "mkldnn": torch.backends.mkldnn.is_available(), "int8_engine": quantized_engine(),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
                                                    "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}}
     with open(path, "w") as f:
         json.dump({"meta": meta, "cases": cases}, f, indent=1)
+
+
+def quantized_engine():
+    """The int8 engine this torch build has, the usual fastest on x86 first (Debian's torch has no
+    fbgemm and no x86; it has onednn and qnnpack), or None."""
+    engines = torch.backends.quantized.supported_engines
+    return next((e for e in ("x86", "fbgemm", "onednn", "qnnpack") if e in engines), None)
+
+
+def quantized_resnet18(imagenet, calibration_batches=4, batch=8):
+    """The int8 peer: torchvision's quantizable ResNet-18 (in its CIFAR form for 32x32: 3x3/1 stem,
+    no max pool, 100 classes), conv + BN (+ ReLU) fused, post-training static quantization on
+    quantized_engine() with that engine's default qconfig, calibrated on a few batches of random
+    images (the time of an int8 network does not depend on its values). Eval mode."""
+    from torch.ao.quantization import convert, get_default_qconfig, prepare
+    from torchvision.models.quantization import resnet18
+    engine = quantized_engine()
+    if engine is None:
+        raise RuntimeError(f"this torch has no int8 engine (supported: {torch.backends.quantized.supported_engines})")
+    torch.backends.quantized.engine = engine
+    model = resnet18(weights=None, quantize=False, num_classes=1000 if imagenet else 100)
+    if not imagenet:
+        model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
+    model.eval()
+    model.fuse_model()
+    model.qconfig = get_default_qconfig(engine)
+    prepare(model, inplace=True)
+    side = 224 if imagenet else 32
+    with torch.no_grad():
+        for _ in range(calibration_batches):
+            model(torch.randn(batch, 3, side, side))
+    return convert(model, inplace=True).eval()
 
 
 class BasicBlock(nn.Module):

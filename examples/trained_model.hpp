@@ -12,6 +12,7 @@
 #include <numeric>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -115,12 +116,12 @@ struct Network {
 /// Loads either kind of file (bnn::Error naming `path` for a file of neither kind, metadata that
 /// does not describe the weights, weights that do not fit).
 inline Network load_network(const std::string& path) {
-    const io::SafetensorsFile file = io::load_safetensors(path);
+    io::SafetensorsFile file = io::load_safetensors(path);
     Network n;
     auto format = file.metadata.find("format");
     if (format != file.metadata.end() && format->second == io::kDeployFormat) {
         n.metadata = metadata_json(file.metadata);
-        n.model = io::load_deployed(path).model;
+        n.model = io::load_deployed(std::move(file)).model;  // read once; freed as it is consumed
         if (n.metadata.contains("class_names")) n.preprocessing = preprocessing_from(n.metadata, path);
         n.deployed = true;
         return n;

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -410,6 +411,84 @@ TEST_CASE("ResNet-18 through a deployment file: rebuilt without its code, same l
     infer::Graph graph = infer::compile(*d.model, x.shape());
     require_same_logits(graph.run(x), eval_logits(*net, x));
     require_same_logits(eval_logits(*d.model, x), eval_logits(*net, x));
+}
+
+TEST_CASE("a deployment file loads and compiles without its binary weights as floats", "[infer][deploy][alloc]") {
+    // A float per binary weight is what the file saved 32x on: loading rebuilt them as ±1 floats
+    // (after latent weights of the same size) until the graph packed them again. Now the file's
+    // bits go straight into the packed layout, so everything the load and compile allocate
+    // together (the file read and parsed, the float layers, the packed weights, the plan) stays
+    // below half of what the binary weights alone took as floats. (The strong baseline: no gates,
+    // whose float weights would count against the bound too.)
+    manual_seed(35);
+    auto net = resnet18(BinaryVariant::StrongBaseline, false, 64, 5);
+    randomise_statistics_and_scales(*net, 36);
+    int64_t binary_weights = 0;
+    for (const auto& [path, m] : net->named_modules())
+        if (const auto* conv = dynamic_cast<const nn::BinaryConv2d*>(m)) binary_weights += conv->weight.value().numel();
+    bnn::test::TempDir dir;
+    const std::string path = dir.file("r2b64.deploy.safetensors");
+    io::save_deployed(path, *net);
+    const Shape input{1, 8, 8, 3};
+    const size_t cache_limit = detail::BlockCache::instance().limit();
+    detail::BlockCache::instance().set_limit(0);  // every Tensor block from the allocator, so counted
+    g_allocated_bytes = 0;
+    g_counting = true;
+    io::Deployed d = io::load_deployed(path);
+    infer::Graph graph = infer::compile(*d.model, input);
+    g_counting = false;
+    detail::BlockCache::instance().set_limit(cache_limit);
+    INFO(binary_weights << " binary weights; the load and compile allocated " << g_allocated_bytes.load() << " bytes");
+    REQUIRE(g_allocated_bytes.load() < binary_weights * static_cast<int64_t>(sizeof(float)) / 2);
+    // The same logits as the trained model (and so as the load that rebuilt the floats).
+    Rng rng(37);
+    const Tensor<float> x = Tensor<float>::randn(input, rng);
+    require_same_logits(graph.run(x), eval_logits(*net, x));
+    // Saved again from its packed signs, the loaded network writes the same file.
+    const std::string again = dir.file("again.deploy.safetensors");
+    io::save_deployed(again, *d.model);
+    REQUIRE(read_file(again) == read_file(path));
+}
+
+TEST_CASE("packing a conv's weights from their sign bits equals packing the floats", "[infer][deploy]") {
+    Rng rng(38);
+    for (const auto& [cout, k, cin] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {5, 3, 63}, {33, 3, 64}, {40, 1, 65}, {7, 5, 130}}) {
+        INFO("Cout " << cout << ", k " << k << ", Cin " << cin);
+        Tensor<float> w = Tensor<float>::randn({cout, k, k, cin}, rng);
+        w[0] = 0.f;
+        w[1 % w.numel()] = -0.f;
+        const kernels::PackedConvWeights from_floats = kernels::pack_conv_weights(w);
+        const kernels::PackedConvWeights from_bits = kernels::pack_conv_weights(pack_signs(w));
+        REQUIRE(from_bits.words.shape() == from_floats.words.shape());
+        REQUIRE(std::equal(from_bits.words.begin(), from_bits.words.end(), from_floats.words.begin()));
+        REQUIRE(std::equal(from_bits.tap_sums.begin(), from_bits.tap_sums.end(), from_floats.tap_sums.begin()));
+        REQUIRE((from_bits.cout == cout && from_bits.kh == k && from_bits.kw == k && from_bits.cin == cin));
+        const BitTensor back = kernels::conv_weight_signs(from_bits);  // and back
+        REQUIRE(back.shape() == w.shape());
+        REQUIRE(std::equal(back.words().begin(), back.words().end(), pack_signs(w).words().begin()));
+    }
+}
+
+TEST_CASE("a deployed binary conv: signs only, refused in real-weight modes, its file's stray bits an error",
+          "[infer][deploy]") {
+    nn::BinaryConv2dOptions o{.in_channels = 70, .out_channels = 3, .mode = nn::BinaryMode::FullyBinary,
+                              .scale = nn::WeightScale::Folded, .deployed = true};
+    nn::BinaryConv2d conv(o);
+    REQUIRE_FALSE(conv.weight.defined());
+    REQUIRE(conv.named_parameters().size() == 1);  // alpha
+    REQUIRE_THROWS_WITH(conv.set_mode(nn::BinaryMode::BinaryActivations), Catch::Contains("no real weights"));
+    REQUIRE_THROWS_WITH(conv.weight_signs(), Catch::Contains("never set"));
+    o.scale = nn::WeightScale::MeanAbs;
+    REQUIRE_THROWS_WITH(nn::BinaryConv2d(o), Catch::Contains("WeightScale::Folded"));
+    Tensor<uint64_t> words(Shape{3 * 9, 2});
+    words[1] = uint64_t{1} << 6;  // channel 70: past the 70 channels (0..69)
+    REQUIRE_THROWS_WITH(BitTensor(Shape{3, 3, 3, 70}, words), Catch::Contains("bits set past its 70 channels"));
+    words[1] = uint64_t{1} << 5;  // channel 69
+    conv.set_weight_signs(BitTensor(Shape{3, 3, 3, 70}, words));
+    REQUIRE(conv.packed_weights().words.data() == conv.packed_weights().words.data());  // shared with graphs
+    REQUIRE(std::equal(words.begin(), words.end(), conv.weight_signs().words().begin()));
+    REQUIRE(conv.weight_signs().sign_at(0, 69) == 1);
+    REQUIRE(conv.weight_signs().sign_at(0, 68) == -1);
 }
 
 TEST_CASE("a steady-state compiled call allocates nothing", "[infer][alloc]") {

@@ -8,6 +8,7 @@
 /// may XOR whole words: padding bits of both operands cancel and never reach a popcount.
 /// The logical shape (with the true C) is carried, so any channel count is exact.
 #include <cstdint>
+#include <utility>
 
 #include "bnn/core/error.hpp"
 #include "bnn/core/shape.hpp"
@@ -25,6 +26,20 @@ public:
         words_ = Tensor<uint64_t>(Shape{pixels(), words_per_pixel()});
     }
 
+    /// The signs held in `words` [pixels, words_per_pixel] (shared, not copied) for the logical
+    /// shape `shape`: how a file's packed bits become a BitTensor. bnn::Error when the words do
+    /// not have that shape or a bit past the last channel is set.
+    BitTensor(const Shape& shape, Tensor<uint64_t> words) : shape_(shape), words_(std::move(words)) {
+        BNN_CHECK(shape.rank() >= 1, "BitTensor: needs rank >= 1 (channels last), got a scalar");
+        const Shape want{pixels(), words_per_pixel()};
+        BNN_CHECK(words_.shape() == want, "BitTensor: the signs of ", shape.str(), " need words ", want.str(), ", got ",
+                  words_.shape().str());
+        const int64_t wpp = words_per_pixel(), used = channels() - 64 * (wpp - 1);
+        const uint64_t past = used >= 64 ? 0 : ~uint64_t{0} << used;
+        for (int64_t p = 0; p < pixels(); ++p)
+            BNN_CHECK(!(words_[p * wpp + wpp - 1] & past), "BitTensor: pixel ", p, " has bits set past its ",
+                      channels(), " channels (expected them clear)");
+    }
     bool defined() const { return words_.defined(); }
     /// The logical shape of the ±1 tensor, channels last.
     const Shape& shape() const { return shape_; }

@@ -28,6 +28,10 @@ inline std::vector<uint8_t> read_file(const std::string& path) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) ::bnn::fail("read_file: cannot open '", path, "': ", std::strerror(errno));
     std::vector<uint8_t> bytes;
+    // Sized once where the size is known: growing by doubling would hold up to 3x the file at once.
+    std::error_code size_error;
+    const auto size = std::filesystem::file_size(path, size_error);
+    if (!size_error) bytes.reserve(size);
     uint8_t chunk[1 << 16];
     size_t n;
     errno = 0;

@@ -23,7 +23,8 @@
 /// shapes do not fit is a bnn::Error naming the module's path.
 ///
 /// The graph copies what it needs (packed weights, folded batch norms): the model may change or
-/// go away afterwards.
+/// go away afterwards. A deployed binary conv's packed weights, which never change in place, are
+/// shared rather than copied (nn::BinaryConv2d::packed_weights).
 ///
 /// CompileOptions::stem = StemPrecision::int16 runs every Conv2d that reads the network input on
 /// the raw uint8 image with the input normalization folded in (int_stem_step.hpp); the graph then

@@ -123,8 +123,8 @@ private:
 class TreeReader {
 public:
     using BuildChild = std::function<std::shared_ptr<nn::Module>(const Json& node, const std::string& path)>;
-    TreeReader(const Json& node, std::string path, std::string type, BuildChild build)
-        : node_(node), path_(std::move(path)), type_(std::move(type)), build_(std::move(build)) {
+    TreeReader(const Json& node, std::string path, std::string type, BuildChild build, bool deployed = false)
+        : node_(node), path_(std::move(path)), type_(std::move(type)), build_(std::move(build)), deployed_(deployed) {
         if (node.contains("options")) {
             check(node["options"].is_object(), "'options' must be an object");
             options_ = node["options"];
@@ -166,6 +166,9 @@ public:
         fail("option '", key, "' must be one of ", known, ", got ", v.dump());
     }
 
+    /// True when building from a deployment file: binary convs then hold their signs alone
+    /// (BinaryConv2dOptions::deployed), which load_deployed sets from the file.
+    bool deployed() const { return deployed_; }
     /// The whole node, for fields beside the options ("children", "body").
     const Json& node() const { return node_; }
     /// Builds the node `child`, this module's child `name`.
@@ -197,6 +200,7 @@ private:
     Json options_;
     std::string path_, type_;
     BuildChild build_;
+    bool deployed_;
     std::set<std::string> read_;
 };
 

@@ -13,9 +13,10 @@
 ///   "<name>"            F32                              every other parameter and buffer, by dotted name
 ///   __metadata__        {"format": "bnn-deploy-2", "module_tree": <JSON>, ...the caller's entries}
 ///
-/// A rebuilt binary conv is fully binary with WeightScale::Folded: its weights are the ±1 signs
-/// (so mean |W| is exactly 1) and alpha holds the stored scale, so it computes what the
-/// exported conv computed.
+/// A rebuilt binary conv is deployed (BinaryConv2dOptions::deployed): fully binary with
+/// WeightScale::Folded, its weights the file's sign bits packed straight into the XNOR kernel's
+/// layout (never ±1 floats; compiled graphs share them) and alpha the stored scale, so it computes what the exported conv computed. The file's other tensors are
+/// copied into the rebuilt modules and freed once loaded.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -49,14 +50,14 @@ inline void save_deployed(const std::string& path, const nn::Module& model, Meta
         BNN_CHECK(conv->mode() == nn::BinaryMode::FullyBinary, "save_deployed: binary conv '", name,
                   "' must be in FullyBinary mode to be deployed (its real-weight modes compute something else)");
         for (const auto& [pname, p] : conv->named_parameters()) packed.insert(name.empty() ? pname : name + "." + pname);
-        const Tensor<float>& w = conv->weight.value();
-        const BitTensor bits = pack_signs(w.reshape({w.dim(0) * w.dim(1) * w.dim(2), w.dim(3)}));
+        const BitTensor signs = conv->weight_signs();
+        const Shape& w = signs.shape();
         const auto& o = conv->options();
-        tensors.emplace_back(name + ".sign_bits", bits.words());
+        tensors.emplace_back(name + ".sign_bits", signs.words());
         tensors.emplace_back(name + ".scale", conv->binary_weight_scale());
         tensors.emplace_back(name + ".geometry",
-                             Tensor<int32_t>::from_vector({6}, {static_cast<int32_t>(w.dim(0)), static_cast<int32_t>(w.dim(1)),
-                                                                static_cast<int32_t>(w.dim(2)), static_cast<int32_t>(w.dim(3)),
+                             Tensor<int32_t>::from_vector({6}, {static_cast<int32_t>(w[0]), static_cast<int32_t>(w[1]),
+                                                                static_cast<int32_t>(w[2]), static_cast<int32_t>(w[3]),
                                                                 o.stride, o.padding}));
     }
     for (const auto& [name, p] : model.named_parameters())
@@ -166,38 +167,48 @@ private:
     std::string problems_;
 };
 
-/// Sets a rebuilt binary conv's weights to the file's signs and its alpha to the stored scale.
+/// Sets a rebuilt binary conv's signs to the file's bits and its alpha to the stored scale. A
+/// deployed conv packs the bits (never unpacked); one built with latent weights (by a user's
+/// module type that ignores TreeReader::deployed) gets them as ±1 floats.
 inline void load_binary_conv(DeployedTensors& tensors, const std::string& name, nn::BinaryConv2d& conv) {
-    const Tensor<float>& w = conv.weight.value();
     const auto& o = conv.options();
-    const Shape words{w.dim(0) * w.dim(1) * w.dim(2), kernels::words_for_channels(w.dim(3))};
+    const int64_t k = o.kernel_size;
+    const Shape w{o.out_channels, k, k, o.in_channels};
+    const Shape words{w[0] * w[1] * w[2], kernels::words_for_channels(w[3])};
     const auto* geometry = tensors.take<int32_t>(name + ".geometry", Shape{6});
     const auto* bits = tensors.take<uint64_t>(name + ".sign_bits", words);
-    const auto* scale = tensors.take<float>(name + ".scale", Shape{w.dim(0)});
+    const auto* scale = tensors.take<float>(name + ".scale", Shape{w[0]});
     if (!geometry || !bits || !scale) return;
     const Tensor<int32_t>& g = *geometry;
-    if (g[0] != w.dim(0) || g[1] != w.dim(1) || g[2] != w.dim(2) || g[3] != w.dim(3) || g[4] != o.stride ||
-        g[5] != o.padding) {
+    if (g[0] != w[0] || g[1] != w[1] || g[2] != w[2] || g[3] != w[3] || g[4] != o.stride || g[5] != o.padding) {
         tensors.note("'" + name + ".geometry' does not match the described conv");
         return;
     }
-    BitTensor packed_bits(Shape{words[0], w.dim(3)});
-    std::copy(bits->begin(), bits->end(), packed_bits.data());
-    conv.weight.value().copy_from(unpack_signs(packed_bits).reshape(w.shape().dims()));
+    BitTensor signs;
+    try {
+        signs = BitTensor(w, *bits);
+    } catch (const Error& e) {  // bits set past the channels
+        tensors.note("'" + name + ".sign_bits': " + e.what());
+        return;
+    }
+    if (o.deployed) conv.set_weight_signs(std::move(signs));
+    else conv.weight.value().copy_from(unpack_signs(signs));
     conv.alpha.value().copy_from(*scale);
 }
 
 }  // namespace detail
 
-/// Reads a deployment file: rebuilds the module tree, unpacks every binary conv and loads every
-/// other tensor. bnn::Error naming the module path for an unknown type or option, a tensor
-/// missing, of another shape or dtype, or left over.
-inline Deployed load_deployed(const std::string& path) {
-    const SafetensorsFile file = load_safetensors(path);
+/// Rebuilds the network of a deployment file already read (`file.source` names it in errors):
+/// the module tree, every binary conv on the file's sign bits, every other tensor copied. The
+/// file is consumed: what the network does not share is freed on return. bnn::Error naming the
+/// module path for an unknown type or option, a tensor missing, of another shape or dtype, or
+/// left over.
+inline Deployed load_deployed(SafetensorsFile file) {
+    const std::string& path = file.source;
     const Json tree = detail::deployed_tree(file, path);
     Deployed d;
     try {
-        d.model = build_module(tree);
+        d.model = build_module(tree, "", 0, /*deployed=*/true);
     } catch (const Error& e) {
         ::bnn::fail("load_deployed '", path, "': ", e.what());
     }
@@ -218,8 +229,11 @@ inline Deployed load_deployed(const std::string& path) {
     const std::string problems = tensors.problems();
     BNN_CHECK(problems.empty(), "load_deployed '", path, "': the tensors do not fit the described network:", problems);
     d.model->eval();
-    d.metadata = file.metadata;
+    d.metadata = std::move(file.metadata);
     return d;
 }
+
+/// Reads a deployment file (see load_deployed above).
+inline Deployed load_deployed(const std::string& path) { return load_deployed(load_safetensors(path)); }
 
 }  // namespace bnn::io

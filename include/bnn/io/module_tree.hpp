@@ -47,15 +47,20 @@ inline Json describe_module(const nn::Module& m, bool deployed = false, const st
 }
 
 /// Rebuilds the modules of a describe_module() tree (fresh parameters: load them afterwards).
-inline std::shared_ptr<nn::Module> build_module(const Json& node, const std::string& path = "", int depth = 0) {
+/// `deployed`: the tree of a deployment file, whose binary convs hold their signs alone.
+inline std::shared_ptr<nn::Module> build_module(const Json& node, const std::string& path = "", int depth = 0,
+                                                bool deployed = false) {
     const std::string where = infer::shown_path(path);
     BNN_CHECK(depth <= kMaxDepth, "module tree: '", where, "' is nested deeper than ", kMaxDepth, " levels");
     BNN_CHECK(node.is_object() && node.contains("type") && node["type"].is_string(), "module tree: '", where,
               "' must be an object with a string 'type', got ", node.dump().substr(0, 200));
     const std::string name = node["type"].get<std::string>();
-    infer::TreeReader reader(node, path, name, [depth](const Json& child, const std::string& child_path) {
-        return build_module(child, child_path, depth + 1);
-    });
+    infer::TreeReader reader(
+        node, path, name,
+        [deployed, depth](const Json& child, const std::string& child_path) {
+            return build_module(child, child_path, depth + 1, deployed);
+        },
+        deployed);
     const auto type = infer::find_module_type(name);
     if (!type) reader.fail("unknown module type (this build of bnn knows ", infer::registered_module_names(), ")");
     std::shared_ptr<nn::Module> m;

@@ -10,8 +10,10 @@
 /// The rule is y >= 0 -> +1 (so sign(0) = sign(-0) = +1, NaN -> -1) on every path. The affine is a
 /// single-rounding fma on every path, so the SIMD and scalar packs agree bit for bit.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/error.hpp"
@@ -134,6 +136,40 @@ inline PackedConvWeights pack_conv_weights(const float* w, int64_t cout, int64_t
 inline PackedConvWeights pack_conv_weights(const Tensor<float>& w) {
     expect_rank(w, 4, "pack_conv_weights", "the weight [Cout, KH, KW, Cin]");
     return pack_conv_weights(w.data(), w.dim(0), w.dim(1), w.dim(2), w.dim(3));
+}
+
+/// The same packed form from the signs alone, sign(w) [Cout, KH, KW, Cin] as bits: each row of
+/// words moves to its column and the tap sums come from popcounts, so a deployed network packs
+/// its weights without ever holding them as floats. Equal to packing floats of those signs.
+inline PackedConvWeights pack_conv_weights(const BitTensor& signs) {
+    BNN_CHECK(signs.defined() && signs.shape().rank() == 4, "pack_conv_weights: expected the signs [Cout, KH, KW, Cin], got ",
+              signs.defined() ? signs.shape().str() : std::string("an undefined BitTensor"));
+    const Shape& s = signs.shape();
+    PackedConvWeights p{s[0], s[1], s[2], s[3], {}, {}};
+    const int64_t cw = words_for_channels(p.cin), coutp = padded_out_channels(p.cout), taps = p.kh * p.kw;
+    p.words = Tensor<uint64_t>(Shape{taps * cw, coutp});  // zeros: padded output channels stay so
+    p.tap_sums = Tensor<int64_t>(Shape{taps, coutp});
+    for (int64_t o = 0; o < p.cout; ++o)
+        for (int64_t t = 0; t < taps; ++t) {
+            const uint64_t* row = signs.data() + (o * taps + t) * cw;  // bits past Cin are clear
+            int64_t positives = 0;
+            for (int64_t j = 0; j < cw; ++j) {
+                p.words[(t * cw + j) * coutp + o] = row[j];
+                positives += std::popcount(row[j]);
+            }
+            p.tap_sums[t * coutp + o] = 2 * positives - p.cin;
+        }
+    return p;
+}
+
+/// The signs [Cout, KH, KW, Cin] of packed weights: pack_conv_weights(BitTensor) undone.
+inline BitTensor conv_weight_signs(const PackedConvWeights& p) {
+    BitTensor signs(Shape{p.cout, p.kh, p.kw, p.cin});
+    const int64_t cw = words_for_channels(p.cin), coutp = p.words.dim(1), taps = p.kh * p.kw;
+    for (int64_t o = 0; o < p.cout; ++o)
+        for (int64_t t = 0; t < taps; ++t)
+            for (int64_t j = 0; j < cw; ++j) signs.data()[(o * taps + t) * cw + j] = p.words[(t * cw + j) * coutp + o];
+    return signs;
 }
 
 }  // namespace bnn::kernels

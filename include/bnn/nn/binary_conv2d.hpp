@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "bnn/core/bit_tensor.hpp"
+#include "bnn/kernels/bitpack.hpp"
 #include "bnn/nn/binary_mode.hpp"
 #include "bnn/nn/init.hpp"
 #include "bnn/nn/module.hpp"
@@ -46,14 +48,18 @@ struct BinaryConv2dOptions {
     PadValue pad_value = PadValue::Zero;  ///< what the border holds, in every mode
     BinaryMode mode = BinaryMode::BinaryActivations;
     WeightScale scale = WeightScale::MeanAbs;
+    /// Inference only, as a deployment file holds it (io::load_deployed): fully binary with scale
+    /// Folded, its weights the signs alone (set_weight_signs), packed once in the XNOR kernel's
+    /// layout and shared with the graphs compiled from it, never latent floats.
+    bool deployed = false;
 };
 
 /// A binary convolution without bias (the following batch norm or scale provides one).
 /// Requires: x is [N, H, W, in_channels] with H + 2*padding >= kernel_size (likewise W).
 /// Ensures: y is [N, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, out_channels].
 /// Parameters: `weight` [out, k, k, in], the latent real weights (init::fan_in_uniform,
-/// clipped to [-1, 1] by apply_constraints()); `alpha` [out] only with WeightScale::Learned or
-/// WeightScale::Folded.
+/// clipped to [-1, 1] by apply_constraints()), absent when deployed; `alpha` [out] only with
+/// WeightScale::Learned or WeightScale::Folded.
 /// The mode can change between training stages with set_mode(); the parameters stay the same.
 class BinaryConv2d : public Module {
 public:
@@ -64,11 +70,16 @@ public:
         BNN_CHECK(options.kernel_size > 0 && options.stride > 0 && options.padding >= 0,
                   "BinaryConv2d: expected kernel_size > 0, stride > 0, padding >= 0, got ", options.kernel_size, ", ",
                   options.stride, ", ", options.padding);
-        const int64_t k = options.kernel_size;
-        Tensor<float> w(Shape{options.out_channels, k, k, options.in_channels});
-        init::fan_in_uniform(w);
-        for (float& v : w) v = std::clamp(v, -1.f, 1.f);
-        weight = register_parameter("weight", w);
+        BNN_CHECK(!options.deployed || (options.mode == BinaryMode::FullyBinary && options.scale == WeightScale::Folded),
+                  "BinaryConv2d: expected a deployed conv to be fully binary with WeightScale::Folded, got mode ",
+                  binary_mode_name(options.mode), options.scale == WeightScale::Folded ? " (Folded)" : " and another scale");
+        if (!options.deployed) {
+            const int64_t k = options.kernel_size;
+            Tensor<float> w(Shape{options.out_channels, k, k, options.in_channels});
+            init::fan_in_uniform(w);
+            for (float& v : w) v = std::clamp(v, -1.f, 1.f);
+            weight = register_parameter("weight", w);
+        }
         if (options.scale == WeightScale::Learned || options.scale == WeightScale::Folded)
             alpha = register_parameter("alpha", Tensor<float>::full(Shape{options.out_channels}, 1.f));
     }
@@ -100,6 +111,10 @@ public:
             case BinaryMode::FullyBinary: break;
         }
         const auto pad_value = ones ? kernels::PadValue::One : kernels::PadValue::Zero;
+        if (options_.deployed) {  // op by op (compiled graphs use the packed signs): their ±1 floats per call
+            const Variable w(unpack_signs(weight_signs()), false);
+            return {ops::binary_conv2d(x, w, Variable(), s, p, pad_value), alpha};
+        }
         if (options_.scale == WeightScale::Learned)
             return {ops::binary_conv2d(x, weight, Variable(), s, p, pad_value),
                     ops::mul(alpha, Variable(mean_abs_weight(), false))};
@@ -119,6 +134,27 @@ public:
         return a;
     }
 
+    /// sign(W) [out, k, k, in] as bits: the latent weights' signs, or a deployed conv's.
+    BitTensor weight_signs() const {
+        if (options_.deployed) return kernels::conv_weight_signs(deployed_packed());
+        return pack_signs(weight.value());
+    }
+    /// sign(W) in the XNOR kernel's layout (kernels::pack_conv_weights): a deployed conv's own,
+    /// shared (it never changes in place), else packed afresh from the latent weights.
+    kernels::PackedConvWeights packed_weights() const {
+        if (options_.deployed) return deployed_packed();
+        return kernels::pack_conv_weights(weight_signs());
+    }
+    /// Sets a deployed conv's signs [out, k, k, in], packed straight into the kernel's layout.
+    void set_weight_signs(BitTensor signs) {
+        BNN_CHECK(options_.deployed, type_name(), ": only a deployed conv takes its weights as signs");
+        const int64_t k = options_.kernel_size;
+        const Shape want{options_.out_channels, k, k, options_.in_channels};
+        BNN_CHECK(signs.defined() && signs.shape() == want, type_name(), ": expected signs ", want.str(), ", got ",
+                  signs.defined() ? signs.shape().str() : std::string("undefined"));
+        packed_ = kernels::pack_conv_weights(signs);
+    }
+
     /// alpha = mean |W| per output channel, as WeightScale::MeanAbs uses it.
     Tensor<float> mean_abs_weight() const {
         const Tensor<float>& w = weight.value();
@@ -132,23 +168,34 @@ public:
         return a;
     }
 
-    void set_mode(BinaryMode mode) { options_.mode = mode; }
+    void set_mode(BinaryMode mode) {
+        BNN_CHECK(!options_.deployed || mode == BinaryMode::FullyBinary, type_name(),
+                  ": a deployed conv has no real weights for mode ", binary_mode_name(mode));
+        options_.mode = mode;
+    }
     BinaryMode mode() const { return options_.mode; }
     std::string type_name() const override { return "BinaryConv2d"; }
     const BinaryConv2dOptions& options() const { return options_; }
 
-    Variable weight;  ///< [out, k, k, in], latent real weights
+    Variable weight;  ///< [out, k, k, in], latent real weights (undefined when deployed)
     Variable alpha;   ///< [out] with WeightScale::Learned or WeightScale::Folded, else undefined
 
 protected:
     /// Latent weights live in [-1, 1]: beyond it the straight-through gradient of sign(W) would
     /// push them without ever changing sign(W).
     void constrain() override {
+        if (options_.deployed) return;
         for (float& v : weight.value()) v = std::clamp(v, -1.f, 1.f);
     }
 
 private:
+    const kernels::PackedConvWeights& deployed_packed() const {
+        BNN_CHECK(packed_.words.defined(), type_name(), ": the deployed conv's signs were never set (set_weight_signs)");
+        return packed_;
+    }
+
     BinaryConv2dOptions options_;
+    kernels::PackedConvWeights packed_;  ///< sign(W) when deployed
 };
 
 }  // namespace bnn::nn

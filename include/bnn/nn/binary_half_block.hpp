@@ -47,9 +47,11 @@ struct BinaryHalfBlockOptions {
     /// The conv's weight scale; by default MeanAbs with the gate, Learned with BlockScale::Learned.
     /// Deployment files set Folded (the conv's final scale stored in alpha).
     std::optional<WeightScale> conv_scale = std::nullopt;
+    /// The conv holds its signs alone, as a deployment file does (BinaryConv2dOptions::deployed).
+    bool deployed = false;
 };
 
-/// Parameters: bn.*, conv.weight (+ conv.alpha), gate.weight1/2 (BlockScale::Gate), prelu.weight,
+/// Parameters: bn.*, conv.weight (unless deployed) (+ conv.alpha), gate.weight1/2 (BlockScale::Gate), prelu.weight,
 /// shortcut.* (Downsample, when the shape changes).
 class BinaryHalfBlock : public Module {
 public:
@@ -69,7 +71,8 @@ public:
                         .padding = options.kernel_size / 2,
                         .pad_value = options.pad_value,
                         .mode = options.mode,
-                        .scale = options.conv_scale.value_or(gated ? WeightScale::MeanAbs : WeightScale::Learned)}));
+                        .scale = options.conv_scale.value_or(gated ? WeightScale::MeanAbs : WeightScale::Learned),
+                        .deployed = options.deployed}));
         if (gated)
             gate = register_module("gate", std::make_shared<ChannelGate>(ChannelGateOptions{
                                                .in_channels = in,
@@ -97,8 +100,8 @@ public:
     std::string type_name() const override { return "BinaryHalfBlock"; }
     const BinaryHalfBlockOptions& options() const { return options_; }
     void set_mode(BinaryMode mode) {
-        options_.mode = mode;
         conv->set_mode(mode);
+        options_.mode = mode;
     }
 
     std::shared_ptr<BatchNorm2d> bn;

@@ -41,7 +41,7 @@ inline nn::BinaryMode read_mode(TreeReader& r, const char* key) {
 /// sign(W) packed and the conv's final scale: the fully binary node.
 inline std::unique_ptr<BinaryConvNode> binary_node(const nn::BinaryConv2d& conv, const std::string& path) {
     const auto& o = conv.options();
-    return std::make_unique<BinaryConvNode>(path, kernels::pack_conv_weights(conv.weight.value()),
+    return std::make_unique<BinaryConvNode>(path, conv.packed_weights(),
                                             conv.binary_weight_scale(), o.stride, o.padding, o.pad_value);
 }
 
@@ -102,6 +102,7 @@ inline ModuleType binary_conv2d() {
             o.pad_value = r.choice("pad_value", kPadValueNames);
             o.mode = read_mode(r, "mode");
             o.scale = r.choice("scale", kWeightScaleNames);
+            o.deployed = r.deployed();
             return std::make_shared<nn::BinaryConv2d>(o);
         },
         lower_binary_conv);

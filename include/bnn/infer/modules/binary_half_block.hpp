@@ -43,6 +43,7 @@ inline nn::BinaryHalfBlockOptions read_half_block(TreeReader& r) {
     h.pad_value = r.choice("pad_value", kPadValueNames);
     h.mode = read_mode(r, "mode");
     h.conv_scale = r.choice("conv_scale", kWeightScaleNames);
+    h.deployed = r.deployed();
     return h;
 }
 

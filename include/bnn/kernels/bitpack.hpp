@@ -32,7 +32,7 @@ inline uint64_t all_plus_word(int64_t channels, int64_t word) {
 }
 
 /// Output channels are padded to a multiple of this in packed weights, so every SIMD tile of
-/// output-channel lanes (32 for AVX-512, 8 for AVX2) reads whole vectors.
+/// output-channel lanes (32 for AVX-512, 8 for AVX2 and NEON) reads whole vectors.
 inline constexpr int64_t kOutChannelBlock = 32;
 
 /// Cout rounded up to kOutChannelBlock.

@@ -213,6 +213,7 @@ Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>
 const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"binary conv over 2 threads", kAllIsas},
     {"binary conv AVX2 tile: byte counts flushed", {Isa::avx2, Isa::avx512}},
+    {"binary conv NEON tile: uint16 sums folded mid-field", {Isa::neon}},
     {"planned conv: pixel blocks outermost", kAllIsas},
     {"planned conv: channel blocks outermost", kAllIsas},
     {"planned conv over 2 threads", kAllIsas},
@@ -439,6 +440,8 @@ void add_binary_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvSh
              const Tensor<float> sc = tensor(Shape{s.co}, scale), bi = tensor(Shape{s.co}, bias);
              if (binary_conv_splits(s)) taken.push_back("binary conv over 2 threads");
              if ((isa == Isa::avx2 || isa == Isa::avx512) && binary_conv_field_words(s) > 31) taken.push_back("binary conv AVX2 tile: byte counts flushed");
+             if (isa == Isa::neon && binary_conv_field_words(s) > 2 * kernels::detail::kNeonPairsPerFlush)
+                 taken.push_back("binary conv NEON tile: uint16 sums folded mid-field");
              return Outputs{
                  exact("fma(dot, scale, bias)", binary_conv2d(xb, packed, sc, bi, s.stride, s.pad, mode, isa).to_vector()),
                  exact("dot", binary_conv2d(xb, packed, {}, {}, s.stride, s.pad, mode, isa).to_vector())};
@@ -470,6 +473,12 @@ void add_binary_conv_cases(std::vector<KernelCase>& cases) {
         for (bool opposite : {false, true})
             add_binary_conv_case(cases, rng, {2, 3, kw + 4, 64, 9, 1, kw, 1, 0}, PadValue::Zero, opposite);
     add_binary_conv_case(cases, rng, {1, 4, 5, 512, 40, 3, 3, 1, 1}, PadValue::One, true);
+    // The NEON tile's uint16 sums, folded every kNeonPairsPerFlush word pairs: the
+    // largest kernel (64x64) over one word a pixel is 4096 words, one pair more than a uint16
+    // lane holds with every XOR bit set, so a fold too late wraps; 63x63 over three words is
+    // longer still and odd (its last word runs alone).
+    add_binary_conv_case(cases, rng, {1, 65, 64, 64, 9, 64, 64, 1, 0}, PadValue::Zero, true);
+    add_binary_conv_case(cases, rng, {1, 63, 64, 129, 3, 63, 63, 1, 0}, PadValue::Zero, true);
     // The largest kernels the geometry allows (64 taps a side: the padding patterns are 64-bit
     // masks), padded at both ends, so the masks' first and last bits are used.
     for (PadValue mode : {PadValue::Zero, PadValue::One}) {

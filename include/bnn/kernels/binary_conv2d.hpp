@@ -37,6 +37,7 @@
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/padding_patterns.hpp"
+#include "bnn/kernels/binary_conv2d_neon.hpp"
 #include "bnn/kernels/binary_conv2d_simd.hpp"
 
 namespace bnn::kernels {
@@ -103,7 +104,8 @@ inline void binary_conv_tile_scalar(const BinaryConvPlan& pl, const BinaryConvTi
 }
 
 /// Tile shape of each path: pixels per tile and output channels per tile. AVX-512 without
-/// VPOPCNTDQ counts bits with the AVX2 tile.
+/// VPOPCNTDQ counts bits with the AVX2 tile. The tile widths divide kOutChannelBlock, so a
+/// tile's vectors never read past the padded channels.
 struct TileShape {
     int pixels;
     int64_t channels;
@@ -113,6 +115,7 @@ inline TileShape tile_shape(Isa isa) {
         case Isa::avx512_vpopcntdq: return {6, 32};
         case Isa::avx512:
         case Isa::avx2: return {3, 8};
+        case Isa::neon: return {4, 8};
         default: return {1, 32};
     }
 }
@@ -135,6 +138,15 @@ inline void run_tile(Isa isa, int p, const BinaryConvPlan& pl, const BinaryConvT
             case 3: return binary_conv_tile_avx2<3>(pl, tl);
             case 2: return binary_conv_tile_avx2<2>(pl, tl);
             default: return binary_conv_tile_avx2<1>(pl, tl);
+        }
+    }
+#elif defined(__aarch64__)
+    if (isa == Isa::neon) {
+        switch (p) {
+            case 4: return binary_conv_tile_neon<4>(pl, tl);
+            case 3: return binary_conv_tile_neon<3>(pl, tl);
+            case 2: return binary_conv_tile_neon<2>(pl, tl);
+            default: return binary_conv_tile_neon<1>(pl, tl);
         }
     }
 #endif

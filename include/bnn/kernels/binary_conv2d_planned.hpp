@@ -36,6 +36,10 @@
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/binary_conv2d.hpp"
 
+#if defined(__aarch64__)
+#include <xsimd/xsimd.hpp>
+#endif
+
 namespace bnn::kernels {
 
 /// The fused output transform of a PlannedBinaryConv (see the file comment). scale is required;
@@ -119,6 +123,38 @@ BNN_NO_FP_CONTRACT __attribute__((target("avx2,fma"))) void binary_conv_epilogue
         binary_conv_epilogue<Gate, Slope, Residual>(t, dots + done, ld, first_pixel, pixels, c0 + done, nc - done, cout,
                                                     pixels_per_image, out);
 }
+#elif defined(__aarch64__)
+/// binary_conv_epilogue on xsimd batches (4 floats of NEON on aarch64), for the NEON tile. xsimd
+/// keeps it free of one instruction set's intrinsics; each lane performs the scalar loop's
+/// operations in its order, and the last nc % lanes columns take the plain loop.
+template <bool Gate, bool Slope, bool Residual, class Arch = xsimd::neon64>
+BNN_NO_FP_CONTRACT void binary_conv_epilogue_xsimd(const BinaryConvEpilogue& t, const float* dots, int64_t ld,
+                                                   int64_t first_pixel, int pixels, int64_t c0, int64_t nc,
+                                                   int64_t cout, int64_t pixels_per_image, float* out) {
+    using Floats = xsimd::batch<float, Arch>;
+    constexpr int64_t L = Floats::size;
+    const Floats zero(0.f);
+    for (int p = 0; p < pixels; ++p) {
+        const int64_t q = first_pixel + p, n = q / pixels_per_image;
+        const float* d = dots + p * ld;
+        const float* a = t.scale + c0;
+        const float* g = Gate ? t.gate + n * cout + c0 : nullptr;
+        const float* s = Slope ? t.slope + c0 : nullptr;
+        const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o: read before written
+        float* o = out + q * cout + c0;
+        for (int64_t j = 0; j + L <= nc; j += L) {
+            Floats y = Floats::load_unaligned(d + j) * Floats::load_unaligned(a + j) + zero;
+            if constexpr (Gate) y = y * Floats::load_unaligned(g + j);
+            if constexpr (Slope) y = xsimd::select(y > zero, y, Floats::load_unaligned(s + j) * y);
+            if constexpr (Residual) y = y + Floats::load_unaligned(r + j);
+            y.store_unaligned(o + j);
+        }
+    }
+    const int64_t done = nc / L * L;
+    if (done < nc)
+        binary_conv_epilogue<Gate, Slope, Residual>(t, dots + done, ld, first_pixel, pixels, c0 + done, nc - done, cout,
+                                                    pixels_per_image, out);
+}
 #endif
 #undef BNN_NO_FP_CONTRACT
 
@@ -130,6 +166,8 @@ template <bool Gate, bool Slope, bool Residual>
 BinaryConvEpilogueFn epilogue_of(Isa isa) {
 #if BNN_X86
     if (has_avx2(isa)) return binary_conv_epilogue_avx2<Gate, Slope, Residual>;
+#elif defined(__aarch64__)
+    if (isa == Isa::neon) return binary_conv_epilogue_xsimd<Gate, Slope, Residual>;
 #endif
     (void)isa;
     return binary_conv_epilogue<Gate, Slope, Residual>;

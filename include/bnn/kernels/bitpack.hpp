@@ -18,6 +18,7 @@
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
+#include "bnn/kernels/bitpack_neon.hpp"
 #include "bnn/kernels/bitpack_simd.hpp"
 #include "bnn/kernels/isa.hpp"
 
@@ -33,7 +34,7 @@ inline uint64_t all_plus_word(int64_t channels, int64_t word) {
 }
 
 /// Output channels are padded to a multiple of this in packed weights, so every SIMD tile of
-/// output-channel lanes (32 for AVX-512, 8 for AVX2) reads whole vectors.
+/// output-channel lanes (32 for AVX-512, 8 for AVX2 and NEON) reads whole vectors.
 inline constexpr int64_t kOutChannelBlock = 32;
 
 /// Cout rounded up to kOutChannelBlock.
@@ -74,6 +75,8 @@ inline void pack_signs(const float* x, int64_t pixels, int64_t channels, const f
 #if BNN_X86
     if (has_avx512(isa)) return detail::pack_signs_avx512(x, pixels, channels, a, b, bits);
     if (isa == Isa::avx2) return detail::pack_signs_avx2(x, pixels, channels, a, b, bits);
+#elif defined(__aarch64__)
+    if (isa == Isa::neon) return detail::pack_signs_neon(x, pixels, channels, a, b, bits);
 #endif
     (void)isa;
     pack_signs_scalar(x, pixels, channels, a, b, bits);

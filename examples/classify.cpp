@@ -19,7 +19,6 @@
 
 using bnn::Tensor;
 using bnn::examples::Preprocessing;
-using bnn::examples::logits_of;
 using bnn::examples::plain_preprocessing;
 using nlohmann::json;
 
@@ -55,6 +54,7 @@ int main(int argc, char** argv) {
     };
     try {
         examples::Network net = examples::load_network(checkpoint);
+        release_idle_tensor_memory();  // the file's buffers, freed as the network took its tensors
         Preprocessing p;
         if (net.preprocessing) {
             p = *net.preprocessing;
@@ -63,8 +63,14 @@ int main(int argc, char** argv) {
                       "class names): give --size (and --channels)");
             p = plain_preprocessing(size, channels, 0);
         }
-        size_t steps = 0;
-        const Tensor<float> logits = logits_of(*net.model, input_of(image, p), p, stem_precision, steps);
+        const Tensor<uint8_t> bytes = input_of(image, p);
+        infer::Graph graph = examples::compile_for_bytes(*net.model, bytes.shape(), p, stem_precision);
+        const size_t steps = graph.num_steps();
+        // The graph holds what it needs (the packed binary weights shared): the model and the
+        // blocks its loading freed are no longer needed while the image runs.
+        net.model.reset();
+        release_idle_tensor_memory();
+        const Tensor<float> logits = examples::run_on_bytes(graph, bytes, p, stem_precision);
         if (p.class_names.empty()) p = plain_preprocessing(size, channels, logits.dim(1));
         if (net.deployed)
             std::printf("%s: deployed network, %zu inference steps (1-bit weights in every binary conv)\n",

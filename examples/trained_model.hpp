@@ -174,21 +174,30 @@ inline ImageInput image_input(const std::string& path, const Preprocessing& p) {
     return in;
 }
 
-/// The network's logits for input bytes [N, S, S, C], compiled (infer::compile): with the fp32
-/// stem from the bytes normalized as the training data were, with the int16 stem from the bytes
-/// themselves (the stem folds the normalization into its weights). `steps` gets the graph's
-/// number of steps.
+/// The network compiled (infer::compile) for input bytes of `shape` [N, S, S, C]: with the int16
+/// stem it reads the bytes themselves (the stem folds the normalization into its weights).
+inline infer::Graph compile_for_bytes(const nn::Module& model, const Shape& shape, const Preprocessing& p,
+                                      infer::StemPrecision stem) {
+    if (stem == infer::StemPrecision::int16)
+        return infer::compile(model, shape, {.stem = stem, .mean = p.mean, .std = p.std});
+    return infer::compile(model, shape);
+}
+
+/// The logits of a graph from compile_for_bytes for input bytes: with the fp32 stem from the bytes
+/// normalized as the training data were.
+inline Tensor<float> run_on_bytes(infer::Graph& graph, const Tensor<uint8_t>& bytes, const Preprocessing& p,
+                                  infer::StemPrecision stem) {
+    if (stem == infer::StemPrecision::int16) return graph.run(bytes).clone();
+    return graph.run(data::normalize(bytes, input_normalization(p))).clone();
+}
+
+/// The network's logits for input bytes [N, S, S, C], compiled; `steps` gets the graph's number
+/// of steps.
 inline Tensor<float> logits_of(const nn::Module& model, const Tensor<uint8_t>& bytes, const Preprocessing& p,
                                infer::StemPrecision stem, size_t& steps) {
-    if (stem == infer::StemPrecision::int16) {
-        infer::Graph graph = infer::compile(model, bytes.shape(), {.stem = stem, .mean = p.mean, .std = p.std});
-        steps = graph.num_steps();
-        return graph.run(bytes).clone();
-    }
-    const Tensor<float> x = data::normalize(bytes, input_normalization(p));
-    infer::Graph graph = infer::compile(model, x.shape());
+    infer::Graph graph = compile_for_bytes(model, bytes.shape(), p, stem);
     steps = graph.num_steps();
-    return graph.run(x).clone();
+    return run_on_bytes(graph, bytes, p, stem);
 }
 
 /// One class among a row of logits, with its softmax probability.

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <cstring>
 #include <map>
 #include <memory>
@@ -133,5 +136,15 @@ std::shared_ptr<T> allocate(int64_t n, bool zero) {
     return std::shared_ptr<T>(static_cast<T*>(p), [bytes](T* q) { BlockCache::instance().give(q, bytes); });
 }
 }  // namespace detail
+
+/// Frees every block the tensor cache holds idle and, with glibc, hands the heap's free memory
+/// back to the system: for a program whose large allocations are over (a deployed network
+/// loaded or compiled, its loading buffers dropped) and which should hold no more than it uses.
+inline void release_idle_tensor_memory() {
+    detail::BlockCache::instance().release();
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
 
 }  // namespace bnn

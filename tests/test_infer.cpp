@@ -430,14 +430,14 @@ TEST_CASE("a deployment file loads and compiles without its binary weights as fl
     const std::string path = dir.file("r2b64.deploy.safetensors");
     io::save_deployed(path, *net);
     const Shape input{1, 8, 8, 3};
-    const size_t cache_limit = detail::BlockCache::instance().limit();
-    detail::BlockCache::instance().set_limit(0);  // every Tensor block from the allocator, so counted
+    const size_t cache_limit = bnn::detail::BlockCache::instance().limit();
+    bnn::detail::BlockCache::instance().set_limit(0);  // every Tensor block from the allocator, so counted
     g_allocated_bytes = 0;
     g_counting = true;
     io::Deployed d = io::load_deployed(path);
     infer::Graph graph = infer::compile(*d.model, input);
     g_counting = false;
-    detail::BlockCache::instance().set_limit(cache_limit);
+    bnn::detail::BlockCache::instance().set_limit(cache_limit);
     INFO(binary_weights << " binary weights; the load and compile allocated " << g_allocated_bytes.load() << " bytes");
     REQUIRE(g_allocated_bytes.load() < binary_weights * static_cast<int64_t>(sizeof(float)) / 2);
     // The same logits as the trained model (and so as the load that rebuilt the floats).

@@ -93,6 +93,8 @@ BNN_NO_FP_CONTRACT void binary_conv_epilogue(const BinaryConvEpilogue& t, const 
 /// binary_conv_epilogue on 8-float vectors, for the AVX2 and AVX-512 tiles. The plain loop stays
 /// scalar under GCC: a float compare may trap, so PReLU's select is not if-converted. Each lane
 /// performs the scalar loop's operations in its order (d * a + 0 is one rounding either way).
+/// Intrinsics, not xsimd: xsimd 8.1 offers AVX2 only to code compiled with -mavx2, not inside a
+/// target-attribute function (docs/arm.md, "xsimd and the x86 paths").
 template <bool Gate, bool Slope, bool Residual>
 BNN_NO_FP_CONTRACT __attribute__((target("avx2,fma"))) void binary_conv_epilogue_avx2(
     const BinaryConvEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels, int64_t c0, int64_t nc,

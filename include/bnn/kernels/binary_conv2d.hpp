@@ -108,7 +108,8 @@ inline void binary_conv_tile_scalar(const BinaryConvPlan& pl, const BinaryConvTi
 /// Longest receptive field (in 64-bit words) that the AVX-512 VPOPCNTDQ path counts in 32-bit
 /// halves: 3x3 over up to 128 channels. On such short fields the end of a tile costs about as
 /// much as the field, and the half-word tile ends once per 16 outputs, not 8; on longer ones the
-/// whole-word tile is as fast and needs no second layout of the weights (docs/binary_conv.md).
+/// whole-word tile is as fast and needs no second layout of the weights (docs/binary_conv.md,
+/// section 3).
 inline constexpr int64_t kHalfWordMaxFieldWords = 18;
 
 /// Whether path `isa` counts a field of k_words words in 32-bit halves.

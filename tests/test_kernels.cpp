@@ -213,10 +213,14 @@ Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>
 const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"binary conv over 2 threads", kAllIsas},
     {"binary conv AVX2 tile: byte counts flushed", {Isa::avx2, Isa::avx512}},
+    {"binary conv AVX-512 tile in 32-bit halves", {Isa::avx512_vpopcntdq}},
+    {"binary conv AVX-512 tile in whole words", {Isa::avx512_vpopcntdq}},
     {"binary conv NEON tile: uint16 sums folded mid-field", {Isa::neon}},
     {"planned conv: pixel blocks outermost", kAllIsas},
     {"planned conv: channel blocks outermost", kAllIsas},
     {"planned conv over 2 threads", kAllIsas},
+    {"planned conv: AVX-512 tile in 32-bit halves", {Isa::avx512_vpopcntdq}},
+    {"planned conv: AVX-512 tile in whole words", {Isa::avx512_vpopcntdq}},
     {"bn_sign_pack by rows over 2 threads", kAllIsas},
     {"bn_sign_pack in half words", kAllIsas},
     {"bn_sign_pack in words over 2 threads", kAllIsas},
@@ -440,6 +444,10 @@ void add_binary_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvSh
              const Tensor<float> sc = tensor(Shape{s.co}, scale), bi = tensor(Shape{s.co}, bias);
              if (binary_conv_splits(s)) taken.push_back("binary conv over 2 threads");
              if ((isa == Isa::avx2 || isa == Isa::avx512) && binary_conv_field_words(s) > 31) taken.push_back("binary conv AVX2 tile: byte counts flushed");
+             if (isa == Isa::avx512_vpopcntdq)
+                 taken.push_back(kernels::detail::counts_half_words(isa, binary_conv_field_words(s))
+                                     ? "binary conv AVX-512 tile in 32-bit halves"
+                                     : "binary conv AVX-512 tile in whole words");
              if (isa == Isa::neon && binary_conv_field_words(s) > 2 * kernels::detail::kNeonPairsPerFlush)
                  taken.push_back("binary conv NEON tile: uint16 sums folded mid-field");
              return Outputs{
@@ -473,6 +481,10 @@ void add_binary_conv_cases(std::vector<KernelCase>& cases) {
         for (bool opposite : {false, true})
             add_binary_conv_case(cases, rng, {2, 3, kw + 4, 64, 9, 1, kw, 1, 0}, PadValue::Zero, opposite);
     add_binary_conv_case(cases, rng, {1, 4, 5, 512, 40, 3, 3, 1, 1}, PadValue::One, true);
+    // The longest field the AVX-512 path counts in 32-bit halves (18 words, kHalfWordMaxFieldWords)
+    // and one word more, with every XOR bit set: the halves' sums are largest there.
+    add_binary_conv_case(cases, rng, {1, 5, 7, 128, 65, 3, 3, 1, 1}, PadValue::Zero, true);
+    add_binary_conv_case(cases, rng, {1, 3, 22, 64, 33, 1, 19, 1, 0}, PadValue::Zero, true);
     // The NEON tile's uint16 sums, folded every kNeonPairsPerFlush word pairs: the
     // largest kernel (64x64) over one word a pixel is 4096 words, one pair more than a uint16
     // lane holds with every XOR bit set, so a fold too late wraps; 63x63 over three words is
@@ -557,6 +569,10 @@ void add_planned_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvS
              taken.push_back(step.pixel_major() ? "planned conv: pixel blocks outermost"
                                                 : "planned conv: channel blocks outermost");
              if (binary_conv_splits(s)) taken.push_back("planned conv over 2 threads");
+             if (isa == Isa::avx512_vpopcntdq)
+                 taken.push_back(kernels::detail::counts_half_words(isa, binary_conv_field_words(s))
+                                     ? "planned conv: AVX-512 tile in 32-bit halves"
+                                     : "planned conv: AVX-512 tile in whole words");
              return Outputs{exact("out", out)};
          }});
 }

@@ -55,6 +55,8 @@ struct BinaryConvGeometry {
     int64_t N, H, W, C, Cout, KH, KW, stride, pad, OH, OW;
     PadValue pad_value;
     int64_t words_per_pixel() const { return (C + 63) / 64; }
+    /// 64-bit words in one receptive field.
+    int64_t field_words() const { return KH * KW * words_per_pixel(); }
     int64_t K() const { return KH * KW * C; }
     /// Binary multiply-accumulates of the whole convolution.
     int64_t macs() const { return N * OH * OW * Cout * K(); }
@@ -103,16 +105,29 @@ inline void binary_conv_tile_scalar(const BinaryConvPlan& pl, const BinaryConvTi
     }
 }
 
+/// Longest receptive field (in 64-bit words) that the AVX-512 VPOPCNTDQ path counts in 32-bit
+/// halves: 3x3 over up to 128 channels. On such short fields the end of a tile costs about as
+/// much as the field, and the half-word tile ends once per 16 outputs, not 8; on longer ones the
+/// whole-word tile is as fast and needs no second layout of the weights (docs/binary_conv.md,
+/// section 3).
+inline constexpr int64_t kHalfWordMaxFieldWords = 18;
+
+/// Whether path `isa` counts a field of k_words words in 32-bit halves.
+inline bool counts_half_words(Isa isa, int64_t k_words) {
+    return isa == Isa::avx512_vpopcntdq && k_words <= kHalfWordMaxFieldWords;
+}
+
 /// Tile shape of each path: pixels per tile and output channels per tile. AVX-512 without
-/// VPOPCNTDQ counts bits with the AVX2 tile. The tile widths divide kOutChannelBlock, so a
-/// tile's vectors never read past the padded channels.
+/// VPOPCNTDQ counts bits with the AVX2 tile. The tile widths are 8, 32 or 64 channels, and a
+/// tile reads 32 channels past a block's first 32 only when they exist, so its vectors never
+/// read past the padded channels (a multiple of kOutChannelBlock).
 struct TileShape {
     int pixels;
     int64_t channels;
 };
-inline TileShape tile_shape(Isa isa) {
+inline TileShape tile_shape(Isa isa, const BinaryConvGeometry& g) {
     switch (isa) {
-        case Isa::avx512_vpopcntdq: return {6, 32};
+        case Isa::avx512_vpopcntdq: return {6, counts_half_words(isa, g.field_words()) ? 64 : 32};
         case Isa::avx512:
         case Isa::avx2: return {3, 8};
         case Isa::neon: return {4, 8};
@@ -120,9 +135,42 @@ inline TileShape tile_shape(Isa isa) {
     }
 }
 
+/// The field in 32-bit halves (BinaryConvPlan::half_offsets and half_weights) from its words.
+inline void split_into_half_words(const int64_t* word_offsets, const uint64_t* weights, int64_t k_words, int64_t coutp,
+                                  int64_t* half_offsets, uint32_t* half_weights) {
+    for (int64_t k = 0; k < k_words; ++k)
+        for (int64_t h = 0; h < 2; ++h) {
+            half_offsets[2 * k + h] = 2 * word_offsets[k] + h;
+            const uint64_t* row = weights + k * coutp;
+            uint32_t* half_row = half_weights + (2 * k + h) * coutp;
+            for (int64_t c = 0; c < coutp; ++c) half_row[c] = static_cast<uint32_t>(row[c] >> (32 * h));
+        }
+}
+
 /// Runs the tile of `isa` for `p` (1..tile pixels) pixels.
 inline void run_tile(Isa isa, int p, const BinaryConvPlan& pl, const BinaryConvTile& tl) {
 #if BNN_X86
+    if (isa == Isa::avx512_vpopcntdq && pl.half_weights) {
+        // 64 channels, or the last 32 of a layer whose padded width ends there.
+        if (pl.cout - tl.c0 > 32) {
+            switch (p) {
+                case 6: return binary_conv_tile_avx512_halves<6, 4>(pl, tl);
+                case 5: return binary_conv_tile_avx512_halves<5, 4>(pl, tl);
+                case 4: return binary_conv_tile_avx512_halves<4, 4>(pl, tl);
+                case 3: return binary_conv_tile_avx512_halves<3, 4>(pl, tl);
+                case 2: return binary_conv_tile_avx512_halves<2, 4>(pl, tl);
+                default: return binary_conv_tile_avx512_halves<1, 4>(pl, tl);
+            }
+        }
+        switch (p) {
+            case 6: return binary_conv_tile_avx512_halves<6, 2>(pl, tl);
+            case 5: return binary_conv_tile_avx512_halves<5, 2>(pl, tl);
+            case 4: return binary_conv_tile_avx512_halves<4, 2>(pl, tl);
+            case 3: return binary_conv_tile_avx512_halves<3, 2>(pl, tl);
+            case 2: return binary_conv_tile_avx512_halves<2, 2>(pl, tl);
+            default: return binary_conv_tile_avx512_halves<1, 2>(pl, tl);
+        }
+    }
     if (isa == Isa::avx512_vpopcntdq) {
         switch (p) {
             case 6: return binary_conv_tile_avx512<6>(pl, tl);
@@ -163,7 +211,7 @@ inline void run_tile(Isa isa, int p, const BinaryConvPlan& pl, const BinaryConvT
 /// multiply-accumulates), where a parallel region costs more than it saves.
 template <bool PixelMajor, class TileFn>
 void for_each_binary_conv_tile(Isa isa, const BinaryConvGeometry& g, int max_threads, TileFn&& tile) {
-    const TileShape ts = tile_shape(isa);
+    const TileShape ts = tile_shape(isa, g);
     const int64_t pixels = g.N * g.OH * g.OW;
     const int64_t pixel_blocks = (pixels + ts.pixels - 1) / ts.pixels;
     const int64_t channel_blocks = (g.Cout + ts.channels - 1) / ts.channels;
@@ -253,6 +301,8 @@ inline BinaryConvPixelPlan plan_binary_conv_pixels(const BinaryConvGeometry& g, 
 /// Tags of binary_conv2d_forward's per-thread buffers (bnn::thread_scratch).
 struct BinaryConvPaddedBits;
 struct BinaryConvScaleBias;
+struct BinaryConvHalfOffsets;
+struct BinaryConvHalfWeights;
 
 /// out [N, OH, OW, Cout] = fma(binary conv(x_bits, weights), scale, bias); see the file comment.
 inline void binary_conv2d_forward(const uint64_t* x_bits, const uint64_t* weights, const int64_t* tap_sums,
@@ -297,7 +347,14 @@ inline void binary_conv2d_forward(const uint64_t* x_bits, const uint64_t* weight
     BinaryConvPixelPlan& px = this_threads_plan;  // the worker threads below read the caller's plan
     plan_binary_conv_pixels(g, xin, tap_sums, px);
 
-    const detail::BinaryConvPlan plan{px.word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc, bi};
+    detail::BinaryConvPlan plan{px.word_offsets.data(), taps * wc, weights, coutp, g.Cout, g.K(), sc, bi};
+    if (detail::counts_half_words(isa, plan.k_words)) {  // a short field: its halves are cheap to lay out per call
+        int64_t* half_offsets = thread_scratch<BinaryConvHalfOffsets, int64_t>(2 * plan.k_words);
+        uint32_t* half_weights = thread_scratch<BinaryConvHalfWeights, uint32_t>(2 * plan.k_words * coutp);
+        detail::split_into_half_words(plan.word_offsets, weights, plan.k_words, coutp, half_offsets, half_weights);
+        plan.half_offsets = half_offsets;
+        plan.half_weights = half_weights;
+    }
     // Channel block outermost: a contiguous share of items sweeps pixels under one channel
     // block's weights, and small layers (a batch of one 4x4 image) still split evenly because
     // shares may cut across channel blocks.

@@ -221,6 +221,13 @@ public:
         ones_.assign(coutp_, 1.f);
         zeros_.assign(coutp_, 0.f);
         pixels_ = plan_binary_conv_pixels(g_, bits_.data(), w_.tap_sums.data());
+        const int64_t k_words = static_cast<int64_t>(pixels_.word_offsets.size());
+        if (detail::counts_half_words(isa, k_words)) {
+            half_offsets_.resize(2 * k_words);
+            half_weights_ = Tensor<uint32_t>(Shape{2 * k_words, coutp_});
+            detail::split_into_half_words(pixels_.word_offsets.data(), w_.words.data(), k_words, coutp_,
+                                          half_offsets_.data(), half_weights_.data());
+        }
         const detail::TileShape ts = tile();
         scratch_ld_ = g_.Cout;
         threads_ = num_threads();
@@ -250,8 +257,16 @@ public:
     void run(const BinaryConvEpilogue& t, float* out) {
         BNN_CHECK(t.scale != nullptr, "PlannedBinaryConv::run: the scale is required");
         if (g_.N == 0) return;
-        const detail::BinaryConvPlan plan{pixels_.word_offsets.data(), static_cast<int64_t>(pixels_.word_offsets.size()),
-                                             w_.words.data(), coutp_, g_.Cout, g_.K(), ones_.data(), zeros_.data()};
+        const detail::BinaryConvPlan plan{pixels_.word_offsets.data(),
+                                          static_cast<int64_t>(pixels_.word_offsets.size()),
+                                          w_.words.data(),
+                                          coutp_,
+                                          g_.Cout,
+                                          g_.K(),
+                                          ones_.data(),
+                                          zeros_.data(),
+                                          half_weights_.defined() ? half_offsets_.data() : nullptr,
+                                          half_weights_.defined() ? half_weights_.data() : nullptr};
         const detail::TileShape ts = tile();
         const int64_t per_image = g_.OH * g_.OW;
         const auto epilogue = detail::choose_epilogue(isa_, t.gate, t.slope, t.residual);
@@ -270,7 +285,7 @@ public:
     }
 
 private:
-    detail::TileShape tile() const { return detail::tile_shape(isa_); }
+    detail::TileShape tile() const { return detail::tile_shape(isa_, g_); }
 
     PackedConvWeights w_;
     Isa isa_ = Isa::scalar;
@@ -279,6 +294,8 @@ private:
     int threads_ = 1;
     bool pixel_major_ = false;
     Tensor<uint64_t> bits_;
+    Tensor<uint32_t> half_weights_;      // the weights in 32-bit halves, when the tile counts halves
+    std::vector<int64_t> half_offsets_;
     std::vector<float> ones_, zeros_, scratch_;
     BinaryConvPixelPlan pixels_;
 };

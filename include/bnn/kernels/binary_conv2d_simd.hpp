@@ -4,7 +4,8 @@
 /// reference tile and the driver are in binary_conv2d.hpp.
 ///
 /// A tile computes P output pixels x one block of output channels. Output channels live in the
-/// SIMD lanes (one uint64 lane per channel): for each receptive-field word k, one activation
+/// SIMD lanes (one uint64 lane per channel, or one uint32 lane on the AVX-512 tile of 32-bit
+/// halves): for each receptive-field word k, one activation
 /// word per pixel is broadcast, XORed with row k of the packed weights (that word of 8 or 32
 /// consecutive output channels), popcounted per lane and added into per-lane accumulators.
 /// No horizontal sums anywhere, so short receptive fields (3x3 over 64 channels is 9 words)
@@ -25,6 +26,11 @@ struct BinaryConvPlan {
     int64_t k_bits;              ///< true receptive-field length KH*KW*Cin
     const float* scale;          ///< [coutp], padded with ones
     const float* bias;           ///< [coutp], padded with zeros
+    /// The same field in 32-bit halves, for the half-word tile (null for the other tiles): half
+    /// 2k + h is the low (h = 0) or high 32 bits of word k, the order little-endian memory holds
+    /// them in, so an origin read as uint32 finds half 2k + h at half_offsets[2k + h].
+    const int64_t* half_offsets = nullptr;   ///< [2 * k_words], in uint32 units
+    const uint32_t* half_weights = nullptr;  ///< [2 * k_words, coutp]
 };
 
 /// One tile: P output pixels starting at `out`, output channels from c0.
@@ -86,6 +92,70 @@ BNN_AVX512_TARGET inline void binary_conv_tile_avx512(const BinaryConvPlan& pl, 
                 _mm256_storeu_ps(out + 8 * v, y);
             else if (left > 0)
                 _mm256_mask_storeu_ps(out + 8 * v, static_cast<__mmask8>((1u << left) - 1u), y);
+        }
+    }
+}
+
+/// AVX-512 VPOPCNTDQ tile on 32-bit halves of the field words: P pixels x 16*V output channels
+/// (V vectors of 16 uint32 lanes). Each half costs the same XOR, popcount and add as a whole word
+/// on 8 lanes, but a vector holds twice the channels, so the end of the tile (the dot, its
+/// conversion, scale, bias and store) runs once per 16 outputs instead of 8: on short fields
+/// (3x3 over 64 or 128 channels is 9 or 18 words) that end costs as much as the field itself.
+/// Sums fit 32 bits: fields this tile takes are short (counts_half_words).
+template <int P, int V>
+BNN_AVX512_TARGET inline void binary_conv_tile_avx512_halves(const BinaryConvPlan& pl, const BinaryConvTile& tl) {
+    __m512i acc[P][V];
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[p][v] = _mm512_setzero_si512();
+
+    const uint32_t* xp[P];
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) xp[p] = reinterpret_cast<const uint32_t*>(tl.origins[p]);
+    const uint32_t* wrow = pl.half_weights + tl.c0;
+    for (int64_t k = 0; k < 2 * pl.k_words; ++k, wrow += pl.coutp) {
+        const int64_t off = pl.half_offsets[k];
+        __m512i w[V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_si512(wrow + 16 * v);
+#pragma GCC unroll 8
+        for (int p = 0; p < P; ++p) {
+            const __m512i xb = _mm512_broadcastd_epi32(_mm_loadu_si32(xp[p] + off));
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) {
+                acc[p][v] = _mm512_add_epi32(acc[p][v], _mm512_popcnt_epi32(_mm512_xor_si512(xb, w[v])));
+                // Keeps GCC from hoisting the next pixels' XORs above these adds, which leaves too
+                // few registers for the accumulators and spills them.
+                asm("" : "+v"(acc[p][v]));
+            }
+        }
+    }
+
+    // dot = K - 2*popcount (+ border correction), then out = fma(dot, scale, bias).
+    const __m512i k = _mm512_set1_epi32(static_cast<int>(pl.k_bits));
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+        float* out = tl.out + p * pl.cout;
+        const int64_t* corr = tl.corrections[p];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) {
+            const int64_t c = tl.c0 + 16 * v;
+            __m512i d = _mm512_sub_epi32(k, _mm512_add_epi32(acc[p][v], acc[p][v]));
+            if (corr) {
+                const __m256i lo = _mm512_cvtepi64_epi32(_mm512_loadu_si512(corr + c));
+                const __m256i hi = _mm512_cvtepi64_epi32(_mm512_loadu_si512(corr + c + 8));
+                d = _mm512_add_epi32(d, _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1));
+            }
+            // All lanes converted; the masked form because GCC 12 warns of the plain one's
+            // undefined pass-through operand once it is inlined here.
+            const __m512 dot = _mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), static_cast<__mmask16>(0xffff), d);
+            const __m512 y = _mm512_fmadd_ps(dot, _mm512_loadu_ps(pl.scale + c), _mm512_loadu_ps(pl.bias + c));
+            const int64_t left = pl.cout - c;
+            if (left >= 16)
+                _mm512_storeu_ps(out + 16 * v, y);
+            else if (left > 0)
+                _mm512_mask_storeu_ps(out + 16 * v, static_cast<__mmask16>((1u << left) - 1u), y);
         }
     }
 }

@@ -8,8 +8,8 @@
 /// each product to its own int32 lane. The packed weights hold channel j's pair of taps in
 /// adjacent int16 lanes, and a pixel's pair broadcast to every 32-bit lane (LD1R) lines up with
 /// them, so an accumulator's lanes are (channel j, even taps), (j, odd taps), (j + 1, even),
-/// (j + 1, odd); one ADDP at the end adds each channel's two lanes. A lane sums at most half of
-/// K products, so it stays exact wherever the whole int32 sum does (K <= u8s16_max_taps).
+/// (j + 1, odd); one ADDP at the end adds each channel's two lanes. A lane sums some of the K
+/// products, so it is exact wherever the whole int32 sum is (K <= u8s16_max_taps).
 ///
 /// Tile shape: 2 pixels x 16 channels at a time, twice for the driver's 4 pixels. Its 16
 /// accumulators (2 pixels x 16 channels x 2 parities, 4 lanes a vector), the 4 weight vectors of

@@ -1,5 +1,5 @@
 // Every kernel that has more than one code path, as one table of (kernel, awkward shape) cases. A
-// path is an instruction set (kernels/isa.hpp: scalar, AVX2, AVX-512) or a variant the kernel
+// path is an instruction set (kernels/isa.hpp: scalar, AVX2, AVX-512, NEON) or a variant the kernel
 // chooses by shape (a tile, the direct convolution, work split over threads). Each case runs on
 // every instruction set this CPU has, with 1 and 2 threads, and is compared with a reference
 // written here (or the naive loops of sgemm_reference / conv2d_forward_reference) that shares no
@@ -225,6 +225,8 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"bn_sign_pack in half words", kAllIsas},
     {"bn_sign_pack in words over 2 threads", kAllIsas},
     {"u8s16 over 2 threads, channel blocks split", kAllIsas},
+    {"u8s16 tile short of 4 pixels: the last pixel repeated", kAllIsas},
+    {"u8s16 finish of a partial channel block by the scalar rule", {Isa::avx2, Isa::neon}},
     {"u8s16 AVX-512 tile of 4 channel blocks", kAvx512Isas},
     {"u8s16 AVX-512 tile of 1 to 3 channel blocks", kAvx512Isas},
     {"u8s16 AVX-512 tile with vpdpwssd", {Isa::avx512_vpopcntdq}},
@@ -763,6 +765,9 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
              if (num_threads() > 1 && worth_threading(pixels * q->CoutP() * q->Kp() / 16) && blocks > 1 &&
                  chunks < 4 * num_threads())
                  taken.push_back("u8s16 over 2 threads, channel blocks split");
+             if (pixels % 4 != 0) taken.push_back("u8s16 tile short of 4 pixels: the last pixel repeated");
+             if (s.co % 16 != 0 && (isa == Isa::avx2 || isa == Isa::neon))
+                 taken.push_back("u8s16 finish of a partial channel block by the scalar rule");
              if (has_avx512(isa)) {  // conv2d_u8s16_avx512.hpp: tiles of up to 4 blocks
                  if (blocks >= 4) taken.push_back("u8s16 AVX-512 tile of 4 channel blocks");
                  if (blocks % 4 != 0) taken.push_back("u8s16 AVX-512 tile of 1 to 3 channel blocks");
@@ -793,6 +798,9 @@ void add_u8s16_cases(std::vector<KernelCase>& cases) {
     // K = 257 = u8s16_max_taps, the largest the quantiser takes: 255 * 32767 * 257 = 2^31 - 98302.
     add_u8s16_case(cases, rng, {1, 2, 3, 257, 4, 1, 1, 1, 0}, true);
     add_u8s16_case(cases, rng, {1, 3, 9, 257, 3, 1, 1, 2, 0}, true);
+    // Near it with a 7x7 kernel: K = 245 in rows of 35 taps (odd: each row's last pair reads the
+    // next pixel's first value against a zero weight), padded.
+    add_u8s16_case(cases, rng, {1, 8, 9, 5, 20, 7, 7, 1, 3}, true);
 }
 
 // ---- float GEMM: within float rounding, or exactly as promised ------------------------------
@@ -1343,13 +1351,18 @@ TEST_CASE("kernels refuse a path the CPU lacks", "[kernels][isa]") {
     if (refused == 0) BNN_SKIP("this CPU has every path, so none can be refused");
 }
 
-TEST_CASE("the integer stem's AVX-512 dot products agree bit for bit", "[kernels][isa]") {
-    // The table runs both on their paths; this names the one a CPU cannot test.
-    if (!isa_supported(Isa::avx512)) BNN_SKIP("this CPU lacks AVX-512: neither AVX-512 tile of the integer stem is tested");
-    if (!isa_supported(Isa::avx512_vpopcntdq))
-        BNN_SKIP("this CPU lacks AVX512_VNNI or VPOPCNTDQ: the integer stem's vpdpwssd tile is not tested");
-    Rng rng(92);
-    const ConvShape s{2, 19, 17, 3, 80, 7, 7, 2, 3};  // 5 channel blocks: a tile of 4 and one of 1
+namespace {
+
+/// The integer stem's dots and floats on one path.
+struct U8S16Run {
+    std::vector<int32_t> dots;
+    std::vector<float> out;
+};
+
+/// The integer stem of shape s (ImageNet's mean and std, weights and image drawn from `seed`) on
+/// each (path, threads) of `runs`.
+std::vector<U8S16Run> u8s16_runs(const ConvShape& s, uint64_t seed, const std::vector<std::pair<Isa, int>>& runs) {
+    Rng rng(seed);
     const std::vector<float> w = uniform(s.weights(), rng, -.5f, .5f), bias = uniform(s.co, rng, -1.f, 1.f);
     const std::vector<float> mean = {.485f, .456f, .406f}, stdev = {.229f, .224f, .225f};
     std::vector<uint8_t> x(s.inputs());
@@ -1357,20 +1370,52 @@ TEST_CASE("the integer stem's AVX-512 dot products agree bit for bit", "[kernels
     const U8S16ConvWeights q = quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data());
     U8S16ConvPlan plan;
     plan_conv2d_u8s16(q, s.geometry(), plan);
-    std::vector<std::vector<float>> outs;
-    for (Isa isa : {Isa::scalar, Isa::avx512, Isa::avx512_vpopcntdq}) {
+    ThreadCountGuard restore;
+    std::vector<U8S16Run> out;
+    for (const auto& [isa, threads] : runs) {
         IsaGuard guard(isa);
-        outs.emplace_back(s.outputs(), std::nanf(""));
-        conv2d_u8s16_forward(x.data(), q, plan, outs.back().data());
+        set_num_threads(threads);
+        U8S16Run& r = out.emplace_back();
+        r.dots.assign(s.outputs(), -1);
+        r.out.assign(s.outputs(), std::nanf(""));
+        conv2d_u8s16_dots(x.data(), q, s.geometry(), r.dots.data());
+        conv2d_u8s16_forward(x.data(), q, plan, r.out.data());
     }
-    int64_t vpmaddwd_off = 0, vpdpwssd_off = 0;
-    for (size_t i = 0; i < outs[0].size(); ++i) {
-        vpmaddwd_off += std::bit_cast<uint32_t>(outs[1][i]) != std::bit_cast<uint32_t>(outs[0][i]);
-        vpdpwssd_off += std::bit_cast<uint32_t>(outs[2][i]) != std::bit_cast<uint32_t>(outs[0][i]);
-    }
-    INFO(outs[0].size() << " outputs");
-    REQUIRE(vpmaddwd_off == 0);
-    REQUIRE(vpdpwssd_off == 0);
+    return out;
+}
+
+/// Dots and floats of `got` that differ from `want` in any bit.
+int64_t u8s16_elements_off(const U8S16Run& want, const U8S16Run& got) {
+    int64_t off = 0;
+    for (size_t i = 0; i < want.dots.size(); ++i)
+        off += got.dots[i] != want.dots[i] ||
+               std::bit_cast<uint32_t>(got.out[i]) != std::bit_cast<uint32_t>(want.out[i]);
+    return off;
+}
+
+}  // namespace
+
+TEST_CASE("the integer stem's AVX-512 dot products agree bit for bit", "[kernels][isa]") {
+    // The table runs both on their paths; this names the one a CPU cannot test.
+    if (!isa_supported(Isa::avx512)) BNN_SKIP("this CPU lacks AVX-512: neither AVX-512 tile of the integer stem is tested");
+    if (!isa_supported(Isa::avx512_vpopcntdq))
+        BNN_SKIP("this CPU lacks AVX512_VNNI or VPOPCNTDQ: the integer stem's vpdpwssd tile is not tested");
+    const ConvShape s{2, 19, 17, 3, 80, 7, 7, 2, 3};  // 5 channel blocks: a tile of 4 and one of 1
+    const auto runs = u8s16_runs(s, 92, {{Isa::scalar, 1}, {Isa::avx512, 1}, {Isa::avx512_vpopcntdq, 1}});
+    INFO(s.outputs() << " outputs");
+    REQUIRE(u8s16_elements_off(runs[0], runs[1]) == 0);  // vpmaddwd + vpaddd
+    REQUIRE(u8s16_elements_off(runs[0], runs[2]) == 0);  // vpdpwssd
+}
+
+TEST_CASE("the integer stem's NEON tile equals the scalar path bit for bit on the ImageNet stem", "[kernels][isa]") {
+    // The table runs the NEON path on awkward shapes; this is the real stem at full size.
+    if (!isa_supported(Isa::neon))
+        BNN_SKIP("this CPU is not aarch64: the integer stem's NEON tile is tested under qemu (scripts/test_aarch64.sh)");
+    const ConvShape s{1, 224, 224, 3, 64, 7, 7, 2, 3};  // 224x224x3 -> 112x112x64
+    const auto runs = u8s16_runs(s, 93, {{Isa::scalar, 1}, {Isa::neon, 1}, {Isa::neon, 2}});
+    INFO(s.outputs() << " outputs");
+    REQUIRE(u8s16_elements_off(runs[0], runs[1]) == 0);
+    REQUIRE(u8s16_elements_off(runs[0], runs[2]) == 0);
 }
 
 // ---- bit packing and the XNOR conv's checks ------------------------------------------------

@@ -26,7 +26,8 @@
 ///
 /// Paths, chosen by kernels::active_isa(): scalar; AVX2 (vpmaddwd on u8 pixels widened to int16
 /// pairs, vpaddd), tiles of 4 pixels x 16 channels; AVX-512, tiles of 4 pixels x 64 channels, with
-/// vpdpwssd where the path has VNNI (has_avx512_vnni) and vpmaddwd + vpaddd otherwise.
+/// vpdpwssd where the path has VNNI (has_avx512_vnni) and vpmaddwd + vpaddd otherwise; NEON
+/// (SMLAL / SMLAL2 on the same int16 pairs), tiles of 4 pixels x 16 channels.
 ///
 /// No gather: the batch is widened once to int16 with its padding written out (u8s16_widen), and
 /// the tiles read each receptive field's kernel rows in place, the weights packed per kernel row
@@ -36,8 +37,8 @@
 ///
 /// Files: this one holds the widening, the driver and the entry points; conv2d_u8s16_quantize.hpp
 /// the folding, quantising and packing of the weights; conv2d_u8s16_plan.hpp the bias rows of one
-/// input shape; conv2d_u8s16_scalar.hpp, conv2d_u8s16_avx2.hpp and conv2d_u8s16_avx512.hpp the
-/// paths' tiles.
+/// input shape; conv2d_u8s16_scalar.hpp, conv2d_u8s16_avx2.hpp, conv2d_u8s16_avx512.hpp and
+/// conv2d_u8s16_neon.hpp the paths' tiles.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -47,6 +48,7 @@
 #include "bnn/kernels/conv2d_geometry.hpp"
 #include "bnn/kernels/conv2d_u8s16_avx2.hpp"
 #include "bnn/kernels/conv2d_u8s16_avx512.hpp"
+#include "bnn/kernels/conv2d_u8s16_neon.hpp"
 #include "bnn/kernels/conv2d_u8s16_plan.hpp"
 #include "bnn/kernels/conv2d_u8s16_quantize.hpp"
 #include "bnn/kernels/conv2d_u8s16_scalar.hpp"
@@ -139,6 +141,9 @@ void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry
                     else if (has_avx512(isa)) u8s16_tile_avx512<U8S16MaddAdd>(fields, taps, wb, block_step, nb, acc);
                     else if (has_avx2(isa)) u8s16_tile_avx2(fields, taps, wb, acc);
                     else
+#elif defined(__aarch64__)
+                    if (isa == Isa::neon) u8s16_tile_neon(fields, taps, wb, acc);
+                    else
 #endif
                         u8s16_tile_scalar(fields, taps, wb, acc);
                     for (int64_t j = 0; j < nb; ++j)
@@ -169,6 +174,9 @@ inline void conv2d_u8s16_forward(const uint8_t* x, const U8S16ConvWeights& w, co
 #if BNN_X86
         if (has_avx512(isa)) detail::u8s16_finish_avx512(acc, rows, scale, bias, o, cols);
         else if (has_avx2(isa)) detail::u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
+        else
+#elif defined(__aarch64__)
+        if (isa == Isa::neon) detail::u8s16_finish_neon(acc, rows, scale, bias, o, cols);
         else
 #endif
             detail::u8s16_finish_scalar(acc, rows, scale, bias, o, cols);

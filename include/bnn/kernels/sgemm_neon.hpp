@@ -15,13 +15,12 @@
 /// The 24 independent accumulator chains also outnumber the FMAs a core keeps in flight (its
 /// FMA pipes times their latency).
 #include <cstdint>
+#include <utility>
 
 #include "bnn/kernels/sgemm_driver.hpp"
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
-
-#include <utility>
 
 namespace bnn::kernels::detail {
 
@@ -60,6 +59,14 @@ inline void sgemm_tile_neon_12x8(int64_t kc, const float* __restrict Ap, const f
     }
 }
 
+/// The low (high) 64-bit halves of x and y, joined: {x0, x1, y0, y1} ({x2, x3, y2, y3}).
+inline float32x4_t join_low_halves(float32x4_t x, float32x4_t y) {
+    return vreinterpretq_f32_f64(vzip1q_f64(vreinterpretq_f64_f32(x), vreinterpretq_f64_f32(y)));
+}
+inline float32x4_t join_high_halves(float32x4_t x, float32x4_t y) {
+    return vreinterpretq_f32_f64(vzip2q_f64(vreinterpretq_f64_f32(x), vreinterpretq_f64_f32(y)));
+}
+
 /// dst[k * stride + r] = src[r][k] for r < lanes <= 16, k < kc (a null src[r] reads as zeros),
 /// 4 x 4 at a time with an in-register transpose; lanes past a multiple of 4 go one by one.
 inline void sgemm_pack_transposed_neon(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
@@ -79,20 +86,14 @@ inline void sgemm_pack_transposed_neon(const float* const* src, int64_t kc, floa
                 r[i] = vld1q_f32(row[i]);
                 row[i] += step[i];
             }
-            // Pairs of rows interleaved (rows 0,1 of k0, k2 | of k1, k3), then 64-bit halves
-            // joined: column k of the 4 rows.
+            // Rows interleaved in pairs (t0: rows 0, 1 at k0 and k2; t1: at k1 and k3), then the
+            // halves of two pairs joined: the 4 rows at one k.
             const float32x4_t t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
             const float32x4_t t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
-            auto join_low = [](float32x4_t x, float32x4_t y) {
-                return vreinterpretq_f32_f64(vzip1q_f64(vreinterpretq_f64_f32(x), vreinterpretq_f64_f32(y)));
-            };
-            auto join_high = [](float32x4_t x, float32x4_t y) {
-                return vreinterpretq_f32_f64(vzip2q_f64(vreinterpretq_f64_f32(x), vreinterpretq_f64_f32(y)));
-            };
-            vst1q_f32(dst + k * stride + g, join_low(t0, t2));
-            vst1q_f32(dst + (k + 1) * stride + g, join_low(t1, t3));
-            vst1q_f32(dst + (k + 2) * stride + g, join_high(t0, t2));
-            vst1q_f32(dst + (k + 3) * stride + g, join_high(t1, t3));
+            vst1q_f32(dst + k * stride + g, join_low_halves(t0, t2));
+            vst1q_f32(dst + (k + 1) * stride + g, join_low_halves(t1, t3));
+            vst1q_f32(dst + (k + 2) * stride + g, join_high_halves(t0, t2));
+            vst1q_f32(dst + (k + 3) * stride + g, join_high_halves(t1, t3));
         }
         for (; k < kc; ++k)
             for (int i = 0; i < 4; ++i) dst[k * stride + g + i] = src[g + i] ? src[g + i][k] : 0.f;

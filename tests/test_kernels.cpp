@@ -66,7 +66,9 @@ namespace {
 const std::vector<Isa> kAllIsas(std::begin(kIsas), std::end(kIsas));
 const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq};  // x86's
 const std::vector<Isa> kAvx512Isas = {Isa::avx512, Isa::avx512_vpopcntdq};
-/// The paths whose float convolutions are the portable ones (NEON has no float tiles yet).
+/// The paths whose sgemm runs on packed micro-kernels (has_packed_sgemm).
+const std::vector<Isa> kPackedSgemmIsas = {Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq, Isa::neon};
+/// The paths whose float convolutions take im2col + GEMM (NEON has no implicit or direct one yet).
 const std::vector<Isa> kPortableFloatIsas = {Isa::scalar, Isa::neon};
 
 /// True for the paths of the architecture this test is built for: only their absence is news.
@@ -235,8 +237,8 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"sgemm 14x32 tile", kAvx512Isas},
     {"sgemm 28x16 tile", kAvx512Isas},
     {"sgemm 8x48 tile", kAvx512Isas},
-    {"sgemm over 2 threads by rows", kVectorIsas},
-    {"sgemm over 2 threads by columns", kVectorIsas},
+    {"sgemm over 2 threads by rows", kPackedSgemmIsas},
+    {"sgemm over 2 threads by columns", kPackedSgemmIsas},
     {"conv2d forward: im2col + GEMM", kPortableFloatIsas},
     {"conv2d forward: pointwise GEMM", kAllIsas},
     {"conv2d forward: implicit GEMM", kVectorIsas},
@@ -839,7 +841,7 @@ void add_sgemm_case(std::vector<KernelCase>& cases, Rng& rng, bool ta, bool tb, 
 #endif
                          // sgemm_run's split: from 4 MFLOP, by rows or columns in whole grains.
                          const bool by_rows = M >= N;
-                         if (has_avx2(isa) && num_threads() > 1 && 2.0 * M * N * K >= 4e6 &&
+                         if (has_packed_sgemm(isa) && num_threads() > 1 && 2.0 * M * N * K >= 4e6 &&
                              (by_rows ? M > 56 : N > 96))
                              taken.push_back(by_rows ? "sgemm over 2 threads by rows" : "sgemm over 2 threads by columns");
                          return split(c);
@@ -874,6 +876,15 @@ void add_sgemm_cases(std::vector<KernelCase>& cases) {
     // An empty sum clears C, or leaves it as it was.
     add_sgemm_case(cases, rng, false, false, 2, 3, 0, true);
     add_sgemm_case(cases, rng, false, false, 2, 3, 0, false);
+    // Around NEON's 12 x 8 tile: rows and columns one short of, at and one past one and two
+    // tiles, for each transpose, then over two depth blocks (the second added to the first).
+    const int64_t tile_rows[] = {11, 12, 13, 24, 25}, tile_cols[] = {7, 8, 9, 16, 17};
+    for (int t = 0; t < 4; ++t) {
+        for (int64_t M : tile_rows)
+            for (int64_t N : tile_cols)
+                add_sgemm_case(cases, rng, t & 1, t & 2, M, N, 5 + (M + N) % 7, (M + N + t) % 2 == 0);
+        add_sgemm_case(cases, rng, t & 1, t & 2, 25, 17, kSgemmKC + 1, t % 2 == 0);
+    }
 }
 
 /// gemm_nn / gemm_nt / gemm_tn, which choose their path from active_isa() (Eigen when scalar).
@@ -1575,10 +1586,11 @@ TEST_CASE("kernels that promise another kernel's floats give them", "[kernels][s
     ThreadCountGuard restore;
     const std::vector<Isa> paths = paths_to_test();
     Rng rng(31);
-    // sgemm_few_rows gives sgemm's floats on the vector paths (sgemm_few_rows.hpp): an inference
-    // graph's classifier may take either.
+    // sgemm_few_rows gives sgemm's floats on the paths with packed micro-kernels
+    // (sgemm_few_rows.hpp): an inference graph's classifier may take either. On NEON, where it
+    // runs its plain code, this also checks that sgemm sums in sgemm.hpp's order.
     const int64_t depths[] = {1, 5, kSgemmKC, kSgemmKC + 1, 2 * kSgemmKC + 61};
-    for (Isa isa : kVectorIsas) {
+    for (Isa isa : kPackedSgemmIsas) {
         if (!contains(paths, isa)) continue;
         for (int threads : {1, 2}) {
             set_num_threads(threads);

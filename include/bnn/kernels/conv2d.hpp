@@ -20,7 +20,8 @@
 /// not even pack (conv2d_direct.hpp; on AVX2 the weight gradient too). The input gradient of a stride-1 convolution
 /// is itself a convolution of dout with the flipped, transposed weights, so it runs the same
 /// implicit forward (and accumulates into dx without a col2im pass); strided ones use a GEMM
-/// into a column buffer and col2im. Without AVX2, every product goes to Eigen (kernels/gemm.hpp).
+/// into a column buffer and col2im. Without AVX2, every product goes through kernels/gemm.hpp
+/// (bnn's packed GEMM with the NEON tile on ARM, Eigen on the scalar path).
 ///
 /// Files: this one holds the entry points, the im2col + GEMM fallback, the blocking shared by
 /// every path and the naive reference; conv2d_geometry.hpp the sizes; conv2d_fields.hpp the

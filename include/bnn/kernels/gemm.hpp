@@ -1,8 +1,9 @@
 #pragma once
 /// @file gemm.hpp
-/// Row-major float matrix products over raw pointers. On CPUs with AVX2 or AVX-512 they run on
-/// bnn's packed GEMM (sgemm.hpp); on others (ARM: Eigen's NEON kernels) or with BNN_ISA=scalar /
-/// set_isa(Isa::scalar) on Eigen through Eigen::Map, the only place Eigen's GEMM is instantiated.
+/// Row-major float matrix products over raw pointers. On the paths with packed micro-kernels
+/// (has_packed_sgemm: AVX2, AVX-512, NEON) they run on bnn's packed GEMM (sgemm.hpp); on the
+/// scalar path (BNN_ISA=scalar, set_isa(Isa::scalar)) on Eigen through Eigen::Map, the only
+/// place Eigen's GEMM is instantiated.
 /// Called outside an OpenMP parallel region, either backend threads the product over
 /// num_threads(); called inside one, it runs on the calling thread, which is what the
 /// per-image parallel loops of the convolution want.
@@ -59,7 +60,7 @@ inline void gemm_tn_eigen(int64_t M, int64_t N, int64_t K, const float* A, int64
 inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                     float* C, int64_t ldc, bool accumulate) {
     const Isa isa = active_isa();
-    if (!has_avx2(isa)) gemm_nn_eigen(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    if (!has_packed_sgemm(isa)) gemm_nn_eigen(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     else sgemm(isa, false, false, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
@@ -67,7 +68,7 @@ inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
 inline void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                     float* C, int64_t ldc, bool accumulate) {
     const Isa isa = active_isa();
-    if (!has_avx2(isa)) gemm_nt_eigen(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    if (!has_packed_sgemm(isa)) gemm_nt_eigen(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     else sgemm(isa, false, true, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
@@ -75,7 +76,7 @@ inline void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
 inline void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                     float* C, int64_t ldc, bool accumulate) {
     const Isa isa = active_isa();
-    if (!has_avx2(isa)) gemm_tn_eigen(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    if (!has_packed_sgemm(isa)) gemm_tn_eigen(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     else sgemm(isa, true, false, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 

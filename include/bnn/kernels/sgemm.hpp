@@ -1,7 +1,8 @@
 #pragma once
 /// @file sgemm.hpp
-/// Single-precision GEMM with packed panels and register-blocked AVX-512 / AVX2 micro-kernels,
-/// chosen at run time from CPUID (isa.hpp), plus a double-precision reference for tests.
+/// Single-precision GEMM with packed panels and register-blocked micro-kernels (AVX-512 / AVX2
+/// chosen at run time from CPUID, NEON on aarch64: isa.hpp), plus a double-precision reference
+/// for tests.
 ///
 ///   C [M, N] (=/+=) op(A) [M, K] * op(B) [K, N]          all row-major
 ///   op(A) = A stored [M, K] (row stride lda), or A^T of A stored [K, M] when trans_a
@@ -10,6 +11,12 @@
 /// Called outside an OpenMP parallel region, sgemm() splits C into one contiguous block of rows
 /// (or columns, when C is wide) per thread; called inside one, it runs on the calling thread,
 /// which is what the convolution's per-image parallel loops want.
+///
+/// Every path with micro-kernels sums each element of C alike, whatever M, N, the tile it falls
+/// in and the thread split: K cut into sgemm_depth_block's blocks, each block's sum from zero by
+/// fused multiply-adds in k order, the first block's sum written (or added, when accumulating)
+/// and each later one added. So a row's floats do not depend on the other rows (a batch), and the
+/// paths give the same floats as each other.
 #include <algorithm>
 #include <cstdint>
 
@@ -22,8 +29,13 @@
 #include "bnn/kernels/sgemm_avx2.hpp"
 #include "bnn/kernels/sgemm_avx512.hpp"
 #include "bnn/kernels/sgemm_driver.hpp"
+#include "bnn/kernels/sgemm_neon.hpp"
 
 namespace bnn::kernels {
+
+/// True when the path runs sgemm on packed micro-kernels (x86's AVX2 and AVX-512, NEON); the
+/// others (scalar) run the portable loop.
+inline bool has_packed_sgemm(Isa isa) { return has_avx2(isa) || isa == Isa::neon; }
 
 /// C [M, N] (=/+=) op(A) op(B), summed in double in the plain i-j-k order: the reference the
 /// fast paths are tested against.
@@ -88,11 +100,15 @@ inline SgemmAvx512Tile sgemm_avx512_tile(int64_t M, int64_t N) {
     return SgemmAvx512Tile::wide;
 }
 
+#endif  // BNN_X86
+
+#if BNN_X86 || defined(__aarch64__)
 /// C[m0 .. m1, n0 .. n1] of the M x N product packed by `src` (see SgemmMatrices), on the calling
-/// thread with the given vector path (AVX-512 with the tile of sgemm_avx512_tile).
+/// thread with the given vector path (AVX-512 with the tile of sgemm_avx512_tile; NEON's one tile).
 template <class Source>
 void sgemm_serial(Isa isa, const Source& src, int64_t M, int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                   int64_t K, float* C, int64_t ldc, bool accumulate) {
+#if BNN_X86
     if (has_avx512(isa)) {
         switch (sgemm_avx512_tile(M, N)) {
             case SgemmAvx512Tile::narrow:
@@ -105,17 +121,22 @@ void sgemm_serial(Isa isa, const Source& src, int64_t M, int64_t N, int64_t m0, 
     } else {
         sgemm_blocked<SgemmAvx2>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
     }
+#else
+    (void)isa, (void)M, (void)N;  // neon: one tile for every shape
+    sgemm_blocked<SgemmNeon>(src, m0, m1, n0, n1, K, C, ldc, accumulate);
+#endif
 }
 
-/// The M x N product packed by `src` with a vector path (avx2 or avx512). Outside a parallel
+/// The M x N product packed by `src` with a path of has_packed_sgemm(). Outside a parallel
 /// region, products of at least ~4 MFLOP are split over the OpenMP threads, one contiguous
 /// block of rows (or of columns, when C is wide) per thread, in whole tiles.
 template <class Source>
 void sgemm_run(Isa isa, const Source& src, int64_t M, int64_t N, int64_t K, float* C, int64_t ldc, bool accumulate) {
     int threads = !sgemm_in_parallel() && 2.0 * double(M) * double(N) * double(K) >= 4e6 ? num_threads() : 1;
     const bool by_rows = M >= N;
-    // Cut at multiples of the AVX-512 tiles (MR 14, 28, 8; NR 32, 16, 48) so only the last
-    // thread's share can end in a partial tile.
+    // Cut at multiples of the tiles (AVX-512's MR 14, 28, 8 and NR 32, 16, 48; NEON's NR 8) so only
+    // the last thread's share can end in a partial tile; NEON's MR 12 does not divide 56, so a
+    // split by rows may leave one partial tile more.
     const int64_t extent = by_rows ? M : N, grain = by_rows ? 56 : 96;
     threads = static_cast<int>(std::min<int64_t>(threads, (extent + grain - 1) / grain));
     if (threads <= 1) {
@@ -131,18 +152,18 @@ void sgemm_run(Isa isa, const Source& src, int64_t M, int64_t N, int64_t K, floa
         else sgemm_serial(isa, src, M, N, 0, M, b, e, K, C, ldc, accumulate);
     }
 }
-#endif  // BNN_X86
+#endif  // BNN_X86 || __aarch64__
 
 }  // namespace detail
 
 /// C [M, N] (=/+=) op(A) op(B) with the given path (see the file comment for the layouts).
 /// Outside a parallel region, products of at least ~4 MFLOP are split over the OpenMP threads.
-/// Paths without packed tiles (scalar, NEON for now) run the portable loop.
+/// Paths without packed tiles (scalar) run the portable loop.
 inline void sgemm(Isa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                   const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
     detail::require_supported(isa, "sgemm");
-#if BNN_X86
-    if (has_avx2(isa)) {
+#if BNN_X86 || defined(__aarch64__)
+    if (has_packed_sgemm(isa)) {
         detail::sgemm_run(isa, detail::SgemmMatrices{trans_a, trans_b, A, lda, B, ldb}, M, N, K, C, ldc, accumulate);
         return;
     }

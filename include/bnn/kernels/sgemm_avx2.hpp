@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "bnn/kernels/intrinsics.hpp"
+#include "bnn/kernels/sgemm_driver.hpp"
 
 #if BNN_X86
 namespace bnn::kernels::detail {
@@ -72,24 +73,6 @@ __attribute__((target("avx2,fma"))) inline void sgemm_tile_direct_avx2_6x16(int 
         _mm256_storeu_ps(out + i * ldo, acc[i][0]);
         _mm256_storeu_ps(out + i * ldo + 8, acc[i][1]);
     }
-}
-
-/// dst[k * stride + r] = src[r][k] for r < lanes, k < kc; a null src[r] reads as zeros.
-inline void sgemm_pack_transposed_scalar(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
-    for (int r = 0; r < lanes; ++r) {
-        if (src[r])
-            for (int64_t k = 0; k < kc; ++k) dst[k * stride + r] = src[r][k];
-        else
-            for (int64_t k = 0; k < kc; ++k) dst[k * stride + r] = 0.f;
-    }
-}
-
-/// dst[0 .. len) = src[0 .. len) (zeros when src is null), dst[len .. width) = 0.
-inline void sgemm_copy_row_scalar(float* dst, const float* src, int64_t len, int64_t width) {
-    int64_t j = 0;
-    if (src)
-        for (; j < len; ++j) dst[j] = src[j];
-    for (; j < width; ++j) dst[j] = 0.f;
 }
 
 /// v[0..8) <- its transpose: v[k][r] = old v[r][k].

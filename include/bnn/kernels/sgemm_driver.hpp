@@ -1,7 +1,7 @@
 #pragma once
 /// @file sgemm_driver.hpp
 /// Cache-blocked, packed single-precision GEMM around a register-blocked micro-kernel
-/// (sgemm_avx512.hpp, sgemm_avx2.hpp), on one thread.
+/// (sgemm_avx512.hpp, sgemm_avx2.hpp, sgemm_neon.hpp), on one thread.
 ///
 ///   C [M, N] (=/+=) op(A) [M, K] * op(B) [K, N]
 ///   op(A) = A [M, K] (row stride lda), or A^T with A stored [K, M] when trans_a
@@ -49,6 +49,24 @@ inline int64_t sgemm_depth_block(int64_t K) {
 /// the panel, so panels of power-of-two size do not all map to the same L1 set (packing writes
 /// to several panels at once).
 inline int64_t sgemm_panel_stride(int64_t kc, int R) { return kc * R + 16; }
+
+/// dst[k * stride + r] = src[r][k] for r < lanes, k < kc; a null src[r] reads as zeros.
+inline void sgemm_pack_transposed_scalar(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
+    for (int r = 0; r < lanes; ++r) {
+        if (src[r])
+            for (int64_t k = 0; k < kc; ++k) dst[k * stride + r] = src[r][k];
+        else
+            for (int64_t k = 0; k < kc; ++k) dst[k * stride + r] = 0.f;
+    }
+}
+
+/// dst[0 .. len) = src[0 .. len) (zeros when src is null), dst[len .. width) = 0.
+inline void sgemm_copy_row_scalar(float* dst, const float* src, int64_t len, int64_t width) {
+    int64_t j = 0;
+    if (src)
+        for (; j < len; ++j) dst[j] = src[j];
+    for (; j < width; ++j) dst[j] = 0.f;
+}
 
 /// Tags of the per-thread packed panels (bnn::thread_scratch): they cost no allocation (and no
 /// page faults) after the first product.

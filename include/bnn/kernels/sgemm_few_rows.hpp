@@ -1,7 +1,7 @@
 #pragma once
 /// @file sgemm_few_rows.hpp
 /// The product of a few rows with a weight matrix stored transposed, without packing, giving
-/// the same floats as sgemm() on its vector paths:
+/// the same floats as sgemm() on its paths with packed micro-kernels (has_packed_sgemm):
 ///
 ///   C [M, N] = A [M, K] (row stride lda) * Bt [K, N] (row stride ldb)       M small (a batch)
 ///
@@ -62,7 +62,7 @@ __attribute__((target("avx2,fma"))) inline void sgemm_row_columns_avx2(const flo
 }  // namespace detail
 
 /// C [M, N] = A [M, K] Bt [K, N] on path `isa`, the same floats as sgemm(isa, ...) of A and B = Bt
-/// for isa avx2 or avx512 (see the file comment). Outside a parallel region, columns are split
+/// for isa avx2, avx512 or neon (see the file comment; neon runs the plain code). Outside a parallel region, columns are split
 /// over the threads when the product is large enough to pay for it.
 inline void sgemm_few_rows(Isa isa, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bt,
                            int64_t ldb, float* C, int64_t ldc) {

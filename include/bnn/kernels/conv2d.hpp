@@ -176,6 +176,13 @@ inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, con
     }
     auto b = conv_blocking(g, threads);
     b.rows_per_block = g.OH;
+    if (flipped_of) {
+        // An input gradient packs its flipped weights once per product, a row of Cin floats per
+        // depth step from rows KH*KW*Cin apart: one product per thread's share of the batch packs
+        // them least often (docs/performance.md, "Float convolution").
+        b.images_per_unit = std::max<int64_t>(1, (g.N + threads - 1) / threads);
+        b.units = (g.N + b.images_per_unit - 1) / b.images_per_unit;
+    }
     for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
         const ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
         const int64_t P = pixels.count(n1);

@@ -1097,6 +1097,7 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     add_conv2d_case(cases, rng, {5, 3, 10, 9, 128, 3, 3, 1, 1}, "direct weight gradient 6x64: two column tiles, two images to a chunk");
     add_conv2d_case(cases, rng, {2, 8, 8, 64, 64, 3, 3, 1, 1}, "direct weight gradient 6x64: K = 576, the largest it takes");
     add_conv2d_case(cases, rng, {2, 6, 9, 5, 96, 3, 3, 1, 1}, "Cout = 96, not whole 64-column tiles: implicit GEMM on AVX-512");
+    add_conv2d_case(cases, rng, {3, 16, 17, 8, 64, 1, 1, 2, 0}, "direct weight gradient 6x64: 1x1 stride 2, unpadded images read in place");
 }
 
 // ---- the binary convolution's training pair (binary_conv2d_ste.hpp) -------------------------

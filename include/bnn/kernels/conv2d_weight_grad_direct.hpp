@@ -7,11 +7,11 @@
 ///   dw   [Cout, KH, KW, C]   dw[co, k] += sum over output pixels p of dout[p, co] * x(p, k)
 ///
 /// where k = (kh, kw, c) and x(p, k) is the input under tap (kh, kw) of pixel p (zero in the
-/// padding). Each image is copied once into a zero-padded [H+2p, W+2p, C] buffer, where x(p, k)
-/// of every pixel of an output row lies at a fixed offset koff[k] from the pixel's origin and
-/// consecutive pixels are stride * C floats apart: a tile of 6 values of k by 16 output channels
-/// (AVX2; 64 on AVX-512) broadcasts its 6 inputs in place and loads dout's row of 16 (64), for
-/// any stride and kernel.
+/// padding). Each image is copied once into a zero-padded [H+2p, W+2p, C] buffer (unpadded
+/// images are read in place), where x(p, k) of every pixel of an output row lies at a fixed
+/// offset koff[k] from the pixel's origin and consecutive pixels are stride * C floats apart: a
+/// tile of 6 values of k by 16 output channels (AVX2; 64 on AVX-512) broadcasts its 6 inputs in
+/// place and loads dout's row of 16 (64), for any stride and kernel.
 /// The implicit GEMM instead packs the receptive fields of every pixel (144 floats per pixel of
 /// a 16-channel 3x3 layer) for 16 multiply-adds each.
 ///
@@ -167,17 +167,21 @@ void conv2d_weight_grad_direct(const float* x, const float* dout, float* dw, con
         float* sums = thread_scratch<WeightGradSums>(k_rows * co_pad);
         std::fill(sums, sums + k_rows * co_pad, 0.f);
         partial[t] = sums;
-        float* xp = thread_scratch<WeightGradImages>(images_per_group * image_floats);
-        std::fill(xp, xp + images_per_group * image_floats, 0.f);  // the copies only write interiors
+        // Unpadded images serve in place (a strided 1x1 convolution reads a fraction of each).
+        const bool copy = g.pad > 0;
+        float* xp = thread_scratch<WeightGradImages>(copy ? images_per_group * image_floats : 0);
+        if (copy) std::fill(xp, xp + images_per_group * image_floats, 0.f);  // the copies only write interiors
         float* dpad = thread_scratch<WeightGradDout>(co_pad > Co ? rows_per_chunk * g.OW * co_pad : 0);
         if (co_pad > Co) std::fill(dpad, dpad + rows_per_chunk * g.OW * co_pad, 0.f);  // padding columns
         WeightGradRun* runs = thread_scratch<WeightGradRuns, WeightGradRun>(rows_per_chunk);
         for (int64_t grp = begin; grp < end; ++grp) {
             const int64_t n0 = grp * images_per_group, count = std::min(images_per_group, g.N - n0);
-            for (int64_t i = 0; i < count; ++i)
-                for (int64_t ih = 0; ih < g.H; ++ih)
-                    std::memcpy(xp + i * image_floats + ((ih + g.pad) * Wp + g.pad) * C,
-                                x + (((n0 + i) * g.H + ih) * g.W) * C, sizeof(float) * g.W * C);
+            const float* images = copy ? xp : x + n0 * image_floats;
+            if (copy)
+                for (int64_t i = 0; i < count; ++i)
+                    for (int64_t ih = 0; ih < g.H; ++ih)
+                        std::memcpy(xp + i * image_floats + ((ih + g.pad) * Wp + g.pad) * C,
+                                    x + (((n0 + i) * g.H + ih) * g.W) * C, sizeof(float) * g.W * C);
             // The group's output rows, numbered across its images, a chunk at a time.
             const int64_t rows = count * g.OH;
             for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
@@ -193,7 +197,7 @@ void conv2d_weight_grad_direct(const float* x, const float* dout, float* dw, con
                             std::memcpy(dst + ow * co_pad, row + ow * Co, sizeof(float) * Co);
                         row = dst;
                     }
-                    runs[r] = {xp + img * image_floats + oh * g.stride * Wp * C, row, g.OW};
+                    runs[r] = {images + img * image_floats + oh * g.stride * Wp * C, row, g.OW};
                 }
                 for (int64_t k0 = 0; k0 < k_rows; k0 += MR)
                     for (int64_t j0 = 0; j0 < co_pad; j0 += NR)

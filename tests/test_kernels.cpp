@@ -248,7 +248,8 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"input gradient: direct convolution", kVectorIsas},
     {"input gradient: implicit-GEMM convolution", kVectorIsas},
     {"input gradient: GEMM and col2im", kAllIsas},
-    {"weight gradient: direct", {Isa::avx2}},
+    {"weight gradient: direct 6x16", {Isa::avx2}},
+    {"weight gradient: direct 6x64", kAvx512Isas},
     {"weight gradient: implicit GEMM", kVectorIsas},
     {"weight gradient: im2col + GEMM", kPortableFloatIsas},
     {"conv2d: threads over images", kAllIsas},
@@ -1021,7 +1022,8 @@ Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
     } else if (!g.pointwise()) {
         v.push_back("input gradient: GEMM and col2im");
     }
-    if (kernels::detail::weight_grad_direct_applies(isa, g, threads)) v.push_back("weight gradient: direct");
+    if (kernels::detail::weight_grad_direct_applies(isa, g, threads))
+        v.push_back(isa == Isa::avx2 ? "weight gradient: direct 6x16" : "weight gradient: direct 6x64");
     else if (vector && !g.pointwise()) v.push_back("weight gradient: implicit GEMM");
     else if (!g.pointwise()) v.push_back("weight gradient: im2col + GEMM");
     if (threads > 1 && kernels::detail::conv_blocking(g, threads).units >= threads) v.push_back("conv2d: threads over images");
@@ -1101,6 +1103,12 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     add_conv2d_case(cases, rng, {2, 3, 70, 2, 5, 3, 3, 1, 0}, "direct weight gradient: rows of 68 outputs, one to a chunk");
     add_conv2d_case(cases, rng, {2, 10, 26, 3, 6, 5, 5, 3, 2}, "direct weight gradient: stride 3");
     add_conv2d_case(cases, rng, {2, 6, 9, 4, 11, 3, 3, 1, 1}, "rows of 9 outputs");
+    // On AVX-512 the direct weight gradient takes Cout of whole 64-column tiles.
+    add_conv2d_case(cases, rng, {3, 9, 17, 7, 64, 3, 3, 2, 1}, "direct weight gradient 6x64: stride 2, K = 63 past whole tiles");
+    add_conv2d_case(cases, rng, {5, 3, 10, 9, 128, 3, 3, 1, 1}, "direct weight gradient 6x64: two column tiles, two images to a chunk");
+    add_conv2d_case(cases, rng, {2, 8, 8, 64, 64, 3, 3, 1, 1}, "direct weight gradient 6x64: K = 576, the largest it takes");
+    add_conv2d_case(cases, rng, {2, 6, 9, 5, 96, 3, 3, 1, 1}, "Cout = 96, not whole 64-column tiles: implicit GEMM on AVX-512");
+    add_conv2d_case(cases, rng, {3, 16, 17, 8, 64, 1, 1, 2, 0}, "direct weight gradient 6x64: 1x1 stride 2, unpadded images read in place");
 }
 
 // ---- the binary convolution's training pair (binary_conv2d_ste.hpp) -------------------------

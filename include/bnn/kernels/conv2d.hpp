@@ -17,7 +17,8 @@
 /// On CPUs with AVX2 or AVX-512 (kernels/isa.hpp) the column matrix is never built: the packed
 /// GEMM (kernels/sgemm.hpp) packs its panels straight from the image ("implicit GEMM"), for
 /// the forward product and the weight gradient, and for stride 1 the direct convolution does
-/// not even pack (conv2d_direct.hpp; on AVX2 the weight gradient too). The input gradient of a stride-1 convolution
+/// not even pack (conv2d_direct.hpp; the weight gradient too on AVX2, and on AVX-512 for Cout a
+/// multiple of 64). The input gradient of a stride-1 convolution
 /// is itself a convolution of dout with the flipped, transposed weights, so it runs the same
 /// implicit forward (and accumulates into dx without a col2im pass); strided ones use a GEMM
 /// into a column buffer and col2im. Without AVX2, every product goes through kernels/gemm.hpp
@@ -26,8 +27,8 @@
 /// Files: this one holds the entry points, the im2col + GEMM fallback, the blocking shared by
 /// every path and the naive reference; conv2d_geometry.hpp the sizes; conv2d_fields.hpp the
 /// gather of one receptive field (im2col's rows); conv2d_implicit.hpp the implicit-GEMM packers;
-/// conv2d_direct.hpp the direct convolution; conv2d_weight_grad_direct.hpp the AVX2 weight
-/// gradient that packs neither operand.
+/// conv2d_direct.hpp the direct convolution; conv2d_weight_grad_direct.hpp the weight gradient
+/// that packs neither operand.
 ///
 /// Threads: with at least as many image groups as threads, each thread takes whole images with its
 /// own buffers and runs single-threaded GEMMs (no synchronisation inside the product, and
@@ -176,6 +177,13 @@ inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, con
     }
     auto b = conv_blocking(g, threads);
     b.rows_per_block = g.OH;
+    if (flipped_of) {
+        // An input gradient packs its flipped weights once per product, a row of Cin floats per
+        // depth step from rows KH*KW*Cin apart: one product per thread's share of the batch packs
+        // them least often (docs/performance.md, "Float convolution").
+        b.images_per_unit = std::max<int64_t>(1, (g.N + threads - 1) / threads);
+        b.units = (g.N + b.images_per_unit - 1) / b.images_per_unit;
+    }
     for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
         const ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
         const int64_t P = pixels.count(n1);
@@ -241,7 +249,7 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
                             const Conv2dGeometry& g) {
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = num_threads();
-    // x86 vector paths: a stride-1 input gradient is a convolution of its own, and on AVX2 the
+    // x86 vector paths: a stride-1 input gradient is a convolution of its own, and the direct
     // weight gradient reads both operands in place; both run before the per-block loop.
     // Otherwise the weight gradient's product packs from x.
 #if BNN_X86
@@ -252,7 +260,8 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         dx = nullptr;
     }
     if (dw && detail::weight_grad_direct_applies(isa, g, threads)) {
-        detail::conv2d_weight_grad_direct(x, dout, dw, g, threads);
+        if (isa == Isa::avx2) detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx2>(x, dout, dw, g, threads);
+        else detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx512>(x, dout, dw, g, threads);
         dw = nullptr;
     }
     const bool implicit_dw = vector && !g.pointwise();

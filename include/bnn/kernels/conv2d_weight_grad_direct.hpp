@@ -1,16 +1,17 @@
 #pragma once
 /// @file conv2d_weight_grad_direct.hpp
-/// The weight gradient of the float convolution (conv2d.hpp) on AVX2 without packing either
-/// operand:
+/// The weight gradient of the float convolution (conv2d.hpp) on AVX2 or AVX-512 without packing
+/// either operand:
 ///
 ///   x    [N, H, W, C]        dout [N, OH, OW, Cout]
 ///   dw   [Cout, KH, KW, C]   dw[co, k] += sum over output pixels p of dout[p, co] * x(p, k)
 ///
 /// where k = (kh, kw, c) and x(p, k) is the input under tap (kh, kw) of pixel p (zero in the
-/// padding). Each image is copied once into a zero-padded [H+2p, W+2p, C] buffer, where x(p, k)
-/// of every pixel of an output row lies at a fixed offset koff[k] from the pixel's origin and
-/// consecutive pixels are stride * C floats apart: a tile of 6 values of k by 16 output channels
-/// broadcasts its 6 inputs in place and loads dout's row of 16, for any stride and kernel.
+/// padding). Each image is copied once into a zero-padded [H+2p, W+2p, C] buffer (unpadded
+/// images are read in place), where x(p, k) of every pixel of an output row lies at a fixed
+/// offset koff[k] from the pixel's origin and consecutive pixels are stride * C floats apart: a
+/// tile of 6 values of k by 16 output channels (AVX2; 64 on AVX-512) broadcasts its 6 inputs in
+/// place and loads dout's row of 16 (64), for any stride and kernel.
 /// The implicit GEMM instead packs the receptive fields of every pixel (144 floats per pixel of
 /// a 16-channel 3x3 layer) for 16 multiply-adds each.
 ///
@@ -30,12 +31,14 @@
 
 namespace bnn::kernels::detail {
 
-/// True when conv2d_weight_grad_direct() applies: the AVX2 path, a spatial kernel or a stride
-/// (a 1x1 stride-1 convolution's columns are x itself), at least one image per thread, and the
-/// shapes where it beats the implicit GEMM (docs/performance.md): receptive fields of at most
-/// 576 floats (64 channels of 3x3), whose dw^T stays in L2, and rows of at least 8 outputs.
+/// True when conv2d_weight_grad_direct() applies: the AVX2 path, or AVX-512 with Cout of whole
+/// 64-column tiles (narrower layers would pad the tile), a spatial kernel or a stride (a 1x1
+/// stride-1 convolution's columns are x itself), at least one image per thread, and the shapes
+/// where it beats the implicit GEMM (docs/performance.md): receptive fields of at most 576
+/// floats (64 channels of 3x3), whose dw^T stays in L2, and rows of at least 8 outputs.
 inline bool weight_grad_direct_applies(Isa isa, const Conv2dGeometry& g, int threads) {
-    return isa == Isa::avx2 && !g.pointwise() && g.N >= threads && g.K() <= 576 && g.OW >= 8;
+    const bool tile_fits = isa == Isa::avx2 || (has_avx512(isa) && g.Cout % 64 == 0);
+    return tile_fits && !g.pointwise() && g.N >= threads && g.K() <= 576 && g.OW >= 8;
 }
 
 }  // namespace bnn::kernels::detail
@@ -86,6 +89,49 @@ __attribute__((target("avx2,fma"))) inline void conv2d_weight_grad_tile_avx2_6x1
     }
 }
 
+/// The same sums on AVX-512 for 6 values of k by 64 output channels (four vectors of dout per
+/// pixel for 24 FMAs): dwT[i][0 .. 64) += sum over p of x(p, k_i) * dout_p[j0 .. j0 + 64).
+__attribute__((target("avx512f,fma"))) inline void conv2d_weight_grad_tile_avx512_6x64(
+    const WeightGradRun* runs, int64_t run_count, const int64_t* koff, int64_t step, int64_t j0, int64_t ldd,
+    float* __restrict dwT, int64_t ld) {
+    constexpr int MR = 6, NV = 4;
+    __m512 acc[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_loadu_ps(dwT + i * ld + 16 * v);
+    for (int64_t r = 0; r < run_count; ++r) {
+        const float* x[MR];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) x[i] = runs[r].x + koff[i];
+        const float* d = runs[r].dout + j0;
+        for (int64_t p = 0, off = 0; p < runs[r].count; ++p, off += step, d += ldd) {
+            __m512 b[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(d + 16 * v);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; ++i) {
+                const __m512 a = _mm512_set1_ps(x[i][off]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(dwT + i * ld + 16 * v, acc[i][v]);
+}
+
+/// The direct weight gradient's tiles: MR values of k by NR output channels.
+struct WeightGradTileAvx2 {
+    static constexpr int MR = 6, NR = 16;
+    static constexpr auto run = conv2d_weight_grad_tile_avx2_6x16;
+};
+struct WeightGradTileAvx512 {
+    static constexpr int MR = 6, NR = 64;
+    static constexpr auto run = conv2d_weight_grad_tile_avx512_6x64;
+};
 
 /// Tags of conv2d_weight_grad_direct's per-thread buffers (bnn::thread_scratch).
 struct WeightGradOffsets {};
@@ -97,9 +143,9 @@ struct WeightGradRuns {};
 /// dw [Cout, KH, KW, C] += the weight gradient of x [N, H, W, C] and dout [N, OH, OW, Cout] (see
 /// the file comment), on up to `threads` threads. Each thread's sums go to its own dw^T and are
 /// added into dw in thread order, so the result does not depend on scheduling.
-inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* dw, const Conv2dGeometry& g,
-                                      int threads) {
-    constexpr int MR = 6, NR = 16;
+template <class Tile>
+void conv2d_weight_grad_direct(const float* x, const float* dout, float* dw, const Conv2dGeometry& g, int threads) {
+    constexpr int MR = Tile::MR, NR = Tile::NR;
     constexpr int64_t kChunkPixels = 64;
     const int64_t K = g.K(), C = g.C, Co = g.Cout;
     const int64_t k_rows = (K + MR - 1) / MR * MR, co_pad = (Co + NR - 1) / NR * NR;
@@ -121,17 +167,21 @@ inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* 
         float* sums = thread_scratch<WeightGradSums>(k_rows * co_pad);
         std::fill(sums, sums + k_rows * co_pad, 0.f);
         partial[t] = sums;
-        float* xp = thread_scratch<WeightGradImages>(images_per_group * image_floats);
-        std::fill(xp, xp + images_per_group * image_floats, 0.f);  // the copies only write interiors
+        // Unpadded images serve in place (a strided 1x1 convolution reads a fraction of each).
+        const bool copy = g.pad > 0;
+        float* xp = thread_scratch<WeightGradImages>(copy ? images_per_group * image_floats : 0);
+        if (copy) std::fill(xp, xp + images_per_group * image_floats, 0.f);  // the copies only write interiors
         float* dpad = thread_scratch<WeightGradDout>(co_pad > Co ? rows_per_chunk * g.OW * co_pad : 0);
         if (co_pad > Co) std::fill(dpad, dpad + rows_per_chunk * g.OW * co_pad, 0.f);  // padding columns
         WeightGradRun* runs = thread_scratch<WeightGradRuns, WeightGradRun>(rows_per_chunk);
         for (int64_t grp = begin; grp < end; ++grp) {
             const int64_t n0 = grp * images_per_group, count = std::min(images_per_group, g.N - n0);
-            for (int64_t i = 0; i < count; ++i)
-                for (int64_t ih = 0; ih < g.H; ++ih)
-                    std::memcpy(xp + i * image_floats + ((ih + g.pad) * Wp + g.pad) * C,
-                                x + (((n0 + i) * g.H + ih) * g.W) * C, sizeof(float) * g.W * C);
+            const float* images = copy ? xp : x + n0 * image_floats;
+            if (copy)
+                for (int64_t i = 0; i < count; ++i)
+                    for (int64_t ih = 0; ih < g.H; ++ih)
+                        std::memcpy(xp + i * image_floats + ((ih + g.pad) * Wp + g.pad) * C,
+                                    x + (((n0 + i) * g.H + ih) * g.W) * C, sizeof(float) * g.W * C);
             // The group's output rows, numbered across its images, a chunk at a time.
             const int64_t rows = count * g.OH;
             for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
@@ -147,12 +197,11 @@ inline void conv2d_weight_grad_direct(const float* x, const float* dout, float* 
                             std::memcpy(dst + ow * co_pad, row + ow * Co, sizeof(float) * Co);
                         row = dst;
                     }
-                    runs[r] = {xp + img * image_floats + oh * g.stride * Wp * C, row, g.OW};
+                    runs[r] = {images + img * image_floats + oh * g.stride * Wp * C, row, g.OW};
                 }
                 for (int64_t k0 = 0; k0 < k_rows; k0 += MR)
                     for (int64_t j0 = 0; j0 < co_pad; j0 += NR)
-                        conv2d_weight_grad_tile_avx2_6x16(runs, chunk, koff + k0, g.stride * C, j0, co_pad,
-                                                          sums + k0 * co_pad + j0, co_pad);
+                        Tile::run(runs, chunk, koff + k0, g.stride * C, j0, co_pad, sums + k0 * co_pad + j0, co_pad);
             }
         }
     });

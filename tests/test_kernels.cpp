@@ -381,6 +381,52 @@ void add_bitpack_cases(std::vector<KernelCase>& cases) {
         }
 }
 
+/// pack_signs_batch_norm written out: y = x * scale + shift (batch_norm_normalize's expression),
+/// bit = y >= 0, sums[c] += y pixel after pixel.
+std::pair<std::vector<uint64_t>, std::vector<float>> batch_norm_signs_definition(
+    const std::vector<float>& x, int64_t ldx, int64_t pixels, int64_t C, const std::vector<float>& scale,
+    const std::vector<float>& shift, std::vector<float> sums) {
+    const int64_t wc = (C + 63) / 64;
+    std::vector<uint64_t> bits(pixels * wc, 0);
+    for (int64_t p = 0; p < pixels; ++p)
+        for (int64_t c = 0; c < C; ++c) {
+            const float y = x[p * ldx + c] * scale[c] + shift[c];
+            sums[c] += y;
+            if (y >= 0.f) bits[p * wc + c / 64] |= uint64_t{1} << (c % 64);
+        }
+    return {bits, sums};
+}
+
+void add_batch_norm_sign_cases(std::vector<KernelCase>& cases) {
+    Rng rng(12);
+    // Channels around the 16-float vectors and the 64-bit words; pixels ldx = C + 3 apart; a
+    // quarter of the shifts 0, so that zero inputs give BN values of +0 and -0.
+    for (int64_t c : {1, 15, 16, 17, 63, 64, 65, 100, 128, 129, 512})
+        for (int64_t pixels : {1, 7}) {
+            const int64_t ldx = c + 3, words = words_for_channels(c);
+            const auto x = with_zeros(pixels * ldx, rng, true), scale = uniform(c, rng, -2.f, 2.f),
+                       sums0 = uniform(c, rng, -1.f, 1.f);
+            auto shift = uniform(c, rng, -.5f, .5f);
+            for (int64_t k = 0; k < c; k += 4) shift[k] = 0.f;
+            cases.push_back(
+                {"pack_signs_batch_norm" + shape_name({{"pixels", pixels}, {"C", c}}),
+                 [=] {
+                     const auto [bits, sums] = batch_norm_signs_definition(x, ldx, pixels, c, scale, shift, sums0);
+                     return Outputs{exact("signs", bits), exact("sums", sums),
+                                    exact("signs without sums", bits)};
+                 },
+                 [=](Isa isa, Variants&) {
+                     std::vector<uint64_t> bits(pixels * words, 0x5555555555555555u), plain(bits);  // every word written
+                     std::vector<float> sums = sums0;
+                     pack_signs_batch_norm(x.data(), ldx, pixels, c, scale.data(), shift.data(), sums.data(),
+                                           bits.data(), isa);
+                     pack_signs_batch_norm(x.data(), ldx, pixels, c, scale.data(), shift.data(), nullptr,
+                                           plain.data(), isa);
+                     return Outputs{exact("signs", bits), exact("sums", sums), exact("signs without sums", plain)};
+                 }});
+        }
+}
+
 // ---- XNOR convolutions: exact ---------------------------------------------------------------
 
 /// The float convolution of the ±1 tensors sign(x) [N,H,W,C] and sign(w) [Co,KH,KW,C], padded
@@ -1299,6 +1345,7 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
     const std::vector<Isa> paths = paths_to_test();
     std::vector<KernelCase> cases;
     add_bitpack_cases(cases);
+    add_batch_norm_sign_cases(cases);
     add_binary_conv_cases(cases);
     add_planned_conv_cases(cases);
     add_bn_sign_pack_cases(cases);

@@ -91,29 +91,13 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
     if (dst.pixel_major()) {
         float* row_sums = pooled ? thread_scratch<detail::BnSignPackRowSums>(N * H * C) : nullptr;
         auto pack_row = [&](int64_t r) {  // image row r = n * H + y
-            const float* row = x + r * W * C;
-            float* __restrict h = thread_scratch<detail::BnSignPackRows>(W * C);
-            float* __restrict sum = row_sums ? row_sums + r * C : nullptr;
-            if (sum)
-                for (int64_t k = 0; k < C; ++k) sum[k] = 0.f;
-            for (int64_t i = 0; i < W * C; i += C) {
-                const float* __restrict in = row + i;
-                float* __restrict hp = h + i;
-                if (sum) {
-#pragma omp simd
-                    for (int64_t k = 0; k < C; ++k) {
-                        hp[k] = in[k] * sc[k] + sh[k];  // batch_norm_eval_forward's expression
-                        sum[k] += hp[k];
-                    }
-                } else {
-#pragma omp simd
-                    for (int64_t k = 0; k < C; ++k) hp[k] = in[k] * sc[k] + sh[k];
-                }
-            }
-            kernels::pack_signs(h, W, C, nullptr, nullptr, dst.input_pixel(r / H, r % H, 0), isa);
+            float* sum = row_sums ? row_sums + r * C : nullptr;
+            if (sum) std::fill(sum, sum + C, 0.f);
+            kernels::pack_signs_batch_norm(x + r * W * C, C, W, C, sc, sh, sum, dst.input_pixel(r / H, r % H, 0), isa);
         };
-#pragma omp parallel for schedule(static) if (parallel && N * H > 1)
-        for (int64_t r = 0; r < N * H; ++r) pack_row(r);
+        parallel_ranges(N * H, parallel ? num_threads() : 1, [&](int, int64_t begin, int64_t end) {
+            for (int64_t r = begin; r < end; ++r) pack_row(r);
+        });
         if (pooled)
             for (int64_t n = 0; n < N; ++n) {
                 float* __restrict m = pooled + n * C;
@@ -134,27 +118,15 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
         const int64_t n = u / per_image, c0 = (u % per_image) * span, nc = std::min<int64_t>(span, C - c0);
         const float* __restrict a = sc + c0;
         const float* __restrict b = sh + c0;
-        // One image row at a time: BN values [W, nc] into a per-thread buffer, one pack call
-        // for the row (a call per pixel costs as much as the packing), then each pixel's word
-        // copied into the padded bit buffer (or its half word into the staging buffer).
-        float* h = thread_scratch<detail::BnSignPackRows>(W * (64 + 2));
-        uint64_t* words = reinterpret_cast<uint64_t*>(h + W * 64);
+        // One image row at a time into a per-thread row of words, then each pixel's word copied
+        // into the padded bit buffer (or its half word into the staging buffer).
+        uint64_t* words = thread_scratch<detail::BnSignPackRows, uint64_t>(W);
         alignas(64) float sum[64] = {};
         for (int64_t y = 0; y < H; ++y) {
-            const float* row = x + (n * H + y) * W * C + c0;
             alignas(64) float row_sum[64] = {};
-            for (int64_t xw = 0; xw < W; ++xw) {
-                const float* __restrict in = row + xw * C;
-                float* __restrict hp = h + xw * nc;
-#pragma omp simd
-                for (int64_t k = 0; k < nc; ++k) {
-                    hp[k] = in[k] * a[k] + b[k];  // the expression of batch_norm_eval_forward
-                    row_sum[k] += hp[k];
-                }
-            }
+            kernels::pack_signs_batch_norm(x + (n * H + y) * W * C + c0, C, W, nc, a, b, row_sum, words, isa);
 #pragma omp simd
             for (int64_t k = 0; k < nc; ++k) sum[k] += row_sum[k];
-            kernels::pack_signs(h, W, nc, nullptr, nullptr, words, isa);
             if (staged) {
                 uint32_t* out = halves + ((c0 / 32) * N + n) * P + y * W;
                 for (int64_t xw = 0; xw < W; ++xw) out[xw] = static_cast<uint32_t>(words[xw]);
@@ -177,7 +149,14 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
                 out[xw * wc + j] = lo[xw] | (hi ? static_cast<uint64_t>(hi[xw]) << 32 : 0);
         }
     };
-#pragma omp parallel if (parallel && units > 1)
+    // No parallel region at all for one thread: even an empty one costs a microsecond or more.
+    if (!parallel || units == 1 || num_threads() == 1) {
+        for (int64_t u = 0; u < units; ++u) pack_unit(u);
+        if (staged)
+            for (int64_t r = 0; r < N * H; ++r) merge_row(r);
+        return;
+    }
+#pragma omp parallel
     {
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < units; ++u) pack_unit(u);

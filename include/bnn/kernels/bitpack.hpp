@@ -9,6 +9,10 @@
 ///
 /// The rule is y >= 0 -> +1 (so sign(0) = sign(-0) = +1, NaN -> -1) on every path. The affine is a
 /// single-rounding fma on every path, so the SIMD and scalar packs agree bit for bit.
+/// pack_signs_batch_norm instead rounds y = x * scale + shift as the eval batch norm op does (one
+/// fma where the build contracts that expression, two roundings where it does not), so that an
+/// inference graph binarises the training op's very floats, and it can sum y per channel (the
+/// Real-to-Bin gate's pooling) without storing it.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -18,6 +22,7 @@
 #include "bnn/core/bit_tensor.hpp"
 #include "bnn/core/error.hpp"
 #include "bnn/core/tensor.hpp"
+#include "bnn/core/threads.hpp"
 #include "bnn/kernels/bitpack_neon.hpp"
 #include "bnn/kernels/bitpack_simd.hpp"
 #include "bnn/kernels/isa.hpp"
@@ -80,6 +85,58 @@ inline void pack_signs(const float* x, int64_t pixels, int64_t channels, const f
 #endif
     (void)isa;
     pack_signs_scalar(x, pixels, channels, a, b, bits);
+}
+
+namespace detail {
+/// Tag of pack_signs_batch_norm's buffer of BN values on paths without their own kernel.
+struct BatchNormSignValues;
+
+/// True when this build compiles the float expression a * b + c as one fma (contraction, and
+/// an FMA unit in the target), as it compiles batch_norm_normalize's loop: SIMD code that
+/// computes a batch norm by hand must round the way that loop does.
+inline bool multiply_add_contracts() {
+    static const bool fused = [] {
+        volatile float a = 1.f + 0x1p-12f, c = -(1.f + 0x1p-11f);  // a * a is 1 + 2^-11 + 2^-24
+        const float x = a, z = c;
+        return x * x + z != 0.f;  // 2^-24 when fused, 0 when the product is rounded first
+    }();
+    return fused;
+}
+}  // namespace detail
+
+/// bits [pixels, ceil(C/64)] <- sign(x * scale[c] + shift[c]), the eval batch norm's expression
+/// (batch_norm_normalize), of x [pixels, C] whose pixels lie ldx floats apart; when sums is not
+/// null, sums[c] += each pixel's value in pixel order. The values themselves are not stored.
+inline void pack_signs_batch_norm(const float* x, int64_t ldx, int64_t pixels, int64_t C, const float* scale,
+                                  const float* shift, float* sums, uint64_t* bits, Isa isa = active_isa()) {
+#if BNN_X86
+    if (has_avx512(isa)) {
+        auto run = [&]<bool Fused>() {
+            if (sums) detail::pack_signs_batch_norm_avx512<Fused, true>(x, ldx, pixels, C, scale, shift, sums, bits);
+            else detail::pack_signs_batch_norm_avx512<Fused, false>(x, ldx, pixels, C, scale, shift, sums, bits);
+        };
+        if (detail::multiply_add_contracts()) run.template operator()<true>();
+        else run.template operator()<false>();
+        return;
+    }
+#endif
+    // Elsewhere: the values into a buffer, then the path's pack_signs.
+    float* __restrict y = thread_scratch<detail::BatchNormSignValues>(pixels * C);
+    for (int64_t p = 0; p < pixels; ++p) {
+        const float* __restrict in = x + p * ldx;
+        float* __restrict yp = y + p * C;
+        if (sums) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) {
+                yp[c] = in[c] * scale[c] + shift[c];
+                sums[c] += yp[c];
+            }
+        } else {
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) yp[c] = in[c] * scale[c] + shift[c];
+        }
+    }
+    pack_signs(y, pixels, C, nullptr, nullptr, bits, isa);
 }
 
 /// x <- ±1 from bits on the given path.

@@ -7,6 +7,7 @@
 /// Layouts as in bitpack.hpp:
 ///   x    [pixels, C] float          a, b [C] or null (y = fma(a, x, b) before the sign)
 ///   bits [pixels, ceil(C/64)] uint64, bit 1 = (y >= 0), bits past C zero.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -81,6 +82,58 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma"))) inline void pa
             out[w] = word;
         }
     }
+}
+
+/// AVX-512 pack_signs_batch_norm (bitpack.hpp): one 64-channel word at a time, pixels inside,
+/// so the word's scale, shift and running sums stay in registers and the BN values never leave
+/// them; the four 16-channel sums are four independent chains, each in pixel order. Fused picks
+/// fma(x, scale, shift) or the rounded product plus shift: the one the plain expression compiles
+/// to (multiply_add_contracts), so the values are the eval batch norm's.
+template <bool Fused, bool Sums>
+__attribute__((target("avx512f,avx512bw,fma"))) inline void pack_signs_batch_norm_avx512_word(
+    const float* x, int64_t ldx, int64_t pixels, int64_t words, int64_t left, const float* scale, const float* shift,
+    float* sums, uint64_t* bits) {
+    __mmask16 lanes[4];
+    __m512 a[4], b[4], sum[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+        const int64_t n = std::clamp<int64_t>(left - 16 * g, 0, 16);
+        lanes[g] = static_cast<__mmask16>((1u << n) - 1u);
+        a[g] = _mm512_maskz_loadu_ps(lanes[g], scale + 16 * g);
+        b[g] = _mm512_maskz_loadu_ps(lanes[g], shift + 16 * g);
+        sum[g] = Sums ? _mm512_maskz_loadu_ps(lanes[g], sums + 16 * g) : _mm512_setzero_ps();
+    }
+    for (int64_t p = 0; p < pixels; ++p) {
+        __mmask16 m[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) {
+            const __m512 v = _mm512_maskz_loadu_ps(lanes[g], x + p * ldx + 16 * g);
+            __m512 y;
+            if constexpr (Fused) {
+                y = _mm512_fmadd_ps(v, a[g], b[g]);
+            } else {
+                __m512 product = _mm512_mul_ps(v, a[g]);
+                asm("" : "+v"(product));  // the compiler would contract the product and the add
+                y = _mm512_add_ps(product, b[g]);
+            }
+            if (Sums) sum[g] = _mm512_add_ps(sum[g], y);
+            m[g] = _mm512_mask_cmp_ps_mask(lanes[g], y, _mm512_setzero_ps(), _CMP_GE_OQ);
+        }
+        bits[p * words] = _cvtmask64_u64(_mm512_kunpackd(_mm512_kunpackw(m[3], m[2]), _mm512_kunpackw(m[1], m[0])));
+    }
+    if (Sums)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) _mm512_mask_storeu_ps(sums + 16 * g, lanes[g], sum[g]);
+}
+
+template <bool Fused, bool Sums>
+__attribute__((target("avx512f,avx512bw,fma"))) inline void pack_signs_batch_norm_avx512(
+    const float* x, int64_t ldx, int64_t pixels, int64_t C, const float* scale, const float* shift, float* sums,
+    uint64_t* bits) {
+    const int64_t words = (C + 63) / 64;
+    for (int64_t w = 0; w < words; ++w)
+        pack_signs_batch_norm_avx512_word<Fused, Sums>(x + 64 * w, ldx, pixels, words, C - 64 * w, scale + 64 * w,
+                                                       shift + 64 * w, sums + (Sums ? 64 * w : 0), bits + w);
 }
 
 /// AVX-512 unpack: each 16-bit slice of a word selects +1 or -1 per lane with one blend.

@@ -630,12 +630,13 @@ void add_planned_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvS
 
 void add_planned_conv_cases(std::vector<KernelCase>& cases) {
     Rng rng(77);
-    // Output channels around the 8-float epilogue vectors and the 8- and 32-lane tiles, pixel
-    // counts around the 3- and 6-pixel tiles; weights that fit L1 (pixel blocks outermost) and
-    // weights that do not (channel blocks outermost).
+    // Output channels around the 8- and 16-float epilogue vectors and the 8- and 32-lane tiles,
+    // pixel counts around the 3- and 6-pixel tiles; weights that fit L1 (pixel blocks outermost)
+    // and weights that do not (channel blocks outermost).
     const ConvShape shapes[] = {
         {1, 1, 1, 1, 1, 1, 1, 1, 0},     {2, 5, 7, 3, 5, 3, 3, 1, 1},     {1, 4, 9, 130, 33, 3, 3, 1, 1},
         {2, 6, 6, 64, 40, 3, 3, 2, 1},   {2, 3, 5, 70, 17, 2, 3, 1, 2},   {1, 5, 4, 512, 65, 3, 3, 1, 1},
+        {3, 3, 3, 64, 47, 3, 3, 1, 1},
     };
     for (const ConvShape& s : shapes)
         for (int k = 0; k < 8; ++k)

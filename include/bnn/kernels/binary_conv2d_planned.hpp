@@ -62,19 +62,62 @@ namespace detail {
 #define BNN_NO_FP_CONTRACT
 #endif
 
+/// The operands of one pixel's row in a tile's epilogue, from the tile's first channel c0: the
+/// dots, scale, gate (of the pixel's image), slope, residual (may alias the output) and output;
+/// absent parts are null.
+struct EpilogueRow {
+    const float* d;
+    const float* a;
+    const float* g;
+    const float* s;
+    const float* r;
+    float* o;
+};
+
+/// The rows of a tile's pixels first_pixel, first_pixel + 1, ... in order, one per next(); the
+/// image index advances at image boundaries without a division per pixel.
+class EpilogueRows {
+public:
+    EpilogueRows(const BinaryConvEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int64_t c0,
+                 int64_t cout, int64_t pixels_per_image, float* out)
+        : t_(t), dots_(dots), out_(out), ld_(ld), q_(first_pixel), c0_(c0), cout_(cout), per_image_(pixels_per_image),
+          n_(first_pixel / pixels_per_image), next_image_((n_ + 1) * pixels_per_image) {}
+
+    EpilogueRow next() {
+        if (q_ == next_image_) {
+            ++n_;
+            next_image_ += per_image_;
+        }
+        const EpilogueRow row{dots_,
+                              t_.scale + c0_,
+                              t_.gate ? t_.gate + n_ * cout_ + c0_ : nullptr,
+                              t_.slope ? t_.slope + c0_ : nullptr,
+                              t_.residual ? t_.residual + q_ * cout_ + c0_ : nullptr,
+                              out_ + q_ * cout_ + c0_};
+        dots_ += ld_;
+        ++q_;
+        return row;
+    }
+
+private:
+    const BinaryConvEpilogue& t_;
+    const float* dots_;
+    float* out_;
+    int64_t ld_, q_, c0_, cout_, per_image_, n_, next_image_;
+};
+
 /// Epilogue of one tile: dots [pixels, ld] (column j = output channel c0 + j) -> out rows.
 template <bool Gate, bool Slope, bool Residual>
 BNN_NO_FP_CONTRACT void binary_conv_epilogue(const BinaryConvEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel,
                                              int pixels, int64_t c0, int64_t nc, int64_t cout, int64_t pixels_per_image,
                                              float* out) {
+    EpilogueRows rows(t, dots, ld, first_pixel, c0, cout, pixels_per_image, out);
     for (int p = 0; p < pixels; ++p) {
-        const int64_t q = first_pixel + p, n = q / pixels_per_image;
-        const float* __restrict d = dots + p * ld;
-        const float* __restrict a = t.scale + c0;
-        const float* __restrict g = Gate ? t.gate + n * cout + c0 : nullptr;
-        const float* __restrict s = Slope ? t.slope + c0 : nullptr;
-        const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o
-        float* o = out + q * cout + c0;
+        const EpilogueRow row = rows.next();
+        const float* __restrict d = row.d;
+        const float* __restrict a = row.a;
+        const float* __restrict g = row.g;
+        const float* __restrict s = row.s;
 #pragma omp simd
         for (int64_t j = 0; j < nc; ++j) {
             float y = d[j] * a[j] + 0.f;
@@ -83,15 +126,15 @@ BNN_NO_FP_CONTRACT void binary_conv_epilogue(const BinaryConvEpilogue& t, const 
                 const float neg = s[j] * y;
                 y = y > 0.f ? y : neg;
             }
-            if constexpr (Residual) y = y + r[j];
-            o[j] = y;
+            if constexpr (Residual) y = y + row.r[j];
+            row.o[j] = y;
         }
     }
 }
 
 #if BNN_X86
-/// binary_conv_epilogue on 8-float vectors, for the AVX2 and AVX-512 tiles. The plain loop stays
-/// scalar under GCC: a float compare may trap, so PReLU's select is not if-converted. Each lane
+/// binary_conv_epilogue on 8-float vectors, for the AVX2 tiles. The plain loop stays scalar
+/// under GCC: a float compare may trap, so PReLU's select is not if-converted. Each lane
 /// performs the scalar loop's operations in its order (d * a + 0 is one rounding either way).
 /// Intrinsics, not xsimd: xsimd 8.1 offers AVX2 only to code compiled with -mavx2, not inside a
 /// target-attribute function (docs/arm.md, "xsimd and the x86 paths").
@@ -100,23 +143,18 @@ BNN_NO_FP_CONTRACT __attribute__((target("avx2,fma"))) void binary_conv_epilogue
     const BinaryConvEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels, int64_t c0, int64_t nc,
     int64_t cout, int64_t pixels_per_image, float* out) {
     const __m256 zero = _mm256_setzero_ps();
+    EpilogueRows rows(t, dots, ld, first_pixel, c0, cout, pixels_per_image, out);
     for (int p = 0; p < pixels; ++p) {
-        const int64_t q = first_pixel + p, n = q / pixels_per_image;
-        const float* d = dots + p * ld;
-        const float* a = t.scale + c0;
-        const float* g = Gate ? t.gate + n * cout + c0 : nullptr;
-        const float* s = Slope ? t.slope + c0 : nullptr;
-        const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o: read before written
-        float* o = out + q * cout + c0;
+        const EpilogueRow row = rows.next();
         for (int64_t j = 0; j + 8 <= nc; j += 8) {
-            __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(d + j), _mm256_loadu_ps(a + j), zero);
-            if constexpr (Gate) y = _mm256_mul_ps(y, _mm256_loadu_ps(g + j));
+            __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(row.d + j), _mm256_loadu_ps(row.a + j), zero);
+            if constexpr (Gate) y = _mm256_mul_ps(y, _mm256_loadu_ps(row.g + j));
             if constexpr (Slope) {
-                const __m256 neg = _mm256_mul_ps(_mm256_loadu_ps(s + j), y);
+                const __m256 neg = _mm256_mul_ps(_mm256_loadu_ps(row.s + j), y);
                 y = _mm256_blendv_ps(neg, y, _mm256_cmp_ps(y, zero, _CMP_GT_OQ));
             }
-            if constexpr (Residual) y = _mm256_add_ps(y, _mm256_loadu_ps(r + j));
-            _mm256_storeu_ps(o + j, y);
+            if constexpr (Residual) y = _mm256_add_ps(y, _mm256_loadu_ps(row.r + j));  // read before written
+            _mm256_storeu_ps(row.o + j, y);
         }
     }
     // The last nc % 8 columns of every pixel: the plain loop, whose floats the lanes reproduce.
@@ -124,6 +162,30 @@ BNN_NO_FP_CONTRACT __attribute__((target("avx2,fma"))) void binary_conv_epilogue
     if (done < nc)
         binary_conv_epilogue<Gate, Slope, Residual>(t, dots + done, ld, first_pixel, pixels, c0 + done, nc - done, cout,
                                                     pixels_per_image, out);
+}
+
+/// The same on 16-float vectors for the AVX-512 tiles, the last columns of a row in a masked
+/// vector (the lanes past nc compute on zeros and are not stored).
+template <bool Gate, bool Slope, bool Residual>
+BNN_NO_FP_CONTRACT __attribute__((target("avx512f"))) void binary_conv_epilogue_avx512(
+    const BinaryConvEpilogue& t, const float* dots, int64_t ld, int64_t first_pixel, int pixels, int64_t c0, int64_t nc,
+    int64_t cout, int64_t pixels_per_image, float* out) {
+    const __m512 zero = _mm512_setzero_ps();
+    EpilogueRows rows(t, dots, ld, first_pixel, c0, cout, pixels_per_image, out);
+    for (int p = 0; p < pixels; ++p) {
+        const EpilogueRow row = rows.next();
+        for (int64_t j = 0; j < nc; j += 16) {
+            const __mmask16 m = nc - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nc - j)) - 1u);
+            __m512 y = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, row.d + j), _mm512_maskz_loadu_ps(m, row.a + j), zero);
+            if constexpr (Gate) y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(m, row.g + j));
+            if constexpr (Slope) {
+                const __m512 neg = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row.s + j), y);
+                y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ), neg, y);
+            }
+            if constexpr (Residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, row.r + j));  // read before written
+            _mm512_mask_storeu_ps(row.o + j, m, y);
+        }
+    }
 }
 #elif defined(__aarch64__)
 /// binary_conv_epilogue on xsimd batches (4 floats of NEON on aarch64), for the NEON tile. xsimd
@@ -136,20 +198,15 @@ BNN_NO_FP_CONTRACT void binary_conv_epilogue_xsimd(const BinaryConvEpilogue& t, 
     using Floats = xsimd::batch<float, Arch>;
     constexpr int64_t L = Floats::size;
     const Floats zero(0.f);
+    EpilogueRows rows(t, dots, ld, first_pixel, c0, cout, pixels_per_image, out);
     for (int p = 0; p < pixels; ++p) {
-        const int64_t q = first_pixel + p, n = q / pixels_per_image;
-        const float* d = dots + p * ld;
-        const float* a = t.scale + c0;
-        const float* g = Gate ? t.gate + n * cout + c0 : nullptr;
-        const float* s = Slope ? t.slope + c0 : nullptr;
-        const float* r = Residual ? t.residual + q * cout + c0 : nullptr;  // may alias o: read before written
-        float* o = out + q * cout + c0;
+        const EpilogueRow row = rows.next();
         for (int64_t j = 0; j + L <= nc; j += L) {
-            Floats y = Floats::load_unaligned(d + j) * Floats::load_unaligned(a + j) + zero;
-            if constexpr (Gate) y = y * Floats::load_unaligned(g + j);
-            if constexpr (Slope) y = xsimd::select(y > zero, y, Floats::load_unaligned(s + j) * y);
-            if constexpr (Residual) y = y + Floats::load_unaligned(r + j);
-            y.store_unaligned(o + j);
+            Floats y = Floats::load_unaligned(row.d + j) * Floats::load_unaligned(row.a + j) + zero;
+            if constexpr (Gate) y = y * Floats::load_unaligned(row.g + j);
+            if constexpr (Slope) y = xsimd::select(y > zero, y, Floats::load_unaligned(row.s + j) * y);
+            if constexpr (Residual) y = y + Floats::load_unaligned(row.r + j);  // read before written
+            y.store_unaligned(row.o + j);
         }
     }
     const int64_t done = nc / L * L;
@@ -167,6 +224,7 @@ using BinaryConvEpilogueFn = void (*)(const BinaryConvEpilogue&, const float*, i
 template <bool Gate, bool Slope, bool Residual>
 BinaryConvEpilogueFn epilogue_of(Isa isa) {
 #if BNN_X86
+    if (has_avx512(isa)) return binary_conv_epilogue_avx512<Gate, Slope, Residual>;
     if (has_avx2(isa)) return binary_conv_epilogue_avx2<Gate, Slope, Residual>;
 #elif defined(__aarch64__)
     if (isa == Isa::neon) return binary_conv_epilogue_xsimd<Gate, Slope, Residual>;

@@ -754,6 +754,39 @@ void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
 /// plus scale[o] times the tap corrections of the pixel's padded taps, summed in double in
 /// (kh, kw) order as plan_conv2d_u8s16 promises. With `extreme`, every folded weight is +-1
 /// (q = +-32767) and every pixel 255: sums at the edge of int32.
+/// The row transform of the fused stem's cases (a batch norm with ReLU, written out): v * a + b,
+/// then 0 where that is not above 0.
+void u8s16_case_after_row(float* row, int64_t OW, int64_t C, const std::vector<float>& a, const std::vector<float>& b) {
+    for (int64_t i = 0; i < OW; ++i)
+        for (int64_t c = 0; c < C; ++c) {
+            const float v = row[i * C + c] * a[c] + b[c];
+            row[i * C + c] = v > 0.f ? v : 0.f;
+        }
+}
+
+/// max_pool2d_forward written out: each window's maximum over its taps inside the image, taken in
+/// (kh, kw) order from the first, a later tap winning only when larger.
+std::vector<float> u8s16_case_max_pool(const std::vector<float>& y, const PoolGeometry& g) {
+    std::vector<float> out(g.N * g.OH * g.OW * g.C);
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow)
+                for (int64_t c = 0; c < g.C; ++c) {
+                    bool any = false;
+                    float best = 0.f;
+                    for (int64_t kh = 0; kh < g.k; ++kh)
+                        for (int64_t kw = 0; kw < g.k; ++kw) {
+                            const int64_t ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
+                            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                            const float v = y[((n * g.H + ih) * g.W + iw) * g.C + c];
+                            if (!any || best < v) best = v;
+                            any = true;
+                        }
+                    out[((n * g.OH + oh) * g.OW + ow) * g.C + c] = best;
+                }
+    return out;
+}
+
 void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, bool extreme) {
     std::vector<float> w = uniform(s.weights(), rng, -.5f, .5f), bias = uniform(s.co, rng, -1.f, 1.f);
     std::vector<float> mean = uniform(s.c, rng, .3f, .6f), stdev = uniform(s.c, rng, .15f, .35f);
@@ -770,6 +803,13 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
     }
     const auto q = std::make_shared<U8S16ConvWeights>(
         quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data()));
+    // The fused max pool (conv2d_u8s16_max_pool_forward): ImageNet's 3x3 / 2 padded by 1, or
+    // 2x2 / 1 unpadded (windows sharing rows) for an odd Cout and outputs of 2 x 2 or more; a
+    // batch norm and ReLU on each row.
+    const bool overlapping = s.co % 2 == 1 && std::min(s.oh(), s.ow()) >= 2;
+    const int64_t pk = overlapping ? 2 : 3, ps = overlapping ? 1 : 2, pp = overlapping ? 0 : 1;
+    const PoolGeometry pool = PoolGeometry::make(s.n, s.oh(), s.ow(), s.co, pk, ps, pp);
+    const std::vector<float> row_a = uniform(s.co, rng, -2.f, 2.f), row_b = uniform(s.co, rng, -.5f, .5f);
     cases.push_back(
         {"conv2d_u8s16" + s.str() + (extreme ? " extreme sums" : ""),
          [=] {
@@ -797,7 +837,9 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
                              const float b = static_cast<float>(q->bias[o] + double(q->scale[o]) * correction);
                              out[i] = std::fma(static_cast<float>(dot), q->scale[o], b);
                          }
-             return Outputs{exact("dots", dots), exact("out", out)};
+             std::vector<float> rows = out;
+             for (int64_t r = 0; r < s.n * OH; ++r) u8s16_case_after_row(rows.data() + r * OW * s.co, OW, s.co, row_a, row_b);
+             return Outputs{exact("dots", dots), exact("out", out), exact("pooled", u8s16_case_max_pool(rows, pool))};
          },
          [=](Isa isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
              const Conv2dGeometry g = s.geometry();
@@ -824,7 +866,11 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
                  taken.push_back(has_avx512_vnni(isa) ? "u8s16 AVX-512 tile with vpdpwssd"
                                                       : "u8s16 AVX-512 tile with vpmaddwd + vpaddd");
              }
-             return Outputs{exact("dots", dots), exact("out", out)};
+             std::vector<float> pooled(pool.N * pool.OH * pool.OW * pool.C, std::nanf(""));
+             conv2d_u8s16_max_pool_forward(
+                 x.data(), *q, plan, pool,
+                 [&](float* row) { u8s16_case_after_row(row, s.ow(), s.co, row_a, row_b); }, pooled.data());
+             return Outputs{exact("dots", dots), exact("out", out), exact("pooled", pooled)};
          }});
 }
 

@@ -43,6 +43,7 @@ struct FrozenBatchNorm {
         kernels::batch_norm_fold(gamma, beta, running_mean, running_var, C, eps, scale.data(), shift.data());
     }
     int64_t channels() const { return scale.numel(); }
+    bool defined() const { return scale.defined(); }
 };
 
 namespace detail {
@@ -190,13 +191,12 @@ struct FrozenGate {
     }
 };
 
-/// x [M, C] <- act(BN(x)) in place: act is ReLU when relu is set, PReLU when slope [C] is given,
-/// else the identity. Each is the training op's own float expression.
-inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm& bn, bool relu, const float* slope) {
-    BNN_CHECK(bn.channels() == C, "bn_activation: batch norm of ", bn.channels(), " channels for input of ", C);
+/// x [M, C] <- act(BN(x)) in place on the calling thread: act is ReLU when relu is set, PReLU
+/// when slope [C] is given, else the identity. Each is the training op's own float expression.
+inline void bn_activation_rows(float* x, int64_t M, int64_t C, const FrozenBatchNorm& bn, bool relu,
+                               const float* slope) {
     const float* sc = bn.scale.data();
     const float* sh = bn.shift.data();
-#pragma omp parallel for schedule(static) if (worth_threading(M * C))
     for (int64_t m = 0; m < M; ++m) {
         float* __restrict r = x + m * C;
         if (relu) {
@@ -216,6 +216,14 @@ inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm&
             for (int64_t c = 0; c < C; ++c) r[c] = r[c] * sc[c] + sh[c];
         }
     }
+}
+
+/// bn_activation_rows over the threads.
+inline void bn_activation(float* x, int64_t M, int64_t C, const FrozenBatchNorm& bn, bool relu, const float* slope) {
+    BNN_CHECK(bn.channels() == C, "bn_activation: batch norm of ", bn.channels(), " channels for input of ", C);
+    parallel_ranges(M, worth_threading(M * C) ? num_threads() : 1, [&](int, int64_t begin, int64_t end) {
+        bn_activation_rows(x + begin * C, end - begin, C, bn, relu, slope);
+    });
 }
 
 }  // namespace bnn::infer

@@ -7,7 +7,10 @@
 ///   [N, H, W, C] uint8 (0..255) -> [N, OH, OW, Cout] float
 ///
 /// Its output stands for the float convolution of (x / 255 - mean[c]) / std[c], so the steps
-/// after it (batch norm, ReLU, max pool, ...) are those of the float graph. The graph's buffers
+/// after it (batch norm, ReLU, max pool, ...) are those of the float graph. A max pool that
+/// follows (with the batch norm and activation between them) fuses into it: the conv output is
+/// then never stored whole, only the rows of a pooling window at a time
+/// (kernels::conv2d_u8s16_max_pool_forward), and the step's output is the pool's. The graph's buffers
 /// are float pointers: Graph::run(const Tensor<uint8_t>&) passes the image through one, and this
 /// step, the only reader of the input in such a graph, reads it back as bytes.
 #include <string>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "bnn/core/tensor.hpp"
+#include "bnn/infer/op_steps.hpp"
 #include "bnn/infer/step.hpp"
 #include "bnn/kernels/conv2d_geometry.hpp"
 #include "bnn/kernels/conv2d_u8s16.hpp"
@@ -43,6 +47,21 @@ public:
                                             weight.dim(1), weight.dim(2), C, mean.data(), std.data());
     }
 
+    /// Runs bn (null: none) with its activation, then a max pool of k x k windows, on the conv's
+    /// rows as they are computed; the caller checks can_pool(k, padding) first.
+    void fuse_max_pool(const BatchNormStep* bn, int k, int stride, int padding) {
+        if (bn) {
+            bn_ = bn->batch_norm();
+            act_ = bn->activation();
+            slope_ = bn->slope();
+        }
+        pool_k_ = k;
+        pool_stride_ = stride;
+        pool_pad_ = padding;
+    }
+    static bool can_pool(int k, int padding) { return k <= 64 && 2 * padding <= k; }
+    bool pooled() const { return pool_k_ > 0; }
+
     Shape plan(const std::vector<Shape>& in) override {
         const Shape& x = in.at(0);
         check(x.rank() == 4 && x[3] == w_.C, "expects raw images [N, H, W, ", w_.C, "] uint8, got ", x.str());
@@ -51,12 +70,29 @@ public:
         const kernels::Conv2dGeometry g =
             kernels::conv2d_geometry(x[0], x[1], x[2], x[3], w_.Cout, w_.KH, w_.KW, stride_, pad_);
         kernels::plan_conv2d_u8s16(w_, g, plan_);
-        return Shape{g.N, g.OH, g.OW, g.Cout};
+        if (!pooled()) return Shape{g.N, g.OH, g.OW, g.Cout};
+        check(g.OH + 2 * pool_pad_ >= pool_k_ && g.OW + 2 * pool_pad_ >= pool_k_, "pool window ", pool_k_, "x",
+              pool_k_, " is larger than the padded conv output [", g.N, ", ", g.OH, ", ", g.OW, ", ", g.Cout, "]");
+        pool_ = kernels::PoolGeometry::make(g.N, g.OH, g.OW, g.Cout, pool_k_, pool_stride_, pool_pad_);
+        return Shape{pool_.N, pool_.OH, pool_.OW, pool_.C};
     }
     void run(const float* const* in, float* out) override {
-        kernels::conv2d_u8s16_forward(reinterpret_cast<const uint8_t*>(in[0]), w_, plan_, out);
+        const auto* x = reinterpret_cast<const uint8_t*>(in[0]);
+        if (!pooled()) return kernels::conv2d_u8s16_forward(x, w_, plan_, out);
+        const int64_t OW = plan_.g.OW, C = plan_.g.Cout;
+        kernels::conv2d_u8s16_max_pool_forward(x, w_, plan_, pool_, [&](float* row) {
+            if (bn_.defined())
+                bn_activation_rows(row, OW, C, bn_, act_ == Activation::ReLU,
+                                   act_ == Activation::PReLU ? slope_.data() : nullptr);
+        }, out);
     }
-    std::string fused() const override { return "input normalization, int16 weights"; }
+    std::string fused() const override {
+        std::string s = "input normalization, int16 weights";
+        if (bn_.defined()) s += ", batch norm";
+        if (act_ != Activation::None) s += act_ == Activation::ReLU ? ", ReLU" : ", PReLU";
+        if (pooled()) s += ", max pool";
+        return s;
+    }
 
     const kernels::U8S16ConvWeights& weights() const { return w_; }
 
@@ -64,6 +100,11 @@ private:
     kernels::U8S16ConvWeights w_;
     int stride_, pad_;
     kernels::U8S16ConvPlan plan_;
+    FrozenBatchNorm bn_;  // of the fused max pool's input, when there is one
+    Activation act_ = Activation::None;
+    Tensor<float> slope_;
+    int pool_k_ = 0, pool_stride_ = 1, pool_pad_ = 0;
+    kernels::PoolGeometry pool_{};
 };
 
 }  // namespace bnn::infer

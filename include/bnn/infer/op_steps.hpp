@@ -103,6 +103,8 @@ public:
         return act_ == Activation::ReLU ? "ReLU" : act_ == Activation::PReLU ? "PReLU" : "";
     }
     const FrozenBatchNorm& batch_norm() const { return bn_; }
+    Activation activation() const { return act_; }
+    const Tensor<float>& slope() const { return slope_; }  ///< [C] for PReLU
 
 private:
     FrozenBatchNorm bn_;

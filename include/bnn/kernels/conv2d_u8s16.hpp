@@ -53,6 +53,7 @@
 #include "bnn/kernels/conv2d_u8s16_quantize.hpp"
 #include "bnn/kernels/conv2d_u8s16_scalar.hpp"
 #include "bnn/kernels/isa.hpp"
+#include "bnn/kernels/pool.hpp"
 
 namespace bnn::kernels {
 
@@ -94,65 +95,115 @@ struct U8S16Pixel {
     const int16_t* field;
 };
 
-/// The shared driver: for every tile of (4 pixels, 16 channels), its int32 sums handed to
-/// finish(pixels of the tile, how many, first channel, acc [4, 16]).
-template <class Finish>
-void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, [[maybe_unused]] Isa isa, Finish&& finish) {
-    const int64_t pixels = g.N * g.OH * g.OW, kp = w.Kp(), blocks = w.CoutP() / u8s16_lanes;
-    const int64_t chunks = (pixels + u8s16_chunk_pixels - 1) / u8s16_chunk_pixels;
-    const int64_t hp = g.H + 2 * g.pad, wp = g.W + 2 * g.pad, block_step = kp * u8s16_lanes;
-    const int16_t* image = u8s16_widen(x, g);
-    const U8S16Taps taps{g.KH, w.RunP() / 2, wp * g.C};
-    int64_t tile_blocks = 1;
+/// What every tile of one call reads: the widened image, the kernel rows' layout, and how many
+/// 16-channel blocks a tile takes on the path.
+struct U8S16Call {
+    const int16_t* image;
+    U8S16Taps taps;
+    int64_t tile_blocks;
+};
+
+inline U8S16Call u8s16_call(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, [[maybe_unused]] Isa isa) {
+    U8S16Call call{u8s16_widen(x, g), U8S16Taps{g.KH, w.RunP() / 2, (g.W + 2 * g.pad) * g.C}, 1};
 #if BNN_X86
-    if (has_avx512(isa)) tile_blocks = u8s16_tile_blocks_max;
+    if (has_avx512(isa)) call.tile_blocks = u8s16_tile_blocks_max;
 #endif
+    return call;
+}
+
+/// px [rows] = the output pixels p0, p0 + 1, ... of the batch, without a division each.
+inline void u8s16_locate(const U8S16Call& call, const Conv2dGeometry& g, int64_t p0, int64_t rows, U8S16Pixel* px) {
+    const int64_t hp = g.H + 2 * g.pad, wp = g.W + 2 * g.pad;
+    int64_t n = p0 / (g.OH * g.OW), oh = p0 / g.OW % g.OH, ow = p0 % g.OW;
+    for (int64_t i = 0; i < rows; ++i) {
+        px[i] = {p0 + i, oh, ow, call.image + ((n * hp + oh * g.stride) * wp + ow * g.stride) * g.C};
+        if (++ow == g.OW) {
+            ow = 0;
+            if (++oh == g.OH) oh = 0, ++n;
+        }
+    }
+}
+
+/// Every tile of (4 of the `rows` pixels px, 16 channels of blocks [b0, b1)): its int32 sums
+/// handed to finish(pixels of the tile, how many, first channel, acc [4, 16]).
+template <class Finish>
+void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unused]] Isa isa, const U8S16Pixel* px,
+                 int64_t rows, int64_t b0, int64_t b1, Finish& finish) {
+    const int64_t block_step = w.Kp() * u8s16_lanes;
+    alignas(64) int32_t acc[u8s16_tile_blocks_max * u8s16_tile_pixels * u8s16_lanes];
+    for (int64_t b = b0; b < b1; b += call.tile_blocks) {
+        const int64_t nb = std::min(call.tile_blocks, b1 - b);
+        const int16_t* wb = w.packed.data() + b * block_step;
+        for (int64_t r = 0; r < rows; r += u8s16_tile_pixels) {
+            const int64_t count = std::min(u8s16_tile_pixels, rows - r);
+            const int16_t* fields[u8s16_tile_pixels];  // past the last pixel: the last again
+            for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = px[r + std::min(i, count - 1)].field;
+#if BNN_X86
+            if (has_avx512_vnni(isa)) u8s16_tile_avx512<U8S16Vnni>(fields, call.taps, wb, block_step, nb, acc);
+            else if (has_avx512(isa)) u8s16_tile_avx512<U8S16MaddAdd>(fields, call.taps, wb, block_step, nb, acc);
+            else if (has_avx2(isa)) u8s16_tile_avx2(fields, call.taps, wb, acc);
+            else
+#elif defined(__aarch64__)
+            if (isa == Isa::neon) u8s16_tile_neon(fields, call.taps, wb, acc);
+            else
+#endif
+                u8s16_tile_scalar(fields, call.taps, wb, acc);
+            for (int64_t j = 0; j < nb; ++j)
+                finish(px + r, count, (b + j) * u8s16_lanes, acc + j * u8s16_tile_pixels * u8s16_lanes);
+        }
+    }
+}
+
+/// The shared driver: every tile of the batch's output (see u8s16_tiles), in work items of
+/// (a chunk of 32 pixels, a group of channel blocks) shared out over the threads.
+template <class Finish>
+void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, Isa isa, Finish&& finish) {
+    const int64_t pixels = g.N * g.OH * g.OW, blocks = w.CoutP() / u8s16_lanes;
+    const int64_t chunks = (pixels + u8s16_chunk_pixels - 1) / u8s16_chunk_pixels;
+    const U8S16Call call = u8s16_call(x, w, g, isa);
     // Dot-product vector operations of the call against the work a parallel region pays for.
-    const int threads = worth_threading(pixels * w.CoutP() * kp / 16) ? num_threads() : 1;
+    const int threads = worth_threading(pixels * w.CoutP() * w.Kp() / 16) ? num_threads() : 1;
     const int64_t groups = threads > 1 ? std::clamp<int64_t>((4 * threads + chunks - 1) / chunks, 1, blocks) : 1;
     parallel_ranges(chunks * groups, threads, [&](int, int64_t begin, int64_t end) {
         U8S16Pixel px[u8s16_chunk_pixels];
         int64_t located = -1;
-        alignas(64) int32_t acc[u8s16_tile_blocks_max * u8s16_tile_pixels * u8s16_lanes];
         for (int64_t item = begin; item < end; ++item) {
             const int64_t chunk = item / groups, group = item % groups;
             const int64_t p0 = chunk * u8s16_chunk_pixels, rows = std::min(u8s16_chunk_pixels, pixels - p0);
-            if (chunk != located) {  // the chunk's pixels in order, without a division each
-                int64_t n = p0 / (g.OH * g.OW), oh = p0 / g.OW % g.OH, ow = p0 % g.OW;
-                for (int64_t i = 0; i < rows; ++i) {
-                    px[i] = {p0 + i, oh, ow, image + ((n * hp + oh * g.stride) * wp + ow * g.stride) * g.C};
-                    if (++ow == g.OW) {
-                        ow = 0;
-                        if (++oh == g.OH) oh = 0, ++n;
-                    }
-                }
+            if (chunk != located) {
+                u8s16_locate(call, g, p0, rows, px);
                 located = chunk;
             }
-            const int64_t b1 = (group + 1) * blocks / groups;
-            for (int64_t b = group * blocks / groups; b < b1; b += tile_blocks) {
-                const int64_t nb = std::min(tile_blocks, b1 - b);
-                const int16_t* wb = w.packed.data() + b * block_step;
-                for (int64_t r = 0; r < rows; r += u8s16_tile_pixels) {
-                    const int64_t count = std::min(u8s16_tile_pixels, rows - r);
-                    const int16_t* fields[u8s16_tile_pixels];  // past the last pixel: the last again
-                    for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = px[r + std::min(i, count - 1)].field;
-#if BNN_X86
-                    if (has_avx512_vnni(isa)) u8s16_tile_avx512<U8S16Vnni>(fields, taps, wb, block_step, nb, acc);
-                    else if (has_avx512(isa)) u8s16_tile_avx512<U8S16MaddAdd>(fields, taps, wb, block_step, nb, acc);
-                    else if (has_avx2(isa)) u8s16_tile_avx2(fields, taps, wb, acc);
-                    else
-#elif defined(__aarch64__)
-                    if (isa == Isa::neon) u8s16_tile_neon(fields, taps, wb, acc);
-                    else
-#endif
-                        u8s16_tile_scalar(fields, taps, wb, acc);
-                    for (int64_t j = 0; j < nb; ++j)
-                        finish(px + r, count, (b + j) * u8s16_lanes, acc + j * u8s16_tile_pixels * u8s16_lanes);
-                }
-            }
+            u8s16_tiles(call, w, isa, px, rows, group * blocks / groups, (group + 1) * blocks / groups, finish);
         }
     });
 }
+
+/// A tile's floats, fma(float(acc), scale, the pixel's bias row), into out_rows[r] + c0 for its
+/// `rows` pixels px, on path isa.
+inline void u8s16_finish(Isa isa, const U8S16ConvWeights& w, const U8S16ConvPlan& plan, const U8S16Pixel* px,
+                         int64_t rows, int64_t c0, const int32_t* acc, float* const* out_rows) {
+    const int64_t cols = std::min(u8s16_lanes, plan.g.Cout - c0);
+    const float* scale = w.scale.data() + c0;
+    const float* bias[u8s16_tile_pixels];
+    float* o[u8s16_tile_pixels];
+    for (int64_t r = 0; r < rows; ++r) {
+        bias[r] = plan.bias_row(px[r].oh, px[r].ow) + c0;
+        o[r] = out_rows[r] + c0;
+    }
+#if BNN_X86
+    if (has_avx512(isa)) u8s16_finish_avx512(acc, rows, scale, bias, o, cols);
+    else if (has_avx2(isa)) u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
+    else
+#elif defined(__aarch64__)
+    if (isa == Isa::neon) u8s16_finish_neon(acc, rows, scale, bias, o, cols);
+    else
+#endif
+        u8s16_finish_scalar(acc, rows, scale, bias, o, cols);
+}
+
+/// Tag of the calling thread's rows of conv output for conv2d_u8s16_max_pool_forward.
+struct U8S16PoolRows;
 
 }  // namespace detail
 
@@ -163,23 +214,61 @@ inline void conv2d_u8s16_forward(const uint8_t* x, const U8S16ConvWeights& w, co
     const Conv2dGeometry& g = plan.g;
     const Isa isa = active_isa();
     detail::u8s16_run(x, w, g, isa, [&](const detail::U8S16Pixel* px, int64_t rows, int64_t c0, const int32_t* acc) {
-        const int64_t cols = std::min(detail::u8s16_lanes, g.Cout - c0);
-        const float* scale = w.scale.data() + c0;
-        const float* bias[detail::u8s16_tile_pixels];
         float* o[detail::u8s16_tile_pixels];
-        for (int64_t r = 0; r < rows; ++r) {
-            bias[r] = plan.bias_row(px[r].oh, px[r].ow) + c0;
-            o[r] = out + px[r].index * g.Cout + c0;
+        for (int64_t r = 0; r < rows; ++r) o[r] = out + px[r].index * g.Cout;
+        detail::u8s16_finish(isa, w, plan, px, rows, c0, acc, o);
+    });
+}
+
+/// out [N, PH, PW, Cout] = max_pool2d_forward(y, pool) where y = conv2d_u8s16_forward(x) with
+/// each of its rows [OW, Cout] passed through after_row(row) (a batch norm and activation, say),
+/// without storing y: each thread takes a share of the pooled rows and keeps the pool.k conv rows
+/// of a window in a buffer of its own, computing each conv row once (once per thread at the
+/// edges of the shares). `pool` describes the pooling of y [N, OH, OW, Cout]. The floats are
+/// those of the three steps run apart.
+template <class AfterRow>
+void conv2d_u8s16_max_pool_forward(const uint8_t* x, const U8S16ConvWeights& w, const U8S16ConvPlan& plan,
+                                   const PoolGeometry& pool, AfterRow&& after_row, float* out) {
+    const Conv2dGeometry& g = plan.g;
+    BNN_CHECK(pool.N == g.N && pool.H == g.OH && pool.W == g.OW && pool.C == g.Cout,
+              "conv2d_u8s16_max_pool_forward: a pooling of [", pool.N, ", ", pool.H, ", ", pool.W, ", ", pool.C,
+              "] for a convolution output [", g.N, ", ", g.OH, ", ", g.OW, ", ", g.Cout, "]");
+    BNN_CHECK(pool.k <= 64 && 2 * pool.pad <= pool.k, "conv2d_u8s16_max_pool_forward: windows of up to 64x64 with ",
+              "padding at most half the window, got ", pool.k, "x", pool.k, " padded by ", pool.pad);
+    const Isa isa = active_isa();
+    const detail::U8S16Call call = detail::u8s16_call(x, w, g, isa);
+    const int64_t pooled_rows = pool.N * pool.OH, row_floats = g.OW * g.Cout, blocks = w.CoutP() / detail::u8s16_lanes;
+    const int threads = worth_threading(g.N * g.OH * g.OW * w.CoutP() * w.Kp() / 16) ? num_threads() : 1;
+    parallel_ranges(pooled_rows, threads, [&](int, int64_t begin, int64_t end) {
+        if (begin == end) return;
+        // Slot ih % k holds conv row ih of image held[slot] (-1: none yet).
+        float* slots = thread_scratch<detail::U8S16PoolRows>(pool.k * row_floats);
+        int64_t held[64];
+        std::fill(held, held + pool.k, int64_t{-1});
+        detail::U8S16Pixel px[detail::u8s16_chunk_pixels];
+        for (int64_t r = begin; r < end; ++r) {
+            const int64_t n = r / pool.OH, oh = r % pool.OH, h0 = oh * pool.stride - pool.pad;
+            const float* rows[64];
+            for (int64_t kh = std::max<int64_t>(0, -h0); kh < std::min<int64_t>(pool.k, g.OH - h0); ++kh) {
+                const int64_t ih = h0 + kh, slot = ih % pool.k, key = n * g.OH + ih;
+                float* row = slots + slot * row_floats;
+                rows[kh] = row;
+                if (held[slot] == key) continue;
+                auto finish = [&](const detail::U8S16Pixel* p, int64_t count, int64_t c0, const int32_t* acc) {
+                    float* o[detail::u8s16_tile_pixels];
+                    for (int64_t i = 0; i < count; ++i) o[i] = row + p[i].ow * g.Cout;
+                    detail::u8s16_finish(isa, w, plan, p, count, c0, acc, o);
+                };
+                for (int64_t p0 = key * g.OW; p0 < (key + 1) * g.OW; p0 += detail::u8s16_chunk_pixels) {
+                    const int64_t count = std::min(detail::u8s16_chunk_pixels, (key + 1) * g.OW - p0);
+                    detail::u8s16_locate(call, g, p0, count, px);
+                    detail::u8s16_tiles(call, w, isa, px, count, 0, blocks, finish);
+                }
+                after_row(row);
+                held[slot] = key;
+            }
+            max_pool2d_row(rows, oh, out + r * pool.OW * pool.C, pool);
         }
-#if BNN_X86
-        if (has_avx512(isa)) detail::u8s16_finish_avx512(acc, rows, scale, bias, o, cols);
-        else if (has_avx2(isa)) detail::u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
-        else
-#elif defined(__aarch64__)
-        if (isa == Isa::neon) detail::u8s16_finish_neon(acc, rows, scale, bias, o, cols);
-        else
-#endif
-            detail::u8s16_finish_scalar(acc, rows, scale, bias, o, cols);
     });
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "bnn/core/error.hpp"
 #include "bnn/core/threads.hpp"
 
 namespace bnn::kernels {
@@ -76,9 +77,36 @@ inline void avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& 
 }
 
 namespace detail {
-/// max_pool2d_forward with the winners recorded or not (inference needs only the maxima).
-template <bool RecordWinners>
-void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
+/// out [C] = max(out, in) per channel; on ties (and NaN in `in`) out stays.
+inline void max_into(float* __restrict out, const float* __restrict in, int64_t C) {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+        const float v = in[c], cur = out[c];
+        out[c] = cur < v ? v : cur;
+    }
+}
+}  // namespace detail
+
+/// One output row oh of max_pool2d_forward without winners, from the window's input rows:
+/// rows[kh] is input row oh * stride - pad + kh ([W, C]; read only for the rows inside the
+/// image). y_row [OW, C]. Padding never wins: each output starts from its first tap inside the
+/// image (padding <= k/2 leaves one), a later tap winning only when larger.
+inline void max_pool2d_row(const float* const* rows, int64_t oh, float* y_row, const PoolGeometry& g) {
+    const int64_t C = g.C, h0 = oh * g.stride - g.pad;
+    const int64_t kh0 = std::max<int64_t>(0, -h0), kh1 = std::min<int64_t>(g.k, g.H - h0);
+    for (int64_t ow = 0; ow < g.OW; ++ow) {
+        float* out = y_row + ow * C;
+        const int64_t w0 = ow * g.stride - g.pad;
+        const int64_t kw0 = std::max<int64_t>(0, -w0), kw1 = std::min<int64_t>(g.k, g.W - w0);
+        std::memcpy(out, rows[kh0] + (w0 + kw0) * C, sizeof(float) * C);
+        for (int64_t kh = kh0; kh < kh1; ++kh)
+            for (int64_t kw = kw0; kw < kw1; ++kw) detail::max_into(out, rows[kh] + (w0 + kw) * C, C);
+    }
+}
+
+namespace detail {
+/// max_pool2d_forward with the winners recorded: the same maxima as max_pool2d_row.
+inline void max_pool2d_forward_with_winners(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     // Output rows of all images are the work items, so a batch of one splits too.
 #pragma omp parallel for collapse(2) schedule(static) if (pool_worth_threading(g))
@@ -86,43 +114,29 @@ void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeomet
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow) {
                 float* __restrict out = y + ((n * g.OH + oh) * g.OW + ow) * C;
-                // Padding never wins: start from the first in-range tap (padding <= k/2 leaves one).
                 const int64_t h0 = oh * g.stride - g.pad, w0 = ow * g.stride - g.pad;
                 const int64_t kh0 = std::max<int64_t>(0, -h0), kh1 = std::min<int64_t>(g.k, g.H - h0);
                 const int64_t kw0 = std::max<int64_t>(0, -w0), kw1 = std::min<int64_t>(g.k, g.W - w0);
                 const float* first = x + ((n * g.H + h0 + kh0) * g.W + w0 + kw0) * C;
-                if constexpr (RecordWinners) {
-                    int32_t* __restrict best = tap + ((n * g.OH + oh) * g.OW + ow) * C;
-                    const int32_t first_tap = static_cast<int32_t>(kh0 * g.k + kw0);
-                    for (int64_t c = 0; c < C; ++c) {
-                        out[c] = first[c];
-                        best[c] = first_tap;
-                    }
-                    for (int64_t kh = kh0; kh < kh1; ++kh)
-                        for (int64_t kw = kw0; kw < kw1; ++kw) {
-                            const float* __restrict in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
-                            const int32_t t = static_cast<int32_t>(kh * g.k + kw);
-#pragma omp simd
-                            for (int64_t c = 0; c < C; ++c) {
-                                // Branch-free select (GCC leaves `take ? t : bt` as a branch here).
-                                const float v = in[c], cur = out[c];
-                                const int32_t take = -static_cast<int32_t>(v > cur);  // strict: first maximum stays
-                                out[c] = cur < v ? v : cur;
-                                best[c] ^= (best[c] ^ t) & take;
-                            }
-                        }
-                } else {
-                    std::memcpy(out, first, sizeof(float) * C);
-                    for (int64_t kh = kh0; kh < kh1; ++kh)
-                        for (int64_t kw = kw0; kw < kw1; ++kw) {
-                            const float* __restrict in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
-#pragma omp simd
-                            for (int64_t c = 0; c < C; ++c) {
-                                const float v = in[c], cur = out[c];
-                                out[c] = cur < v ? v : cur;
-                            }
-                        }
+                int32_t* __restrict best = tap + ((n * g.OH + oh) * g.OW + ow) * C;
+                const int32_t first_tap = static_cast<int32_t>(kh0 * g.k + kw0);
+                for (int64_t c = 0; c < C; ++c) {
+                    out[c] = first[c];
+                    best[c] = first_tap;
                 }
+                for (int64_t kh = kh0; kh < kh1; ++kh)
+                    for (int64_t kw = kw0; kw < kw1; ++kw) {
+                        const float* __restrict in = x + ((n * g.H + h0 + kh) * g.W + w0 + kw) * C;
+                        const int32_t t = static_cast<int32_t>(kh * g.k + kw);
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) {
+                            // Branch-free select (GCC leaves `take ? t : bt` as a branch here).
+                            const float v = in[c], cur = out[c];
+                            const int32_t take = -static_cast<int32_t>(v > cur);  // strict: first maximum stays
+                            out[c] = cur < v ? v : cur;
+                            best[c] ^= (best[c] ^ t) & take;
+                        }
+                    }
             }
 }
 }  // namespace detail
@@ -132,7 +146,18 @@ void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeomet
 /// same maxima without the positions). int32 taps rather than flat indices keep the
 /// compare-and-select loop at float width, so it vectorises.
 inline void max_pool2d_forward(const float* x, float* y, int32_t* tap, const PoolGeometry& g) {
-    tap ? detail::max_pool2d_forward<true>(x, y, tap, g) : detail::max_pool2d_forward<false>(x, y, nullptr, g);
+    if (tap) return detail::max_pool2d_forward_with_winners(x, y, tap, g);
+    BNN_CHECK(g.k <= 64, "max_pool2d_forward: windows of up to 64x64 without winners, got ", g.k, "x", g.k);
+    // Output rows of all images are the work items, so a batch of one splits too.
+    parallel_ranges(g.N * g.OH, pool_worth_threading(g) ? num_threads() : 1, [&](int, int64_t begin, int64_t end) {
+        const float* rows[64];
+        for (int64_t r = begin; r < end; ++r) {
+            const int64_t n = r / g.OH, oh = r % g.OH, h0 = oh * g.stride - g.pad;
+            for (int64_t kh = std::max<int64_t>(0, -h0); kh < std::min<int64_t>(g.k, g.H - h0); ++kh)
+                rows[kh] = x + (n * g.H + h0 + kh) * g.W * g.C;
+            max_pool2d_row(rows, oh, y + r * g.OW * g.C, g);
+        }
+    });
 }
 
 /// dx [N, H, W, C] += dy [N, OH, OW, C] routed to each window's winning tap.

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "bnn/infer/int_stem_step.hpp"
 #include "bnn/infer/module_type.hpp"
 #include "bnn/infer/op_steps.hpp"
 #include "bnn/nn/flatten.hpp"
@@ -11,7 +12,27 @@
 
 namespace bnn::infer::modules {
 
-/// A windowed pool: options kernel, stride and padding; one PoolStep.
+/// A max pool of value x fused into the integer stem that produced it, directly or through a
+/// batch norm (with its activation) that only the pool reads, when only these read the values:
+/// returns the stem's value, now the pooled one, or -1 when there is nothing to fuse into.
+inline int fuse_max_pool_into_int_stem(Lowering& l, int x, const nn::PoolWindow& w) {
+    if (!l.fusable(x) || !IntStemStep::can_pool(w.kernel, w.padding)) return -1;
+    if (auto* stem = dynamic_cast<IntStemStep*>(&l.graph().producer(x)); stem && !stem->pooled()) {
+        stem->fuse_max_pool(nullptr, w.kernel, w.stride, w.padding);
+        return x;
+    }
+    auto* bn = dynamic_cast<BatchNormStep*>(&l.graph().producer(x));
+    if (!bn) return -1;
+    const int y = l.graph().producer_inputs(x).at(0);
+    auto* stem = l.fusable(y) ? dynamic_cast<IntStemStep*>(&l.graph().producer(y)) : nullptr;
+    if (!stem || stem->pooled()) return -1;
+    stem->fuse_max_pool(bn, w.kernel, w.stride, w.padding);
+    l.fuse_away(x);
+    return y;
+}
+
+/// A windowed pool: options kernel, stride and padding; one PoolStep (a max pool may fuse into
+/// the integer stem).
 template <class M>
 ModuleType window_pool(const char* name, bool max) {
     return module_type<M>(
@@ -25,6 +46,10 @@ ModuleType window_pool(const char* name, bool max) {
         },
         [max](Lowering& l, const M& m, const std::string& path, int x) {
             const auto& w = m.window();
+            if (max) {
+                const int y = fuse_max_pool_into_int_stem(l, x, w);
+                if (y >= 0) return y;
+            }
             return l.add(std::make_unique<PoolStep>(path, max, w.kernel, w.stride, w.padding), {x});
         });
 }

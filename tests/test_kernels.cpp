@@ -765,26 +765,32 @@ void u8s16_case_after_row(float* row, int64_t OW, int64_t C, const std::vector<f
 }
 
 /// max_pool2d_forward written out: each window's maximum over its taps inside the image, taken in
-/// (kh, kw) order from the first, a later tap winning only when larger.
-std::vector<float> u8s16_case_max_pool(const std::vector<float>& y, const PoolGeometry& g) {
-    std::vector<float> out(g.N * g.OH * g.OW * g.C);
+/// (kh, kw) order from the first, a later tap winning only when larger; taps (when not null)
+/// receives the winner's kh * k + kw.
+std::vector<float> max_pool_definition(const std::vector<float>& x, const PoolGeometry& g,
+                                       std::vector<uint64_t>* taps = nullptr) {
+    std::vector<float> y(g.N * g.OH * g.OW * g.C);
+    if (taps) taps->assign(y.size(), 0);
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow)
                 for (int64_t c = 0; c < g.C; ++c) {
-                    bool any = false;
+                    bool found = false;
                     float best = 0.f;
+                    uint64_t tap = 0;
                     for (int64_t kh = 0; kh < g.k; ++kh)
                         for (int64_t kw = 0; kw < g.k; ++kw) {
                             const int64_t ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
                             if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-                            const float v = y[((n * g.H + ih) * g.W + iw) * g.C + c];
-                            if (!any || best < v) best = v;
-                            any = true;
+                            const float v = x[((n * g.H + ih) * g.W + iw) * g.C + c];
+                            if (!found || v > best) best = v, tap = static_cast<uint64_t>(kh * g.k + kw);
+                            found = true;
                         }
-                    out[((n * g.OH + oh) * g.OW + ow) * g.C + c] = best;
+                    const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C + c;
+                    y[o] = best;
+                    if (taps) (*taps)[o] = tap;
                 }
-    return out;
+    return y;
 }
 
 void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, bool extreme) {
@@ -839,7 +845,7 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
                          }
              std::vector<float> rows = out;
              for (int64_t r = 0; r < s.n * OH; ++r) u8s16_case_after_row(rows.data() + r * OW * s.co, OW, s.co, row_a, row_b);
-             return Outputs{exact("dots", dots), exact("out", out), exact("pooled", u8s16_case_max_pool(rows, pool))};
+             return Outputs{exact("dots", dots), exact("out", out), exact("pooled", max_pool_definition(rows, pool))};
          },
          [=](Isa isa, Variants& taken) {  // the path is active_isa(), set by the table's IsaGuard
              const Conv2dGeometry g = s.geometry();
@@ -1339,27 +1345,8 @@ void add_max_pool_case(std::vector<KernelCase>& cases, Rng& rng, const PoolGeome
         {"max_pool2d_forward" + shape_name({{"N", g.N}, {"H", g.H}, {"W", g.W}, {"C", g.C}, {"k", g.k},
                                              {"stride", g.stride}, {"pad", g.pad}}),
          [=] {
-             std::vector<float> y(outputs);
-             std::vector<uint64_t> taps(outputs);
-             for (int64_t n = 0; n < g.N; ++n)
-                 for (int64_t oh = 0; oh < g.OH; ++oh)
-                     for (int64_t ow = 0; ow < g.OW; ++ow)
-                         for (int64_t c = 0; c < g.C; ++c) {
-                             bool found = false;
-                             float best = 0.f;
-                             uint64_t tap = 0;
-                             for (int64_t kh = 0; kh < g.k; ++kh)
-                                 for (int64_t kw = 0; kw < g.k; ++kw) {
-                                     const int64_t ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
-                                     if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-                                     const float v = x[((n * g.H + ih) * g.W + iw) * g.C + c];
-                                     if (!found || v > best) best = v, tap = static_cast<uint64_t>(kh * g.k + kw);
-                                     found = true;
-                                 }
-                             const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C + c;
-                             y[o] = best;
-                             taps[o] = tap;
-                         }
+             std::vector<uint64_t> taps;
+             const std::vector<float> y = max_pool_definition(x, g, &taps);
              return Outputs{exact("y", y), exact("taps", taps), exact("y without taps", y)};
          },
          [=](Isa, Variants& taken) {

@@ -250,6 +250,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"input gradient: GEMM and col2im", kAllIsas},
     {"weight gradient: direct 6x16", {Isa::avx2}},
     {"weight gradient: direct 6x64", kAvx512Isas},
+    {"weight gradient: direct 48x8", kAvx512Isas},
     {"weight gradient: implicit GEMM", kVectorIsas},
     {"weight gradient: im2col + GEMM", kPortableFloatIsas},
     {"conv2d: threads over images", kAllIsas},
@@ -1023,7 +1024,9 @@ Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
         v.push_back("input gradient: GEMM and col2im");
     }
     if (kernels::detail::weight_grad_direct_applies(isa, g, threads))
-        v.push_back(isa == Isa::avx2 ? "weight gradient: direct 6x16" : "weight gradient: direct 6x64");
+        v.push_back(isa == Isa::avx2                           ? "weight gradient: direct 6x16"
+                    : g.Cout % 64 == 0                         ? "weight gradient: direct 6x64"
+                                                               : "weight gradient: direct 48x8");
     else if (vector && !g.pointwise()) v.push_back("weight gradient: implicit GEMM");
     else if (!g.pointwise()) v.push_back("weight gradient: im2col + GEMM");
     if (threads > 1 && kernels::detail::conv_blocking(g, threads).units >= threads) v.push_back("conv2d: threads over images");
@@ -1109,6 +1112,14 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     add_conv2d_case(cases, rng, {2, 8, 8, 64, 64, 3, 3, 1, 1}, "direct weight gradient 6x64: K = 576, the largest it takes");
     add_conv2d_case(cases, rng, {2, 6, 9, 5, 96, 3, 3, 1, 1}, "Cout = 96, not whole 64-column tiles: implicit GEMM on AVX-512");
     add_conv2d_case(cases, rng, {3, 16, 17, 8, 64, 1, 1, 2, 0}, "direct weight gradient 6x64: 1x1 stride 2, unpadded images read in place");
+    // On AVX-512, Cout below 64 with Cin a multiple of 16 takes the 48 x 8 tile (vectors of 16
+    // channels of one tap by 8 output channels).
+    add_conv2d_case(cases, rng, {3, 9, 17, 16, 16, 3, 3, 1, 1}, "direct weight gradient 48x8: Cout 16, K = 144 in whole tiles");
+    add_conv2d_case(cases, rng, {3, 9, 17, 32, 32, 3, 3, 2, 1}, "direct weight gradient 48x8: Cout 32, stride 2");
+    add_conv2d_case(cases, rng, {2, 6, 9, 16, 20, 3, 3, 1, 1}, "direct weight gradient 48x8: Cout 20, dout copied to 24 columns");
+    add_conv2d_case(cases, rng, {5, 3, 10, 48, 8, 3, 3, 1, 1}, "direct weight gradient 48x8: two images to a chunk, K = 432");
+    add_conv2d_case(cases, rng, {2, 5, 21, 16, 9, 2, 2, 1, 1}, "direct weight gradient 48x8: K = 64, rows past K in the last tile");
+    add_conv2d_case(cases, rng, {3, 16, 17, 32, 16, 1, 1, 2, 0}, "direct weight gradient 48x8: 1x1 stride 2, unpadded images read in place");
 }
 
 // ---- the binary convolution's training pair (binary_conv2d_ste.hpp) -------------------------

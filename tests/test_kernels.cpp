@@ -245,6 +245,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"conv2d forward: direct 6x16", {Isa::avx2}},
     {"conv2d forward: direct 14x32", kAvx512Isas},
     {"conv2d forward: direct 28x16", kAvx512Isas},
+    {"conv2d forward: direct 28x16, 16 channels", kAvx512Isas},
     {"input gradient: direct convolution", kVectorIsas},
     {"input gradient: implicit-GEMM convolution", kVectorIsas},
     {"input gradient: GEMM and col2im", kAllIsas},
@@ -1001,9 +1002,12 @@ void conv2d_backward_definition(const std::vector<float>& x, const std::vector<f
     for (size_t i = 0; i < db.size(); ++i) db[i] = static_cast<float>(db[i] + gb[i]);
 }
 
-/// The name of the direct convolution's tile (conv2d_forward_implicit's choice) for Cout outputs.
-std::string direct_tile(Isa isa, int64_t cout) {
-    return isa == Isa::avx2 ? "direct 6x16" : cout <= 16 ? "direct 28x16" : "direct 14x32";
+/// The name of the direct convolution's tile (conv2d_forward_implicit's choice) for C inputs and
+/// Cout outputs.
+std::string direct_tile(Isa isa, int64_t c, int64_t cout) {
+    if (isa == Isa::avx2) return "direct 6x16";
+    if (cout > 16) return "direct 14x32";
+    return c == 16 ? "direct 28x16, 16 channels" : "direct 28x16";
 }
 
 /// The variants conv2d_forward and conv2d_backward take for geometry g on the active path, by
@@ -1014,7 +1018,7 @@ Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
     Variants v;
     if (g.pointwise()) v.push_back("conv2d forward: pointwise GEMM");
     else if (!vector) v.push_back("conv2d forward: im2col + GEMM");
-    else if (kernels::detail::direct_conv_applies(isa, g, threads)) v.push_back("conv2d forward: " + direct_tile(isa, g.Cout));
+    else if (kernels::detail::direct_conv_applies(isa, g, threads)) v.push_back("conv2d forward: " + direct_tile(isa, g.C, g.Cout));
     else v.push_back("conv2d forward: implicit GEMM");
     if (vector && kernels::detail::input_grad_is_convolution(g)) {
         const Conv2dGeometry gt = conv2d_geometry(g.N, g.OH, g.OW, g.Cout, g.C, g.KH, g.KW, 1, g.KH - 1 - g.pad);
@@ -1085,6 +1089,7 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     // with padding kernel - 1 - pad.
     add_conv2d_case(cases, rng, {2, 5, 17, 20, 33, 3, 3, 1, 1}, "direct: 14 x 32 tiles, a partial column panel");
     add_conv2d_case(cases, rng, {3, 4, 16, 6, 9, 3, 3, 1, 1}, "direct: Cout <= 16, 28 x 16 tiles");
+    add_conv2d_case(cases, rng, {2, 5, 20, 16, 11, 3, 3, 1, 1}, "direct: Cout <= 16, 28 x 16 tiles with C = 16 known at compile time");
     add_conv2d_case(cases, rng, {2, 6, 18, 4, 40, 3, 3, 1, 0}, "direct: no padding, 2 dropped columns per row");
     add_conv2d_case(cases, rng, {2, 3, 20, 5, 7, 5, 5, 1, 1}, "direct: 5x5");
     add_conv2d_case(cases, rng, {2, 3, 16, 1, 1, 3, 3, 1, 1}, "direct: one channel in, one out");

@@ -245,11 +245,13 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"conv2d forward: direct 6x16", {Isa::avx2}},
     {"conv2d forward: direct 14x32", kAvx512Isas},
     {"conv2d forward: direct 28x16", kAvx512Isas},
+    {"conv2d forward: direct 28x16, 16 channels", kAvx512Isas},
     {"input gradient: direct convolution", kVectorIsas},
     {"input gradient: implicit-GEMM convolution", kVectorIsas},
     {"input gradient: GEMM and col2im", kAllIsas},
     {"weight gradient: direct 6x16", {Isa::avx2}},
     {"weight gradient: direct 6x64", kAvx512Isas},
+    {"weight gradient: direct 48x8", kAvx512Isas},
     {"weight gradient: implicit GEMM", kVectorIsas},
     {"weight gradient: im2col + GEMM", kPortableFloatIsas},
     {"conv2d: threads over images", kAllIsas},
@@ -1099,9 +1101,12 @@ void conv2d_backward_definition(const std::vector<float>& x, const std::vector<f
     for (size_t i = 0; i < db.size(); ++i) db[i] = static_cast<float>(db[i] + gb[i]);
 }
 
-/// The name of the direct convolution's tile (conv2d_forward_implicit's choice) for Cout outputs.
-std::string direct_tile(Isa isa, int64_t cout) {
-    return isa == Isa::avx2 ? "direct 6x16" : cout <= 16 ? "direct 28x16" : "direct 14x32";
+/// The name of the direct convolution's tile (conv2d_forward_implicit's choice) for C inputs and
+/// Cout outputs.
+std::string direct_tile(Isa isa, int64_t c, int64_t cout) {
+    if (isa == Isa::avx2) return "direct 6x16";
+    if (cout > 16) return "direct 14x32";
+    return c == 16 ? "direct 28x16, 16 channels" : "direct 28x16";
 }
 
 /// The variants conv2d_forward and conv2d_backward take for geometry g on the active path, by
@@ -1112,7 +1117,7 @@ Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
     Variants v;
     if (g.pointwise()) v.push_back("conv2d forward: pointwise GEMM");
     else if (!vector) v.push_back("conv2d forward: im2col + GEMM");
-    else if (kernels::detail::direct_conv_applies(isa, g, threads)) v.push_back("conv2d forward: " + direct_tile(isa, g.Cout));
+    else if (kernels::detail::direct_conv_applies(isa, g, threads)) v.push_back("conv2d forward: " + direct_tile(isa, g.C, g.Cout));
     else v.push_back("conv2d forward: implicit GEMM");
     if (vector && kernels::detail::input_grad_is_convolution(g)) {
         const Conv2dGeometry gt = conv2d_geometry(g.N, g.OH, g.OW, g.Cout, g.C, g.KH, g.KW, 1, g.KH - 1 - g.pad);
@@ -1122,7 +1127,9 @@ Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
         v.push_back("input gradient: GEMM and col2im");
     }
     if (kernels::detail::weight_grad_direct_applies(isa, g, threads))
-        v.push_back(isa == Isa::avx2 ? "weight gradient: direct 6x16" : "weight gradient: direct 6x64");
+        v.push_back(isa == Isa::avx2                           ? "weight gradient: direct 6x16"
+                    : g.Cout % 64 == 0                         ? "weight gradient: direct 6x64"
+                                                               : "weight gradient: direct 48x8");
     else if (vector && !g.pointwise()) v.push_back("weight gradient: implicit GEMM");
     else if (!g.pointwise()) v.push_back("weight gradient: im2col + GEMM");
     if (threads > 1 && kernels::detail::conv_blocking(g, threads).units >= threads) v.push_back("conv2d: threads over images");
@@ -1181,6 +1188,7 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     // with padding kernel - 1 - pad.
     add_conv2d_case(cases, rng, {2, 5, 17, 20, 33, 3, 3, 1, 1}, "direct: 14 x 32 tiles, a partial column panel");
     add_conv2d_case(cases, rng, {3, 4, 16, 6, 9, 3, 3, 1, 1}, "direct: Cout <= 16, 28 x 16 tiles");
+    add_conv2d_case(cases, rng, {2, 5, 20, 16, 11, 3, 3, 1, 1}, "direct: Cout <= 16, 28 x 16 tiles with C = 16 known at compile time");
     add_conv2d_case(cases, rng, {2, 6, 18, 4, 40, 3, 3, 1, 0}, "direct: no padding, 2 dropped columns per row");
     add_conv2d_case(cases, rng, {2, 3, 20, 5, 7, 5, 5, 1, 1}, "direct: 5x5");
     add_conv2d_case(cases, rng, {2, 3, 16, 1, 1, 3, 3, 1, 1}, "direct: one channel in, one out");
@@ -1208,6 +1216,14 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     add_conv2d_case(cases, rng, {2, 8, 8, 64, 64, 3, 3, 1, 1}, "direct weight gradient 6x64: K = 576, the largest it takes");
     add_conv2d_case(cases, rng, {2, 6, 9, 5, 96, 3, 3, 1, 1}, "Cout = 96, not whole 64-column tiles: implicit GEMM on AVX-512");
     add_conv2d_case(cases, rng, {3, 16, 17, 8, 64, 1, 1, 2, 0}, "direct weight gradient 6x64: 1x1 stride 2, unpadded images read in place");
+    // On AVX-512, Cout below 64 with Cin a multiple of 16 takes the 48 x 8 tile (vectors of 16
+    // channels of one tap by 8 output channels).
+    add_conv2d_case(cases, rng, {3, 9, 17, 16, 16, 3, 3, 1, 1}, "direct weight gradient 48x8: Cout 16, K = 144 in whole tiles");
+    add_conv2d_case(cases, rng, {3, 9, 17, 32, 32, 3, 3, 2, 1}, "direct weight gradient 48x8: Cout 32, stride 2");
+    add_conv2d_case(cases, rng, {2, 6, 9, 16, 20, 3, 3, 1, 1}, "direct weight gradient 48x8: Cout 20, dout copied to 24 columns");
+    add_conv2d_case(cases, rng, {5, 3, 10, 48, 8, 3, 3, 1, 1}, "direct weight gradient 48x8: two images to a chunk, K = 432");
+    add_conv2d_case(cases, rng, {2, 5, 21, 16, 9, 2, 2, 1, 1}, "direct weight gradient 48x8: K = 64, rows past K in the last tile");
+    add_conv2d_case(cases, rng, {3, 16, 17, 32, 16, 1, 1, 2, 0}, "direct weight gradient 48x8: 1x1 stride 2, unpadded images read in place");
 }
 
 // ---- the binary convolution's training pair (binary_conv2d_ste.hpp) -------------------------

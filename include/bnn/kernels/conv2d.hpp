@@ -18,7 +18,7 @@
 /// GEMM (kernels/sgemm.hpp) packs its panels straight from the image ("implicit GEMM"), for
 /// the forward product and the weight gradient, and for stride 1 the direct convolution does
 /// not even pack (conv2d_direct.hpp; the weight gradient too on AVX2, and on AVX-512 for Cout a
-/// multiple of 64). The input gradient of a stride-1 convolution
+/// multiple of 64 or below 64 with Cin a multiple of 16). The input gradient of a stride-1 convolution
 /// is itself a convolution of dout with the flipped, transposed weights, so it runs the same
 /// implicit forward (and accumulates into dx without a col2im pass); strided ones use a GEMM
 /// into a column buffer and col2im. Without AVX2, every product goes through kernels/gemm.hpp
@@ -261,7 +261,8 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
     }
     if (dw && detail::weight_grad_direct_applies(isa, g, threads)) {
         if (isa == Isa::avx2) detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx2>(x, dout, dw, g, threads);
-        else detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx512>(x, dout, dw, g, threads);
+        else if (g.Cout % 64 == 0) detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx512>(x, dout, dw, g, threads);
+        else detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx512Narrow>(x, dout, dw, g, threads);
         dw = nullptr;
     }
     const bool implicit_dw = vector && !g.pointwise();

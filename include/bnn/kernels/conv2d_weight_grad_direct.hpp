@@ -11,7 +11,9 @@
 /// images are read in place), where x(p, k) of every pixel of an output row lies at a fixed
 /// offset koff[k] from the pixel's origin and consecutive pixels are stride * C floats apart: a
 /// tile of 6 values of k by 16 output channels (AVX2; 64 on AVX-512) broadcasts its 6 inputs in
-/// place and loads dout's row of 16 (64), for any stride and kernel.
+/// place and loads dout's row of 16 (64), for any stride and kernel. Narrow layers on AVX-512
+/// (Cout < 64, which would pad a 64-column tile) turn the tile round: 48 values of k, three
+/// vectors of 16 channels loaded in place, by 8 output channels of dout broadcast.
 /// The implicit GEMM instead packs the receptive fields of every pixel (144 floats per pixel of
 /// a 16-channel 3x3 layer) for 16 multiply-adds each.
 ///
@@ -31,13 +33,17 @@
 
 namespace bnn::kernels::detail {
 
+/// True when AVX-512 takes the narrow tile (WeightGradTileAvx512Narrow): fewer than 64 output
+/// channels, and input channels in whole vectors of 16.
+inline bool weight_grad_narrow(const Conv2dGeometry& g) { return g.Cout < 64 && g.C % 16 == 0; }
+
 /// True when conv2d_weight_grad_direct() applies: the AVX2 path, or AVX-512 with Cout of whole
-/// 64-column tiles (narrower layers would pad the tile), a spatial kernel or a stride (a 1x1
+/// 64-column tiles or a narrow layer (weight_grad_narrow), a spatial kernel or a stride (a 1x1
 /// stride-1 convolution's columns are x itself), at least one image per thread, and the shapes
 /// where it beats the implicit GEMM (docs/performance.md): receptive fields of at most 576
 /// floats (64 channels of 3x3), whose dw^T stays in L2, and rows of at least 8 outputs.
 inline bool weight_grad_direct_applies(Isa isa, const Conv2dGeometry& g, int threads) {
-    const bool tile_fits = isa == Isa::avx2 || (has_avx512(isa) && g.Cout % 64 == 0);
+    const bool tile_fits = isa == Isa::avx2 || (has_avx512(isa) && (g.Cout % 64 == 0 || weight_grad_narrow(g)));
     return tile_fits && !g.pointwise() && g.N >= threads && g.K() <= 576 && g.OW >= 8;
 }
 
@@ -89,48 +95,63 @@ __attribute__((target("avx2,fma"))) inline void conv2d_weight_grad_tile_avx2_6x1
     }
 }
 
-/// The same sums on AVX-512 for 6 values of k by 64 output channels (four vectors of dout per
-/// pixel for 24 FMAs): dwT[i][0 .. 64) += sum over p of x(p, k_i) * dout_p[j0 .. j0 + 64).
-__attribute__((target("avx512f,fma"))) inline void conv2d_weight_grad_tile_avx512_6x64(
+/// The same sums on AVX-512, one operand loaded in vectors of 16 and the other broadcast:
+/// acc[b][v] += broadcast value b * vector v, stored at sums + b * ld + 16 v.
+///  - 6x64 (broadcast_inputs): 6 values of k broadcast by 64 output channels (four vectors of
+///    dout per pixel for 24 FMAs): dwT[i][0 .. 64) += sum over p of x(p, k_i) * dout_p[j0 .. j0 + 64).
+///  - 48x8 (narrow layers, the other way round): 3 vectors of 16 consecutive values of k (16
+///    channels of one tap, so C is a multiple of 16) by 8 output channels of dout broadcast:
+///    dw[j0 + j][k_v .. k_v + 16) += sum over p of dout_p[j0 + j] * x(p, k_v ..), k_v = 16 v,
+///    x(p, k_v ..) = run.x[p * step + koff[16 v] ..]. These sums are in dw's own layout.
+template <int NB, int NV, bool broadcast_inputs>
+__attribute__((target("avx512f,fma"))) inline void conv2d_weight_grad_tile_avx512(
     const WeightGradRun* runs, int64_t run_count, const int64_t* koff, int64_t step, int64_t j0, int64_t ldd,
-    float* __restrict dwT, int64_t ld) {
-    constexpr int MR = 6, NV = 4;
-    __m512 acc[MR][NV];
+    float* __restrict sums, int64_t ld) {
+    constexpr int NX = broadcast_inputs ? NB : NV;  // input pointers: one per value or vector of k
+    __m512 acc[NB][NV];
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < NB; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_loadu_ps(dwT + i * ld + 16 * v);
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_loadu_ps(sums + i * ld + 16 * v);
     for (int64_t r = 0; r < run_count; ++r) {
-        const float* x[MR];
+        const float* x[NX];
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) x[i] = runs[r].x + koff[i];
+        for (int i = 0; i < NX; ++i) x[i] = runs[r].x + koff[broadcast_inputs ? i : 16 * i];
         const float* d = runs[r].dout + j0;
         for (int64_t p = 0, off = 0; p < runs[r].count; ++p, off += step, d += ldd) {
             __m512 b[NV];
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(d + 16 * v);
+            for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(broadcast_inputs ? d + 16 * v : x[v] + off);
 #pragma GCC unroll 8
-            for (int i = 0; i < MR; ++i) {
-                const __m512 a = _mm512_set1_ps(x[i][off]);
+            for (int i = 0; i < NB; ++i) {
+                const __m512 a = _mm512_set1_ps(broadcast_inputs ? x[i][off] : d[i]);
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
             }
         }
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < NB; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(dwT + i * ld + 16 * v, acc[i][v]);
+        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(sums + i * ld + 16 * v, acc[i][v]);
 }
 
-/// The direct weight gradient's tiles: MR values of k by NR output channels.
+/// The direct weight gradient's tiles: MR values of k by NR output channels, their sums in dw^T's
+/// layout [K, Cout] or (sums_as_dw) in dw's [Cout, K].
 struct WeightGradTileAvx2 {
     static constexpr int MR = 6, NR = 16;
+    static constexpr bool sums_as_dw = false;
     static constexpr auto run = conv2d_weight_grad_tile_avx2_6x16;
 };
 struct WeightGradTileAvx512 {
     static constexpr int MR = 6, NR = 64;
-    static constexpr auto run = conv2d_weight_grad_tile_avx512_6x64;
+    static constexpr bool sums_as_dw = false;
+    static constexpr auto run = conv2d_weight_grad_tile_avx512<6, 4, true>;
+};
+struct WeightGradTileAvx512Narrow {
+    static constexpr int MR = 48, NR = 8;
+    static constexpr bool sums_as_dw = true;
+    static constexpr auto run = conv2d_weight_grad_tile_avx512<8, 3, false>;
 };
 
 /// Tags of conv2d_weight_grad_direct's per-thread buffers (bnn::thread_scratch).
@@ -161,6 +182,9 @@ void conv2d_weight_grad_direct(const float* x, const float* dout, float* dw, con
         const int64_t kk = k < K ? k : 0, tap = kk / C, c = kk % C;
         koff[k] = ((tap / g.KW) * Wp + tap % g.KW) * C + c;
     }
+    // Where the sum of (k, co) lies in a thread's sums, and the distance between the tile's rows.
+    const int64_t sums_ld = Tile::sums_as_dw ? k_rows : co_pad;
+    auto sum_index = [&](int64_t k, int64_t co) { return Tile::sums_as_dw ? co * k_rows + k : k * co_pad + co; };
     threads = static_cast<int>(std::clamp<int64_t>(groups, 1, threads));
     std::vector<const float*> partial(threads, nullptr);
     parallel_ranges(groups, threads, [&](int t, int64_t begin, int64_t end) {
@@ -201,14 +225,14 @@ void conv2d_weight_grad_direct(const float* x, const float* dout, float* dw, con
                 }
                 for (int64_t k0 = 0; k0 < k_rows; k0 += MR)
                     for (int64_t j0 = 0; j0 < co_pad; j0 += NR)
-                        Tile::run(runs, chunk, koff + k0, g.stride * C, j0, co_pad, sums + k0 * co_pad + j0, co_pad);
+                        Tile::run(runs, chunk, koff + k0, g.stride * C, j0, co_pad, sums + sum_index(k0, j0), sums_ld);
             }
         }
     });
     for (const float* sums : partial) {
         if (!sums) continue;
         for (int64_t co = 0; co < Co; ++co)
-            for (int64_t k = 0; k < K; ++k) dw[co * K + k] += sums[k * co_pad + co];
+            for (int64_t k = 0; k < K; ++k) dw[co * K + k] += sums[sum_index(k, co)];
     }
 }
 

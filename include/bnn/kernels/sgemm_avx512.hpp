@@ -59,11 +59,15 @@ BNN_SGEMM_AVX512 void sgemm_tile_avx512(int64_t kc, const float* __restrict Ap, 
 ///   C [MR, 16*NV] = sum over taps t, channels c < C of  a0[offset[t] + i * C + c] * Bp[t*C + c][:]
 /// Row i of A is output pixel i of a run whose inputs lie C floats apart (stride 1 over a padded
 /// image), offset[t] the start of tap t; Bp [taps * C, 16*NV] packed as usual. C is written.
-template <int MR, int NV>
-BNN_SGEMM_AVX512 void sgemm_tile_direct_avx512(int taps, const int64_t* __restrict offset, int64_t C,
+/// A FixedC other than 0 is the channel count known at compile time: the rows' offsets i * C
+/// become constant displacements from one pointer (at run time, 28 rows' offsets outnumber the
+/// general registers and half of them are reloaded from the stack for every broadcast).
+template <int MR, int NV, int64_t FixedC = 0>
+BNN_SGEMM_AVX512 void sgemm_tile_direct_avx512(int taps, const int64_t* __restrict offset, int64_t channels,
                                                const float* __restrict a0, const float* __restrict Bp,
                                                float* __restrict out, int64_t ldo) {
     static_assert(MR * NV + NV <= 32, "accumulators and B vectors must fit the 32 zmm registers");
+    const int64_t C = FixedC ? FixedC : channels;
     __m512 acc[MR][NV];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
@@ -208,7 +212,8 @@ struct SgemmAvx512Narrow {
     }
     static void direct(int taps, const int64_t* offset, int64_t C, const float* a0, const float* Bp, float* out,
                        int64_t ldo) {
-        sgemm_tile_direct_avx512<28, 1>(taps, offset, C, a0, Bp, out, ldo);
+        if (C == 16) sgemm_tile_direct_avx512<28, 1, 16>(taps, offset, C, a0, Bp, out, ldo);  // width-16 layers
+        else sgemm_tile_direct_avx512<28, 1>(taps, offset, C, a0, Bp, out, ldo);
     }
     static void pack_transposed(const float* const* src, int64_t kc, float* dst, int64_t stride, int lanes) {
         sgemm_pack_transposed_avx512(src, kc, dst, stride, lanes);

@@ -544,7 +544,7 @@ TEST_CASE("staged training: attention loss to the teacher decreases over a few s
 // ---- deployment ----------------------------------------------------------------------------------
 
 TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in eval mode", "[deploy]") {
-    const auto dir = std::filesystem::temp_directory_path();
+    const bnn::test::TempDir dir;  // its own: two runs of the suite at once must not share files
     for (Variant v : {Variant::StrongBaseline, Variant::RealToBin}) {
         INFO(bnn::examples::variant_name(v));
         manual_seed(41);
@@ -558,7 +558,7 @@ TEST_CASE("deployed binary ResNet-18 predicts exactly as the training model in e
         for (int s = 0; s < 3; ++s) train::distillation_step(nullptr, net, batch, train::LossWeights{}, opt);
         net.eval();
 
-        const std::string path = (dir / ("bnn_deploy_test_" + std::to_string(int(v)) + ".safetensors")).string();
+        const std::string path = dir.file("deploy_" + std::to_string(int(v)) + ".safetensors");
         bnn::examples::export_resnet18(path, net);
         io::Deployed deployed = io::load_deployed(path);  // rebuilt from the file's module tree
         REQUIRE(deployed.metadata.at("variant") == bnn::examples::variant_name(v));

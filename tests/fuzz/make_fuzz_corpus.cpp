@@ -3,6 +3,7 @@
 //   make_fuzz_corpus <dir>   (the committed corpora are tests/fuzz/corpus/<target>/)
 // Files are written with fixed seeds, so rerunning it reproduces them.
 #include <stb/stb_image_write.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cstdint>
@@ -54,7 +55,9 @@ Bytes gzip(const Bytes& data) {
 /// The bytes a save function writes, through a temporary file.
 template <class Save>
 Bytes saved(Save save) {
-    const std::string tmp = (fs::temp_directory_path() / "bnn_make_fuzz_corpus.tmp").string();
+    // A name of this process's own: two builds on one machine may run the program at once.
+    const std::string tmp =
+        (fs::temp_directory_path() / ("bnn_make_fuzz_corpus." + std::to_string(::getpid()) + ".tmp")).string();
     save(tmp);
     Bytes b = bnn::read_file(tmp);
     fs::remove(tmp);

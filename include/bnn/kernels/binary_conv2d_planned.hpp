@@ -293,7 +293,10 @@ public:
         // unless every block's weights fit in L1 together: then pixel block first, so each
         // output row and residual row is touched once, not once per channel block.
         pixel_major_ = static_cast<int64_t>(pixels_.word_offsets.size()) * coutp_ * 8 <= 32 * 1024;
-        scratch_.assign(static_cast<size_t>(threads_ * ts.pixels * scratch_ld_), 0.f);
+        // Each thread's block starts on a cache line of its own: a line shared by two threads'
+        // blocks would pass between their cores on every tile.
+        scratch_stride_ = (ts.pixels * scratch_ld_ + 15) / 16 * 16;
+        scratch_ = Tensor<float>(Shape{threads_ * scratch_stride_});
     }
 
     const BinaryConvGeometry& geometry() const { return g_; }
@@ -333,7 +336,7 @@ public:
             // The tile writes float(dot) exactly (scale 1, bias 0) into a small per-thread
             // buffer [pixels, Cout] that stays in L1 (it writes columns [0, nc) of each row, the
             // row stride being Cout); the epilogue then applies the fused transform.
-            float* dots = scratch_.data() + thread * ts.pixels * scratch_ld_;
+            float* dots = scratch_.data() + thread * scratch_stride_;
             detail::run_tile(isa, p, plan, {pixels_.origins.data() + q, pixels_.corrections.data() + q, dots, c0});
             epilogue(t, dots, scratch_ld_, q, p, c0, nc, g_.Cout, per_image, out);
         };
@@ -348,13 +351,14 @@ private:
     PackedConvWeights w_;
     Isa isa_ = Isa::scalar;
     BinaryConvGeometry g_{};
-    int64_t coutp_ = 0, hp_ = 0, wp_ = 0, scratch_ld_ = 0;
+    int64_t coutp_ = 0, hp_ = 0, wp_ = 0, scratch_ld_ = 0, scratch_stride_ = 0;
     int threads_ = 1;
     bool pixel_major_ = false;
     Tensor<uint64_t> bits_;
     Tensor<uint32_t> half_weights_;      // the weights in 32-bit halves, when the tile counts halves
     std::vector<int64_t> half_offsets_;
-    std::vector<float> ones_, zeros_, scratch_;
+    std::vector<float> ones_, zeros_;
+    Tensor<float> scratch_;  // per-thread tile outputs [threads, scratch_stride_]
     BinaryConvPixelPlan pixels_;
 };
 

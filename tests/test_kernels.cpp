@@ -714,10 +714,11 @@ void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, 
              PlannedBinaryConv step(packed, 1, pad, N, H, W, isa, mode);
              std::vector<float> means(N * C, std::nanf(""));
              infer::bn_sign_pack(x.data(), N, H, W, C, *bn, step, pooled ? means.data() : nullptr, isa);
-             const bool parallel = num_threads() > 1 && worth_threading(N * P * C);  // bn_sign_pack's region
+             const int threads = step.threads();  // bn_sign_pack's, the conv's
+             const bool parallel = threads > 1;
              if (step.pixel_major()) {
                  if (parallel && N * H > 1) taken.push_back("bn_sign_pack by rows over 2 threads");
-             } else if (infer::detail::bn_sign_pack_in_halves(N, P, C, wc)) {
+             } else if (infer::detail::bn_sign_pack_in_halves(N, wc, threads)) {
                  taken.push_back("bn_sign_pack in half words");
              } else if (parallel && N * wc > 1) {
                  taken.push_back("bn_sign_pack in words over 2 threads");
@@ -736,14 +737,14 @@ void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
             add_bn_sign_pack_case(cases, rng, 2, 3, 5, C, 1, mode, true);
             add_bn_sign_pack_case(cases, rng, 1, 4, 3, C, 2, mode, mode == PadValue::One);
         }
-    // Enough values (over 2^16) for threads. Split by rows when the conv walks pixels outermost;
-    // else a batch of one with one word per pixel goes in half words (the second half partial at
-    // C = 40), larger batches or more words in words. 9 * words * Cout * 8 bytes of weights over
-    // 32 KiB make the conv share out channel blocks.
-    add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadValue::Zero, true);
+    // Convs of 2^21 multiply-accumulates or more, whose threads the pack takes. Split by rows
+    // when the conv walks pixels outermost; else a batch of one with one word per pixel goes in
+    // half words (the second half partial at C = 40), larger batches or more words in words.
+    // 9 * words * Cout * 8 bytes of weights over 32 KiB make the conv share out channel blocks.
+    add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadValue::Zero, true, 64);
     add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadValue::Zero, true, 480);
     add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 1, PadValue::One, true, 480);
-    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 0, PadValue::Zero, false);
+    add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 0, PadValue::Zero, false, 64);
     add_bn_sign_pack_case(cases, rng, 2, 23, 23, 70, 1, PadValue::Zero, true, 256);
     add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadValue::Zero, true, 128);
     add_bn_sign_pack_case(cases, rng, 1, 19, 21, 200, 1, PadValue::One, true);

@@ -53,13 +53,10 @@ struct BnSignPackRows;
 struct BnSignPackHalves;
 struct BnSignPackRowSums;
 
-/// True when bn_sign_pack of N images of P pixels and C channels (wc words per pixel) splits its
-/// channels into half words: the pass is worth threads, and whole words would leave threads idle
-/// (a half-word unit sweeps the image once per half, which costs memory traffic when there is
-/// parallelism to spare).
-inline bool bn_sign_pack_in_halves(int64_t N, int64_t P, int64_t C, int64_t wc) {
-    return worth_threading(N * P * C) && N * wc < num_threads();
-}
+/// True when bn_sign_pack of N images with wc words per pixel, on `threads` threads, splits its
+/// channels into half words: whole words would leave threads idle (a half-word unit sweeps the
+/// image once per half, which costs memory traffic when there is parallelism to spare).
+inline bool bn_sign_pack_in_halves(int64_t N, int64_t wc, int threads) { return threads > 1 && N * wc < threads; }
 }  // namespace detail
 
 /// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
@@ -85,7 +82,9 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
               H, ", ", W, ", ", C, "] does not fit the planned conv input [", g.N, ", ", g.H, ", ", g.W, ", ", g.C,
               "] or the batch norm of ", bn.channels(), " channels");
     const int64_t wc = dst.words_per_pixel(), P = H * W;
-    const bool parallel = worth_threading(N * P * C);
+    // The conv's threads, however short the pass: they read these bits, and the step before
+    // wrote x in the same split (one thread reading it all would pull half of it across).
+    const int threads = dst.threads();
     const float* sc = bn.scale.data();
     const float* sh = bn.shift.data();
 
@@ -96,7 +95,7 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
             if (sum) std::fill(sum, sum + C, 0.f);
             kernels::pack_signs_batch_norm(x + r * W * C, C, W, C, sc, sh, sum, dst.input_pixel(r / H, r % H, 0), isa);
         };
-        parallel_ranges(N * H, parallel ? num_threads() : 1, [&](int, int64_t begin, int64_t end) {
+        parallel_ranges(N * H, threads, [&](int, int64_t begin, int64_t end) {
             for (int64_t r = begin; r < end; ++r) pack_row(r);
         });
         if (pooled)
@@ -111,7 +110,7 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
         return;
     }
 
-    const int64_t span = detail::bn_sign_pack_in_halves(N, P, C, wc) ? 32 : 64;
+    const int64_t span = detail::bn_sign_pack_in_halves(N, wc, threads) ? 32 : 64;
     const int64_t per_image = (C + span - 1) / span, units = N * per_image;
     const bool staged = span == 32;
     uint32_t* halves = staged ? thread_scratch<detail::BnSignPackHalves, uint32_t>(per_image * N * P) : nullptr;
@@ -151,13 +150,13 @@ inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_
         }
     };
     // No parallel region at all for one thread: even an empty one costs a microsecond or more.
-    if (!parallel || units == 1 || num_threads() == 1) {
+    if (threads == 1 || units == 1) {
         for (int64_t u = 0; u < units; ++u) pack_unit(u);
         if (staged)
             for (int64_t r = 0; r < N * H; ++r) merge_row(r);
         return;
     }
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < units; ++u) pack_unit(u);

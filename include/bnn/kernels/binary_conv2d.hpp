@@ -203,12 +203,21 @@ inline void run_tile(Isa isa, int p, const BinaryConvPlan& pl, const BinaryConvT
     binary_conv_tile_scalar(pl, tl);
 }
 
+/// The threads for_each_binary_conv_tile uses: up to max_threads, one per tile at most, and
+/// one below ~1 µs of work (2^21 binary multiply-accumulates), where a parallel region costs
+/// more than it saves.
+inline int binary_conv_threads(Isa isa, const BinaryConvGeometry& g, int max_threads) {
+    if (g.macs() < (int64_t{1} << 21)) return 1;
+    const TileShape ts = tile_shape(isa, g);
+    const int64_t items = (g.N * g.OH * g.OW + ts.pixels - 1) / ts.pixels * ((g.Cout + ts.channels - 1) / ts.channels);
+    return static_cast<int>(std::clamp<int64_t>(items, 1, max_threads));
+}
+
 /// The work split of a binary convolution on path `isa` (see the file comment): tiles of
 /// tile_shape(isa) over the output pixels of the whole batch and the output channels, as items
 /// (channel block, pixel block) in contiguous equal shares per thread, channel block outermost
 /// unless PixelMajor. Calls tile(thread, q, p, c0, nc) for the tile of pixels [q, q + p) and
-/// channels [c0, c0 + nc). Up to max_threads threads, one below ~1 µs of work (2^21 binary
-/// multiply-accumulates), where a parallel region costs more than it saves.
+/// channels [c0, c0 + nc), on binary_conv_threads(isa, g, max_threads) threads.
 template <bool PixelMajor, class TileFn>
 void for_each_binary_conv_tile(Isa isa, const BinaryConvGeometry& g, int max_threads, TileFn&& tile) {
     const TileShape ts = tile_shape(isa, g);
@@ -216,9 +225,7 @@ void for_each_binary_conv_tile(Isa isa, const BinaryConvGeometry& g, int max_thr
     const int64_t pixel_blocks = (pixels + ts.pixels - 1) / ts.pixels;
     const int64_t channel_blocks = (g.Cout + ts.channels - 1) / ts.channels;
     const int64_t items = pixel_blocks * channel_blocks;
-    const int threads =
-        g.macs() < (int64_t{1} << 21) ? 1 : static_cast<int>(std::clamp<int64_t>(items, 1, max_threads));
-    parallel_ranges(items, threads, [&](int thread, int64_t i0, int64_t i1) {
+    parallel_ranges(items, binary_conv_threads(isa, g, max_threads), [&](int thread, int64_t i0, int64_t i1) {
         if (i0 >= i1) return;
         // Walk the items incrementally: a division per tile would cost as much as the epilogue
         // of a small tile.

@@ -313,6 +313,8 @@ public:
     /// True when run() walks pixel blocks outermost (all the weights fit in L1), false when
     /// channel blocks are outermost.
     bool pixel_major() const { return pixel_major_; }
+    /// The threads run() shares its tiles among now.
+    int threads() const { return detail::binary_conv_threads(isa_, g_, std::min<int>(threads_, num_threads())); }
 
     /// out [N, OH, OW, Cout] = the fused transform of the binary conv of the current input bits.
     void run(const BinaryConvEpilogue& t, float* out) {
@@ -328,7 +330,6 @@ public:
                                           zeros_.data(),
                                           half_weights_.defined() ? half_offsets_.data() : nullptr,
                                           half_weights_.defined() ? half_weights_.data() : nullptr};
-        const detail::TileShape ts = tile();
         const int64_t per_image = g_.OH * g_.OW;
         const auto epilogue = detail::choose_epilogue(isa_, t.gate, t.slope, t.residual);
         const Isa isa = isa_;

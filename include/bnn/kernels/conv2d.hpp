@@ -36,14 +36,13 @@
 /// batch of 1) the images go one by one and the GEMM threads each product instead (gemm.hpp).
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#include "bnn/core/block_cache.hpp"
+#include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
 #include "bnn/kernels/conv2d_direct.hpp"
 #include "bnn/kernels/conv2d_fields.hpp"
@@ -280,13 +279,13 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
     const int64_t block = b.max_block_floats;
     // From the tensor block cache: a training step asks for the same sizes every time, and a
     // fresh malloc of a large block would page-fault in again on every call.
-    std::vector<std::shared_ptr<float>> cols(threads), dcols(threads), dw_part(threads), db_part(threads);
+    std::vector<Tensor<float>> cols(threads), dcols(threads), dw_part(threads), db_part(threads);
     for (int t = 0; t < threads; ++t) {
-        if (need_cols) cols[t] = bnn::detail::allocate<float>(block, false);  // im2col writes it all
-        if (need_dcols) dcols[t] = bnn::detail::allocate<float>(block, false);  // so does the product
+        if (need_cols) cols[t] = Tensor<float>::empty(Shape{block});    // im2col writes it all
+        if (need_dcols) dcols[t] = Tensor<float>::empty(Shape{block});  // so does the product
         // Thread 0 accumulates straight into dw/db; the others into private partial sums.
-        if (t > 0 && dw) dw_part[t] = bnn::detail::allocate<float>(Co * K, true);
-        if (t > 0 && db) db_part[t] = bnn::detail::allocate<float>(Co, true);
+        if (t > 0 && dw) dw_part[t] = Tensor<float>::zeros(Shape{Co * K});
+        if (t > 0 && db) db_part[t] = Tensor<float>::zeros(Shape{Co});
     }
     const int used = detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int t) {
         const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
@@ -296,27 +295,27 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         if (dw && implicit_dw) {
             const detail::ConvBlockPixels pixels{&g, x, n0, oh0, oh1};
             detail::sgemm_run(isa, detail::ConvWeightGradSource{pixels, go}, Co, K, P,
-                              t == 0 ? dw : dw_part[t].get(), K, true);
+                              t == 0 ? dw : dw_part[t].data(), K, true);
         }
 #endif
         if (dw && !implicit_dw) {
             const float* a = x + first * g.C;
             if (need_cols) {
-                detail::im2col_block(x, g, n0, n1, oh0, oh1, cols[t].get());
-                a = cols[t].get();
+                detail::im2col_block(x, g, n0, n1, oh0, oh1, cols[t].data());
+                a = cols[t].data();
             }
-            gemm_tn(Co, K, P, go, Co, a, K, t == 0 ? dw : dw_part[t].get(), K, true);
+            gemm_tn(Co, K, P, go, Co, a, K, t == 0 ? dw : dw_part[t].data(), K, true);
         }
         if (dx) {
             if (need_dcols) {
-                gemm_nn(P, K, Co, go, Co, w, K, dcols[t].get(), K, false);
-                detail::col2im_block(dcols[t].get(), g, n0, n1, oh0, oh1, dx);
+                gemm_nn(P, K, Co, go, Co, w, K, dcols[t].data(), K, false);
+                detail::col2im_block(dcols[t].data(), g, n0, n1, oh0, oh1, dx);
             } else {
                 gemm_nn(P, K, Co, go, Co, w, K, dx + first * g.C, g.C, true);
             }
         }
         if (db) {
-            float* acc = t == 0 ? db : db_part[t].get();
+            float* acc = t == 0 ? db : db_part[t].data();
             for (int64_t p = 0; p < P; ++p)
 #pragma omp simd
                 for (int64_t c = 0; c < Co; ++c) acc[c] += go[p * Co + c];
@@ -324,9 +323,9 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
     });
     for (int t = 1; t < used; ++t) {
         if (dw)
-            for (int64_t i = 0; i < Co * K; ++i) dw[i] += dw_part[t].get()[i];
+            for (int64_t i = 0; i < Co * K; ++i) dw[i] += dw_part[t].data()[i];
         if (db)
-            for (int64_t c = 0; c < Co; ++c) db[c] += db_part[t].get()[c];
+            for (int64_t c = 0; c < Co; ++c) db[c] += db_part[t].data()[c];
     }
 }
 

@@ -1184,6 +1184,7 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     add_conv2d_case(cases, rng, {2, 6, 7, 4, 9, 2, 3, 1, 0}, "non-square kernel, no padding");
     add_conv2d_case(cases, rng, {2, 4, 5, 6, 7, 3, 3, 1, 2}, "padding of kernel - 1");
     add_conv2d_case(cases, rng, {4, 6, 6, 70, 18, 3, 3, 1, 1}, "70 channels: taps cross depth blocks unevenly");
+    add_conv2d_case(cases, rng, {10, 30, 30, 64, 8, 3, 3, 2, 1}, "10 images in units of 4 made 4 units of 2 or 3, 5 images a thread");
     // The direct convolution (conv2d_direct.hpp): stride 1, a whole image per thread, rows of at
     // least 16 * pad outputs; for the forward, and for the input gradient run as a convolution
     // with padding kernel - 1 - pad.

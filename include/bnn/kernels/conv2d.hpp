@@ -58,12 +58,19 @@ namespace bnn::kernels {
 namespace detail {
 
 /// How the output is cut into blocks: a block is either several whole images or a range of
-/// output rows of one image. A "unit" (the images one thread owns at a time) is a group of
-/// images_per_unit whole images; within a single-image unit the rows go in blocks of
-/// rows_per_block.
+/// output rows of one image. A "unit" (the images one thread owns at a time) is a group of at
+/// most images_per_unit whole images, the batch shared out evenly over `units` of them; within a
+/// single-image unit the rows go in blocks of rows_per_block.
 struct ConvBlocking {
     int64_t images_per_unit, rows_per_block, units;
     int64_t max_block_floats;  // size of one column buffer
+
+    /// Cuts a batch of n images into `count` units whose sizes differ by at most one.
+    void share_out(int64_t n, int64_t count) {
+        units = std::clamp<int64_t>(count, 1, std::max<int64_t>(n, 1));
+        images_per_unit = (n + units - 1) / units;
+    }
+    int64_t first_image(int64_t u, int64_t n) const { return u * n / units; }
 };
 
 inline ConvBlocking conv_blocking(const Conv2dGeometry& g, int threads) {
@@ -75,11 +82,15 @@ inline ConvBlocking conv_blocking(const Conv2dGeometry& g, int threads) {
     const int64_t image = std::max<int64_t>(1, g.OH * g.OW * K);
     ConvBlocking b;
     const int64_t fair_share = std::max<int64_t>(1, (g.N + threads - 1) / threads);  // keep every thread busy
-    b.images_per_unit = std::clamp<int64_t>(target / image, 1, fair_share);
+    const int64_t wanted = std::clamp<int64_t>(target / image, 1, fair_share);
+    int64_t units = (g.N + wanted - 1) / wanted;
+    // A multiple of the threads, so that the static split gives every thread the same number of
+    // images: 128 images in units of 28 would give one thread 84 and the other 44.
+    if (threads > 1 && units >= threads) units = (units + threads - 1) / threads * threads;
+    b.share_out(g.N, units);
     b.rows_per_block = b.images_per_unit > 1 ? g.OH
                                              : std::clamp<int64_t>(target / std::max<int64_t>(1, g.OW * K), 1,
                                                                    std::max<int64_t>(g.OH, 1));
-    b.units = (g.N + b.images_per_unit - 1) / b.images_per_unit;
     b.max_block_floats = std::max(b.images_per_unit, int64_t{1}) * b.rows_per_block * g.OW * K;
     return b;
 }
@@ -121,7 +132,7 @@ inline void col2im_rows(const float* dcols, const Conv2dGeometry& g, int64_t oh0
 template <class Body>
 int for_each_block(const Conv2dGeometry& g, const ConvBlocking& b, int threads, Body&& body) {
     auto unit = [&](int64_t u, int t) {
-        const int64_t n0 = u * b.images_per_unit, n1 = std::min(n0 + b.images_per_unit, g.N);
+        const int64_t n0 = b.first_image(u, g.N), n1 = b.first_image(u + 1, g.N);
         for (int64_t oh = 0; oh < g.OH; oh += b.rows_per_block) body(n0, n1, oh, std::min(oh + b.rows_per_block, g.OH), t);
     };
     if (threads > 1 && b.units >= threads) {
@@ -182,8 +193,7 @@ inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, con
         // An input gradient packs its flipped weights once per product, a row of Cin floats per
         // depth step from rows KH*KW*Cin apart: one product per thread's share of the batch packs
         // them least often (docs/performance.md, "Float convolution").
-        b.images_per_unit = std::max<int64_t>(1, (g.N + threads - 1) / threads);
-        b.units = (g.N + b.images_per_unit - 1) / b.images_per_unit;
+        b.share_out(g.N, threads);
     }
     for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
         const ConvBlockPixels pixels{&g, x, n0, oh0, oh1};

@@ -9,6 +9,7 @@
 ///             -> batch_norm_normalize
 ///   backward  batch_norm_grad_sums -> batch_norm_param_grads, batch_norm_train_dx
 /// batch_norm_train_forward / batch_norm_train_backward run them in sequence over one process's rows.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -19,17 +20,45 @@
 namespace bnn::kernels {
 
 namespace detail {
-/// Per-channel sums over the M rows of [M, C] data: row(m, a, b) adds row m's terms into the
-/// two accumulators a[C], b[C]. Rows are split over threads, each with private double sums,
-/// merged at the end.
-template <class RowFn>
-void channel_sums(int64_t M, int64_t C, double* a, double* b, RowFn row) {
+/// Per-channel sums over the M rows of [M, C] data: a[C], b[C] = sums of the two terms that
+/// terms(m, c, ta, tb) gives for row m, channel c. Rows go four at a time into each sum, so that
+/// a narrow C does not wait on its previous row's store of the same sums once a row (this made
+/// the passes latency-bound at C = 16: docs/performance.md, "Batch norm"). Rows are split over
+/// threads, each with private double sums, merged at the end.
+template <class Terms>
+void channel_sums(int64_t M, int64_t C, double* a, double* b, Terms terms) {
     for (int64_t c = 0; c < C; ++c) a[c] = b[c] = 0.0;
+    const int64_t quads = (M + 3) / 4;
 #pragma omp parallel if (worth_threading(M * C))
     {
         std::vector<double> la(C, 0.0), lb(C, 0.0);
+        double* __restrict sa = la.data();
+        double* __restrict sb = lb.data();
 #pragma omp for schedule(static) nowait
-        for (int64_t m = 0; m < M; ++m) row(m, la.data(), lb.data());
+        for (int64_t q = 0; q < quads; ++q) {
+            const int64_t m = 4 * q;
+            if (m + 4 <= M) {
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c) {
+                    double a0, b0, a1, b1, a2, b2, a3, b3;
+                    terms(m, c, a0, b0);
+                    terms(m + 1, c, a1, b1);
+                    terms(m + 2, c, a2, b2);
+                    terms(m + 3, c, a3, b3);
+                    sa[c] += (a0 + a1) + (a2 + a3);
+                    sb[c] += (b0 + b1) + (b2 + b3);
+                }
+            } else {
+                for (int64_t r = m; r < M; ++r)
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) {
+                        double ta, tb;
+                        terms(r, c, ta, tb);
+                        sa[c] += ta;
+                        sb[c] += tb;
+                    }
+            }
+        }
 #pragma omp critical(bnn_batch_norm_sums)
         for (int64_t c = 0; c < C; ++c) {
             a[c] += la[c];
@@ -42,10 +71,9 @@ void channel_sums(int64_t M, int64_t C, double* a, double* b, RowFn row) {
 /// Forward pass 1: sum [C] = sum over the M rows of x [M, C].
 inline void batch_norm_sums(const float* x, int64_t M, int64_t C, double* sum) {
     std::vector<double> unused(C);
-    detail::channel_sums(M, C, sum, unused.data(), [&](int64_t m, double* s, double*) {
-        const float* r = x + m * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) s[c] += r[c];
+    detail::channel_sums(M, C, sum, unused.data(), [&](int64_t m, int64_t c, double& term, double& none) {
+        term = x[m * C + c];
+        none = 0.0;
     });
 }
 
@@ -53,14 +81,10 @@ inline void batch_norm_sums(const float* x, int64_t M, int64_t C, double* sum) {
 /// E[x^2] - E[x]^2, which would cancel.
 inline void batch_norm_centred_squares(const float* x, const double* mean, int64_t M, int64_t C, double* sq) {
     std::vector<double> unused(C);
-    detail::channel_sums(M, C, sq, unused.data(), [&](int64_t m, double* q, double*) {
-        const float* r = x + m * C;
-        const double* mu = mean;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-            const double d = r[c] - mu[c];
-            q[c] += d * d;
-        }
+    detail::channel_sums(M, C, sq, unused.data(), [&](int64_t m, int64_t c, double& term, double& none) {
+        const double d = x[m * C + c] - mean[c];
+        term = d * d;
+        none = 0.0;
     });
 }
 
@@ -124,13 +148,10 @@ inline void batch_norm_train_forward(const float* x, const float* gamma, const f
 /// over the rows of x, dy [M, C].
 inline void batch_norm_grad_sums(const float* x, const float* dy, const float* mean, const float* invstd, int64_t M,
                                  int64_t C, double* sdy, double* sdyx) {
-    detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, double* a, double* b) {
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-            const float g = dy[m * C + c];
-            a[c] += g;
-            b[c] += g * ((x[m * C + c] - mean[c]) * invstd[c]);
-        }
+    detail::channel_sums(M, C, sdy, sdyx, [&](int64_t m, int64_t c, double& dy_term, double& dyx_term) {
+        const float g = dy[m * C + c];
+        dy_term = g;
+        dyx_term = g * ((x[m * C + c] - mean[c]) * invstd[c]);
     });
 }
 

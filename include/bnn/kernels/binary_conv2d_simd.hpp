@@ -43,6 +43,22 @@ struct BinaryConvTile {
 
 #if BNN_X86
 
+/// What a tile's end reads from its plan and tile, copied out first: the end's vector stores may
+/// alias anything, so fields read through pl and tl would be loaded again after every store.
+template <int P>
+struct TileEnd {
+    int64_t cout, left;            ///< the row length of out; the channels from c0 on
+    const float* scale;            ///< at c0
+    const float* bias;             ///< at c0
+    float* out;
+    const int64_t* corrections[P];  ///< at c0, or null
+
+    TileEnd(const BinaryConvPlan& pl, const BinaryConvTile& tl)
+        : cout(pl.cout), left(pl.cout - tl.c0), scale(pl.scale + tl.c0), bias(pl.bias + tl.c0), out(tl.out) {
+        for (int p = 0; p < P; ++p) corrections[p] = tl.corrections[p] ? tl.corrections[p] + tl.c0 : nullptr;
+    }
+};
+
 #define BNN_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq,fma")))
 
 /// AVX-512 VPOPCNTDQ tile: P pixels x 32 output channels (4 vectors of 8 uint64 lanes), so
@@ -76,18 +92,17 @@ BNN_AVX512_TARGET inline void binary_conv_tile_avx512(const BinaryConvPlan& pl, 
 
     // dot = K - 2*popcount (+ border correction), then out = fma(dot, scale, bias).
     const __m512i k = _mm512_set1_epi64(pl.k_bits);
+    const TileEnd<P> end(pl, tl);
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
-        float* out = tl.out + p * pl.cout;
-        const int64_t* corr = tl.corrections[p];
+        float* out = end.out + p * end.cout;
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) {
-            const int64_t c = tl.c0 + 8 * v;
             __m512i d = _mm512_sub_epi64(k, _mm512_add_epi64(acc[p][v], acc[p][v]));
-            if (corr) d = _mm512_add_epi64(d, _mm512_loadu_si512(corr + c));
-            const __m256 y = _mm256_fmadd_ps(_mm512_cvtepi64_ps(d), _mm256_loadu_ps(pl.scale + c),
-                                             _mm256_loadu_ps(pl.bias + c));
-            const int64_t left = pl.cout - c;
+            if (end.corrections[p]) d = _mm512_add_epi64(d, _mm512_loadu_si512(end.corrections[p] + 8 * v));
+            const __m256 y = _mm256_fmadd_ps(_mm512_cvtepi64_ps(d), _mm256_loadu_ps(end.scale + 8 * v),
+                                             _mm256_loadu_ps(end.bias + 8 * v));
+            const int64_t left = end.left - 8 * v;
             if (left >= 8)
                 _mm256_storeu_ps(out + 8 * v, y);
             else if (left > 0)
@@ -134,24 +149,24 @@ BNN_AVX512_TARGET inline void binary_conv_tile_avx512_halves(const BinaryConvPla
 
     // dot = K - 2*popcount (+ border correction), then out = fma(dot, scale, bias).
     const __m512i k = _mm512_set1_epi32(static_cast<int>(pl.k_bits));
+    const TileEnd<P> end(pl, tl);
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
-        float* out = tl.out + p * pl.cout;
-        const int64_t* corr = tl.corrections[p];
+        float* out = end.out + p * end.cout;
+        const int64_t* corr = end.corrections[p];
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) {
-            const int64_t c = tl.c0 + 16 * v;
             __m512i d = _mm512_sub_epi32(k, _mm512_add_epi32(acc[p][v], acc[p][v]));
             if (corr) {
-                const __m256i lo = _mm512_cvtepi64_epi32(_mm512_loadu_si512(corr + c));
-                const __m256i hi = _mm512_cvtepi64_epi32(_mm512_loadu_si512(corr + c + 8));
+                const __m256i lo = _mm512_cvtepi64_epi32(_mm512_loadu_si512(corr + 16 * v));
+                const __m256i hi = _mm512_cvtepi64_epi32(_mm512_loadu_si512(corr + 16 * v + 8));
                 d = _mm512_add_epi32(d, _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1));
             }
             // All lanes converted; the masked form because GCC 12 warns of the plain one's
             // undefined pass-through operand once it is inlined here.
             const __m512 dot = _mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), static_cast<__mmask16>(0xffff), d);
-            const __m512 y = _mm512_fmadd_ps(dot, _mm512_loadu_ps(pl.scale + c), _mm512_loadu_ps(pl.bias + c));
-            const int64_t left = pl.cout - c;
+            const __m512 y = _mm512_fmadd_ps(dot, _mm512_loadu_ps(end.scale + 16 * v), _mm512_loadu_ps(end.bias + 16 * v));
+            const int64_t left = end.left - 16 * v;
             if (left >= 16)
                 _mm512_storeu_ps(out + 16 * v, y);
             else if (left > 0)

@@ -9,7 +9,6 @@
 ///             -> batch_norm_normalize
 ///   backward  batch_norm_grad_sums -> batch_norm_param_grads, batch_norm_train_dx
 /// batch_norm_train_forward / batch_norm_train_backward run them in sequence over one process's rows.
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -21,10 +20,9 @@ namespace bnn::kernels {
 
 namespace detail {
 /// Per-channel sums over the M rows of [M, C] data: a[C], b[C] = sums of the two terms that
-/// terms(m, c, ta, tb) gives for row m, channel c. Rows go four at a time into each sum, so that
-/// a narrow C does not wait on its previous row's store of the same sums once a row (this made
-/// the passes latency-bound at C = 16: docs/performance.md, "Batch norm"). Rows are split over
-/// threads, each with private double sums, merged at the end.
+/// terms(m, c, ta, tb) gives for row m, channel c. Four rows go into each sum at once: one row
+/// at a time, a narrow C waited on the previous row's store of the same sums (docs/performance.md,
+/// "Batch norm"). Rows are split over threads, each with private double sums, merged at the end.
 template <class Terms>
 void channel_sums(int64_t M, int64_t C, double* a, double* b, Terms terms) {
     for (int64_t c = 0; c < C; ++c) a[c] = b[c] = 0.0;

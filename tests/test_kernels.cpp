@@ -1387,6 +1387,7 @@ void add_max_pool_cases(std::vector<KernelCase>& cases) {
              PoolGeometry::make(1, 4, 7, 5, 4, 3, 2),    // k 4, padding 2 on both sides
              PoolGeometry::make(2, 3, 3, 16, 3, 3, 1),   // one window per image, padded all round
              PoolGeometry::make(2, 34, 34, 64, 3, 1, 1), // large enough for threads
+             PoolGeometry::make(1, 5, 6, 83, 3, 2, 1),   // 64 + 16 + 3 channels: every part of a row's channel loop
          })
         add_max_pool_case(cases, rng, g);
 }

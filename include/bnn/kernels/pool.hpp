@@ -85,6 +85,51 @@ inline void max_into(float* __restrict out, const float* __restrict in, int64_t 
         out[c] = cur < v ? v : cur;
     }
 }
+
+/// 16 floats, which the compiler splits into the vectors the ISA has.
+using PoolLanes = float __attribute__((vector_size(64)));
+inline constexpr int64_t pool_lanes = sizeof(PoolLanes) / sizeof(float);
+
+/// m = max_into(m, the 16 floats at p): on ties (and NaN at p) m stays. By reference, as vectors
+/// wider than the build's passed by value would change the calling convention.
+inline void max_lanes(PoolLanes& m, const float* p) {
+    PoolLanes v;
+    std::memcpy(&v, p, sizeof v);
+    m = m < v ? v : m;
+}
+
+/// out [V * 16], V = 1 or 4: the max_into of taps (kh, kw) in [kh0, kh1) x [kw0, kw1) of
+/// rows[kh] + kw * C, in that order, starting from the first. The maxima stay in registers over
+/// the window (nothing is stored per tap), V of them in flight at once; named variables, as GCC
+/// spills an array of vectors.
+template <int V>
+inline void window_max(const float* const* rows, int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t C,
+                       float* out) {
+    static_assert(V == 1 || V == 4);
+    PoolLanes m0, m1, m2, m3;
+    std::memcpy(&m0, rows[kh0] + kw0 * C, sizeof m0);
+    if constexpr (V == 4) {
+        std::memcpy(&m1, rows[kh0] + kw0 * C + 16, sizeof m1);
+        std::memcpy(&m2, rows[kh0] + kw0 * C + 32, sizeof m2);
+        std::memcpy(&m3, rows[kh0] + kw0 * C + 48, sizeof m3);
+    }
+    for (int64_t kh = kh0; kh < kh1; ++kh)
+        for (int64_t kw = kw0; kw < kw1; ++kw) {
+            const float* in = rows[kh] + kw * C;
+            max_lanes(m0, in);
+            if constexpr (V == 4) {
+                max_lanes(m1, in + 16);
+                max_lanes(m2, in + 32);
+                max_lanes(m3, in + 48);
+            }
+        }
+    std::memcpy(out, &m0, sizeof m0);
+    if constexpr (V == 4) {
+        std::memcpy(out + 16, &m1, sizeof m1);
+        std::memcpy(out + 32, &m2, sizeof m2);
+        std::memcpy(out + 48, &m3, sizeof m3);
+    }
+}
 }  // namespace detail
 
 /// One output row oh of max_pool2d_forward without winners, from the window's input rows:
@@ -98,9 +143,21 @@ inline void max_pool2d_row(const float* const* rows, int64_t oh, float* y_row, c
         float* out = y_row + ow * C;
         const int64_t w0 = ow * g.stride - g.pad;
         const int64_t kw0 = std::max<int64_t>(0, -w0), kw1 = std::min<int64_t>(g.k, g.W - w0);
-        std::memcpy(out, rows[kh0] + (w0 + kw0) * C, sizeof(float) * C);
+        const float* window[64];
+        for (int64_t kh = kh0; kh < kh1; ++kh) window[kh] = rows[kh] + w0 * C;
+        int64_t c = 0;
+        for (; c + 4 * detail::pool_lanes <= C; c += 4 * detail::pool_lanes) {
+            detail::window_max<4>(window, kh0, kh1, kw0, kw1, C, out + c);
+            for (int64_t kh = kh0; kh < kh1; ++kh) window[kh] += 4 * detail::pool_lanes;
+        }
+        for (; c + detail::pool_lanes <= C; c += detail::pool_lanes) {
+            detail::window_max<1>(window, kh0, kh1, kw0, kw1, C, out + c);
+            for (int64_t kh = kh0; kh < kh1; ++kh) window[kh] += detail::pool_lanes;
+        }
+        if (c == C) continue;
+        std::memcpy(out + c, window[kh0] + kw0 * C, sizeof(float) * (C - c));
         for (int64_t kh = kh0; kh < kh1; ++kh)
-            for (int64_t kw = kw0; kw < kw1; ++kw) detail::max_into(out, rows[kh] + (w0 + kw) * C, C);
+            for (int64_t kw = kw0; kw < kw1; ++kw) detail::max_into(out + c, window[kh] + kw * C, C - c);
     }
 }
 

@@ -124,8 +124,9 @@ inline void u8s16_locate(const U8S16Call& call, const Conv2dGeometry& g, int64_t
     }
 }
 
-/// Every tile of (4 of the `rows` pixels px, 16 channels of blocks [b0, b1)): its int32 sums
-/// handed to finish(pixels of the tile, how many, first channel, acc [4, 16]).
+/// Every tile of (4 of the `rows` pixels px, up to call.tile_blocks of the 16-channel blocks
+/// [b0, b1)): its int32 sums handed to finish(pixels of the tile, how many, first channel, blocks,
+/// acc [blocks, 4, 16]).
 template <class Finish>
 void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unused]] Isa isa, const U8S16Pixel* px,
                  int64_t rows, int64_t b0, int64_t b1, Finish& finish) {
@@ -148,8 +149,7 @@ void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unuse
             else
 #endif
                 u8s16_tile_scalar(fields, call.taps, wb, acc);
-            for (int64_t j = 0; j < nb; ++j)
-                finish(px + r, count, (b + j) * u8s16_lanes, acc + j * u8s16_tile_pixels * u8s16_lanes);
+            finish(px + r, count, b * u8s16_lanes, nb, acc);
         }
     }
 }
@@ -179,27 +179,32 @@ void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry
     });
 }
 
-/// A tile's floats, fma(float(acc), scale, the pixel's bias row), into out_rows[r] + c0 for its
-/// `rows` pixels px, on path isa.
+/// A tile's floats, fma(float(acc), scale, the pixel's bias row), into out_rows[r] + c for its
+/// `rows` pixels px and the channels c of `blocks` blocks from c0 (acc [blocks, 4, 16]), on path
+/// isa. The pixels' bias rows are looked up once for all the blocks.
 inline void u8s16_finish(Isa isa, const U8S16ConvWeights& w, const U8S16ConvPlan& plan, const U8S16Pixel* px,
-                         int64_t rows, int64_t c0, const int32_t* acc, float* const* out_rows) {
-    const int64_t cols = std::min(u8s16_lanes, plan.g.Cout - c0);
-    const float* scale = w.scale.data() + c0;
-    const float* bias[u8s16_tile_pixels];
-    float* o[u8s16_tile_pixels];
-    for (int64_t r = 0; r < rows; ++r) {
-        bias[r] = plan.bias_row(px[r].oh, px[r].ow) + c0;
-        o[r] = out_rows[r] + c0;
-    }
+                         int64_t rows, int64_t c0, int64_t blocks, const int32_t* acc, float* const* out_rows) {
+    const float* bias_rows[u8s16_tile_pixels];
+    for (int64_t r = 0; r < rows; ++r) bias_rows[r] = plan.bias_row(px[r].oh, px[r].ow);
+    for (int64_t j = 0; j < blocks; ++j, acc += u8s16_tile_pixels * u8s16_lanes) {
+        const int64_t c = c0 + j * u8s16_lanes, cols = std::min(u8s16_lanes, plan.g.Cout - c);
+        const float* scale = w.scale.data() + c;
+        const float* bias[u8s16_tile_pixels];
+        float* o[u8s16_tile_pixels];
+        for (int64_t r = 0; r < rows; ++r) {
+            bias[r] = bias_rows[r] + c;
+            o[r] = out_rows[r] + c;
+        }
 #if BNN_X86
-    if (has_avx512(isa)) u8s16_finish_avx512(acc, rows, scale, bias, o, cols);
-    else if (has_avx2(isa)) u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
-    else
+        if (has_avx512(isa)) u8s16_finish_avx512(acc, rows, scale, bias, o, cols);
+        else if (has_avx2(isa)) u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
+        else
 #elif defined(__aarch64__)
-    if (isa == Isa::neon) u8s16_finish_neon(acc, rows, scale, bias, o, cols);
-    else
+        if (isa == Isa::neon) u8s16_finish_neon(acc, rows, scale, bias, o, cols);
+        else
 #endif
-        u8s16_finish_scalar(acc, rows, scale, bias, o, cols);
+            u8s16_finish_scalar(acc, rows, scale, bias, o, cols);
+    }
 }
 
 /// Tag of the calling thread's rows of conv output for conv2d_u8s16_max_pool_forward.
@@ -213,11 +218,12 @@ struct U8S16PoolRows;
 inline void conv2d_u8s16_forward(const uint8_t* x, const U8S16ConvWeights& w, const U8S16ConvPlan& plan, float* out) {
     const Conv2dGeometry& g = plan.g;
     const Isa isa = active_isa();
-    detail::u8s16_run(x, w, g, isa, [&](const detail::U8S16Pixel* px, int64_t rows, int64_t c0, const int32_t* acc) {
-        float* o[detail::u8s16_tile_pixels];
-        for (int64_t r = 0; r < rows; ++r) o[r] = out + px[r].index * g.Cout;
-        detail::u8s16_finish(isa, w, plan, px, rows, c0, acc, o);
-    });
+    detail::u8s16_run(x, w, g, isa,
+                      [&](const detail::U8S16Pixel* px, int64_t rows, int64_t c0, int64_t blocks, const int32_t* acc) {
+                          float* o[detail::u8s16_tile_pixels];
+                          for (int64_t r = 0; r < rows; ++r) o[r] = out + px[r].index * g.Cout;
+                          detail::u8s16_finish(isa, w, plan, px, rows, c0, blocks, acc, o);
+                      });
 }
 
 /// out [N, PH, PW, Cout] = max_pool2d_forward(y, pool) where y = conv2d_u8s16_forward(x) with
@@ -254,10 +260,11 @@ void conv2d_u8s16_max_pool_forward(const uint8_t* x, const U8S16ConvWeights& w, 
                 float* row = slots + slot * row_floats;
                 rows[kh] = row;
                 if (held[slot] == key) continue;
-                auto finish = [&](const detail::U8S16Pixel* p, int64_t count, int64_t c0, const int32_t* acc) {
+                auto finish = [&](const detail::U8S16Pixel* p, int64_t count, int64_t c0, int64_t blocks,
+                                  const int32_t* acc) {
                     float* o[detail::u8s16_tile_pixels];
                     for (int64_t i = 0; i < count; ++i) o[i] = row + p[i].ow * g.Cout;
-                    detail::u8s16_finish(isa, w, plan, p, count, c0, acc, o);
+                    detail::u8s16_finish(isa, w, plan, p, count, c0, blocks, acc, o);
                 };
                 for (int64_t p0 = key * g.OW; p0 < (key + 1) * g.OW; p0 += detail::u8s16_chunk_pixels) {
                     const int64_t count = std::min(detail::u8s16_chunk_pixels, (key + 1) * g.OW - p0);
@@ -277,11 +284,17 @@ void conv2d_u8s16_max_pool_forward(const uint8_t* x, const U8S16ConvWeights& w, 
 inline void conv2d_u8s16_dots(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, int32_t* dots) {
     BNN_CHECK(g.C == w.C && g.Cout == w.Cout && g.KH == w.KH && g.KW == w.KW,
               "conv2d_u8s16_dots: the weights do not fit the geometry");
-    detail::u8s16_run(x, w, g, active_isa(), [&](const detail::U8S16Pixel* px, int64_t rows, int64_t c0, const int32_t* acc) {
-        const int64_t cols = std::min(detail::u8s16_lanes, g.Cout - c0);
-        for (int64_t r = 0; r < rows; ++r)
-            std::memcpy(dots + px[r].index * g.Cout + c0, acc + r * detail::u8s16_lanes, sizeof(int32_t) * cols);
-    });
+    detail::u8s16_run(x, w, g, active_isa(),
+                      [&](const detail::U8S16Pixel* px, int64_t rows, int64_t c0, int64_t blocks, const int32_t* acc) {
+                          for (int64_t j = 0; j < blocks; ++j) {
+                              const int64_t c = c0 + j * detail::u8s16_lanes;
+                              const int64_t cols = std::min(detail::u8s16_lanes, g.Cout - c);
+                              const int32_t* block = acc + j * detail::u8s16_tile_pixels * detail::u8s16_lanes;
+                              for (int64_t r = 0; r < rows; ++r)
+                                  std::memcpy(dots + px[r].index * g.Cout + c, block + r * detail::u8s16_lanes,
+                                              sizeof(int32_t) * cols);
+                          }
+                      });
 }
 
 }  // namespace bnn::kernels

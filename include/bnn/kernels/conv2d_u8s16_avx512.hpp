@@ -91,7 +91,9 @@ __attribute__((target("avx512f"))) inline void u8s16_finish_avx512(const int32_t
     const __m512 s = _mm512_loadu_ps(scale);
     for (int64_t r = 0; r < rows; ++r) {
         const __m512 a = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + r * u8s16_lanes));
-        _mm512_mask_storeu_ps(out[r], keep, _mm512_fmadd_ps(a, s, _mm512_loadu_ps(bias[r])));
+        const __m512 y = _mm512_fmadd_ps(a, s, _mm512_loadu_ps(bias[r]));
+        if (cols == u8s16_lanes) _mm512_storeu_ps(out[r], y);
+        else _mm512_mask_storeu_ps(out[r], keep, y);
     }
 }
 

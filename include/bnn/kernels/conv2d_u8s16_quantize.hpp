@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bnn/core/error.hpp"
+#include "bnn/core/tensor.hpp"
 
 namespace bnn::kernels {
 
@@ -30,8 +31,9 @@ struct U8S16ConvWeights {
     std::vector<double> bias;               ///< [Cout] folded bias of an interior pixel
     std::vector<double> tap_correction;     ///< [KH*KW, Cout]: sum_c q[o,t,c] * 255 mean[c], in steps of scale[o]
     /// [CoutP/16, KH, RunP/2, 16, 2]: q in int16 pairs along each kernel row, zeros past a row's
-    /// KW*C taps and past Cout (the tiles read a kernel row in place, one pair past its end).
-    std::vector<int16_t> packed;
+    /// KW*C taps and past Cout (the tiles read a kernel row in place, one pair past its end). A
+    /// Tensor for its 64-byte alignment: no 64-byte weight vector of a tile straddles two cache lines.
+    Tensor<int16_t> packed;
 
     int64_t K() const { return KH * KW * C; }
     /// The taps of one kernel row, KW*C, rounded up to whole int16 pairs.
@@ -93,13 +95,14 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
         }
         r.bias[o] = bias_o;
     }
-    r.packed.assign(coutp * kp, 0);
+    r.packed = Tensor<int16_t>::zeros(Shape{coutp * kp});
+    int16_t* packed = r.packed.data();
     const int64_t run = KW * C, runp = r.RunP();
     for (int64_t o = 0; o < Cout; ++o)
         for (int64_t k = 0; k < K; ++k) {
             const int64_t block = o / detail::u8s16_lanes, lane = o % detail::u8s16_lanes;
             const int64_t kk = k / run * runp + k % run;  // k's place in its kernel row of RunP taps
-            r.packed[((block * (kp / 2) + kk / 2) * detail::u8s16_lanes + lane) * 2 + kk % 2] = r.q[o * K + k];
+            packed[((block * (kp / 2) + kk / 2) * detail::u8s16_lanes + lane) * 2 + kk % 2] = r.q[o * K + k];
         }
     return r;
 }

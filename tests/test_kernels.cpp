@@ -224,8 +224,6 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"planned conv: AVX-512 tile in 32-bit halves", {Isa::avx512_vpopcntdq}},
     {"planned conv: AVX-512 tile in whole words", {Isa::avx512_vpopcntdq}},
     {"bn_sign_pack by rows over 2 threads", kAllIsas},
-    {"bn_sign_pack in half words", kAllIsas},
-    {"bn_sign_pack in words over 2 threads", kAllIsas},
     {"u8s16 over 2 threads, channel blocks split", kAllIsas},
     {"u8s16 tile short of 4 pixels: the last pixel repeated", kAllIsas},
     {"u8s16 finish of a partial channel block by the scalar rule", {Isa::avx2, Isa::neon}},
@@ -656,8 +654,8 @@ void add_planned_conv_cases(std::vector<KernelCase>& cases) {
 /// as the conv set it) and, when `pooled`, the per-channel means of BN(x), against the sign rule
 /// and the sums written out in the gate's order (each image row, then the rows). BN(x) is
 /// x * scale + shift, two roundings, the training op's float. The conv has `cout` outputs: few
-/// keep its weights in L1 (it walks pixels outermost and the pack splits rows), many do not
-/// (it shares out channel blocks, and so does the pack).
+/// keep its weights in L1 (it walks pixels outermost), many do not (channel blocks outermost);
+/// either way its threads, and so the pack's, share out rows.
 void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, int64_t H, int64_t W, int64_t C,
                            int64_t pad, PadValue mode, bool pooled, int64_t cout = 3) {
     const auto gamma = uniform(C, rng, -2.f, 2.f), beta = uniform(C, rng, -.5f, .5f);
@@ -714,15 +712,8 @@ void add_bn_sign_pack_case(std::vector<KernelCase>& cases, Rng& rng, int64_t N, 
              PlannedBinaryConv step(packed, 1, pad, N, H, W, isa, mode);
              std::vector<float> means(N * C, std::nanf(""));
              infer::bn_sign_pack(x.data(), N, H, W, C, *bn, step, pooled ? means.data() : nullptr, isa);
-             const int threads = step.threads();  // bn_sign_pack's, the conv's
-             const bool parallel = threads > 1;
-             if (step.pixel_major()) {
-                 if (parallel && N * H > 1) taken.push_back("bn_sign_pack by rows over 2 threads");
-             } else if (infer::detail::bn_sign_pack_in_halves(N, wc, threads)) {
-                 taken.push_back("bn_sign_pack in half words");
-             } else if (parallel && N * wc > 1) {
-                 taken.push_back("bn_sign_pack in words over 2 threads");
-             }
+             // bn_sign_pack's threads are the conv's.
+             if (step.threads() > 1 && N * H > 1) taken.push_back("bn_sign_pack by rows over 2 threads");
              Outputs out{exact("input bits", planned_input_bits(step))};
              if (pooled) out.push_back(exact("means", means));
              return out;
@@ -737,10 +728,8 @@ void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
             add_bn_sign_pack_case(cases, rng, 2, 3, 5, C, 1, mode, true);
             add_bn_sign_pack_case(cases, rng, 1, 4, 3, C, 2, mode, mode == PadValue::One);
         }
-    // Convs of 2^21 multiply-accumulates or more, whose threads the pack takes. Split by rows
-    // when the conv walks pixels outermost; else a batch of one with one word per pixel goes in
-    // half words (the second half partial at C = 40), larger batches or more words in words.
-    // 9 * words * Cout * 8 bytes of weights over 32 KiB make the conv share out channel blocks.
+    // Convs of 2^21 multiply-accumulates or more, whose threads the pack takes, walking pixels
+    // outermost or (9 * words * Cout * 8 bytes of weights over 32 KiB) channel blocks outermost.
     add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadValue::Zero, true, 64);
     add_bn_sign_pack_case(cases, rng, 1, 33, 33, 64, 1, PadValue::Zero, true, 480);
     add_bn_sign_pack_case(cases, rng, 1, 41, 41, 40, 1, PadValue::One, true, 480);

@@ -15,7 +15,6 @@
 /// - bn_activation: BN then ReLU or PReLU (or nothing) in place.
 /// - FrozenGate: the Real-to-Bin gate's weights transposed once for kernels::channel_gate_mlp.
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <vector>
 
@@ -47,16 +46,8 @@ struct FrozenBatchNorm {
 };
 
 namespace detail {
-/// Tags of bn_sign_pack's per-thread BN row buffer, and of the calling thread's half-word staging
-/// and row-sum buffers (bnn::thread_scratch).
-struct BnSignPackRows;
-struct BnSignPackHalves;
+/// Tag of bn_sign_pack's buffer of per-row channel sums (bnn::thread_scratch).
 struct BnSignPackRowSums;
-
-/// True when bn_sign_pack of N images with wc words per pixel, on `threads` threads, splits its
-/// channels into half words: whole words would leave threads idle (a half-word unit sweeps the
-/// image once per half, which costs memory traffic when there is parallelism to spare).
-inline bool bn_sign_pack_in_halves(int64_t N, int64_t wc, int threads) { return threads > 1 && N * wc < threads; }
 }  // namespace detail
 
 /// x [N, H, W, C] float -> dst's input bits = sign(BN(x)) (bit 1 where BN(x) >= 0), and, when
@@ -64,107 +55,39 @@ inline bool bn_sign_pack_in_halves(int64_t N, int64_t wc, int threads) { return 
 /// (kernels::channel_gate_pool: each image row from its first pixel, then the rows), so the
 /// floats are the training op's whatever the thread count.
 ///
-/// The work is split the way the conv that reads the bits splits its own, so that each thread
-/// reads the pixels it wrote in the step before (a cache line written by one core and read by
-/// another must travel between their caches, which costs more than the BN itself):
-/// - when the conv walks pixel blocks outermost, by image rows, in contiguous shares; a row's
-///   sums go to a shared [N*H, C] buffer, added up per channel at the end;
-/// - otherwise (its threads share out channel blocks) by (image, channel span), a span being one
-///   64-bit word, or half of one when there are fewer words than threads (a batch of one).
-///   Half-word units write their 32 bits per pixel to a staging buffer of their own, merged into
-///   words in a second pass: two threads writing the two halves of the same words would pass
-///   every cache line back and forth.
+/// The image rows go in contiguous shares over the conv's threads, as the conv shares out its
+/// output pixels (kernels::detail::for_each_binary_conv_tile), so that each thread reads the rows
+/// it wrote in the step before: a cache line written by one core and read by another must travel
+/// between their caches, which costs more than the BN itself. A row's sums go to a shared
+/// [N*H, C] buffer, added up per channel at the end.
 inline void bn_sign_pack(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, const FrozenBatchNorm& bn,
                          kernels::PlannedBinaryConv& dst, float* pooled, kernels::Isa isa = kernels::active_isa()) {
-    static_assert(std::endian::native == std::endian::little, "half-word packing assumes little-endian words");
     const auto& g = dst.geometry();
     BNN_CHECK(g.N == N && g.H == H && g.W == W && g.C == C && bn.channels() == C, "bn_sign_pack: input [", N, ", ",
               H, ", ", W, ", ", C, "] does not fit the planned conv input [", g.N, ", ", g.H, ", ", g.W, ", ", g.C,
               "] or the batch norm of ", bn.channels(), " channels");
-    const int64_t wc = dst.words_per_pixel(), P = H * W;
-    // The conv's threads, however short the pass: they read these bits, and the step before
-    // wrote x in the same split (one thread reading it all would pull half of it across).
-    const int threads = dst.threads();
+    const int64_t P = H * W;
     const float* sc = bn.scale.data();
     const float* sh = bn.shift.data();
-
-    if (dst.pixel_major()) {
-        float* row_sums = pooled ? thread_scratch<detail::BnSignPackRowSums>(N * H * C) : nullptr;
-        auto pack_row = [&](int64_t r) {  // image row r = n * H + y
+    float* row_sums = pooled ? thread_scratch<detail::BnSignPackRowSums>(N * H * C) : nullptr;
+    // The conv's threads, however short the pass: they read these bits, and the step before
+    // wrote x in the same split (one thread reading it all would pull half of it across).
+    parallel_ranges(N * H, dst.threads(), [&](int, int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {  // image row r = n * H + y
             float* sum = row_sums ? row_sums + r * C : nullptr;
             if (sum) std::fill(sum, sum + C, 0.f);
             kernels::pack_signs_batch_norm(x + r * W * C, C, W, C, sc, sh, sum, dst.input_pixel(r / H, r % H, 0), isa);
-        };
-        parallel_ranges(N * H, threads, [&](int, int64_t begin, int64_t end) {
-            for (int64_t r = begin; r < end; ++r) pack_row(r);
-        });
-        if (pooled)
-            for (int64_t n = 0; n < N; ++n) {
-                float* __restrict m = pooled + n * C;
-                for (int64_t k = 0; k < C; ++k) m[k] = 0.f;
-                for (int64_t y = 0; y < H; ++y)
+        }
+    });
+    if (pooled)
+        for (int64_t n = 0; n < N; ++n) {
+            float* __restrict m = pooled + n * C;
+            for (int64_t k = 0; k < C; ++k) m[k] = 0.f;
+            for (int64_t y = 0; y < H; ++y)
 #pragma omp simd
-                    for (int64_t k = 0; k < C; ++k) m[k] += row_sums[(n * H + y) * C + k];
-                for (int64_t k = 0; k < C; ++k) m[k] /= static_cast<float>(P);
-            }
-        return;
-    }
-
-    const int64_t span = detail::bn_sign_pack_in_halves(N, wc, threads) ? 32 : 64;
-    const int64_t per_image = (C + span - 1) / span, units = N * per_image;
-    const bool staged = span == 32;
-    uint32_t* halves = staged ? thread_scratch<detail::BnSignPackHalves, uint32_t>(per_image * N * P) : nullptr;
-    auto pack_unit = [&](int64_t u) {
-        const int64_t n = u / per_image, c0 = (u % per_image) * span, nc = std::min<int64_t>(span, C - c0);
-        const float* __restrict a = sc + c0;
-        const float* __restrict b = sh + c0;
-        // One image row at a time into a per-thread row of words, then each pixel's word copied
-        // into the padded bit buffer (or its half word into the staging buffer).
-        uint64_t* words = thread_scratch<detail::BnSignPackRows, uint64_t>(W);
-        alignas(64) float sum[64] = {};
-        for (int64_t y = 0; y < H; ++y) {
-            alignas(64) float row_sum[64] = {};
-            kernels::pack_signs_batch_norm(x + (n * H + y) * W * C + c0, C, W, nc, a, b, row_sum, words, isa);
-#pragma omp simd
-            for (int64_t k = 0; k < nc; ++k) sum[k] += row_sum[k];
-            if (staged) {
-                uint32_t* out = halves + ((c0 / 32) * N + n) * P + y * W;
-                for (int64_t xw = 0; xw < W; ++xw) out[xw] = static_cast<uint32_t>(words[xw]);
-            } else {
-                uint64_t* out = dst.input_pixel(n, y, 0) + c0 / 64;
-                for (int64_t xw = 0; xw < W; ++xw) out[xw * wc] = words[xw];
-            }
+                for (int64_t k = 0; k < C; ++k) m[k] += row_sums[(n * H + y) * C + k];
+            for (int64_t k = 0; k < C; ++k) m[k] /= static_cast<float>(P);
         }
-        if (pooled)
-            for (int64_t k = 0; k < nc; ++k) pooled[n * C + c0 + k] = sum[k] / static_cast<float>(P);
-    };
-    // Image rows of the staged halves merged into words: word j = half 2j | half 2j+1 << 32.
-    auto merge_row = [&](int64_t r) {
-        const int64_t n = r / H, y = r % H;
-        uint64_t* out = dst.input_pixel(n, y, 0);
-        for (int64_t j = 0; j < wc; ++j) {
-            const uint32_t* lo = halves + ((2 * j) * N + n) * P + y * W;
-            const uint32_t* hi = 2 * j + 1 < per_image ? halves + ((2 * j + 1) * N + n) * P + y * W : nullptr;
-            for (int64_t xw = 0; xw < W; ++xw)
-                out[xw * wc + j] = lo[xw] | (hi ? static_cast<uint64_t>(hi[xw]) << 32 : 0);
-        }
-    };
-    // No parallel region at all for one thread: even an empty one costs a microsecond or more.
-    if (threads == 1 || units == 1) {
-        for (int64_t u = 0; u < units; ++u) pack_unit(u);
-        if (staged)
-            for (int64_t r = 0; r < N * H; ++r) merge_row(r);
-        return;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-#pragma omp for schedule(static)
-        for (int64_t u = 0; u < units; ++u) pack_unit(u);
-        if (staged) {
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < N * H; ++r) merge_row(r);
-        }
-    }
 }
 
 /// The Real-to-Bin gate G = sigmoid(W2 relu(W1 mean)) with its weights transposed once, for

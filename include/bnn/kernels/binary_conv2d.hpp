@@ -213,33 +213,31 @@ inline int binary_conv_threads(Isa isa, const BinaryConvGeometry& g, int max_thr
     return static_cast<int>(std::clamp<int64_t>(items, 1, max_threads));
 }
 
-/// The work split of a binary convolution on path `isa` (see the file comment): tiles of
-/// tile_shape(isa) over the output pixels of the whole batch and the output channels, as items
-/// (channel block, pixel block) in contiguous equal shares per thread, channel block outermost
-/// unless PixelMajor. Calls tile(thread, q, p, c0, nc) for the tile of pixels [q, q + p) and
-/// channels [c0, c0 + nc), on binary_conv_threads(isa, g, max_threads) threads.
+/// The work split of a binary convolution on path `isa` (see the file comment): each thread takes
+/// a contiguous, even share of the output pixels of the whole batch, every channel of them, and
+/// walks it in tiles of tile_shape(isa): channel block outermost (a block's weights stay in L1
+/// while the share's pixels stream past) unless PixelMajor. Calls tile(thread, q, p, c0, nc) for
+/// the tile of pixels [q, q + p) and channels [c0, c0 + nc), on binary_conv_threads(isa, g,
+/// max_threads) threads. Pixel shares rather than channel shares: the rows a thread writes are the
+/// rows it reads in the next step (the next conv's sign pass, a residual, a shortcut's pool), so
+/// activations do not pass between the cores' caches.
 template <bool PixelMajor, class TileFn>
 void for_each_binary_conv_tile(Isa isa, const BinaryConvGeometry& g, int max_threads, TileFn&& tile) {
     const TileShape ts = tile_shape(isa, g);
     const int64_t pixels = g.N * g.OH * g.OW;
-    const int64_t pixel_blocks = (pixels + ts.pixels - 1) / ts.pixels;
     const int64_t channel_blocks = (g.Cout + ts.channels - 1) / ts.channels;
-    const int64_t items = pixel_blocks * channel_blocks;
-    parallel_ranges(items, binary_conv_threads(isa, g, max_threads), [&](int thread, int64_t i0, int64_t i1) {
-        if (i0 >= i1) return;
-        // Walk the items incrementally: a division per tile would cost as much as the epilogue
-        // of a small tile.
-        const int64_t inner = PixelMajor ? channel_blocks : pixel_blocks;
-        int64_t outer_i = i0 / inner, inner_i = i0 % inner;
-        for (int64_t i = i0; i < i1; ++i) {
-            const int64_t cb = PixelMajor ? inner_i : outer_i, pb = PixelMajor ? outer_i : inner_i;
-            const int64_t c0 = cb * ts.channels, q = pb * ts.pixels;
-            const int p = static_cast<int>(std::min<int64_t>(ts.pixels, pixels - q));
-            tile(thread, q, p, c0, std::min<int64_t>(ts.channels, g.Cout - c0));
-            if (++inner_i == inner) {
-                inner_i = 0;
-                ++outer_i;
-            }
+    parallel_ranges(pixels, binary_conv_threads(isa, g, max_threads), [&](int thread, int64_t p0, int64_t p1) {
+        auto run = [&](int64_t q, int64_t cb) {
+            const int64_t c0 = cb * ts.channels;
+            tile(thread, q, static_cast<int>(std::min<int64_t>(ts.pixels, p1 - q)), c0,
+                 std::min<int64_t>(ts.channels, g.Cout - c0));
+        };
+        if constexpr (PixelMajor) {
+            for (int64_t q = p0; q < p1; q += ts.pixels)
+                for (int64_t cb = 0; cb < channel_blocks; ++cb) run(q, cb);
+        } else {
+            for (int64_t cb = 0; cb < channel_blocks; ++cb)
+                for (int64_t q = p0; q < p1; q += ts.pixels) run(q, cb);
         }
     });
 }

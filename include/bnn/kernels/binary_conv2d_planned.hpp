@@ -20,10 +20,11 @@
 /// Each step is one IEEE float operation, the same ones the training ops perform one tensor at a
 /// time, so the result equals the unfused sequence bit for bit.
 ///
-/// Work split: tiles of output pixels (over the whole batch, so a batch of one still feeds every
-/// thread) x 32 output channels, in contiguous equal shares per thread; channel block outermost
-/// when the weights are large (each block's weights stay in L1), pixel block outermost when all
-/// of them fit in L1 (each output and residual row is then touched once).
+/// Work split: each thread takes a contiguous share of the output pixels of the whole batch (so a
+/// batch of one still feeds every thread), all their channels, in tiles of pixels x output
+/// channels; channel block outermost when the weights are large (each block's weights stay in
+/// L1), pixel block outermost when all of them fit in L1 (each output and residual row is then
+/// touched once).
 #include <algorithm>
 #include <cstdint>
 #include <vector>

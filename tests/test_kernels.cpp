@@ -239,6 +239,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"sgemm over 2 threads by columns", kPackedSgemmIsas},
     {"conv2d forward: im2col + GEMM", kPortableFloatIsas},
     {"conv2d forward: pointwise GEMM", kAllIsas},
+    {"conv2d forward: pointwise GEMM in pixel shares over 2 threads", kAllIsas},
     {"conv2d forward: implicit GEMM", kVectorIsas},
     {"conv2d forward: direct 6x16", {Isa::avx2}},
     {"conv2d forward: direct 14x32", kAvx512Isas},
@@ -1106,6 +1107,8 @@ Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
     const bool vector = has_avx2(isa);
     Variants v;
     if (g.pointwise()) v.push_back("conv2d forward: pointwise GEMM");
+    if (kernels::detail::pointwise_in_pixel_shares(g, threads))
+        v.push_back("conv2d forward: pointwise GEMM in pixel shares over 2 threads");
     else if (!vector) v.push_back("conv2d forward: im2col + GEMM");
     else if (kernels::detail::direct_conv_applies(isa, g, threads)) v.push_back("conv2d forward: " + direct_tile(isa, g.C, g.Cout));
     else v.push_back("conv2d forward: implicit GEMM");
@@ -1169,6 +1172,7 @@ void add_conv2d_cases(std::vector<KernelCase>& cases) {
     add_conv2d_case(cases, rng, {2, 8, 7, 20, 15, 3, 3, 2, 1}, "stride 2: the input gradient takes the column path");
     add_conv2d_case(cases, rng, {2, 6, 6, 16, 40, 1, 1, 2, 0}, "1x1 stride 2, a ResNet shortcut");
     add_conv2d_case(cases, rng, {2, 6, 6, 16, 24, 1, 1, 1, 0}, "1x1 stride 1: x is the column matrix");
+    add_conv2d_case(cases, rng, {1, 13, 15, 128, 150, 1, 1, 1, 0}, "1x1 stride 1, batch 1: pixel shares of 97 and 98");
     add_conv2d_case(cases, rng, {1, 9, 9, 5, 6, 5, 5, 1, 2}, "5x5, batch 1: products thread inside sgemm");
     add_conv2d_case(cases, rng, {2, 6, 7, 4, 9, 2, 3, 1, 0}, "non-square kernel, no padding");
     add_conv2d_case(cases, rng, {2, 4, 5, 6, 7, 3, 3, 1, 2}, "padding of kernel - 1");

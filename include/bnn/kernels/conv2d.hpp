@@ -95,6 +95,17 @@ inline ConvBlocking conv_blocking(const Conv2dGeometry& g, int threads) {
     return b;
 }
 
+/// True when conv2d_forward gives each thread a contiguous share of the output pixels, all their
+/// channels: a 1x1 stride-1 conv of fewer images than threads (a batch of one) worth threading.
+/// The binary convs share theirs out so too, so the next step (a batch norm, a residual add)
+/// reads on each thread the rows it wrote; a threaded GEMM of a product with more columns than
+/// rows would share out columns instead. Each pixel's floats are the same either way: the GEMM
+/// sums every output over K in the same order.
+inline bool pointwise_in_pixel_shares(const Conv2dGeometry& g, int threads) {
+    return g.pointwise() && threads > 1 && conv_blocking(g, threads).units < threads &&
+           2.0 * double(g.N * g.OH * g.OW) * double(g.Cout) * double(g.K()) >= 4e6;
+}
+
 /// cols [(oh1-oh0)*OW, K] <- receptive fields of output rows [oh0, oh1) of one image x_img [H, W, C].
 inline void im2col_rows(const float* x_img, const Conv2dGeometry& g, int64_t oh0, int64_t oh1, float* cols) {
     const int64_t K = g.K();
@@ -234,8 +245,21 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = num_threads();
     const auto b = detail::conv_blocking(g, threads);
+    // out pixels [first, first + P) from their receptive fields a [P, K].
+    auto product = [&](int64_t first, int64_t P, const float* a) {
+        float* o = out + first * Co;
+        gemm_nt(P, Co, K, a, K, w, K, o, Co, false);
+        if (bias)
+            for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
+                for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
+    };
+    if (detail::pointwise_in_pixel_shares(g, threads)) {
+        parallel_ranges(g.N * g.OH * g.OW, threads,
+                        [&](int, int64_t p0, int64_t p1) { product(p0, p1 - p0, x + p0 * g.C); });
+        return;
+    }
     detail::for_each_block(g, b, threads, [&](int64_t n0, int64_t n1, int64_t oh0, int64_t oh1, int) {
-        const int64_t P = (n1 - n0) * (oh1 - oh0) * g.OW;
         const int64_t first = (n0 * g.OH + oh0) * g.OW;  // first output pixel of the block
         const float* a = x + first * g.C;                // pointwise: input pixels = output pixels
         if (!g.pointwise()) {
@@ -243,12 +267,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
             detail::im2col_block(x, g, n0, n1, oh0, oh1, cols);
             a = cols;
         }
-        float* o = out + first * Co;
-        gemm_nt(P, Co, K, a, K, w, K, o, Co, false);
-        if (bias)
-            for (int64_t p = 0; p < P; ++p)
-#pragma omp simd
-                for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
+        product(first, (n1 - n0) * (oh1 - oh0) * g.OW, a);
     });
 }
 

@@ -10,6 +10,7 @@
 
 #include "bnn/core/error.hpp"
 #include "bnn/core/threads.hpp"
+#include "bnn/kernels/lanes.hpp"
 
 namespace bnn::kernels {
 
@@ -86,15 +87,10 @@ inline void max_into(float* __restrict out, const float* __restrict in, int64_t 
     }
 }
 
-/// 16 floats, which the compiler splits into the vectors the ISA has.
-using PoolLanes = float __attribute__((vector_size(64)));
-inline constexpr int64_t pool_lanes = sizeof(PoolLanes) / sizeof(float);
-
-/// m = max_into(m, the 16 floats at p): on ties (and NaN at p) m stays. By reference, as vectors
-/// wider than the build's passed by value would change the calling convention.
-inline void max_lanes(PoolLanes& m, const float* p) {
-    PoolLanes v;
-    std::memcpy(&v, p, sizeof v);
+/// m = max_into(m, the 16 floats at p): on ties (and NaN at p) m stays.
+inline void max_lanes(Lanes& m, const float* p) {
+    Lanes v;
+    load_lanes(v, p);
     m = m < v ? v : m;
 }
 
@@ -106,28 +102,30 @@ template <int V>
 inline void window_max(const float* const* rows, int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t C,
                        float* out) {
     static_assert(V == 1 || V == 4);
-    PoolLanes m0, m1, m2, m3;
-    std::memcpy(&m0, rows[kh0] + kw0 * C, sizeof m0);
+    constexpr int64_t L = lanes_floats;
+    const float* first = rows[kh0] + kw0 * C;
+    Lanes m0, m1, m2, m3;
+    load_lanes(m0, first);
     if constexpr (V == 4) {
-        std::memcpy(&m1, rows[kh0] + kw0 * C + 16, sizeof m1);
-        std::memcpy(&m2, rows[kh0] + kw0 * C + 32, sizeof m2);
-        std::memcpy(&m3, rows[kh0] + kw0 * C + 48, sizeof m3);
+        load_lanes(m1, first + L);
+        load_lanes(m2, first + 2 * L);
+        load_lanes(m3, first + 3 * L);
     }
     for (int64_t kh = kh0; kh < kh1; ++kh)
         for (int64_t kw = kw0; kw < kw1; ++kw) {
             const float* in = rows[kh] + kw * C;
             max_lanes(m0, in);
             if constexpr (V == 4) {
-                max_lanes(m1, in + 16);
-                max_lanes(m2, in + 32);
-                max_lanes(m3, in + 48);
+                max_lanes(m1, in + L);
+                max_lanes(m2, in + 2 * L);
+                max_lanes(m3, in + 3 * L);
             }
         }
-    std::memcpy(out, &m0, sizeof m0);
+    store_lanes(out, m0);
     if constexpr (V == 4) {
-        std::memcpy(out + 16, &m1, sizeof m1);
-        std::memcpy(out + 32, &m2, sizeof m2);
-        std::memcpy(out + 48, &m3, sizeof m3);
+        store_lanes(out + L, m1);
+        store_lanes(out + 2 * L, m2);
+        store_lanes(out + 3 * L, m3);
     }
 }
 }  // namespace detail
@@ -146,13 +144,13 @@ inline void max_pool2d_row(const float* const* rows, int64_t oh, float* y_row, c
         const float* window[64];
         for (int64_t kh = kh0; kh < kh1; ++kh) window[kh] = rows[kh] + w0 * C;
         int64_t c = 0;
-        for (; c + 4 * detail::pool_lanes <= C; c += 4 * detail::pool_lanes) {
+        for (; c + 4 * lanes_floats <= C; c += 4 * lanes_floats) {
             detail::window_max<4>(window, kh0, kh1, kw0, kw1, C, out + c);
-            for (int64_t kh = kh0; kh < kh1; ++kh) window[kh] += 4 * detail::pool_lanes;
+            for (int64_t kh = kh0; kh < kh1; ++kh) window[kh] += 4 * lanes_floats;
         }
-        for (; c + detail::pool_lanes <= C; c += detail::pool_lanes) {
+        for (; c + lanes_floats <= C; c += lanes_floats) {
             detail::window_max<1>(window, kh0, kh1, kw0, kw1, C, out + c);
-            for (int64_t kh = kh0; kh < kh1; ++kh) window[kh] += detail::pool_lanes;
+            for (int64_t kh = kh0; kh < kh1; ++kh) window[kh] += lanes_floats;
         }
         if (c == C) continue;
         std::memcpy(out + c, window[kh0] + kw0 * C, sizeof(float) * (C - c));

@@ -43,6 +43,7 @@
 #include "bnn/kernels/binary_conv2d.hpp"
 #include "bnn/kernels/binary_conv2d_planned.hpp"
 #include "bnn/kernels/binary_conv2d_ste.hpp"
+#include "bnn/kernels/channel_gate.hpp"
 #include "bnn/kernels/bitpack.hpp"
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/conv2d_few_channels.hpp"
@@ -1385,6 +1386,47 @@ void add_max_pool_cases(std::vector<KernelCase>& cases) {
         add_max_pool_case(cases, rng, g);
 }
 
+/// channel_gate_mlp (the Real-to-Bin gate's two products and sigmoid) against the same sums in
+/// double. Its products keep 64 and then 16 outputs in registers and sum the rest in memory: the
+/// widths below take each part. w1 is scaled by 1 / Cin so the hidden values stay in [-1, 1],
+/// the range sum_tolerance assumes for the second product's terms.
+void add_channel_gate_case(std::vector<KernelCase>& cases, Rng& rng, int64_t n, int64_t cin, int64_t hd,
+                           int64_t cout) {
+    const auto pooled = uniform(n * cin, rng), w2t = uniform(hd * cout, rng);
+    auto w1t = uniform(cin * hd, rng);
+    for (float& v : w1t) v /= static_cast<float>(cin);
+    cases.push_back(
+        {"channel_gate_mlp" + shape_name({{"N", n}, {"Cin", cin}, {"hidden", hd}, {"Cout", cout}}),
+         [=] {
+             std::vector<float> hidden(n * hd), gate(n * cout);
+             for (int64_t s = 0; s < n; ++s) {
+                 std::vector<double> h(hd, 0.0);
+                 for (int64_t j = 0; j < hd; ++j) {
+                     for (int64_t c = 0; c < cin; ++c) h[j] += double(w1t[c * hd + j]) * pooled[s * cin + c];
+                     hidden[s * hd + j] = static_cast<float>(h[j]);
+                 }
+                 for (int64_t o = 0; o < cout; ++o) {
+                     double z = 0.0;
+                     for (int64_t j = 0; j < hd; ++j) z += double(w2t[j * cout + o]) * std::max(h[j], 0.0);
+                     gate[s * cout + o] = static_cast<float>(1.0 / (1.0 + std::exp(-z)));
+                 }
+             }
+             return Outputs{within("hidden", hidden, sum_tolerance(cin)), within("gate", gate, sum_tolerance(hd))};
+         },
+         [=](Isa, Variants&) {
+             std::vector<float> hidden(n * hd, 7.f), gate(n * cout, 7.f);
+             channel_gate_mlp(pooled.data(), w1t.data(), w2t.data(), hidden.data(), gate.data(), n, cin, hd, cout);
+             return Outputs{within("hidden", hidden, sum_tolerance(cin)), within("gate", gate, sum_tolerance(hd))};
+         }});
+}
+
+void add_channel_gate_cases(std::vector<KernelCase>& cases) {
+    Rng rng(47);
+    add_channel_gate_case(cases, rng, 2, 70, 80, 100);   // hidden 64 + 16; Cout 64 + 2 * 16 + 4
+    add_channel_gate_case(cases, rng, 1, 512, 64, 512);  // the gate of a 512-channel ResNet-18 block
+    add_channel_gate_case(cases, rng, 3, 9, 5, 17);      // under one vector; 16 + 1
+}
+
 }  // namespace
 
 TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes", "[kernels]") {
@@ -1403,6 +1445,7 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
     add_few_channels_cases(cases);
     add_binary_conv2d_pair_cases(cases);
     add_max_pool_cases(cases);
+    add_channel_gate_cases(cases);
     const Reached reached = check_table(cases, paths);
     // Every shape-chosen variant was reached on every path that ran: the shapes above still do
     // what their comments say.

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "bnn/kernels/lanes.hpp"
+
 namespace bnn::kernels {
 
 /// pooled [N, Cin] = mean over the P positions of x [N, P, Cin], P being rows of `row` positions
@@ -46,29 +48,61 @@ inline void channel_gate_transpose(const float* w1, const float* w2, float* w1t,
         for (int64_t j = 0; j < hd; ++j) w2t[j * cout + o] = w2[o * hd + j];
 }
 
+namespace detail {
+/// y [n] = x [m] times w [m, n]: y[o] = w[0][o] x[0] + w[1][o] x[1] + ..., summed from 0 in that
+/// order, with x[i] replaced by max(x[i], 0) when relu. 64 and then 16 outputs at a time stay in
+/// registers over the m terms (a vector update of y in memory per term would reload it each
+/// time); the last n % 16 outputs take the same sums in memory.
+inline void gate_product(const float* x, const float* w, int64_t m, int64_t n, bool relu, float* y) {
+    constexpr int64_t L = lanes_floats;
+    auto term = [&](int64_t i) { return relu ? std::max(x[i], 0.f) : x[i]; };
+    int64_t o = 0;
+    for (; o + 4 * L <= n; o += 4 * L) {
+        Lanes a0{}, a1{}, a2{}, a3{}, v;
+        for (int64_t i = 0; i < m; ++i) {
+            const float t = term(i);
+            const float* wi = w + i * n + o;
+            load_lanes(v, wi);
+            a0 += v * t;
+            load_lanes(v, wi + L);
+            a1 += v * t;
+            load_lanes(v, wi + 2 * L);
+            a2 += v * t;
+            load_lanes(v, wi + 3 * L);
+            a3 += v * t;
+        }
+        store_lanes(y + o, a0);
+        store_lanes(y + o + L, a1);
+        store_lanes(y + o + 2 * L, a2);
+        store_lanes(y + o + 3 * L, a3);
+    }
+    for (; o + L <= n; o += L) {
+        Lanes a{}, v;
+        for (int64_t i = 0; i < m; ++i) {
+            load_lanes(v, w + i * n + o);
+            a += v * term(i);
+        }
+        store_lanes(y + o, a);
+    }
+    if (o == n) return;
+    for (int64_t k = o; k < n; ++k) y[k] = 0.f;
+    for (int64_t i = 0; i < m; ++i) {
+        const float t = term(i);
+        for (int64_t k = o; k < n; ++k) y[k] += w[i * n + k] * t;
+    }
+}
+}  // namespace detail
+
 /// pooled [N, Cin] -> hidden [N, Hd] (before the ReLU), gate [N, Cout], with the weights
 /// transposed (w1t [Cin, Hd], w2t [Hd, Cout]) so that each product is a vector update over the
 /// outputs; each output still sums its terms from 0 in input order.
 inline void channel_gate_mlp(const float* pooled, const float* w1t, const float* w2t, float* hidden, float* gate,
                              int64_t n, int64_t cin, int64_t hd, int64_t cout) {
     for (int64_t s = 0; s < n; ++s) {
-        const float* m = pooled + s * cin;
-        float* __restrict h = hidden + s * hd;
-        for (int64_t j = 0; j < hd; ++j) h[j] = 0.f;
-        for (int64_t c = 0; c < cin; ++c) {
-            const float mc = m[c];
-            const float* __restrict w = w1t + c * hd;
-#pragma omp simd
-            for (int64_t j = 0; j < hd; ++j) h[j] += w[j] * mc;
-        }
-        float* __restrict acc = gate + s * cout;
-        for (int64_t o = 0; o < cout; ++o) acc[o] = 0.f;
-        for (int64_t j = 0; j < hd; ++j) {
-            const float r = std::max(h[j], 0.f);
-            const float* __restrict w = w2t + j * cout;
-#pragma omp simd
-            for (int64_t o = 0; o < cout; ++o) acc[o] += w[o] * r;
-        }
+        float* h = hidden + s * hd;
+        float* acc = gate + s * cout;
+        detail::gate_product(pooled + s * cin, w1t, cin, hd, false, h);
+        detail::gate_product(h, w2t, hd, cout, true, acc);
         for (int64_t o = 0; o < cout; ++o) acc[o] = 1.f / (1.f + std::exp(-acc[o]));
     }
 }

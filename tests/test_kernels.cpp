@@ -240,7 +240,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"sgemm over 2 threads by columns", kPackedSgemmIsas},
     {"conv2d forward: im2col + GEMM", kPortableFloatIsas},
     {"conv2d forward: pointwise GEMM", kAllIsas},
-    {"conv2d forward: pointwise GEMM in pixel shares over 2 threads", kAllIsas},
+    {"conv2d forward: pointwise GEMM in pixel shares over 2 threads", kPackedSgemmIsas},
     {"conv2d forward: implicit GEMM", kVectorIsas},
     {"conv2d forward: direct 6x16", {Isa::avx2}},
     {"conv2d forward: direct 14x32", kAvx512Isas},
@@ -1778,4 +1778,26 @@ TEST_CASE("kernels that promise another kernel's floats give them", "[kernels][s
                     differing += std::bit_cast<uint32_t>(few[i]) != std::bit_cast<uint32_t>(plain[i]);
                 REQUIRE(differing == 0);
             }
+    // A batch-1 pointwise conv2d_forward gives one thread's floats on two, on every path: the
+    // packed sgemm's pixel shares sum as one thread does (conv2d.hpp, pointwise_in_pixel_shares),
+    // and the scalar path keeps Eigen's threaded GEMM. The second shape is ResNet-18's 14x14
+    // shortcut, where Eigen's blocking follows the row count.
+    const ConvShape pointwise[] = {{1, 13, 15, 128, 150, 1, 1, 1, 0}, {1, 14, 14, 128, 256, 1, 1, 1, 0},
+                                   {1, 7, 7, 256, 512, 1, 1, 1, 0}};
+    for (Isa isa : paths)
+        for (const ConvShape& s : pointwise) {
+            INFO(isa_name(isa) << ":" << s.str());
+            IsaGuard guard(isa);
+            const Conv2dGeometry g = s.geometry();
+            const auto x = uniform(s.inputs(), rng), wt = uniform(s.weights(), rng), bias = uniform(s.co, rng);
+            std::vector<float> one(s.outputs(), 7.f), two(s.outputs(), -7.f);
+            set_num_threads(1);
+            conv2d_forward(x.data(), wt.data(), bias.data(), one.data(), g);
+            set_num_threads(2);
+            conv2d_forward(x.data(), wt.data(), bias.data(), two.data(), g);
+            int64_t differing = 0;
+            for (int64_t i = 0; i < s.outputs(); ++i)
+                differing += std::bit_cast<uint32_t>(one[i]) != std::bit_cast<uint32_t>(two[i]);
+            REQUIRE(differing == 0);
+        }
 }

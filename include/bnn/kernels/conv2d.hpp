@@ -96,15 +96,16 @@ inline ConvBlocking conv_blocking(const Conv2dGeometry& g, int threads) {
 }
 
 /// True when conv2d_forward gives each thread a contiguous share of the output pixels, all their
-/// channels: a 1x1 stride-1 conv of fewer images than threads (a batch of one) worth threading.
-/// The binary convs share theirs out so too, so the next step (a batch norm, a residual add)
-/// reads on each thread the rows it wrote; a threaded GEMM of a product with more columns than
-/// rows would share out columns instead. On the packed-sgemm paths each pixel's floats are the
-/// same either way (every output is summed over K in the same order, whatever the row count);
-/// Eigen's GEMM, the scalar path's, picks its blocking from the row count, so there a share's
-/// last bits can differ from one thread's (seen at 14x14, 128 -> 256).
+/// channels: a 1x1 stride-1 conv of fewer images than threads (a batch of one) worth threading,
+/// on a path with a packed sgemm. The binary convs share theirs out so too, so the next step (a
+/// batch norm, a residual add) reads on each thread the rows it wrote; a threaded GEMM of a
+/// product with more columns than rows would share out columns instead. The packed sgemm sums
+/// every output over K in one order whatever the row count, so a share's floats are one thread's;
+/// Eigen's GEMM, the scalar path's, picks its blocking from the row count, so it keeps the
+/// threaded GEMM.
 inline bool pointwise_in_pixel_shares(const Conv2dGeometry& g, int threads) {
-    return g.pointwise() && threads > 1 && conv_blocking(g, threads).units < threads &&
+    return g.pointwise() && threads > 1 && has_packed_sgemm(active_isa()) &&
+           conv_blocking(g, threads).units < threads &&
            2.0 * double(g.N * g.OH * g.OW) * double(g.Cout) * double(g.K()) >= 4e6;
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,11 @@
 #include "bnn/losses/cross_entropy.hpp"
 #include "bnn/nn/binary_conv2d.hpp"
 #include "bnn/nn/channel_shift.hpp"
+#include "bnn/nn/conv2d.hpp"
+#include "bnn/nn/pool.hpp"
+#include "bnn/nn/sequential.hpp"
+#include "bnn/nn/activation.hpp"
+#include "bnn/nn/batch_norm.hpp"
 #include "bnn/ops/elementwise.hpp"
 #include "bnn/optim/adam.hpp"
 #include "bnn/train/train_step.hpp"
@@ -392,8 +398,78 @@ TEST_CASE("ResNet-18 (width 64): compiled logits equal eval mode, CIFAR and Imag
         Tensor<float> x = Tensor<float>::randn({imagenet ? 1 : 2, side, side, 3}, rng);
         infer::Graph graph = infer::compile(*net, x.shape());
         require_same_logits(graph.run(x), eval_logits(*net, x));
-        // The fused half-blocks: 16 binary conv steps, no batch norm left of them.
+        // The fused half-blocks: 16 binary conv steps, no batch norm left of them; the three
+        // shortcuts' pool, 1x1 conv and batch norm one step each.
+        INFO(graph.summary());
         REQUIRE(graph.summary().find("BN+sign pack, gate, alpha, PReLU, residual") != std::string::npos);
+        REQUIRE(graph.summary().find("shortcut.0") == std::string::npos);  // the pool
+        REQUIRE(graph.summary().find("shortcut.2") == std::string::npos);  // the batch norm
+        REQUIRE(graph.summary().find("block7.half1.shortcut.1  float conv [avg pool, BN]") != std::string::npos);
+    }
+}
+
+TEST_CASE("a 1x1 conv with the average pool before it and the batch norm after it fused equals eval mode",
+          "[infer]") {
+    // Large enough to share its pixels over two threads (and to take more than one pooled chunk
+    // per thread), and small with odd sizes, a batch, a bias and every activation.
+    struct Case {
+        int64_t n, h, w, c, co;
+        int pool;  // window and stride; 0: no pool
+        bool bias;
+    };
+    const Case cases[] = {{1, 112, 112, 64, 128, 2, false}, {3, 15, 13, 5, 7, 2, true}, {2, 9, 9, 6, 11, 3, true},
+                          {1, 10, 12, 16, 24, 0, true}};
+    const int threads_before = num_threads();
+    for (const Case& c : cases)
+        for (int act = 0; act < 3; ++act) {  // none, ReLU, PReLU
+            manual_seed(91);
+            nn::Sequential net;
+            if (c.pool) net.add<nn::AvgPool2d>(c.pool);
+            net.add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = c.c, .out_channels = c.co, .kernel_size = 1,
+                                                  .stride = 1, .padding = 0, .bias = c.bias});
+            net.add<nn::BatchNorm2d>(c.co);
+            if (act == 1) net.add<nn::ReLU>();
+            if (act == 2) net.add<nn::PReLU>(c.co);
+            randomise_statistics_and_scales(net, 92);
+            net.eval();
+            Rng rng(93);
+            const Tensor<float> x = Tensor<float>::randn({c.n, c.h, c.w, c.c}, rng);
+            for (int threads : {1, 2})
+                for (kernels::Isa isa : kernels::available_isas()) {
+                    set_num_threads(threads);
+                    kernels::IsaGuard guard(isa);
+                    const Tensor<float> expected = eval_logits(net, x);
+                    infer::Graph graph = infer::compile(net, x.shape());
+                    INFO(kernels::isa_name(isa) << ", " << threads << " thread(s)\n" << graph.summary());
+                    REQUIRE(graph.num_steps() == 1);
+                    const std::string fused = c.pool ? "[avg pool, BN" : "[BN";
+                    REQUIRE(graph.summary().find(fused + (act == 0 ? "]" : act == 1 ? ", ReLU]" : ", PReLU]")) !=
+                            std::string::npos);
+                    const Tensor<float>& got = graph.run(x);
+                    REQUIRE(got.shape() == expected.shape());
+                    int64_t differing = 0;
+                    for (int64_t i = 0; i < got.numel(); ++i)
+                        differing += std::bit_cast<uint32_t>(got[i]) != std::bit_cast<uint32_t>(expected[i]);
+                    REQUIRE(differing == 0);
+                }
+        }
+    set_num_threads(threads_before);
+    // A padded average pool counts its zeros and a max pool is another op: both stay steps of their own.
+    for (bool max : {false, true}) {
+        nn::Sequential net;
+        if (max) net.add<nn::MaxPool2d>(2);
+        else net.add<nn::AvgPool2d>(3, 2, 1);
+        net.add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = 4, .out_channels = 4, .kernel_size = 1, .stride = 1,
+                                              .padding = 0, .bias = false});
+        net.eval();
+        Rng rng(94);
+        const Tensor<float> x = Tensor<float>::randn({1, 6, 6, 4}, rng);
+        infer::Graph graph = infer::compile(net, x.shape());
+        INFO(graph.summary());
+        REQUIRE(graph.num_steps() == 2);
+        const Tensor<float> expected = eval_logits(net, x);
+        const Tensor<float>& got = graph.run(x);
+        for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got[i] == expected[i]);
     }
 }
 

@@ -230,6 +230,10 @@ public:
         if (max_) kernels::max_pool2d_forward(in[0], out, nullptr, g_);  // no winners: only backward needs them
         else kernels::avg_pool2d_forward(in[0], out, g_);
     }
+    bool is_max() const { return max_; }
+    int kernel() const { return k_; }
+    int stride() const { return stride_; }
+    int padding() const { return pad_; }
 
 private:
     bool max_;

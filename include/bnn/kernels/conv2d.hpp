@@ -55,6 +55,12 @@
 
 namespace bnn::kernels {
 
+/// True when a 1x1 conv's product is long enough to share out over threads (4 M flops: many
+/// times the cost of a parallel region).
+inline bool pointwise_worth_threading(const Conv2dGeometry& g) {
+    return 2.0 * double(g.N * g.OH * g.OW) * double(g.Cout) * double(g.K()) >= 4e6;
+}
+
 namespace detail {
 
 /// How the output is cut into blocks: a block is either several whole images or a range of
@@ -105,8 +111,7 @@ inline ConvBlocking conv_blocking(const Conv2dGeometry& g, int threads) {
 /// threaded GEMM.
 inline bool pointwise_in_pixel_shares(const Conv2dGeometry& g, int threads) {
     return g.pointwise() && threads > 1 && has_packed_sgemm(active_isa()) &&
-           conv_blocking(g, threads).units < threads &&
-           2.0 * double(g.N * g.OH * g.OW) * double(g.Cout) * double(g.K()) >= 4e6;
+           conv_blocking(g, threads).units < threads && pointwise_worth_threading(g);
 }
 
 /// cols [(oh1-oh0)*OW, K] <- receptive fields of output rows [oh0, oh1) of one image x_img [H, W, C].
@@ -234,6 +239,18 @@ inline void conv2d_input_grad_implicit(Isa isa, const float* w, const float* dou
 struct Conv2dColumns;
 }  // namespace detail
 
+/// out [P, Cout] = a [P, K] w^T + bias (bias [Cout] may be null): the convolution of P receptive
+/// fields, or of P pixels for a 1x1 stride-1 conv. On the packed-sgemm paths each row's floats
+/// are the same whatever P, so a fused step may compute its own share of pixels this way.
+inline void conv2d_rows(const float* a, int64_t P, int64_t K, const float* w, const float* bias, int64_t Cout,
+                        float* out) {
+    gemm_nt(P, Cout, K, a, K, w, K, out, Cout, false);
+    if (bias)
+        for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
+            for (int64_t c = 0; c < Cout; ++c) out[p * Cout + c] += bias[c];
+}
+
 /// out [N, OH, OW, Cout] = conv(x [N, H, W, C], w [Cout, KH, KW, C]) + bias [Cout] (bias may be null).
 /// Steady-state calls allocate nothing (column buffers, GEMM panels and the direct path's padded
 /// images are kept per thread).
@@ -249,14 +266,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     const int threads = num_threads();
     const auto b = detail::conv_blocking(g, threads);
     // out pixels [first, first + P) from their receptive fields a [P, K].
-    auto product = [&](int64_t first, int64_t P, const float* a) {
-        float* o = out + first * Co;
-        gemm_nt(P, Co, K, a, K, w, K, o, Co, false);
-        if (bias)
-            for (int64_t p = 0; p < P; ++p)
-#pragma omp simd
-                for (int64_t c = 0; c < Co; ++c) o[p * Co + c] += bias[c];
-    };
+    auto product = [&](int64_t first, int64_t P, const float* a) { conv2d_rows(a, P, K, w, bias, Co, out + first * Co); };
     if (detail::pointwise_in_pixel_shares(g, threads)) {
         parallel_ranges(g.N * g.OH * g.OW, threads,
                         [&](int, int64_t p0, int64_t p1) { product(p0, p1 - p0, x + p0 * g.C); });

@@ -27,30 +27,36 @@ struct PoolGeometry {
 /// calling core would read the rows the other threads wrote in the step before, from their caches.
 inline bool pool_worth_threading(const PoolGeometry& g) { return worth_threading(g.N * g.OH * g.OW * g.C * g.k * g.k); }
 
-/// y [N, OH, OW, C] = mean of each k x k window (padding counted as zeros).
-inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) {
+/// out [p1 - p0, C] = the average pool's outputs p0 .. p1 - 1, numbered over [N, OH, OW]: each
+/// the mean of its k x k window (padding counted as zeros), summed in window order. A fused
+/// step may pool its own share of pixels this way and get avg_pool2d_forward's floats.
+inline void avg_pool2d_pixels(const float* x, const PoolGeometry& g, int64_t p0, int64_t p1, float* out) {
     const int64_t C = g.C;  // a local: stores through float* could alias g, blocking vectorisation
     const float inv = 1.f / static_cast<float>(g.k * g.k);
-    // Output rows of all images are the work items, so a batch of one splits too.
-#pragma omp parallel for collapse(2) schedule(static) if (pool_worth_threading(g))
-    for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-            for (int64_t ow = 0; ow < g.OW; ++ow) {
-                float* out = y + ((n * g.OH + oh) * g.OW + ow) * g.C;
-                for (int64_t c = 0; c < C; ++c) out[c] = 0.f;
-                for (int64_t kh = 0; kh < g.k; ++kh) {
-                    const int64_t ih = oh * g.stride - g.pad + kh;
-                    if (ih < 0 || ih >= g.H) continue;
-                    for (int64_t kw = 0; kw < g.k; ++kw) {
-                        const int64_t iw = ow * g.stride - g.pad + kw;
-                        if (iw < 0 || iw >= g.W) continue;
-                        const float* in = x + ((n * g.H + ih) * g.W + iw) * g.C;
+    for (int64_t p = p0; p < p1; ++p, out += C) {
+        const int64_t n = p / (g.OH * g.OW), oh = p / g.OW % g.OH, ow = p % g.OW;
+        for (int64_t c = 0; c < C; ++c) out[c] = 0.f;
+        for (int64_t kh = 0; kh < g.k; ++kh) {
+            const int64_t ih = oh * g.stride - g.pad + kh;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int64_t kw = 0; kw < g.k; ++kw) {
+                const int64_t iw = ow * g.stride - g.pad + kw;
+                if (iw < 0 || iw >= g.W) continue;
+                const float* in = x + ((n * g.H + ih) * g.W + iw) * C;
 #pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) out[c] += in[c];
-                    }
-                }
-                for (int64_t c = 0; c < C; ++c) out[c] *= inv;
+                for (int64_t c = 0; c < C; ++c) out[c] += in[c];
             }
+        }
+        for (int64_t c = 0; c < C; ++c) out[c] *= inv;
+    }
+}
+
+/// y [N, OH, OW, C] = mean of each k x k window (padding counted as zeros).
+inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) {
+    // Output rows of all images are the work items, so a batch of one splits too.
+    const int64_t rows = g.N * g.OH;
+#pragma omp parallel for schedule(static) if (pool_worth_threading(g))
+    for (int64_t r = 0; r < rows; ++r) avg_pool2d_pixels(x, g, r * g.OW, (r + 1) * g.OW, y + r * g.OW * g.C);
 }
 
 /// dx [N, H, W, C] += dy spread evenly over each window. Parallel over images: windows of one

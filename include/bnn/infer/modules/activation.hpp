@@ -1,23 +1,30 @@
 #pragma once
 /// @file activation.hpp
 /// The element-wise activations in a module tree and a graph. ReLU and PReLU fuse into the batch
-/// norm that produced their input, PReLU also into a fully binary conv's epilogue.
+/// norm that produced their input (a step of its own, or fused into a 1x1 conv), PReLU also into
+/// a fully binary conv's epilogue.
 #include <memory>
 #include <string>
 
 #include "bnn/infer/binary_conv_node.hpp"
 #include "bnn/infer/module_type.hpp"
 #include "bnn/infer/op_steps.hpp"
+#include "bnn/infer/pointwise_conv_step.hpp"
 #include "bnn/nn/activation.hpp"
 
 namespace bnn::infer::modules {
 
-/// ReLU or PReLU (slope [C]) of value x: into the batch norm or binary conv that produced x when
-/// only they read it, else a step of its own.
+/// ReLU or PReLU (slope [C]) of value x: into the batch norm (or 1x1 conv with its batch norm) or
+/// binary conv that produced x when only they read it, else a step of its own.
 inline int lower_activation(Lowering& l, const std::string& path, int x, Activation act, const Tensor<float>& slope) {
     if (l.fusable(x)) {
         if (auto* bn = dynamic_cast<BatchNormStep*>(&l.graph().producer(x)); bn && !bn->has_activation()) {
             bn->fuse_activation(act, act == Activation::PReLU ? slope.clone() : Tensor<float>());
+            return x;
+        }
+        if (auto* conv = dynamic_cast<PointwiseConvStep*>(&l.graph().producer(x));
+            conv && conv->has_batch_norm() && !conv->has_activation()) {
+            conv->fuse_activation(act, act == Activation::PReLU ? slope.clone() : Tensor<float>());
             return x;
         }
         if (auto* node = dynamic_cast<BinaryConvNode*>(&l.graph().producer(x));

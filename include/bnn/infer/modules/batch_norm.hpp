@@ -1,12 +1,14 @@
 #pragma once
 /// @file batch_norm.hpp
 /// BatchNorm2d in a module tree and a graph: one scale and shift per channel (eval mode), into
-/// which a following ReLU or PReLU (activation.hpp) or fully binary conv (binary_conv2d.hpp) fuses.
+/// which a following ReLU or PReLU (activation.hpp) or fully binary conv (binary_conv2d.hpp)
+/// fuses; itself fused into the 1x1 conv that produced its input (pointwise_conv_step.hpp).
 #include <memory>
 #include <string>
 
 #include "bnn/infer/module_type.hpp"
 #include "bnn/infer/op_steps.hpp"
+#include "bnn/infer/pointwise_conv_step.hpp"
 #include "bnn/nn/batch_norm.hpp"
 
 namespace bnn::infer {
@@ -30,6 +32,11 @@ inline ModuleType batch_norm2d() {
                                                      r.number("eps"));
         },
         [](Lowering& l, const nn::BatchNorm2d& m, const std::string& path, int x) {
+            if (auto* conv = l.fusable(x) ? dynamic_cast<PointwiseConvStep*>(&l.graph().producer(x)) : nullptr;
+                conv && !conv->has_batch_norm()) {
+                conv->fuse_batch_norm(fold_batch_norm(m));
+                return x;
+            }
             return l.add(std::make_unique<BatchNormStep>(path, fold_batch_norm(m)), {x});
         });
 }

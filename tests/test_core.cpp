@@ -8,9 +8,12 @@
 #include <map>
 #include <vector>
 
+#include <omp.h>
+
 #include "bnn/autograd/variable.hpp"
 #include "bnn/core/tensor.hpp"
 #include "bnn/core/threads.hpp"
+#include "bnn/core/error.hpp"
 #include "bnn/nn/module.hpp"
 #include "bnn/ops/activation.hpp"
 #include "bnn/ops/batch_norm.hpp"
@@ -137,6 +140,51 @@ TEST_CASE("worth_threading and parallel_ranges split work evenly", "[threads]") 
     });
     for (int64_t s : share) REQUIRE((s == 34 || s == 35));
     REQUIRE(hits == std::vector<int>(103, 1));
+}
+
+TEST_CASE("with_thread_team: passes run on the team's threads, nested ones inline, errors reach the caller",
+          "[threads]") {
+    const int threads_before = num_threads();
+    set_num_threads(2);
+    // Catch2 is not thread safe: record on the threads, check afterwards.
+    constexpr int kPasses = 2000;
+    std::vector<int> hits(kPasses * 7, 0), share_thread(kPasses * 2, -1), nested_hits(kPasses * 2 * 5, 0);
+    std::vector<char> in_pass(kPasses * 2, 0);
+    bool leader_outside_pass = true;
+    with_thread_team(2, [&] {
+        for (int pass = 0; pass < kPasses; ++pass) {
+            leader_outside_pass = leader_outside_pass && !in_parallel_pass();
+            parallel_ranges(7, 2, [&](int t, int64_t b, int64_t e) {
+                for (int64_t i = b; i < e; ++i) ++hits[pass * 7 + i];
+                share_thread[pass * 2 + t] = omp_get_thread_num();
+                in_pass[pass * 2 + t] = in_parallel_pass();
+                // A pass inside a share runs on the share's thread, as a nested region would.
+                parallel_ranges(5, 2, [&](int, int64_t nb, int64_t ne) {
+                    for (int64_t i = nb; i < ne; ++i) ++nested_hits[(pass * 2 + t) * 5 + i];
+                });
+            });
+        }
+    });
+    REQUIRE(leader_outside_pass);
+    REQUIRE(hits == std::vector<int>(hits.size(), 1));
+    REQUIRE(nested_hits == std::vector<int>(nested_hits.size(), 1));
+    REQUIRE(in_pass == std::vector<char>(in_pass.size(), 1));
+    int on_other_thread = 0;
+    for (int pass = 0; pass < kPasses; ++pass) {
+        REQUIRE(share_thread[pass * 2] == 0);
+        on_other_thread += share_thread[pass * 2 + 1] == 1;
+    }
+    REQUIRE(on_other_thread == kPasses);  // libgomp gives the two threads asked for on any machine
+    // An error on the leader ends the team and reaches the caller; the next team works.
+    REQUIRE_THROWS_WITH(with_thread_team(2, [&] {
+                            parallel_ranges(4, 2, [](int, int64_t, int64_t) {});
+                            throw Error("stop here");
+                        }),
+                        "stop here");
+    int sum = 0;
+    with_thread_team(2, [&] { parallel_ranges(10, 2, [&](int t, int64_t b, int64_t e) { if (t == 0) sum = int(e - b); }); });
+    REQUIRE(sum == 5);
+    set_num_threads(threads_before);
 }
 
 TEST_CASE("backward accumulates through shared inputs (residual-style reuse)", "[autograd]") {

@@ -4,9 +4,13 @@
 /// - how many threads: num_threads() (OpenMP's setting, which Eigen's GEMM reads too), set by
 ///   set_num_threads();
 /// - whether a pass is worth a parallel region: worth_threading(elements);
-/// - how to split work items evenly: parallel_ranges();
+/// - how to split work items evenly: parallel_ranges(), and an element-wise pass: parallel_pass();
+/// - how to keep the threads of many short passes in one parallel region: with_thread_team();
 /// - where a thread keeps its temporary buffer between calls: thread_scratch<Tag, T>(count).
+#include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <exception>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -40,12 +44,109 @@ inline int num_threads() {
 /// than it saves (opening one costs about as much as a pass over 64 Ki floats).
 inline bool worth_threading(int64_t elements) { return elements > (int64_t{1} << 16); }
 
+namespace detail {
+
+/// A team of threads kept in one OpenMP parallel region for a whole sequence of passes (an
+/// inference graph's call, with_thread_team): its member threads spin between passes and the
+/// leader hands each pass out through two cache lines, which costs a fraction of opening a
+/// parallel region per pass. A team's passes must not throw.
+class ThreadTeam {
+public:
+    int size() const { return size_; }
+
+    /// The leader: fn(t, begin, end) for the `threads` even shares of [0, items), share 0 on the
+    /// calling thread; returns when every share is done.
+    template <class F>
+    void run(int64_t items, int threads, F& fn) {
+        job_ = {&call<F>, &fn, items, threads};
+        done_.store(0, std::memory_order_relaxed);
+        sequence_.fetch_add(1, std::memory_order_release);
+        run_share(0);
+        while (done_.load(std::memory_order_acquire) != size_ - 1) pause();
+    }
+
+    /// A member (t >= 1): runs its share of each pass until the leader stops the team.
+    void serve(int t) {
+        uint64_t seen = 0;
+        for (;;) {
+            uint64_t now;
+            while ((now = sequence_.load(std::memory_order_acquire)) == seen) pause();
+            seen = now;
+            if (stopping_) return;
+            run_share(t);
+            done_.fetch_add(1, std::memory_order_release);
+        }
+    }
+
+    /// The leader, inside the region: start (size = the region's threads) and stop.
+    void start(int size) { size_ = size; }
+    void stop() {
+        stopping_ = true;
+        sequence_.fetch_add(1, std::memory_order_release);
+    }
+
+private:
+    struct Job {
+        void (*call)(void* fn, int t, int64_t begin, int64_t end) = nullptr;
+        void* fn = nullptr;
+        int64_t items = 0;
+        int threads = 0;
+    };
+    template <class F>
+    static void call(void* fn, int t, int64_t begin, int64_t end) {
+        (*static_cast<F*>(fn))(t, begin, end);
+    }
+    void run_share(int t) {
+        if (t >= job_.threads) return;
+        job_.call(job_.fn, t, job_.items * t / job_.threads, job_.items * (t + 1) / job_.threads);
+    }
+    static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        asm volatile("yield");
+#endif
+    }
+
+    alignas(64) std::atomic<uint64_t> sequence_{0};
+    alignas(64) std::atomic<int> done_{0};
+    alignas(64) Job job_;
+    bool stopping_ = false;
+    int size_ = 1;
+};
+
+/// The team whose leader is this thread, outside the team's passes (null elsewhere).
+inline thread_local ThreadTeam* leading_team = nullptr;
+
+}  // namespace detail
+
+/// True inside a parallel region's pass, where a kernel runs on the calling thread alone; false
+/// on a team's leader between passes (with_thread_team), which may hand out passes.
+inline bool in_parallel_pass() {
+#ifdef _OPENMP
+    return omp_in_parallel() && detail::leading_team == nullptr;
+#else
+    return false;
+#endif
+}
+
 /// Splits [0, items) into `threads` contiguous, even shares and runs fn(thread, begin, end) for
-/// each on its own OpenMP thread (inline when threads <= 1). A share may be empty.
+/// each on its own thread (inline when threads <= 1): through the calling thread's team when it
+/// leads one (with_thread_team), else in an OpenMP parallel region. A share may be empty.
 template <class F>
 void parallel_ranges(int64_t items, int threads, F&& fn) {
     if (threads <= 1) {
         fn(0, int64_t{0}, items);
+        return;
+    }
+    if (detail::ThreadTeam* team = detail::leading_team) {
+        // Nested parallel_ranges inside a share run as nested regions do: on their own thread.
+        auto share = [&](int t, int64_t begin, int64_t end) {
+            detail::leading_team = nullptr;
+            fn(t, begin, end);
+            detail::leading_team = t == 0 ? team : nullptr;
+        };
+        team->run(items, std::min(threads, team->size()), share);
         return;
     }
 #pragma omp parallel num_threads(threads)
@@ -57,6 +158,50 @@ void parallel_ranges(int64_t items, int threads, F&& fn) {
 #endif
         fn(static_cast<int>(t), items * t / nt, items * (t + 1) / nt);
     }
+}
+
+/// fn(begin, end) over contiguous shares of [0, items) on the threads when a pass over
+/// `elements` values is worth threading, else inline: the split of an element-wise kernel.
+template <class F>
+void parallel_pass(int64_t items, int64_t elements, F&& fn) {
+    parallel_ranges(items, worth_threading(elements) ? num_threads() : 1,
+                    [&](int, int64_t begin, int64_t end) { fn(begin, end); });
+}
+
+/// Runs body() on the calling thread with `threads` threads kept in one parallel region: every
+/// parallel_ranges() in it (and in what it calls) hands out its shares to the waiting threads
+/// instead of opening a region of its own. An exception from body() is rethrown here. Inline,
+/// without a team, for one thread or inside a parallel region.
+template <class Body>
+void with_thread_team(int threads, Body&& body) {
+#ifdef _OPENMP
+    if (threads <= 1 || omp_in_parallel() || detail::leading_team) {
+        body();
+        return;
+    }
+    detail::ThreadTeam team;
+    std::exception_ptr error;
+#pragma omp parallel num_threads(threads)
+    {
+        if (omp_get_thread_num() == 0) {
+            team.start(omp_get_num_threads());
+            detail::leading_team = &team;
+            try {
+                body();
+            } catch (...) {
+                error = std::current_exception();
+            }
+            detail::leading_team = nullptr;
+            team.stop();
+        } else {
+            team.serve(omp_get_thread_num());
+        }
+    }
+    if (error) std::rethrow_exception(error);
+#else
+    (void)threads;
+    body();
+#endif
 }
 
 namespace detail {

@@ -158,6 +158,14 @@ private:
     const Tensor<float>& run_on(const Shape& shape, const float* input) {
         if (!(shape == planned_) || num_threads() != planned_threads_) plan(shape);
         for (int v : input_views_) ptr_[v] = const_cast<float*>(input);  // read only: never in place
+        // One parallel region for the whole call: the steps' passes go to threads that wait
+        // for them, rather than each opening a region (bnn::with_thread_team).
+        with_thread_team(planned_threads_, [&] { run_steps(); });
+        if (profiling_) ++profiled_calls_;
+        return output_tensor_;
+    }
+
+    void run_steps() {
         for (size_t i = 0; i < steps_.size(); ++i) {
             Step& s = *steps_[i];
             if (s.is_view()) continue;
@@ -171,8 +179,6 @@ private:
                 profile_[s.kind()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             }
         }
-        if (profiling_) ++profiled_calls_;
-        return output_tensor_;
     }
 
     int root(int v) const { return v == 0 || !steps_[v - 1]->is_view() ? v : root(inputs_[v - 1][0]); }

@@ -18,8 +18,10 @@ namespace bnn::kernels {
 
 /// y[n] = max(x, 0)
 inline void relu_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (worth_threading(n))
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+    parallel_pass(n, n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+    });
 }
 namespace detail {
 template <bool Accumulate>
@@ -71,8 +73,10 @@ inline float tanh_approx(float x) {
 
 /// y[n] = tanh(x)
 inline void tanh_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (worth_threading(n))
-    for (int64_t i = 0; i < n; ++i) y[i] = detail::tanh_approx(x[i]);
+    parallel_pass(n, n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) y[i] = detail::tanh_approx(x[i]);
+    });
 }
 namespace detail {
 template <bool Accumulate>
@@ -88,15 +92,16 @@ inline void tanh_backward(const float* y, const float* dy, float* dx, int64_t n,
 
 /// y[n] = 1 / (1 + exp(-x)), written so neither branch overflows.
 inline void sigmoid_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (worth_threading(n))
-    for (int64_t i = 0; i < n; ++i) {
-        if (x[i] >= 0.f) {
-            y[i] = 1.f / (1.f + std::exp(-x[i]));
-        } else {
-            const float e = std::exp(x[i]);
-            y[i] = e / (1.f + e);
+    parallel_pass(n, n, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+            if (x[i] >= 0.f) {
+                y[i] = 1.f / (1.f + std::exp(-x[i]));
+            } else {
+                const float e = std::exp(x[i]);
+                y[i] = e / (1.f + e);
+            }
         }
-    }
+    });
 }
 /// dx[n] += dy * y * (1 - y), y = sigmoid(x)
 inline void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n) {
@@ -106,8 +111,10 @@ inline void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t
 
 /// y[n] = clamp(x, lo, hi)
 inline void hardtanh_forward(const float* x, float* y, int64_t n, float lo, float hi) {
-#pragma omp parallel for simd schedule(static) if (worth_threading(n))
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
+    parallel_pass(n, n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
+    });
 }
 /// dx[n] += dy where lo < x < hi (zero on the flat parts)
 inline void hardtanh_backward(const float* x, const float* dy, float* dx, int64_t n, float lo, float hi) {
@@ -120,13 +127,14 @@ inline void hardtanh_backward(const float* x, const float* dy, float* dx, int64_
 
 /// y[M, C] = x > 0 ? x : slope[c] * x; x [M, C] (channels last), slope [C]
 inline void prelu_forward(const float* x, const float* slope, float* y, int64_t M, int64_t C) {
-#pragma omp parallel for schedule(static) if (worth_threading(M * C))
-    for (int64_t m = 0; m < M; ++m)
+    parallel_pass(M, M * C, [&](int64_t begin, int64_t end) {
+        for (int64_t m = begin; m < end; ++m)
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-            const float v = x[m * C + c], neg = slope[c] * v;
-            y[m * C + c] = v > 0.f ? v : neg;
-        }
+            for (int64_t c = 0; c < C; ++c) {
+                const float v = x[m * C + c], neg = slope[c] * v;
+                y[m * C + c] = v > 0.f ? v : neg;
+            }
+    });
 }
 namespace detail {
 template <bool Accumulate>
@@ -164,17 +172,17 @@ inline void prelu_backward(const float* x, const float* slope, const float* dy, 
 /// one pass, without storing the scaled tensor. Rounds exactly as mul_forward then prelu_forward.
 inline void scaled_prelu_forward(const float* x, const float* scale, const float* slope, float* y, int64_t outer,
                                  int64_t inner, int64_t C) {
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threading(outer * inner * C))
-    for (int64_t o = 0; o < outer; ++o)
-        for (int64_t i = 0; i < inner; ++i) {
-            const int64_t base = (o * inner + i) * C;
-            const float* s = scale + o * C;
+    parallel_pass(outer * inner, outer * inner * C, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {  // row r = o * inner + i
+            const int64_t base = r * C;
+            const float* s = scale + r / inner * C;
 #pragma omp simd
             for (int64_t c = 0; c < C; ++c) {
                 const float t = x[base + c] * s[c], sl = slope[c];
                 y[base + c] = t * (t > 0.f ? 1.f : sl);  // t * 1 == t: as prelu_forward
             }
         }
+    });
 }
 namespace detail {
 /// Rows of samples [o0, o1) of scaled_prelu_backward; which gradients it writes is fixed at

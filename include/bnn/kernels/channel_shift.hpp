@@ -11,11 +11,11 @@ namespace bnn::kernels {
 
 /// x, y: [rows, C]; b: [C]. y = x + b[c]. y may be x.
 inline void channel_shift_forward(const float* x, const float* b, float* y, int64_t rows, int64_t C) {
-#pragma omp parallel for schedule(static) if (worth_threading(rows * C))
-    for (int64_t r = 0; r < rows; ++r) {
+    parallel_pass(rows, rows * C, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r)
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] + b[c];
-    }
+            for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] + b[c];
+    });
 }
 
 namespace detail {

@@ -155,16 +155,9 @@ int for_each_block(const Conv2dGeometry& g, const ConvBlocking& b, int threads, 
         for (int64_t oh = 0; oh < g.OH; oh += b.rows_per_block) body(n0, n1, oh, std::min(oh + b.rows_per_block, g.OH), t);
     };
     if (threads > 1 && b.units >= threads) {
-#pragma omp parallel num_threads(threads)
-        {
-#ifdef _OPENMP
-            const int t = omp_get_thread_num();
-#else
-            const int t = 0;
-#endif
-#pragma omp for schedule(static)
-            for (int64_t u = 0; u < b.units; ++u) unit(u, t);
-        }
+        parallel_ranges(b.units, threads, [&](int t, int64_t u0, int64_t u1) {
+            for (int64_t u = u0; u < u1; ++u) unit(u, t);
+        });
         return threads;
     }
     for (int64_t u = 0; u < b.units; ++u) unit(u, 0);

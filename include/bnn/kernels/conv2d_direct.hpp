@@ -53,14 +53,12 @@ void conv2d_forward_direct(const float* x, const float* w, const float* bias, fl
     for (int64_t kh = 0; kh < g.KH; ++kh)
         for (int64_t kw = 0; kw < g.KW; ++kw) offset[kh * g.KW + kw] = (kh * Wp + kw) * C;
 
-#pragma omp parallel num_threads(threads)
-    {
+    parallel_ranges(g.N, threads, [&](int, int64_t n0, int64_t n1) {
         // Zeroed once per call: the image copies only ever write the interior, so the border stays zero.
         float* xp = thread_scratch<DirectConvImage>(padded_floats);
         std::fill(xp, xp + padded_floats, 0.f);
         alignas(64) float tile[MR * NR];
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g.N; ++n) {
+        for (int64_t n = n0; n < n1; ++n) {
             const float* img = x + n * g.H * g.W * C;
             for (int64_t ih = 0; ih < g.H; ++ih)
                 std::memcpy(xp + ((ih + g.pad) * Wp + g.pad) * C, img + ih * g.W * C, sizeof(float) * g.W * C);
@@ -90,7 +88,7 @@ void conv2d_forward_direct(const float* x, const float* w, const float* bias, fl
                 }
             }
         }
-    }
+    });
 }
 
 }  // namespace bnn::kernels::detail

@@ -10,8 +10,10 @@ namespace bnn::kernels {
 
 /// y[n] = a + sign * b   (sign = +1 for add, -1 for sub)
 inline void add_forward(const float* a, const float* b, float* y, int64_t n, float sign) {
-#pragma omp parallel for simd schedule(static) if (worth_threading(n))
-    for (int64_t i = 0; i < n; ++i) y[i] = a[i] + sign * b[i];
+    parallel_pass(n, n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) y[i] = a[i] + sign * b[i];
+    });
 }
 
 /// dx[n] += s * dy
@@ -33,13 +35,14 @@ inline void scale_forward(const float* x, float s, float* y, int64_t n) {
 ///   b [N, C] per sample:  outer = N,  inner = n / (N*C)
 /// y [outer, inner, C] = a * b[o, c]
 inline void mul_forward(const float* a, const float* b, float* y, int64_t outer, int64_t inner, int64_t C) {
-#pragma omp parallel for schedule(static) if (worth_threading(outer * inner * C))
-    for (int64_t o = 0; o < outer; ++o)
-        for (int64_t i = 0; i < inner; ++i) {
-            const int64_t base = (o * inner + i) * C;
+    parallel_pass(outer * inner, outer * inner * C, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {  // row r = o * inner + i
+            const int64_t base = r * C;
+            const float* s = b + r / inner * C;
 #pragma omp simd
-            for (int64_t c = 0; c < C; ++c) y[base + c] = a[base + c] * b[o * C + c];
+            for (int64_t c = 0; c < C; ++c) y[base + c] = a[base + c] * s[c];
         }
+    });
 }
 
 /// da [outer, inner, C] += dy * b[o, c];  db [outer, C] += sum over inner of dy * a.

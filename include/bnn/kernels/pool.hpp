@@ -54,9 +54,9 @@ inline void avg_pool2d_pixels(const float* x, const PoolGeometry& g, int64_t p0,
 /// y [N, OH, OW, C] = mean of each k x k window (padding counted as zeros).
 inline void avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g) {
     // Output rows of all images are the work items, so a batch of one splits too.
-    const int64_t rows = g.N * g.OH;
-#pragma omp parallel for schedule(static) if (pool_worth_threading(g))
-    for (int64_t r = 0; r < rows; ++r) avg_pool2d_pixels(x, g, r * g.OW, (r + 1) * g.OW, y + r * g.OW * g.C);
+    parallel_ranges(g.N * g.OH, pool_worth_threading(g) ? num_threads() : 1, [&](int, int64_t begin, int64_t end) {
+        avg_pool2d_pixels(x, g, begin * g.OW, end * g.OW, y + begin * g.OW * g.C);
+    });
 }
 
 /// dx [N, H, W, C] += dy spread evenly over each window. Parallel over images: windows of one

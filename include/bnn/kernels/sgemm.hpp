@@ -71,13 +71,7 @@ inline void sgemm_portable(bool trans_a, bool trans_b, int64_t M, int64_t N, int
     }
 }
 
-inline bool sgemm_in_parallel() {
-#ifdef _OPENMP
-    return omp_in_parallel();
-#else
-    return true;
-#endif
-}
+
 
 #if BNN_X86
 /// Padded work (tile area times tiles) of covering M x N with MR x NR tiles.
@@ -132,7 +126,7 @@ void sgemm_serial(Isa isa, const Source& src, int64_t M, int64_t N, int64_t m0, 
 /// block of rows (or of columns, when C is wide) per thread, in whole tiles.
 template <class Source>
 void sgemm_run(Isa isa, const Source& src, int64_t M, int64_t N, int64_t K, float* C, int64_t ldc, bool accumulate) {
-    int threads = !sgemm_in_parallel() && 2.0 * double(M) * double(N) * double(K) >= 4e6 ? num_threads() : 1;
+    int threads = !in_parallel_pass() && 2.0 * double(M) * double(N) * double(K) >= 4e6 ? num_threads() : 1;
     const bool by_rows = M >= N;
     // Cut at multiples of the tiles (AVX-512's MR 14, 28, 8 and NR 32, 16, 48; NEON's NR 8) so only
     // the last thread's share can end in a partial tile; NEON's MR 12 does not divide 56, so a
@@ -144,13 +138,12 @@ void sgemm_run(Isa isa, const Source& src, int64_t M, int64_t N, int64_t K, floa
         return;
     }
     const int64_t chunk = ((extent + threads - 1) / threads + grain - 1) / grain * grain;
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int t = 0; t < threads; ++t) {
+    parallel_ranges(threads, threads, [&](int t, int64_t, int64_t) {
         const int64_t b = std::min(extent, t * chunk), e = std::min(extent, b + chunk);
-        if (b >= e) continue;
+        if (b >= e) return;
         if (by_rows) sgemm_serial(isa, src, M, N, b, e, 0, N, K, C, ldc, accumulate);
         else sgemm_serial(isa, src, M, N, 0, M, b, e, K, C, ldc, accumulate);
-    }
+    });
 }
 #endif  // BNN_X86 || __aarch64__
 

@@ -84,7 +84,7 @@ inline void sgemm_few_rows(Isa isa, int64_t M, int64_t N, int64_t K, const float
         }
     };
     const int64_t groups = (N + 31) / 32;  // whole 32-column groups per thread
-    const int threads = detail::sgemm_in_parallel() || !worth_threading(M * N * K / 4)
+    const int threads = in_parallel_pass() || !worth_threading(M * N * K / 4)
                             ? 1
                             : static_cast<int>(std::min<int64_t>(num_threads(), groups));
     parallel_ranges(groups, threads, [&](int, int64_t g0, int64_t g1) {

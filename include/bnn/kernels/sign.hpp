@@ -15,8 +15,10 @@ namespace bnn::kernels {
 
 /// y[n] = x >= 0 ? +1 : -1 (sign(0) = +1, the bit convention of the packed kernels)
 inline void sign_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (worth_threading(n))
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] >= 0.f ? 1.f : -1.f;
+    parallel_pass(n, n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) y[i] = x[i] >= 0.f ? 1.f : -1.f;
+    });
 }
 
 namespace detail {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstddef>
 #include <exception>
+#include <thread>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -47,9 +48,11 @@ inline bool worth_threading(int64_t elements) { return elements > (int64_t{1} <<
 namespace detail {
 
 /// A team of threads kept in one OpenMP parallel region for a whole sequence of passes (an
-/// inference graph's call, with_thread_team): its member threads spin between passes and the
+/// inference graph's call, with_thread_team): its member threads wait between passes and the
 /// leader hands each pass out through two cache lines, which costs a fraction of opening a
-/// parallel region per pass. A team's passes must not throw.
+/// parallel region per pass. A wait spins for tens of microseconds (the gaps between a graph's
+/// passes), then sleeps until woken, so that teams on a machine with more threads than cores
+/// let each other run. A team's passes must not throw.
 class ThreadTeam {
 public:
     int size() const { return size_; }
@@ -61,20 +64,21 @@ public:
         job_ = {&call<F>, &fn, items, threads};
         done_.store(0, std::memory_order_relaxed);
         sequence_.fetch_add(1, std::memory_order_release);
+        sequence_.notify_all();
         run_share(0);
-        while (done_.load(std::memory_order_acquire) != size_ - 1) pause();
+        for (uint32_t done; (done = done_.load(std::memory_order_acquire)) != uint32_t(size_ - 1);)
+            wait_for_change(done_, done);
     }
 
     /// A member (t >= 1): runs its share of each pass until the leader stops the team.
     void serve(int t) {
-        uint64_t seen = 0;
+        uint32_t seen = 0;
         for (;;) {
-            uint64_t now;
-            while ((now = sequence_.load(std::memory_order_acquire)) == seen) pause();
-            seen = now;
+            seen = wait_for_change(sequence_, seen);
             if (stopping_) return;
             run_share(t);
             done_.fetch_add(1, std::memory_order_release);
+            done_.notify_one();
         }
     }
 
@@ -83,6 +87,7 @@ public:
     void stop() {
         stopping_ = true;
         sequence_.fetch_add(1, std::memory_order_release);
+        sequence_.notify_all();
     }
 
 private:
@@ -100,16 +105,42 @@ private:
         if (t >= job_.threads) return;
         job_.call(job_.fn, t, job_.items * t / job_.threads, job_.items * (t + 1) / job_.threads);
     }
-    static void pause() {
+    /// The value of `a` once it is no longer `old`: a thousand pause instructions (about 20 us on
+    /// Zen 5), then sleeps (a futex: notify costs a load while nobody sleeps). While the teams of
+    /// the process have more threads than the machine has cores it sleeps at once: a spinning
+    /// thread would hold the core a descheduled team mate needs.
+    static uint32_t wait_for_change(const std::atomic<uint32_t>& a, uint32_t old) {
+        const int spin_limit = team_threads().load(std::memory_order_relaxed) > cores() ? 0 : 1024;
+        for (int spins = 0; spins < spin_limit; ++spins) {
+            const uint32_t now = a.load(std::memory_order_acquire);
+            if (now != old) return now;
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
+            __builtin_ia32_pause();
 #elif defined(__aarch64__)
-        asm volatile("yield");
+            asm volatile("yield");
 #endif
+        }
+        for (;;) {
+            a.wait(old, std::memory_order_acquire);
+            const uint32_t now = a.load(std::memory_order_acquire);
+            if (now != old) return now;
+        }
     }
 
-    alignas(64) std::atomic<uint64_t> sequence_{0};
-    alignas(64) std::atomic<int> done_{0};
+public:
+    /// The threads of every team of the process now, and the cores they share.
+    static std::atomic<int>& team_threads() {
+        static std::atomic<int> count{0};
+        return count;
+    }
+    static int cores() {
+        static const int n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+        return n;
+    }
+
+private:
+    alignas(64) std::atomic<uint32_t> sequence_{0};
+    alignas(64) std::atomic<uint32_t> done_{0};
     alignas(64) Job job_;
     bool stopping_ = false;
     int size_ = 1;
@@ -185,6 +216,7 @@ void with_thread_team(int threads, Body&& body) {
     {
         if (omp_get_thread_num() == 0) {
             team.start(omp_get_num_threads());
+            detail::ThreadTeam::team_threads().fetch_add(team.size(), std::memory_order_relaxed);
             detail::leading_team = &team;
             try {
                 body();
@@ -193,6 +225,7 @@ void with_thread_team(int threads, Body&& body) {
             }
             detail::leading_team = nullptr;
             team.stop();
+            detail::ThreadTeam::team_threads().fetch_sub(team.size(), std::memory_order_relaxed);
         } else {
             team.serve(omp_get_thread_num());
         }

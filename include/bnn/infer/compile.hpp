@@ -12,7 +12,9 @@
 ///   into the conv's planned input bits (the BN output is never stored);
 /// - after a fully binary conv: its scale alpha, a half-block's gate G, a PReLU and a residual
 ///   addition, in the XNOR tile's epilogue;
-/// - after a BatchNorm2d: ReLU or PReLU in the same pass; after a residual addition: ReLU.
+/// - after a BatchNorm2d: ReLU or PReLU in the same pass; after a residual addition: ReLU;
+/// - a 1x1 stride-1 Conv2d with the unpadded average pool before it and the BatchNorm2d (and its
+///   ReLU or PReLU) after it: one pass per thread over its share of pixels (pointwise_conv_step.hpp).
 ///
 /// Everything else runs op by op with the training kernels (op_steps.hpp). Every step computes
 /// the training ops' floats in their order, so the graph's output equals model.forward() in eval

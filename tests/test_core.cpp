@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include <omp.h>
@@ -184,6 +185,22 @@ TEST_CASE("with_thread_team: passes run on the team's threads, nested ones inlin
     int sum = 0;
     with_thread_team(2, [&] { parallel_ranges(10, 2, [&](int t, int64_t b, int64_t e) { if (t == 0) sum = int(e - b); }); });
     REQUIRE(sum == 5);
+    // Teams on three program threads at once outnumber the cores here, so their threads sleep
+    // between passes instead of spinning: every pass still runs each share once.
+    std::vector<std::vector<int>> counts(3, std::vector<int>(500 * 4, 0));
+    std::vector<std::thread> callers;
+    for (int c = 0; c < 3; ++c)
+        callers.emplace_back([&counts, c] {
+            set_num_threads(2);
+            with_thread_team(2, [&] {
+                for (int pass = 0; pass < 500; ++pass)
+                    parallel_ranges(4, 2, [&](int, int64_t b, int64_t e) {
+                        for (int64_t i = b; i < e; ++i) ++counts[c][pass * 4 + i];
+                    });
+            });
+        });
+    for (auto& t : callers) t.join();
+    for (const auto& c : counts) REQUIRE(c == std::vector<int>(c.size(), 1));
     set_num_threads(threads_before);
 }
 

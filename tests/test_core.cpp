@@ -2,6 +2,7 @@
 // overwritten instead of accumulated.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -185,6 +186,28 @@ TEST_CASE("with_thread_team: passes run on the team's threads, nested ones inlin
     int sum = 0;
     with_thread_team(2, [&] { parallel_ranges(10, 2, [&](int t, int64_t b, int64_t e) { if (t == 0) sum = int(e - b); }); });
     REQUIRE(sum == 5);
+    // An error in the leader's share waits for the other shares, then reaches the caller, who
+    // may go on handing out passes.
+    std::vector<int> other_share_done(2, 0);
+    bool caught = false, leads_again = false;
+    with_thread_team(2, [&] {
+        try {
+            parallel_ranges(2, 2, [&](int t, int64_t, int64_t) {
+                if (t == 0) throw Error("in share 0");
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                other_share_done[0] = 1;
+            });
+        } catch (const Error&) {
+            caught = true;
+            other_share_done[1] = other_share_done[0];  // read after run() returned
+        }
+        parallel_ranges(2, 2, [&](int t, int64_t, int64_t) {
+            if (t == 1) leads_again = omp_get_thread_num() == 1;
+        });
+    });
+    REQUIRE(caught);
+    REQUIRE(other_share_done[1] == 1);
+    REQUIRE(leads_again);
     // Teams on three program threads at once outnumber the cores here, so their threads sleep
     // between passes instead of spinning: every pass still runs each share once.
     std::vector<std::vector<int>> counts(3, std::vector<int>(500 * 4, 0));

@@ -58,16 +58,23 @@ public:
     int size() const { return size_; }
 
     /// The leader: fn(t, begin, end) for the `threads` even shares of [0, items), share 0 on the
-    /// calling thread; returns when every share is done.
+    /// calling thread; returns when every share is done (and only then rethrows an exception
+    /// from share 0: the others still use fn).
     template <class F>
     void run(int64_t items, int threads, F& fn) {
         job_ = {&call<F>, &fn, items, threads};
         done_.store(0, std::memory_order_relaxed);
         sequence_.fetch_add(1, std::memory_order_release);
         sequence_.notify_all();
-        run_share(0);
+        std::exception_ptr error;
+        try {
+            run_share(0);
+        } catch (...) {
+            error = std::current_exception();
+        }
         for (uint32_t done; (done = done_.load(std::memory_order_acquire)) != uint32_t(size_ - 1);)
             wait_for_change(done_, done);
+        if (error) std::rethrow_exception(error);
     }
 
     /// A member (t >= 1): runs its share of each pass until the leader stops the team.
@@ -173,9 +180,12 @@ void parallel_ranges(int64_t items, int threads, F&& fn) {
     if (detail::ThreadTeam* team = detail::leading_team) {
         // Nested parallel_ranges inside a share run as nested regions do: on their own thread.
         auto share = [&](int t, int64_t begin, int64_t end) {
+            struct Lead {  // the leader leads again after its share, however it ends
+                detail::ThreadTeam* team;
+                ~Lead() { detail::leading_team = team; }
+            } lead{t == 0 ? team : nullptr};
             detail::leading_team = nullptr;
             fn(t, begin, end);
-            detail::leading_team = t == 0 ? team : nullptr;
         };
         team->run(items, std::min(threads, team->size()), share);
         return;

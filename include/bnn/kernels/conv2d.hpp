@@ -106,9 +106,10 @@ inline ConvBlocking conv_blocking(const Conv2dGeometry& g, int threads) {
 /// on a path with a packed sgemm. The binary convs share theirs out so too, so the next step (a
 /// batch norm, a residual add) reads on each thread the rows it wrote; a threaded GEMM of a
 /// product with more columns than rows would share out columns instead. The packed sgemm sums
-/// every output over K in one order whatever the row count, so a share's floats are one thread's;
-/// Eigen's GEMM, the scalar path's, picks its blocking from the row count, so it keeps the
-/// threaded GEMM.
+/// every output over K in one order whatever the row count, so a share's floats are one thread's.
+/// Eigen's GEMM, the scalar path's, picks its blocking from the row count and the thread count,
+/// so there a share's floats could differ from the whole product's; the scalar path keeps the
+/// threaded GEMM (whose floats may still differ between thread counts).
 inline bool pointwise_in_pixel_shares(const Conv2dGeometry& g, int threads) {
     return g.pointwise() && threads > 1 && has_packed_sgemm(active_isa()) &&
            conv_blocking(g, threads).units < threads && pointwise_worth_threading(g);

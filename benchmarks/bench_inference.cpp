@@ -144,21 +144,24 @@ void BM_BinaryGraph(benchmark::State& state) {
     if (it != best_float_ms().end()) state.counters["speedup_vs_float"] = it->second / (best * 1e3);
 }
 
-// The same network compiled with the integer stem (CompileOptions::stem = int16), run on raw
-// uint8 images: the stem's time is under "int stem".
-void BM_BinaryGraphIntStem(benchmark::State& state) {
+// The same network compiled with an integer stem (CompileOptions::stem = int16 or int8), run on
+// raw uint8 images: the stem's time is under "int stem".
+void time_integer_stem(benchmark::State& state, infer::StemPrecision precision) {
     const int64_t side = state.range(0), batch = state.range(1);
     set_num_threads(int(state.range(2)));
     Rng rng(1);
     Tensor<uint8_t> x = Tensor<uint8_t>::zeros(Shape{batch, side, side, 3});
     for (uint8_t& v : x) v = static_cast<uint8_t>(rng.below(256));
     infer::CompileOptions options;
-    options.stem = infer::StemPrecision::int16;
+    options.stem = precision;
     options.mean = {0.485f, 0.456f, 0.406f};
     options.std = {0.229f, 0.224f, 0.225f};
     infer::Graph graph = infer::compile(network(Variant::RealToBin, side == 224), x.shape(), options);
     time_graph(state, graph, x);
 }
+
+void BM_BinaryGraphIntStem(benchmark::State& state) { time_integer_stem(state, infer::StemPrecision::int16); }
+void BM_BinaryGraphInt8Stem(benchmark::State& state) { time_integer_stem(state, infer::StemPrecision::int8); }
 
 void BM_ModelSizes(benchmark::State& state) {
     const auto dir = std::filesystem::temp_directory_path();
@@ -225,6 +228,7 @@ BENCHMARK(BM_FloatResNet18)->Apply(configs);
 BENCHMARK(BM_BinaryOps)->Apply(configs);
 BENCHMARK(BM_BinaryGraph)->Apply(configs);
 BENCHMARK(BM_BinaryGraphIntStem)->Apply(configs);
+BENCHMARK(BM_BinaryGraphInt8Stem)->Apply(configs);
 BENCHMARK(BM_ModelSizes)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CrossCoreRead)->Arg(0)->Arg(1)->ArgName("reader")->UseManualTime()->Unit(benchmark::kMicrosecond);
 

@@ -1,6 +1,6 @@
 // What the integer stem costs in accuracy (docs/performance.md, "Integer stem"): one network
-// compiled twice, with the fp32 stem on normalized floats and with the int16 stem on the image
-// bytes, run over the same test images. Prints the largest logit difference (absolute, and
+// compiled twice, with the fp32 stem on normalized floats and with the int16 (or, --stem int8,
+// the int8) stem on the image bytes, run over the same test images. Prints the largest logit difference (absolute, and
 // relative to the image's largest |logit|), the share of images whose top-1 class agrees, and
 // each graph's top-1 accuracy.
 //
@@ -47,13 +47,16 @@ int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - 
 
 int main(int argc, char** argv) {
     CLI::App app{"Logit drift and top-1 agreement of the integer stem against the fp32 stem"};
-    std::string checkpoint, data_dir;
+    std::string checkpoint, data_dir, stem = "int16";
     bool imagenet = false;
     int64_t limit = 10000, batch = 50;
     app.add_option("--checkpoint", checkpoint, "a trainer checkpoint (CIFAR input)");
     app.add_flag("--imagenet", imagenet, "an untrained ImageNet-stem network on the images resized to 224");
     app.add_option("--data", data_dir, "CIFAR-100 binary directory (test.bin)")->required();
     app.add_option("--limit", limit, "test images to use")->check(CLI::PositiveNumber);
+    app.add_option("--stem", stem, "the integer stem to hold against the fp32 one")
+        ->check(CLI::IsMember({"int16", "int8"}))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     try {
         BNN_CHECK(imagenet != !checkpoint.empty(), "give either --checkpoint or --imagenet");
@@ -97,7 +100,7 @@ int main(int argc, char** argv) {
         const Shape shape{batch, side, side, p.channels};
         infer::Graph fp32 = infer::compile(*net, shape);
         infer::Graph int16 =
-            infer::compile(*net, shape, {.stem = infer::StemPrecision::int16, .mean = p.mean, .std = p.std});
+            infer::compile(*net, shape, {.stem = infer::stem_precision(stem), .mean = p.mean, .std = p.std});
         double max_abs = 0, max_rel = 0, sum_rel = 0;
         int64_t agree = 0, right_fp32 = 0, right_int16 = 0, seen = 0;
         for (int64_t i = 0; i + batch <= n; i += batch) {
@@ -130,8 +133,8 @@ int main(int argc, char** argv) {
         std::printf("relative to the image's largest |logit|: largest %.3g, mean %.3g\n", max_rel, sum_rel / double(seen));
         std::printf("top-1 agreement  %lld of %lld (%.2f%%)\n", static_cast<long long>(agree), static_cast<long long>(seen),
                     100.0 * double(agree) / double(seen));
-        std::printf("top-1 accuracy   fp32 stem %.2f%%, int16 stem %.2f%%\n", 100.0 * double(right_fp32) / double(seen),
-                    100.0 * double(right_int16) / double(seen));
+        std::printf("top-1 accuracy   fp32 stem %.2f%%, %s stem %.2f%%\n", 100.0 * double(right_fp32) / double(seen),
+                    stem.c_str(), 100.0 * double(right_int16) / double(seen));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "int_stem_drift: %s\n", e.what());
         return 1;

@@ -39,13 +39,14 @@ int main(int argc, char** argv) {
     app.add_option("--size", size, "input side for a deployment file without the trainer's metadata")
         ->check(CLI::Range(1, 4096));
     app.add_option("--channels", channels, "input channels for such a file")->check(CLI::Range(1, 4))->capture_default_str();
-    app.add_option("--stem", stem, "the first convolution on normalized floats (fp32) or on the image's bytes (int16)")
-        ->check(CLI::IsMember({"fp32", "int16"}))
+    app.add_option("--stem", stem,
+                   "the first convolution on normalized floats (fp32) or on the image's bytes with int16 or int8 weights")
+        ->check(CLI::IsMember({"fp32", "int16", "int8"}))
         ->capture_default_str();
     app.add_flag("--logits", print_logits, "also print every class's logit, with the digits that give back its float");
     CLI11_PARSE(app, argc, argv);
 
-    const infer::StemPrecision stem_precision = stem == "int16" ? infer::StemPrecision::int16 : infer::StemPrecision::fp32;
+    const infer::StemPrecision stem_precision = infer::stem_precision(stem);
     // The image as the network takes it; a note of what was changed, once it has been read.
     auto input_of = [](const std::string& path, const Preprocessing& p) {
         examples::ImageInput in = examples::image_input(path, p);

@@ -174,12 +174,11 @@ inline ImageInput image_input(const std::string& path, const Preprocessing& p) {
     return in;
 }
 
-/// The network compiled (infer::compile) for input bytes of `shape` [N, S, S, C]: with the int16
+/// The network compiled (infer::compile) for input bytes of `shape` [N, S, S, C]: with an integer
 /// stem it reads the bytes themselves (the stem folds the normalization into its weights).
 inline infer::Graph compile_for_bytes(const nn::Module& model, const Shape& shape, const Preprocessing& p,
                                       infer::StemPrecision stem) {
-    if (stem == infer::StemPrecision::int16)
-        return infer::compile(model, shape, {.stem = stem, .mean = p.mean, .std = p.std});
+    if (infer::reads_bytes(stem)) return infer::compile(model, shape, {.stem = stem, .mean = p.mean, .std = p.std});
     return infer::compile(model, shape);
 }
 
@@ -187,7 +186,7 @@ inline infer::Graph compile_for_bytes(const nn::Module& model, const Shape& shap
 /// normalized as the training data were.
 inline Tensor<float> run_on_bytes(infer::Graph& graph, const Tensor<uint8_t>& bytes, const Preprocessing& p,
                                   infer::StemPrecision stem) {
-    if (stem == infer::StemPrecision::int16) return graph.run(bytes).clone();
+    if (infer::reads_bytes(stem)) return graph.run(bytes).clone();
     return graph.run(data::normalize(bytes, input_normalization(p))).clone();
 }
 

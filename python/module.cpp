@@ -61,10 +61,6 @@ py::object to_python(const nlohmann::json& j) {
     }
 }
 
-infer::StemPrecision stem_of(const std::string& stem) {
-    BNN_CHECK(stem == "fp32" || stem == "int16", "stem: expected 'fp32' or 'int16', found '", stem, "'");
-    return stem == "int16" ? infer::StemPrecision::int16 : infer::StemPrecision::fp32;
-}
 
 /// Sets the OpenMP threads of the calling thread for a scope (kernels read num_threads()).
 class ThreadCount {
@@ -91,13 +87,13 @@ std::string dtype_name(const std::string& format) {
 }
 
 /// The shape of a buffer a graph may read in place: 4 dimensions [N, H, W, C], C-contiguous, of
-/// `dtype` (float32, or uint8 for the int16 stem) in native byte order. Anything else is refused,
+/// `dtype` (float32, or uint8 for an integer stem) in native byte order. Anything else is refused,
 /// never copied or read with the wrong layout.
 Shape input_shape_of(const py::buffer_info& info, bool raw) {
     const char* expected = raw ? "uint8" : "float32";
     const std::string found = dtype_name(info.format);
     BNN_CHECK(found == expected, "Graph.run: expected a ", expected, " array (",
-              raw ? "raw images, 0..255, for the int16 stem" : "normalized images", "), found ", found,
+              raw ? "raw images, 0..255, for an integer stem" : "normalized images", "), found ", found,
               raw ? "" : "; convert with x.astype(numpy.float32)");
     BNN_CHECK(info.ndim == 4, "Graph.run: expected 4 dimensions [N, H, W, C], found ", info.ndim);
     std::vector<int64_t> dims(info.shape.begin(), info.shape.end());
@@ -255,7 +251,7 @@ public:
     std::unique_ptr<Graph> compile(std::optional<std::vector<int64_t>> input_shape, std::optional<int> threads,
                                    const std::string& stem, std::optional<std::vector<float>> mean,
                                    std::optional<std::vector<float>> std) const {
-        const infer::StemPrecision precision = stem_of(stem);
+        const infer::StemPrecision precision = infer::stem_precision(stem);
         BNN_CHECK(input_shape || net_.preprocessing, "Network.compile: '", path_,
                   "' does not say its input size (no trainer metadata): give input_shape=(N, H, W, C)");
         const Shape shape = input_shape ? Shape(*input_shape) : Shape(default_input_shape());
@@ -264,8 +260,8 @@ public:
         BNN_CHECK(n >= 1, "Network.compile: expected threads >= 1, found ", n);
         infer::CompileOptions options;
         options.stem = precision;
-        if (precision == infer::StemPrecision::int16) {
-            BNN_CHECK((mean && std) || net_.preprocessing, "Network.compile: the int16 stem folds the input "
+        if (infer::reads_bytes(precision)) {
+            BNN_CHECK((mean && std) || net_.preprocessing, "Network.compile: an integer stem folds the input "
                       "normalization in, and '", path_, "' does not say it (no trainer metadata): give mean= and std=");
             options.mean = mean ? *mean : net_.preprocessing->mean;
             options.std = std ? *std : net_.preprocessing->std;
@@ -323,7 +319,7 @@ public:
                                                          const std::string& stem, std::optional<int64_t> size,
                                                          int64_t channels) const {
         BNN_CHECK(top >= 1, "Network.classify: expected top >= 1, found ", top);
-        const infer::StemPrecision precision = stem_of(stem);
+        const infer::StemPrecision precision = infer::stem_precision(stem);
         examples::Preprocessing p = preprocessing(size, channels);
         const Tensor<uint8_t> bytes = image_bytes(image, p);
         Tensor<float> logits;
@@ -391,7 +387,7 @@ PYBIND11_MODULE(_bnn, m) {
     py::class_<Graph>(m, "Graph", R"(A network compiled for inference (Network.compile).
 
 Call it, or its run(), on images [N, H, W, C]: a C-contiguous float32 array normalized as the
-network was trained (uint8 raw images for stem="int16"), a numpy array or any object with the
+network was trained (uint8 raw images for stem="int16" or "int8"), a numpy array or any object with the
 buffer protocol. The input is read in place, never copied; the logits come back as a new
 float32 array [N, classes]. The GIL is released while it runs. A graph runs one call at a time
 (calls from several threads wait for each other): give each thread its own graph to use several
@@ -401,7 +397,7 @@ cores at once. Another input shape than the compiled one is planned for on its f
         .def_property_readonly("input_shape", &Graph::input_shape, "The (N, H, W, C) it was compiled for.")
         .def_property_readonly("output_shape", &Graph::output_shape, "The shape of its last output.")
         .def_property_readonly("threads", &Graph::threads, "Threads each run uses.")
-        .def_property_readonly("stem", &Graph::stem, "'fp32' (normalized float input) or 'int16' (uint8 images).")
+        .def_property_readonly("stem", &Graph::stem, "'fp32' (normalized float input), 'int16' or 'int8' (uint8 images).")
         .def_property_readonly("steps", &Graph::steps, "Number of fused inference steps.")
         .def("summary", &Graph::summary, "The steps, one a line, with their module paths and shapes.")
         .def_property_readonly("_last_input_address", &Graph::last_input,
@@ -422,7 +418,8 @@ program does. A graph keeps no reference to its network.)")
 input_shape: defaults to (1, S, S, C) from the trainer's metadata.
 threads: threads each run uses (default: OpenMP's, every core unless OMP_NUM_THREADS says).
 stem: "fp32" runs the first convolution on normalized float32 input; "int16" on the raw uint8
-    image, with the normalization (mean, std; default the metadata's) folded into its weights.
+    image, with the normalization (mean, std; default the metadata's) folded into its weights;
+    "int8" the same with the weights rounded to 255 levels (faster where the CPU has VNNI).
 Returns a Graph. Raises bnn.Error for a network or option it cannot compile.)")
         .def("classify", &Network::classify, "image"_a, "top"_a = 5, py::kw_only(), "stem"_a = "fp32",
              "size"_a = py::none(), "channels"_a = 3,

@@ -232,6 +232,9 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"u8s16 AVX-512 tile of 1 to 3 channel blocks", kAvx512Isas},
     {"u8s16 AVX-512 tile with vpdpwssd", {Isa::avx512_vpopcntdq}},
     {"u8s16 AVX-512 tile with vpmaddwd + vpaddd", {Isa::avx512}},
+    {"u8s8 AVX-512 tile with vpdpbusd", {Isa::avx512_vpopcntdq}},
+    {"u8s8 AVX-512 tile with vpdpbusd of 1 to 3 channel blocks", {Isa::avx512_vpopcntdq}},
+    {"u8s8 AVX-512 tile with vpdpbusd: kernel rows read past their end", {Isa::avx512_vpopcntdq}},
     {"sgemm_few_rows over 2 threads", kAllIsas},
     {"sgemm 14x32 tile", kAvx512Isas},
     {"sgemm 28x16 tile", kAvx512Isas},
@@ -747,7 +750,8 @@ void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
 /// and the output written out: fma(float(dot), scale[o], bias), where bias is the folded bias
 /// plus scale[o] times the tap corrections of the pixel's padded taps, summed in double in
 /// (kh, kw) order as plan_conv2d_u8s16 promises. With `extreme`, every folded weight is +-1
-/// (q = +-32767) and every pixel 255: sums at the edge of int32.
+/// (q = +-weight_max) and every pixel 255: sums at the edge of int32 for int16 weights.
+/// weight_max: u8s16_weight_max, or u8s8_weight_max for weights of int8's range (the vpdpbusd tile).
 /// The row transform of the fused stem's cases (a batch norm with ReLU, written out): v * a + b,
 /// then 0 where that is not above 0.
 void u8s16_case_after_row(float* row, int64_t OW, int64_t C, const std::vector<float>& a, const std::vector<float>& b) {
@@ -787,7 +791,8 @@ std::vector<float> max_pool_definition(const std::vector<float>& x, const PoolGe
     return y;
 }
 
-void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, bool extreme) {
+void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, bool extreme,
+                    int32_t weight_max = u8s16_weight_max) {
     std::vector<float> w = uniform(s.weights(), rng, -.5f, .5f), bias = uniform(s.co, rng, -1.f, 1.f);
     std::vector<float> mean = uniform(s.c, rng, .3f, .6f), stdev = uniform(s.c, rng, .15f, .35f);
     std::vector<uint8_t> x(s.inputs());
@@ -802,7 +807,8 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
         std::fill(x.begin(), x.end(), uint8_t{255});
     }
     const auto q = std::make_shared<U8S16ConvWeights>(
-        quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data()));
+        quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data(), weight_max));
+    const bool bytes = weight_max <= u8s8_weight_max;
     // The fused max pool (conv2d_u8s16_max_pool_forward): ImageNet's 3x3 / 2 padded by 1, or
     // 2x2 / 1 unpadded (windows sharing rows) for an odd Cout and outputs of 2 x 2 or more; a
     // batch norm and ReLU on each row.
@@ -811,7 +817,7 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
     const PoolGeometry pool = PoolGeometry::make(s.n, s.oh(), s.ow(), s.co, pk, ps, pp);
     const std::vector<float> row_a = uniform(s.co, rng, -2.f, 2.f), row_b = uniform(s.co, rng, -.5f, .5f);
     cases.push_back(
-        {"conv2d_u8s16" + s.str() + (extreme ? " extreme sums" : ""),
+        {"conv2d_u8s16" + s.str() + (extreme ? " extreme sums" : "") + (bytes ? " int8 weights" : ""),
          [=] {
              const int64_t OH = s.oh(), OW = s.ow(), K = q->K();
              std::vector<uint64_t> dots(s.outputs());
@@ -863,8 +869,15 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
              if (has_avx512(isa)) {  // conv2d_u8s16_avx512.hpp: tiles of up to 4 blocks
                  if (blocks >= 4) taken.push_back("u8s16 AVX-512 tile of 4 channel blocks");
                  if (blocks % 4 != 0) taken.push_back("u8s16 AVX-512 tile of 1 to 3 channel blocks");
-                 taken.push_back(has_avx512_vnni(isa) ? "u8s16 AVX-512 tile with vpdpwssd"
-                                                      : "u8s16 AVX-512 tile with vpmaddwd + vpaddd");
+                 if (bytes && has_avx512_vnni(isa)) {
+                     taken.push_back("u8s8 AVX-512 tile with vpdpbusd");
+                     if (blocks % 4 != 0) taken.push_back("u8s8 AVX-512 tile with vpdpbusd of 1 to 3 channel blocks");
+                     if (s.kw * s.c % 4 != 0)
+                         taken.push_back("u8s8 AVX-512 tile with vpdpbusd: kernel rows read past their end");
+                 } else {
+                     taken.push_back(has_avx512_vnni(isa) ? "u8s16 AVX-512 tile with vpdpwssd"
+                                                          : "u8s16 AVX-512 tile with vpmaddwd + vpaddd");
+                 }
              }
              std::vector<float> pooled(pool.N * pool.OH * pool.OW * pool.C, std::nanf(""));
              conv2d_u8s16_max_pool_forward(
@@ -897,6 +910,15 @@ void add_u8s16_cases(std::vector<KernelCase>& cases) {
     // Near it with a 7x7 kernel: K = 245 in rows of 35 taps (odd: each row's last pair reads the
     // next pixel's first value against a zero weight), padded.
     add_u8s16_case(cases, rng, {1, 8, 9, 5, 20, 7, 7, 1, 3}, true);
+    // Weights of int8's range (the vpdpbusd tile on the image bytes): kernel rows of 21, 15, 3,
+    // 8 and 64 taps (3, 1 or 0 bytes read past a row's end), channel blocks of 1 to 4 and partial.
+    const ConvShape int8_shapes[] = {
+        {1, 23, 21, 3, 64, 7, 7, 2, 3}, {3, 9, 8, 3, 33, 7, 7, 2, 3}, {2, 12, 7, 3, 20, 5, 5, 3, 2},
+        {1, 4, 5, 1, 1, 3, 3, 1, 1},    {2, 6, 9, 4, 31, 2, 2, 1, 1}, {1, 11, 11, 3, 300, 7, 7, 2, 3},
+        {1, 2, 40, 4, 7, 1, 16, 1, 8},
+    };
+    for (const ConvShape& s : int8_shapes) add_u8s16_case(cases, rng, s, false, u8s8_weight_max);
+    add_u8s16_case(cases, rng, {1, 8, 9, 5, 20, 7, 7, 1, 3}, true, u8s8_weight_max);
 }
 
 // ---- float GEMM: within float rounding, or exactly as promised ------------------------------

@@ -245,8 +245,10 @@ test_classify() {
         "$c" --checkpoint "$run/baseline-stage1.safetensors" --image "$work/rgb.ppm" --stem int16
     expect_note "--stem int16, deployment file" "^ +[0-9]+[.][0-9]{2}%  " \
         "$c" --checkpoint "$d" --image "$work/rgb.ppm" --stem int16
-    expect_error "--stem int8" "^classify: --stem: int8 not in \{fp32,int16\} \(see --help\)$" \
+    expect_note "--stem int8, deployment file" "^ +[0-9]+[.][0-9]{2}%  " \
         "$c" --checkpoint "$d" --image "$work/rgb.ppm" --stem int8
+    expect_error "--stem int4" "^classify: --stem: int4 not in \{fp32,int16,int8\} \(see --help\)$" \
+        "$c" --checkpoint "$d" --image "$work/rgb.ppm" --stem int4
 }
 
 test_deploy_resnet18() {

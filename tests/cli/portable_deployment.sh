@@ -37,7 +37,7 @@ deployed=$work/run/baseline-stage2.deploy.safetensors
 # An image: the first test record's pixels as a 32x32 PPM.
 { printf 'P6\n32 32\n255\n' && head -c 3074 "$work/data/test.bin" | tail -c 3072; } > "$work/image.ppm"
 
-for stem in fp32 int16; do
+for stem in fp32 int16 int8; do
     "$host_classify" --checkpoint "$deployed" --image "$work/image.ppm" --stem "$stem" --logits > "$work/host" 2>&1 ||
         fail "the host's classify failed: $(tail -n 2 "$work/host")"
     "$other_classify" --checkpoint "$deployed" --image "$work/image.ppm" --stem "$stem" --logits > "$work/other" 2>&1 ||

@@ -73,14 +73,14 @@ std::vector<T> read_raw(const std::string& path, int64_t count) {
 void logits(char** arg) {
     const bnn::examples::Network net = bnn::examples::load_network(arg[0]);
     const bnn::Shape shape{std::stoll(arg[2]), std::stoll(arg[3]), std::stoll(arg[4]), std::stoll(arg[5])};
-    const bool int16 = std::string(arg[6]) == "int16";
+    const bnn::infer::StemPrecision stem = bnn::infer::stem_precision(arg[6]);
+    const bool bytes = bnn::infer::reads_bytes(stem);
     bnn::set_num_threads(std::stoi(arg[7]));
     bnn::infer::CompileOptions options;
-    if (int16) options = {.stem = bnn::infer::StemPrecision::int16, .mean = net.preprocessing->mean,
-                          .std = net.preprocessing->std};
+    if (bytes) options = {.stem = stem, .mean = net.preprocessing->mean, .std = net.preprocessing->std};
     bnn::infer::Graph graph = bnn::infer::compile(*net.model, shape, options);
     const bnn::Tensor<float>& out =
-        int16 ? graph.run(bnn::Tensor<uint8_t>::from_vector(shape, read_raw<uint8_t>(arg[1], shape.numel())))
+        bytes ? graph.run(bnn::Tensor<uint8_t>::from_vector(shape, read_raw<uint8_t>(arg[1], shape.numel())))
               : graph.run(bnn::Tensor<float>::from_vector(shape, read_raw<float>(arg[1], shape.numel())));
     std::ofstream(arg[8], std::ios::binary)
         .write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.numel() * sizeof(float)));

@@ -64,7 +64,7 @@ def test_files_bnn_cannot_use_are_bnn_errors(files, tmp_path):
 
 def test_bad_compile_options_are_bnn_errors(files):
     net = bnn.load(files["tiny.deploy"])
-    for kwargs, message in [({"stem": "int8"}, "expected 'fp32' or 'int16', found 'int8'"),
+    for kwargs, message in [({"stem": "int4"}, "expected 'fp32', 'int16' or 'int8', found 'int4'"),
                             ({"threads": 0}, "expected threads >= 1, found 0"),
                             ({"input_shape": (32, 32, 3)}, r"expected input_shape \(N, H, W, C\)"),
                             ({"input_shape": (1, 32, 32, 4)}, "stem.0")]:

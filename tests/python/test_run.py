@@ -22,15 +22,17 @@ def test_logits_equal_the_cpp_graph_bit_for_bit(files, cpp_logits, threads):
         assert np.array_equal(got.view(np.uint32), cpp_logits(files[name], x, threads=threads).view(np.uint32)), name
 
 
-def test_int16_stem_logits_equal_the_cpp_graph_bit_for_bit(files, cpp_logits):
+@pytest.mark.parametrize("stem", ["int16", "int8"])
+def test_integer_stem_logits_equal_the_cpp_graph_bit_for_bit(files, cpp_logits, stem):
     net = bnn.load(files["tiny.deploy"])
     x = raw_images(3)
-    g = net.compile(x.shape, threads=1, stem="int16")
-    assert g.stem == "int16"
-    assert np.array_equal(g(x).view(np.uint32), cpp_logits(files["tiny.deploy"], x, "int16").view(np.uint32))
-    # The same network on the same pixels, normalized in floats: close, not equal (the stem rounds).
+    g = net.compile(x.shape, threads=1, stem=stem)
+    assert g.stem == stem
+    assert np.array_equal(g(x).view(np.uint32), cpp_logits(files["tiny.deploy"], x, stem).view(np.uint32))
+    # The same network on the same pixels, normalized in floats: close, not equal (the stem rounds,
+    # int8 to 258 times coarser steps, and the binary layers amplify a sign the rounding flips).
     fp32 = net.compile(x.shape, threads=1)(net.normalize(x))
-    assert np.allclose(g(x), fp32, atol=0.05 * np.abs(fp32).max())
+    assert np.allclose(g(x), fp32, atol=(0.05 if stem == "int16" else 0.2) * np.abs(fp32).max())
 
 
 def test_the_input_is_read_in_place(files):

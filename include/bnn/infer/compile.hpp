@@ -28,9 +28,9 @@
 /// go away afterwards. A deployed binary conv's packed weights, which never change in place, are
 /// shared rather than copied (nn::BinaryConv2d::packed_weights).
 ///
-/// CompileOptions::stem = StemPrecision::int16 runs every Conv2d that reads the network input on
-/// the raw uint8 image with the input normalization folded in (int_stem_step.hpp); the graph then
-/// takes Tensor<uint8_t> images in run().
+/// CompileOptions::stem = StemPrecision::int16 (or int8) runs every Conv2d that reads the network
+/// input on the raw uint8 image with the input normalization folded in (int_stem_step.hpp); the
+/// graph then takes Tensor<uint8_t> images in run().
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -79,7 +79,7 @@ inline Graph compile(const nn::Module& model, const Shape& input_shape, const Co
     const int out = lowering.lower(model, "", 0);
     graph.set_output(out == 0 ? graph.add(std::make_unique<CopyStep>("output"), {0}) : out);
     graph.drop_dead(lowering.dead());
-    if (options.stem == StemPrecision::int16) {
+    if (reads_bytes(options.stem)) {
         detail::check_raw_input_readers(graph);
         graph.set_raw_input(true);
     }

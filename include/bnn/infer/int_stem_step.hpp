@@ -1,8 +1,8 @@
 #pragma once
 /// @file int_stem_step.hpp
-/// IntStemStep: a Conv2d reading the network input, compiled with CompileOptions::stem = int16
-/// (compile.hpp): the raw image in, the input normalization folded into int16 weights and the
-/// bias, exact int32 dot products (kernels/conv2d_u8s16.hpp).
+/// IntStemStep: a Conv2d reading the network input, compiled with CompileOptions::stem = int16 or
+/// int8 (compile.hpp): the raw image in, the input normalization folded into int16 weights (or
+/// weights of int8's range) and the bias, exact int32 dot products (kernels/conv2d_u8s16.hpp).
 ///
 ///   [N, H, W, C] uint8 (0..255) -> [N, OH, OW, Cout] float
 ///
@@ -28,9 +28,11 @@ namespace bnn::infer {
 class IntStemStep : public Step {
 public:
     /// weight [Cout, KH, KW, C] (OHWI), bias [Cout] or undefined; mean and std [C] of the
-    /// normalization (x / 255 - mean) / std the float network was trained on.
+    /// normalization (x / 255 - mean) / std the float network was trained on; weight_max the
+    /// quantiser's levels (kernels::u8s16_weight_max for int16, u8s8_weight_max for int8).
     IntStemStep(std::string path, const Tensor<float>& weight, const Tensor<float>& bias, int stride, int padding,
-                const std::vector<float>& mean, const std::vector<float>& std)
+                const std::vector<float>& mean, const std::vector<float>& std,
+                int32_t weight_max = kernels::u8s16_weight_max)
         : Step(std::move(path), "int stem"), stride_(stride), pad_(padding) {
         check(weight.rank() == 4, "expects a weight [Cout, KH, KW, C], got ", weight.shape().str());
         const int64_t C = weight.dim(3);
@@ -44,7 +46,7 @@ public:
         check(!bias.defined() || bias.numel() == weight.dim(0), "expects a bias of ", weight.dim(0), " values, got ",
               bias.numel());
         w_ = kernels::quantize_conv2d_u8s16(weight.data(), bias.defined() ? bias.data() : nullptr, weight.dim(0),
-                                            weight.dim(1), weight.dim(2), C, mean.data(), std.data());
+                                            weight.dim(1), weight.dim(2), C, mean.data(), std.data(), weight_max);
     }
 
     /// Runs bn (null: none) with its activation, then a max pool of k x k windows, on the conv's
@@ -87,7 +89,8 @@ public:
         }, out);
     }
     std::string fused() const override {
-        std::string s = "input normalization, int16 weights";
+        std::string s = w_.weight_max == kernels::u8s8_weight_max ? "input normalization, int8 weights"
+                                                                  : "input normalization, int16 weights";
         if (bn_.defined()) s += ", batch norm";
         if (act_ != Activation::None) s += act_ == Activation::ReLU ? ", ReLU" : ", PReLU";
         if (pooled()) s += ", max pool";

@@ -25,12 +25,24 @@ namespace bnn::infer {
 enum class StemPrecision {
     fp32,   ///< the float convolution of the normalized input (run() takes floats)
     int16,  ///< raw uint8 pixels x int16 weights, int32 sums (run() takes uint8 images)
+    int8,   ///< the same with weights rounded to int8's 255 levels: vpdpbusd where VNNI is present
 };
+
+/// True for the integer stems, which read the raw uint8 image.
+inline bool reads_bytes(StemPrecision p) { return p != StemPrecision::fp32; }
+
+/// The precision named "fp32", "int16" or "int8"; anything else is a bnn::Error.
+inline StemPrecision stem_precision(const std::string& name) {
+    if (name == "fp32") return StemPrecision::fp32;
+    if (name == "int16") return StemPrecision::int16;
+    BNN_CHECK(name == "int8", "stem: expected 'fp32', 'int16' or 'int8', found '", name, "'");
+    return StemPrecision::int8;
+}
 
 /// Options of infer::compile.
 struct CompileOptions {
     StemPrecision stem = StemPrecision::fp32;
-    /// With the int16 stem: the normalization the network was trained on, per input channel,
+    /// With an integer stem: the normalization the network was trained on, per input channel,
     /// x_n = (x / 255 - mean[c]) / std[c] (ImageNet: 0.485, 0.456, 0.406 and 0.229, 0.224, 0.225).
     std::vector<float> mean, std;
 };

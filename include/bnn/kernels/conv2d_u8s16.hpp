@@ -27,12 +27,14 @@
 /// Paths, chosen by kernels::active_isa(): scalar; AVX2 (vpmaddwd on u8 pixels widened to int16
 /// pairs, vpaddd), tiles of 4 pixels x 16 channels; AVX-512, tiles of 4 pixels x 64 channels, with
 /// vpdpwssd where the path has VNNI (has_avx512_vnni) and vpmaddwd + vpaddd otherwise; NEON
-/// (SMLAL / SMLAL2 on the same int16 pairs), tiles of 4 pixels x 16 channels.
+/// (SMLAL / SMLAL2 on the same int16 pairs), tiles of 4 pixels x 16 channels. Weights quantised to
+/// int8's range (quantize_conv2d_u8s16 with u8s8_weight_max) take, where VNNI is present, the
+/// vpdpbusd tile on the image bytes instead: four taps an instruction where the others take two.
 ///
-/// No gather: the batch is widened once to int16 with its padding written out (u8s16_widen), and
-/// the tiles read each receptive field's kernel rows in place, the weights packed per kernel row
-/// to match. Output pixels of the whole batch go in chunks of 32, output channels in blocks of 16.
-/// A work item is (pixel chunk, group of channel blocks); the channel blocks are split into
+/// No gather: the batch is widened once to int16 with its padding written out (u8s16_widen), or
+/// for the vpdpbusd tile copied with its padding as bytes (u8s8_pad), and the tiles read each
+/// receptive field's kernel rows in place, the weights packed per kernel row to match. Output
+/// pixels of the whole batch go in chunks of 32, output channels in blocks of 16. A work item is (pixel chunk, group of channel blocks); the channel blocks are split into
 /// groups only when there are too few chunks for the threads.
 ///
 /// Files: this one holds the widening, the driver and the entry points; conv2d_u8s16_quantize.hpp
@@ -88,23 +90,69 @@ inline const int16_t* u8s16_widen(const uint8_t* x, const Conv2dGeometry& g) {
     return image;
 }
 
+/// Tag of the calling thread's buffer of the padded byte image (bnn::thread_scratch).
+struct U8S8Image;
+
+/// The batch x [N, H, W, C] uint8 as [N, H + 2 pad, W + 2 pad, C] uint8, 0 in the padding, then
+/// four zero bytes: the vpdpbusd tile reads kernel rows in runs of four, up to three bytes past
+/// a row's end.
+inline const uint8_t* u8s8_pad(const uint8_t* x, const Conv2dGeometry& g) {
+    const int64_t hp = g.H + 2 * g.pad, row = (g.W + 2 * g.pad) * g.C, edge = g.pad * g.C, inner = g.W * g.C;
+    const int64_t size = g.N * hp * row + 4;
+    uint8_t* image = thread_scratch<U8S8Image, uint8_t>(size);
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t ih = 0; ih < hp; ++ih) {
+            uint8_t* dst = image + (n * hp + ih) * row;
+            const int64_t h = ih - g.pad;
+            if (h < 0 || h >= g.H) {
+                std::memset(dst, 0, row);
+                continue;
+            }
+            std::memset(dst, 0, edge);
+            std::memcpy(dst + edge, x + (n * g.H + h) * inner, inner);
+            std::memset(dst + edge + inner, 0, row - edge - inner);
+        }
+    std::memset(image + size - 4, 0, 4);
+    return image;
+}
+
 /// An output pixel of the batch: its index, row and column, and where its receptive field starts
-/// in the widened image.
+/// in the padded image (in values, the same in the widened and the byte image).
 struct U8S16Pixel {
-    int64_t index, oh, ow;
-    const int16_t* field;
+    int64_t index, oh, ow, field;
 };
 
-/// What every tile of one call reads: the widened image, the kernel rows' layout, and how many
-/// 16-channel blocks a tile takes on the path.
+/// What every tile of one call reads: the widened image or, for the vpdpbusd tile, the byte image
+/// (the other one null), the kernel rows' layout in it, and how many 16-channel blocks a tile
+/// takes on the path.
 struct U8S16Call {
-    const int16_t* image;
-    U8S16Taps taps;
-    int64_t tile_blocks;
+    const int16_t* image = nullptr;
+    const uint8_t* bytes = nullptr;
+    U8S16Taps taps{};
+    U8S8Taps byte_taps{};
+    int64_t tile_blocks = 1;
 };
+
+/// True when the call runs the vpdpbusd tile: int8-range weights on a path with VNNI.
+inline bool u8s16_takes_bytes(const U8S16ConvWeights& w, [[maybe_unused]] Isa isa) {
+#if BNN_X86
+    return w.packed_bytes.defined() && has_avx512_vnni(isa);
+#else
+    (void)w;
+    return false;
+#endif
+}
 
 inline U8S16Call u8s16_call(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry& g, [[maybe_unused]] Isa isa) {
-    U8S16Call call{u8s16_widen(x, g), U8S16Taps{g.KH, w.RunP() / 2, (g.W + 2 * g.pad) * g.C}, 1};
+    U8S16Call call;
+    const int64_t row_step = (g.W + 2 * g.pad) * g.C;
+    if (u8s16_takes_bytes(w, isa)) {
+        call.bytes = u8s8_pad(x, g);
+        call.byte_taps = U8S8Taps{g.KH, w.RunQ() / 4, row_step};
+    } else {
+        call.image = u8s16_widen(x, g);
+        call.taps = U8S16Taps{g.KH, w.RunP() / 2, row_step};
+    }
 #if BNN_X86
     if (has_avx512(isa)) call.tile_blocks = u8s16_tile_blocks_max;
 #endif
@@ -112,11 +160,11 @@ inline U8S16Call u8s16_call(const uint8_t* x, const U8S16ConvWeights& w, const C
 }
 
 /// px [rows] = the output pixels p0, p0 + 1, ... of the batch, without a division each.
-inline void u8s16_locate(const U8S16Call& call, const Conv2dGeometry& g, int64_t p0, int64_t rows, U8S16Pixel* px) {
+inline void u8s16_locate(const Conv2dGeometry& g, int64_t p0, int64_t rows, U8S16Pixel* px) {
     const int64_t hp = g.H + 2 * g.pad, wp = g.W + 2 * g.pad;
     int64_t n = p0 / (g.OH * g.OW), oh = p0 / g.OW % g.OH, ow = p0 % g.OW;
     for (int64_t i = 0; i < rows; ++i) {
-        px[i] = {p0 + i, oh, ow, call.image + ((n * hp + oh * g.stride) * wp + ow * g.stride) * g.C};
+        px[i] = {p0 + i, oh, ow, ((n * hp + oh * g.stride) * wp + ow * g.stride) * g.C};
         if (++ow == g.OW) {
             ow = 0;
             if (++oh == g.OH) oh = 0, ++n;
@@ -137,8 +185,20 @@ void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unuse
         const int16_t* wb = w.packed.data() + b * block_step;
         for (int64_t r = 0; r < rows; r += u8s16_tile_pixels) {
             const int64_t count = std::min(u8s16_tile_pixels, rows - r);
-            const int16_t* fields[u8s16_tile_pixels];  // past the last pixel: the last again
-            for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = px[r + std::min(i, count - 1)].field;
+            int64_t at[u8s16_tile_pixels];  // past the last pixel: the last again
+            for (int64_t i = 0; i < u8s16_tile_pixels; ++i) at[i] = px[r + std::min(i, count - 1)].field;
+#if BNN_X86
+            if (call.bytes) {
+                const int64_t byte_step = w.KH * w.RunQ() * u8s16_lanes;
+                const uint8_t* fields[u8s16_tile_pixels];
+                for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = call.bytes + at[i];
+                u8s8_tile_vnni(fields, call.byte_taps, w.packed_bytes.data() + b * byte_step, byte_step, nb, acc);
+                finish(px + r, count, b * u8s16_lanes, nb, acc);
+                continue;
+            }
+#endif
+            const int16_t* fields[u8s16_tile_pixels];
+            for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = call.image + at[i];
 #if BNN_X86
             if (has_avx512_vnni(isa)) u8s16_tile_avx512<U8S16Vnni>(fields, call.taps, wb, block_step, nb, acc);
             else if (has_avx512(isa)) u8s16_tile_avx512<U8S16MaddAdd>(fields, call.taps, wb, block_step, nb, acc);
@@ -171,7 +231,7 @@ void u8s16_run(const uint8_t* x, const U8S16ConvWeights& w, const Conv2dGeometry
             const int64_t chunk = item / groups, group = item % groups;
             const int64_t p0 = chunk * u8s16_chunk_pixels, rows = std::min(u8s16_chunk_pixels, pixels - p0);
             if (chunk != located) {
-                u8s16_locate(call, g, p0, rows, px);
+                u8s16_locate(g, p0, rows, px);
                 located = chunk;
             }
             u8s16_tiles(call, w, isa, px, rows, group * blocks / groups, (group + 1) * blocks / groups, finish);
@@ -268,7 +328,7 @@ void conv2d_u8s16_max_pool_forward(const uint8_t* x, const U8S16ConvWeights& w, 
                 };
                 for (int64_t p0 = key * g.OW; p0 < (key + 1) * g.OW; p0 += detail::u8s16_chunk_pixels) {
                     const int64_t count = std::min(detail::u8s16_chunk_pixels, (key + 1) * g.OW - p0);
-                    detail::u8s16_locate(call, g, p0, count, px);
+                    detail::u8s16_locate(g, p0, count, px);
                     detail::u8s16_tiles(call, w, isa, px, count, 0, blocks, finish);
                 }
                 after_row(row);

@@ -1,8 +1,8 @@
 #pragma once
 /// @file conv2d_u8s16_quantize.hpp
 /// The integer stem's weights (conv2d_u8s16.hpp): the input normalization folded into a float
-/// convolution's weights and bias, the folded weights quantised to int16 per output channel and
-/// packed for the tiles, and the per-tap sums that correct padded taps.
+/// convolution's weights and bias, the folded weights quantised to int16 (or to int8's range) per
+/// output channel and packed for the tiles, and the per-tap sums that correct padded taps.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -14,8 +14,10 @@
 
 namespace bnn::kernels {
 
-/// The largest weight magnitude of the quantiser (symmetric: -32768 is never used).
+/// The largest weight magnitude of the int16 quantiser (symmetric: -32768 is never used).
 inline constexpr int32_t u8s16_weight_max = 32767;
+/// The same for weights quantised to int8's range, which the vpdpbusd tile multiplies as bytes.
+inline constexpr int32_t u8s8_weight_max = 127;
 /// The largest K = KH * KW * C whose int32 dot products cannot overflow: 255 * 32767 * K <= 2^31 - 1.
 inline constexpr int64_t u8s16_max_taps = INT32_MAX / (int64_t{255} * u8s16_weight_max);
 
@@ -26,6 +28,7 @@ inline constexpr int64_t u8s16_lanes = 16;  // output channels per block: two AV
 /// Quantised, normalization-folded weights of one convolution (quantize_conv2d_u8s16).
 struct U8S16ConvWeights {
     int64_t Cout = 0, KH = 0, KW = 0, C = 0;
+    int32_t weight_max = u8s16_weight_max;  ///< |q| <= weight_max
     std::vector<int16_t> q;                 ///< [Cout, KH, KW, C]
     std::vector<float> scale;               ///< [CoutP], 0 past Cout: real weight = scale[o] * q
     std::vector<double> bias;               ///< [Cout] folded bias of an interior pixel
@@ -34,8 +37,14 @@ struct U8S16ConvWeights {
     /// KW*C taps and past Cout (the tiles read a kernel row in place, one pair past its end). A
     /// Tensor for its 64-byte alignment: no 64-byte weight vector of a tile straddles two cache lines.
     Tensor<int16_t> packed;
+    /// With weight_max <= u8s8_weight_max: [CoutP/16, KH, RunQ/4, 16, 4], q as bytes in runs of
+    /// four along each kernel row, zeros past a row's KW*C taps (the vpdpbusd tile reads a kernel
+    /// row of the byte image in place, up to three bytes past its end). Undefined otherwise.
+    Tensor<int8_t> packed_bytes;
 
     int64_t K() const { return KH * KW * C; }
+    /// The taps of one kernel row, KW*C, rounded up to whole runs of four bytes.
+    int64_t RunQ() const { return (KW * C + 3) / 4 * 4; }
     /// The taps of one kernel row, KW*C, rounded up to whole int16 pairs.
     int64_t RunP() const { return (KW * C + 1) / 2 * 2; }
     /// The packed taps of one output channel: KH rows of RunP.
@@ -47,12 +56,16 @@ struct U8S16ConvWeights {
 /// Folds x_n = (x / 255 - mean[c]) / std[c] into a float convolution and quantises it.
 ///   w [Cout, KH, KW, C] float, bias [Cout] or null, mean [C], std [C] (of x / 255).
 /// The folded weights w / (255 std[c]) of output channel o are rounded to multiples of
-/// scale[o] = max |folded| / 32767; the bias is folded with the rounded weights, so the integer
+/// scale[o] = max |folded| / weight_max (u8s16_weight_max, or u8s8_weight_max for weights the
+/// vpdpbusd tile can take as bytes); the bias is folded with the rounded weights, so the integer
 /// convolution equals, up to float rounding, the float one with weights scale[o] * q * 255 std[c].
 inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias, int64_t Cout, int64_t KH,
-                                              int64_t KW, int64_t C, const float* mean, const float* std) {
+                                              int64_t KW, int64_t C, const float* mean, const float* std,
+                                              int32_t weight_max = u8s16_weight_max) {
     BNN_CHECK(Cout >= 1 && KH >= 1 && KW >= 1 && C >= 1, "quantize_conv2d_u8s16: expected positive sizes, got Cout ",
               Cout, ", kernel ", KH, "x", KW, ", C ", C);
+    BNN_CHECK(weight_max >= 1 && weight_max <= u8s16_weight_max, "quantize_conv2d_u8s16: weight levels of 1 to ",
+              u8s16_weight_max, " either side of 0, got ", weight_max);
     const int64_t K = KH * KW * C;
     BNN_CHECK(K <= u8s16_max_taps, "quantize_conv2d_u8s16: K = KH*KW*C = ", KH, "*", KW, "*", C, " = ", K,
               " taps, but int32 sums of uint8 x int16 products are exact only up to K = ", u8s16_max_taps,
@@ -65,6 +78,7 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
     r.KH = KH;
     r.KW = KW;
     r.C = C;
+    r.weight_max = weight_max;
     const int64_t taps = KH * KW, coutp = r.CoutP(), kp = r.Kp();
     r.q.assign(Cout * K, 0);
     r.scale.assign(coutp, 0.f);
@@ -81,12 +95,12 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
             largest = std::max(largest, std::abs(folded[k]));
         }
         // An all-zero channel keeps q = 0; any positive step serves it.
-        const float step = largest > 0 ? static_cast<float>(largest / u8s16_weight_max) : 1.f;
+        const float step = largest > 0 ? static_cast<float>(largest / weight_max) : 1.f;
         r.scale[o] = step;
         double bias_o = bias ? static_cast<double>(bias[o]) : 0.0;
         for (int64_t k = 0; k < K; ++k) {
             const double level = std::nearbyint(folded[k] / static_cast<double>(step));
-            const auto qk = static_cast<int16_t>(std::clamp<double>(level, -u8s16_weight_max, u8s16_weight_max));
+            const auto qk = static_cast<int16_t>(std::clamp<double>(level, -weight_max, weight_max));
             r.q[o * K + k] = qk;
             const int64_t t = k / C, c = k % C;
             const double shift = qk * 255.0 * static_cast<double>(mean[c]);
@@ -103,6 +117,17 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
             const int64_t block = o / detail::u8s16_lanes, lane = o % detail::u8s16_lanes;
             const int64_t kk = k / run * runp + k % run;  // k's place in its kernel row of RunP taps
             packed[((block * (kp / 2) + kk / 2) * detail::u8s16_lanes + lane) * 2 + kk % 2] = r.q[o * K + k];
+        }
+    if (weight_max > u8s8_weight_max) return r;
+    const int64_t runq = r.RunQ(), kq = KH * runq;
+    r.packed_bytes = Tensor<int8_t>::zeros(Shape{coutp * kq});
+    int8_t* bytes = r.packed_bytes.data();
+    for (int64_t o = 0; o < Cout; ++o)
+        for (int64_t k = 0; k < K; ++k) {
+            const int64_t block = o / detail::u8s16_lanes, lane = o % detail::u8s16_lanes;
+            const int64_t kk = k / run * runq + k % run;  // k's place in its kernel row of RunQ taps
+            bytes[((block * (kq / 4) + kk / 4) * detail::u8s16_lanes + lane) * 4 + kk % 4] =
+                static_cast<int8_t>(r.q[o * K + k]);
         }
     return r;
 }

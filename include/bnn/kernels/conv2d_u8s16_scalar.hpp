@@ -19,6 +19,13 @@ struct U8S16Taps {
     int64_t rows, pairs, row_step;
 };
 
+/// The same walk in the padded byte image for the vpdpbusd tile: `quads` runs of four taps per
+/// kernel row. A kernel row whose KW*C is not a multiple of 4 reads up to three bytes past its
+/// end, which meet zero weights.
+struct U8S8Taps {
+    int64_t rows, quads, row_step;
+};
+
 /// acc[r, j] = sum over the taps of field[r] * w[., j] for a tile of 4 pixels x 16 channels:
 /// fields[r] is where pixel r's receptive field starts; `wb` is one channel block of
 /// U8S16ConvWeights::packed.

@@ -49,9 +49,12 @@ inline ModuleType conv2d() {
         },
         [](Lowering& l, const nn::Conv2d& m, const std::string& path, int x) -> int {
             const auto& o = m.options();
-            if (x == 0 && l.options().stem == StemPrecision::int16)
+            if (x == 0 && reads_bytes(l.options().stem))
                 return l.add(std::make_unique<IntStemStep>(path, m.weight.value(), copy_or_empty(m.bias), o.stride,
-                                                           o.padding, l.options().mean, l.options().std),
+                                                           o.padding, l.options().mean, l.options().std,
+                                                           l.options().stem == StemPrecision::int8
+                                                               ? kernels::u8s8_weight_max
+                                                               : kernels::u8s16_weight_max),
                              {x});
             if (o.kernel_size == 1 && o.stride == 1 && o.padding == 0) return lower_pointwise(l, m, path, x);
             return l.add(std::make_unique<FloatConvStep>(path, m.weight.value().clone(), copy_or_empty(m.bias), o.stride,

@@ -34,8 +34,9 @@
 /// No gather: the batch is widened once to int16 with its padding written out (u8s16_widen), or
 /// for the vpdpbusd tile copied with its padding as bytes (u8s8_pad), and the tiles read each
 /// receptive field's kernel rows in place, the weights packed per kernel row to match. Output
-/// pixels of the whole batch go in chunks of 32, output channels in blocks of 16. A work item is (pixel chunk, group of channel blocks); the channel blocks are split into
-/// groups only when there are too few chunks for the threads.
+/// pixels of the whole batch go in chunks of 32, output channels in blocks of 16. A work item is
+/// (pixel chunk, group of channel blocks); the channel blocks are split into groups only when
+/// there are too few chunks for the threads.
 ///
 /// Files: this one holds the widening, the driver and the entry points; conv2d_u8s16_quantize.hpp
 /// the folding, quantising and packing of the weights; conv2d_u8s16_plan.hpp the bias rows of one

@@ -31,8 +31,8 @@
 /// int8's range (quantize_conv2d_u8s16 with u8s8_weight_max) take, where VNNI is present, the
 /// vpdpbusd tile on the image bytes instead: four taps an instruction where the others take two.
 ///
-/// No gather: the batch is widened once to int16 with its padding written out (u8s16_widen), or
-/// for the vpdpbusd tile copied with its padding as bytes (u8s8_pad), and the tiles read each
+/// No gather: the batch is widened once to int16 with its padding written out, or for the
+/// vpdpbusd tile copied with its padding as bytes (u8s16_padded_image), and the tiles read each
 /// receptive field's kernel rows in place, the weights packed per kernel row to match. Output
 /// pixels of the whole batch go in chunks of 32, output channels in blocks of 16. A work item is
 /// (pixel chunk, group of channel blocks); the channel blocks are split into groups only when
@@ -64,56 +64,33 @@ namespace detail {
 
 inline constexpr int64_t u8s16_chunk_pixels = 32;  // pixels of one work item
 
-/// Tag of the calling thread's buffer of the padded, widened image (bnn::thread_scratch).
+/// Tags of the calling thread's buffers of the padded image, widened or bytes (bnn::thread_scratch).
 struct U8S16Image;
+struct U8S8Image;
 
-/// The batch x [N, H, W, C] uint8 as int16 [N, H + 2 pad, W + 2 pad, C], 0 in the padding, then
-/// one pair of zeros: a receptive field's kernel rows lie in it as runs of KW*C values, which the
-/// tiles read in place (the pair that ends an odd run reads one value past it).
-inline const int16_t* u8s16_widen(const uint8_t* x, const Conv2dGeometry& g) {
+/// The batch x [N, H, W, C] uint8 as T [N, H + 2 pad, W + 2 pad, C], 0 in the padding, then
+/// `tail` zeros: a receptive field's kernel rows lie in it as runs of KW*C values, which the tiles
+/// read in place, up to tail - 1 values past a row's end (int16: one pair's second value; bytes:
+/// three of a run of four).
+template <class Tag, class T>
+const T* u8s16_padded_image(const uint8_t* x, const Conv2dGeometry& g, int64_t tail) {
     const int64_t hp = g.H + 2 * g.pad, row = (g.W + 2 * g.pad) * g.C, edge = g.pad * g.C, inner = g.W * g.C;
-    const int64_t size = g.N * hp * row + 2;
-    int16_t* image = thread_scratch<U8S16Image, int16_t>(size);
+    const int64_t size = g.N * hp * row + tail;
+    T* image = thread_scratch<Tag, T>(size);
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t ih = 0; ih < hp; ++ih) {
-            int16_t* dst = image + (n * hp + ih) * row;
+            T* dst = image + (n * hp + ih) * row;
             const int64_t h = ih - g.pad;
             if (h < 0 || h >= g.H) {
-                std::fill(dst, dst + row, int16_t{0});
+                std::fill(dst, dst + row, T{0});
                 continue;
             }
             const uint8_t* src = x + (n * g.H + h) * inner;
-            std::fill(dst, dst + edge, int16_t{0});
+            std::fill(dst, dst + edge, T{0});
             for (int64_t j = 0; j < inner; ++j) dst[edge + j] = src[j];
-            std::fill(dst + edge + inner, dst + row, int16_t{0});
+            std::fill(dst + edge + inner, dst + row, T{0});
         }
-    image[size - 2] = image[size - 1] = 0;
-    return image;
-}
-
-/// Tag of the calling thread's buffer of the padded byte image (bnn::thread_scratch).
-struct U8S8Image;
-
-/// The batch x [N, H, W, C] uint8 as [N, H + 2 pad, W + 2 pad, C] uint8, 0 in the padding, then
-/// four zero bytes: the vpdpbusd tile reads kernel rows in runs of four, up to three bytes past
-/// a row's end.
-inline const uint8_t* u8s8_pad(const uint8_t* x, const Conv2dGeometry& g) {
-    const int64_t hp = g.H + 2 * g.pad, row = (g.W + 2 * g.pad) * g.C, edge = g.pad * g.C, inner = g.W * g.C;
-    const int64_t size = g.N * hp * row + 4;
-    uint8_t* image = thread_scratch<U8S8Image, uint8_t>(size);
-    for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t ih = 0; ih < hp; ++ih) {
-            uint8_t* dst = image + (n * hp + ih) * row;
-            const int64_t h = ih - g.pad;
-            if (h < 0 || h >= g.H) {
-                std::memset(dst, 0, row);
-                continue;
-            }
-            std::memset(dst, 0, edge);
-            std::memcpy(dst + edge, x + (n * g.H + h) * inner, inner);
-            std::memset(dst + edge + inner, 0, row - edge - inner);
-        }
-    std::memset(image + size - 4, 0, 4);
+    std::fill(image + size - tail, image + size, T{0});
     return image;
 }
 
@@ -130,7 +107,6 @@ struct U8S16Call {
     const int16_t* image = nullptr;
     const uint8_t* bytes = nullptr;
     U8S16Taps taps{};
-    U8S8Taps byte_taps{};
     int64_t tile_blocks = 1;
 };
 
@@ -148,10 +124,10 @@ inline U8S16Call u8s16_call(const uint8_t* x, const U8S16ConvWeights& w, const C
     U8S16Call call;
     const int64_t row_step = (g.W + 2 * g.pad) * g.C;
     if (u8s16_takes_bytes(w, isa)) {
-        call.bytes = u8s8_pad(x, g);
-        call.byte_taps = U8S8Taps{g.KH, w.RunQ() / 4, row_step};
+        call.bytes = u8s16_padded_image<U8S8Image, uint8_t>(x, g, 4);
+        call.taps = U8S16Taps{g.KH, w.RunQ() / 4, row_step};
     } else {
-        call.image = u8s16_widen(x, g);
+        call.image = u8s16_padded_image<U8S16Image, int16_t>(x, g, 2);
         call.taps = U8S16Taps{g.KH, w.RunP() / 2, row_step};
     }
 #if BNN_X86
@@ -193,7 +169,8 @@ void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unuse
                 const int64_t byte_step = w.KH * w.RunQ() * u8s16_lanes;
                 const uint8_t* fields[u8s16_tile_pixels];
                 for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = call.bytes + at[i];
-                u8s8_tile_vnni(fields, call.byte_taps, w.packed_bytes.data() + b * byte_step, byte_step, nb, acc);
+                u8s16_tile_avx512<U8S8Vnni>(fields, call.taps, w.packed_bytes.data() + b * byte_step, byte_step, nb,
+                                            acc);
                 finish(px + r, count, b * u8s16_lanes, nb, acc);
                 continue;
             }

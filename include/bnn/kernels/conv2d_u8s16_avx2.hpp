@@ -27,8 +27,8 @@ __attribute__((target("avx2"))) inline void u8s16_tile_avx2(const int16_t* const
     for (int64_t kh = 0; kh < t.rows; ++kh) {
         const int64_t row = kh * t.row_step;
         const int16_t *x0 = fields[0] + row, *x1 = fields[1] + row, *x2 = fields[2] + row, *x3 = fields[3] + row;
-        const int16_t* wr = wb + kh * t.pairs * 32;
-        for (int64_t p = 0; p < t.pairs; ++p) {
+        const int16_t* wr = wb + kh * t.steps * 32;
+        for (int64_t p = 0; p < t.steps; ++p) {
             const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + p * 32));
             const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + p * 32 + 16));
             __m256i x = u8s16_pair_avx2(x0 + 2 * p);

@@ -20,27 +20,46 @@
 #if BNN_X86
 namespace bnn::kernels::detail {
 
-/// acc + vpmaddwd(x, w): the AVX-512BW dot product of int16 pairs.
+/// acc + vpmaddwd(x, w): the AVX-512BW dot product of int16 pairs (two taps of widened pixels).
 struct U8S16MaddAdd {
+    using Value = int16_t;
+    using Weight = int16_t;
+    static constexpr int64_t taps = 2;
     __attribute__((target("avx512f,avx512bw"), always_inline)) static __m512i add(__m512i acc, __m512i x, __m512i w) {
         return _mm512_add_epi32(acc, _mm512_madd_epi16(x, w));
     }
 };
 
 /// The same sum in one vpdpwssd. Inline assembly, so that the one tile body, compiled for
-/// AVX-512BW alone, serves both instructions (a function compiled with VNNI enabled may fuse the
+/// AVX-512BW alone, serves every instruction (a function compiled with VNNI enabled may fuse the
 /// other one's vpmaddwd + vpaddd into vpdpwssd); only paths with has_avx512_vnni() reach it.
-struct U8S16Vnni {
+struct U8S16Vnni : U8S16MaddAdd {
     __attribute__((target("avx512f,avx512bw"), always_inline)) static __m512i add(__m512i acc, __m512i x, __m512i w) {
         asm("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
         return acc;
     }
 };
 
+/// acc + vpdpbusd(x, w): four taps of image bytes times four int8 weights a lane, for weights of
+/// int8's range (U8S16ConvWeights::packed_bytes); inline assembly as U8S16Vnni.
+struct U8S8Vnni {
+    using Value = uint8_t;
+    using Weight = int8_t;
+    static constexpr int64_t taps = 4;
+    __attribute__((target("avx512f,avx512bw"), always_inline)) static __m512i add(__m512i acc, __m512i x, __m512i w) {
+        asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
+        return acc;
+    }
+};
+
 /// acc [Blocks, 4, 16] = the sums of u8s16_tile_scalar for channel blocks wb, wb + block_step, ...
+/// fields[r]: pixel r's receptive field in the padded image of Dot::Value; per kernel row,
+/// t.steps runs of Dot::taps taps, each broadcast run against 16 channels' Dot::taps weights.
 template <int Blocks, class Dot>
 __attribute__((target("avx512f,avx512bw"), always_inline)) inline void u8s16_tile_avx512_blocks(
-    const int16_t* const* fields, const U8S16Taps& t, const int16_t* wb, int64_t block_step, int32_t* acc) {
+    const typename Dot::Value* const* fields, const U8S16Taps& t, const typename Dot::Weight* wb, int64_t block_step,
+    int32_t* acc) {
+    constexpr int64_t step = Dot::taps * u8s16_lanes;  // weights of one run: 64 bytes
     __m512i a[u8s16_tile_pixels][Blocks];
 #pragma GCC unroll 4
     for (int r = 0; r < u8s16_tile_pixels; ++r)
@@ -48,16 +67,16 @@ __attribute__((target("avx512f,avx512bw"), always_inline)) inline void u8s16_til
         for (int b = 0; b < Blocks; ++b) a[r][b] = _mm512_setzero_si512();
     for (int64_t kh = 0; kh < t.rows; ++kh) {
         const int64_t row = kh * t.row_step;
-        const int16_t* wr = wb + kh * t.pairs * 32;
-        for (int64_t p = 0; p < t.pairs; ++p) {
+        const typename Dot::Weight* wr = wb + kh * t.steps * step;
+        for (int64_t p = 0; p < t.steps; ++p) {
             __m512i w[Blocks];
 #pragma GCC unroll 4
-            for (int b = 0; b < Blocks; ++b) w[b] = _mm512_loadu_si512(wr + b * block_step + p * 32);
+            for (int b = 0; b < Blocks; ++b) w[b] = _mm512_loadu_si512(wr + b * block_step + p * step);
 #pragma GCC unroll 4
             for (int r = 0; r < u8s16_tile_pixels; ++r) {
-                int32_t pair;
-                std::memcpy(&pair, fields[r] + row + 2 * p, sizeof pair);
-                const __m512i x = _mm512_set1_epi32(pair);
+                int32_t run;
+                std::memcpy(&run, fields[r] + row + Dot::taps * p, sizeof run);
+                const __m512i x = _mm512_set1_epi32(run);
 #pragma GCC unroll 4
                 for (int b = 0; b < Blocks; ++b) a[r][b] = Dot::add(a[r][b], x, w[b]);
             }
@@ -72,8 +91,9 @@ __attribute__((target("avx512f,avx512bw"), always_inline)) inline void u8s16_til
 
 /// Up to u8s16_tile_blocks_max channel blocks (`blocks`) at once.
 template <class Dot>
-__attribute__((target("avx512f,avx512bw"))) inline void u8s16_tile_avx512(const int16_t* const* fields,
-                                                                          const U8S16Taps& t, const int16_t* wb,
+__attribute__((target("avx512f,avx512bw"))) inline void u8s16_tile_avx512(const typename Dot::Value* const* fields,
+                                                                          const U8S16Taps& t,
+                                                                          const typename Dot::Weight* wb,
                                                                           int64_t block_step, int64_t blocks,
                                                                           int32_t* acc) {
     switch (blocks) {
@@ -81,54 +101,6 @@ __attribute__((target("avx512f,avx512bw"))) inline void u8s16_tile_avx512(const 
         case 2: u8s16_tile_avx512_blocks<2, Dot>(fields, t, wb, block_step, acc); break;
         case 3: u8s16_tile_avx512_blocks<3, Dot>(fields, t, wb, block_step, acc); break;
         default: u8s16_tile_avx512_blocks<4, Dot>(fields, t, wb, block_step, acc); break;
-    }
-}
-
-/// acc [Blocks, 4, 16] = the same sums as u8s16_tile_avx512_blocks from the padded byte image
-/// (fields[r]: pixel r's receptive field in it) and U8S16ConvWeights::packed_bytes (wb: one channel
-/// block): per kernel row, runs of four taps, each broadcast run against 16 channels' four bytes.
-template <int Blocks>
-__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) inline void u8s8_tile_vnni_blocks(
-    const uint8_t* const* fields, const U8S8Taps& t, const int8_t* wb, int64_t block_step, int32_t* acc) {
-    __m512i a[u8s16_tile_pixels][Blocks];
-#pragma GCC unroll 4
-    for (int r = 0; r < u8s16_tile_pixels; ++r)
-#pragma GCC unroll 4
-        for (int b = 0; b < Blocks; ++b) a[r][b] = _mm512_setzero_si512();
-    for (int64_t kh = 0; kh < t.rows; ++kh) {
-        const int64_t row = kh * t.row_step;
-        const int8_t* wr = wb + kh * t.quads * 64;
-        for (int64_t j = 0; j < t.quads; ++j) {
-            __m512i w[Blocks];
-#pragma GCC unroll 4
-            for (int b = 0; b < Blocks; ++b) w[b] = _mm512_loadu_si512(wr + b * block_step + j * 64);
-#pragma GCC unroll 4
-            for (int r = 0; r < u8s16_tile_pixels; ++r) {
-                int32_t quad;
-                std::memcpy(&quad, fields[r] + row + 4 * j, sizeof quad);
-                const __m512i x = _mm512_set1_epi32(quad);
-#pragma GCC unroll 4
-                for (int b = 0; b < Blocks; ++b) a[r][b] = _mm512_dpbusd_epi32(a[r][b], x, w[b]);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int b = 0; b < Blocks; ++b)
-#pragma GCC unroll 4
-        for (int r = 0; r < u8s16_tile_pixels; ++r)
-            _mm512_storeu_si512(acc + (b * u8s16_tile_pixels + r) * u8s16_lanes, a[r][b]);
-}
-
-/// Up to u8s16_tile_blocks_max channel blocks (`blocks`) at once.
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void u8s8_tile_vnni(const uint8_t* const* fields,
-                                                                                  const U8S8Taps& t, const int8_t* wb,
-                                                                                  int64_t block_step, int64_t blocks,
-                                                                                  int32_t* acc) {
-    switch (blocks) {
-        case 1: u8s8_tile_vnni_blocks<1>(fields, t, wb, block_step, acc); break;
-        case 2: u8s8_tile_vnni_blocks<2>(fields, t, wb, block_step, acc); break;
-        case 3: u8s8_tile_vnni_blocks<3>(fields, t, wb, block_step, acc); break;
-        default: u8s8_tile_vnni_blocks<4>(fields, t, wb, block_step, acc); break;
     }
 }
 

@@ -43,8 +43,8 @@ inline void u8s16_tile_neon_pair(const int16_t* f0, const int16_t* f1, const U8S
         for (int v = 0; v < 8; ++v) a[r][v] = vdupq_n_s32(0);
     for (int64_t kh = 0; kh < t.rows; ++kh) {
         const int16_t *x0 = f0 + kh * t.row_step, *x1 = f1 + kh * t.row_step;
-        const int16_t* wr = wb + kh * t.pairs * 32;
-        for (int64_t p = 0; p < t.pairs; ++p, x0 += 2, x1 += 2) {
+        const int16_t* wr = wb + kh * t.steps * 32;
+        for (int64_t p = 0; p < t.steps; ++p, x0 += 2, x1 += 2) {
             asm("" : "+r"(x0), "+r"(x1));  // keeps GCC from folding an index into LDR + DUP:
                                            // LD1R broadcasts in one instruction but takes no index
             int16x8_t w[4];

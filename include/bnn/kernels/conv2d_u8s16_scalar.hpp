@@ -12,18 +12,13 @@ namespace bnn::kernels::detail {
 inline constexpr int64_t u8s16_tile_pixels = 4;      // pixels per register tile
 inline constexpr int64_t u8s16_tile_blocks_max = 4;  // channel blocks of the widest tile (AVX-512's)
 
-/// How a tile walks a receptive field in the padded, widened image (conv2d_u8s16.hpp): `rows`
-/// kernel rows of `pairs` int16 pairs each, `row_step` values apart. A kernel row of an odd
-/// number of taps reads one value past its end, which meets a zero weight.
+/// How a tile walks a receptive field in the padded image (conv2d_u8s16.hpp): `rows` kernel
+/// rows of `steps` runs of taps each, `row_step` values apart. A run is an int16 pair in the
+/// widened image, or four bytes in the byte image of the vpdpbusd tile; a kernel row whose taps
+/// do not fill whole runs reads up to one (pairs) or three (bytes) values past its end, which
+/// meet zero weights.
 struct U8S16Taps {
-    int64_t rows, pairs, row_step;
-};
-
-/// The same walk in the padded byte image for the vpdpbusd tile: `quads` runs of four taps per
-/// kernel row. A kernel row whose KW*C is not a multiple of 4 reads up to three bytes past its
-/// end, which meet zero weights.
-struct U8S8Taps {
-    int64_t rows, quads, row_step;
+    int64_t rows, steps, row_step;
 };
 
 /// acc[r, j] = sum over the taps of field[r] * w[., j] for a tile of 4 pixels x 16 channels:
@@ -34,9 +29,9 @@ inline void u8s16_tile_scalar(const int16_t* const* fields, const U8S16Taps& t, 
         for (int64_t j = 0; j < u8s16_lanes; ++j) {
             int32_t s = 0;
             for (int64_t kh = 0; kh < t.rows; ++kh)
-                for (int64_t p = 0; p < t.pairs; ++p) {
+                for (int64_t p = 0; p < t.steps; ++p) {
                     const int16_t* x = fields[r] + kh * t.row_step + 2 * p;
-                    const int16_t* w = wb + ((kh * t.pairs + p) * u8s16_lanes + j) * 2;
+                    const int16_t* w = wb + ((kh * t.steps + p) * u8s16_lanes + j) * 2;
                     s += int32_t{x[0]} * w[0] + int32_t{x[1]} * w[1];
                 }
             acc[r * u8s16_lanes + j] = s;

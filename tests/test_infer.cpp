@@ -1048,7 +1048,7 @@ const std::vector<float> kImageNetMean{0.485f, 0.456f, 0.406f}, kImageNetStd{0.2
 
 }  // namespace
 
-TEST_CASE("the integer stems: logits within the quantisation bound of the fp32 graph; int16: the same top-1",
+TEST_CASE("the integer stems: logits within the quantisation bound of the fp32 graph, for int16 the same top-1",
           "[infer][int_stem]") {
     const bool imagenet = GENERATE(false, true);
     const bool int8 = GENERATE(false, true);

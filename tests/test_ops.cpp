@@ -644,7 +644,7 @@ TEST_CASE("scaled_prelu skips gradients nobody wants and rejects bad shapes", "[
     REQUIRE_THROWS_AS(ops::scaled_prelu(Variable(Tensor<float>({4})), Variable(Tensor<float>({4})), p), Error);
 }
 
-TEST_CASE("channel_shift adds one shift per channel; gradients match finite differences", "[channel_shift]") {
+TEST_CASE("channel_shift adds one shift per channel, its gradients match finite differences", "[channel_shift]") {
     Rng rng(14);
     for (Shape shape : {Shape{5}, Shape{3, 7}, Shape{2, 3, 5, 17}}) {
         INFO(shape.str());

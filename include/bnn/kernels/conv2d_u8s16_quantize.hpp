@@ -53,6 +53,25 @@ struct U8S16ConvWeights {
     int64_t CoutP() const { return (Cout + detail::u8s16_lanes - 1) / detail::u8s16_lanes * detail::u8s16_lanes; }
 };
 
+namespace detail {
+/// w.q packed for the tiles in runs of `len` taps (2: int16 pairs, 4: bytes) along each kernel
+/// row: [CoutP/16, KH, RunL/len, 16, len], RunL = KW*C rounded up to `len`, zeros past a row's
+/// taps and past Cout.
+template <class T>
+Tensor<T> u8s16_pack(const U8S16ConvWeights& w, int64_t len) {
+    const int64_t K = w.K(), run = w.KW * w.C, runl = (run + len - 1) / len * len, kl = w.KH * runl;
+    Tensor<T> packed = Tensor<T>::zeros(Shape{w.CoutP() * kl});
+    for (int64_t o = 0; o < w.Cout; ++o)
+        for (int64_t k = 0; k < K; ++k) {
+            const int64_t block = o / u8s16_lanes, lane = o % u8s16_lanes;
+            const int64_t kk = k / run * runl + k % run;  // k's place in its kernel row of RunL taps
+            packed[((block * (kl / len) + kk / len) * u8s16_lanes + lane) * len + kk % len] =
+                static_cast<T>(w.q[o * K + k]);
+        }
+    return packed;
+}
+}  // namespace detail
+
 /// Folds x_n = (x / 255 - mean[c]) / std[c] into a float convolution and quantises it.
 ///   w [Cout, KH, KW, C] float, bias [Cout] or null, mean [C], std [C] (of x / 255).
 /// The folded weights w / (255 std[c]) of output channel o are rounded to multiples of
@@ -79,7 +98,7 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
     r.KW = KW;
     r.C = C;
     r.weight_max = weight_max;
-    const int64_t taps = KH * KW, coutp = r.CoutP(), kp = r.Kp();
+    const int64_t taps = KH * KW, coutp = r.CoutP();
     r.q.assign(Cout * K, 0);
     r.scale.assign(coutp, 0.f);
     r.bias.assign(Cout, 0.0);
@@ -109,26 +128,8 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
         }
         r.bias[o] = bias_o;
     }
-    r.packed = Tensor<int16_t>::zeros(Shape{coutp * kp});
-    int16_t* packed = r.packed.data();
-    const int64_t run = KW * C, runp = r.RunP();
-    for (int64_t o = 0; o < Cout; ++o)
-        for (int64_t k = 0; k < K; ++k) {
-            const int64_t block = o / detail::u8s16_lanes, lane = o % detail::u8s16_lanes;
-            const int64_t kk = k / run * runp + k % run;  // k's place in its kernel row of RunP taps
-            packed[((block * (kp / 2) + kk / 2) * detail::u8s16_lanes + lane) * 2 + kk % 2] = r.q[o * K + k];
-        }
-    if (weight_max > u8s8_weight_max) return r;
-    const int64_t runq = r.RunQ(), kq = KH * runq;
-    r.packed_bytes = Tensor<int8_t>::zeros(Shape{coutp * kq});
-    int8_t* bytes = r.packed_bytes.data();
-    for (int64_t o = 0; o < Cout; ++o)
-        for (int64_t k = 0; k < K; ++k) {
-            const int64_t block = o / detail::u8s16_lanes, lane = o % detail::u8s16_lanes;
-            const int64_t kk = k / run * runq + k % run;  // k's place in its kernel row of RunQ taps
-            bytes[((block * (kq / 4) + kk / 4) * detail::u8s16_lanes + lane) * 4 + kk % 4] =
-                static_cast<int8_t>(r.q[o * K + k]);
-        }
+    r.packed = detail::u8s16_pack<int16_t>(r, 2);
+    if (weight_max <= u8s8_weight_max) r.packed_bytes = detail::u8s16_pack<int8_t>(r, 4);
     return r;
 }
 

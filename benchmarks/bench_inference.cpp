@@ -3,6 +3,9 @@
 //   BM_BinaryOps        the Real-to-Bin ResNet-18 through the training ops (FullyBinary, eval)
 //   BM_BinaryGraph      the same network compiled by infer::compile (include/bnn/infer/compile.hpp)
 //   BM_BinaryGraphIntStem  the same graph with the integer stem, on raw uint8 images
+//   BM_BinaryGraphInt8Stem  with the int8 stem
+//   BM_BinaryGraphInt8     with the int8 stem and the dense layers (shortcut 1x1 convs, classifier)
+//                          in int8 (CompileOptions::dense)
 //   BM_ModelSizes       bytes of the float checkpoints and of the deployment file
 //   BM_CrossCoreRead    how fast one thread reads 3 MB that the other thread has just written,
 //                       against reading its own writes: what a graph step pays when its split
@@ -145,8 +148,9 @@ void BM_BinaryGraph(benchmark::State& state) {
 }
 
 // The same network compiled with an integer stem (CompileOptions::stem = int16 or int8), run on
-// raw uint8 images: the stem's time is under "int stem".
-void time_integer_stem(benchmark::State& state, infer::StemPrecision precision) {
+// raw uint8 images: the stem's time is under "int stem"; with the dense layers in `dense`.
+void time_integer_stem(benchmark::State& state, infer::StemPrecision precision,
+                       infer::DensePrecision dense = infer::DensePrecision::fp32) {
     const int64_t side = state.range(0), batch = state.range(1);
     set_num_threads(int(state.range(2)));
     Rng rng(1);
@@ -154,6 +158,7 @@ void time_integer_stem(benchmark::State& state, infer::StemPrecision precision) 
     for (uint8_t& v : x) v = static_cast<uint8_t>(rng.below(256));
     infer::CompileOptions options;
     options.stem = precision;
+    options.dense = dense;
     options.mean = {0.485f, 0.456f, 0.406f};
     options.std = {0.229f, 0.224f, 0.225f};
     infer::Graph graph = infer::compile(network(Variant::RealToBin, side == 224), x.shape(), options);
@@ -162,6 +167,9 @@ void time_integer_stem(benchmark::State& state, infer::StemPrecision precision) 
 
 void BM_BinaryGraphIntStem(benchmark::State& state) { time_integer_stem(state, infer::StemPrecision::int16); }
 void BM_BinaryGraphInt8Stem(benchmark::State& state) { time_integer_stem(state, infer::StemPrecision::int8); }
+void BM_BinaryGraphInt8(benchmark::State& state) {
+    time_integer_stem(state, infer::StemPrecision::int8, infer::DensePrecision::int8);
+}
 
 void BM_ModelSizes(benchmark::State& state) {
     const auto dir = std::filesystem::temp_directory_path();
@@ -229,6 +237,7 @@ BENCHMARK(BM_BinaryOps)->Apply(configs);
 BENCHMARK(BM_BinaryGraph)->Apply(configs);
 BENCHMARK(BM_BinaryGraphIntStem)->Apply(configs);
 BENCHMARK(BM_BinaryGraphInt8Stem)->Apply(configs);
+BENCHMARK(BM_BinaryGraphInt8)->Apply(configs);
 BENCHMARK(BM_ModelSizes)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CrossCoreRead)->Arg(0)->Arg(1)->ArgName("reader")->UseManualTime()->Unit(benchmark::kMicrosecond);
 

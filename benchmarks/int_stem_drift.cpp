@@ -1,10 +1,11 @@
-// What the integer stem costs in accuracy (docs/performance.md, "Integer stem"): one network
-// compiled twice, with the fp32 stem on normalized floats and with the int16 (or, --stem int8,
-// the int8) stem on the image bytes, run over the same test images. Prints the largest logit difference (absolute, and
-// relative to the image's largest |logit|), the share of images whose top-1 class agrees, and
-// each graph's top-1 accuracy.
+// What the integer stem and the int8 dense layers cost in accuracy (docs/performance.md, "Integer
+// stem", "Int8 dense layers"): one network compiled twice, all in fp32 on normalized floats and
+// with the int16 (or --stem int8, the int8) stem on the image bytes and the dense layers in
+// --dense (fp32 or int8), run over the same test images. Prints the largest logit difference
+// (absolute, and relative to the image's largest |logit|), the share of images whose top-1 class
+// agrees, and each graph's top-1 accuracy.
 //
-//   int_stem_drift --checkpoint real-to-bin-step3.safetensors --data data/cifar-100-binary
+//   int_stem_drift --checkpoint real-to-bin-step3.safetensors --data data/cifar-100-binary [--dense int8]
 //       a trainer checkpoint (its metadata gives the network and the normalization), CIFAR test set
 //   int_stem_drift --imagenet --data data/cifar-100-binary [--limit 500]
 //       an untrained Real-to-Bin ResNet-18 with the ImageNet stem (width 64, 1000 classes; batch
@@ -46,16 +47,19 @@ int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - 
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"Logit drift and top-1 agreement of the integer stem against the fp32 stem"};
-    std::string checkpoint, data_dir, stem = "int16";
+    CLI::App app{"Logit drift and top-1 agreement of the integer stem and dense layers against fp32"};
+    std::string checkpoint, data_dir, stem = "int16", dense = "fp32";
     bool imagenet = false;
     int64_t limit = 10000, batch = 50;
     app.add_option("--checkpoint", checkpoint, "a trainer checkpoint (CIFAR input)");
     app.add_flag("--imagenet", imagenet, "an untrained ImageNet-stem network on the images resized to 224");
     app.add_option("--data", data_dir, "CIFAR-100 binary directory (test.bin)")->required();
     app.add_option("--limit", limit, "test images to use")->check(CLI::PositiveNumber);
-    app.add_option("--stem", stem, "the integer stem to hold against the fp32 one")
-        ->check(CLI::IsMember({"int16", "int8"}))
+    app.add_option("--stem", stem, "the stem to hold against the fp32 one")
+        ->check(CLI::IsMember({"fp32", "int16", "int8"}))
+        ->capture_default_str();
+    app.add_option("--dense", dense, "the dense layers (1x1 convs, classifier) to hold against fp32 ones")
+        ->check(CLI::IsMember({"fp32", "int8"}))
         ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     try {
@@ -99,14 +103,18 @@ int main(int argc, char** argv) {
         net->eval();
         const Shape shape{batch, side, side, p.channels};
         infer::Graph fp32 = infer::compile(*net, shape);
-        infer::Graph int16 =
-            infer::compile(*net, shape, {.stem = infer::stem_precision(stem), .mean = p.mean, .std = p.std});
+        const infer::CompileOptions options{.stem = infer::stem_precision(stem),
+                                            .dense = infer::dense_precision(dense),
+                                            .mean = p.mean,
+                                            .std = p.std};
+        infer::Graph quantised = infer::compile(*net, shape, options);
         double max_abs = 0, max_rel = 0, sum_rel = 0;
-        int64_t agree = 0, right_fp32 = 0, right_int16 = 0, seen = 0;
+        int64_t agree = 0, right_fp32 = 0, right_quantised = 0, seen = 0;
         for (int64_t i = 0; i + batch <= n; i += batch) {
             const Tensor<uint8_t> bytes = batch_of(test.images, i, batch, side);
-            const Tensor<float> a = fp32.run(data::normalize(bytes, examples::input_normalization(p))).clone();
-            const Tensor<float>& b = int16.run(bytes);
+            const Tensor<float> normalized = data::normalize(bytes, examples::input_normalization(p));
+            const Tensor<float> a = fp32.run(normalized).clone();
+            const Tensor<float>& b = infer::reads_bytes(options.stem) ? quantised.run(bytes) : quantised.run(normalized);
             const int64_t K = a.dim(1);
             for (int64_t j = 0; j < batch; ++j) {
                 const float* x = a.data() + j * K;
@@ -123,7 +131,7 @@ int main(int argc, char** argv) {
                 const int64_t ca = argmax(x, K), cb = argmax(y, K), label = test.labels[i + j];
                 agree += ca == cb;
                 right_fp32 += ca == label;
-                right_int16 += cb == label;
+                right_quantised += cb == label;
                 ++seen;
             }
         }
@@ -133,8 +141,9 @@ int main(int argc, char** argv) {
         std::printf("relative to the image's largest |logit|: largest %.3g, mean %.3g\n", max_rel, sum_rel / double(seen));
         std::printf("top-1 agreement  %lld of %lld (%.2f%%)\n", static_cast<long long>(agree), static_cast<long long>(seen),
                     100.0 * double(agree) / double(seen));
-        std::printf("top-1 accuracy   fp32 stem %.2f%%, %s stem %.2f%%\n", 100.0 * double(right_fp32) / double(seen),
-                    stem.c_str(), 100.0 * double(right_int16) / double(seen));
+        std::printf("top-1 accuracy   fp32 %.2f%%, %s stem and %s dense layers %.2f%%\n",
+                    100.0 * double(right_fp32) / double(seen), stem.c_str(), dense.c_str(),
+                    100.0 * double(right_quantised) / double(seen));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "int_stem_drift: %s\n", e.what());
         return 1;

@@ -5,6 +5,7 @@
 //   classify --checkpoint runs/latest/real-to-bin-step3.deploy.safetensors --image shoe.png
 //   classify --checkpoint my_net.deploy.safetensors --image cat.png --size 32   (no trainer metadata)
 //   classify ... --stem int16   (the first convolution on the image's bytes: docs/performance.md)
+//   classify ... --stem int8 --dense int8   (also the 1x1 convs and the classifier in int8)
 //   classify ... --logits       (also every class's logit, to the last bit: "logit INDEX VALUE")
 #include <CLI/CLI.hpp>
 
@@ -29,7 +30,7 @@ int main(int argc, char** argv) {
     std::string checkpoint, image;
     int top = 5;
     int64_t size = 0, channels = 3;
-    std::string stem = "fp32";
+    std::string stem = "fp32", dense = "fp32";
     bool print_logits = false;
     app.add_option("--checkpoint", checkpoint, "a trainer checkpoint or a .deploy.safetensors file")->required();
     app.add_option("--image", image, "a PNG, JPEG or BMP image")->required();
@@ -43,10 +44,13 @@ int main(int argc, char** argv) {
                    "the first convolution on normalized floats (fp32) or on the image's bytes with int16 or int8 weights")
         ->check(CLI::IsMember({"fp32", "int16", "int8"}))
         ->capture_default_str();
+    app.add_option("--dense", dense, "the 1x1 convolutions and the classifier in fp32 or int8")
+        ->check(CLI::IsMember({"fp32", "int8"}))
+        ->capture_default_str();
     app.add_flag("--logits", print_logits, "also print every class's logit, with the digits that give back its float");
     CLI11_PARSE(app, argc, argv);
 
-    const infer::StemPrecision stem_precision = infer::stem_precision(stem);
+    const infer::CompileOptions precision{.stem = infer::stem_precision(stem), .dense = infer::dense_precision(dense)};
     // The image as the network takes it; a note of what was changed, once it has been read.
     auto input_of = [](const std::string& path, const Preprocessing& p) {
         examples::ImageInput in = examples::image_input(path, p);
@@ -65,13 +69,13 @@ int main(int argc, char** argv) {
             p = plain_preprocessing(size, channels, 0);
         }
         const Tensor<uint8_t> bytes = input_of(image, p);
-        infer::Graph graph = examples::compile_for_bytes(*net.model, bytes.shape(), p, stem_precision);
+        infer::Graph graph = examples::compile_for_bytes(*net.model, bytes.shape(), p, precision);
         const size_t steps = graph.num_steps();
         // The graph holds what it needs (the packed binary weights shared): the model and the
         // blocks its loading freed are no longer needed while the image runs.
         net.model.reset();
         release_idle_tensor_memory();
-        const Tensor<float> logits = examples::run_on_bytes(graph, bytes, p, stem_precision);
+        const Tensor<float> logits = examples::run_on_bytes(graph, bytes, p, precision.stem);
         if (p.class_names.empty()) p = plain_preprocessing(size, channels, logits.dim(1));
         if (net.deployed)
             std::printf("%s: deployed network, %zu inference steps (1-bit weights in every binary conv)\n",

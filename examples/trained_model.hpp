@@ -174,12 +174,17 @@ inline ImageInput image_input(const std::string& path, const Preprocessing& p) {
     return in;
 }
 
-/// The network compiled (infer::compile) for input bytes of `shape` [N, S, S, C]: with an integer
-/// stem it reads the bytes themselves (the stem folds the normalization into its weights).
+/// The network compiled (infer::compile) for input bytes of `shape` [N, S, S, C] with the stem and
+/// dense layers of `options`: with an integer stem it reads the bytes themselves, the stem folding
+/// in the normalization of p (which replaces options' mean and std).
 inline infer::Graph compile_for_bytes(const nn::Module& model, const Shape& shape, const Preprocessing& p,
-                                      infer::StemPrecision stem) {
-    if (infer::reads_bytes(stem)) return infer::compile(model, shape, {.stem = stem, .mean = p.mean, .std = p.std});
-    return infer::compile(model, shape);
+                                      infer::CompileOptions options) {
+    options.mean = options.std = {};
+    if (infer::reads_bytes(options.stem)) {
+        options.mean = p.mean;
+        options.std = p.std;
+    }
+    return infer::compile(model, shape, options);
 }
 
 /// The logits of a graph from compile_for_bytes for input bytes: with the fp32 stem from the bytes
@@ -190,13 +195,13 @@ inline Tensor<float> run_on_bytes(infer::Graph& graph, const Tensor<uint8_t>& by
     return graph.run(data::normalize(bytes, input_normalization(p))).clone();
 }
 
-/// The network's logits for input bytes [N, S, S, C], compiled; `steps` gets the graph's number
-/// of steps.
+/// The network's logits for input bytes [N, S, S, C], compiled with `options` as compile_for_bytes
+/// does; `steps` gets the graph's number of steps.
 inline Tensor<float> logits_of(const nn::Module& model, const Tensor<uint8_t>& bytes, const Preprocessing& p,
-                               infer::StemPrecision stem, size_t& steps) {
-    infer::Graph graph = compile_for_bytes(model, bytes.shape(), p, stem);
+                               const infer::CompileOptions& options, size_t& steps) {
+    infer::Graph graph = compile_for_bytes(model, bytes.shape(), p, options);
     steps = graph.num_steps();
-    return run_on_bytes(graph, bytes, p, stem);
+    return run_on_bytes(graph, bytes, p, options.stem);
 }
 
 /// One class among a row of logits, with its softmax probability.

@@ -153,8 +153,12 @@ private:
 /// the thread count it was compiled for.
 class Graph {
 public:
-    Graph(infer::Graph graph, Shape input_shape, int threads, std::string stem)
-        : graph_(std::move(graph)), input_shape_(std::move(input_shape)), threads_(threads), stem_(std::move(stem)) {}
+    Graph(infer::Graph graph, Shape input_shape, int threads, std::string stem, std::string dense)
+        : graph_(std::move(graph)),
+          input_shape_(std::move(input_shape)),
+          threads_(threads),
+          stem_(std::move(stem)),
+          dense_(std::move(dense)) {}
 
     py::array_t<float> run(const py::buffer& x) {
         const py::buffer_info info = x.request();  // held, with x, until the run returns
@@ -204,6 +208,7 @@ public:
     }
     int threads() const { return threads_; }
     const std::string& stem() const { return stem_; }
+    const std::string& dense() const { return dense_; }
     size_t steps() const { return graph_.num_steps(); }
     std::string summary() {
         return while_idle([&] { return graph_.summary(); });
@@ -229,7 +234,7 @@ private:
     infer::Graph graph_;
     Shape input_shape_;
     int threads_;
-    std::string stem_;
+    std::string stem_, dense_;
     std::mutex mutex_;
     std::shared_ptr<RunPause> pause_;
     std::atomic<uintptr_t> last_input_ = 0;
@@ -249,8 +254,8 @@ public:
     }
 
     std::unique_ptr<Graph> compile(std::optional<std::vector<int64_t>> input_shape, std::optional<int> threads,
-                                   const std::string& stem, std::optional<std::vector<float>> mean,
-                                   std::optional<std::vector<float>> std) const {
+                                   const std::string& stem, const std::string& dense,
+                                   std::optional<std::vector<float>> mean, std::optional<std::vector<float>> std) const {
         const infer::StemPrecision precision = infer::stem_precision(stem);
         BNN_CHECK(input_shape || net_.preprocessing, "Network.compile: '", path_,
                   "' does not say its input size (no trainer metadata): give input_shape=(N, H, W, C)");
@@ -260,6 +265,7 @@ public:
         BNN_CHECK(n >= 1, "Network.compile: expected threads >= 1, found ", n);
         infer::CompileOptions options;
         options.stem = precision;
+        options.dense = infer::dense_precision(dense);
         if (infer::reads_bytes(precision)) {
             BNN_CHECK((mean && std) || net_.preprocessing, "Network.compile: an integer stem folds the input "
                       "normalization in, and '", path_, "' does not say it (no trainer metadata): give mean= and std=");
@@ -268,7 +274,7 @@ public:
         }
         py::gil_scoped_release nogil;
         ThreadCount scope(n);
-        return std::make_unique<Graph>(infer::compile(*net_.model, shape, options), shape, n, stem);
+        return std::make_unique<Graph>(infer::compile(*net_.model, shape, options), shape, n, stem, dense);
     }
 
     /// classify's preprocessing: the trainer's, or for a file without it the image scaled to
@@ -316,10 +322,10 @@ public:
 
     /// classify's answer: the `top` most probable classes of the image, with their probability.
     std::vector<std::pair<std::string, double>> classify(const std::filesystem::path& image, int64_t top,
-                                                         const std::string& stem, std::optional<int64_t> size,
-                                                         int64_t channels) const {
+                                                         const std::string& stem, const std::string& dense,
+                                                         std::optional<int64_t> size, int64_t channels) const {
         BNN_CHECK(top >= 1, "Network.classify: expected top >= 1, found ", top);
-        const infer::StemPrecision precision = infer::stem_precision(stem);
+        const infer::CompileOptions precision{.stem = infer::stem_precision(stem), .dense = infer::dense_precision(dense)};
         examples::Preprocessing p = preprocessing(size, channels);
         const Tensor<uint8_t> bytes = image_bytes(image, p);
         Tensor<float> logits;
@@ -398,6 +404,7 @@ cores at once. Another input shape than the compiled one is planned for on its f
         .def_property_readonly("output_shape", &Graph::output_shape, "The shape of its last output.")
         .def_property_readonly("threads", &Graph::threads, "Threads each run uses.")
         .def_property_readonly("stem", &Graph::stem, "'fp32' (normalized float input), 'int16' or 'int8' (uint8 images).")
+        .def_property_readonly("dense", &Graph::dense, "'fp32' or 'int8': the 1x1 convolutions and Linear layers.")
         .def_property_readonly("steps", &Graph::steps, "Number of fused inference steps.")
         .def("summary", &Graph::summary, "The steps, one a line, with their module paths and shapes.")
         .def_property_readonly("_last_input_address", &Graph::last_input,
@@ -412,7 +419,7 @@ cores at once. Another input shape than the compiled one is planned for on its f
 compile() makes a Graph of it; classify() classifies an image file exactly as the classify
 program does. A graph keeps no reference to its network.)")
         .def("compile", &Network::compile, "input_shape"_a = py::none(), py::kw_only(), "threads"_a = py::none(),
-             "stem"_a = "fp32", "mean"_a = py::none(), "std"_a = py::none(),
+             "stem"_a = "fp32", "dense"_a = "fp32", "mean"_a = py::none(), "std"_a = py::none(),
              R"(Compiles the network for inputs of input_shape (N, H, W, C).
 
 input_shape: defaults to (1, S, S, C) from the trainer's metadata.
@@ -420,15 +427,18 @@ threads: threads each run uses (default: OpenMP's, every core unless OMP_NUM_THR
 stem: "fp32" runs the first convolution on normalized float32 input; "int16" on the raw uint8
     image, with the normalization (mean, std; default the metadata's) folded into its weights;
     "int8" the same with the weights rounded to 255 levels (faster where the CPU has VNNI).
+dense: "fp32", or "int8" for the 1x1 convolutions (shortcut projections) and Linear layers (the
+    classifier) in int8: weights per output channel, each input row with a step of its own
+    (faster where the CPU has AVX-512 VNNI; the logits move, docs/performance.md).
 Returns a Graph. Raises bnn.Error for a network or option it cannot compile.)")
         .def("classify", &Network::classify, "image"_a, "top"_a = 5, py::kw_only(), "stem"_a = "fp32",
-             "size"_a = py::none(), "channels"_a = 3,
+             "dense"_a = "fp32", "size"_a = py::none(), "channels"_a = 3,
              R"(The top most probable classes of an image file (PNG, JPEG, BMP, PNM), as the classify program
 prints them: a list of (class name, probability), most probable first.
 
 The image is converted to the network's channels, resized to its image size and padded to its
 input size (a UserWarning says what was changed), normalized as in training and run through a
-graph compiled with `stem`. size and channels: the input for a deployment file without the
+graph compiled with `stem` and `dense`. size and channels: the input for a deployment file without the
 trainer's metadata (classes are then named "class k").)")
         .def("read_image", &Network::read_image, "image"_a, py::kw_only(), "size"_a = py::none(), "channels"_a = 3,
              "The image file as classify feeds it to the network: uint8 [1, S, S, C] (see classify).")

@@ -349,7 +349,7 @@ TEST_CASE("classify reads an image exactly as the trainer evaluates the same byt
         for (const bnn::nn::Module* model : std::vector<const bnn::nn::Module*>{&net, deployed.model.get()}) {
             size_t steps = 0;
             const bnn::Tensor<float> logits =
-                bnn::examples::logits_of(*model, in.bytes, p, bnn::infer::StemPrecision::fp32, steps);
+                bnn::examples::logits_of(*model, in.bytes, p, {}, steps);
             REQUIRE(logits.shape() == bnn::Shape{1, classes});
             if (batch_invariant_float_products) {
                 REQUIRE(floats_differing_in_bits(logits.data(), expected.data() + i * classes, classes) == 0);

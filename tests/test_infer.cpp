@@ -473,6 +473,84 @@ TEST_CASE("a 1x1 conv with the average pool before it and the batch norm after i
     }
 }
 
+TEST_CASE("int8 dense layers: a fused 1x1 conv and a Linear equal linear_int8_rows between the float ops",
+          "[infer][int8]") {
+    // The kernel's own definition is the kernel table's (test_kernels.cpp); here the graph must
+    // give its floats whatever the pool fusion, the pixel shares, the path and the threads.
+    struct Case {
+        int64_t n, h, w, c, co;
+        int pool;  // window and stride; 0: no pool
+        bool bias;
+    };
+    const Case cases[] = {{1, 56, 56, 64, 128, 2, false}, {3, 15, 13, 5, 7, 2, true}, {1, 10, 12, 16, 24, 0, true}};
+    const int threads_before = num_threads();
+    const infer::CompileOptions int8{.dense = infer::DensePrecision::int8};
+    for (const Case& c : cases)
+        for (int act = 0; act < 3; ++act) {  // none, ReLU, PReLU
+            manual_seed(95);
+            nn::Sequential before, after, net;
+            if (c.pool) net.push_back(before.push_back(std::make_shared<nn::AvgPool2d>(c.pool)));
+            auto conv = net.add<nn::Conv2d>(nn::Conv2dOptions{.in_channels = c.c, .out_channels = c.co,
+                                                              .kernel_size = 1, .stride = 1, .padding = 0,
+                                                              .bias = c.bias});
+            net.push_back(after.push_back(std::make_shared<nn::BatchNorm2d>(c.co)));
+            if (act == 1) net.push_back(after.push_back(std::make_shared<nn::ReLU>()));
+            if (act == 2) net.push_back(after.push_back(std::make_shared<nn::PReLU>(c.co)));
+            randomise_statistics_and_scales(net, 96);
+            net.eval();
+            before.eval();
+            after.eval();
+            Rng rng(97);
+            const Tensor<float> x = Tensor<float>::randn({c.n, c.h, c.w, c.c}, rng);
+            const Tensor<float> pooled = c.pool ? eval_logits(before, x) : x;
+            const int64_t pixels = pooled.numel() / c.c;
+            const kernels::Int8LinearWeights q = kernels::quantize_linear_int8(
+                conv->weight.value().data(), c.bias ? conv->bias.value().data() : nullptr, c.co, c.c);
+            Tensor<float> y = Tensor<float>::empty(Shape{pooled.dim(0), pooled.dim(1), pooled.dim(2), c.co});
+            kernels::linear_int8_rows(pooled.data(), pixels, q, y.data(), kernels::Isa::scalar);
+            const Tensor<float> expected = eval_logits(after, y);
+            for (int threads : {1, 2})
+                for (kernels::Isa isa : kernels::available_isas()) {
+                    set_num_threads(threads);
+                    kernels::IsaGuard guard(isa);
+                    infer::Graph graph = infer::compile(net, x.shape(), int8);
+                    INFO(kernels::isa_name(isa) << ", " << threads << " thread(s)\n" << graph.summary());
+                    REQUIRE(graph.num_steps() == 1);
+                    REQUIRE(graph.summary().find("int8 conv [" + std::string(c.pool ? "avg pool, " : "") +
+                                                 "int8 weights and rows") != std::string::npos);
+                    const Tensor<float>& got = graph.run(x);
+                    REQUIRE(got.shape() == expected.shape());
+                    int64_t differing = 0;
+                    for (int64_t i = 0; i < got.numel(); ++i)
+                        differing += std::bit_cast<uint32_t>(got[i]) != std::bit_cast<uint32_t>(expected[i]);
+                    REQUIRE(differing == 0);
+                }
+        }
+    set_num_threads(threads_before);
+    // A Linear (the classifier), batch 1 and 5.
+    manual_seed(98);
+    nn::Sequential net;
+    auto fc = net.add<nn::Linear>(300, 70, true);
+    net.eval();
+    Rng rng(99);
+    for (int64_t batch : {1, 5}) {
+        const Tensor<float> x = Tensor<float>::randn({batch, 300}, rng);
+        const kernels::Int8LinearWeights q =
+            kernels::quantize_linear_int8(fc->weight.value().data(), fc->bias.value().data(), 70, 300);
+        Tensor<float> expected = Tensor<float>::empty(Shape{batch, 70});
+        kernels::linear_int8_rows(x.data(), batch, q, expected.data(), kernels::Isa::scalar);
+        for (kernels::Isa isa : kernels::available_isas()) {
+            kernels::IsaGuard guard(isa);
+            infer::Graph graph = infer::compile(net, x.shape(), int8);
+            INFO(kernels::isa_name(isa) << ", batch " << batch << "\n" << graph.summary());
+            REQUIRE(graph.summary().find("int8 linear") != std::string::npos);
+            const Tensor<float>& got = graph.run(x);
+            for (int64_t i = 0; i < got.numel(); ++i)
+                REQUIRE(std::bit_cast<uint32_t>(got[i]) == std::bit_cast<uint32_t>(expected[i]));
+        }
+    }
+}
+
 TEST_CASE("ResNet-18 through a deployment file: rebuilt without its code, same logits", "[infer][deploy]") {
     manual_seed(31);
     auto net = resnet18(BinaryVariant::RealToBin, false, 16, 7);
@@ -1151,15 +1229,31 @@ TEST_CASE("the int16 stem: bad input and networks it cannot take are errors", "[
 
 TEST_CASE("the integer stems: ResNet-18's graph allocates nothing in steady state and agrees with fp32",
           "[infer][int_stem][alloc]") {
-    const infer::StemPrecision precision = GENERATE(infer::StemPrecision::int16, infer::StemPrecision::int8);
-    INFO((precision == infer::StemPrecision::int8 ? "int8" : "int16") << " stem");
+    // The int16 and int8 stems, and the int8 stem with the int8 dense layers.
+    const auto [precision, dense] = GENERATE(std::pair{infer::StemPrecision::int16, infer::DensePrecision::fp32},
+                                             std::pair{infer::StemPrecision::int8, infer::DensePrecision::fp32},
+                                             std::pair{infer::StemPrecision::int8, infer::DensePrecision::int8});
+    INFO((precision == infer::StemPrecision::int8 ? "int8" : "int16")
+         << " stem, " << (dense == infer::DensePrecision::int8 ? "int8" : "fp32") << " dense layers");
     manual_seed(99);
     auto net = resnet18(BinaryVariant::RealToBin, true, 16, 10);
     randomise_statistics_and_scales(*net, 100);
-    const infer::CompileOptions int16{.stem = precision, .mean = kImageNetMean, .std = kImageNetStd};
+    const infer::CompileOptions int16{.stem = precision, .dense = dense, .mean = kImageNetMean, .std = kImageNetStd};
     infer::Graph graph = infer::compile(*net, Shape{2, 64, 64, 3}, int16);
     infer::Graph fp32 = infer::compile(*net, Shape{2, 64, 64, 3});
     REQUIRE(graph.summary().find("stem.0  int stem") != std::string::npos);
+    if (dense == infer::DensePrecision::int8) {  // the three shortcuts' projections and the classifier
+        const std::string summary = graph.summary();
+        auto count = [&](const std::string& kind) {
+            int64_t n = 0;
+            for (size_t at = summary.find(kind); at != std::string::npos; at = summary.find(kind, at + 1)) ++n;
+            return n;
+        };
+        INFO(summary);
+        REQUIRE(count("  int8 conv [") == 3);
+        REQUIRE(count("  int8 linear") == 1);
+        REQUIRE(count("float conv") == 0);
+    }
     Rng rng(101);
     for (int64_t batch : {1, 3}) {
         INFO("batch " << batch);

@@ -48,6 +48,7 @@
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/conv2d_few_channels.hpp"
 #include "bnn/kernels/conv2d_u8s16.hpp"
+#include "bnn/kernels/linear_int8.hpp"
 #include "bnn/kernels/gemm.hpp"
 #include "bnn/kernels/isa.hpp"
 #include "bnn/kernels/pool.hpp"
@@ -235,6 +236,10 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"u8s8 AVX-512 tile with vpdpbusd", {Isa::avx512_vpopcntdq}},
     {"u8s8 AVX-512 tile with vpdpbusd of 1 to 3 channel blocks", {Isa::avx512_vpopcntdq}},
     {"u8s8 AVX-512 tile with vpdpbusd: kernel rows read past their end", {Isa::avx512_vpopcntdq}},
+    {"int8 linear: rows quantised to bytes for vpdpbusd", {Isa::avx512_vpopcntdq}},
+    {"int8 linear: rows widened to int16 for the int16 tiles", {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}},
+    {"int8 linear: a masked last vector of a row", kAvx512Isas},
+    {"int8 linear: more rows than a chunk of 32", kAllIsas},
     {"sgemm_few_rows over 2 threads", kAllIsas},
     {"sgemm 14x32 tile", kAvx512Isas},
     {"sgemm 28x16 tile", kAvx512Isas},
@@ -921,6 +926,69 @@ void add_u8s16_cases(std::vector<KernelCase>& cases) {
     add_u8s16_case(cases, rng, {1, 8, 9, 5, 20, 7, 7, 1, 3}, true, u8s8_weight_max);
 }
 
+// ---- int8 dense layers: exact -------------------------------------------------------------------
+
+/// linear_int8_rows against its definition written out (linear_int8.hpp): each row's levels
+/// 128 + round(x * (127 / m)) in float, ties to even, int64 sums against the weights' levels, and
+/// fma(float(sum - 128 sum q) * m / 127, ws, b). Row 0 is all zeros (y = b), the last row holds
+/// +-m exactly (levels 1 and 255), and rows of tiny and huge values keep their own steps.
+void add_linear_int8_case(std::vector<KernelCase>& cases, Rng& rng, int64_t rows, int64_t C, int64_t Cout) {
+    std::vector<float> w = uniform(Cout * C, rng, -.5f, .5f), bias = uniform(Cout, rng, -1.f, 1.f);
+    std::vector<float> x = uniform(rows * C, rng, -3.f, 3.f);
+    std::fill(x.begin(), x.begin() + C, 0.f);
+    if (rows > 1) x[(rows - 1) * C] = 4.f, x[rows * C - 1] = -4.f;
+    if (rows > 2)
+        for (int64_t c = 0; c < C; ++c) x[C + c] *= 1e-30f;
+    if (rows > 3)
+        for (int64_t c = 0; c < C; ++c) x[2 * C + c] *= 1e30f;
+    const auto q = std::make_shared<Int8LinearWeights>(quantize_linear_int8(w.data(), bias.data(), Cout, C));
+    cases.push_back(
+        {"linear_int8 rows " + std::to_string(rows) + ", C " + std::to_string(C) + ", Cout " + std::to_string(Cout),
+         [=] {
+             std::vector<float> y(rows * Cout);
+             std::vector<int64_t> u(C);
+             for (int64_t r = 0; r < rows; ++r) {
+                 const float* xr = x.data() + r * C;
+                 float m = 0.f;
+                 for (int64_t c = 0; c < C; ++c) m = std::max(m, std::abs(xr[c]));
+                 const float step = m / 127.f, inverse = m > 0.f ? 127.f / m : 0.f;
+                 for (int64_t c = 0; c < C; ++c)
+                     u[c] = 128 + static_cast<int64_t>(std::clamp(std::nearbyint(xr[c] * inverse), -127.f, 127.f));
+                 for (int64_t o = 0; o < Cout; ++o) {
+                     int64_t dot = 0, levels = 0;
+                     for (int64_t c = 0; c < C; ++c) {
+                         dot += u[c] * q->w.q[o * C + c];
+                         levels += q->w.q[o * C + c];
+                     }
+                     y[r * Cout + o] = std::fma(static_cast<float>(dot - 128 * levels) * step, q->w.scale[o], bias[o]);
+                 }
+             }
+             return Outputs{exact("y", y)};
+         },
+         [=](Isa isa, Variants& taken) {
+             std::vector<float> y(rows * Cout, std::nanf(""));
+             linear_int8_rows(x.data(), rows, *q, y.data(), isa);
+             taken.push_back(has_avx512_vnni(isa) ? "int8 linear: rows quantised to bytes for vpdpbusd"
+                                                  : "int8 linear: rows widened to int16 for the int16 tiles");
+             if (has_avx512(isa) && C % 16 != 0) taken.push_back("int8 linear: a masked last vector of a row");
+             if (rows > 32) taken.push_back("int8 linear: more rows than a chunk of 32");
+             return Outputs{exact("y", y)};
+         }});
+}
+
+void add_linear_int8_cases(std::vector<KernelCase>& cases) {
+    Rng rng(53);
+    // Rows around the 4-row tiles and 32-row chunks; C around runs of 4 bytes and 16-value
+    // vectors; Cout around the 16-channel blocks and 4-block tiles; a shortcut's and the
+    // classifier's sizes.
+    add_linear_int8_case(cases, rng, 5, 3, 1);
+    add_linear_int8_case(cases, rng, 7, 17, 17);
+    add_linear_int8_case(cases, rng, 33, 64, 128);
+    add_linear_int8_case(cases, rng, 70, 30, 65);
+    add_linear_int8_case(cases, rng, 4, 256, 512);
+    add_linear_int8_case(cases, rng, 1, 512, 1000);
+}
+
 // ---- float GEMM: within float rounding, or exactly as promised ------------------------------
 
 /// One product C [M, N] (=/+=) op(A) op(B) with padded strides (ld = width + 3), so the kernels
@@ -1460,6 +1528,7 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
     add_planned_conv_cases(cases);
     add_bn_sign_pack_cases(cases);
     add_u8s16_cases(cases);
+    add_linear_int8_cases(cases);
     add_sgemm_cases(cases);
     add_gemm_cases(cases);
     add_few_rows_cases(cases);

@@ -249,6 +249,10 @@ test_classify() {
         "$c" --checkpoint "$d" --image "$work/rgb.ppm" --stem int8
     expect_error "--stem int4" "^classify: --stem: int4 not in \{fp32,int16,int8\} \(see --help\)$" \
         "$c" --checkpoint "$d" --image "$work/rgb.ppm" --stem int4
+    expect_note "--stem int8 --dense int8, deployment file" "^ +[0-9]+[.][0-9]{2}%  " \
+        "$c" --checkpoint "$d" --image "$work/rgb.ppm" --stem int8 --dense int8
+    expect_error "--dense int4" "^classify: --dense: int4 not in \{fp32,int8\} \(see --help\)$" \
+        "$c" --checkpoint "$d" --image "$work/rgb.ppm" --dense int4
 }
 
 test_deploy_resnet18() {

@@ -22,13 +22,13 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cpp_logits(tmp_path_factory):
-    """cpp_logits(model, x, stem, threads): the logits of the C++ API's graph for x, run by python_fixture."""
+    """cpp_logits(model, x, stem, threads, dense): the logits of the C++ API's graph for x, run by python_fixture."""
     d = tmp_path_factory.mktemp("logits")
 
-    def run(model, x, stem="fp32", threads=1):
+    def run(model, x, stem="fp32", threads=1, dense="fp32"):
         x = np.ascontiguousarray(x)
         x.tofile(d / "in.raw")
-        subprocess.run([FIXTURE, "logits", model, str(d / "in.raw"), *map(str, x.shape), stem, str(threads),
+        subprocess.run([FIXTURE, "logits", model, str(d / "in.raw"), *map(str, x.shape), stem, dense, str(threads),
                         str(d / "out.raw")], check=True)
         return np.fromfile(d / "out.raw", dtype=np.float32).reshape(x.shape[0], -1)
 

@@ -6,9 +6,10 @@
 //                                       10 classes) with the trainer's metadata
 //       <dir>/plain.deploy.safetensors  the same network without it
 //       <dir>/tiny.safetensors          the same network as a trainer checkpoint
-//   python_fixture logits <model> <input> <N> <H> <W> <C> <fp32|int16> <threads> <output>
-//       <input>: raw float32 (fp32) or uint8 (int16) values [N, H, W, C]; <output>: raw float32
-//       logits of examples::load_network(model) compiled with that stem and thread count.
+//   python_fixture logits <model> <input> <N> <H> <W> <C> <fp32|int16|int8> <fp32|int8> <threads> <output>
+//       <input>: raw float32 (fp32 stem) or uint8 (integer stems) values [N, H, W, C]; <output>:
+//       raw float32 logits of examples::load_network(model) compiled with that stem, those dense
+//       layers and thread count.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -75,14 +76,17 @@ void logits(char** arg) {
     const bnn::Shape shape{std::stoll(arg[2]), std::stoll(arg[3]), std::stoll(arg[4]), std::stoll(arg[5])};
     const bnn::infer::StemPrecision stem = bnn::infer::stem_precision(arg[6]);
     const bool bytes = bnn::infer::reads_bytes(stem);
-    bnn::set_num_threads(std::stoi(arg[7]));
-    bnn::infer::CompileOptions options;
-    if (bytes) options = {.stem = stem, .mean = net.preprocessing->mean, .std = net.preprocessing->std};
+    bnn::set_num_threads(std::stoi(arg[8]));
+    bnn::infer::CompileOptions options{.stem = stem, .dense = bnn::infer::dense_precision(arg[7])};
+    if (bytes) {
+        options.mean = net.preprocessing->mean;
+        options.std = net.preprocessing->std;
+    }
     bnn::infer::Graph graph = bnn::infer::compile(*net.model, shape, options);
     const bnn::Tensor<float>& out =
         bytes ? graph.run(bnn::Tensor<uint8_t>::from_vector(shape, read_raw<uint8_t>(arg[1], shape.numel())))
               : graph.run(bnn::Tensor<float>::from_vector(shape, read_raw<float>(arg[1], shape.numel())));
-    std::ofstream(arg[8], std::ios::binary)
+    std::ofstream(arg[9], std::ios::binary)
         .write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.numel() * sizeof(float)));
 }
 
@@ -94,7 +98,7 @@ int main(int argc, char** argv) {
             write(argv[2]);
             return 0;
         }
-        if (argc == 11 && std::string(argv[1]) == "logits") {
+        if (argc == 12 && std::string(argv[1]) == "logits") {
             logits(argv + 2);
             return 0;
         }
@@ -102,7 +106,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "python_fixture: %s\n", e.what());
         return 1;
     }
-    std::fprintf(stderr, "usage: python_fixture write <dir> | logits <model> <input> <N> <H> <W> <C> <fp32|int16> "
-                         "<threads> <output>\n");
+    std::fprintf(stderr, "usage: python_fixture write <dir> | logits <model> <input> <N> <H> <W> <C> "
+                         "<fp32|int16|int8> <fp32|int8> <threads> <output>\n");
     return 2;
 }

@@ -1,5 +1,6 @@
 """Network.classify classifies an image file exactly as the classify program does: the same
-classes in the same order with the same probabilities, for both kinds of file and both stems."""
+classes in the same order with the same probabilities, for both kinds of file, every stem and both
+precisions of the dense layers."""
 import os
 import subprocess
 import warnings
@@ -29,19 +30,20 @@ def classify_program(*args):
         line for line in lines if line.startswith("  ")]
 
 
-@pytest.mark.parametrize("stem", ["fp32", "int16", "int8"])
+@pytest.mark.parametrize("stem,dense", [("fp32", "fp32"), ("int16", "fp32"), ("int8", "fp32"), ("fp32", "int8"),
+                                        ("int8", "int8")])
 @pytest.mark.parametrize("name", ["tiny.deploy", "tiny", "plain.deploy"])
-def test_the_same_answer_as_the_classify_program(files, tmp_path, name, stem):
+def test_the_same_answer_as_the_classify_program(files, tmp_path, name, stem, dense):
     rng = np.random.default_rng(3)
     for shape in [(32, 32, 3), (24, 40, 3)]:  # the second is resized: both say so
         image = write_ppm(tmp_path / "image.ppm", rng.integers(0, 256, shape, dtype=np.uint8))
         size = ["--size", 32] if name == "plain.deploy" else []
         notes, lines = classify_program("--checkpoint", files[name], "--image", image, "--top", 4, "--stem", stem,
-                                        *size)
+                                        "--dense", dense, *size)
         net = bnn.load(files[name])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ranked = net.classify(image, 4, stem=stem, size=32 if size else None)
+            ranked = net.classify(image, 4, stem=stem, dense=dense, size=32 if size else None)
             x = net.read_image(image, size=32 if size else None)  # the image as classify reads it
         assert [str(w.message) for w in caught] == notes * 2 and len(notes) == (shape != (32, 32, 3))
         assert len(ranked) == 4 and lines == [f"  {100 * p:6.2f}%  {c}" for c, p in ranked]
@@ -49,7 +51,7 @@ def test_the_same_answer_as_the_classify_program(files, tmp_path, name, stem):
         # The same by hand: that image, normalized, through a graph.
         assert x.dtype == np.uint8 and x.shape == (1, 32, 32, 3)
         if name != "plain.deploy":
-            g = net.compile(threads=1, stem=stem)
+            g = net.compile(threads=1, stem=stem, dense=dense)
             logits = g(net.normalize(x) if stem == "fp32" else x)[0]
             assert net.class_names[int(np.argmax(logits))] == ranked[0][0]
 

@@ -35,6 +35,19 @@ def test_integer_stem_logits_equal_the_cpp_graph_bit_for_bit(files, cpp_logits, 
     assert np.allclose(g(x), fp32, atol=(0.05 if stem == "int16" else 0.2) * np.abs(fp32).max())
 
 
+@pytest.mark.parametrize("stem", ["fp32", "int8"])
+def test_int8_dense_logits_equal_the_cpp_graph_bit_for_bit(files, cpp_logits, stem):
+    net = bnn.load(files["tiny.deploy"])
+    x = raw_images(3) if stem == "int8" else images(3)
+    g = net.compile(x.shape, threads=2, stem=stem, dense="int8")
+    assert g.dense == "int8" and net.compile(x.shape, threads=1).dense == "fp32"
+    assert "int8 linear" in g.summary() and "int8 conv" in g.summary()
+    want = cpp_logits(files["tiny.deploy"], x, stem, threads=2, dense="int8")
+    assert np.array_equal(g(x).view(np.uint32), want.view(np.uint32))
+    with pytest.raises(bnn.Error, match="dense: expected 'fp32' or 'int8', found 'int4'"):
+        net.compile(x.shape, dense="int4")
+
+
 def test_the_input_is_read_in_place(files):
     g = bnn.load(files["tiny.deploy"]).compile(threads=1)
     x = images(1)

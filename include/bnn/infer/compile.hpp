@@ -30,7 +30,9 @@
 ///
 /// CompileOptions::stem = StemPrecision::int16 (or int8) runs every Conv2d that reads the network
 /// input on the raw uint8 image with the input normalization folded in (int_stem_step.hpp); the
-/// graph then takes Tensor<uint8_t> images in run().
+/// graph then takes Tensor<uint8_t> images in run(). CompileOptions::dense = DensePrecision::int8
+/// runs every 1x1 stride-1 Conv2d and every Linear in int8 (kernels/linear_int8.hpp). Both trade
+/// the equality with eval mode for speed: their logits are close, not equal.
 #include <algorithm>
 #include <memory>
 #include <string>

@@ -39,12 +39,28 @@ inline StemPrecision stem_precision(const std::string& name) {
     return StemPrecision::int8;
 }
 
+/// The arithmetic of the dense layers: 1x1 stride-1 convolutions (a ResNet shortcut's
+/// projection) and Linear layers (the classifier).
+enum class DensePrecision {
+    fp32,  ///< the float product of the training op
+    int8,  ///< int8 weights per output channel, each input row quantised to int8 with a step of its own
+           ///< (kernels/linear_int8.hpp): vpdpbusd where AVX-512 VNNI is present
+};
+
+/// The precision named "fp32" or "int8"; anything else is a bnn::Error.
+inline DensePrecision dense_precision(const std::string& name) {
+    if (name == "fp32") return DensePrecision::fp32;
+    BNN_CHECK(name == "int8", "dense: expected 'fp32' or 'int8', found '", name, "'");
+    return DensePrecision::int8;
+}
+
 /// Options of infer::compile.
 struct CompileOptions {
     StemPrecision stem = StemPrecision::fp32;
+    DensePrecision dense = DensePrecision::fp32;
     /// With an integer stem: the normalization the network was trained on, per input channel,
     /// x_n = (x / 255 - mean[c]) / std[c] (ImageNet: 0.485, 0.456, 0.406 and 0.229, 0.224, 0.225).
-    std::vector<float> mean, std;
+    std::vector<float> mean{}, std{};
 };
 
 /// "<path>.<name>", or name at the root.

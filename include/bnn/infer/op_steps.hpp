@@ -33,6 +33,7 @@
 #include "bnn/kernels/conv2d.hpp"
 #include "bnn/kernels/elementwise.hpp"
 #include "bnn/kernels/gemm.hpp"
+#include "bnn/kernels/linear_int8.hpp"
 #include "bnn/kernels/pad.hpp"
 #include "bnn/kernels/pool.hpp"
 #include "bnn/kernels/sgemm_few_rows.hpp"
@@ -310,8 +311,14 @@ private:
 /// would pack all of W on every call to multiply one row.
 class LinearStep : public Step {
 public:
-    LinearStep(std::string path, Tensor<float> weight, Tensor<float> bias)
-        : Step(std::move(path), "linear"), w_(std::move(weight)), b_(std::move(bias)) {
+    /// weight [out, in], bias [out] or undefined; with `int8`, the product in int8
+    /// (DensePrecision::int8, kernels::linear_int8_rows) on the calling thread.
+    LinearStep(std::string path, Tensor<float> weight, Tensor<float> bias, bool int8 = false)
+        : Step(std::move(path), int8 ? "int8 linear" : "linear"), w_(std::move(weight)), b_(std::move(bias)) {
+        if (int8) {
+            w8_ = kernels::quantize_linear_int8(w_.data(), detail::data_or_null(b_), w_.dim(0), w_.dim(1));
+            return;
+        }
         if (kernels::has_avx2(kernels::best_isa())) {
             const int64_t K = w_.dim(0), C = w_.dim(1);
             wt_ = Tensor<float>::empty(Shape{C, K});
@@ -329,6 +336,7 @@ public:
     void run(const float* const* in, float* out) override {
         const int64_t K = w_.dim(0), C = w_.dim(1);
         const kernels::Isa isa = kernels::active_isa();
+        if (w8_.Cout() > 0) return kernels::linear_int8_rows(in[0], N_, w8_, out, isa);
         if (N_ <= kFewRows && kernels::has_avx2(isa) && wt_.defined())
             kernels::sgemm_few_rows(isa, N_, K, C, in[0], C, wt_.data(), K, out, K);
         else
@@ -341,6 +349,7 @@ public:
 private:
     static constexpr int64_t kFewRows = 4;
     Tensor<float> w_, b_, wt_;  ///< [out, in], [out], [in, out]
+    kernels::Int8LinearWeights w8_;  ///< with int8 only
     int64_t N_ = 0;
 };
 

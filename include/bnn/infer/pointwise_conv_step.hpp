@@ -15,6 +15,10 @@
 /// pooled image or conv output passed between cores. The packed sgemm sums each output in one
 /// order whatever rows it is given (kernels::conv2d_rows), so the floats are those of the
 /// training ops run one after the other, which is what the other paths run.
+///
+/// Compiled with DensePrecision::int8, the conv is kernels::linear_int8_rows on every path, in
+/// the same shares: each pixel's row quantised with a step of its own, so the output does not
+/// depend on the split.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -26,6 +30,7 @@
 #include "bnn/infer/op_steps.hpp"
 #include "bnn/infer/step.hpp"
 #include "bnn/kernels/conv2d.hpp"
+#include "bnn/kernels/linear_int8.hpp"
 #include "bnn/kernels/pool.hpp"
 #include "bnn/kernels/sgemm.hpp"
 
@@ -38,9 +43,13 @@ struct PointwiseConvPooled;
 
 class PointwiseConvStep : public Step {
 public:
-    /// weight [Cout, 1, 1, Cin] (OHWI), bias [Cout] or undefined.
-    PointwiseConvStep(std::string path, Tensor<float> weight, Tensor<float> bias)
-        : Step(std::move(path), "float conv"), w_(std::move(weight)), b_(std::move(bias)) {}
+    /// weight [Cout, 1, 1, Cin] (OHWI), bias [Cout] or undefined; with `int8`, the product in
+    /// int8 (DensePrecision::int8).
+    PointwiseConvStep(std::string path, Tensor<float> weight, Tensor<float> bias, bool int8 = false)
+        : Step(std::move(path), int8 ? "int8 conv" : "float conv"), w_(std::move(weight)), b_(std::move(bias)) {
+        if (int8)
+            w8_ = kernels::quantize_linear_int8(w_.data(), detail::data_or_null(b_), w_.dim(0), w_.dim(3));
+    }
 
     /// The conv reads an average pool of its input (k x k windows, no padding).
     void fuse_avg_pool(int k, int stride) {
@@ -76,17 +85,19 @@ public:
     }
 
     void run(const float* const* in, float* out) override {
-        if (kernels::has_packed_sgemm(kernels::active_isa())) run_in_shares(in[0], out);
+        if (int8() || kernels::has_packed_sgemm(kernels::active_isa())) run_in_shares(in[0], out);
         else run_op_by_op(in[0], out);
     }
     std::string fused() const override {
         std::string s = has_pool() ? "avg pool" : "";
+        if (int8()) s += std::string(s.empty() ? "" : ", ") + "int8 weights and rows";
         if (has_batch_norm()) s += std::string(s.empty() ? "" : ", ") + "BN";
         if (act_ != Activation::None) s += act_ == Activation::ReLU ? ", ReLU" : ", PReLU";
         return s;
     }
 
 private:
+    bool int8() const { return w8_.Cout() > 0; }
     const float* bias() const { return detail::data_or_null(b_); }
     const float* slope() const { return act_ == Activation::PReLU ? slope_.data() : nullptr; }
 
@@ -95,6 +106,7 @@ private:
         // Pixels per chunk: the pooled chunk stays within L2 beside the packed weights.
         const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 15) / C);
         const int threads = kernels::pointwise_worth_threading(g_) ? num_threads() : 1;
+        const kernels::Isa isa = kernels::active_isa();
         parallel_ranges(g_.N * g_.OH * g_.OW, threads, [&](int, int64_t begin, int64_t end) {
             float* pooled = has_pool() ? thread_scratch<detail::PointwiseConvPooled>(chunk * C) : nullptr;
             for (int64_t p0 = begin; p0 < end;) {
@@ -105,7 +117,8 @@ private:
                     a = pooled;
                 }
                 float* y = out + p0 * Co;
-                kernels::conv2d_rows(a, p1 - p0, C, w_.data(), bias(), Co, y);
+                if (int8()) kernels::linear_int8_rows(a, p1 - p0, w8_, y, isa);
+                else kernels::conv2d_rows(a, p1 - p0, C, w_.data(), bias(), Co, y);
                 if (bn_.defined()) bn_activation_rows(y, p1 - p0, Co, bn_, act_ == Activation::ReLU, slope());
                 p0 = p1;
             }
@@ -122,6 +135,7 @@ private:
     }
 
     Tensor<float> w_, b_;
+    kernels::Int8LinearWeights w8_;  // with int8 only
     int pool_k_ = 0, pool_stride_ = 0;
     FrozenBatchNorm bn_;
     Activation act_ = Activation::None;

@@ -155,7 +155,8 @@ inline void u8s16_locate(const Conv2dGeometry& g, int64_t p0, int64_t rows, U8S1
 template <class Finish>
 void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unused]] Isa isa, const U8S16Pixel* px,
                  int64_t rows, int64_t b0, int64_t b1, Finish& finish) {
-    const int64_t block_step = w.Kp() * u8s16_lanes, byte_step = w.KH * w.RunQ() * u8s16_lanes;
+    const int64_t block_step = w.Kp() * u8s16_lanes;
+    [[maybe_unused]] const int64_t byte_step = w.KH * w.RunQ() * u8s16_lanes;  // the vpdpbusd tile's
     alignas(64) int32_t acc[u8s16_tile_blocks_max * u8s16_tile_pixels * u8s16_lanes];
     for (int64_t b = b0; b < b1; b += call.tile_blocks) {
         const int64_t nb = std::min(call.tile_blocks, b1 - b);

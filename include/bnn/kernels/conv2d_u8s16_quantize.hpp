@@ -20,6 +20,8 @@ inline constexpr int32_t u8s16_weight_max = 32767;
 inline constexpr int32_t u8s8_weight_max = 127;
 /// The largest K = KH * KW * C whose int32 dot products cannot overflow: 255 * 32767 * K <= 2^31 - 1.
 inline constexpr int64_t u8s16_max_taps = INT32_MAX / (int64_t{255} * u8s16_weight_max);
+/// The same for weights of int8's range: 255 * 127 * K <= 2^31 - 1.
+inline constexpr int64_t u8s8_max_taps = INT32_MAX / (int64_t{255} * u8s8_weight_max);
 
 namespace detail {
 inline constexpr int64_t u8s16_lanes = 16;  // output channels per block: two AVX2 or one AVX-512 int32 vector
@@ -70,6 +72,20 @@ Tensor<T> u8s16_pack(const U8S16ConvWeights& w, int64_t len) {
         }
     return packed;
 }
+
+/// q [K] = `values` rounded to multiples of step = max |values| / weight_max, nearest first, ties
+/// to even; returns the step (1 for values all 0, which keep q = 0). The caller checks that the
+/// values are finite.
+inline float quantize_levels(const double* values, int64_t K, int32_t weight_max, int16_t* q) {
+    double largest = 0;
+    for (int64_t k = 0; k < K; ++k) largest = std::max(largest, std::abs(values[k]));
+    const float step = largest > 0 ? static_cast<float>(largest / weight_max) : 1.f;
+    for (int64_t k = 0; k < K; ++k) {
+        const double level = std::nearbyint(values[k] / static_cast<double>(step));
+        q[k] = static_cast<int16_t>(std::clamp<double>(level, -weight_max, weight_max));
+    }
+    return step;
+}
 }  // namespace detail
 
 /// Folds x_n = (x / 255 - mean[c]) / std[c] into a float convolution and quantises it.
@@ -105,22 +121,17 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
     r.tap_correction.assign(taps * Cout, 0.0);
     std::vector<double> folded(K);
     for (int64_t o = 0; o < Cout; ++o) {
-        double largest = 0;
         for (int64_t k = 0; k < K; ++k) {
             const int64_t c = k % C;
             folded[k] = static_cast<double>(w[o * K + k]) / (255.0 * static_cast<double>(std[c]));
             BNN_CHECK(std::isfinite(folded[k]), "quantize_conv2d_u8s16: weight [", o, ", ", k,
                       "] is not finite after folding: ", w[o * K + k]);
-            largest = std::max(largest, std::abs(folded[k]));
         }
-        // An all-zero channel keeps q = 0; any positive step serves it.
-        const float step = largest > 0 ? static_cast<float>(largest / weight_max) : 1.f;
+        const float step = detail::quantize_levels(folded.data(), K, weight_max, r.q.data() + o * K);
         r.scale[o] = step;
         double bias_o = bias ? static_cast<double>(bias[o]) : 0.0;
         for (int64_t k = 0; k < K; ++k) {
-            const double level = std::nearbyint(folded[k] / static_cast<double>(step));
-            const auto qk = static_cast<int16_t>(std::clamp<double>(level, -weight_max, weight_max));
-            r.q[o * K + k] = qk;
+            const int16_t qk = r.q[o * K + k];
             const int64_t t = k / C, c = k % C;
             const double shift = qk * 255.0 * static_cast<double>(mean[c]);
             r.tap_correction[t * Cout + o] += shift;

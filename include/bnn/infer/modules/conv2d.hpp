@@ -1,8 +1,8 @@
 #pragma once
 /// @file conv2d.hpp
 /// Conv2d in a module tree and a graph: the float convolution (a 1x1 one with an average pool
-/// before it fused), or with the int16 stem (CompileOptions::stem) the integer convolution of the
-/// raw image when it reads the network input.
+/// before it fused, in int8 with CompileOptions::dense), or with an integer stem
+/// (CompileOptions::stem) the integer convolution of the raw image when it reads the network input.
 #include <memory>
 #include <string>
 
@@ -20,7 +20,8 @@ inline Tensor<float> copy_or_empty(const Variable& v) { return v.defined() ? v.v
 /// A 1x1 stride-1 conv of value x, with the average pool (unpadded) that produced x when only
 /// the conv reads it: a PointwiseConvStep, into which a following batch norm may fuse.
 inline int lower_pointwise(Lowering& l, const nn::Conv2d& m, const std::string& path, int x) {
-    auto step = std::make_unique<PointwiseConvStep>(path, m.weight.value().clone(), copy_or_empty(m.bias));
+    auto step = std::make_unique<PointwiseConvStep>(path, m.weight.value().clone(), copy_or_empty(m.bias),
+                                                    l.options().dense == DensePrecision::int8);
     if (auto* pool = l.fusable(x) ? dynamic_cast<PoolStep*>(&l.graph().producer(x)) : nullptr;
         pool && !pool->is_max() && pool->padding() == 0) {
         step->fuse_avg_pool(pool->kernel(), pool->stride());

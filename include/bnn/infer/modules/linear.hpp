@@ -21,7 +21,9 @@ inline ModuleType linear() {
                                                 r.integer("out_features", 1, kMaxSize), r.boolean("bias"));
         },
         [](Lowering& l, const nn::Linear& m, const std::string& path, int x) {
-            return l.add(std::make_unique<LinearStep>(path, m.weight.value().clone(), copy_or_empty(m.bias)), {x});
+            return l.add(std::make_unique<LinearStep>(path, m.weight.value().clone(), copy_or_empty(m.bias),
+                                                      l.options().dense == DensePrecision::int8),
+                         {x});
         });
 }
 

@@ -1,0 +1,254 @@
+#pragma once
+/// @file linear_int8.hpp
+/// A float matrix product y = x W^T + b run in int8, for the real-valued 1x1 convolutions and
+/// Linear layers of a deployed graph: W quantised once per output channel, each row of x
+/// quantised as it is read with a step of its own, exact int32 sums on the integer stem's tiles
+/// (conv2d_u8s16.hpp), and one float expression back.
+///
+///   x  [rows, C] float
+///   q  [Cout, C] int8 levels, |q| <= 127, real weight ws[o] * q[o, c], ws[o] = max_c |W[o, c]| / 127
+///   u  [rows, C] the rows' levels plus 128 (1..255): u[r, c] = 128 + round(x[r, c] * 127 / m[r]),
+///      m[r] = max_c |x[r, c]|, the product in float and rounded to nearest even; s[r] = m[r] / 127
+///   y  [rows, Cout] float
+///
+///   y[r, o] = fma(float(acc[r, o] - zero_sum[o]) * s[r], ws[o], b[o])
+///   acc     = sum_c u[r, c] * q[o, c]                 int32, exact while C <= u8s8_max_taps
+///   zero_sum[o] = 128 * sum_c q[o, c]
+///
+/// that is y = b + s ws sum_c (u - 128) q, the product of the two quantised matrices. Because each
+/// row has its own step, a row's result does not depend on the other rows, on how they are split
+/// over threads, or on the batch. A row of zeros has s = 0 and gives y = b; a row holding an
+/// infinity or a NaN gives NaN.
+///
+/// Paths (kernels::active_isa()): where AVX-512 VNNI is present the rows are quantised to bytes
+/// and multiplied by vpdpbusd, four products a lane; elsewhere the same levels are widened to int16
+/// and run on the stem's int16 tiles (vpmaddwd, NEON SMLAL or scalar). The quantisation of a row
+/// and the float finish have an AVX-512 form and a scalar one. Every path gives the same levels,
+/// the same integers and the same floats.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "bnn/core/error.hpp"
+#include "bnn/core/threads.hpp"
+#include "bnn/kernels/conv2d_u8s16.hpp"
+#include "bnn/kernels/intrinsics.hpp"
+#include "bnn/kernels/isa.hpp"
+
+namespace bnn::kernels {
+
+/// W [Cout, C] quantised for linear_int8_rows (quantize_linear_int8).
+struct Int8LinearWeights {
+    U8S16ConvWeights w;             ///< a 1x1 convolution's: q, scale (ws, [CoutP]) and the packed tiles
+    std::vector<int32_t> zero_sum;  ///< [CoutP] 128 * sum_c q[o, c], 0 past Cout
+    std::vector<float> bias;        ///< [CoutP] b, 0 past Cout (and where there is no bias)
+
+    int64_t C() const { return w.C; }
+    int64_t Cout() const { return w.Cout; }
+    /// Values of one quantised row: C rounded up to whole runs of four bytes.
+    int64_t row_stride() const { return w.RunQ(); }
+};
+
+/// Quantises w [Cout, C] float and bias [Cout] (or null) for linear_int8_rows.
+inline Int8LinearWeights quantize_linear_int8(const float* w, const float* bias, int64_t Cout, int64_t C) {
+    BNN_CHECK(Cout >= 1 && C >= 1, "quantize_linear_int8: expected positive sizes, got Cout ", Cout, ", C ", C);
+    BNN_CHECK(C <= u8s8_max_taps, "quantize_linear_int8: int32 sums of uint8 x int8 products are exact for up to ",
+              u8s8_max_taps, " input channels, got ", C);
+    Int8LinearWeights r;
+    U8S16ConvWeights& q = r.w;
+    q.Cout = Cout;
+    q.KH = q.KW = 1;
+    q.C = C;
+    q.weight_max = u8s8_weight_max;
+    q.q.assign(Cout * C, 0);
+    q.scale.assign(q.CoutP(), 0.f);
+    r.zero_sum.assign(q.CoutP(), 0);
+    r.bias.assign(q.CoutP(), 0.f);
+    std::vector<double> row(C);
+    for (int64_t o = 0; o < Cout; ++o) {
+        for (int64_t c = 0; c < C; ++c) {
+            row[c] = w[o * C + c];
+            BNN_CHECK(std::isfinite(row[c]), "quantize_linear_int8: weight [", o, ", ", c, "] is not finite: ", row[c]);
+        }
+        q.scale[o] = detail::quantize_levels(row.data(), C, u8s8_weight_max, q.q.data() + o * C);
+        int32_t sum = 0;
+        for (int64_t c = 0; c < C; ++c) sum += q.q[o * C + c];
+        r.zero_sum[o] = 128 * sum;
+        r.bias[o] = bias ? bias[o] : 0.f;
+    }
+    q.packed = detail::u8s16_pack<int16_t>(q, 2);
+    q.packed_bytes = detail::u8s16_pack<int8_t>(q, 4);
+    return r;
+}
+
+namespace detail {
+
+inline constexpr int64_t int8_linear_chunk = 32;  // rows quantised at a time
+
+/// Tags of the calling thread's quantised rows, as bytes or widened (bnn::thread_scratch).
+struct Int8LinearBytes;
+struct Int8LinearWide;
+
+/// A row's step s = m / 127 and what to multiply it by, 127 / m; or, for a row of zeros or one
+/// holding an infinity or NaN, s = 0 or NaN and `levels` false: every u is 128.
+struct Int8RowStep {
+    float step, inverse;
+    bool levels;
+};
+
+inline Int8RowStep int8_row_step(float largest, bool finite) {
+    if (!finite) return {std::numeric_limits<float>::quiet_NaN(), 0.f, false};
+    if (largest == 0.f) return {0.f, 0.f, false};
+    return {largest / 127.f, 127.f / largest, true};
+}
+
+/// u [stride] = row x [C] quantised (the file comment), zeros past C; returns its step s.
+template <class T>
+float quantize_row_int8_scalar(const float* x, int64_t C, int64_t stride, T* u) {
+    float largest = 0.f;
+    bool finite = true;
+    for (int64_t c = 0; c < C; ++c) {
+        const float a = std::abs(x[c]);
+        finite = finite && a <= std::numeric_limits<float>::max();
+        largest = std::max(largest, a);
+    }
+    const Int8RowStep s = int8_row_step(largest, finite);
+    for (int64_t c = 0; c < C; ++c) {
+        const float level = s.levels ? std::clamp(std::nearbyint(x[c] * s.inverse), -127.f, 127.f) : 0.f;
+        u[c] = static_cast<T>(static_cast<int32_t>(level) + 128);
+    }
+    std::fill(u + C, u + stride, T{0});
+    return s.step;
+}
+
+/// out[r][j] = fma(float(acc[r, j] - zero_sum[j]) * step[r], scale[j], bias[j]) for the first
+/// `rows` rows of a tile (acc [4, 16]) and j < cols; zero_sum, scale and bias hold 16 values.
+inline void int8_linear_finish_scalar(const int32_t* acc, int64_t rows, const float* step, const int32_t* zero_sum,
+                                      const float* scale, const float* bias, float* const* out, int64_t cols) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j)
+            // In int64: the difference fits in int32 (|u - 128| <= 127), acc + 128 |sum q| may not.
+            out[r][j] = std::fma(static_cast<float>(int64_t{acc[r * u8s16_lanes + j]} - zero_sum[j]) * step[r], scale[j],
+                                 bias[j]);
+}
+
+#if BNN_X86
+/// quantize_row_int8_scalar in zmm: vcvtps2dq rounds to nearest even, as nearbyint does under
+/// the default rounding mode, and the levels go to bytes (vpmovdb) or int16 (vpmovdw).
+template <class T>
+__attribute__((target("avx512f"))) float quantize_row_int8_avx512(const float* x, int64_t C, int64_t stride,
+                                                                           T* u) {
+    __m512 largest = _mm512_setzero_ps(), probe = _mm512_setzero_ps();  // probe: x * 0, NaN past an infinity
+    for (int64_t c = 0; c < C; c += 16) {
+        const __mmask16 m = c + 16 <= C ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (C - c)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + c);
+        largest = _mm512_max_ps(largest, _mm512_abs_ps(v));
+        probe = _mm512_add_ps(probe, _mm512_mul_ps(v, _mm512_setzero_ps()));
+    }
+    const bool finite = _mm512_cmp_ps_mask(probe, probe, _CMP_ORD_Q) == 0xFFFF;
+    const Int8RowStep s = int8_row_step(_mm512_reduce_max_ps(largest), finite);
+    const __m512 inverse = _mm512_set1_ps(s.inverse);
+    const __m512i low = _mm512_set1_epi32(-127), high = _mm512_set1_epi32(127), zero = _mm512_set1_epi32(128);
+    for (int64_t c = 0; c < C; c += 16) {
+        const __mmask16 m = c + 16 <= C ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (C - c)) - 1);
+        __m512i level = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c), inverse));
+        level = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(level, low), high), zero);
+        if constexpr (sizeof(T) == 1) _mm512_mask_cvtepi32_storeu_epi8(u + c, m, level);
+        else _mm512_mask_cvtepi32_storeu_epi16(u + c, m, level);
+    }
+    std::fill(u + C, u + stride, T{0});
+    return s.step;
+}
+
+/// int8_linear_finish_scalar in zmm, the store masked to `cols`.
+__attribute__((target("avx512f"))) inline void int8_linear_finish_avx512(const int32_t* acc, int64_t rows,
+                                                                         const float* step, const int32_t* zero_sum,
+                                                                         const float* scale, const float* bias,
+                                                                         float* const* out, int64_t cols) {
+    const __mmask16 keep = static_cast<__mmask16>((1u << cols) - 1);
+    const __m512i z = _mm512_loadu_si512(zero_sum);
+    const __m512 ws = _mm512_loadu_ps(scale), b = _mm512_loadu_ps(bias);
+    for (int64_t r = 0; r < rows; ++r) {
+        const __m512i a = _mm512_sub_epi32(_mm512_loadu_si512(acc + r * u8s16_lanes), z);
+        const __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(step[r])), ws, b);
+        if (cols == u8s16_lanes) _mm512_storeu_ps(out[r], y);
+        else _mm512_mask_storeu_ps(out[r], keep, y);
+    }
+}
+#endif
+
+/// A row quantised on path isa.
+template <class T>
+float quantize_row_int8(Isa isa, const float* x, int64_t C, int64_t stride, T* u) {
+#if BNN_X86
+    if (has_avx512(isa)) return quantize_row_int8_avx512(x, C, stride, u);
+#endif
+    (void)isa;
+    return quantize_row_int8_scalar(x, C, stride, u);
+}
+
+/// Up to int8_linear_chunk rows: quantised into the thread's buffer, then every tile.
+template <class T>
+void linear_int8_chunk(Isa isa, const float* x, int64_t rows, const Int8LinearWeights& w, float* y) {
+    const int64_t C = w.C(), Co = w.Cout(), stride = w.row_stride();
+    T* u = thread_scratch<std::conditional_t<sizeof(T) == 1, Int8LinearBytes, Int8LinearWide>, T>(
+        int8_linear_chunk * stride + 4);
+    float step[int8_linear_chunk];
+    U8S16Pixel px[int8_linear_chunk];
+    for (int64_t r = 0; r < rows; ++r) {
+        step[r] = quantize_row_int8(isa, x + r * C, C, stride, u + r * stride);
+        px[r] = {r, 0, 0, r * stride};
+    }
+    U8S16Call call;
+    if constexpr (sizeof(T) == 1) {
+        call.bytes = u;
+        call.taps = U8S16Taps{1, stride / 4, 0};
+    } else {
+        call.image = u;
+        call.taps = U8S16Taps{1, w.w.RunP() / 2, 0};
+    }
+#if BNN_X86
+    if (has_avx512(isa)) call.tile_blocks = u8s16_tile_blocks_max;
+#endif
+    auto finish = [&](const U8S16Pixel* p, int64_t count, int64_t c0, int64_t blocks, const int32_t* acc) {
+        float s[u8s16_tile_pixels];
+        float* out[u8s16_tile_pixels];
+        for (int64_t j = 0; j < blocks; ++j, acc += u8s16_tile_pixels * u8s16_lanes) {
+            const int64_t c = c0 + j * u8s16_lanes, cols = std::min(u8s16_lanes, Co - c);
+            for (int64_t i = 0; i < count; ++i) {
+                s[i] = step[p[i].index];
+                out[i] = y + p[i].index * Co + c;
+            }
+            const int32_t* z = w.zero_sum.data() + c;
+            const float* ws = w.w.scale.data() + c;
+            const float* b = w.bias.data() + c;
+#if BNN_X86
+            if (has_avx512(isa)) {
+                int8_linear_finish_avx512(acc, count, s, z, ws, b, out, cols);
+                continue;
+            }
+#endif
+            int8_linear_finish_scalar(acc, count, s, z, ws, b, out, cols);
+        }
+    };
+    u8s16_tiles(call, w.w, isa, px, rows, 0, w.w.CoutP() / u8s16_lanes, finish);
+}
+
+}  // namespace detail
+
+/// y [rows, Cout] = x [rows, C] W^T + b in int8 (the file comment), on the calling thread and
+/// path isa. Allocates nothing once the thread's buffer of quantised rows has grown.
+inline void linear_int8_rows(const float* x, int64_t rows, const Int8LinearWeights& w, float* y,
+                             Isa isa = active_isa()) {
+    const bool bytes = detail::u8s16_takes_bytes(w.w, isa);
+    for (int64_t r0 = 0; r0 < rows; r0 += detail::int8_linear_chunk) {
+        const int64_t n = std::min(detail::int8_linear_chunk, rows - r0);
+        if (bytes) detail::linear_int8_chunk<uint8_t>(isa, x + r0 * w.C(), n, w, y + r0 * w.Cout());
+        else detail::linear_int8_chunk<int16_t>(isa, x + r0 * w.C(), n, w, y + r0 * w.Cout());
+    }
+}
+
+}  // namespace bnn::kernels

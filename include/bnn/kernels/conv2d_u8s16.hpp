@@ -224,6 +224,17 @@ inline void u8s16_finish(Isa isa, const U8S16ConvWeights& w, const U8S16ConvPlan
                          int64_t rows, int64_t c0, int64_t blocks, const int32_t* acc, float* const* out_rows) {
     const float* bias_rows[u8s16_tile_pixels];
     for (int64_t r = 0; r < rows; ++r) bias_rows[r] = plan.bias_row(px[r].oh, px[r].ow);
+#if BNN_X86
+    if (has_avx512(isa)) {
+        const float* bias[u8s16_tile_pixels];
+        float* o[u8s16_tile_pixels];
+        for (int64_t r = 0; r < rows; ++r) {
+            bias[r] = bias_rows[r] + c0;
+            o[r] = out_rows[r] + c0;
+        }
+        return u8s16_finish_avx512(acc, rows, blocks, plan.g.Cout - c0, w.scale.data() + c0, bias, o);
+    }
+#endif
     for (int64_t j = 0; j < blocks; ++j, acc += u8s16_tile_pixels * u8s16_lanes) {
         const int64_t c = c0 + j * u8s16_lanes, cols = std::min(u8s16_lanes, plan.g.Cout - c);
         const float* scale = w.scale.data() + c;
@@ -234,8 +245,7 @@ inline void u8s16_finish(Isa isa, const U8S16ConvWeights& w, const U8S16ConvPlan
             o[r] = out_rows[r] + c;
         }
 #if BNN_X86
-        if (has_avx512(isa)) u8s16_finish_avx512(acc, rows, scale, bias, o, cols);
-        else if (has_avx2(isa)) u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
+        if (has_avx2(isa)) u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
         else
 #elif defined(__aarch64__)
         if (isa == Isa::neon) u8s16_finish_neon(acc, rows, scale, bias, o, cols);

@@ -104,18 +104,21 @@ __attribute__((target("avx512f,avx512bw"))) inline void u8s16_tile_avx512(const 
     }
 }
 
-/// u8s16_finish_scalar with vcvtdq2ps and vfmadd on one zmm a pixel, the store masked to `cols`
-/// (scale and the bias rows hold 16 values).
-__attribute__((target("avx512f"))) inline void u8s16_finish_avx512(const int32_t* acc, int64_t rows, const float* scale,
-                                                                   const float* const* bias, float* const* out,
-                                                                   int64_t cols) {
-    const __mmask16 keep = static_cast<__mmask16>((1u << cols) - 1);
-    const __m512 s = _mm512_loadu_ps(scale);
-    for (int64_t r = 0; r < rows; ++r) {
-        const __m512 a = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + r * u8s16_lanes));
-        const __m512 y = _mm512_fmadd_ps(a, s, _mm512_loadu_ps(bias[r]));
-        if (cols == u8s16_lanes) _mm512_storeu_ps(out[r], y);
-        else _mm512_mask_storeu_ps(out[r], keep, y);
+/// u8s16_finish_scalar with vcvtdq2ps and vfmadd on one zmm a pixel, for the `blocks` channel
+/// blocks of a tile (acc [blocks, 4, 16]) in one call: block j's channels are 16 j ... from where
+/// scale, bias[r] and out[r] point, the stores masked to the first `cols` of them (the channels
+/// left to the output's last).
+__attribute__((target("avx512f"))) inline void u8s16_finish_avx512(const int32_t* acc, int64_t rows, int64_t blocks,
+                                                                   int64_t cols, const float* scale,
+                                                                   const float* const* bias, float* const* out) {
+    for (int64_t j = 0; j < blocks; ++j, acc += u8s16_tile_pixels * u8s16_lanes) {
+        const int64_t c = j * u8s16_lanes, left = cols - c;
+        const __mmask16 keep = left >= u8s16_lanes ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+        const __m512 s = _mm512_loadu_ps(scale + c);
+        for (int64_t r = 0; r < rows; ++r) {
+            const __m512 a = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + r * u8s16_lanes));
+            _mm512_mask_storeu_ps(out[r] + c, keep, _mm512_fmadd_ps(a, s, _mm512_loadu_ps(bias[r] + c)));
+        }
     }
 }
 

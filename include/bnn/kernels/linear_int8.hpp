@@ -163,19 +163,25 @@ __attribute__((target("avx512f"))) float quantize_row_int8_avx512(const float* x
     return s.step;
 }
 
-/// int8_linear_finish_scalar in zmm, the store masked to `cols`.
+/// int8_linear_finish_scalar in zmm for the `blocks` channel blocks of a tile (acc [blocks, 4,
+/// 16]) in one call: block j's channels are 16 j ... from where zero_sum, scale, bias and out[r]
+/// point, the stores masked to the first `cols` of them. The int32 subtraction wraps to the same
+/// value as the scalar path's int64 one.
 __attribute__((target("avx512f"))) inline void int8_linear_finish_avx512(const int32_t* acc, int64_t rows,
+                                                                         int64_t blocks, int64_t cols,
                                                                          const float* step, const int32_t* zero_sum,
                                                                          const float* scale, const float* bias,
-                                                                         float* const* out, int64_t cols) {
-    const __mmask16 keep = static_cast<__mmask16>((1u << cols) - 1);
-    const __m512i z = _mm512_loadu_si512(zero_sum);
-    const __m512 ws = _mm512_loadu_ps(scale), b = _mm512_loadu_ps(bias);
-    for (int64_t r = 0; r < rows; ++r) {
-        const __m512i a = _mm512_sub_epi32(_mm512_loadu_si512(acc + r * u8s16_lanes), z);
-        const __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(step[r])), ws, b);
-        if (cols == u8s16_lanes) _mm512_storeu_ps(out[r], y);
-        else _mm512_mask_storeu_ps(out[r], keep, y);
+                                                                         float* const* out) {
+    for (int64_t j = 0; j < blocks; ++j, acc += u8s16_tile_pixels * u8s16_lanes) {
+        const int64_t c = j * u8s16_lanes, left = cols - c;
+        const __mmask16 keep = left >= u8s16_lanes ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+        const __m512i z = _mm512_loadu_si512(zero_sum + c);
+        const __m512 ws = _mm512_loadu_ps(scale + c), b = _mm512_loadu_ps(bias + c);
+        for (int64_t r = 0; r < rows; ++r) {
+            const __m512i a = _mm512_sub_epi32(_mm512_loadu_si512(acc + r * u8s16_lanes), z);
+            const __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(step[r])), ws, b);
+            _mm512_mask_storeu_ps(out[r] + c, keep, y);
+        }
     }
 }
 #endif
@@ -216,22 +222,21 @@ void linear_int8_chunk(Isa isa, const float* x, int64_t rows, const Int8LinearWe
     auto finish = [&](const U8S16Pixel* p, int64_t count, int64_t c0, int64_t blocks, const int32_t* acc) {
         float s[u8s16_tile_pixels];
         float* out[u8s16_tile_pixels];
-        for (int64_t j = 0; j < blocks; ++j, acc += u8s16_tile_pixels * u8s16_lanes) {
-            const int64_t c = c0 + j * u8s16_lanes, cols = std::min(u8s16_lanes, Co - c);
-            for (int64_t i = 0; i < count; ++i) {
-                s[i] = step[p[i].index];
-                out[i] = y + p[i].index * Co + c;
-            }
-            const int32_t* z = w.zero_sum.data() + c;
-            const float* ws = w.w.scale.data() + c;
-            const float* b = w.bias.data() + c;
+        for (int64_t i = 0; i < count; ++i) {
+            s[i] = step[p[i].index];
+            out[i] = y + p[i].index * Co + c0;
+        }
+        const int32_t* z = w.zero_sum.data() + c0;
+        const float* ws = w.w.scale.data() + c0;
+        const float* b = w.bias.data() + c0;
 #if BNN_X86
-            if (has_avx512(isa)) {
-                int8_linear_finish_avx512(acc, count, s, z, ws, b, out, cols);
-                continue;
-            }
+        if (has_avx512(isa)) return int8_linear_finish_avx512(acc, count, blocks, Co - c0, s, z, ws, b, out);
 #endif
-            int8_linear_finish_scalar(acc, count, s, z, ws, b, out, cols);
+        for (int64_t j = 0; j < blocks; ++j, acc += u8s16_tile_pixels * u8s16_lanes) {
+            const int64_t c = j * u8s16_lanes;
+            float* o[u8s16_tile_pixels];
+            for (int64_t i = 0; i < count; ++i) o[i] = out[i] + c;
+            int8_linear_finish_scalar(acc, count, s, z + c, ws + c, b + c, o, std::min(u8s16_lanes, Co - c0 - c));
         }
     };
     u8s16_tiles(call, w.w, isa, px, rows, 0, w.w.CoutP() / u8s16_lanes, finish);

@@ -37,6 +37,7 @@
 #include "bnn/ops/elementwise.hpp"
 #include "bnn/optim/adam.hpp"
 #include "bnn/train/train_step.hpp"
+#include "same_bits.hpp"
 #include "temp_dir.hpp"
 
 // ---- a counting allocator: every operator new and every aligned_alloc (Tensor storage) -------
@@ -445,12 +446,7 @@ TEST_CASE("a 1x1 conv with the average pool before it and the batch norm after i
                     const std::string fused = c.pool ? "[avg pool, BN" : "[BN";
                     REQUIRE(graph.summary().find(fused + (act == 0 ? "]" : act == 1 ? ", ReLU]" : ", PReLU]")) !=
                             std::string::npos);
-                    const Tensor<float>& got = graph.run(x);
-                    REQUIRE(got.shape() == expected.shape());
-                    int64_t differing = 0;
-                    for (int64_t i = 0; i < got.numel(); ++i)
-                        differing += std::bit_cast<uint32_t>(got[i]) != std::bit_cast<uint32_t>(expected[i]);
-                    REQUIRE(differing == 0);
+                    REQUIRE(test::bits_equal(graph.run(x), expected));
                 }
         }
     set_num_threads(threads_before);
@@ -518,12 +514,7 @@ TEST_CASE("int8 dense layers: a fused 1x1 conv and a Linear equal linear_int8_ro
                     REQUIRE(graph.num_steps() == 1);
                     REQUIRE(graph.summary().find("int8 conv [" + std::string(c.pool ? "avg pool, " : "") +
                                                  "int8 weights and rows") != std::string::npos);
-                    const Tensor<float>& got = graph.run(x);
-                    REQUIRE(got.shape() == expected.shape());
-                    int64_t differing = 0;
-                    for (int64_t i = 0; i < got.numel(); ++i)
-                        differing += std::bit_cast<uint32_t>(got[i]) != std::bit_cast<uint32_t>(expected[i]);
-                    REQUIRE(differing == 0);
+                    REQUIRE(test::bits_equal(graph.run(x), expected));
                 }
         }
     set_num_threads(threads_before);
@@ -544,9 +535,7 @@ TEST_CASE("int8 dense layers: a fused 1x1 conv and a Linear equal linear_int8_ro
             infer::Graph graph = infer::compile(net, x.shape(), int8);
             INFO(kernels::isa_name(isa) << ", batch " << batch << "\n" << graph.summary());
             REQUIRE(graph.summary().find("int8 linear") != std::string::npos);
-            const Tensor<float>& got = graph.run(x);
-            for (int64_t i = 0; i < got.numel(); ++i)
-                REQUIRE(std::bit_cast<uint32_t>(got[i]) == std::bit_cast<uint32_t>(expected[i]));
+            REQUIRE(test::bits_equal(graph.run(x), expected));
         }
     }
 }

@@ -928,10 +928,12 @@ void add_u8s16_cases(std::vector<KernelCase>& cases) {
 
 // ---- int8 dense layers: exact -------------------------------------------------------------------
 
-/// linear_int8_rows against its definition written out (linear_int8.hpp): each row's levels
-/// 128 + round(x * (127 / m)) in float, ties to even, int64 sums against the weights' levels, and
-/// fma(float(sum - 128 sum q) * m / 127, ws, b). Row 0 is all zeros (y = b), the last row holds
-/// +-m exactly (levels 1 and 255), and rows of tiny and huge values keep their own steps.
+/// quantize_linear_int8 and linear_int8_rows against their definition written out
+/// (linear_int8.hpp): each output channel's weights rounded to multiples of max |w| / 127 (in
+/// double, ties to even), each row's levels 128 + round(x * (127 / m)) in float, ties to even,
+/// int64 sums, and fma(float(sum - 128 sum q) * m / 127, ws, b). Row 0 is all zeros (y = b), the
+/// last row holds +-m exactly (levels 1 and 255), and rows of tiny and huge values keep their
+/// own steps.
 void add_linear_int8_case(std::vector<KernelCase>& cases, Rng& rng, int64_t rows, int64_t C, int64_t Cout) {
     std::vector<float> w = uniform(Cout * C, rng, -.5f, .5f), bias = uniform(Cout, rng, -1.f, 1.f);
     std::vector<float> x = uniform(rows * C, rng, -3.f, 3.f);
@@ -945,6 +947,15 @@ void add_linear_int8_case(std::vector<KernelCase>& cases, Rng& rng, int64_t rows
     cases.push_back(
         {"linear_int8 rows " + std::to_string(rows) + ", C " + std::to_string(C) + ", Cout " + std::to_string(Cout),
          [=] {
+             std::vector<int64_t> levels(Cout * C);
+             std::vector<float> ws(Cout);
+             for (int64_t o = 0; o < Cout; ++o) {
+                 double largest = 0;
+                 for (int64_t c = 0; c < C; ++c) largest = std::max(largest, std::abs(double(w[o * C + c])));
+                 ws[o] = static_cast<float>(largest / 127);
+                 for (int64_t c = 0; c < C; ++c)
+                     levels[o * C + c] = static_cast<int64_t>(std::nearbyint(double(w[o * C + c]) / double(ws[o])));
+             }
              std::vector<float> y(rows * Cout);
              std::vector<int64_t> u(C);
              for (int64_t r = 0; r < rows; ++r) {
@@ -955,12 +966,12 @@ void add_linear_int8_case(std::vector<KernelCase>& cases, Rng& rng, int64_t rows
                  for (int64_t c = 0; c < C; ++c)
                      u[c] = 128 + static_cast<int64_t>(std::clamp(std::nearbyint(xr[c] * inverse), -127.f, 127.f));
                  for (int64_t o = 0; o < Cout; ++o) {
-                     int64_t dot = 0, levels = 0;
+                     int64_t dot = 0, sum = 0;
                      for (int64_t c = 0; c < C; ++c) {
-                         dot += u[c] * q->w.q[o * C + c];
-                         levels += q->w.q[o * C + c];
+                         dot += u[c] * levels[o * C + c];
+                         sum += levels[o * C + c];
                      }
-                     y[r * Cout + o] = std::fma(static_cast<float>(dot - 128 * levels) * step, q->w.scale[o], bias[o]);
+                     y[r * Cout + o] = std::fma(static_cast<float>(dot - 128 * sum) * step, ws[o], bias[o]);
                  }
              }
              return Outputs{exact("y", y)};

@@ -314,13 +314,15 @@ public:
     /// weight [out, in], bias [out] or undefined; with `int8`, the product in int8
     /// (DensePrecision::int8, kernels::linear_int8_rows) on the calling thread.
     LinearStep(std::string path, Tensor<float> weight, Tensor<float> bias, bool int8 = false)
-        : Step(std::move(path), int8 ? "int8 linear" : "linear"), w_(std::move(weight)), b_(std::move(bias)) {
+        : Step(std::move(path), int8 ? "int8 linear" : "linear"), w_(std::move(weight)), b_(std::move(bias)),
+          in_(w_.dim(1)), out_(w_.dim(0)) {
         if (int8) {
-            w8_ = kernels::quantize_linear_int8(w_.data(), detail::data_or_null(b_), w_.dim(0), w_.dim(1));
+            w8_ = kernels::quantize_linear_int8(w_.data(), detail::data_or_null(b_), out_, in_);
+            w_ = b_ = Tensor<float>();  // the int8 product reads its own copies
             return;
         }
         if (kernels::has_avx2(kernels::best_isa())) {
-            const int64_t K = w_.dim(0), C = w_.dim(1);
+            const int64_t K = out_, C = in_;
             wt_ = Tensor<float>::empty(Shape{C, K});
             for (int64_t o = 0; o < K; ++o)
                 for (int64_t c = 0; c < C; ++c) wt_[c * K + o] = w_[o * C + c];
@@ -328,13 +330,13 @@ public:
     }
     Shape plan(const std::vector<Shape>& in) override {
         const Shape& x = in.at(0);
-        check(x.rank() == 2 && x[1] == w_.dim(1), "expects input [N, ", w_.dim(1), "], got ", x.str(),
+        check(x.rank() == 2 && x[1] == in_, "expects input [N, ", in_, "], got ", x.str(),
               x.rank() == 4 ? " (a GlobalAvgPool or Flatten before it?)" : "");
         N_ = x[0];
-        return Shape{N_, w_.dim(0)};
+        return Shape{N_, out_};
     }
     void run(const float* const* in, float* out) override {
-        const int64_t K = w_.dim(0), C = w_.dim(1);
+        const int64_t K = out_, C = in_;
         const kernels::Isa isa = kernels::active_isa();
         if (w8_.Cout() > 0) return kernels::linear_int8_rows(in[0], N_, w8_, out, isa);
         if (N_ <= kFewRows && kernels::has_avx2(isa) && wt_.defined())
@@ -348,7 +350,8 @@ public:
 
 private:
     static constexpr int64_t kFewRows = 4;
-    Tensor<float> w_, b_, wt_;  ///< [out, in], [out], [in, out]
+    Tensor<float> w_, b_, wt_;  ///< [out, in], [out], [in, out]: with fp32 only
+    int64_t in_, out_;
     kernels::Int8LinearWeights w8_;  ///< with int8 only
     int64_t N_ = 0;
 };

@@ -46,9 +46,11 @@ public:
     /// weight [Cout, 1, 1, Cin] (OHWI), bias [Cout] or undefined; with `int8`, the product in
     /// int8 (DensePrecision::int8).
     PointwiseConvStep(std::string path, Tensor<float> weight, Tensor<float> bias, bool int8 = false)
-        : Step(std::move(path), int8 ? "int8 conv" : "float conv"), w_(std::move(weight)), b_(std::move(bias)) {
-        if (int8)
-            w8_ = kernels::quantize_linear_int8(w_.data(), detail::data_or_null(b_), w_.dim(0), w_.dim(3));
+        : Step(std::move(path), int8 ? "int8 conv" : "float conv"), w_(std::move(weight)), b_(std::move(bias)),
+          cin_(w_.dim(3)), cout_(w_.dim(0)) {
+        if (!int8) return;
+        w8_ = kernels::quantize_linear_int8(w_.data(), detail::data_or_null(b_), cout_, cin_);
+        w_ = b_ = Tensor<float>();  // the int8 product reads its own copies
     }
 
     /// The conv reads an average pool of its input (k x k windows, no padding).
@@ -68,7 +70,7 @@ public:
 
     Shape plan(const std::vector<Shape>& in) override {
         const Shape& x = in.at(0);
-        check(x.rank() == 4 && x[3] == w_.dim(3), "expects input [N, H, W, ", w_.dim(3), "], got ", x.str());
+        check(x.rank() == 4 && x[3] == cin_, "expects input [N, H, W, ", cin_, "], got ", x.str());
         int64_t h = x[1], w = x[2];
         if (has_pool()) {
             check(h >= pool_k_ && w >= pool_k_, "pool window ", pool_k_, "x", pool_k_, " is larger than the input ",
@@ -78,7 +80,7 @@ public:
             w = pool_.OW;
             pooled_ = Tensor<float>::empty(Shape{x[0], h, w, x[3]});  // the op-by-op path's
         }
-        g_ = kernels::conv2d_geometry(x[0], h, w, x[3], w_.dim(0), 1, 1, 1, 0);
+        g_ = kernels::conv2d_geometry(x[0], h, w, x[3], cout_, 1, 1, 1, 0);
         check(!bn_.defined() || bn_.channels() == g_.Cout, "batch norm of ", bn_.channels(), " channels after a conv of ",
               g_.Cout);
         return Shape{g_.N, g_.OH, g_.OW, g_.Cout};
@@ -134,7 +136,8 @@ private:
             bn_activation(out, g_.N * g_.OH * g_.OW, g_.Cout, bn_, act_ == Activation::ReLU, slope());
     }
 
-    Tensor<float> w_, b_;
+    Tensor<float> w_, b_;            // with fp32 only
+    int64_t cin_, cout_;
     kernels::Int8LinearWeights w8_;  // with int8 only
     int pool_k_ = 0, pool_stride_ = 0;
     FrozenBatchNorm bn_;

@@ -42,7 +42,7 @@ namespace bnn::kernels {
 
 /// W [Cout, C] quantised for linear_int8_rows (quantize_linear_int8).
 struct Int8LinearWeights {
-    U8S16ConvWeights w;             ///< a 1x1 convolution's: q, scale (ws, [CoutP]) and the packed tiles
+    U8S16ConvWeights w;             ///< a 1x1 convolution's scale (ws, [CoutP]) and packed levels; q is not kept
     std::vector<int32_t> zero_sum;  ///< [CoutP] 128 * sum_c q[o, c], 0 past Cout
     std::vector<float> bias;        ///< [CoutP] b, 0 past Cout (and where there is no bias)
 
@@ -81,6 +81,7 @@ inline Int8LinearWeights quantize_linear_int8(const float* w, const float* bias,
     }
     q.packed = detail::u8s16_pack<int16_t>(q, 2);
     q.packed_bytes = detail::u8s16_pack<int8_t>(q, 4);
+    q.q = {};  // the tiles read the packed copies: 3 bytes a weight in all
     return r;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-builds bnn for aarch64 (cmake/aarch64-linux-gnu.cmake) and runs its tests under qemu-user
 # (docs/arm.md section 3), as .ci/run does after scripts/test.sh: every library test, on the
-# scalar and NEON paths (BNN_REQUIRE_ISA makes a missing NEON path a failure); the command-line
+# scalar, NEON and NEON dot-product paths (BNN_REQUIRE_ISA makes a missing one a failure: qemu's
+# default CPU has SDOT); the command-line
 # tests of classify and the trainer (shorter training runs under emulation: crash_safety.sh); and
 # a deployment file written by the host's trainer classified on both machines
 # (cli:portable_deployment). The cross build registers no torch, MPI or consumer tests: those need
@@ -23,4 +24,4 @@ cmake -S . -B build-aarch64 -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-
 # are left out below) nor the benchmarks: each program costs minutes of cross compilation.
 cmake --build build-aarch64 --parallel "$jobs" --target test_suite train_cifar100 classify deploy_resnet18
 cd build-aarch64
-BNN_REQUIRE_ISA=neon ctest --output-on-failure --parallel "$jobs" -E '^cli:bad_input:(param_count|minimal_binary)$'
+BNN_REQUIRE_ISA=neon,neon_dotprod ctest --output-on-failure --parallel "$jobs" -E '^cli:bad_input:(param_count|minimal_binary)$'

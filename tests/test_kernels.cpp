@@ -66,15 +66,17 @@ namespace {
 // ---- the paths ------------------------------------------------------------------------------
 
 const std::vector<Isa> kAllIsas(std::begin(kIsas), std::end(kIsas));
-const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq};  // x86's
+const std::vector<Isa> kVectorIsas = {Isa::avx2, Isa::avx2_vnni, Isa::avx512, Isa::avx512_vpopcntdq};  // x86's
+const std::vector<Isa> kAvx2WidestIsas = {Isa::avx2, Isa::avx2_vnni};
+const std::vector<Isa> kNeonIsas = {Isa::neon, Isa::neon_dotprod};
 const std::vector<Isa> kAvx512Isas = {Isa::avx512, Isa::avx512_vpopcntdq};
 /// The paths whose sgemm runs on packed micro-kernels (has_packed_sgemm).
-const std::vector<Isa> kPackedSgemmIsas = {Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq, Isa::neon};
+const std::vector<Isa> kPackedSgemmIsas = {Isa::avx2, Isa::avx2_vnni, Isa::avx512, Isa::avx512_vpopcntdq, Isa::neon, Isa::neon_dotprod};
 /// The paths whose float convolutions take im2col + GEMM (NEON has no implicit or direct one yet).
-const std::vector<Isa> kPortableFloatIsas = {Isa::scalar, Isa::neon};
+const std::vector<Isa> kPortableFloatIsas = {Isa::scalar, Isa::neon, Isa::neon_dotprod};
 
 /// True for the paths of the architecture this test is built for: only their absence is news.
-bool path_of_this_architecture(Isa isa) { return isa == Isa::scalar || (BNN_X86 ? has_avx2(isa) : isa == Isa::neon); }
+bool path_of_this_architecture(Isa isa) { return isa == Isa::scalar || (BNN_X86 ? has_avx2(isa) : has_neon(isa)); }
 
 bool contains(const std::vector<Isa>& paths, Isa isa) { return std::find(paths.begin(), paths.end(), isa) != paths.end(); }
 
@@ -216,10 +218,10 @@ Reached check_table(const std::vector<KernelCase>& cases, const std::vector<Isa>
 /// table's cases must reach every one on every path this CPU has (require_variants_reached).
 const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"binary conv over 2 threads", kAllIsas},
-    {"binary conv AVX2 tile: byte counts flushed", {Isa::avx2, Isa::avx512}},
+    {"binary conv AVX2 tile: byte counts flushed", {Isa::avx2, Isa::avx2_vnni, Isa::avx512}},
     {"binary conv AVX-512 tile in 32-bit halves", {Isa::avx512_vpopcntdq}},
     {"binary conv AVX-512 tile in whole words", {Isa::avx512_vpopcntdq}},
-    {"binary conv NEON tile: uint16 sums folded mid-field", {Isa::neon}},
+    {"binary conv NEON tile: uint16 sums folded mid-field", kNeonIsas},
     {"planned conv: pixel blocks outermost", kAllIsas},
     {"planned conv: channel blocks outermost", kAllIsas},
     {"planned conv over 2 threads", kAllIsas},
@@ -228,7 +230,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"bn_sign_pack by rows over 2 threads", kAllIsas},
     {"u8s16 over 2 threads, channel blocks split", kAllIsas},
     {"u8s16 tile short of 4 pixels: the last pixel repeated", kAllIsas},
-    {"u8s16 finish of a partial channel block by the scalar rule", {Isa::avx2, Isa::neon}},
+    {"u8s16 finish of a partial channel block by the scalar rule", {Isa::avx2, Isa::avx2_vnni, Isa::neon, Isa::neon_dotprod}},
     {"u8s16 AVX-512 tile of 4 channel blocks", kAvx512Isas},
     {"u8s16 AVX-512 tile of 1 to 3 channel blocks", kAvx512Isas},
     {"u8s16 AVX-512 tile with vpdpwssd", {Isa::avx512_vpopcntdq}},
@@ -237,7 +239,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"u8s8 AVX-512 tile with vpdpbusd of 1 to 3 channel blocks", {Isa::avx512_vpopcntdq}},
     {"u8s8 AVX-512 tile with vpdpbusd: kernel rows read past their end", {Isa::avx512_vpopcntdq}},
     {"int8 linear: rows quantised to bytes for vpdpbusd", {Isa::avx512_vpopcntdq}},
-    {"int8 linear: rows widened to int16 for the int16 tiles", {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}},
+    {"int8 linear: rows widened to int16 for the int16 tiles", {Isa::scalar, Isa::avx2, Isa::avx2_vnni, Isa::avx512, Isa::neon, Isa::neon_dotprod}},
     {"int8 linear: a masked last vector of a row", kAvx512Isas},
     {"int8 linear: more rows than a chunk of 32", kAllIsas},
     {"sgemm_few_rows over 2 threads", kAllIsas},
@@ -250,14 +252,14 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"conv2d forward: pointwise GEMM", kAllIsas},
     {"conv2d forward: pointwise GEMM in pixel shares over 2 threads", kPackedSgemmIsas},
     {"conv2d forward: implicit GEMM", kVectorIsas},
-    {"conv2d forward: direct 6x16", {Isa::avx2}},
+    {"conv2d forward: direct 6x16", kAvx2WidestIsas},
     {"conv2d forward: direct 14x32", kAvx512Isas},
     {"conv2d forward: direct 28x16", kAvx512Isas},
     {"conv2d forward: direct 28x16, 16 channels", kAvx512Isas},
     {"input gradient: direct convolution", kVectorIsas},
     {"input gradient: implicit-GEMM convolution", kVectorIsas},
     {"input gradient: GEMM and col2im", kAllIsas},
-    {"weight gradient: direct 6x16", {Isa::avx2}},
+    {"weight gradient: direct 6x16", kAvx2WidestIsas},
     {"weight gradient: direct 6x64", kAvx512Isas},
     {"weight gradient: direct 48x8", kAvx512Isas},
     {"weight gradient: implicit GEMM", kVectorIsas},
@@ -504,12 +506,12 @@ void add_binary_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvSh
              const PackedConvWeights packed = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, wt));
              const Tensor<float> sc = tensor(Shape{s.co}, scale), bi = tensor(Shape{s.co}, bias);
              if (binary_conv_splits(s)) taken.push_back("binary conv over 2 threads");
-             if ((isa == Isa::avx2 || isa == Isa::avx512) && binary_conv_field_words(s) > 31) taken.push_back("binary conv AVX2 tile: byte counts flushed");
+             if (has_avx2(isa) && isa != Isa::avx512_vpopcntdq && binary_conv_field_words(s) > 31) taken.push_back("binary conv AVX2 tile: byte counts flushed");
              if (isa == Isa::avx512_vpopcntdq)
                  taken.push_back(kernels::detail::counts_half_words(isa, binary_conv_field_words(s))
                                      ? "binary conv AVX-512 tile in 32-bit halves"
                                      : "binary conv AVX-512 tile in whole words");
-             if (isa == Isa::neon && binary_conv_field_words(s) > 2 * kernels::detail::kNeonPairsPerFlush)
+             if (has_neon(isa) && binary_conv_field_words(s) > 2 * kernels::detail::kNeonPairsPerFlush)
                  taken.push_back("binary conv NEON tile: uint16 sums folded mid-field");
              return Outputs{
                  exact("fma(dot, scale, bias)", binary_conv2d(xb, packed, sc, bi, s.stride, s.pad, mode, isa).to_vector()),
@@ -869,7 +871,7 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
                  chunks < 4 * num_threads())
                  taken.push_back("u8s16 over 2 threads, channel blocks split");
              if (pixels % 4 != 0) taken.push_back("u8s16 tile short of 4 pixels: the last pixel repeated");
-             if (s.co % 16 != 0 && (isa == Isa::avx2 || isa == Isa::neon))
+             if (s.co % 16 != 0 && (avx2_is_widest(isa) || has_neon(isa)))
                  taken.push_back("u8s16 finish of a partial channel block by the scalar rule");
              if (has_avx512(isa)) {  // conv2d_u8s16_avx512.hpp: tiles of up to 4 blocks
                  if (blocks >= 4) taken.push_back("u8s16 AVX-512 tile of 4 channel blocks");
@@ -1197,7 +1199,7 @@ void conv2d_backward_definition(const std::vector<float>& x, const std::vector<f
 /// The name of the direct convolution's tile (conv2d_forward_implicit's choice) for C inputs and
 /// Cout outputs.
 std::string direct_tile(Isa isa, int64_t c, int64_t cout) {
-    if (isa == Isa::avx2) return "direct 6x16";
+    if (avx2_is_widest(isa)) return "direct 6x16";
     if (cout > 16) return "direct 14x32";
     return c == 16 ? "direct 28x16, 16 channels" : "direct 28x16";
 }
@@ -1222,7 +1224,7 @@ Variants conv2d_variants(const Conv2dGeometry& g, Isa isa) {
         v.push_back("input gradient: GEMM and col2im");
     }
     if (kernels::detail::weight_grad_direct_applies(isa, g, threads))
-        v.push_back(isa == Isa::avx2                           ? "weight gradient: direct 6x16"
+        v.push_back(avx2_is_widest(isa)                        ? "weight gradient: direct 6x16"
                     : g.Cout % 64 == 0                         ? "weight gradient: direct 6x64"
                                                                : "weight gradient: direct 48x8");
     else if (vector && !g.pointwise()) v.push_back("weight gradient: implicit GEMM");
@@ -1556,7 +1558,7 @@ TEST_CASE("every kernel equals its reference on every ISA path, awkward shapes",
 
 TEST_CASE("BNN_REQUIRE_ISA turns a path the CPU lacks from a warning into a failure", "[kernels][isa]") {
     auto no_avx512 = [](Isa isa) { return isa == Isa::scalar || isa == Isa::avx2; };  // an AVX2 CPU
-    const std::vector<Isa> lacking = {Isa::avx512, Isa::avx512_vpopcntdq, Isa::neon};
+    const std::vector<Isa> lacking = {Isa::avx2_vnni, Isa::avx512, Isa::avx512_vpopcntdq, Isa::neon, Isa::neon_dotprod};
     const PathPlan warned = plan_paths("", no_avx512);
     REQUIRE(warned.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
     REQUIRE(warned.missing == lacking);
@@ -1566,7 +1568,7 @@ TEST_CASE("BNN_REQUIRE_ISA turns a path the CPU lacks from a warning into a fail
         const PathPlan failed = plan_paths(required, no_avx512);
         REQUIRE(failed.run == std::vector<Isa>{Isa::scalar, Isa::avx2});
         REQUIRE(failed.missing_required == std::vector<Isa>{Isa::avx512});
-        REQUIRE(failed.missing == std::vector<Isa>{Isa::avx512_vpopcntdq, Isa::neon});
+        REQUIRE(failed.missing == std::vector<Isa>{Isa::avx2_vnni, Isa::avx512_vpopcntdq, Isa::neon, Isa::neon_dotprod});
     }
     const PathPlan all = plan_paths("all", no_avx512);
     REQUIRE(all.missing_required == lacking);
@@ -1583,9 +1585,13 @@ TEST_CASE("ISA dispatch lists the paths, parses names and forces a path", "[kern
     REQUIRE(isas.front() == Isa::scalar);
     REQUIRE(isa_supported(active_isa()));
 #if defined(__aarch64__)
-    REQUIRE(isas == std::vector<Isa>{Isa::scalar, Isa::neon});  // NEON is every aarch64 CPU's
+    REQUIRE(isas.size() >= 2);
+    REQUIRE(isas[1] == Isa::neon);  // NEON is every aarch64 CPU's
+    for (Isa isa : isas) REQUIRE((isa == Isa::scalar || has_neon(isa)));
 #elif BNN_X86
     REQUIRE(!isa_supported(Isa::neon));
+    REQUIRE(!isa_supported(Isa::neon_dotprod));
+    for (Isa isa : isas) REQUIRE((isa == Isa::scalar || has_avx2(isa)));
 #endif
     REQUIRE(parse_isa("avx2") == Isa::avx2);
     for (Isa isa : kIsas) REQUIRE(parse_isa(isa_name(isa)) == isa);

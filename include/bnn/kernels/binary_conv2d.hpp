@@ -129,8 +129,10 @@ inline TileShape tile_shape(Isa isa, const BinaryConvGeometry& g) {
     switch (isa) {
         case Isa::avx512_vpopcntdq: return {6, counts_half_words(isa, g.field_words()) ? 64 : 32};
         case Isa::avx512:
-        case Isa::avx2: return {3, 8};
-        case Isa::neon: return {4, 8};
+        case Isa::avx2:
+        case Isa::avx2_vnni: return {3, 8};
+        case Isa::neon:
+        case Isa::neon_dotprod: return {4, 8};
         default: return {1, 32};
     }
 }
@@ -181,7 +183,7 @@ inline void run_tile(Isa isa, int p, const BinaryConvPlan& pl, const BinaryConvT
             default: return binary_conv_tile_avx512<1>(pl, tl);
         }
     }
-    if (isa == Isa::avx2 || isa == Isa::avx512) {
+    if (has_avx2(isa)) {  // AVX-512 without VPOPCNTDQ counts bits here too
         switch (p) {
             case 3: return binary_conv_tile_avx2<3>(pl, tl);
             case 2: return binary_conv_tile_avx2<2>(pl, tl);
@@ -189,7 +191,7 @@ inline void run_tile(Isa isa, int p, const BinaryConvPlan& pl, const BinaryConvT
         }
     }
 #elif defined(__aarch64__)
-    if (isa == Isa::neon) {
+    if (has_neon(isa)) {
         switch (p) {
             case 4: return binary_conv_tile_neon<4>(pl, tl);
             case 3: return binary_conv_tile_neon<3>(pl, tl);

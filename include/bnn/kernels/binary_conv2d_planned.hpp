@@ -238,7 +238,7 @@ BinaryConvEpilogueFn epilogue_of(Isa isa) {
     if (has_avx512(isa)) return binary_conv_epilogue_avx512<Gate, Slope, Residual>;
     if (has_avx2(isa)) return binary_conv_epilogue_avx2<Gate, Slope, Residual>;
 #elif defined(__aarch64__)
-    if (isa == Isa::neon) return binary_conv_epilogue_xsimd<Gate, Slope, Residual>;
+    if (has_neon(isa)) return binary_conv_epilogue_xsimd<Gate, Slope, Residual>;
 #endif
     (void)isa;
     return binary_conv_epilogue<Gate, Slope, Residual>;

@@ -79,9 +79,9 @@ inline void pack_signs(const float* x, int64_t pixels, int64_t channels, const f
                        uint64_t* bits, Isa isa = active_isa()) {
 #if BNN_X86
     if (has_avx512(isa)) return detail::pack_signs_avx512(x, pixels, channels, a, b, bits);
-    if (isa == Isa::avx2) return detail::pack_signs_avx2(x, pixels, channels, a, b, bits);
+    if (has_avx2(isa)) return detail::pack_signs_avx2(x, pixels, channels, a, b, bits);
 #elif defined(__aarch64__)
-    if (isa == Isa::neon) return detail::pack_signs_neon(x, pixels, channels, a, b, bits);
+    if (has_neon(isa)) return detail::pack_signs_neon(x, pixels, channels, a, b, bits);
 #endif
     (void)isa;
     pack_signs_scalar(x, pixels, channels, a, b, bits);

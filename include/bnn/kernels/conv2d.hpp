@@ -195,7 +195,7 @@ inline void conv2d_forward_implicit(Isa isa, const float* x, const float* w, con
     const int64_t K = g.K(), Co = g.Cout;
     const int threads = num_threads();
     if (direct_conv_applies(isa, g, threads)) {
-        if (isa == Isa::avx2) conv2d_forward_direct<SgemmAvx2>(x, w, bias, out, g, accumulate, flipped_of, threads);
+        if (avx2_is_widest(isa)) conv2d_forward_direct<SgemmAvx2>(x, w, bias, out, g, accumulate, flipped_of, threads);
         else if (Co <= 16) conv2d_forward_direct<SgemmAvx512Narrow>(x, w, bias, out, g, accumulate, flipped_of, threads);
         else conv2d_forward_direct<SgemmAvx512Wide>(x, w, bias, out, g, accumulate, flipped_of, threads);
         return;
@@ -297,7 +297,7 @@ inline void conv2d_backward(const float* x, const float* w, const float* dout, f
         dx = nullptr;
     }
     if (dw && detail::weight_grad_direct_applies(isa, g, threads)) {
-        if (isa == Isa::avx2) detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx2>(x, dout, dw, g, threads);
+        if (avx2_is_widest(isa)) detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx2>(x, dout, dw, g, threads);
         else if (g.Cout % 64 == 0) detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx512>(x, dout, dw, g, threads);
         else detail::conv2d_weight_grad_direct<detail::WeightGradTileAvx512Narrow>(x, dout, dw, g, threads);
         dw = nullptr;

@@ -183,7 +183,7 @@ void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unuse
             else if (has_avx2(isa)) u8s16_tile_avx2(fields, call.taps, wb, acc);
             else
 #elif defined(__aarch64__)
-            if (isa == Isa::neon) u8s16_tile_neon(fields, call.taps, wb, acc);
+            if (has_neon(isa)) u8s16_tile_neon(fields, call.taps, wb, acc);
             else
 #endif
                 u8s16_tile_scalar(fields, call.taps, wb, acc);
@@ -248,7 +248,7 @@ inline void u8s16_finish(Isa isa, const U8S16ConvWeights& w, const U8S16ConvPlan
         if (has_avx2(isa)) u8s16_finish_avx2(acc, rows, scale, bias, o, cols);
         else
 #elif defined(__aarch64__)
-        if (isa == Isa::neon) u8s16_finish_neon(acc, rows, scale, bias, o, cols);
+        if (has_neon(isa)) u8s16_finish_neon(acc, rows, scale, bias, o, cols);
         else
 #endif
             u8s16_finish_scalar(acc, rows, scale, bias, o, cols);

@@ -43,7 +43,7 @@ inline bool weight_grad_narrow(const Conv2dGeometry& g) { return g.Cout < 64 && 
 /// where it beats the implicit GEMM (docs/performance.md): receptive fields of at most 576
 /// floats (64 channels of 3x3), whose dw^T stays in L2, and rows of at least 8 outputs.
 inline bool weight_grad_direct_applies(Isa isa, const Conv2dGeometry& g, int threads) {
-    const bool tile_fits = isa == Isa::avx2 || (has_avx512(isa) && (g.Cout % 64 == 0 || weight_grad_narrow(g)));
+    const bool tile_fits = avx2_is_widest(isa) || (has_avx512(isa) && (g.Cout % 64 == 0 || weight_grad_narrow(g)));
     return tile_fits && !g.pointwise() && g.N >= threads && g.K() <= 576 && g.OW >= 8;
 }
 

@@ -6,7 +6,7 @@
 /// -march flag still contains the AVX2 and AVX-512 code; which one runs is decided here from
 /// CPUID. On aarch64 NEON is the baseline (every ARMv8-A core has it) and no x86 code is compiled:
 /// every x86 kernel and every call of one sits inside `#if BNN_X86`. The environment variable
-/// BNN_ISA=scalar|avx2|avx512|avx512_vpopcntdq|neon forces a path (an error if the CPU lacks it),
+/// BNN_ISA=scalar|avx2|avx2_vnni|avx512|avx512_vpopcntdq|neon|neon_dotprod forces a path (an error if the CPU lacks it),
 /// and set_isa() / IsaGuard let tests and benchmarks run each path in turn.
 #include <atomic>
 #include <cstdlib>
@@ -15,6 +15,11 @@
 #include <vector>
 
 #include "bnn/core/error.hpp"
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 /// 1 when compiling for x86 (the AVX2 and AVX-512 kernels exist), else 0: the one guard of all
 /// x86-only code, so that no x86 header or target attribute is reached on other architectures.
@@ -26,47 +31,71 @@
 
 namespace bnn::kernels {
 
-/// The kernel paths. On x86 each CPU that has one has all before it in kIsas; AVX-512 without
-/// VPOPCNTDQ (Skylake-X, Cascade Lake) is a path of its own: its float kernels use AVX-512 and its
-/// popcount kernels the AVX2 code. avx512_vpopcntdq also takes AVX512_VNNI, which every CPU with
-/// VPOPCNTDQ and AVX-512BW has (Ice Lake, Sapphire Rapids, Zen 4 and 5), so that both integer
-/// dot products of AVX-512 run on such a CPU: vpdpwssd there, vpmaddwd + vpaddd on avx512.
-/// NEON is aarch64's. Code never compares paths by order: the
-/// has_*() predicates below say which kernels a path uses.
-enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, avx512_vpopcntdq = 3, neon = 4 };
+/// The kernel paths. On x86 a CPU that has a path has every one before it in kIsas, except
+/// avx2_vnni: AVX2 CPUs with AVX-VNNI (the VEX-encoded vpdpbusd and vpdpwssd: Alder Lake and later
+/// Intel cores) run their integer dot products 256 bits wide on it, and AVX-512 CPUs that lack it
+/// (Skylake-X, Ice Lake, Zen 4) skip it; the last path available is still the fastest.
+/// AVX-512 without VPOPCNTDQ (Skylake-X, Cascade Lake) is a path of its own: its float kernels use
+/// AVX-512 and its popcount kernels the AVX2 code. avx512_vpopcntdq also takes AVX512_VNNI, which
+/// every CPU with VPOPCNTDQ and AVX-512BW has (Ice Lake, Sapphire Rapids, Zen 4 and 5), so that
+/// both integer dot products of AVX-512 run on such a CPU: vpdpwssd there, vpmaddwd + vpaddd on
+/// avx512. NEON is aarch64's; neon_dotprod adds ARMv8.2's SDOT (Cortex-A55, A76 and later,
+/// Neoverse N1). Code never compares paths by order: the has_*() predicates below say which
+/// kernels a path uses. The numbers are stable (benchmarks pass paths as integers).
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, avx512_vpopcntdq = 3, neon = 4, avx2_vnni = 5, neon_dotprod = 6 };
 
 /// Every path; those of one architecture slowest first.
-inline constexpr Isa kIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vpopcntdq, Isa::neon};
+inline constexpr Isa kIsas[] = {Isa::scalar, Isa::avx2,  Isa::avx2_vnni,   Isa::avx512, Isa::avx512_vpopcntdq,
+                                Isa::neon,   Isa::neon_dotprod};
 
-/// "scalar", "avx2", "avx512", "avx512_vpopcntdq" or "neon" (what BNN_ISA takes).
+/// "scalar", "avx2", "avx2_vnni", "avx512", "avx512_vpopcntdq", "neon" or "neon_dotprod" (what
+/// BNN_ISA takes).
 inline const char* isa_name(Isa isa) {
     switch (isa) {
         case Isa::scalar: return "scalar";
         case Isa::avx2: return "avx2";
+        case Isa::avx2_vnni: return "avx2_vnni";
         case Isa::avx512: return "avx512";
         case Isa::avx512_vpopcntdq: return "avx512_vpopcntdq";
         case Isa::neon: return "neon";
+        case Isa::neon_dotprod: return "neon_dotprod";
     }
     return "unknown";
 }
 
 /// True when the path uses the x86 AVX2/FMA kernels (every x86 vector path has them).
-inline bool has_avx2(Isa isa) { return isa == Isa::avx2 || isa == Isa::avx512 || isa == Isa::avx512_vpopcntdq; }
+inline bool has_avx2(Isa isa) {
+    return isa == Isa::avx2 || isa == Isa::avx2_vnni || isa == Isa::avx512 || isa == Isa::avx512_vpopcntdq;
+}
 
 /// True when the path uses the AVX-512 float and byte instructions (F, BW, DQ, VL).
 inline bool has_avx512(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_vpopcntdq; }
 
-/// True when the path uses AVX512_VNNI (vpdpwssd) for its integer dot products.
+/// True when the path's widest kernels are the AVX2 ones (256 bits).
+inline bool avx2_is_widest(Isa isa) { return has_avx2(isa) && !has_avx512(isa); }
+
+/// True when the path uses AVX512_VNNI (vpdpwssd, vpdpbusd on zmm) for its integer dot products.
 inline bool has_avx512_vnni(Isa isa) { return isa == Isa::avx512_vpopcntdq; }
 
-/// True when this CPU can run the given path. AVX2 also needs FMA; AVX-512 means F, BW, DQ and VL;
-/// avx512_vpopcntdq adds the 64-bit lane popcount and VNNI; NEON is part of every aarch64 CPU.
+/// True when the path uses AVX-VNNI (vpdpwssd, vpdpbusd on ymm) for its integer dot products.
+inline bool has_avx_vnni(Isa isa) { return isa == Isa::avx2_vnni; }
+
+/// True when the path uses the aarch64 NEON kernels.
+inline bool has_neon(Isa isa) { return isa == Isa::neon || isa == Isa::neon_dotprod; }
+
+/// True when the path uses ARMv8.2's SDOT for its integer dot products.
+inline bool has_neon_dotprod(Isa isa) { return isa == Isa::neon_dotprod; }
+
+/// True when this CPU can run the given path. AVX2 also needs FMA; avx2_vnni adds AVX-VNNI;
+/// AVX-512 means F, BW, DQ and VL; avx512_vpopcntdq adds the 64-bit lane popcount and VNNI; NEON
+/// is part of every aarch64 CPU; neon_dotprod needs the kernel to report SDOT (Linux's HWCAP).
 inline bool isa_supported(Isa isa) {
     switch (isa) {
         case Isa::scalar: return true;
 #if BNN_X86
         case Isa::avx2:
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case Isa::avx2_vnni: return isa_supported(Isa::avx2) && __builtin_cpu_supports("avxvnni");
         case Isa::avx512:
             return isa_supported(Isa::avx2) && __builtin_cpu_supports("avx512f") &&
                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
@@ -76,6 +105,12 @@ inline bool isa_supported(Isa isa) {
                    __builtin_cpu_supports("avx512vnni");
 #elif defined(__aarch64__)
         case Isa::neon: return true;
+        case Isa::neon_dotprod:
+#if defined(__linux__)
+            return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+            return false;
+#endif
 #endif
         default: return false;
     }
@@ -96,7 +131,7 @@ inline Isa best_isa() { return available_isas().back(); }
 inline Isa parse_isa(std::string_view name) {
     for (Isa isa : kIsas)
         if (name == isa_name(isa)) return isa;
-    ::bnn::fail("parse_isa: expected scalar, avx2, avx512, avx512_vpopcntdq or neon, got \"", std::string(name), "\"");
+    ::bnn::fail("parse_isa: expected scalar, avx2, avx2_vnni, avx512, avx512_vpopcntdq, neon or neon_dotprod, got \"", std::string(name), "\"");
 }
 
 namespace detail {

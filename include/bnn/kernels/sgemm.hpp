@@ -35,7 +35,7 @@ namespace bnn::kernels {
 
 /// True when the path runs sgemm on packed micro-kernels (x86's AVX2 and AVX-512, NEON); the
 /// others (scalar) run the portable loop.
-inline bool has_packed_sgemm(Isa isa) { return has_avx2(isa) || isa == Isa::neon; }
+inline bool has_packed_sgemm(Isa isa) { return has_avx2(isa) || has_neon(isa); }
 
 /// C [M, N] (=/+=) op(A) op(B), summed in double in the plain i-j-k order: the reference the
 /// fast paths are tested against.

@@ -235,11 +235,16 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"u8s16 AVX-512 tile of 1 to 3 channel blocks", kAvx512Isas},
     {"u8s16 AVX-512 tile with vpdpwssd", {Isa::avx512_vpopcntdq}},
     {"u8s16 AVX-512 tile with vpmaddwd + vpaddd", {Isa::avx512}},
+    {"u8s16 AVX2 tile with vpmaddwd + vpaddd", {Isa::avx2}},
+    {"u8s16 AVX2 tile with vpdpwssd (AVX-VNNI)", {Isa::avx2_vnni}},
+    {"u8s8 AVX2 tile with vpdpbusd (AVX-VNNI)", {Isa::avx2_vnni}},
+    {"u8s8 AVX2 tile with vpdpbusd: kernel rows read past their end", {Isa::avx2_vnni}},
     {"u8s8 AVX-512 tile with vpdpbusd", {Isa::avx512_vpopcntdq}},
     {"u8s8 AVX-512 tile with vpdpbusd of 1 to 3 channel blocks", {Isa::avx512_vpopcntdq}},
     {"u8s8 AVX-512 tile with vpdpbusd: kernel rows read past their end", {Isa::avx512_vpopcntdq}},
-    {"int8 linear: rows quantised to bytes for vpdpbusd", {Isa::avx512_vpopcntdq}},
-    {"int8 linear: rows widened to int16 for the int16 tiles", {Isa::scalar, Isa::avx2, Isa::avx2_vnni, Isa::avx512, Isa::neon, Isa::neon_dotprod}},
+    {"int8 linear: rows quantised to bytes for vpdpbusd", {Isa::avx2_vnni, Isa::avx512_vpopcntdq}},
+    {"int8 linear: rows widened to int16 for the int16 tiles", {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_dotprod}},
+    {"int8 linear: a row's last C % 8 values after its AVX2 vectors", kAvx2WidestIsas},
     {"int8 linear: a masked last vector of a row", kAvx512Isas},
     {"int8 linear: more rows than a chunk of 32", kAllIsas},
     {"sgemm_few_rows over 2 threads", kAllIsas},
@@ -873,6 +878,15 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
              if (pixels % 4 != 0) taken.push_back("u8s16 tile short of 4 pixels: the last pixel repeated");
              if (s.co % 16 != 0 && (avx2_is_widest(isa) || has_neon(isa)))
                  taken.push_back("u8s16 finish of a partial channel block by the scalar rule");
+             if (avx2_is_widest(isa)) {  // conv2d_u8s16_avx2.hpp
+                 if (bytes && has_avx_vnni(isa)) {
+                     taken.push_back("u8s8 AVX2 tile with vpdpbusd (AVX-VNNI)");
+                     if (s.kw * s.c % 4 != 0) taken.push_back("u8s8 AVX2 tile with vpdpbusd: kernel rows read past their end");
+                 } else {
+                     taken.push_back(has_avx_vnni(isa) ? "u8s16 AVX2 tile with vpdpwssd (AVX-VNNI)"
+                                                       : "u8s16 AVX2 tile with vpmaddwd + vpaddd");
+                 }
+             }
              if (has_avx512(isa)) {  // conv2d_u8s16_avx512.hpp: tiles of up to 4 blocks
                  if (blocks >= 4) taken.push_back("u8s16 AVX-512 tile of 4 channel blocks");
                  if (blocks % 4 != 0) taken.push_back("u8s16 AVX-512 tile of 1 to 3 channel blocks");
@@ -981,8 +995,10 @@ void add_linear_int8_case(std::vector<KernelCase>& cases, Rng& rng, int64_t rows
          [=](Isa isa, Variants& taken) {
              std::vector<float> y(rows * Cout, std::nanf(""));
              linear_int8_rows(x.data(), rows, *q, y.data(), isa);
-             taken.push_back(has_avx512_vnni(isa) ? "int8 linear: rows quantised to bytes for vpdpbusd"
-                                                  : "int8 linear: rows widened to int16 for the int16 tiles");
+             taken.push_back(has_avx512_vnni(isa) || has_avx_vnni(isa)
+                                 ? "int8 linear: rows quantised to bytes for vpdpbusd"
+                                 : "int8 linear: rows widened to int16 for the int16 tiles");
+             if (avx2_is_widest(isa) && C % 8 != 0) taken.push_back("int8 linear: a row's last C % 8 values after its AVX2 vectors");
              if (has_avx512(isa) && C % 16 != 0) taken.push_back("int8 linear: a masked last vector of a row");
              if (rows > 32) taken.push_back("int8 linear: more rows than a chunk of 32");
              return Outputs{exact("y", y)};

@@ -25,11 +25,12 @@
 /// every path gives the same floats.
 ///
 /// Paths, chosen by kernels::active_isa(): scalar; AVX2 (vpmaddwd on u8 pixels widened to int16
-/// pairs, vpaddd), tiles of 4 pixels x 16 channels; AVX-512, tiles of 4 pixels x 64 channels, with
-/// vpdpwssd where the path has VNNI (has_avx512_vnni) and vpmaddwd + vpaddd otherwise; NEON
-/// (SMLAL / SMLAL2 on the same int16 pairs), tiles of 4 pixels x 16 channels. Weights quantised to
-/// int8's range (quantize_conv2d_u8s16 with u8s8_weight_max) take, where VNNI is present, the
-/// vpdpbusd tile on the image bytes instead: four taps an instruction where the others take two.
+/// pairs, vpaddd; AVX-VNNI's vpdpwssd on avx2_vnni), tiles of 4 pixels x 16 channels; AVX-512,
+/// tiles of 4 pixels x 64 channels, with vpdpwssd where the path has VNNI (has_avx512_vnni) and
+/// vpmaddwd + vpaddd otherwise; NEON (SMLAL / SMLAL2 on the same int16 pairs), tiles of 4 pixels x
+/// 16 channels. Weights quantised to int8's range (quantize_conv2d_u8s16 with u8s8_weight_max)
+/// take, where VNNI is present (AVX-512's or AVX-VNNI), a vpdpbusd tile on the image bytes
+/// instead: four taps an instruction where the others take two.
 ///
 /// No gather: the batch is widened once to int16 with its padding written out, or for the
 /// vpdpbusd tile copied with its padding as bytes (u8s16_padded_image), and the tiles read each
@@ -110,10 +111,11 @@ struct U8S16Call {
     int64_t tile_blocks = 1;
 };
 
-/// True when the call runs the vpdpbusd tile: int8-range weights on a path with VNNI.
+/// True when the call runs a vpdpbusd tile: int8-range weights on a path with VNNI (AVX-512's or
+/// AVX-VNNI).
 inline bool u8s16_takes_bytes(const U8S16ConvWeights& w, [[maybe_unused]] Isa isa) {
 #if BNN_X86
-    return w.packed_bytes.defined() && has_avx512_vnni(isa);
+    return w.packed_bytes.defined() && (has_avx512_vnni(isa) || has_avx_vnni(isa));
 #else
     (void)w;
     return false;
@@ -169,8 +171,9 @@ void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unuse
             if (call.bytes) {
                 const uint8_t* fields[u8s16_tile_pixels];
                 for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = call.bytes + at[i];
-                u8s16_tile_avx512<U8S8Vnni>(fields, call.taps, w.packed_bytes.data() + b * byte_step, byte_step, nb,
-                                            acc);
+                const int8_t* wq = w.packed_bytes.data() + b * byte_step;
+                if (has_avx512(isa)) u8s16_tile_avx512<U8S8Vnni>(fields, call.taps, wq, byte_step, nb, acc);
+                else u8s16_tile_avx2<U8S8AvxVnni>(fields, call.taps, wq, acc);  // one block a tile
                 finish(px + r, count, b * u8s16_lanes, nb, acc);
                 continue;
             }
@@ -180,7 +183,8 @@ void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unuse
 #if BNN_X86
             if (has_avx512_vnni(isa)) u8s16_tile_avx512<U8S16Vnni>(fields, call.taps, wb, block_step, nb, acc);
             else if (has_avx512(isa)) u8s16_tile_avx512<U8S16MaddAdd>(fields, call.taps, wb, block_step, nb, acc);
-            else if (has_avx2(isa)) u8s16_tile_avx2(fields, call.taps, wb, acc);
+            else if (has_avx_vnni(isa)) u8s16_tile_avx2<U8S16AvxVnni>(fields, call.taps, wb, acc);
+            else if (has_avx2(isa)) u8s16_tile_avx2<U8S16MaddAddAvx2>(fields, call.taps, wb, acc);
             else
 #elif defined(__aarch64__)
             if (has_neon(isa)) u8s16_tile_neon(fields, call.taps, wb, acc);

@@ -20,11 +20,11 @@
 /// over threads, or on the batch. A row of zeros has s = 0 and gives y = b; a row holding an
 /// infinity or a NaN gives NaN.
 ///
-/// Paths (kernels::active_isa()): where AVX-512 VNNI is present the rows are quantised to bytes
-/// and multiplied by vpdpbusd, four products a lane; elsewhere the same levels are widened to int16
-/// and run on the stem's int16 tiles (vpmaddwd, NEON SMLAL or scalar). The quantisation of a row
-/// and the float finish have an AVX-512 form and a scalar one. Every path gives the same levels,
-/// the same integers and the same floats.
+/// Paths (kernels::active_isa()): where AVX-512 VNNI or AVX-VNNI is present the rows are quantised
+/// to bytes and multiplied by vpdpbusd (zmm or ymm), four products a lane; elsewhere the same
+/// levels are widened to int16 and run on the stem's int16 tiles (vpmaddwd, NEON SMLAL or scalar).
+/// The quantisation of a row and the float finish have AVX-512, AVX2 and scalar forms. Every path
+/// gives the same levels, the same integers and the same floats.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -185,6 +185,72 @@ __attribute__((target("avx512f"))) inline void int8_linear_finish_avx512(const i
         }
     }
 }
+
+/// quantize_row_int8_scalar in ymm: vcvtps2dq rounds to nearest even, as nearbyint does under
+/// the default rounding mode; the last C % 8 values go the scalar way, which gives the same levels.
+template <class T>
+__attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* x, int64_t C, int64_t stride, T* u) {
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 largest = _mm256_setzero_ps(), probe = _mm256_setzero_ps();  // probe: x * 0, NaN past an infinity
+    const int64_t whole = C / 8 * 8;
+    for (int64_t c = 0; c < whole; c += 8) {
+        const __m256 v = _mm256_loadu_ps(x + c);
+        largest = _mm256_max_ps(largest, _mm256_and_ps(v, magnitude));
+        probe = _mm256_add_ps(probe, _mm256_mul_ps(v, _mm256_setzero_ps()));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, largest);
+    float top = 0.f;
+    for (float l : lanes) top = std::max(top, l);
+    bool finite = _mm256_movemask_ps(_mm256_cmp_ps(probe, probe, _CMP_UNORD_Q)) == 0;
+    for (int64_t c = whole; c < C; ++c) {
+        const float a = std::abs(x[c]);
+        finite = finite && a <= std::numeric_limits<float>::max();
+        top = std::max(top, a);
+    }
+    const Int8RowStep s = int8_row_step(top, finite);
+    if (!s.levels) {
+        std::fill(u, u + C, T{128});
+        std::fill(u + C, u + stride, T{0});
+        return s.step;
+    }
+    const __m256 inverse = _mm256_set1_ps(s.inverse);
+    const __m256i low = _mm256_set1_epi32(-127), high = _mm256_set1_epi32(127), zero = _mm256_set1_epi32(128);
+    const __m256i firsts = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4);  // each 128-bit half's first lane
+    for (int64_t c = 0; c < whole; c += 8) {
+        __m256i level = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c), inverse));
+        level = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(level, low), high), zero);
+        const __m256i words = _mm256_packs_epi32(level, level);  // per half: its 4 levels, twice
+        if constexpr (sizeof(T) == 1) {
+            const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(words, words), firsts);
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(u + c), _mm256_castsi256_si128(bytes));
+        } else {
+            const __m256i pairs = _mm256_permute4x64_epi64(words, 0x08);  // half 0's, half 1's
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(u + c), _mm256_castsi256_si128(pairs));
+        }
+    }
+    for (int64_t c = whole; c < C; ++c)
+        u[c] = static_cast<T>(static_cast<int32_t>(std::clamp(std::nearbyint(x[c] * s.inverse), -127.f, 127.f)) + 128);
+    std::fill(u + C, u + stride, T{0});
+    return s.step;
+}
+
+/// int8_linear_finish_scalar in ymm for one channel block of a tile, `cols` of its 16 channels
+/// (the scalar rule when fewer than 16).
+__attribute__((target("avx2,fma"))) inline void int8_linear_finish_avx2(const int32_t* acc, int64_t rows,
+                                                                       const float* step, const int32_t* zero_sum,
+                                                                       const float* scale, const float* bias,
+                                                                       float* const* out, int64_t cols) {
+    if (cols < u8s16_lanes) return int8_linear_finish_scalar(acc, rows, step, zero_sum, scale, bias, out, cols);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < u8s16_lanes; j += 8) {
+            const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + r * u8s16_lanes + j)),
+                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zero_sum + j)));
+            const __m256 y = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(step[r])),
+                                             _mm256_loadu_ps(scale + j), _mm256_loadu_ps(bias + j));
+            _mm256_storeu_ps(out[r] + j, y);
+        }
+}
 #endif
 
 /// A row quantised on path isa.
@@ -192,6 +258,7 @@ template <class T>
 float quantize_row_int8(Isa isa, const float* x, int64_t C, int64_t stride, T* u) {
 #if BNN_X86
     if (has_avx512(isa)) return quantize_row_int8_avx512(x, C, stride, u);
+    if (has_avx2(isa)) return quantize_row_int8_avx2(x, C, stride, u);
 #endif
     (void)isa;
     return quantize_row_int8_scalar(x, C, stride, u);
@@ -237,7 +304,14 @@ void linear_int8_chunk(Isa isa, const float* x, int64_t rows, const Int8LinearWe
             const int64_t c = j * u8s16_lanes;
             float* o[u8s16_tile_pixels];
             for (int64_t i = 0; i < count; ++i) o[i] = out[i] + c;
-            int8_linear_finish_scalar(acc, count, s, z + c, ws + c, b + c, o, std::min(u8s16_lanes, Co - c0 - c));
+            const int64_t cols = std::min(u8s16_lanes, Co - c0 - c);
+#if BNN_X86
+            if (has_avx2(isa)) {
+                int8_linear_finish_avx2(acc, count, s, z + c, ws + c, b + c, o, cols);
+                continue;
+            }
+#endif
+            int8_linear_finish_scalar(acc, count, s, z + c, ws + c, b + c, o, cols);
         }
     };
     u8s16_tiles(call, w.w, isa, px, rows, 0, w.w.CoutP() / u8s16_lanes, finish);

@@ -43,6 +43,11 @@ struct U8S16ConvWeights {
     /// four along each kernel row, zeros past a row's KW*C taps (the vpdpbusd tile reads a kernel
     /// row of the byte image in place, up to three bytes past its end). Undefined otherwise.
     Tensor<int8_t> packed_bytes;
+    /// With packed_bytes: [CoutP] 128 * the sum of q[o, ...] over all taps, 0 past Cout: what
+    /// channel o's dot product gains when every byte it reads is 128 larger. The SDOT tile, which
+    /// reads each byte x as the int8 x - 128, adds it back (conv2d_u8s16_neon_dotprod.hpp); the
+    /// int8 dense layers take their rows' offset of 128 out with it (linear_int8.hpp).
+    std::vector<int32_t> byte_offset_sum;
 
     int64_t K() const { return KH * KW * C; }
     /// The taps of one kernel row, KW*C, rounded up to whole runs of four bytes.
@@ -71,6 +76,19 @@ Tensor<T> u8s16_pack(const U8S16ConvWeights& w, int64_t len) {
                 static_cast<T>(w.q[o * K + k]);
         }
     return packed;
+}
+
+/// Packs w.q as bytes for the byte tiles (U8S16ConvWeights::packed_bytes) with its
+/// byte_offset_sum; w.weight_max <= u8s8_weight_max.
+inline void u8s16_pack_bytes(U8S16ConvWeights& w) {
+    w.packed_bytes = u8s16_pack<int8_t>(w, 4);
+    w.byte_offset_sum.assign(w.CoutP(), 0);
+    const int64_t K = w.K();
+    for (int64_t o = 0; o < w.Cout; ++o) {
+        int32_t sum = 0;
+        for (int64_t k = 0; k < K; ++k) sum += w.q[o * K + k];
+        w.byte_offset_sum[o] = 128 * sum;
+    }
 }
 
 /// q [K] = `values` rounded to multiples of step = max |values| / weight_max, nearest first, ties
@@ -140,7 +158,7 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
         r.bias[o] = bias_o;
     }
     r.packed = detail::u8s16_pack<int16_t>(r, 2);
-    if (weight_max <= u8s8_weight_max) r.packed_bytes = detail::u8s16_pack<int8_t>(r, 4);
+    if (weight_max <= u8s8_weight_max) detail::u8s16_pack_bytes(r);
     return r;
 }
 

@@ -13,7 +13,7 @@
 ///
 ///   y[r, o] = fma(float(acc[r, o] - zero_sum[o]) * s[r], ws[o], b[o])
 ///   acc     = sum_c u[r, c] * q[o, c]                 int32, exact while C <= u8s8_max_taps
-///   zero_sum[o] = 128 * sum_c q[o, c]
+///   zero_sum[o] = 128 * sum_c q[o, c]                (U8S16ConvWeights::byte_offset_sum)
 ///
 /// that is y = b + s ws sum_c (u - 128) q, the product of the two quantised matrices. Because each
 /// row has its own step, a row's result does not depend on the other rows, on how they are split
@@ -42,9 +42,10 @@ namespace bnn::kernels {
 
 /// W [Cout, C] quantised for linear_int8_rows (quantize_linear_int8).
 struct Int8LinearWeights {
-    U8S16ConvWeights w;             ///< a 1x1 convolution's scale (ws, [CoutP]) and packed levels; q is not kept
-    std::vector<int32_t> zero_sum;  ///< [CoutP] 128 * sum_c q[o, c], 0 past Cout
-    std::vector<float> bias;        ///< [CoutP] b, 0 past Cout (and where there is no bias)
+    /// A 1x1 convolution's scale (ws, [CoutP]), packed levels and zero_sum (byte_offset_sum,
+    /// [CoutP]); q is not kept.
+    U8S16ConvWeights w;
+    std::vector<float> bias;  ///< [CoutP] b, 0 past Cout (and where there is no bias)
 
     int64_t C() const { return w.C; }
     int64_t Cout() const { return w.Cout; }
@@ -65,7 +66,6 @@ inline Int8LinearWeights quantize_linear_int8(const float* w, const float* bias,
     q.weight_max = u8s8_weight_max;
     q.q.assign(Cout * C, 0);
     q.scale.assign(q.CoutP(), 0.f);
-    r.zero_sum.assign(q.CoutP(), 0);
     r.bias.assign(q.CoutP(), 0.f);
     std::vector<double> row(C);
     for (int64_t o = 0; o < Cout; ++o) {
@@ -74,13 +74,10 @@ inline Int8LinearWeights quantize_linear_int8(const float* w, const float* bias,
             BNN_CHECK(std::isfinite(row[c]), "quantize_linear_int8: weight [", o, ", ", c, "] is not finite: ", row[c]);
         }
         q.scale[o] = detail::quantize_levels(row.data(), C, u8s8_weight_max, q.q.data() + o * C);
-        int32_t sum = 0;
-        for (int64_t c = 0; c < C; ++c) sum += q.q[o * C + c];
-        r.zero_sum[o] = 128 * sum;
         r.bias[o] = bias ? bias[o] : 0.f;
     }
     q.packed = detail::u8s16_pack<int16_t>(q, 2);
-    q.packed_bytes = detail::u8s16_pack<int8_t>(q, 4);
+    detail::u8s16_pack_bytes(q);
     q.q = {};  // the tiles read the packed copies: 3 bytes a weight in all
     return r;
 }
@@ -227,7 +224,7 @@ void linear_int8_chunk(Isa isa, const float* x, int64_t rows, const Int8LinearWe
             s[i] = step[p[i].index];
             out[i] = y + p[i].index * Co + c0;
         }
-        const int32_t* z = w.zero_sum.data() + c0;
+        const int32_t* z = w.w.byte_offset_sum.data() + c0;
         const float* ws = w.w.scale.data() + c0;
         const float* b = w.bias.data() + c0;
 #if BNN_X86

@@ -16,7 +16,7 @@ namespace bnn::kernels {
 
 /// The largest weight magnitude of the int16 quantiser (symmetric: -32768 is never used).
 inline constexpr int32_t u8s16_weight_max = 32767;
-/// The same for weights quantised to int8's range, which the vpdpbusd tile multiplies as bytes.
+/// The same for weights quantised to int8's range, which the byte tiles (vpdpbusd, SDOT) multiply.
 inline constexpr int32_t u8s8_weight_max = 127;
 /// The largest K = KH * KW * C whose int32 dot products cannot overflow: 255 * 32767 * K <= 2^31 - 1.
 inline constexpr int64_t u8s16_max_taps = INT32_MAX / (int64_t{255} * u8s16_weight_max);
@@ -40,8 +40,9 @@ struct U8S16ConvWeights {
     /// Tensor for its 64-byte alignment: no 64-byte weight vector of a tile straddles two cache lines.
     Tensor<int16_t> packed;
     /// With weight_max <= u8s8_weight_max: [CoutP/16, KH, RunQ/4, 16, 4], q as bytes in runs of
-    /// four along each kernel row, zeros past a row's KW*C taps (the vpdpbusd tile reads a kernel
-    /// row of the byte image in place, up to three bytes past its end). Undefined otherwise.
+    /// four along each kernel row, zeros past a row's KW*C taps (the byte tiles, vpdpbusd and SDOT,
+    /// read a kernel row of the byte image in place, up to three bytes past its end). Undefined
+    /// otherwise.
     Tensor<int8_t> packed_bytes;
     /// With packed_bytes: [CoutP] 128 * the sum of q[o, ...] over all taps, 0 past Cout: what
     /// channel o's dot product gains when every byte it reads is 128 larger. The SDOT tile, which
@@ -110,7 +111,7 @@ inline float quantize_levels(const double* values, int64_t K, int32_t weight_max
 ///   w [Cout, KH, KW, C] float, bias [Cout] or null, mean [C], std [C] (of x / 255).
 /// The folded weights w / (255 std[c]) of output channel o are rounded to multiples of
 /// scale[o] = max |folded| / weight_max (u8s16_weight_max, or u8s8_weight_max for weights the
-/// vpdpbusd tile can take as bytes); the bias is folded with the rounded weights, so the integer
+/// byte tiles can take); the bias is folded with the rounded weights, so the integer
 /// convolution equals, up to float rounding, the float one with weights scale[o] * q * 255 std[c].
 inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias, int64_t Cout, int64_t KH,
                                               int64_t KW, int64_t C, const float* mean, const float* std,

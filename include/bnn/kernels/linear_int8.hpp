@@ -21,10 +21,12 @@
 /// infinity or a NaN gives NaN.
 ///
 /// Paths (kernels::active_isa()): where AVX-512 VNNI is present the rows are quantised to bytes
-/// and multiplied by vpdpbusd, four products a lane; elsewhere the same levels are widened to int16
-/// and run on the stem's int16 tiles (vpmaddwd, NEON SMLAL or scalar). The quantisation of a row
-/// and the float finish have an AVX-512 form and a scalar one. Every path gives the same levels,
-/// the same integers and the same floats.
+/// and multiplied by vpdpbusd, four products a lane; on aarch64 with the dot product
+/// (neon_dotprod) the rows are written as the signed levels u - 128 and multiplied by SDOT, four
+/// products a lane, the tile's sums starting from zero_sum (conv2d_u8s16_neon_dotprod.hpp);
+/// elsewhere the same levels are widened to int16 and run on the stem's int16 tiles (vpmaddwd,
+/// NEON SMLAL or scalar). The quantisation of a row and the float finish have an AVX-512 form and
+/// a scalar one. Every path gives the same levels, the same integers and the same floats.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -103,9 +105,10 @@ inline Int8RowStep int8_row_step(float largest, bool finite) {
     return {largest / 127.f, 127.f / largest, true};
 }
 
-/// u [stride] = row x [C] quantised (the file comment), zeros past C; returns its step s.
+/// u [stride] = row x [C] quantised (the file comment) less `shift` (0, or 128 for the SDOT tile:
+/// the signed levels, as bytes), zeros past C; returns its step s.
 template <class T>
-float quantize_row_int8_scalar(const float* x, int64_t C, int64_t stride, T* u) {
+float quantize_row_int8_scalar(const float* x, int64_t C, int64_t stride, int32_t shift, T* u) {
     float largest = 0.f;
     bool finite = true;
     for (int64_t c = 0; c < C; ++c) {
@@ -116,7 +119,7 @@ float quantize_row_int8_scalar(const float* x, int64_t C, int64_t stride, T* u) 
     const Int8RowStep s = int8_row_step(largest, finite);
     for (int64_t c = 0; c < C; ++c) {
         const float level = s.levels ? std::clamp(std::nearbyint(x[c] * s.inverse), -127.f, 127.f) : 0.f;
-        u[c] = static_cast<T>(static_cast<int32_t>(level) + 128);
+        u[c] = static_cast<T>(static_cast<int32_t>(level) + 128 - shift);
     }
     std::fill(u + C, u + stride, T{0});
     return s.step;
@@ -138,7 +141,7 @@ inline void int8_linear_finish_scalar(const int32_t* acc, int64_t rows, const fl
 /// the default rounding mode, and the levels go to bytes (vpmovdb) or int16 (vpmovdw).
 template <class T>
 __attribute__((target("avx512f"))) float quantize_row_int8_avx512(const float* x, int64_t C, int64_t stride,
-                                                                           T* u) {
+                                                                           int32_t shift, T* u) {
     __m512 largest = _mm512_setzero_ps(), probe = _mm512_setzero_ps();  // probe: x * 0, NaN past an infinity
     for (int64_t c = 0; c < C; c += 16) {
         const __mmask16 m = c + 16 <= C ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (C - c)) - 1);
@@ -149,7 +152,8 @@ __attribute__((target("avx512f"))) float quantize_row_int8_avx512(const float* x
     const bool finite = _mm512_cmp_ps_mask(probe, probe, _CMP_ORD_Q) == 0xFFFF;
     const Int8RowStep s = int8_row_step(_mm512_reduce_max_ps(largest), finite);
     const __m512 inverse = _mm512_set1_ps(s.inverse);
-    const __m512i low = _mm512_set1_epi32(-127), high = _mm512_set1_epi32(127), zero = _mm512_set1_epi32(128);
+    const __m512i low = _mm512_set1_epi32(-127), high = _mm512_set1_epi32(127);
+    const __m512i zero = _mm512_set1_epi32(128 - shift);
     for (int64_t c = 0; c < C; c += 16) {
         const __mmask16 m = c + 16 <= C ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (C - c)) - 1);
         __m512i level = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c), inverse));
@@ -184,14 +188,14 @@ __attribute__((target("avx512f"))) inline void int8_linear_finish_avx512(const i
 }
 #endif
 
-/// A row quantised on path isa.
+/// A row quantised on path isa, less `shift`.
 template <class T>
-float quantize_row_int8(Isa isa, const float* x, int64_t C, int64_t stride, T* u) {
+float quantize_row_int8(Isa isa, const float* x, int64_t C, int64_t stride, int32_t shift, T* u) {
 #if BNN_X86
-    if (has_avx512(isa)) return quantize_row_int8_avx512(x, C, stride, u);
+    if (has_avx512(isa)) return quantize_row_int8_avx512(x, C, stride, shift, u);
 #endif
     (void)isa;
-    return quantize_row_int8_scalar(x, C, stride, u);
+    return quantize_row_int8_scalar(x, C, stride, shift, u);
 }
 
 /// Up to int8_linear_chunk rows: quantised into the thread's buffer, then every tile.
@@ -202,8 +206,9 @@ void linear_int8_chunk(Isa isa, const float* x, int64_t rows, const Int8LinearWe
         int8_linear_chunk * stride + 4);
     float step[int8_linear_chunk];
     U8S16Pixel px[int8_linear_chunk];
+    const int32_t shift = sizeof(T) == 1 ? u8s8_byte_shift(isa) : 0;
     for (int64_t r = 0; r < rows; ++r) {
-        step[r] = quantize_row_int8(isa, x + r * C, C, stride, u + r * stride);
+        step[r] = quantize_row_int8(isa, x + r * C, C, stride, shift, u + r * stride);
         px[r] = {r, 0, 0, r * stride};
     }
     U8S16Call call;

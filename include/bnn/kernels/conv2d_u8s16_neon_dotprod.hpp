@@ -28,7 +28,8 @@
 /// Compiled only for aarch64, in a function of its own built for ARMv8.2-A with the dot product
 /// (GCC's arm_neon.h declares vdotq_s32 for that target, not for "+dotprod" on ARMv8.0), so the
 /// rest of the build still runs on ARMv8.0 cores; only the neon_dotprod path, which needs the
-/// kernel's HWCAP_ASIMDDP (kernels/isa.hpp), calls it.
+/// kernel's HWCAP_ASIMDDP (kernels/isa.hpp), calls it. Its instructions, counted:
+/// docs/arm.md, "8. The SDOT byte tile".
 #include <cstdint>
 #include <cstring>
 

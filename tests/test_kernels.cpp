@@ -242,8 +242,14 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"u8s8 AVX-512 tile with vpdpbusd", {Isa::avx512_vpopcntdq}},
     {"u8s8 AVX-512 tile with vpdpbusd of 1 to 3 channel blocks", {Isa::avx512_vpopcntdq}},
     {"u8s8 AVX-512 tile with vpdpbusd: kernel rows read past their end", {Isa::avx512_vpopcntdq}},
+    {"u8s8 NEON tile with SDOT", {Isa::neon_dotprod}},
+    {"u8s8 NEON tile with SDOT short of 4 pixels", {Isa::neon_dotprod}},
+    {"u8s8 NEON tile with SDOT: a partial channel block", {Isa::neon_dotprod}},
+    {"u8s8 NEON tile with SDOT: padded taps", {Isa::neon_dotprod}},
+    {"u8s8 NEON tile with SDOT: kernel rows read past their end", {Isa::neon_dotprod}},
     {"int8 linear: rows quantised to bytes for vpdpbusd", {Isa::avx2_vnni, Isa::avx512_vpopcntdq}},
-    {"int8 linear: rows widened to int16 for the int16 tiles", {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_dotprod}},
+    {"int8 linear: rows quantised to signed bytes for SDOT", {Isa::neon_dotprod}},
+    {"int8 linear: rows widened to int16 for the int16 tiles", {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}},
     {"int8 linear: a row's last C % 8 values after its AVX2 vectors", kAvx2WidestIsas},
     {"int8 linear: a masked last vector of a row", kAvx512Isas},
     {"int8 linear: more rows than a chunk of 32", kAllIsas},
@@ -758,12 +764,6 @@ void add_bn_sign_pack_cases(std::vector<KernelCase>& cases) {
 
 // ---- the integer stem: exact ----------------------------------------------------------------
 
-/// conv2d_u8s16 (dots and output) against int64 sums of x * q over the taps inside the image,
-/// and the output written out: fma(float(dot), scale[o], bias), where bias is the folded bias
-/// plus scale[o] times the tap corrections of the pixel's padded taps, summed in double in
-/// (kh, kw) order as plan_conv2d_u8s16 promises. With `extreme`, every folded weight is +-1
-/// (q = +-weight_max) and every pixel 255: sums at the edge of int32 for int16 weights.
-/// weight_max: u8s16_weight_max, or u8s8_weight_max for weights of int8's range (the vpdpbusd tile).
 /// The row transform of the fused stem's cases (a batch norm with ReLU, written out): v * a + b,
 /// then 0 where that is not above 0.
 void u8s16_case_after_row(float* row, int64_t OW, int64_t C, const std::vector<float>& a, const std::vector<float>& b) {
@@ -803,14 +803,26 @@ std::vector<float> max_pool_definition(const std::vector<float>& x, const PoolGe
     return y;
 }
 
-void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, bool extreme,
+/// The image of a conv2d_u8s16 case: random bytes (the first 0, the last 255); every pixel 255
+/// with every folded weight +-1 (q = +-weight_max), sums at the edge of int32 for int16 weights;
+/// or random pixels of 0 and 255 only, the ends of the byte range (-128 and 127 in the SDOT tile's
+/// shifted image, where the padding is -128 too).
+enum class StemPixels { random, extreme, ends };
+
+/// conv2d_u8s16 (dots and output) against int64 sums of x * q over the taps inside the image,
+/// and the output written out: fma(float(dot), scale[o], bias), where bias is the folded bias
+/// plus scale[o] times the tap corrections of the pixel's padded taps, summed in double in
+/// (kh, kw) order as plan_conv2d_u8s16 promises. weight_max: u8s16_weight_max, or
+/// u8s8_weight_max for weights of int8's range (the byte tiles, vpdpbusd and SDOT).
+void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, StemPixels image,
                     int32_t weight_max = u8s16_weight_max) {
     std::vector<float> w = uniform(s.weights(), rng, -.5f, .5f), bias = uniform(s.co, rng, -1.f, 1.f);
     std::vector<float> mean = uniform(s.c, rng, .3f, .6f), stdev = uniform(s.c, rng, .15f, .35f);
     std::vector<uint8_t> x(s.inputs());
-    for (uint8_t& v : x) v = static_cast<uint8_t>(rng.below(256));
+    for (uint8_t& v : x) v = static_cast<uint8_t>(image == StemPixels::ends ? 255 * rng.below(2) : rng.below(256));
     x[0] = 0;
     x.back() = 255;
+    const bool extreme = image == StemPixels::extreme;
     if (extreme) {
         const int64_t K = s.kh * s.kw * s.c;
         for (int64_t i = 0; i < s.weights(); ++i) w[i] = i < K ? 1.f : i < 2 * K ? -1.f : (rng.below(2) ? 1.f : -1.f);
@@ -829,7 +841,8 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
     const PoolGeometry pool = PoolGeometry::make(s.n, s.oh(), s.ow(), s.co, pk, ps, pp);
     const std::vector<float> row_a = uniform(s.co, rng, -2.f, 2.f), row_b = uniform(s.co, rng, -.5f, .5f);
     cases.push_back(
-        {"conv2d_u8s16" + s.str() + (extreme ? " extreme sums" : "") + (bytes ? " int8 weights" : ""),
+        {"conv2d_u8s16" + s.str() + (extreme ? " extreme sums" : "") +
+             (image == StemPixels::ends ? " pixels 0 and 255" : "") + (bytes ? " int8 weights" : ""),
          [=] {
              const int64_t OH = s.oh(), OW = s.ow(), K = q->K();
              std::vector<uint64_t> dots(s.outputs());
@@ -900,6 +913,13 @@ void add_u8s16_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s
                                                           : "u8s16 AVX-512 tile with vpmaddwd + vpaddd");
                  }
              }
+             if (bytes && has_neon_dotprod(isa)) {  // conv2d_u8s16_neon_dotprod.hpp: 4 pixels x 16 channels
+                 taken.push_back("u8s8 NEON tile with SDOT");
+                 if (pixels % 4 != 0) taken.push_back("u8s8 NEON tile with SDOT short of 4 pixels");
+                 if (s.co % 16 != 0) taken.push_back("u8s8 NEON tile with SDOT: a partial channel block");
+                 if (s.pad > 0) taken.push_back("u8s8 NEON tile with SDOT: padded taps");
+                 if (s.kw * s.c % 4 != 0) taken.push_back("u8s8 NEON tile with SDOT: kernel rows read past their end");
+             }
              std::vector<float> pooled(pool.N * pool.OH * pool.OW * pool.C, std::nanf(""));
              conv2d_u8s16_max_pool_forward(
                  x.data(), *q, plan, pool,
@@ -924,22 +944,26 @@ void add_u8s16_cases(std::vector<KernelCase>& cases) {
         // bits used) at K = 256, and 16 x 16 over one channel, both padded.
         {1, 2, 40, 4, 7, 1, 64, 1, 33}, {1, 9, 9, 1, 18, 16, 16, 1, 8},
     };
-    for (const ConvShape& s : shapes) add_u8s16_case(cases, rng, s, false);
+    for (const ConvShape& s : shapes) add_u8s16_case(cases, rng, s, StemPixels::random);
     // K = 257 = u8s16_max_taps, the largest the quantiser takes: 255 * 32767 * 257 = 2^31 - 98302.
-    add_u8s16_case(cases, rng, {1, 2, 3, 257, 4, 1, 1, 1, 0}, true);
-    add_u8s16_case(cases, rng, {1, 3, 9, 257, 3, 1, 1, 2, 0}, true);
+    add_u8s16_case(cases, rng, {1, 2, 3, 257, 4, 1, 1, 1, 0}, StemPixels::extreme);
+    add_u8s16_case(cases, rng, {1, 3, 9, 257, 3, 1, 1, 2, 0}, StemPixels::extreme);
     // Near it with a 7x7 kernel: K = 245 in rows of 35 taps (odd: each row's last pair reads the
     // next pixel's first value against a zero weight), padded.
-    add_u8s16_case(cases, rng, {1, 8, 9, 5, 20, 7, 7, 1, 3}, true);
-    // Weights of int8's range (the vpdpbusd tile on the image bytes): kernel rows of 21, 15, 3,
-    // 8 and 64 taps (3, 1 or 0 bytes read past a row's end), channel blocks of 1 to 4 and partial.
+    add_u8s16_case(cases, rng, {1, 8, 9, 5, 20, 7, 7, 1, 3}, StemPixels::extreme);
+    // Weights of int8's range (the byte tiles, vpdpbusd and SDOT, on the image bytes): kernel rows
+    // of 21, 15, 3, 8, 64, 9 and 10 taps (3, 1, 0 or 2 bytes read past a row's end), channel blocks
+    // of 1 to 4 and partial, pixel counts short of a 4-pixel tile (82, 35, 15), padded and not.
     const ConvShape int8_shapes[] = {
         {1, 23, 21, 3, 64, 7, 7, 2, 3}, {3, 9, 8, 3, 33, 7, 7, 2, 3}, {2, 12, 7, 3, 20, 5, 5, 3, 2},
         {1, 4, 5, 1, 1, 3, 3, 1, 1},    {2, 6, 9, 4, 31, 2, 2, 1, 1}, {1, 11, 11, 3, 300, 7, 7, 2, 3},
-        {1, 2, 40, 4, 7, 1, 16, 1, 8},
+        {1, 2, 40, 4, 7, 1, 16, 1, 8},  {1, 5, 7, 3, 17, 3, 3, 1, 1}, {2, 5, 6, 1, 3, 2, 2, 1, 0},
     };
-    for (const ConvShape& s : int8_shapes) add_u8s16_case(cases, rng, s, false, u8s8_weight_max);
-    add_u8s16_case(cases, rng, {1, 8, 9, 5, 20, 7, 7, 1, 3}, true, u8s8_weight_max);
+    for (const ConvShape& s : int8_shapes) add_u8s16_case(cases, rng, s, StemPixels::random, u8s8_weight_max);
+    add_u8s16_case(cases, rng, {1, 8, 9, 5, 20, 7, 7, 1, 3}, StemPixels::extreme, u8s8_weight_max);
+    // Pixels of 0 and 255 only, around padding (the ends of the SDOT tile's shifted bytes, -128
+    // the padding's value too), 15 pixels, 21 channels.
+    add_u8s16_case(cases, rng, {1, 9, 5, 2, 21, 5, 5, 2, 2}, StemPixels::ends, u8s8_weight_max);
 }
 
 // ---- int8 dense layers: exact -------------------------------------------------------------------
@@ -995,9 +1019,9 @@ void add_linear_int8_case(std::vector<KernelCase>& cases, Rng& rng, int64_t rows
          [=](Isa isa, Variants& taken) {
              std::vector<float> y(rows * Cout, std::nanf(""));
              linear_int8_rows(x.data(), rows, *q, y.data(), isa);
-             taken.push_back(has_avx512_vnni(isa) || has_avx_vnni(isa)
-                                 ? "int8 linear: rows quantised to bytes for vpdpbusd"
-                                 : "int8 linear: rows widened to int16 for the int16 tiles");
+             taken.push_back(has_avx512_vnni(isa) || has_avx_vnni(isa) ? "int8 linear: rows quantised to bytes for vpdpbusd"
+                             : has_neon_dotprod(isa) ? "int8 linear: rows quantised to signed bytes for SDOT"
+                                                     : "int8 linear: rows widened to int16 for the int16 tiles");
              if (avx2_is_widest(isa) && C % 8 != 0) taken.push_back("int8 linear: a row's last C % 8 values after its AVX2 vectors");
              if (has_avx512(isa) && C % 16 != 0) taken.push_back("int8 linear: a masked last vector of a row");
              if (rows > 32) taken.push_back("int8 linear: more rows than a chunk of 32");

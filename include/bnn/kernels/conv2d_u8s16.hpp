@@ -29,11 +29,15 @@
 /// tiles of 4 pixels x 64 channels, with vpdpwssd where the path has VNNI (has_avx512_vnni) and
 /// vpmaddwd + vpaddd otherwise; NEON (SMLAL / SMLAL2 on the same int16 pairs), tiles of 4 pixels x
 /// 16 channels. Weights quantised to int8's range (quantize_conv2d_u8s16 with u8s8_weight_max)
-/// take, where VNNI is present (AVX-512's or AVX-VNNI), a vpdpbusd tile on the image bytes
-/// instead: four taps an instruction where the others take two.
+/// take a byte tile on the image bytes instead, four taps an instruction where the others take
+/// two: vpdpbusd where VNNI is present (AVX-512's, 4 pixels x 64 channels, or AVX-VNNI's, 4 pixels
+/// x 16 channels), SDOT on aarch64 with the dot product (has_neon_dotprod), 4 pixels x 16
+/// channels. SDOT multiplies signed bytes, so its image holds x - 128 (padding -128) and its sums
+/// start from 128 times each channel's weight sum (byte_offset_sum), which gives the same integers
+/// exactly (conv2d_u8s16_neon_dotprod.hpp).
 ///
 /// No gather: the batch is widened once to int16 with its padding written out, or for the
-/// vpdpbusd tile copied with its padding as bytes (u8s16_padded_image), and the tiles read each
+/// byte tiles copied with its padding as bytes (u8s16_padded_image), and the tiles read each
 /// receptive field's kernel rows in place, the weights packed per kernel row to match. Output
 /// pixels of the whole batch go in chunks of 32, output channels in blocks of 16. A work item is
 /// (pixel chunk, group of channel blocks); the channel blocks are split into groups only when
@@ -41,8 +45,8 @@
 ///
 /// Files: this one holds the widening, the driver and the entry points; conv2d_u8s16_quantize.hpp
 /// the folding, quantising and packing of the weights; conv2d_u8s16_plan.hpp the bias rows of one
-/// input shape; conv2d_u8s16_scalar.hpp, conv2d_u8s16_avx2.hpp, conv2d_u8s16_avx512.hpp and
-/// conv2d_u8s16_neon.hpp the paths' tiles.
+/// input shape; conv2d_u8s16_scalar.hpp, conv2d_u8s16_avx2.hpp, conv2d_u8s16_avx512.hpp,
+/// conv2d_u8s16_neon.hpp and conv2d_u8s16_neon_dotprod.hpp the paths' tiles.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -53,6 +57,7 @@
 #include "bnn/kernels/conv2d_u8s16_avx2.hpp"
 #include "bnn/kernels/conv2d_u8s16_avx512.hpp"
 #include "bnn/kernels/conv2d_u8s16_neon.hpp"
+#include "bnn/kernels/conv2d_u8s16_neon_dotprod.hpp"
 #include "bnn/kernels/conv2d_u8s16_plan.hpp"
 #include "bnn/kernels/conv2d_u8s16_quantize.hpp"
 #include "bnn/kernels/conv2d_u8s16_scalar.hpp"
@@ -69,27 +74,37 @@ inline constexpr int64_t u8s16_chunk_pixels = 32;  // pixels of one work item
 struct U8S16Image;
 struct U8S8Image;
 
-/// The batch x [N, H, W, C] uint8 as T [N, H + 2 pad, W + 2 pad, C], 0 in the padding, then
-/// `tail` zeros: a receptive field's kernel rows lie in it as runs of KW*C values, which the tiles
-/// read in place, up to tail - 1 values past a row's end (int16: one pair's second value; bytes:
-/// three of a run of four).
+/// 128 where the byte tile is SDOT, which multiplies signed bytes: its bytes are written as
+/// x - 128 (int8's range; x ^ 0x80) and its sums start from what that took off
+/// (U8S16ConvWeights::byte_offset_sum). 0 elsewhere: vpdpbusd takes the bytes as uint8.
+inline int32_t u8s8_byte_shift(Isa isa) { return has_neon_dotprod(isa) ? 128 : 0; }
+
+/// The batch x [N, H, W, C] uint8 as T [N, H + 2 pad, W + 2 pad, C], each value x - shift
+/// (shift: u8s8_byte_shift for the byte image, 0 for the widened one) and 0 - shift in the
+/// padding, then `tail` zeros: a receptive field's kernel rows lie in it as runs of KW*C values,
+/// which the tiles read in place, up to tail - 1 values past a row's end (int16: one pair's second
+/// value; bytes: three of a run of four), against zero weights.
 template <class Tag, class T>
-const T* u8s16_padded_image(const uint8_t* x, const Conv2dGeometry& g, int64_t tail) {
+const T* u8s16_padded_image(const uint8_t* x, const Conv2dGeometry& g, int64_t tail, int32_t shift) {
     const int64_t hp = g.H + 2 * g.pad, row = (g.W + 2 * g.pad) * g.C, edge = g.pad * g.C, inner = g.W * g.C;
     const int64_t size = g.N * hp * row + tail;
+    const T pad = static_cast<T>(-shift);  // bytes: 0x80, the int8 -128
     T* image = thread_scratch<Tag, T>(size);
     for (int64_t n = 0; n < g.N; ++n)
         for (int64_t ih = 0; ih < hp; ++ih) {
             T* dst = image + (n * hp + ih) * row;
             const int64_t h = ih - g.pad;
             if (h < 0 || h >= g.H) {
-                std::fill(dst, dst + row, T{0});
+                std::fill(dst, dst + row, pad);
                 continue;
             }
             const uint8_t* src = x + (n * g.H + h) * inner;
-            std::fill(dst, dst + edge, T{0});
-            for (int64_t j = 0; j < inner; ++j) dst[edge + j] = src[j];
-            std::fill(dst + edge + inner, dst + row, T{0});
+            std::fill(dst, dst + edge, pad);
+            if (shift == 0)  // a plain copy, or widening: what the compiler turns into memcpy or vector code
+                for (int64_t j = 0; j < inner; ++j) dst[edge + j] = src[j];
+            else
+                for (int64_t j = 0; j < inner; ++j) dst[edge + j] = static_cast<T>(src[j] - shift);
+            std::fill(dst + edge + inner, dst + row, pad);
         }
     std::fill(image + size - tail, image + size, T{0});
     return image;
@@ -101,9 +116,9 @@ struct U8S16Pixel {
     int64_t index, oh, ow, field;
 };
 
-/// What every tile of one call reads: the widened image or, for the vpdpbusd tile, the byte image
-/// (the other one null), the kernel rows' layout in it, and how many 16-channel blocks a tile
-/// takes on the path.
+/// What every tile of one call reads: the widened image or, for the byte tiles, the byte image
+/// (the other one null; for SDOT its values less u8s8_byte_shift), the kernel rows' layout in it,
+/// and how many 16-channel blocks a tile takes on the path.
 struct U8S16Call {
     const int16_t* image = nullptr;
     const uint8_t* bytes = nullptr;
@@ -111,11 +126,13 @@ struct U8S16Call {
     int64_t tile_blocks = 1;
 };
 
-/// True when the call runs a vpdpbusd tile: int8-range weights on a path with VNNI (AVX-512's or
-/// AVX-VNNI).
+/// True when the call runs a byte tile: int8-range weights on a path with VNNI (vpdpbusd, AVX-512's
+/// or AVX-VNNI) or the aarch64 dot product (SDOT).
 inline bool u8s16_takes_bytes(const U8S16ConvWeights& w, [[maybe_unused]] Isa isa) {
 #if BNN_X86
     return w.packed_bytes.defined() && (has_avx512_vnni(isa) || has_avx_vnni(isa));
+#elif defined(__aarch64__)
+    return w.packed_bytes.defined() && has_neon_dotprod(isa);
 #else
     (void)w;
     return false;
@@ -126,10 +143,10 @@ inline U8S16Call u8s16_call(const uint8_t* x, const U8S16ConvWeights& w, const C
     U8S16Call call;
     const int64_t row_step = (g.W + 2 * g.pad) * g.C;
     if (u8s16_takes_bytes(w, isa)) {
-        call.bytes = u8s16_padded_image<U8S8Image, uint8_t>(x, g, 4);
+        call.bytes = u8s16_padded_image<U8S8Image, uint8_t>(x, g, 4, u8s8_byte_shift(isa));
         call.taps = U8S16Taps{g.KH, w.RunQ() / 4, row_step};
     } else {
-        call.image = u8s16_padded_image<U8S16Image, int16_t>(x, g, 2);
+        call.image = u8s16_padded_image<U8S16Image, int16_t>(x, g, 2, 0);
         call.taps = U8S16Taps{g.KH, w.RunP() / 2, row_step};
     }
 #if BNN_X86
@@ -158,7 +175,7 @@ template <class Finish>
 void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unused]] Isa isa, const U8S16Pixel* px,
                  int64_t rows, int64_t b0, int64_t b1, Finish& finish) {
     const int64_t block_step = w.Kp() * u8s16_lanes;
-    [[maybe_unused]] const int64_t byte_step = w.KH * w.RunQ() * u8s16_lanes;  // the vpdpbusd tile's
+    [[maybe_unused]] const int64_t byte_step = w.KH * w.RunQ() * u8s16_lanes;  // the byte tiles'
     alignas(64) int32_t acc[u8s16_tile_blocks_max * u8s16_tile_pixels * u8s16_lanes];
     for (int64_t b = b0; b < b1; b += call.tile_blocks) {
         const int64_t nb = std::min(call.tile_blocks, b1 - b);
@@ -167,13 +184,17 @@ void u8s16_tiles(const U8S16Call& call, const U8S16ConvWeights& w, [[maybe_unuse
             const int64_t count = std::min(u8s16_tile_pixels, rows - r);
             int64_t at[u8s16_tile_pixels];  // past the last pixel: the last again
             for (int64_t i = 0; i < u8s16_tile_pixels; ++i) at[i] = px[r + std::min(i, count - 1)].field;
-#if BNN_X86
+#if BNN_X86 || defined(__aarch64__)
             if (call.bytes) {
                 const uint8_t* fields[u8s16_tile_pixels];
                 for (int64_t i = 0; i < u8s16_tile_pixels; ++i) fields[i] = call.bytes + at[i];
                 const int8_t* wq = w.packed_bytes.data() + b * byte_step;
+#if BNN_X86
                 if (has_avx512(isa)) u8s16_tile_avx512<U8S8Vnni>(fields, call.taps, wq, byte_step, nb, acc);
                 else u8s16_tile_avx2<U8S8AvxVnni>(fields, call.taps, wq, acc);  // one block a tile
+#else
+                u8s16_tile_neon_dotprod(fields, call.taps, wq, w.byte_offset_sum.data() + b * u8s16_lanes, acc);
+#endif
                 finish(px + r, count, b * u8s16_lanes, nb, acc);
                 continue;
             }

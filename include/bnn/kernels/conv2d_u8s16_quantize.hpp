@@ -16,7 +16,7 @@ namespace bnn::kernels {
 
 /// The largest weight magnitude of the int16 quantiser (symmetric: -32768 is never used).
 inline constexpr int32_t u8s16_weight_max = 32767;
-/// The same for weights quantised to int8's range, which the vpdpbusd tile multiplies as bytes.
+/// The same for weights quantised to int8's range, which the byte tiles (vpdpbusd, SDOT) multiply.
 inline constexpr int32_t u8s8_weight_max = 127;
 /// The largest K = KH * KW * C whose int32 dot products cannot overflow: 255 * 32767 * K <= 2^31 - 1.
 inline constexpr int64_t u8s16_max_taps = INT32_MAX / (int64_t{255} * u8s16_weight_max);
@@ -40,9 +40,15 @@ struct U8S16ConvWeights {
     /// Tensor for its 64-byte alignment: no 64-byte weight vector of a tile straddles two cache lines.
     Tensor<int16_t> packed;
     /// With weight_max <= u8s8_weight_max: [CoutP/16, KH, RunQ/4, 16, 4], q as bytes in runs of
-    /// four along each kernel row, zeros past a row's KW*C taps (the vpdpbusd tile reads a kernel
-    /// row of the byte image in place, up to three bytes past its end). Undefined otherwise.
+    /// four along each kernel row, zeros past a row's KW*C taps (the byte tiles, vpdpbusd and SDOT,
+    /// read a kernel row of the byte image in place, up to three bytes past its end). Undefined
+    /// otherwise.
     Tensor<int8_t> packed_bytes;
+    /// With packed_bytes: [CoutP] 128 * the sum of q[o, ...] over all taps, 0 past Cout: what
+    /// channel o's dot product gains when every byte it reads is 128 larger. The SDOT tile, which
+    /// reads each byte x as the int8 x - 128, adds it back (conv2d_u8s16_neon_dotprod.hpp); the
+    /// int8 dense layers take their rows' offset of 128 out with it (linear_int8.hpp).
+    std::vector<int32_t> byte_offset_sum;
 
     int64_t K() const { return KH * KW * C; }
     /// The taps of one kernel row, KW*C, rounded up to whole runs of four bytes.
@@ -73,6 +79,19 @@ Tensor<T> u8s16_pack(const U8S16ConvWeights& w, int64_t len) {
     return packed;
 }
 
+/// Packs w.q as bytes for the byte tiles (U8S16ConvWeights::packed_bytes) with its
+/// byte_offset_sum; w.weight_max <= u8s8_weight_max.
+inline void u8s16_pack_bytes(U8S16ConvWeights& w) {
+    w.packed_bytes = u8s16_pack<int8_t>(w, 4);
+    w.byte_offset_sum.assign(w.CoutP(), 0);
+    const int64_t K = w.K();
+    for (int64_t o = 0; o < w.Cout; ++o) {
+        int32_t sum = 0;
+        for (int64_t k = 0; k < K; ++k) sum += w.q[o * K + k];
+        w.byte_offset_sum[o] = 128 * sum;
+    }
+}
+
 /// q [K] = `values` rounded to multiples of step = max |values| / weight_max, nearest first, ties
 /// to even; returns the step (1 for values all 0, which keep q = 0). The caller checks that the
 /// values are finite.
@@ -92,7 +111,7 @@ inline float quantize_levels(const double* values, int64_t K, int32_t weight_max
 ///   w [Cout, KH, KW, C] float, bias [Cout] or null, mean [C], std [C] (of x / 255).
 /// The folded weights w / (255 std[c]) of output channel o are rounded to multiples of
 /// scale[o] = max |folded| / weight_max (u8s16_weight_max, or u8s8_weight_max for weights the
-/// vpdpbusd tile can take as bytes); the bias is folded with the rounded weights, so the integer
+/// byte tiles can take); the bias is folded with the rounded weights, so the integer
 /// convolution equals, up to float rounding, the float one with weights scale[o] * q * 255 std[c].
 inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias, int64_t Cout, int64_t KH,
                                               int64_t KW, int64_t C, const float* mean, const float* std,
@@ -140,7 +159,7 @@ inline U8S16ConvWeights quantize_conv2d_u8s16(const float* w, const float* bias,
         r.bias[o] = bias_o;
     }
     r.packed = detail::u8s16_pack<int16_t>(r, 2);
-    if (weight_max <= u8s8_weight_max) r.packed_bytes = detail::u8s16_pack<int8_t>(r, 4);
+    if (weight_max <= u8s8_weight_max) detail::u8s16_pack_bytes(r);
     return r;
 }
 

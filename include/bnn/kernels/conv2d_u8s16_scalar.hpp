@@ -14,7 +14,7 @@ inline constexpr int64_t u8s16_tile_blocks_max = 4;  // channel blocks of the wi
 
 /// How a tile walks a receptive field in the padded image (conv2d_u8s16.hpp): `rows` kernel
 /// rows of `steps` runs of taps each, `row_step` values apart. A run is an int16 pair in the
-/// widened image, or four bytes in the byte image of the vpdpbusd tile; a kernel row whose taps
+/// widened image, or four bytes in the byte image of the byte tiles; a kernel row whose taps
 /// do not fill whole runs reads up to one (pairs) or three (bytes) values past its end, which
 /// meet zero weights.
 struct U8S16Taps {

@@ -13,18 +13,21 @@
 ///
 ///   y[r, o] = fma(float(acc[r, o] - zero_sum[o]) * s[r], ws[o], b[o])
 ///   acc     = sum_c u[r, c] * q[o, c]                 int32, exact while C <= u8s8_max_taps
-///   zero_sum[o] = 128 * sum_c q[o, c]
+///   zero_sum[o] = 128 * sum_c q[o, c]                (U8S16ConvWeights::byte_offset_sum)
 ///
 /// that is y = b + s ws sum_c (u - 128) q, the product of the two quantised matrices. Because each
 /// row has its own step, a row's result does not depend on the other rows, on how they are split
 /// over threads, or on the batch. A row of zeros has s = 0 and gives y = b; a row holding an
 /// infinity or a NaN gives NaN.
 ///
-/// Paths (kernels::active_isa()): where AVX-512 VNNI or AVX-VNNI is present the rows are quantised
-/// to bytes and multiplied by vpdpbusd (zmm or ymm), four products a lane; elsewhere the same
-/// levels are widened to int16 and run on the stem's int16 tiles (vpmaddwd, NEON SMLAL or scalar).
-/// The quantisation of a row and the float finish have AVX-512, AVX2 and scalar forms. Every path
-/// gives the same levels, the same integers and the same floats.
+/// Paths (kernels::active_isa()): where VNNI is present (AVX-512's or AVX-VNNI) the rows are
+/// quantised to bytes and multiplied by vpdpbusd (zmm or ymm), four products a lane; on aarch64
+/// with the dot product (neon_dotprod) the rows are written as the signed levels u - 128 and
+/// multiplied by SDOT, four products a lane, the tile's sums starting from zero_sum
+/// (conv2d_u8s16_neon_dotprod.hpp); elsewhere the same levels are widened to int16 and run on the
+/// stem's int16 tiles (vpmaddwd, NEON SMLAL or scalar). The quantisation of a row and the float
+/// finish have AVX-512, AVX2 and scalar forms. Every path gives the same levels, the same integers
+/// and the same floats.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -42,9 +45,10 @@ namespace bnn::kernels {
 
 /// W [Cout, C] quantised for linear_int8_rows (quantize_linear_int8).
 struct Int8LinearWeights {
-    U8S16ConvWeights w;             ///< a 1x1 convolution's scale (ws, [CoutP]) and packed levels; q is not kept
-    std::vector<int32_t> zero_sum;  ///< [CoutP] 128 * sum_c q[o, c], 0 past Cout
-    std::vector<float> bias;        ///< [CoutP] b, 0 past Cout (and where there is no bias)
+    /// A 1x1 convolution's scale (ws, [CoutP]), packed levels and zero_sum (byte_offset_sum,
+    /// [CoutP]); q is not kept.
+    U8S16ConvWeights w;
+    std::vector<float> bias;  ///< [CoutP] b, 0 past Cout (and where there is no bias)
 
     int64_t C() const { return w.C; }
     int64_t Cout() const { return w.Cout; }
@@ -65,7 +69,6 @@ inline Int8LinearWeights quantize_linear_int8(const float* w, const float* bias,
     q.weight_max = u8s8_weight_max;
     q.q.assign(Cout * C, 0);
     q.scale.assign(q.CoutP(), 0.f);
-    r.zero_sum.assign(q.CoutP(), 0);
     r.bias.assign(q.CoutP(), 0.f);
     std::vector<double> row(C);
     for (int64_t o = 0; o < Cout; ++o) {
@@ -74,13 +77,10 @@ inline Int8LinearWeights quantize_linear_int8(const float* w, const float* bias,
             BNN_CHECK(std::isfinite(row[c]), "quantize_linear_int8: weight [", o, ", ", c, "] is not finite: ", row[c]);
         }
         q.scale[o] = detail::quantize_levels(row.data(), C, u8s8_weight_max, q.q.data() + o * C);
-        int32_t sum = 0;
-        for (int64_t c = 0; c < C; ++c) sum += q.q[o * C + c];
-        r.zero_sum[o] = 128 * sum;
         r.bias[o] = bias ? bias[o] : 0.f;
     }
     q.packed = detail::u8s16_pack<int16_t>(q, 2);
-    q.packed_bytes = detail::u8s16_pack<int8_t>(q, 4);
+    detail::u8s16_pack_bytes(q);
     q.q = {};  // the tiles read the packed copies: 3 bytes a weight in all
     return r;
 }
@@ -106,9 +106,10 @@ inline Int8RowStep int8_row_step(float largest, bool finite) {
     return {largest / 127.f, 127.f / largest, true};
 }
 
-/// u [stride] = row x [C] quantised (the file comment), zeros past C; returns its step s.
+/// u [stride] = row x [C] quantised (the file comment) less `shift` (0, or 128 for the SDOT tile:
+/// the signed levels, as bytes), zeros past C; returns its step s.
 template <class T>
-float quantize_row_int8_scalar(const float* x, int64_t C, int64_t stride, T* u) {
+float quantize_row_int8_scalar(const float* x, int64_t C, int64_t stride, int32_t shift, T* u) {
     float largest = 0.f;
     bool finite = true;
     for (int64_t c = 0; c < C; ++c) {
@@ -119,7 +120,7 @@ float quantize_row_int8_scalar(const float* x, int64_t C, int64_t stride, T* u) 
     const Int8RowStep s = int8_row_step(largest, finite);
     for (int64_t c = 0; c < C; ++c) {
         const float level = s.levels ? std::clamp(std::nearbyint(x[c] * s.inverse), -127.f, 127.f) : 0.f;
-        u[c] = static_cast<T>(static_cast<int32_t>(level) + 128);
+        u[c] = static_cast<T>(static_cast<int32_t>(level) + 128 - shift);
     }
     std::fill(u + C, u + stride, T{0});
     return s.step;
@@ -141,7 +142,7 @@ inline void int8_linear_finish_scalar(const int32_t* acc, int64_t rows, const fl
 /// the default rounding mode, and the levels go to bytes (vpmovdb) or int16 (vpmovdw).
 template <class T>
 __attribute__((target("avx512f"))) float quantize_row_int8_avx512(const float* x, int64_t C, int64_t stride,
-                                                                           T* u) {
+                                                                           int32_t shift, T* u) {
     __m512 largest = _mm512_setzero_ps(), probe = _mm512_setzero_ps();  // probe: x * 0, NaN past an infinity
     for (int64_t c = 0; c < C; c += 16) {
         const __mmask16 m = c + 16 <= C ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (C - c)) - 1);
@@ -152,7 +153,8 @@ __attribute__((target("avx512f"))) float quantize_row_int8_avx512(const float* x
     const bool finite = _mm512_cmp_ps_mask(probe, probe, _CMP_ORD_Q) == 0xFFFF;
     const Int8RowStep s = int8_row_step(_mm512_reduce_max_ps(largest), finite);
     const __m512 inverse = _mm512_set1_ps(s.inverse);
-    const __m512i low = _mm512_set1_epi32(-127), high = _mm512_set1_epi32(127), zero = _mm512_set1_epi32(128);
+    const __m512i low = _mm512_set1_epi32(-127), high = _mm512_set1_epi32(127);
+    const __m512i zero = _mm512_set1_epi32(128 - shift);
     for (int64_t c = 0; c < C; c += 16) {
         const __mmask16 m = c + 16 <= C ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (C - c)) - 1);
         __m512i level = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c), inverse));
@@ -189,7 +191,8 @@ __attribute__((target("avx512f"))) inline void int8_linear_finish_avx512(const i
 /// quantize_row_int8_scalar in ymm: vcvtps2dq rounds to nearest even, as nearbyint does under
 /// the default rounding mode; the last C % 8 values go the scalar way, which gives the same levels.
 template <class T>
-__attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* x, int64_t C, int64_t stride, T* u) {
+__attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* x, int64_t C, int64_t stride, int32_t shift,
+                                                             T* u) {
     const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     __m256 largest = _mm256_setzero_ps(), probe = _mm256_setzero_ps();  // probe: x * 0, NaN past an infinity
     const int64_t whole = C / 8 * 8;
@@ -210,12 +213,12 @@ __attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* x, int
     }
     const Int8RowStep s = int8_row_step(top, finite);
     if (!s.levels) {
-        std::fill(u, u + C, T{128});
+        std::fill(u, u + C, static_cast<T>(128 - shift));
         std::fill(u + C, u + stride, T{0});
         return s.step;
     }
     const __m256 inverse = _mm256_set1_ps(s.inverse);
-    const __m256i low = _mm256_set1_epi32(-127), high = _mm256_set1_epi32(127), zero = _mm256_set1_epi32(128);
+    const __m256i low = _mm256_set1_epi32(-127), high = _mm256_set1_epi32(127), zero = _mm256_set1_epi32(128 - shift);
     const __m256i firsts = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4);  // each 128-bit half's first lane
     for (int64_t c = 0; c < whole; c += 8) {
         __m256i level = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c), inverse));
@@ -230,7 +233,7 @@ __attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* x, int
         }
     }
     for (int64_t c = whole; c < C; ++c)
-        u[c] = static_cast<T>(static_cast<int32_t>(std::clamp(std::nearbyint(x[c] * s.inverse), -127.f, 127.f)) + 128);
+        u[c] = static_cast<T>(static_cast<int32_t>(std::clamp(std::nearbyint(x[c] * s.inverse), -127.f, 127.f)) + 128 - shift);
     std::fill(u + C, u + stride, T{0});
     return s.step;
 }
@@ -253,15 +256,15 @@ __attribute__((target("avx2,fma"))) inline void int8_linear_finish_avx2(const in
 }
 #endif
 
-/// A row quantised on path isa.
+/// A row quantised on path isa, less `shift`.
 template <class T>
-float quantize_row_int8(Isa isa, const float* x, int64_t C, int64_t stride, T* u) {
+float quantize_row_int8(Isa isa, const float* x, int64_t C, int64_t stride, int32_t shift, T* u) {
 #if BNN_X86
-    if (has_avx512(isa)) return quantize_row_int8_avx512(x, C, stride, u);
-    if (has_avx2(isa)) return quantize_row_int8_avx2(x, C, stride, u);
+    if (has_avx512(isa)) return quantize_row_int8_avx512(x, C, stride, shift, u);
+    if (has_avx2(isa)) return quantize_row_int8_avx2(x, C, stride, shift, u);
 #endif
     (void)isa;
-    return quantize_row_int8_scalar(x, C, stride, u);
+    return quantize_row_int8_scalar(x, C, stride, shift, u);
 }
 
 /// Up to int8_linear_chunk rows: quantised into the thread's buffer, then every tile.
@@ -272,8 +275,9 @@ void linear_int8_chunk(Isa isa, const float* x, int64_t rows, const Int8LinearWe
         int8_linear_chunk * stride + 4);
     float step[int8_linear_chunk];
     U8S16Pixel px[int8_linear_chunk];
+    const int32_t shift = sizeof(T) == 1 ? u8s8_byte_shift(isa) : 0;
     for (int64_t r = 0; r < rows; ++r) {
-        step[r] = quantize_row_int8(isa, x + r * C, C, stride, u + r * stride);
+        step[r] = quantize_row_int8(isa, x + r * C, C, stride, shift, u + r * stride);
         px[r] = {r, 0, 0, r * stride};
     }
     U8S16Call call;
@@ -294,7 +298,7 @@ void linear_int8_chunk(Isa isa, const float* x, int64_t rows, const Int8LinearWe
             s[i] = step[p[i].index];
             out[i] = y + p[i].index * Co + c0;
         }
-        const int32_t* z = w.zero_sum.data() + c0;
+        const int32_t* z = w.w.byte_offset_sum.data() + c0;
         const float* ws = w.w.scale.data() + c0;
         const float* b = w.bias.data() + c0;
 #if BNN_X86

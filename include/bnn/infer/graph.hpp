@@ -56,7 +56,7 @@ public:
     }
     const Tensor<float>& run(const Shape& shape, const uint8_t* image) {
         BNN_CHECK(raw_input_, "infer::Graph::run: this graph takes normalized float input [N, H, W, C], got a uint8 "
-                  "tensor ", shape.str(), "; raw images need a graph compiled with CompileOptions::stem = int16");
+                  "tensor ", shape.str(), "; raw images need a graph compiled with an integer stem (CompileOptions::stem = int16 or int8)");
         return run_on(shape, reinterpret_cast<const float*>(image));  // only stem steps read it
     }
 

@@ -1664,13 +1664,15 @@ struct U8S16Run {
 
 /// The integer stem of shape s (ImageNet's mean and std, weights and image drawn from `seed`) on
 /// each (path, threads) of `runs`.
-std::vector<U8S16Run> u8s16_runs(const ConvShape& s, uint64_t seed, const std::vector<std::pair<Isa, int>>& runs) {
+std::vector<U8S16Run> u8s16_runs(const ConvShape& s, uint64_t seed, const std::vector<std::pair<Isa, int>>& runs,
+                                 int32_t weight_max = u8s16_weight_max) {
     Rng rng(seed);
     const std::vector<float> w = uniform(s.weights(), rng, -.5f, .5f), bias = uniform(s.co, rng, -1.f, 1.f);
     const std::vector<float> mean = {.485f, .456f, .406f}, stdev = {.229f, .224f, .225f};
     std::vector<uint8_t> x(s.inputs());
     for (uint8_t& v : x) v = static_cast<uint8_t>(rng.below(256));
-    const U8S16ConvWeights q = quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data());
+    const U8S16ConvWeights q =
+        quantize_conv2d_u8s16(w.data(), bias.data(), s.co, s.kh, s.kw, s.c, mean.data(), stdev.data(), weight_max);
     U8S16ConvPlan plan;
     plan_conv2d_u8s16(q, s.geometry(), plan);
     ThreadCountGuard restore;
@@ -1708,6 +1710,20 @@ TEST_CASE("the integer stem's AVX-512 dot products agree bit for bit", "[kernels
     INFO(s.outputs() << " outputs");
     REQUIRE(u8s16_elements_off(runs[0], runs[1]) == 0);  // vpmaddwd + vpaddd
     REQUIRE(u8s16_elements_off(runs[0], runs[2]) == 0);  // vpdpwssd
+}
+
+TEST_CASE("the integer stems' AVX-VNNI tiles equal the scalar path bit for bit on the ImageNet stem", "[kernels][isa]") {
+    // The table runs the avx2_vnni path on awkward shapes; this is the real stem at full size, int16
+    // weights (vpdpwssd) and int8 weights (vpdpbusd on the image bytes).
+    if (!isa_supported(Isa::avx2_vnni))
+        BNN_SKIP("this CPU lacks AVX-VNNI: the integer stems' vpdpwssd and vpdpbusd tiles on ymm are not tested");
+    const ConvShape s{1, 224, 224, 3, 64, 7, 7, 2, 3};  // 224x224x3 -> 112x112x64
+    for (const int32_t weight_max : {u8s16_weight_max, u8s8_weight_max}) {
+        INFO("weights quantised to +-" << weight_max);
+        const auto runs = u8s16_runs(s, 94, {{Isa::scalar, 1}, {Isa::avx2_vnni, 1}, {Isa::avx2_vnni, 2}}, weight_max);
+        REQUIRE(u8s16_elements_off(runs[0], runs[1]) == 0);
+        REQUIRE(u8s16_elements_off(runs[0], runs[2]) == 0);
+    }
 }
 
 TEST_CASE("the integer stem's NEON tile equals the scalar path bit for bit on the ImageNet stem", "[kernels][isa]") {

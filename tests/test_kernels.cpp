@@ -972,8 +972,8 @@ void add_u8s16_cases(std::vector<KernelCase>& cases) {
 /// (linear_int8.hpp): each output channel's weights rounded to multiples of max |w| / 127 (in
 /// double, ties to even), each row's levels 128 + round(x * (127 / m)) in float, ties to even,
 /// int64 sums, and fma(float(sum - 128 sum q) * m / 127, ws, b). Row 0 is all zeros (y = b), the
-/// last row holds +-m exactly (levels 1 and 255), and rows of tiny and huge values keep their
-/// own steps.
+/// last row holds +-m exactly (levels 1 and 255), rows of tiny and huge values keep their own
+/// steps, and row 3 holds ties (x * 127 / m = k + 1/2).
 void add_linear_int8_case(std::vector<KernelCase>& cases, Rng& rng, int64_t rows, int64_t C, int64_t Cout) {
     std::vector<float> w = uniform(Cout * C, rng, -.5f, .5f), bias = uniform(Cout, rng, -1.f, 1.f);
     std::vector<float> x = uniform(rows * C, rng, -3.f, 3.f);
@@ -983,6 +983,8 @@ void add_linear_int8_case(std::vector<KernelCase>& cases, Rng& rng, int64_t rows
         for (int64_t c = 0; c < C; ++c) x[C + c] *= 1e-30f;
     if (rows > 3)
         for (int64_t c = 0; c < C; ++c) x[2 * C + c] *= 1e30f;
+    if (rows > 4)  // largest 127: a step of exactly 1, so the halves are ties, rounded to even
+        for (int64_t c = 0; c < C; ++c) x[3 * C + c] = c == 0 ? 127.f : (c % 2 ? -1.f : 1.f) * (float(c % 7) + .5f);
     const auto q = std::make_shared<Int8LinearWeights>(quantize_linear_int8(w.data(), bias.data(), Cout, C));
     cases.push_back(
         {"linear_int8 rows " + std::to_string(rows) + ", C " + std::to_string(C) + ", Cout " + std::to_string(Cout),

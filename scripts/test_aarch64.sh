@@ -2,10 +2,9 @@
 # Cross-builds bnn for aarch64 (cmake/aarch64-linux-gnu.cmake) and runs its tests under qemu-user
 # (docs/arm.md section 3), as .ci/run does after scripts/test.sh: every library test, on the
 # scalar, NEON and NEON dot-product paths (BNN_REQUIRE_ISA makes a missing one a failure: qemu's
-# default CPU has SDOT); the command-line
-# tests of classify and the trainer (shorter training runs under emulation: crash_safety.sh); and
-# a deployment file written by the host's trainer classified on both machines
-# (cli:portable_deployment). The cross build registers no torch, MPI or consumer tests: those need
+# default CPU has SDOT); the command-line tests of classify and the trainer (shorter training runs
+# under emulation: crash_safety.sh); and a deployment file written by the host's trainer
+# classified on both machines (cli:portable_deployment). The cross build registers no torch, MPI or consumer tests: those need
 # programs of the host (tests/CMakeLists.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -25,6 +25,7 @@
 /// x86-only code, so that no x86 header or target attribute is reached on other architectures.
 #if defined(__x86_64__) || defined(__i386__)
 #define BNN_X86 1
+#include <cpuid.h>
 #else
 #define BNN_X86 0
 #endif
@@ -86,6 +87,17 @@ inline bool has_neon(Isa isa) { return isa == Isa::neon || isa == Isa::neon_dotp
 /// True when the path uses ARMv8.2's SDOT for its integer dot products.
 inline bool has_neon_dotprod(Isa isa) { return isa == Isa::neon_dotprod; }
 
+namespace detail {
+#if BNN_X86
+/// AVX-VNNI: CPUID leaf 7, subleaf 1, EAX bit 4 (read directly: clang 14's __builtin_cpu_supports
+/// does not know the name).
+inline bool cpu_has_avx_vnni() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1u) != 0;
+}
+#endif
+}  // namespace detail
+
 /// True when this CPU can run the given path. AVX2 also needs FMA; avx2_vnni adds AVX-VNNI;
 /// AVX-512 means F, BW, DQ and VL; avx512_vpopcntdq adds the 64-bit lane popcount and VNNI; NEON
 /// is part of every aarch64 CPU; neon_dotprod needs the kernel to report SDOT (Linux's HWCAP).
@@ -95,7 +107,7 @@ inline bool isa_supported(Isa isa) {
 #if BNN_X86
         case Isa::avx2:
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        case Isa::avx2_vnni: return isa_supported(Isa::avx2) && __builtin_cpu_supports("avxvnni");
+        case Isa::avx2_vnni: return isa_supported(Isa::avx2) && detail::cpu_has_avx_vnni();
         case Isa::avx512:
             return isa_supported(Isa::avx2) && __builtin_cpu_supports("avx512f") &&
                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&

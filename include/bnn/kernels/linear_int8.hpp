@@ -106,22 +106,30 @@ inline Int8RowStep int8_row_step(float largest, bool finite) {
     return {largest / 127.f, 127.f / largest, true};
 }
 
+/// One value of a row's scan for its step: the largest magnitude so far, and whether all are finite.
+inline void int8_row_scan(float v, float& largest, bool& finite) {
+    const float a = std::abs(v);
+    finite = finite && a <= std::numeric_limits<float>::max();
+    largest = std::max(largest, a);
+}
+
+/// One value quantised with its row's step: the nearest level (ties to even) within +-127, + 128 -
+/// shift.
+template <class T>
+T int8_quantized(float v, const Int8RowStep& s, int32_t shift) {
+    const float level = s.levels ? std::clamp(std::nearbyint(v * s.inverse), -127.f, 127.f) : 0.f;
+    return static_cast<T>(static_cast<int32_t>(level) + 128 - shift);
+}
+
 /// u [stride] = row x [C] quantised (the file comment) less `shift` (0, or 128 for the SDOT tile:
 /// the signed levels, as bytes), zeros past C; returns its step s.
 template <class T>
 float quantize_row_int8_scalar(const float* x, int64_t C, int64_t stride, int32_t shift, T* u) {
     float largest = 0.f;
     bool finite = true;
-    for (int64_t c = 0; c < C; ++c) {
-        const float a = std::abs(x[c]);
-        finite = finite && a <= std::numeric_limits<float>::max();
-        largest = std::max(largest, a);
-    }
+    for (int64_t c = 0; c < C; ++c) int8_row_scan(x[c], largest, finite);
     const Int8RowStep s = int8_row_step(largest, finite);
-    for (int64_t c = 0; c < C; ++c) {
-        const float level = s.levels ? std::clamp(std::nearbyint(x[c] * s.inverse), -127.f, 127.f) : 0.f;
-        u[c] = static_cast<T>(static_cast<int32_t>(level) + 128 - shift);
-    }
+    for (int64_t c = 0; c < C; ++c) u[c] = int8_quantized<T>(x[c], s, shift);
     std::fill(u + C, u + stride, T{0});
     return s.step;
 }
@@ -206,11 +214,7 @@ __attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* x, int
     float top = 0.f;
     for (float l : lanes) top = std::max(top, l);
     bool finite = _mm256_movemask_ps(_mm256_cmp_ps(probe, probe, _CMP_UNORD_Q)) == 0;
-    for (int64_t c = whole; c < C; ++c) {
-        const float a = std::abs(x[c]);
-        finite = finite && a <= std::numeric_limits<float>::max();
-        top = std::max(top, a);
-    }
+    for (int64_t c = whole; c < C; ++c) int8_row_scan(x[c], top, finite);
     const Int8RowStep s = int8_row_step(top, finite);
     if (!s.levels) {
         std::fill(u, u + C, static_cast<T>(128 - shift));
@@ -232,8 +236,7 @@ __attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* x, int
             _mm_storeu_si128(reinterpret_cast<__m128i*>(u + c), _mm256_castsi256_si128(pairs));
         }
     }
-    for (int64_t c = whole; c < C; ++c)
-        u[c] = static_cast<T>(static_cast<int32_t>(std::clamp(std::nearbyint(x[c] * s.inverse), -127.f, 127.f)) + 128 - shift);
+    for (int64_t c = whole; c < C; ++c) u[c] = int8_quantized<T>(x[c], s, shift);
     std::fill(u + C, u + stride, T{0});
     return s.step;
 }

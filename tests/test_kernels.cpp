@@ -222,6 +222,7 @@ const std::vector<std::pair<std::string, std::vector<Isa>>> kVariants = {
     {"binary conv AVX-512 tile in 32-bit halves", {Isa::avx512_vpopcntdq}},
     {"binary conv AVX-512 tile in whole words", {Isa::avx512_vpopcntdq}},
     {"binary conv NEON tile: uint16 sums folded mid-field", kNeonIsas},
+    {"binary conv: a thread's plan reused with other weights", kAllIsas},
     {"planned conv: pixel blocks outermost", kAllIsas},
     {"planned conv: channel blocks outermost", kAllIsas},
     {"planned conv over 2 threads", kAllIsas},
@@ -499,12 +500,17 @@ std::pair<std::vector<float>, std::vector<float>> binary_conv_inputs(const ConvS
     return {x, w};
 }
 
+/// after_other_weights: each path first convolves the same input with other weights, so the call
+/// checked reuses the calling thread's plan of that geometry (only its border corrections, which
+/// come from the weights, are refilled).
 void add_binary_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvShape& s, PadValue mode,
-                        bool opposite = false) {
+                        bool opposite = false, bool after_other_weights = false) {
     const auto [x, wt] = binary_conv_inputs(s, rng, opposite);
     const auto scale = uniform(s.co, rng, 0.1f, 2.f), bias = uniform(s.co, rng, -3.f, 3.f);
+    const auto other = after_other_weights ? with_zeros(s.weights(), rng) : std::vector<float>{};
     cases.push_back(
-        {"binary_conv2d" + s.str() + pad_value_name(mode) + (opposite ? " opposite signs" : ""),
+        {"binary_conv2d" + s.str() + pad_value_name(mode) + (opposite ? " opposite signs" : "") +
+             (after_other_weights ? " after other weights" : ""),
          [=] {
              const std::vector<float> dots = binary_conv_definition(x, wt, s, mode);
              // The dots are exact, so the transformed reference is one fma away.
@@ -524,6 +530,11 @@ void add_binary_conv_case(std::vector<KernelCase>& cases, Rng& rng, const ConvSh
                                      : "binary conv AVX-512 tile in whole words");
              if (has_neon(isa) && binary_conv_field_words(s) > 2 * kernels::detail::kNeonPairsPerFlush)
                  taken.push_back("binary conv NEON tile: uint16 sums folded mid-field");
+             if (after_other_weights) {
+                 const PackedConvWeights first = pack_conv_weights(tensor(Shape{s.co, s.kh, s.kw, s.c}, other));
+                 (void)binary_conv2d(xb, first, sc, bi, s.stride, s.pad, mode, isa);
+                 taken.push_back("binary conv: a thread's plan reused with other weights");
+             }
              return Outputs{
                  exact("fma(dot, scale, bias)", binary_conv2d(xb, packed, sc, bi, s.stride, s.pad, mode, isa).to_vector()),
                  exact("dot", binary_conv2d(xb, packed, {}, {}, s.stride, s.pad, mode, isa).to_vector())};
@@ -555,6 +566,9 @@ void add_binary_conv_cases(std::vector<KernelCase>& cases) {
         for (bool opposite : {false, true})
             add_binary_conv_case(cases, rng, {2, 3, kw + 4, 64, 9, 1, kw, 1, 0}, PadValue::Zero, opposite);
     add_binary_conv_case(cases, rng, {1, 4, 5, 512, 40, 3, 3, 1, 1}, PadValue::One, true);
+    // A plan of the same geometry reused with other weights: its corrections must follow them.
+    add_binary_conv_case(cases, rng, {2, 6, 5, 64, 33, 3, 3, 1, 1}, PadValue::Zero, false, true);
+    add_binary_conv_case(cases, rng, {1, 7, 9, 130, 70, 3, 3, 2, 1}, PadValue::Zero, false, true);
     // The longest field the AVX-512 path counts in 32-bit halves (18 words, kHalfWordMaxFieldWords)
     // and one word more, with every XOR bit set: the halves' sums are largest there.
     add_binary_conv_case(cases, rng, {1, 5, 7, 128, 65, 3, 3, 1, 1}, PadValue::Zero, true);

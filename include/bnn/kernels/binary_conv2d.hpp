@@ -54,6 +54,7 @@ enum class PadValue {
 struct BinaryConvGeometry {
     int64_t N, H, W, C, Cout, KH, KW, stride, pad, OH, OW;
     PadValue pad_value;
+    bool operator==(const BinaryConvGeometry&) const = default;
     int64_t words_per_pixel() const { return (C + 63) / 64; }
     /// 64-bit words in one receptive field.
     int64_t field_words() const { return KH * KW * words_per_pixel(); }
@@ -251,13 +252,20 @@ void for_each_binary_conv_tile(Isa isa, const BinaryConvGeometry& g, int max_thr
 /// its border taps (the tap sums of the weights over the taps that fall in the padding, which
 /// count as -1 bits in the buffer but must count as 0). Border pixels share one correction row
 /// per distinct (row pattern, column pattern). Built once per geometry by the inference graph
-/// and per call by binary_conv2d_forward: the one place these invariants are written.
+/// and by binary_conv2d_forward in each thread's plan, which a later call of the same geometry
+/// over the same buffer reuses, refilling only the corrections (they come from the weights):
+/// the one place these invariants are written.
 /// Movable, not copyable: `corrections` point into `table`.
 struct BinaryConvPixelPlan {
     std::vector<int64_t> word_offsets;         ///< [KH*KW*words]: a field's words from its origin
     std::vector<const uint64_t*> origins;      ///< [N*OH*OW]
     std::vector<const int64_t*> corrections;   ///< [N*OH*OW], null where no tap is padding
     std::vector<int64_t> table;                ///< [patterns, CoutP]
+    // What the rest was planned for: a plan of the same geometry over the same buffer only
+    // refills the table (the tap sums change with the weights, the rest does not).
+    std::vector<uint64_t> row_masks, col_masks;  ///< the padding patterns of the rows and columns
+    BinaryConvGeometry geometry{};
+    const uint64_t* padded = nullptr;
 
     BinaryConvPixelPlan() = default;
     BinaryConvPixelPlan(BinaryConvPixelPlan&&) = default;
@@ -268,34 +276,39 @@ struct BinaryConvPixelPlan {
 
 /// Plans geometry g over `padded` (the padded bits, or the input itself when g.pad is 0) with the
 /// weights' tap sums [KH*KW, CoutP] (needed for zero padding only), into `p`, whose vectors keep
-/// their capacity: a plan refilled call after call allocates nothing once it has grown.
+/// their capacity: a plan refilled call after call allocates nothing once it has grown, and one
+/// refilled for the geometry and buffer it already holds only recomputes its table.
 inline void plan_binary_conv_pixels(const BinaryConvGeometry& g, const uint64_t* padded, const int64_t* tap_sums,
                              BinaryConvPixelPlan& p) {
     const int64_t wc = g.words_per_pixel(), coutp = padded_out_channels(g.Cout);
     const int64_t Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad, pixels = g.N * g.OH * g.OW;
+    const bool correct = g.pad > 0 && g.pad_value == PadValue::Zero;
+    BNN_CHECK(!correct || tap_sums != nullptr, "plan_binary_conv_pixels: zero padding needs the weights' tap sums");
+    const bool same = p.padded == padded && p.geometry == g;
+    std::vector<int> row_id, col_id;  // each row's and column's pattern (padding_patterns)
+    if (correct && !same) {
+        p.row_masks = padding_patterns(g.OH, g.stride, g.pad, g.KH, g.H, row_id);
+        p.col_masks = padding_patterns(g.OW, g.stride, g.pad, g.KW, g.W, col_id);
+    }
+    // Refilled in place (same size, same storage): the corrections of a same plan still point into it.
+    if (correct) padded_tap_sums(p.row_masks, p.col_masks, g.KH, g.KW, tap_sums, coutp, p.table);
+    if (same) return;
     p.word_offsets.resize(g.KH * g.KW * wc);
     for (int64_t kh = 0; kh < g.KH; ++kh)
         for (int64_t kw = 0; kw < g.KW; ++kw)
             for (int64_t j = 0; j < wc; ++j) p.word_offsets[(kh * g.KW + kw) * wc + j] = (kh * Wp + kw) * wc + j;
     p.origins.resize(pixels);
     p.corrections.assign(pixels, nullptr);
-    const bool correct = g.pad > 0 && g.pad_value == PadValue::Zero;
-    std::vector<int> row_id(g.OH, 0), col_id(g.OW, 0);
-    std::vector<uint64_t> row_masks{0}, col_masks{0};
-    if (correct) {
-        BNN_CHECK(tap_sums != nullptr, "plan_binary_conv_pixels: zero padding needs the weights' tap sums");
-        row_masks = padding_patterns(g.OH, g.stride, g.pad, g.KH, g.H, row_id);
-        col_masks = padding_patterns(g.OW, g.stride, g.pad, g.KW, g.W, col_id);
-        padded_tap_sums(row_masks, col_masks, g.KH, g.KW, tap_sums, coutp, p.table);
-    }
-    const int64_t ncols = static_cast<int64_t>(col_masks.size());
+    const int64_t ncols = static_cast<int64_t>(p.col_masks.size());
     for (int64_t n = 0, q = 0; n < g.N; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
             for (int64_t ow = 0; ow < g.OW; ++ow, ++q) {
                 p.origins[q] = padded + ((n * Hp + oh * g.stride) * Wp + ow * g.stride) * wc;
-                if (correct && (row_masks[row_id[oh]] | col_masks[col_id[ow]]))
+                if (correct && (p.row_masks[row_id[oh]] | p.col_masks[col_id[ow]]))
                     p.corrections[q] = p.table.data() + (row_id[oh] * ncols + col_id[ow]) * coutp;
             }
+    p.geometry = g;
+    p.padded = padded;
 }
 
 /// The plan of geometry g as a new object (see above).

@@ -2,8 +2,8 @@
 /// @file binary_conv2d_planned.hpp
 /// A binary convolution planned once for a fixed input shape, for inference graphs.
 ///
-/// binary_conv2d_forward rebuilds its padded input copy, pixel origins and border
-/// corrections on every call; here they are built once. The producer of the input writes its
+/// binary_conv2d_forward rebuilds its padded input copy and border corrections on every call;
+/// here they are built once. The producer of the input writes its
 /// sign bits straight into the interior of the padded bit buffer (input_pixel()), whose border
 /// never changes, so no copy is made at run time and a steady-state run() allocates nothing.
 ///

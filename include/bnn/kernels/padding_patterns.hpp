@@ -4,6 +4,7 @@
 /// one axis. Convolutions that correct their padded taps exactly (the binary conv's zero padding,
 /// the integer stem's folded normalization) tabulate one correction per (row pattern, column
 /// pattern) pair, a handful, instead of one per output pixel (padded_tap_sums).
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -46,7 +47,8 @@ template <class T>
 void padded_tap_sums(const std::vector<uint64_t>& rows, const std::vector<uint64_t>& cols, int64_t KH, int64_t KW,
                      const T* per_tap, int64_t width, std::vector<T>& table) {
     const int64_t ncols = static_cast<int64_t>(cols.size());
-    table.assign(rows.size() * cols.size() * width, T{0});
+    table.resize(rows.size() * cols.size() * width);  // in place when the size is the same
+    std::fill(table.begin(), table.end(), T{0});
     for (size_t r = 0; r < rows.size(); ++r)
         for (int64_t c = 0; c < ncols; ++c) {
             T* dst = table.data() + (r * ncols + c) * width;
